@@ -1,0 +1,107 @@
+//! The command line: subcommand dispatch, the shared error type and exit codes.
+//!
+//! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error. Errors go
+//! to stderr prefixed `gctr:`. Parsing works from any iterator of arguments, so tests
+//! need no real command line.
+
+use std::ffi::OsString;
+use std::fmt;
+
+const USAGE: &str = "\
+gctr: an AP distributed counter
+
+Usage: gctr <COMMAND> [OPTIONS]
+
+Commands:
+  discovery   run the discovery server
+  node        run a node
+  inc         increment a counter
+  dec         decrement a counter
+  get         read a counter
+  maelstrom   run a node under the Maelstrom protocol (stdin/stdout)
+
+Run `gctr <COMMAND> --help` for a command's options.
+Exit codes: 0 success, 1 the operation failed, 2 usage error.
+";
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum CliError {
+    /// The command line is wrong: exit 2.
+    Usage(String),
+    /// The operation failed: exit 1.
+    Failed(String),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<lexopt::Error> for CliError {
+    fn from(e: lexopt::Error) -> CliError {
+        CliError::Usage(e.to_string())
+    }
+}
+
+/// Runs the command line given (without the program name) and returns the exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
+    match run(args) {
+        Ok(()) => 0,
+        Err(CliError::Usage(m)) => {
+            eprintln!("gctr: {m}");
+            eprintln!("gctr: try `gctr --help`");
+            2
+        }
+        Err(CliError::Failed(m)) => {
+            eprintln!("gctr: {m}");
+            1
+        }
+    }
+}
+
+fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(args);
+    match parser.next()? {
+        Some(Short('h') | Long("help")) => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(Long("version")) => {
+            println!("gctr {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(Value(cmd)) => {
+            let cmd = cmd.string()?;
+            match cmd.as_str() {
+                "discovery" | "node" | "inc" | "dec" | "get" | "maelstrom" => {
+                    if wants_help(&mut parser)? {
+                        println!("gctr {cmd}: not built yet");
+                        return Ok(());
+                    }
+                    Err(CliError::Usage(format!("`{cmd}` is not built yet")))
+                }
+                other => Err(CliError::Usage(format!("unknown command `{other}`"))),
+            }
+        }
+        Some(arg) => Err(arg.unexpected().into()),
+        None => Err(CliError::Usage("no command given".into())),
+    }
+}
+
+fn wants_help(parser: &mut lexopt::Parser) -> Result<bool, CliError> {
+    use lexopt::prelude::*;
+    while let Some(arg) = parser.next()? {
+        if matches!(arg, Short('h') | Long("help")) {
+            return Ok(true);
+        }
+        if let Value(_) = arg {
+            continue;
+        }
+    }
+    Ok(false)
+}

@@ -1,0 +1,536 @@
+//! The wire codec: where bytes become gossip frames and frames become bytes.
+//!
+//! A frame is a 10-byte header — magic `GCTR`, protocol version, frame type, payload
+//! length (u32, big-endian) — then the payload. Integers in the payload are LEB128
+//! varints (the incarnation is a fixed 8 bytes: it is random, so a varint would not
+//! shrink it), strings are a varint length then UTF-8.
+//!
+//! Decoding trusts nothing: the payload length is checked against the caller's limit
+//! before anything is allocated, every element count against the bytes that remain, and
+//! every name against the naming rules. Any byte string decodes to a frame or an error.
+//!
+//! Encoding and measuring share one walk over the frame ([`Sink`]), so the engine can
+//! size frames without building them.
+
+use crate::crdt::{
+    validate_counter_name, validate_node_name, CounterEntry, Digest, Origin, OriginDelta,
+    OriginVersion,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::{self, Read};
+
+pub const MAGIC: [u8; 4] = *b"GCTR";
+pub const PROTOCOL_VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 10;
+/// The default limit on a frame's payload.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
+/// No configuration may raise the payload limit above this.
+pub const MAX_PAYLOAD_LIMIT: usize = 16 << 20;
+/// Longest address string (`host:port`) a frame may carry.
+pub const MAX_ADDR_BYTES: usize = 256;
+
+/// Everything nodes say to each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Frame {
+    /// First frame on a connection: who is talking and where to reach it.
+    Hello {
+        name: String,
+        gossip_addr: String,
+        http_addr: String,
+    },
+    /// Anti-entropy, step 1: the sender's digest.
+    Syn { digest: Digest },
+    /// Step 2: what the Syn's sender lacks (first chunk), plus the replier's digest.
+    SynAck {
+        digest: Digest,
+        delta: Vec<OriginDelta>,
+    },
+    /// Step 3, and further chunks of a split delta.
+    Delta { delta: Vec<OriginDelta> },
+    /// Eager push of fresh changes; receivers that learn from it pass it on.
+    Push { delta: Vec<OriginDelta> },
+}
+
+/// Frame types as they appear on the wire, also used to index per-type figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameType {
+    Hello = 1,
+    Syn = 2,
+    SynAck = 3,
+    Delta = 4,
+    Push = 5,
+}
+
+impl FrameType {
+    pub const ALL: [FrameType; 5] = [
+        FrameType::Hello,
+        FrameType::Syn,
+        FrameType::SynAck,
+        FrameType::Delta,
+        FrameType::Push,
+    ];
+
+    fn from_byte(b: u8) -> Option<FrameType> {
+        FrameType::ALL.into_iter().find(|t| *t as u8 == b)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameType::Hello => "hello",
+            FrameType::Syn => "syn",
+            FrameType::SynAck => "syn_ack",
+            FrameType::Delta => "delta",
+            FrameType::Push => "push",
+        }
+    }
+
+    /// Position in [`FrameType::ALL`], for per-type arrays.
+    pub fn index(self) -> usize {
+        self as usize - 1
+    }
+}
+
+impl Frame {
+    pub fn frame_type(&self) -> FrameType {
+        match self {
+            Frame::Hello { .. } => FrameType::Hello,
+            Frame::Syn { .. } => FrameType::Syn,
+            Frame::SynAck { .. } => FrameType::SynAck,
+            Frame::Delta { .. } => FrameType::Delta,
+            Frame::Push { .. } => FrameType::Push,
+        }
+    }
+}
+
+/// Why bytes are not a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    BadMagic,
+    UnsupportedVersion(u8),
+    UnknownType(u8),
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
+    Truncated,
+    TrailingBytes(usize),
+    VarintOverflow,
+    BadUtf8,
+    BadName(String),
+    /// A structural rule was broken (for example a delta whose range runs backwards).
+    Invalid(&'static str),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::BadMagic => f.write_str("bad magic: not a gctr frame"),
+            CodecError::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
+            CodecError::UnknownType(t) => write!(f, "unknown frame type {t}"),
+            CodecError::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "frame payload of {len} bytes is over the {max}-byte limit"
+                )
+            }
+            CodecError::Truncated => f.write_str("frame ends early"),
+            CodecError::TrailingBytes(n) => write!(f, "{n} bytes after the end of the frame"),
+            CodecError::VarintOverflow => f.write_str("integer does not fit 64 bits"),
+            CodecError::BadUtf8 => f.write_str("string is not UTF-8"),
+            CodecError::BadName(e) => write!(f, "bad name: {e}"),
+            CodecError::Invalid(what) => write!(f, "invalid frame: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Reading a frame from a stream fails on I/O or on the bytes.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    Codec(CodecError),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "read: {e}"),
+            ReadError::Codec(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// Where an encoding walk puts its bytes: a buffer, or a counter that only measures.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+struct Measure(usize);
+
+impl Sink for Measure {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+fn put_varint(out: &mut impl Sink, mut v: u64) {
+    let mut buf = [0u8; 10];
+    let mut i = 0;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf[i] = byte;
+            i += 1;
+            break;
+        }
+        buf[i] = byte | 0x80;
+        i += 1;
+    }
+    out.put(&buf[..i]);
+}
+
+fn put_str(out: &mut impl Sink, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.put(s.as_bytes());
+}
+
+fn put_origin(out: &mut impl Sink, o: &Origin) {
+    put_str(out, &o.node);
+    out.put(&o.incarnation.to_be_bytes());
+}
+
+fn put_digest(out: &mut impl Sink, d: &Digest) {
+    put_varint(out, d.len() as u64);
+    for ov in d {
+        put_origin(out, &ov.origin);
+        put_varint(out, ov.version);
+    }
+}
+
+fn put_entry(out: &mut impl Sink, e: &CounterEntry) {
+    put_str(out, &e.counter);
+    put_varint(out, e.p);
+    put_varint(out, e.n);
+    put_varint(out, e.version);
+}
+
+fn put_delta_head(out: &mut impl Sink, d: &OriginDelta) {
+    put_origin(out, &d.origin);
+    put_varint(out, d.from);
+    put_varint(out, d.to);
+    put_varint(out, d.entries.len() as u64);
+}
+
+fn put_deltas(out: &mut impl Sink, deltas: &[OriginDelta]) {
+    put_varint(out, deltas.len() as u64);
+    for d in deltas {
+        put_delta_head(out, d);
+        for e in &d.entries {
+            put_entry(out, e);
+        }
+    }
+}
+
+fn put_payload(out: &mut impl Sink, frame: &Frame) {
+    match frame {
+        Frame::Hello {
+            name,
+            gossip_addr,
+            http_addr,
+        } => {
+            put_str(out, name);
+            put_str(out, gossip_addr);
+            put_str(out, http_addr);
+        }
+        Frame::Syn { digest } => put_digest(out, digest),
+        Frame::SynAck { digest, delta } => {
+            put_digest(out, digest);
+            put_deltas(out, delta);
+        }
+        Frame::Delta { delta } | Frame::Push { delta } => put_deltas(out, delta),
+    }
+}
+
+/// Bytes a payload takes.
+pub fn payload_len(frame: &Frame) -> usize {
+    let mut m = Measure(0);
+    put_payload(&mut m, frame);
+    m.0
+}
+
+/// Bytes a whole frame takes on the wire, header included.
+pub fn encoded_len(frame: &Frame) -> usize {
+    HEADER_LEN + payload_len(frame)
+}
+
+/// Bytes one entry adds to a delta.
+pub fn entry_len(e: &CounterEntry) -> usize {
+    let mut m = Measure(0);
+    put_entry(&mut m, e);
+    m.0
+}
+
+/// Bytes a delta adds to a frame before its entries (origin, range, count), with room
+/// for the largest entry count a frame can hold.
+pub fn delta_head_len(origin: &Origin) -> usize {
+    let mut m = Measure(0);
+    put_origin(&mut m, origin);
+    3 * 10 + m.0
+}
+
+/// Appends the whole frame to `out`.
+pub fn encode_into(frame: &Frame, out: &mut Vec<u8>) {
+    let len = payload_len(frame);
+    out.reserve(HEADER_LEN + len);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.push(frame.frame_type() as u8);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    put_payload(out, frame);
+}
+
+pub fn encode(frame: &Frame) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(frame, &mut out);
+    out
+}
+
+/// Checks a header and returns the frame type and payload length, refusing a length
+/// above `max_payload` before anything is allocated for it.
+pub fn parse_header(
+    header: &[u8; HEADER_LEN],
+    max_payload: usize,
+) -> Result<(FrameType, usize), CodecError> {
+    if header[..4] != MAGIC {
+        return Err(CodecError::BadMagic);
+    }
+    if header[4] != PROTOCOL_VERSION {
+        return Err(CodecError::UnsupportedVersion(header[4]));
+    }
+    let kind = FrameType::from_byte(header[5]).ok_or(CodecError::UnknownType(header[5]))?;
+    let len = u32::from_be_bytes([header[6], header[7], header[8], header[9]]) as usize;
+    let max = max_payload.min(MAX_PAYLOAD_LIMIT);
+    if len > max {
+        return Err(CodecError::TooLarge { len, max });
+    }
+    Ok((kind, len))
+}
+
+/// Decodes one whole frame (header and payload, nothing after).
+pub fn decode(bytes: &[u8], max_payload: usize) -> Result<Frame, CodecError> {
+    let header: &[u8; HEADER_LEN] = bytes
+        .get(..HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(CodecError::Truncated)?;
+    let (kind, len) = parse_header(header, max_payload)?;
+    let payload = &bytes[HEADER_LEN..];
+    if payload.len() < len {
+        return Err(CodecError::Truncated);
+    }
+    if payload.len() > len {
+        return Err(CodecError::TrailingBytes(payload.len() - len));
+    }
+    decode_payload(kind, payload)
+}
+
+/// Reads one frame from a stream: the header, the length check, then the payload.
+pub fn read_frame(r: &mut impl Read, max_payload: usize) -> Result<Frame, ReadError> {
+    let mut header = [0u8; HEADER_LEN];
+    r.read_exact(&mut header).map_err(ReadError::Io)?;
+    let (kind, len) = parse_header(&header, max_payload).map_err(ReadError::Codec)?;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).map_err(ReadError::Io)?;
+    decode_payload(kind, &payload).map_err(ReadError::Codec)
+}
+
+/// Decodes a payload whose header was already checked.
+pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecError> {
+    let mut r = Reader { buf: payload };
+    let frame = match kind {
+        FrameType::Hello => {
+            let name = r.string(crate::crdt::MAX_NODE_NAME_BYTES)?;
+            validate_node_name(&name).map_err(|e| CodecError::BadName(e.0))?;
+            Frame::Hello {
+                name,
+                gossip_addr: r.string(MAX_ADDR_BYTES)?,
+                http_addr: r.string(MAX_ADDR_BYTES)?,
+            }
+        }
+        FrameType::Syn => Frame::Syn {
+            digest: r.digest()?,
+        },
+        FrameType::SynAck => Frame::SynAck {
+            digest: r.digest()?,
+            delta: r.deltas()?,
+        },
+        FrameType::Delta => Frame::Delta { delta: r.deltas()? },
+        FrameType::Push => Frame::Push { delta: r.deltas()? },
+    };
+    if !r.buf.is_empty() {
+        return Err(CodecError::TrailingBytes(r.buf.len()));
+    }
+    Ok(frame)
+}
+
+/// Smallest encodings, used to bound element counts by the bytes that remain.
+const MIN_ORIGIN_LEN: usize = 1 + 1 + 8;
+const MIN_DIGEST_ENTRY_LEN: usize = MIN_ORIGIN_LEN + 1;
+const MIN_DELTA_LEN: usize = MIN_ORIGIN_LEN + 3;
+const MIN_ENTRY_LEN: usize = 1 + 1 + 3;
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn bytes(&mut self, n: usize) -> Result<&[u8], CodecError> {
+        if self.buf.len() < n {
+            return Err(CodecError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<u64, CodecError> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *self.bytes(1)?.first().ok_or(CodecError::Truncated)?;
+            let bits = (byte & 0x7f) as u64;
+            if shift == 63 && bits > 1 {
+                return Err(CodecError::VarintOverflow);
+            }
+            v |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(CodecError::VarintOverflow)
+    }
+
+    fn u64_fixed(&mut self) -> Result<u64, CodecError> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    /// An element count, refused if the remaining bytes cannot hold that many elements.
+    fn count(&mut self, min_element_len: usize) -> Result<usize, CodecError> {
+        let n = self.varint()?;
+        if n > (self.buf.len() / min_element_len) as u64 {
+            return Err(CodecError::Truncated);
+        }
+        Ok(n as usize)
+    }
+
+    fn string(&mut self, max: usize) -> Result<String, CodecError> {
+        let len = self.varint()?;
+        if len > max as u64 {
+            return Err(CodecError::BadName(format!(
+                "string of {len} bytes is over the {max}-byte limit"
+            )));
+        }
+        let bytes = self.bytes(len as usize)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| CodecError::BadUtf8)
+    }
+
+    fn origin(&mut self) -> Result<Origin, CodecError> {
+        let node = self.string(crate::crdt::MAX_NODE_NAME_BYTES)?;
+        validate_node_name(&node).map_err(|e| CodecError::BadName(e.0))?;
+        Ok(Origin {
+            node,
+            incarnation: self.u64_fixed()?,
+        })
+    }
+
+    fn digest(&mut self) -> Result<Digest, CodecError> {
+        let n = self.count(MIN_DIGEST_ENTRY_LEN)?;
+        let mut d = Vec::with_capacity(n);
+        for _ in 0..n {
+            d.push(OriginVersion {
+                origin: self.origin()?,
+                version: self.varint()?,
+            });
+        }
+        Ok(d)
+    }
+
+    fn deltas(&mut self) -> Result<Vec<OriginDelta>, CodecError> {
+        let n = self.count(MIN_DELTA_LEN)?;
+        let mut deltas = Vec::with_capacity(n);
+        for _ in 0..n {
+            let origin = self.origin()?;
+            let from = self.varint()?;
+            let to = self.varint()?;
+            if to < from {
+                return Err(CodecError::Invalid("delta range runs backwards"));
+            }
+            let count = self.count(MIN_ENTRY_LEN)?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let counter = self.string(crate::crdt::MAX_COUNTER_NAME_BYTES)?;
+                validate_counter_name(&counter).map_err(|e| CodecError::BadName(e.0))?;
+                entries.push(CounterEntry {
+                    counter,
+                    p: self.varint()?,
+                    n: self.varint()?,
+                    version: self.varint()?,
+                });
+            }
+            deltas.push(OriginDelta {
+                origin,
+                from,
+                to,
+                entries,
+            });
+        }
+        Ok(deltas)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_length_header_is_refused_before_allocating() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[PROTOCOL_VERSION, FrameType::Syn as u8]);
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+        let err = read_frame(&mut bytes.as_slice(), DEFAULT_MAX_PAYLOAD).unwrap_err();
+        assert!(matches!(err, ReadError::Codec(CodecError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_count_larger_than_the_bytes_left_is_refused() {
+        let mut payload = Vec::new();
+        put_varint(&mut payload, u64::MAX >> 1);
+        assert_eq!(
+            decode_payload(FrameType::Syn, &payload),
+            Err(CodecError::Truncated)
+        );
+    }
+
+    #[test]
+    fn varints_round_trip_at_the_edges() {
+        for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            assert_eq!(Reader { buf: &buf }.varint(), Ok(v));
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The PN-counter CRDT: named counters, origins, per-(counter, origin) totals, merge,
+//! digests and deltas.
+//!
+//! Every replica holds, for each counter and each origin, the absolute totals `p`
+//! (increments) and `n` (decrements) that origin has made, stamped with the origin's
+//! version of its last change. Merge is the per-field maximum, so it is commutative,
+//! associative and idempotent, and replicas exchange absolute totals, never "+1".
+//!
+//! For scuttlebutt reconciliation each origin also has a *known* version: the highest
+//! version `v` such that this replica holds everything the origin had changed up to `v`.
+//! Deltas carry explicit `(from, to]` ranges; a replica advances `known` only when a delta
+//! starts at or below what it already knows, so a lost or reordered message can delay a
+//! digest but never make it claim something the replica lacks.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// The counter used when none is named.
+pub const DEFAULT_COUNTER: &str = "default";
+/// Longest counter name, in bytes.
+pub const MAX_COUNTER_NAME_BYTES: usize = 128;
+/// Longest node name, in bytes.
+pub const MAX_NODE_NAME_BYTES: usize = 128;
+
+/// Checks a counter name: UTF-8 (guaranteed by `&str`), 1 to 128 bytes, no control characters.
+pub fn validate_counter_name(name: &str) -> Result<(), NameError> {
+    validate_name(name, MAX_COUNTER_NAME_BYTES, "counter")
+}
+
+/// Checks a node name with the same rules as a counter name.
+pub fn validate_node_name(name: &str) -> Result<(), NameError> {
+    validate_name(name, MAX_NODE_NAME_BYTES, "node")
+}
+
+fn validate_name(name: &str, max: usize, what: &'static str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError(format!("{what} name is empty")));
+    }
+    if name.len() > max {
+        return Err(NameError(format!(
+            "{what} name is {} bytes long; the limit is {max}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError(format!(
+            "{what} name contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+/// A name that breaks the naming rules; the message says which rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameError(pub String);
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NameError {}
+
+/// One replica's identity: the node's name plus an incarnation made when its data
+/// directory was created. A node that lost its data gets a new incarnation, so its new
+/// changes can never be swallowed by the max-merge of its old, larger entries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Origin {
+    pub node: String,
+    pub incarnation: u64,
+}
+
+impl Origin {
+    pub fn new(node: impl Into<String>, incarnation: u64) -> Origin {
+        Origin {
+            node: node.into(),
+            incarnation,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{:016x}", self.node, self.incarnation)
+    }
+}
+
+/// The totals one origin contributed to one counter, and the version of its last change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub p: u64,
+    pub n: u64,
+    pub version: u64,
+}
+
+impl Totals {
+    /// The per-field maximum; returns whether anything grew.
+    fn merge(&mut self, other: Totals) -> bool {
+        let before = *self;
+        self.p = self.p.max(other.p);
+        self.n = self.n.max(other.n);
+        self.version = self.version.max(other.version);
+        *self != before
+    }
+}
+
+/// One counter's entry inside an [`OriginDelta`] (the origin is the delta's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterEntry {
+    pub counter: String,
+    pub p: u64,
+    pub n: u64,
+    pub version: u64,
+}
+
+impl CounterEntry {
+    fn totals(&self) -> Totals {
+        Totals {
+            p: self.p,
+            n: self.n,
+            version: self.version,
+        }
+    }
+}
+
+/// Everything one origin changed in the version range `(from, to]`, in version order.
+/// A receiver that knows the origin up to at least `from` knows it up to `to` after
+/// applying it. Entries superseded by a later change of the same counter are absent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginDelta {
+    pub origin: Origin,
+    pub from: u64,
+    pub to: u64,
+    pub entries: Vec<CounterEntry>,
+}
+
+/// The highest contiguous version a replica knows of one origin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginVersion {
+    pub origin: Origin,
+    pub version: u64,
+}
+
+/// A digest: for every origin a replica has heard of, the version it knows it up to.
+pub type Digest = Vec<OriginVersion>;
+
+/// What applying a delta did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Some counter's totals grew.
+    pub changed: bool,
+    /// The origin's known version moved forward.
+    pub advanced: bool,
+}
+
+/// Why a local operation was refused. Nothing is applied when an operation is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpError {
+    BadName(NameError),
+    /// The amount was 0 or above i64::MAX.
+    BadAmount(u64),
+    /// The operation would take the counter's total of increments or decrements past i64::MAX.
+    Overflow {
+        counter: String,
+    },
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpError::BadName(e) => e.fmt(f),
+            OpError::BadAmount(by) => write!(f, "amount {by} is out of range 1..={}", i64::MAX),
+            OpError::Overflow { counter } => write!(
+                f,
+                "counter {counter:?} would pass {} in total; nothing was applied",
+                i64::MAX
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpError {}
+
+/// Increment or decrement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpKind {
+    Increment,
+    Decrement,
+}
+
+/// One local operation a client asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalOp {
+    pub counter: String,
+    pub kind: OpKind,
+    pub amount: u64,
+}
+
+/// A batch of local operations turned into the absolute entries that make them durable.
+/// Made by [`State::prepare_local`] without changing the state; logged; then applied
+/// with [`State::apply_local`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedBatch {
+    /// The origin's changes, `(from, to]`, one entry per counter touched.
+    pub delta: OriginDelta,
+    /// Per operation, in the order given: the counter's value after it, or why it was refused.
+    pub results: Vec<Result<i64, OpError>>,
+}
+
+impl PreparedBatch {
+    /// Whether the batch changes nothing (every operation refused, or none given).
+    pub fn is_empty(&self) -> bool {
+        self.delta.entries.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct OriginIndex {
+    known: u64,
+    /// version → counter, one per (counter, this origin) entry; drives deltas in version order.
+    by_version: BTreeMap<u64, String>,
+}
+
+/// The whole replicated state of one replica.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    counters: BTreeMap<String, HashMap<Origin, Totals>>,
+    origins: BTreeMap<Origin, OriginIndex>,
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    /// The counter's value, Σp − Σn. A counter never written reads 0. Concurrent writes on
+    /// different replicas can, together, pass the i64 range; the value then saturates.
+    pub fn value(&self, counter: &str) -> i64 {
+        self.counters.get(counter).map_or(0, value_of)
+    }
+
+    /// Every counter with its value, in name order.
+    pub fn values(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.counters
+            .iter()
+            .map(|(name, origins)| (name.as_str(), value_of(origins)))
+    }
+
+    /// The per-origin totals of one counter, in origin order.
+    pub fn counter_totals(&self, counter: &str) -> Vec<(Origin, Totals)> {
+        let mut totals: Vec<(Origin, Totals)> = self
+            .counters
+            .get(counter)
+            .map(|o| o.iter().map(|(o, t)| (o.clone(), *t)).collect())
+            .unwrap_or_default();
+        totals.sort_by(|a, b| a.0.cmp(&b.0));
+        totals
+    }
+
+    pub fn counter_count(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// Number of (counter, origin) entries.
+    pub fn entry_count(&self) -> usize {
+        self.counters.values().map(HashMap::len).sum()
+    }
+
+    /// The version this replica knows `origin` up to (0 if never heard of).
+    pub fn known(&self, origin: &Origin) -> u64 {
+        self.origins.get(origin).map_or(0, |o| o.known)
+    }
+
+    /// For every origin heard of, the version it is known up to.
+    pub fn digest(&self) -> Digest {
+        self.origins
+            .iter()
+            .map(|(origin, index)| OriginVersion {
+                origin: origin.clone(),
+                version: index.known,
+            })
+            .collect()
+    }
+
+    /// The entries of `origin` with versions in `(after, known]`, in version order.
+    /// These are what a peer that knows `origin` up to `after` lacks.
+    pub fn entries_after(&self, origin: &Origin, after: u64) -> Vec<CounterEntry> {
+        let Some(index) = self.origins.get(origin) else {
+            return Vec::new();
+        };
+        if after >= index.known {
+            return Vec::new();
+        }
+        index
+            .by_version
+            .range(after + 1..=index.known)
+            .filter_map(|(_, counter)| {
+                let t = self.counters.get(counter)?.get(origin)?;
+                Some(CounterEntry {
+                    counter: counter.clone(),
+                    p: t.p,
+                    n: t.n,
+                    version: t.version,
+                })
+            })
+            .collect()
+    }
+
+    /// The origins this replica has something of that a peer with `digest` lacks, with
+    /// the version the peer knows each up to.
+    pub fn missing_from(&self, digest: &Digest) -> Vec<(Origin, u64)> {
+        let theirs: HashMap<&Origin, u64> =
+            digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
+        self.origins
+            .iter()
+            .filter_map(|(origin, index)| {
+                let their = theirs.get(origin).copied().unwrap_or(0);
+                (index.known > their).then(|| (origin.clone(), their))
+            })
+            .collect()
+    }
+
+    /// Merges one delta: every entry by maximum, and the origin's known version advanced
+    /// to `to` if the delta starts at or below what is already known.
+    pub fn apply_delta(&mut self, delta: &OriginDelta) -> Applied {
+        let mut applied = Applied::default();
+        for entry in &delta.entries {
+            applied.changed |= self.merge_entry(&delta.origin, &entry.counter, entry.totals());
+        }
+        let index = self.origins.entry(delta.origin.clone()).or_default();
+        if delta.from <= index.known && delta.to > index.known {
+            index.known = delta.to;
+            applied.advanced = true;
+        }
+        applied
+    }
+
+    /// Merges one entry by maximum and keeps the version index in step; returns whether
+    /// the totals grew. Also used by recovery and by runtimes that receive whole totals.
+    pub fn merge_entry(&mut self, origin: &Origin, counter: &str, incoming: Totals) -> bool {
+        let slots = self.counters.entry(counter.to_owned()).or_default();
+        let slot = slots.entry(origin.clone()).or_default();
+        let old_version = slot.version;
+        let changed = slot.merge(incoming);
+        let new_version = slot.version;
+        let index = self.origins.entry(origin.clone()).or_default();
+        if new_version != old_version {
+            if index.by_version.get(&old_version).map(String::as_str) == Some(counter) {
+                index.by_version.remove(&old_version);
+            }
+            index.by_version.insert(new_version, counter.to_owned());
+        }
+        changed
+    }
+
+    /// Sets the version `origin` is known up to, if higher; used by recovery, which
+    /// restores digests it logged.
+    pub fn raise_known(&mut self, origin: &Origin, version: u64) {
+        let index = self.origins.entry(origin.clone()).or_default();
+        index.known = index.known.max(version);
+    }
+
+    /// Every entry of every origin, origin by origin in version order, each as a delta
+    /// covering `(0, known]`. Snapshots and full transfers use it.
+    pub fn to_deltas(&self) -> Vec<OriginDelta> {
+        self.origins
+            .keys()
+            .map(|origin| {
+                let index = &self.origins[origin];
+                let entries = index
+                    .by_version
+                    .values()
+                    .filter_map(|counter| {
+                        let t = self.counters.get(counter)?.get(origin)?;
+                        Some(CounterEntry {
+                            counter: counter.clone(),
+                            p: t.p,
+                            n: t.n,
+                            version: t.version,
+                        })
+                    })
+                    .collect();
+                OriginDelta {
+                    origin: origin.clone(),
+                    from: 0,
+                    to: index.known,
+                    entries,
+                }
+            })
+            .collect()
+    }
+
+    /// Turns operations by `me` into absolute entries with fresh versions, without
+    /// changing the state. Each operation is checked on its own against the totals the
+    /// earlier operations of the batch produce; a refused one changes nothing.
+    pub fn prepare_local(&self, me: &Origin, ops: &[LocalOp]) -> PreparedBatch {
+        let from = self.known(me);
+        let mut pending: BTreeMap<&str, Pending> = BTreeMap::new();
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            results.push(self.prepare_one(me, op, &mut pending));
+        }
+        let mut touched: Vec<(&str, Pending)> = pending.into_iter().collect();
+        touched.sort_by_key(|(_, p)| p.first_touch);
+        let mut version = from;
+        let entries = touched
+            .into_iter()
+            .map(|(counter, p)| {
+                version += 1;
+                CounterEntry {
+                    counter: counter.to_owned(),
+                    p: p.own.p,
+                    n: p.own.n,
+                    version,
+                }
+            })
+            .collect();
+        PreparedBatch {
+            delta: OriginDelta {
+                origin: me.clone(),
+                from,
+                to: version,
+                entries,
+            },
+            results,
+        }
+    }
+
+    fn prepare_one<'a>(
+        &self,
+        me: &Origin,
+        op: &'a LocalOp,
+        pending: &mut BTreeMap<&'a str, Pending>,
+    ) -> Result<i64, OpError> {
+        validate_counter_name(&op.counter).map_err(OpError::BadName)?;
+        if op.amount == 0 || op.amount > i64::MAX as u64 {
+            return Err(OpError::BadAmount(op.amount));
+        }
+        let next_touch = pending.len();
+        let slot = match pending.get(op.counter.as_str()) {
+            Some(p) => *p,
+            None => {
+                let slots = self.counters.get(&op.counter);
+                let own = slots.and_then(|s| s.get(me)).copied().unwrap_or_default();
+                let (sum_p, sum_n) = slots.map_or((0, 0), sums);
+                Pending {
+                    own,
+                    sum_p,
+                    sum_n,
+                    first_touch: next_touch,
+                }
+            }
+        };
+        let limit = i64::MAX as u128;
+        let amount = op.amount as u128;
+        let mut next = slot;
+        match op.kind {
+            OpKind::Increment => {
+                if slot.sum_p + amount > limit {
+                    return Err(OpError::Overflow {
+                        counter: op.counter.clone(),
+                    });
+                }
+                next.sum_p += amount;
+                next.own.p += op.amount;
+            }
+            OpKind::Decrement => {
+                if slot.sum_n + amount > limit {
+                    return Err(OpError::Overflow {
+                        counter: op.counter.clone(),
+                    });
+                }
+                next.sum_n += amount;
+                next.own.n += op.amount;
+            }
+        }
+        pending.insert(op.counter.as_str(), next);
+        Ok(saturate(next.sum_p as i128 - next.sum_n as i128))
+    }
+
+    /// Applies a batch made by [`State::prepare_local`] once it is durable. The batch must
+    /// be the last one prepared: preparing two batches before applying either would give
+    /// both the same versions.
+    pub fn apply_local(&mut self, batch: &PreparedBatch) {
+        self.apply_delta(&batch.delta);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    own: Totals,
+    sum_p: u128,
+    sum_n: u128,
+    first_touch: usize,
+}
+
+fn sums(origins: &HashMap<Origin, Totals>) -> (u128, u128) {
+    origins.values().fold((0u128, 0u128), |(p, n), t| {
+        (p + t.p as u128, n + t.n as u128)
+    })
+}
+
+fn value_of(origins: &HashMap<Origin, Totals>) -> i64 {
+    let (p, n) = sums(origins);
+    saturate(p as i128 - n as i128)
+}
+
+fn saturate(v: i128) -> i64 {
+    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inc(counter: &str, amount: u64) -> LocalOp {
+        LocalOp {
+            counter: counter.into(),
+            kind: OpKind::Increment,
+            amount,
+        }
+    }
+
+    #[test]
+    fn local_batch_assigns_one_version_per_counter_in_first_touch_order() {
+        let me = Origin::new("a", 1);
+        let state = State::new();
+        let batch = state.prepare_local(&me, &[inc("y", 1), inc("x", 2), inc("y", 3)]);
+        assert_eq!(batch.results, vec![Ok(1), Ok(2), Ok(4)]);
+        let names: Vec<(&str, u64)> = batch
+            .delta
+            .entries
+            .iter()
+            .map(|e| (e.counter.as_str(), e.version))
+            .collect();
+        assert_eq!(names, vec![("y", 1), ("x", 2)]);
+        assert_eq!((batch.delta.from, batch.delta.to), (0, 2));
+    }
+
+    #[test]
+    fn overflow_is_refused_and_changes_nothing() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        let batch = state.prepare_local(&me, &[inc("x", i64::MAX as u64)]);
+        state.apply_local(&batch);
+        let batch = state.prepare_local(&me, &[inc("x", 1), inc("z", 5)]);
+        assert!(matches!(batch.results[0], Err(OpError::Overflow { .. })));
+        assert_eq!(batch.results[1], Ok(5));
+        assert_eq!(batch.delta.entries.len(), 1);
+        state.apply_local(&batch);
+        assert_eq!(state.value("x"), i64::MAX);
+        assert_eq!(state.value("z"), 5);
+    }
+
+    #[test]
+    fn a_delta_with_a_gap_merges_but_does_not_advance_the_digest() {
+        let origin = Origin::new("a", 1);
+        let mut state = State::new();
+        let gap = OriginDelta {
+            origin: origin.clone(),
+            from: 3,
+            to: 4,
+            entries: vec![CounterEntry {
+                counter: "x".into(),
+                p: 9,
+                n: 0,
+                version: 4,
+            }],
+        };
+        let applied = state.apply_delta(&gap);
+        assert!(applied.changed && !applied.advanced);
+        assert_eq!(state.value("x"), 9);
+        assert_eq!(state.known(&origin), 0);
+        assert!(state.entries_after(&origin, 0).is_empty());
+    }
+}

@@ -1,0 +1,435 @@
+//! The gossip engine: scuttlebutt anti-entropy and eager push over the CRDT state.
+//!
+//! The engine is a plain struct with no sockets, threads, files or clock reads. A runtime
+//! feeds it inputs — a frame from a peer, the timer firing, a durable local batch, a new
+//! peer set — each with the current time, and drains the outputs it queued: frames to
+//! send and state learned from peers (which the runtime logs). Randomness comes from an
+//! RNG seeded by the runtime, so a simulator can replay any run from its seed.
+//!
+//! Anti-entropy: every `gossip_interval` the engine sends its digest to `fanout` random
+//! peers (Syn); a peer answers with what the sender lacks plus its own digest (SynAck);
+//! the sender answers with what the peer lacks (Delta). Deltas are split into frames of
+//! at most `max_payload` bytes in version order, each chunk closing its origin's range at
+//! the last version it carries, so a receiver that gets only a prefix advances only that far.
+//!
+//! Eager push: a durable local batch goes at once to `fanout` random peers (Push); a peer
+//! that learns something from a push passes it to `fanout` others, and a push that
+//! reveals a gap makes the receiver pull from the pusher at once instead of waiting for
+//! the next round.
+
+use crate::codec::{self, Frame, FrameType};
+use crate::crdt::{Applied, Digest, LocalOp, Origin, OriginDelta, PreparedBatch, State};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How a runtime names a peer: an address for the TCP node, a node id under Maelstrom.
+pub type PeerId = String;
+
+/// Smallest payload limit the engine accepts; every entry fits in it.
+pub const MIN_PAYLOAD: usize = 512;
+
+/// Gossip settings. The defaults are those of the reference systems: 100 ms, fanout 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub gossip_interval: Duration,
+    pub fanout: usize,
+    pub eager_push: bool,
+    /// Largest frame payload the engine builds, in bytes.
+    pub max_payload: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            gossip_interval: Duration::from_millis(100),
+            fanout: 2,
+            eager_push: true,
+            max_payload: codec::DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+/// An effect for the runtime to carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    Send {
+        to: PeerId,
+        frame: Frame,
+    },
+    /// Deltas from peers that changed the state or advanced a digest; a runtime with a
+    /// WAL logs them so a restart does not have to fetch them again.
+    Learned(Vec<OriginDelta>),
+}
+
+/// Figures for status pages and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Per [`FrameType`] (indexed by [`FrameType::index`]).
+    pub frames_out: [u64; 5],
+    pub bytes_out: [u64; 5],
+    pub frames_in: [u64; 5],
+    pub bytes_in: [u64; 5],
+    /// Anti-entropy rounds started.
+    pub rounds: u64,
+    /// Counter entries sent and received in deltas and pushes.
+    pub entries_out: u64,
+    pub entries_in: u64,
+    /// Pushes passed on after learning from them.
+    pub forwarded: u64,
+    /// Immediate pulls made because a push revealed a gap.
+    pub repairs: u64,
+    /// The last time a frame from a peer changed the state.
+    pub last_learned: Option<Duration>,
+}
+
+impl Stats {
+    pub fn frames_out_of(&self, t: FrameType) -> u64 {
+        self.frames_out[t.index()]
+    }
+
+    pub fn bytes_out_total(&self) -> u64 {
+        self.bytes_out.iter().sum()
+    }
+}
+
+pub struct Engine {
+    me: Origin,
+    config: Config,
+    state: State,
+    peers: Vec<PeerId>,
+    rng: fastrand::Rng,
+    outbox: Vec<Output>,
+    next_round: Duration,
+    /// Per peer, when the next gap-repair pull may be sent to it.
+    repair_after: HashMap<PeerId, Duration>,
+    stats: Stats,
+}
+
+impl Engine {
+    /// An engine for origin `me` starting from `state` (empty, or recovered from a WAL).
+    pub fn new(me: Origin, config: Config, state: State, seed: u64, now: Duration) -> Engine {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let interval = config.gossip_interval.max(Duration::from_millis(1));
+        // A random first round keeps nodes started together from gossiping in lockstep.
+        let offset = interval.mul_f64(rng.f64());
+        let config = Config {
+            gossip_interval: interval,
+            max_payload: config
+                .max_payload
+                .clamp(MIN_PAYLOAD, codec::MAX_PAYLOAD_LIMIT),
+            ..config
+        };
+        Engine {
+            me,
+            config,
+            state,
+            peers: Vec::new(),
+            rng,
+            outbox: Vec::new(),
+            next_round: now + offset,
+            repair_after: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.me
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn peers(&self) -> &[PeerId] {
+        &self.peers
+    }
+
+    /// Replaces the peer set.
+    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+        self.peers = peers.into_iter().collect();
+        self.peers.sort();
+        self.peers.dedup();
+        let peers = &self.peers;
+        self.repair_after
+            .retain(|p, _| peers.binary_search(p).is_ok());
+    }
+
+    pub fn add_peer(&mut self, peer: PeerId) {
+        if let Err(at) = self.peers.binary_search(&peer) {
+            self.peers.insert(at, peer);
+        }
+    }
+
+    pub fn remove_peer(&mut self, peer: &str) {
+        if let Ok(at) = self.peers.binary_search_by(|p| p.as_str().cmp(peer)) {
+            self.peers.remove(at);
+        }
+        self.repair_after.remove(peer);
+    }
+
+    /// When the runtime must next call [`Engine::handle_timer`].
+    pub fn next_deadline(&self) -> Duration {
+        self.next_round
+    }
+
+    /// Takes every output queued since the last call.
+    pub fn drain_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Runs an anti-entropy round if one is due.
+    pub fn handle_timer(&mut self, now: Duration) {
+        if now < self.next_round {
+            return;
+        }
+        self.next_round = now + self.config.gossip_interval;
+        self.stats.rounds += 1;
+        let digest = self.state.digest();
+        for peer in self.pick_peers(self.config.fanout, None) {
+            self.send(
+                peer,
+                Frame::Syn {
+                    digest: digest.clone(),
+                },
+            );
+        }
+    }
+
+    /// Handles one frame from `from`.
+    pub fn handle_frame(&mut self, now: Duration, from: &str, frame: Frame) {
+        let kind = frame.frame_type();
+        self.stats.frames_in[kind.index()] += 1;
+        self.stats.bytes_in[kind.index()] += codec::encoded_len(&frame) as u64;
+        match frame {
+            Frame::Hello { .. } => {}
+            Frame::Syn { digest } => {
+                let mine = self.state.digest();
+                let mut chunks = self.chunk_missing(
+                    &digest,
+                    codec::payload_len(&Frame::Syn {
+                        digest: mine.clone(),
+                    }),
+                );
+                let first = if chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    chunks.remove(0)
+                };
+                self.send_deltas_counted(&first);
+                self.send(
+                    from.to_owned(),
+                    Frame::SynAck {
+                        digest: mine,
+                        delta: first,
+                    },
+                );
+                for chunk in chunks {
+                    self.send_deltas_counted(&chunk);
+                    self.send(from.to_owned(), Frame::Delta { delta: chunk });
+                }
+            }
+            Frame::SynAck { digest, delta } => {
+                self.apply(now, &delta);
+                for chunk in self.chunk_missing(&digest, 0) {
+                    self.send_deltas_counted(&chunk);
+                    self.send(from.to_owned(), Frame::Delta { delta: chunk });
+                }
+            }
+            Frame::Delta { delta } => {
+                self.apply(now, &delta);
+            }
+            Frame::Push { delta } => {
+                let gap = delta.iter().any(|d| d.from > self.state.known(&d.origin));
+                let learned = self.apply(now, &delta);
+                if !learned.is_empty() {
+                    self.stats.forwarded += 1;
+                    for peer in self.pick_peers(self.config.fanout, Some(from)) {
+                        self.send_deltas_counted(&learned);
+                        self.send(
+                            peer,
+                            Frame::Push {
+                                delta: learned.clone(),
+                            },
+                        );
+                    }
+                }
+                if gap {
+                    self.repair(now, from);
+                }
+            }
+        }
+    }
+
+    /// Turns client operations into a batch of absolute entries without applying them.
+    /// The runtime makes the batch durable, then calls [`Engine::apply_local`]; no other
+    /// batch may be prepared in between.
+    pub fn prepare_local(&self, ops: &[LocalOp]) -> PreparedBatch {
+        self.state.prepare_local(&self.me, ops)
+    }
+
+    /// Applies a durable local batch and pushes it to `fanout` peers at once.
+    pub fn apply_local(&mut self, batch: &PreparedBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        self.state.apply_local(batch);
+        if !self.config.eager_push {
+            return;
+        }
+        let from = batch.delta.from;
+        let chunks = self.chunk(&[(self.me.clone(), from)], 0);
+        let peers = self.pick_peers(self.config.fanout, None);
+        for chunk in chunks {
+            for peer in &peers {
+                self.send_deltas_counted(&chunk);
+                self.send(
+                    peer.clone(),
+                    Frame::Push {
+                        delta: chunk.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Merges totals that arrive without versions (whole p/n vectors from a foreign
+    /// protocol). They count towards the value but are not passed on by anti-entropy:
+    /// their sender spreads them itself.
+    pub fn merge_unversioned(
+        &mut self,
+        now: Duration,
+        origin: &Origin,
+        counter: &str,
+        p: u64,
+        n: u64,
+    ) -> bool {
+        let changed =
+            self.state
+                .merge_entry(origin, counter, crate::crdt::Totals { p, n, version: 0 });
+        if changed {
+            self.stats.last_learned = Some(now);
+        }
+        changed
+    }
+
+    fn apply(&mut self, now: Duration, deltas: &[OriginDelta]) -> Vec<OriginDelta> {
+        let mut learned = Vec::new();
+        for d in deltas {
+            self.stats.entries_in += d.entries.len() as u64;
+            let Applied { changed, advanced } = self.state.apply_delta(d);
+            if changed {
+                self.stats.last_learned = Some(now);
+            }
+            if changed || advanced {
+                learned.push(d.clone());
+            }
+        }
+        if !learned.is_empty() {
+            self.outbox.push(Output::Learned(learned.clone()));
+        }
+        learned
+    }
+
+    fn repair(&mut self, now: Duration, from: &str) {
+        if self.repair_after.get(from).is_some_and(|t| now < *t) {
+            return;
+        }
+        self.repair_after
+            .insert(from.to_owned(), now + self.config.gossip_interval / 4);
+        self.stats.repairs += 1;
+        let digest = self.state.digest();
+        self.send(from.to_owned(), Frame::Syn { digest });
+    }
+
+    /// What a peer with `digest` lacks, split into frames; the first frame has
+    /// `first_reserved` fewer bytes to spend.
+    fn chunk_missing(&self, digest: &Digest, first_reserved: usize) -> Vec<Vec<OriginDelta>> {
+        let missing = self.state.missing_from(digest);
+        self.chunk(&missing, first_reserved)
+    }
+
+    /// For each `(origin, after)`, the origin's entries in `(after, known]` in version order,
+    /// packed into frames of at most `max_payload` bytes.
+    fn chunk(&self, missing: &[(Origin, u64)], first_reserved: usize) -> Vec<Vec<OriginDelta>> {
+        let budget = self.config.max_payload - 10;
+        let mut frames: Vec<Vec<OriginDelta>> = Vec::new();
+        let mut current: Vec<OriginDelta> = Vec::new();
+        let mut used = first_reserved;
+        for (origin, after) in missing {
+            let head = codec::delta_head_len(origin);
+            let known = self.state.known(origin);
+            let mut delta = OriginDelta {
+                origin: origin.clone(),
+                from: *after,
+                to: known,
+                entries: Vec::new(),
+            };
+            if used + head > budget {
+                frames.push(std::mem::take(&mut current));
+                used = 0;
+            }
+            used += head;
+            for entry in self.state.entries_after(origin, *after) {
+                let len = codec::entry_len(&entry);
+                if used + len > budget && !delta.entries.is_empty() {
+                    let cut = delta.entries.last().map_or(delta.from, |e| e.version);
+                    let rest = OriginDelta {
+                        origin: origin.clone(),
+                        from: cut,
+                        to: known,
+                        entries: Vec::new(),
+                    };
+                    let mut done = std::mem::replace(&mut delta, rest);
+                    done.to = cut;
+                    current.push(done);
+                    frames.push(std::mem::take(&mut current));
+                    used = head;
+                }
+                used += len;
+                delta.entries.push(entry);
+            }
+            if !delta.entries.is_empty() || delta.to > delta.from {
+                current.push(delta);
+            }
+        }
+        if !current.is_empty() {
+            frames.push(current);
+        }
+        frames
+    }
+
+    fn send_deltas_counted(&mut self, deltas: &[OriginDelta]) {
+        self.stats.entries_out += deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
+    }
+
+    fn send(&mut self, to: PeerId, frame: Frame) {
+        let kind = frame.frame_type();
+        self.stats.frames_out[kind.index()] += 1;
+        self.stats.bytes_out[kind.index()] += codec::encoded_len(&frame) as u64;
+        self.outbox.push(Output::Send { to, frame });
+    }
+
+    /// Up to `k` distinct random peers, never `except`.
+    fn pick_peers(&mut self, k: usize, except: Option<&str>) -> Vec<PeerId> {
+        let mut candidates: Vec<&PeerId> = self
+            .peers
+            .iter()
+            .filter(|p| Some(p.as_str()) != except)
+            .collect();
+        let k = k.min(candidates.len());
+        for i in 0..k {
+            let j = self.rng.usize(i..candidates.len());
+            candidates.swap(i, j);
+        }
+        candidates.truncate(k);
+        candidates.into_iter().cloned().collect()
+    }
+}

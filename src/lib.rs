@@ -1,0 +1,11 @@
+//! gctr: an AP distributed counter. A PN-counter CRDT replicated by gossip over TCP,
+//! with a write-ahead log that keeps every acknowledged write through a crash.
+//!
+//! The protocol core (`crdt`, `codec`, `engine`) is free of I/O; the runtimes around it
+//! (the TCP node, the Maelstrom runtime, the tests' simulator) feed it inputs and carry
+//! out its outputs.
+
+pub mod cli;
+pub mod codec;
+pub mod crdt;
+pub mod engine;
