@@ -8,4 +8,8 @@
 pub mod cli;
 pub mod codec;
 pub mod crdt;
+pub mod discovery;
 pub mod engine;
+pub mod maelstrom;
+pub mod node;
+pub mod wal;

@@ -4,6 +4,11 @@
 //! to stderr prefixed `gctr:`. Parsing works from any iterator of arguments, so tests
 //! need no real command line.
 
+mod client;
+mod discovery;
+mod maelstrom;
+mod node;
+
 use std::ffi::OsString;
 use std::fmt;
 
@@ -78,30 +83,16 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
         Some(Value(cmd)) => {
             let cmd = cmd.string()?;
             match cmd.as_str() {
-                "discovery" | "node" | "inc" | "dec" | "get" | "maelstrom" => {
-                    if wants_help(&mut parser)? {
-                        println!("gctr {cmd}: not built yet");
-                        return Ok(());
-                    }
-                    Err(CliError::Usage(format!("`{cmd}` is not built yet")))
-                }
+                "discovery" => discovery::run(&mut parser),
+                "node" => node::run(&mut parser),
+                "inc" => client::run(client::Command::Inc, &mut parser),
+                "dec" => client::run(client::Command::Dec, &mut parser),
+                "get" => client::run(client::Command::Get, &mut parser),
+                "maelstrom" => maelstrom::run(&mut parser),
                 other => Err(CliError::Usage(format!("unknown command `{other}`"))),
             }
         }
         Some(arg) => Err(arg.unexpected().into()),
         None => Err(CliError::Usage("no command given".into())),
     }
-}
-
-fn wants_help(parser: &mut lexopt::Parser) -> Result<bool, CliError> {
-    use lexopt::prelude::*;
-    while let Some(arg) = parser.next()? {
-        if matches!(arg, Short('h') | Long("help")) {
-            return Ok(true);
-        }
-        if let Value(_) = arg {
-            continue;
-        }
-    }
-    Ok(false)
 }

@@ -1,0 +1,1 @@
+//! Discovery: the `gctr discovery` server and the node's client for it.

@@ -1,0 +1,1 @@
+//! The Maelstrom runtime: the engine over JSON messages on stdin and stdout.

@@ -1,0 +1,1 @@
+//! The TCP node: transport, event loop and HTTP API around the engine.

@@ -1,0 +1,1 @@
+//! The segmented write-ahead log: records, segments, snapshots and recovery.
