@@ -10,6 +10,7 @@ pub mod codec;
 pub mod crdt;
 pub mod discovery;
 pub mod engine;
+pub mod logging;
 pub mod maelstrom;
 pub mod node;
 pub mod wal;

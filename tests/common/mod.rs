@@ -1,0 +1,138 @@
+//! Shared helpers for the integration tests that run the real `gctr` binary: free ports,
+//! child processes that are killed when their guard drops (so a failing test leaves
+//! nothing running), polling with a deadline, and small HTTP calls.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn gctr_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_gctr")
+}
+
+/// A loopback address with a port that was free a moment ago (bound to port 0, then released).
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr")
+}
+
+/// A spawned process, killed and reaped when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `gctr` with `args`; stderr goes to `log` when given, else is discarded.
+    pub fn spawn(name: &str, args: &[&str], log: Option<&Path>) -> Proc {
+        let mut cmd = Command::new(gctr_bin());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("create log file");
+                cmd.stderr(file);
+            }
+            None => {
+                cmd.stderr(Stdio::null());
+            }
+        }
+        let child = cmd.spawn().expect("spawn gctr");
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit; returns the exit status code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; panics with `what` then.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A short-timeout HTTP agent for tests.
+pub fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// GET `http://addr/path`; returns status and body, whatever the status.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    respond(agent().get(&format!("http://{addr}{path}")).call())
+}
+
+/// POST `http://addr/path` with `body`; returns status and body, whatever the status.
+pub fn http_post(addr: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    respond(
+        agent()
+            .post(&format!("http://{addr}{path}"))
+            .set("Content-Type", "application/json")
+            .send_string(body),
+    )
+}
+
+fn respond(r: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), String> {
+    match r {
+        Ok(resp) => {
+            let status = resp.status();
+            Ok((status, resp.into_string().map_err(|e| e.to_string())?))
+        }
+        Err(ureq::Error::Status(status, resp)) => {
+            Ok((status, resp.into_string().map_err(|e| e.to_string())?))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs `gctr args…` to completion.
+pub fn run_gctr(args: &[&str]) -> Output {
+    Command::new(gctr_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gctr")
+}
