@@ -1,1 +1,0 @@
-//! The Maelstrom runtime: the engine over JSON messages on stdin and stdout.

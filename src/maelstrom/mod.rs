@@ -1,0 +1,27 @@
+//! The Maelstrom runtime: the one gossip engine driven over Maelstrom's protocol, JSON
+//! messages one per line on stdin and stdout, logs on stderr.
+//!
+//! - `message`: where a line becomes a request (or an error to answer) and replies become JSON;
+//! - `node`: the I/O-free handler: one Maelstrom node around an [`crate::engine::Engine`];
+//! - `lines`: reading stdin line by line with a bound on a line's length;
+//! - `runtime`: the threads, the clock and the event loop.
+//!
+//! Choices this runtime makes, and why:
+//!
+//! - Origins are `(node id, incarnation 0)`. A Maelstrom node keeps its state for the
+//!   whole run (Maelstrom does not restart node processes), so the data-loss hazard that
+//!   random incarnations guard against cannot arise; and a fixed incarnation lets a
+//!   `replicate` message, which names nodes but not incarnations, merge into the very
+//!   entries that node's own gossip fills, so max-merge never counts the same node twice.
+//! - Peers are all the other node ids from `init`. The `topology` message is answered and
+//!   otherwise ignored: the engine picks `fanout` random peers from full membership, as the
+//!   reference counter does.
+//! - There is no disk: an `add` is durable the moment it is prepared, so it goes straight
+//!   from `prepare_local` to `apply_local`, then `add_ok`.
+
+mod lines;
+pub mod message;
+pub mod node;
+mod runtime;
+
+pub use runtime::{run, Settings};

@@ -1,0 +1,403 @@
+//! One Maelstrom node, free of I/O: it takes input lines and timer ticks with the time
+//! since start, drives the gossip engine, and queues the messages to write.
+//!
+//! Adds that arrive together (one turn of the event loop) form one local batch: one
+//! `prepare_local` → `apply_local`, one eager push, then an `add_ok` per add. Any other
+//! message first closes the batch, so a `read` sees every `add` that came before it.
+//!
+//! What `gossip_status_ok` reports:
+//! - `local_value`: this node's value of the `default` counter;
+//! - `gossip_rounds`: anti-entropy rounds this node has started (one per gossip interval);
+//! - `peers_synced`: peers whose latest digest seen here (in a Syn or SynAck they sent)
+//!   covers every origin up to the version this node knows it, i.e. peers known to hold
+//!   all the versioned state this node holds. Totals merged from `replicate` carry no
+//!   version and do not count;
+//! - `convergence_ms`: milliseconds from the first change this node saw (a local add, or a
+//!   gossip or `replicate` message that grew its state) to the last such change; 0 before
+//!   any. Once writes stop and the state has settled, it is how long this node took to go
+//!   from the first write it saw to holding the final state.
+
+use super::message::{self, ErrorCode, Incoming, Outgoing, Parsed, ReplyTo, Request};
+use crate::codec::Frame;
+use crate::crdt::{Digest, LocalOp, OpKind, Origin, State, DEFAULT_COUNTER};
+use crate::engine::{Config, Engine, Output, PeerId};
+use log::{debug, info, warn};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// The incarnation of every origin under Maelstrom (see the module header of `maelstrom`).
+pub const INCARNATION: u64 = 0;
+
+/// A Maelstrom node: waiting for `init`, then serving.
+pub struct Node {
+    config: Config,
+    seed: u64,
+    serving: Option<Serving>,
+    outbox: Vec<Outgoing>,
+    next_msg_id: u64,
+}
+
+struct Serving {
+    me: String,
+    engine: Engine,
+    /// Adds of the current batch: who asked, under which msg_id, and the delta.
+    pending_adds: Vec<(String, Option<u64>, i64)>,
+    /// The latest digest each peer sent us.
+    peer_digests: HashMap<PeerId, Digest>,
+    first_change: Option<Duration>,
+    last_change: Option<Duration>,
+}
+
+impl Node {
+    pub fn new(config: Config, seed: u64) -> Node {
+        Node {
+            config,
+            seed,
+            serving: None,
+            outbox: Vec::new(),
+            next_msg_id: 1,
+        }
+    }
+
+    /// This node's id, once `init` named it.
+    pub fn id(&self) -> Option<&str> {
+        self.serving.as_ref().map(|s| s.me.as_str())
+    }
+
+    /// When [`Node::handle_timer`] must next run, once serving.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        self.serving.as_ref().map(|s| s.engine.next_deadline())
+    }
+
+    /// Handles one input line.
+    pub fn handle_line(&mut self, now: Duration, line: &[u8]) {
+        match message::parse(line) {
+            Parsed::Request(incoming) => self.handle_request(now, incoming),
+            Parsed::Reply { src, kind } => debug!("ignored a {kind:?} reply from {src}"),
+            Parsed::Invalid {
+                reply_to,
+                code,
+                text,
+            } => {
+                warn!("{text}; line: {}", preview(line));
+                if let Some(to) = reply_to {
+                    self.outbox.push(Outgoing::error(&to, code, &text));
+                }
+            }
+        }
+    }
+
+    /// Runs the engine's timer and closes the current batch of adds. Call once per turn,
+    /// after the turn's lines.
+    pub fn handle_timer(&mut self, now: Duration) {
+        self.flush_adds(now);
+        if let Some(s) = &mut self.serving {
+            s.engine.handle_timer(now);
+        }
+        self.collect_engine_outputs();
+    }
+
+    /// Every line to write since the last call, stamped with this node's id and fresh
+    /// message ids. Closes the current batch of adds first.
+    pub fn drain_lines(&mut self, now: Duration) -> Vec<String> {
+        self.flush_adds(now);
+        self.collect_engine_outputs();
+        let src = self.id().unwrap_or("").to_owned();
+        let outbox = std::mem::take(&mut self.outbox);
+        outbox
+            .iter()
+            .map(|m| {
+                let id = self.next_msg_id;
+                self.next_msg_id += 1;
+                m.to_line(&src, id)
+            })
+            .collect()
+    }
+
+    fn handle_request(&mut self, now: Duration, incoming: Incoming) {
+        let Incoming {
+            src,
+            dest,
+            msg_id,
+            request,
+        } = incoming;
+        if !matches!(request, Request::Add { .. }) {
+            self.flush_adds(now);
+        }
+        match request {
+            Request::Init { node_id, node_ids } => self.init(now, &src, msg_id, node_id, node_ids),
+            _ if self.serving.is_none() => self.not_ready(src, dest, msg_id),
+            Request::Add { delta } => {
+                if let Some(s) = &mut self.serving {
+                    s.pending_adds.push((src, msg_id, delta));
+                }
+            }
+            Request::Topology { topology } => {
+                let me = self.id().unwrap_or_default();
+                debug!(
+                    "topology names {:?} as neighbours of {me}; gossip uses every node",
+                    topology.get(me)
+                );
+                self.reply(&src, msg_id, "topology_ok", json!({}));
+            }
+            Request::Read => {
+                let value = self.state().map_or(0, |s| s.value(DEFAULT_COUNTER));
+                self.reply(&src, msg_id, "read_ok", json!({ "value": value }));
+            }
+            Request::Replicate {
+                p_counters,
+                n_counters,
+            } => self.replicate(now, &src, p_counters, n_counters),
+            Request::GossipStatus => self.gossip_status(&src, msg_id),
+            Request::Gossip { frame } => self.gossip(now, &src, frame),
+        }
+    }
+
+    fn init(
+        &mut self,
+        now: Duration,
+        src: &str,
+        msg_id: Option<u64>,
+        node_id: String,
+        node_ids: Vec<String>,
+    ) {
+        if let Some(me) = self.id() {
+            if me != node_id {
+                let text = format!("already initialised as {me}; cannot become {node_id}");
+                warn!("{text}");
+                self.error(src, msg_id, ErrorCode::Abort, &text);
+                return;
+            }
+        }
+        let peers: Vec<PeerId> = node_ids.into_iter().filter(|id| *id != node_id).collect();
+        match &mut self.serving {
+            Some(s) => s.engine.set_peers(peers),
+            None => {
+                let origin = Origin::new(node_id.clone(), INCARNATION);
+                let mut engine =
+                    Engine::new(origin, self.config.clone(), State::new(), self.seed, now);
+                engine.set_peers(peers);
+                info!(
+                    "node {node_id} serving with peers {:?}, gossip every {:?}, fanout {}, eager push {}",
+                    engine.peers(),
+                    self.config.gossip_interval,
+                    self.config.fanout,
+                    self.config.eager_push
+                );
+                self.serving = Some(Serving {
+                    me: node_id,
+                    engine,
+                    pending_adds: Vec::new(),
+                    peer_digests: HashMap::new(),
+                    first_change: None,
+                    last_change: None,
+                });
+            }
+        }
+        self.reply(src, msg_id, "init_ok", json!({}));
+    }
+
+    /// Applies the batch of adds gathered so far and answers each.
+    fn flush_adds(&mut self, now: Duration) {
+        let Some(s) = &mut self.serving else {
+            return;
+        };
+        if s.pending_adds.is_empty() {
+            return;
+        }
+        let adds = std::mem::take(&mut s.pending_adds);
+        let nonzero: Vec<&(String, Option<u64>, i64)> =
+            adds.iter().filter(|(_, _, d)| *d != 0).collect();
+        let ops: Vec<LocalOp> = nonzero
+            .iter()
+            .map(|(_, _, delta)| LocalOp {
+                counter: DEFAULT_COUNTER.to_owned(),
+                kind: if *delta > 0 {
+                    OpKind::Increment
+                } else {
+                    OpKind::Decrement
+                },
+                amount: delta.unsigned_abs(),
+            })
+            .collect();
+        // No disk under Maelstrom: a prepared batch is durable at once.
+        let batch = s.engine.prepare_local(&ops);
+        if !batch.is_empty() {
+            s.engine.apply_local(&batch);
+            s.changed(now);
+        }
+        let mut results = batch.results.into_iter();
+        for (src, msg_id, delta) in &adds {
+            let result = if *delta == 0 {
+                Ok(())
+            } else {
+                results.next().map_or(Ok(()), |r| r.map(drop))
+            };
+            match result {
+                Ok(()) => self.reply(src, *msg_id, "add_ok", json!({})),
+                Err(e) => {
+                    let text = format!("add {delta} refused: {e}");
+                    warn!("{text}");
+                    self.error(src, *msg_id, ErrorCode::Abort, &text);
+                }
+            }
+        }
+    }
+
+    fn replicate(
+        &mut self,
+        now: Duration,
+        src: &str,
+        p_counters: std::collections::BTreeMap<String, u64>,
+        n_counters: std::collections::BTreeMap<String, u64>,
+    ) {
+        let Some(s) = &mut self.serving else {
+            return;
+        };
+        let mut nodes: Vec<&String> = p_counters.keys().chain(n_counters.keys()).collect();
+        nodes.sort();
+        nodes.dedup();
+        let mut grew = false;
+        for node in nodes {
+            let p = p_counters.get(node).copied().unwrap_or(0);
+            let n = n_counters.get(node).copied().unwrap_or(0);
+            let origin = Origin::new(node.clone(), INCARNATION);
+            grew |= s
+                .engine
+                .merge_unversioned(now, &origin, DEFAULT_COUNTER, p, n);
+        }
+        if grew {
+            s.changed(now);
+        }
+        debug!("replicate from {src} merged; state grew: {grew}");
+    }
+
+    fn gossip(&mut self, now: Duration, src: &str, frame: Frame) {
+        let Some(s) = &mut self.serving else {
+            return;
+        };
+        if !s.engine.peers().iter().any(|p| p == src) {
+            warn!("gossip from {src}, which is not a node of this cluster, ignored");
+            return;
+        }
+        if let Frame::Syn { digest } | Frame::SynAck { digest, .. } = &frame {
+            s.peer_digests.insert(src.to_owned(), digest.clone());
+        }
+        let before = s.engine.stats().last_learned;
+        s.engine.handle_frame(now, src, frame);
+        if s.engine.stats().last_learned != before {
+            s.changed(now);
+        }
+    }
+
+    fn gossip_status(&mut self, src: &str, msg_id: Option<u64>) {
+        let Some(s) = &self.serving else {
+            return;
+        };
+        let mine = s.engine.state().digest();
+        let peers_synced = s
+            .engine
+            .peers()
+            .iter()
+            .filter(|p| s.peer_digests.get(*p).is_some_and(|d| covers(d, &mine)))
+            .count();
+        let convergence = match (s.first_change, s.last_change) {
+            (Some(first), Some(last)) => last.saturating_sub(first).as_millis() as u64,
+            _ => 0,
+        };
+        let fields = json!({
+            "local_value": s.engine.state().value(DEFAULT_COUNTER),
+            "gossip_rounds": s.engine.stats().rounds,
+            "peers_synced": peers_synced,
+            "convergence_ms": convergence,
+        });
+        self.reply(src, msg_id, "gossip_status_ok", fields);
+    }
+
+    fn collect_engine_outputs(&mut self) {
+        let Some(s) = &mut self.serving else {
+            return;
+        };
+        for output in s.engine.drain_outputs() {
+            match output {
+                Output::Send { to, frame } => self.outbox.push(Outgoing::gossip(&to, &frame)),
+                Output::Learned(deltas) => {
+                    for d in deltas {
+                        debug!(
+                            "learned {} entries of {} in ({}, {}]",
+                            d.entries.len(),
+                            d.origin,
+                            d.from,
+                            d.to
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn state(&self) -> Option<&State> {
+        self.serving.as_ref().map(|s| s.engine.state())
+    }
+
+    fn not_ready(&mut self, src: String, dest: String, msg_id: Option<u64>) {
+        let text = "this node has not received `init` yet";
+        warn!("request from {src} before init, refused");
+        if let Some(msg_id) = msg_id {
+            let to = ReplyTo {
+                src,
+                msg_id,
+                dest: Some(dest),
+            };
+            self.outbox.push(Outgoing::error(
+                &to,
+                ErrorCode::TemporarilyUnavailable,
+                text,
+            ));
+        }
+    }
+
+    fn reply(&mut self, dest: &str, msg_id: Option<u64>, kind: &str, fields: serde_json::Value) {
+        if msg_id.is_some() {
+            self.outbox
+                .push(Outgoing::reply(dest, msg_id, kind, fields));
+        }
+    }
+
+    fn error(&mut self, dest: &str, msg_id: Option<u64>, code: ErrorCode, text: &str) {
+        if let Some(msg_id) = msg_id {
+            let to = ReplyTo {
+                src: dest.to_owned(),
+                msg_id,
+                dest: None,
+            };
+            self.outbox.push(Outgoing::error(&to, code, text));
+        }
+    }
+}
+
+impl Serving {
+    fn changed(&mut self, now: Duration) {
+        self.first_change.get_or_insert(now);
+        self.last_change = Some(now);
+    }
+}
+
+/// Whether a peer's digest shows it knows every origin at least as far as `mine` does.
+fn covers(theirs: &Digest, mine: &Digest) -> bool {
+    let theirs: HashMap<&Origin, u64> = theirs.iter().map(|ov| (&ov.origin, ov.version)).collect();
+    mine.iter()
+        .all(|ov| ov.version == 0 || theirs.get(&ov.origin).is_some_and(|v| *v >= ov.version))
+}
+
+/// The start of a line, for a log message.
+fn preview(line: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(&line[..line.len().min(MAX)]);
+    if line.len() > MAX {
+        format!("{text}… ({} bytes)", line.len())
+    } else {
+        text.into_owned()
+    }
+}
