@@ -1,0 +1,290 @@
+//! `gctr maelstrom` under a pn-counter workload, checked by Maelstrom's rule: after the
+//! network heals, every node's final read equals the sum of the acknowledged adds plus the
+//! sum of some subset of the adds whose outcome is unknown, and all final reads agree.
+//! Clients `c1..c5` send adds (deltas −5..4) and reads to random nodes while messages
+//! between nodes are delayed at random and, in some runs, dropped across partitions.
+//! Each run prints its seed; `GCTR_SEED=<seed>` replays its choices.
+
+mod maelstrom_net;
+
+use maelstrom_net::{seed, Net};
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 5;
+/// An add not answered within this is `unknown`, as a Maelstrom client that timed out
+/// would record it; a later reply does not change that.
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// What became of one add.
+#[derive(Debug, Default)]
+struct Outcomes {
+    acknowledged: Vec<i64>,
+    failed: Vec<i64>,
+    unknown: Vec<i64>,
+}
+
+/// Whether `value` is the sum of `acknowledged` plus the sum of some subset of `unknown`.
+fn pn_counter_allows(value: i64, outcomes: &Outcomes) -> bool {
+    let base: i64 = outcomes.acknowledged.iter().sum();
+    let mut sums = BTreeSet::from([0i64]);
+    for d in &outcomes.unknown {
+        let shifted: Vec<i64> = sums.iter().map(|s| s + d).collect();
+        sums.extend(shifted);
+    }
+    sums.contains(&(value - base))
+}
+
+/// Reads node `i` and returns its value, or `None` without a `read_ok` in time.
+fn read(net: &mut Net, i: usize, client: &str) -> Option<i64> {
+    let id = net.request(i, client, json!({"type": "read"}));
+    let reply = net.await_reply(id, Duration::from_secs(2))?;
+    assert_eq!(reply["type"], "read_ok", "seed {}: {reply}", net.seed);
+    reply["value"].as_i64()
+}
+
+/// Reads every node until all agree or `timeout` passes; returns the last reads.
+fn wait_for_agreement(net: &mut Net, timeout: Duration) -> Vec<Option<i64>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let reads: Vec<Option<i64>> = (0..net.len()).map(|i| read(net, i, "c1")).collect();
+        if reads[0].is_some() && reads.iter().all(|r| *r == reads[0]) {
+            return reads;
+        }
+        if Instant::now() >= deadline {
+            return reads;
+        }
+        net.run_until(Instant::now() + Duration::from_millis(50));
+    }
+}
+
+struct Workload {
+    nodes: usize,
+    partitions: bool,
+}
+
+fn run(w: Workload) {
+    let mut net = Net::start(w.nodes, &[], Duration::from_millis(15), seed());
+    let seed = net.seed;
+    net.init_all();
+    let start = Instant::now();
+    let length = Duration::from_millis(1500);
+    // Partitions: [300 ms, 800 ms) and [1000 ms, 1400 ms), each a fresh random cut; and
+    // one node paused (SIGSTOP) over [600 ms, 1000 ms), so some adds go unanswered in time.
+    let paused = net.rng().usize(..w.nodes);
+    let pause = (Duration::from_millis(600), Duration::from_millis(1000));
+    let mut is_paused = false;
+    let cuts = [(300, 800), (1000, 1400)]
+        .map(|(a, b)| (Duration::from_millis(a), Duration::from_millis(b)));
+    let mut adds: HashMap<u64, (Instant, i64)> = HashMap::new();
+    let mut reads = Vec::new();
+    let mut op = 0usize;
+    while start.elapsed() < length {
+        let t = start.elapsed();
+        let cut_now = w.partitions && cuts.iter().any(|(a, b)| *a <= t && t < *b);
+        if cut_now && !net.is_partitioned() {
+            let groups = net.random_halves();
+            net.partition(groups);
+        } else if !cut_now {
+            net.heal();
+        }
+        let pause_now = w.partitions && pause.0 <= t && t < pause.1;
+        if pause_now != is_paused {
+            if pause_now {
+                net.pause(paused);
+            } else {
+                net.resume(paused);
+            }
+            is_paused = pause_now;
+        }
+        let node = net.rng().usize(..w.nodes);
+        let client = format!("c{}", 1 + op % CLIENTS);
+        op += 1;
+        if net.rng().u8(..4) == 0 {
+            reads.push(net.request(node, &client, json!({"type": "read"})));
+        } else {
+            let delta = net.rng().i64(-5..5);
+            let id = net.request(node, &client, json!({"type": "add", "delta": delta}));
+            adds.insert(id, (Instant::now(), delta));
+        }
+        net.run_until(Instant::now() + Duration::from_millis(4));
+    }
+    net.heal();
+    if is_paused {
+        net.resume(paused);
+    }
+
+    let mut outcomes = Outcomes::default();
+    let mut ids: Vec<u64> = adds.keys().copied().collect();
+    ids.sort();
+    for id in ids {
+        let (sent, delta) = adds[&id];
+        net.run_until(sent + CLIENT_TIMEOUT);
+        match net.take_reply(id) {
+            Some((at, r)) if at - sent <= CLIENT_TIMEOUT => match r["type"].as_str() {
+                Some("add_ok") => outcomes.acknowledged.push(delta),
+                Some("error") => outcomes.failed.push(delta),
+                _ => panic!("seed {seed}: unexpected reply to add: {r}"),
+            },
+            _ => outcomes.unknown.push(delta),
+        }
+    }
+    for id in reads {
+        if let Some((_, r)) = net.take_reply(id) {
+            assert_eq!(r["type"], "read_ok", "seed {seed}: {r}");
+        }
+    }
+    assert!(
+        outcomes.acknowledged.len() > 100,
+        "seed {seed}: too few adds acknowledged for a meaningful run: {outcomes:?}"
+    );
+    if w.partitions {
+        assert!(
+            net.traffic.dropped_by_partition > 0,
+            "seed {seed}: the partitions dropped nothing"
+        );
+        assert!(
+            !outcomes.unknown.is_empty(),
+            "seed {seed}: the pause left no add unknown"
+        );
+    }
+
+    wait_for_agreement(&mut net, Duration::from_secs(10));
+    let finals: Vec<Option<i64>> = (0..net.len()).map(|i| read(&mut net, i, "c2")).collect();
+    eprintln!(
+        "seed {seed}: {} acknowledged, {} failed, {} unknown adds; final reads {finals:?}; {:?}",
+        outcomes.acknowledged.len(),
+        outcomes.failed.len(),
+        outcomes.unknown.len(),
+        net.traffic
+    );
+    for (i, value) in finals.iter().enumerate() {
+        let value = value.unwrap_or_else(|| panic!("seed {seed}: no final read from n{}", i + 1));
+        assert!(
+            pn_counter_allows(value, &outcomes),
+            "seed {seed}: n{} read {value}, which no outcome of the adds allows \
+             (acknowledged sum {})",
+            i + 1,
+            outcomes.acknowledged.iter().sum::<i64>()
+        );
+    }
+    assert!(
+        finals.iter().all(|v| *v == finals[0]),
+        "seed {seed}: final reads differ: {finals:?}"
+    );
+}
+
+#[test]
+fn three_nodes_without_partitions() {
+    run(Workload {
+        nodes: 3,
+        partitions: false,
+    });
+}
+
+#[test]
+fn five_nodes_without_partitions() {
+    run(Workload {
+        nodes: 5,
+        partitions: false,
+    });
+}
+
+#[test]
+fn three_nodes_with_partitions() {
+    run(Workload {
+        nodes: 3,
+        partitions: true,
+    });
+}
+
+#[test]
+fn five_nodes_with_partitions() {
+    run(Workload {
+        nodes: 5,
+        partitions: true,
+    });
+}
+
+/// The reference task's sample: 1000 adds across 5 nodes converge, and each node's
+/// `gossip_status` reports `convergence_ms` under 1000 at the default 100 ms interval.
+#[test]
+fn a_thousand_adds_across_five_nodes_converge_within_a_second() {
+    let mut net = Net::start(
+        5,
+        &["--gossip-interval", "100ms"],
+        Duration::from_millis(2),
+        seed(),
+    );
+    let seed = net.seed;
+    net.init_all();
+    let mut sent = Vec::new();
+    for k in 0..1000 {
+        let delta = net.rng().i64(-5..5);
+        let client = format!("c{}", 1 + k % CLIENTS);
+        sent.push((
+            net.request(k % 5, &client, json!({"type": "add", "delta": delta})),
+            delta,
+        ));
+    }
+    let mut expected = 0;
+    for (id, delta) in sent {
+        let reply = net.await_reply(id, Duration::from_secs(5));
+        let reply = reply.unwrap_or_else(|| panic!("seed {seed}: add {id} got no reply"));
+        assert_eq!(reply["type"], "add_ok", "seed {seed}: {reply}");
+        expected += delta;
+    }
+    let reads = wait_for_agreement(&mut net, Duration::from_secs(10));
+    assert!(
+        reads.iter().all(|r| *r == Some(expected)),
+        "seed {seed}: reads {reads:?}, expected {expected} everywhere"
+    );
+    for i in 0..5 {
+        let id = net.request(i, "c1", json!({"type": "gossip_status"}));
+        let status: Value = net
+            .await_reply(id, Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("seed {seed}: no gossip_status_ok"));
+        eprintln!("n{}: {status}", i + 1);
+        assert_eq!(status["type"], "gossip_status_ok", "seed {seed}: {status}");
+        assert_eq!(status["local_value"], expected, "seed {seed}: {status}");
+        assert!(
+            status["gossip_rounds"].as_u64() > Some(0),
+            "seed {seed}: {status}"
+        );
+        let ms = status["convergence_ms"].as_u64().expect("convergence_ms");
+        assert!(
+            ms < 1000,
+            "seed {seed}: n{} took {ms} ms to converge",
+            i + 1
+        );
+    }
+    // Anti-entropy goes on after the adds: every node soon has a digest from every peer
+    // showing it holds everything.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut synced = vec![0; 5];
+    while Instant::now() < deadline && synced.iter().any(|s| *s != 4) {
+        for (i, s) in synced.iter_mut().enumerate() {
+            let id = net.request(i, "c1", json!({"type": "gossip_status"}));
+            let status = net
+                .await_reply(id, Duration::from_secs(2))
+                .expect("gossip_status_ok");
+            *s = status["peers_synced"].as_u64().expect("peers_synced");
+        }
+        net.run_until(Instant::now() + Duration::from_millis(50));
+    }
+    assert_eq!(synced, vec![4; 5], "seed {seed}: peers_synced per node");
+}
+
+#[test]
+fn the_checker_rule_accepts_exactly_the_possible_values() {
+    let outcomes = Outcomes {
+        acknowledged: vec![4, 6],
+        failed: vec![100],
+        unknown: vec![3, -2],
+    };
+    let allowed: Vec<i64> = (0..20)
+        .filter(|v| pn_counter_allows(*v, &outcomes))
+        .collect();
+    assert_eq!(allowed, vec![8, 10, 11, 13]);
+}
