@@ -197,3 +197,26 @@ fn closing_stdin_stops_the_node_cleanly() {
     };
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn the_wrapper_script_runs_the_maelstrom_subcommand() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/maelstrom-node.sh");
+    let mut child = Command::new("sh")
+        .args([script, "--log-level", "off"])
+        .env("GCTR_BIN", env!("CARGO_BIN_EXE_gctr"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run the wrapper script");
+    let init = r#"{"src":"c1","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}"#;
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{init}").expect("write init");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wrapper output");
+    assert!(out.status.success(), "{:?}", out.status);
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(reply["body"]["type"], "init_ok", "{reply}");
+    assert_eq!(reply["src"], "n1", "{reply}");
+}

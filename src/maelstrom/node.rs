@@ -401,3 +401,177 @@ fn preview(line: &[u8]) -> String {
         text.into_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn send(node: &mut Node, now: Duration, src: &str, dest: &str, body: Value) {
+        let line = json!({"src": src, "dest": dest, "body": body}).to_string();
+        node.handle_line(now, line.as_bytes());
+    }
+
+    fn drain(node: &mut Node, now: Duration) -> Vec<Value> {
+        node.drain_lines(now)
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("JSON out"))
+            .collect()
+    }
+
+    fn started(id: &str, ids: &[&str]) -> Node {
+        let mut node = Node::new(Config::default(), 7);
+        send(
+            &mut node,
+            ms(0),
+            "c0",
+            id,
+            json!({"type": "init", "msg_id": 1, "node_id": id, "node_ids": ids}),
+        );
+        let out = drain(&mut node, ms(0));
+        assert_eq!(out[0]["body"]["type"], "init_ok");
+        node
+    }
+
+    fn of_type<'a>(out: &'a [Value], kind: &str) -> Vec<&'a Value> {
+        out.iter().filter(|m| m["body"]["type"] == kind).collect()
+    }
+
+    #[test]
+    fn adds_of_one_turn_are_one_batch_and_one_push_per_peer() {
+        let mut node = started("n1", &["n1", "n2", "n3"]);
+        for (i, delta) in [5, -2, 0, 4].into_iter().enumerate() {
+            let body = json!({"type": "add", "msg_id": 10 + i, "delta": delta});
+            send(&mut node, ms(1), "c1", "n1", body);
+        }
+        send(
+            &mut node,
+            ms(1),
+            "c1",
+            "n1",
+            json!({"type": "read", "msg_id": 20}),
+        );
+        let out = drain(&mut node, ms(1));
+        assert_eq!(of_type(&out, "add_ok").len(), 4);
+        assert_eq!(of_type(&out, "read_ok")[0]["body"]["value"], 7);
+        let pushes = of_type(&out, "gossip");
+        assert_eq!(
+            pushes.len(),
+            2,
+            "one push to each of fanout 2 peers: {out:?}"
+        );
+        let entries = &pushes[0]["body"]["frame"]["delta"][0]["entries"];
+        assert_eq!(entries.as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            (entries[0]["p"].as_u64(), entries[0]["n"].as_u64()),
+            (Some(9), Some(2))
+        );
+    }
+
+    /// Two nodes wired by hand: lines from one are fed to the other, on a virtual clock.
+    #[test]
+    fn gossip_lines_converge_two_nodes_and_status_reports_it() {
+        let mut a = started("n1", &["n1", "n2"]);
+        let mut b = started("n2", &["n1", "n2"]);
+        send(
+            &mut a,
+            ms(10),
+            "c1",
+            "n1",
+            json!({"type": "add", "msg_id": 2, "delta": 3}),
+        );
+        send(
+            &mut b,
+            ms(10),
+            "c1",
+            "n2",
+            json!({"type": "add", "msg_id": 2, "delta": -8}),
+        );
+        let mut now = ms(10);
+        let mut to_a = drain(&mut b, now);
+        let mut to_b = drain(&mut a, now);
+        while now < ms(400) {
+            now += ms(50);
+            for m in std::mem::take(&mut to_a) {
+                if m["dest"] == "n1" {
+                    a.handle_line(now, m.to_string().as_bytes());
+                }
+            }
+            for m in std::mem::take(&mut to_b) {
+                if m["dest"] == "n2" {
+                    b.handle_line(now, m.to_string().as_bytes());
+                }
+            }
+            a.handle_timer(now);
+            b.handle_timer(now);
+            to_b = drain(&mut a, now);
+            to_a = drain(&mut b, now);
+        }
+        for node in [&mut a, &mut b] {
+            let me = node.id().expect("initialised").to_owned();
+            send(
+                node,
+                now,
+                "c1",
+                &me,
+                json!({"type": "gossip_status", "msg_id": 9}),
+            );
+            let out = drain(node, now);
+            let status = &of_type(&out, "gossip_status_ok")[0]["body"];
+            assert_eq!(status["local_value"], -5, "{me}: {status}");
+            assert_eq!(status["peers_synced"], 1, "{me}: {status}");
+            assert!(
+                status["gossip_rounds"].as_u64() >= Some(3),
+                "{me}: {status}"
+            );
+            // Each node's own add came at 10 ms and the peer's one gossip hop later (50 ms).
+            assert_eq!(status["convergence_ms"], 50, "{me}: {status}");
+        }
+    }
+
+    #[test]
+    fn a_peer_is_not_synced_until_its_digest_covers_ours() {
+        let mut node = started("n1", &["n1", "n2"]);
+        send(
+            &mut node,
+            ms(1),
+            "c1",
+            "n1",
+            json!({"type": "add", "msg_id": 2, "delta": 1}),
+        );
+        drain(&mut node, ms(1));
+        let empty = json!({"type": "gossip", "frame": {"type": "syn", "digest": []}});
+        send(&mut node, ms(2), "n2", "n1", empty);
+        send(
+            &mut node,
+            ms(2),
+            "c1",
+            "n1",
+            json!({"type": "gossip_status", "msg_id": 3}),
+        );
+        let out = drain(&mut node, ms(2));
+        assert_eq!(
+            of_type(&out, "gossip_status_ok")[0]["body"]["peers_synced"],
+            0
+        );
+        let covering = json!({"type": "gossip", "frame": {"type": "syn", "digest":
+            [{"origin": {"node": "n1", "incarnation": 0}, "version": 1}]}});
+        send(&mut node, ms(3), "n2", "n1", covering);
+        send(
+            &mut node,
+            ms(3),
+            "c1",
+            "n1",
+            json!({"type": "gossip_status", "msg_id": 4}),
+        );
+        let out = drain(&mut node, ms(3));
+        assert_eq!(
+            of_type(&out, "gossip_status_ok")[0]["body"]["peers_synced"],
+            1
+        );
+    }
+}
