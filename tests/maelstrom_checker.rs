@@ -71,9 +71,10 @@ fn run(w: Workload) {
     let start = Instant::now();
     let length = Duration::from_millis(1500);
     // Partitions: [300 ms, 800 ms) and [1000 ms, 1400 ms), each a fresh random cut; and
-    // one node paused (SIGSTOP) over [600 ms, 1000 ms), so some adds go unanswered in time.
+    // one node paused (SIGSTOP) over [500 ms, 1000 ms) and sent every other request then,
+    // so some adds go unanswered within the client timeout.
     let paused = net.rng().usize(..w.nodes);
-    let pause = (Duration::from_millis(600), Duration::from_millis(1000));
+    let pause = (Duration::from_millis(500), Duration::from_millis(1000));
     let mut is_paused = false;
     let cuts = [(300, 800), (1000, 1400)]
         .map(|(a, b)| (Duration::from_millis(a), Duration::from_millis(b)));
@@ -98,7 +99,11 @@ fn run(w: Workload) {
             }
             is_paused = pause_now;
         }
-        let node = net.rng().usize(..w.nodes);
+        let node = if is_paused && op.is_multiple_of(2) {
+            paused
+        } else {
+            net.rng().usize(..w.nodes)
+        };
         let client = format!("c{}", 1 + op % CLIENTS);
         op += 1;
         if net.rng().u8(..4) == 0 {
@@ -136,7 +141,7 @@ fn run(w: Workload) {
         }
     }
     assert!(
-        outcomes.acknowledged.len() > 100,
+        outcomes.acknowledged.len() > 50,
         "seed {seed}: too few adds acknowledged for a meaningful run: {outcomes:?}"
     );
     if w.partitions {
@@ -248,10 +253,6 @@ fn a_thousand_adds_across_five_nodes_converge_within_a_second() {
         eprintln!("n{}: {status}", i + 1);
         assert_eq!(status["type"], "gossip_status_ok", "seed {seed}: {status}");
         assert_eq!(status["local_value"], expected, "seed {seed}: {status}");
-        assert!(
-            status["gossip_rounds"].as_u64() > Some(0),
-            "seed {seed}: {status}"
-        );
         let ms = status["convergence_ms"].as_u64().expect("convergence_ms");
         assert!(
             ms < 1000,
@@ -259,21 +260,32 @@ fn a_thousand_adds_across_five_nodes_converge_within_a_second() {
             i + 1
         );
     }
-    // Anti-entropy goes on after the adds: every node soon has a digest from every peer
-    // showing it holds everything.
+    // Anti-entropy goes on after the adds: soon every node has run rounds of its own and
+    // has a digest from every peer showing that peer holds everything.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut synced = vec![0; 5];
-    while Instant::now() < deadline && synced.iter().any(|s| *s != 4) {
-        for (i, s) in synced.iter_mut().enumerate() {
+    let mut seen = vec![(0, 0); 5];
+    while Instant::now() < deadline
+        && seen
+            .iter()
+            .any(|&(synced, rounds)| synced != 4 || rounds == 0)
+    {
+        for (i, s) in seen.iter_mut().enumerate() {
             let id = net.request(i, "c1", json!({"type": "gossip_status"}));
             let status = net
                 .await_reply(id, Duration::from_secs(2))
                 .expect("gossip_status_ok");
-            *s = status["peers_synced"].as_u64().expect("peers_synced");
+            *s = (
+                status["peers_synced"].as_u64().expect("peers_synced"),
+                status["gossip_rounds"].as_u64().expect("gossip_rounds"),
+            );
         }
         net.run_until(Instant::now() + Duration::from_millis(50));
     }
-    assert_eq!(synced, vec![4; 5], "seed {seed}: peers_synced per node");
+    assert!(
+        seen.iter()
+            .all(|&(synced, rounds)| synced == 4 && rounds > 0),
+        "seed {seed}: (peers_synced, gossip_rounds) per node: {seen:?}"
+    );
 }
 
 #[test]
