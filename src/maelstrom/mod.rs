@@ -8,11 +8,13 @@
 //!
 //! Choices this runtime makes, and why:
 //!
-//! - Origins are `(node id, incarnation 0)`. A Maelstrom node keeps its state for the
-//!   whole run (Maelstrom does not restart node processes), so the data-loss hazard that
-//!   random incarnations guard against cannot arise; and a fixed incarnation lets a
-//!   `replicate` message, which names nodes but not incarnations, merge into the very
-//!   entries that node's own gossip fills, so max-merge never counts the same node twice.
+//! - Origins are `(node id, incarnation 0)`. A fixed incarnation lets a `replicate`
+//!   message, which names nodes but not incarnations, merge into the very entries that
+//!   node's own gossip fills, so max-merge never counts one node's adds twice. It is safe
+//!   because a Maelstrom node keeps its state for the whole run: the pn-counter workload
+//!   faults the network (partitions), not the processes. A node process restarted without
+//!   its state would reuse its origin and have its new adds swallowed by the max-merge of
+//!   its old totals, so this runtime is not for setups that restart nodes.
 //! - Peers are all the other node ids from `init`. The `topology` message is answered and
 //!   otherwise ignored: the engine picks `fanout` random peers from full membership, as the
 //!   reference counter does.

@@ -23,7 +23,7 @@ use crate::crdt::{Digest, LocalOp, OpKind, Origin, State, DEFAULT_COUNTER};
 use crate::engine::{Config, Engine, Output, PeerId};
 use log::{debug, info, warn};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// The incarnation of every origin under Maelstrom (see the module header of `maelstrom`).
@@ -249,8 +249,8 @@ impl Node {
         &mut self,
         now: Duration,
         src: &str,
-        p_counters: std::collections::BTreeMap<String, u64>,
-        n_counters: std::collections::BTreeMap<String, u64>,
+        p_counters: BTreeMap<String, u64>,
+        n_counters: BTreeMap<String, u64>,
     ) {
         let Some(s) = &mut self.serving else {
             return;
