@@ -5,6 +5,7 @@
 //! replies. Processes are killed when the network is dropped.
 #![allow(dead_code)]
 
+use crossbeam_channel::Sender;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde_json::{json, Value};
 use std::cmp::Reverse;
@@ -29,7 +30,9 @@ pub fn node_ids(n: usize) -> Vec<String> {
 
 struct NodeProc {
     child: Child,
-    stdin: Option<ChildStdin>,
+    /// Lines for the node's stdin, written by a thread of their own so that a paused
+    /// node with a full pipe never blocks the network. Dropping it closes stdin.
+    stdin: Option<Sender<String>>,
 }
 
 impl Drop for NodeProc {
@@ -37,6 +40,24 @@ impl Drop for NodeProc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the thread that writes lines to a node's stdin; it ends, closing stdin, when
+/// the sender is dropped or the node stops reading.
+fn spawn_writer(mut stdin: ChildStdin) -> Sender<String> {
+    let (tx, rx) = crossbeam_channel::unbounded::<String>();
+    thread::spawn(move || {
+        for line in rx {
+            let written = stdin
+                .write_all(line.as_bytes())
+                .and_then(|_| stdin.write_all(b"\n"))
+                .and_then(|_| stdin.flush());
+            if written.is_err() {
+                return;
+            }
+        }
+    });
+    tx
 }
 
 /// A message in flight between nodes.
@@ -109,7 +130,7 @@ impl Net {
                 .spawn()
                 .expect("spawn gctr maelstrom");
             let stdout = child.stdout.take().expect("child stdout");
-            let stdin = child.stdin.take();
+            let stdin = child.stdin.take().map(spawn_writer);
             let tx = tx.clone();
             let name = id.clone();
             thread::Builder::new()
@@ -180,12 +201,10 @@ impl Net {
 
     /// Writes one raw line to node `i`'s stdin.
     pub fn send_raw(&mut self, i: usize, line: &str) {
-        let stdin = self.nodes[i].stdin.as_mut().expect("stdin open");
+        let stdin = self.nodes[i].stdin.as_ref().expect("stdin open");
         stdin
-            .write_all(line.as_bytes())
-            .and_then(|_| stdin.write_all(b"\n"))
-            .and_then(|_| stdin.flush())
-            .unwrap_or_else(|e| panic!("write to {}: {e}", self.ids[i]));
+            .send(line.to_owned())
+            .unwrap_or_else(|_| panic!("{}'s stdin writer stopped", self.ids[i]));
     }
 
     /// Closes node `i`'s stdin.
