@@ -221,7 +221,8 @@ fn check(request: &Request) -> Result<(), String> {
 /// A message body to send, before the runtime stamps `msg_id`, `src` and the envelope.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outgoing {
-    /// The sender to stamp, when not this node's id (an error before `init`).
+    /// The sender to stamp while this node has no id yet (an error before `init`): the
+    /// id the request was addressed to.
     pub src: Option<String>,
     pub dest: String,
     pub body: Map<String, Value>,
@@ -271,12 +272,12 @@ impl Outgoing {
         }
     }
 
-    /// The whole line (without newline), stamped with a message id and sent from `me`
-    /// unless the message names its own sender.
-    pub fn to_line(&self, me: &str, msg_id: u64) -> String {
+    /// The whole line (without newline), stamped with a message id and sent from `me`,
+    /// this node's id once `init` gave it one.
+    pub fn to_line(&self, me: Option<&str>, msg_id: u64) -> String {
         let mut body = self.body.clone();
         body.insert("msg_id".into(), msg_id.into());
-        let src = self.src.as_deref().unwrap_or(me);
+        let src = me.or(self.src.as_deref()).unwrap_or_default();
         json!({ "src": src, "dest": self.dest, "body": body }).to_string()
     }
 }
@@ -393,7 +394,7 @@ mod tests {
             "entries":[{"counter":"default","p":1,"n":0,"version":1}]}]}}}"#;
         assert_eq!(error_of(bad_name), (None, ErrorCode::MalformedRequest));
         let frame = Frame::Syn { digest: Vec::new() };
-        let line = Outgoing::gossip("n1", &frame).to_line("n2", 9);
+        let line = Outgoing::gossip("n1", &frame).to_line(Some("n2"), 9);
         let Parsed::Request(Incoming {
             request: Request::Gossip { frame: parsed },
             msg_id: Some(9),

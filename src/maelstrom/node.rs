@@ -103,15 +103,14 @@ impl Node {
     pub fn drain_lines(&mut self, now: Duration) -> Vec<String> {
         self.flush_adds(now);
         self.collect_engine_outputs();
-        let src = self.id().unwrap_or("").to_owned();
         let outbox = std::mem::take(&mut self.outbox);
+        let me = self.serving.as_ref().map(|s| s.me.as_str());
+        let first = self.next_msg_id;
+        self.next_msg_id += outbox.len() as u64;
         outbox
             .iter()
-            .map(|m| {
-                let id = self.next_msg_id;
-                self.next_msg_id += 1;
-                m.to_line(&src, id)
-            })
+            .zip(first..)
+            .map(|(m, id)| m.to_line(me, id))
             .collect()
     }
 
