@@ -10,10 +10,7 @@ use std::path::PathBuf;
 pub enum WalError {
     /// A file operation failed. From an append: nothing of the record will replay and
     /// the state must not change; later appends retry and succeed once the fault clears.
-    Io {
-        context: String,
-        source: io::Error,
-    },
+    Io { context: String, source: io::Error },
     /// A file holds bytes the WAL did not write (or cannot read). Open refuses to start;
     /// `WalOptions::repair` keeps what comes before `offset` and sets the rest aside.
     Corruption {

@@ -101,7 +101,9 @@ impl FileSystem for RealFs {
             ));
         }
         let mut buf = Vec::with_capacity(len as usize);
-        Read::by_ref(&mut file).take(max_len).read_to_end(&mut buf)?;
+        Read::by_ref(&mut file)
+            .take(max_len)
+            .read_to_end(&mut buf)?;
         Ok(buf)
     }
 
@@ -140,10 +142,9 @@ impl FileSystem for RealFs {
             .write(true)
             .open(path)?;
         file.try_lock().map_err(|e| match e {
-            fs::TryLockError::WouldBlock => io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "another process holds the lock",
-            ),
+            fs::TryLockError::WouldBlock => {
+                io::Error::new(io::ErrorKind::WouldBlock, "another process holds the lock")
+            }
             fs::TryLockError::Error(e) => e,
         })?;
         Ok(Box::new(RealLock { _file: file }))

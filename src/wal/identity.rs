@@ -56,7 +56,10 @@ pub fn read(fs: &dyn FileSystem, dir: &Path) -> Result<Option<Origin>, WalError>
     let file: IdentityFile =
         serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not an identity: {e}")))?;
     if file.format != IDENTITY_FORMAT {
-        return Err(corrupt(format!("unsupported identity format {}", file.format)));
+        return Err(corrupt(format!(
+            "unsupported identity format {}",
+            file.format
+        )));
     }
     validate_node_name(&file.node).map_err(|e| corrupt(e.0))?;
     Ok(Some(Origin::new(file.node, file.incarnation)))

@@ -262,7 +262,8 @@ impl Wal {
                 found
             }
             None => {
-                if let Some(file) = files.segments.first().map(|s| &s.path) {
+                let log_file = files.segments.first().map(|s| &s.path);
+                if let Some(file) = log_file.or(files.snapshots.first().map(|s| &s.1)) {
                     return Err(WalError::Corruption {
                         file: dir.join(identity::IDENTITY_FILE),
                         offset: 0,
@@ -487,9 +488,7 @@ impl Wal {
             return Ok(());
         }
         let started = Instant::now();
-        self.active
-            .sync()
-            .map_err(|e| self.io_error("fsync", e))?;
+        self.active.sync().map_err(|e| self.io_error("fsync", e))?;
         self.note_sync(started.elapsed());
         Ok(())
     }

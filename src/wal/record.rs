@@ -93,7 +93,9 @@ pub fn decode(data: &[u8]) -> Result<Record, RecordError> {
             }
             Record::Learned(deltas)
         }
-        TYPE_SNAPSHOT_END => Record::SnapshotEnd { chunks: r.varint()? },
+        TYPE_SNAPSHOT_END => Record::SnapshotEnd {
+            chunks: r.varint()?,
+        },
         other => return Err(RecordError::UnknownType(other)),
     };
     if !r.buf.is_empty() {

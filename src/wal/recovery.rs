@@ -105,6 +105,18 @@ pub fn replay(
     out.next_seq = snap_seq + 1;
 
     let count = segments.len();
+    if count == 0 && out.snapshot.is_none() && !repair {
+        if let Some((seq, path)) = snapshots.last() {
+            return Err(WalError::Corruption {
+                file: path.clone(),
+                offset: 0,
+                reason: format!(
+                    "the snapshot is damaged and no log holds records 1 to {seq}: {}",
+                    out.bad_snapshots[0]
+                ),
+            });
+        }
+    }
     let mut expected: Option<u64> = None;
     let mut iter = segments.into_iter().enumerate().peekable();
     while let Some((i, seg)) = iter.next() {
@@ -129,7 +141,11 @@ pub fn replay(
                 seg.first_seq
             )),
             _ => None,
-        };
+        }
+        .map(|reason| match out.bad_snapshots.first() {
+            Some(bad) => format!("{reason}; the snapshot that held them is damaged: {bad}"),
+            None => reason,
+        });
         if let Some(reason) = gap {
             let seg_next = expected.unwrap_or(seg.first_seq);
             let rest: Vec<SegmentFile> = std::iter::once(seg).chain(iter.map(|(_, s)| s)).collect();
@@ -152,7 +168,15 @@ pub fn replay(
                 } else {
                     let rest: Vec<SegmentFile> =
                         std::iter::once(seg).chain(iter.map(|(_, s)| s)).collect();
-                    set_aside(fs, dir, &rest, (bad.offset, bad.reason), seq, repair, &mut out)?;
+                    set_aside(
+                        fs,
+                        dir,
+                        &rest,
+                        (bad.offset, bad.reason),
+                        seq,
+                        repair,
+                        &mut out,
+                    )?;
                     break;
                 }
             }
@@ -238,13 +262,21 @@ fn replay_segment(
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != SEGMENT_VERSION {
-        return bad(8, format!("unsupported segment version {version}"), true, bytes, *seq);
+        return bad(
+            8,
+            format!("unsupported segment version {version}"),
+            true,
+            bytes,
+            *seq,
+        );
     }
     let mut offset = header_len;
     while offset < bytes.len() {
         let (frame_seq, data, next) = match parse_frame(&bytes, offset) {
             Parsed::Frame { seq, data, next } => (seq, data, next),
-            Parsed::Incomplete => return bad(offset, "record is cut short".into(), false, bytes, *seq),
+            Parsed::Incomplete => {
+                return bad(offset, "record is cut short".into(), false, bytes, *seq)
+            }
             Parsed::Bad(reason) => return bad(offset, reason, false, bytes, *seq),
         };
         if frame_seq != *seq {
@@ -262,7 +294,13 @@ fn replay_segment(
                     }
                 }
                 Ok(Record::SnapshotEnd { .. }) => {
-                    return bad(offset, "snapshot record in a segment".into(), true, bytes, *seq)
+                    return bad(
+                        offset,
+                        "snapshot record in a segment".into(),
+                        true,
+                        bytes,
+                        *seq,
+                    )
                 }
                 Err(RecordError::UnknownType(t)) => {
                     return Err(WalError::UnknownRecordType {
@@ -289,9 +327,7 @@ fn valid_frame_after(bytes: &[u8], offset: usize, seq: u64) -> bool {
     (offset + 1..=end).any(|pos| {
         let s = u64::from_le_bytes(bytes[pos..pos + 8].try_into().expect("8 bytes"));
         let room = ((bytes.len() - pos) / FRAME_HEADER_LEN) as u64;
-        s >= seq
-            && s - seq <= room
-            && matches!(parse_frame(bytes, pos), Parsed::Frame { .. })
+        s >= seq && s - seq <= room && matches!(parse_frame(bytes, pos), Parsed::Frame { .. })
     })
 }
 

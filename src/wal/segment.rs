@@ -108,13 +108,10 @@ impl ActiveSegment {
     /// back to where it was, so the frames are gone; the error is returned either way.
     pub fn append(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
         self.ensure_clean()?;
-        let result = self.file.append(bytes).and_then(|()| {
-            if sync {
-                self.file.sync()
-            } else {
-                Ok(())
-            }
-        });
+        let result = self
+            .file
+            .append(bytes)
+            .and_then(|()| if sync { self.file.sync() } else { Ok(()) });
         match result {
             Ok(()) => {
                 self.good_len += bytes.len() as u64;

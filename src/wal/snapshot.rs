@@ -167,7 +167,10 @@ pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<State, SnapshotFault> {
                 return Ok(state);
             }
             Ok(Record::SnapshotEnd { chunks }) => {
-                return Err((at, format!("end record counts {chunks} chunks, not {}", seq - 1)))
+                return Err((
+                    at,
+                    format!("end record counts {chunks} chunks, not {}", seq - 1),
+                ))
             }
             Ok(Record::LocalBatch(_)) => return Err((at, "a local batch in a snapshot".into())),
             Err(e) => return Err((at, e.to_string())),

@@ -72,7 +72,9 @@ impl Node {
             }],
             origin,
         };
-        self.wal.append_learned(&[delta.clone()]).expect("learned");
+        self.wal
+            .append_learned(std::slice::from_ref(&delta))
+            .expect("learned");
         self.state.apply_delta(&delta);
         self.history.push(image(&self.state));
     }
@@ -115,6 +117,12 @@ fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
 }
 
 #[test]
+fn wal_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Wal>();
+}
+
+#[test]
 fn wal_a_new_directory_gets_an_identity_and_a_reopen_recovers_everything() {
     let dir = tempfile::tempdir().unwrap();
     let (mut node, report) = Node::open(dir.path(), options());
@@ -149,13 +157,20 @@ fn wal_the_last_record_cut_at_every_byte_keeps_every_complete_record() {
     for cut in last..full.len() {
         stdfs::write(&seg, &full[..cut]).unwrap();
         let (mut node, report) = Node::open(dir.path(), options());
-        assert_eq!(node.wal.origin(), &origin, "cut {cut}: a torn tail keeps the origin");
+        assert_eq!(
+            node.wal.origin(),
+            &origin,
+            "cut {cut}: a torn tail keeps the origin"
+        );
         assert_eq!(image(&node.state), history[4], "cut {cut}");
         assert_eq!(report.records_replayed, 4, "cut {cut}");
         let torn = report.torn_tail.clone();
         assert_eq!(torn.is_some(), cut > last, "cut {cut}: {torn:?}");
         if let Some(torn) = torn {
-            assert_eq!((torn.offset, torn.bytes_cut), (last as u64, (cut - last) as u64));
+            assert_eq!(
+                (torn.offset, torn.bytes_cut),
+                (last as u64, (cut - last) as u64)
+            );
             let saved = stdfs::read(torn.saved_to.unwrap()).unwrap();
             assert_eq!(saved, &full[last..cut]);
         }
@@ -163,7 +178,11 @@ fn wal_the_last_record_cut_at_every_byte_keeps_every_complete_record() {
         let expected = image(&node.state);
         node.wal.close().unwrap();
         let (node, report) = Node::open(dir.path(), options());
-        assert_eq!(image(&node.state), expected, "cut {cut}: reopened after an append");
+        assert_eq!(
+            image(&node.state),
+            expected,
+            "cut {cut}: reopened after an append"
+        );
         assert!(report.torn_tail.is_none());
         drop(node);
         for side in files_ending(dir.path(), &format!(".torn-{last}")) {
@@ -290,7 +309,10 @@ fn wal_a_flipped_bit_in_an_earlier_segment_is_refused_and_repair_keeps_what_it_c
             assert_eq!(&file, victim);
             assert_eq!(offset, bad_offset as u64);
         }
-        other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r.report)),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
     }
     assert_eq!(segments(dir.path()), segs, "a refusal changes nothing");
 
@@ -307,7 +329,9 @@ fn wal_a_flipped_bit_in_an_earlier_segment_is_refused_and_repair_keeps_what_it_c
     assert_eq!((&fix.file, fix.offset), (victim, bad_offset as u64));
     assert_eq!(fix.dropped.len(), segs.len() - 2);
     assert!(fix.saved_to.as_ref().unwrap().exists());
-    let fresh = report.new_incarnation.expect("repair takes a new incarnation");
+    let fresh = report
+        .new_incarnation
+        .expect("repair takes a new incarnation");
     assert_eq!(fresh.previous, origin.incarnation);
     assert_ne!(node.wal.origin(), &origin);
     node.local("after", 1).unwrap();
@@ -333,7 +357,10 @@ fn wal_a_bad_record_followed_by_good_ones_in_the_last_segment_is_corruption() {
         Err(WalError::Corruption { file, offset, .. }) => {
             assert_eq!((file, offset), (seg, offsets[1] as u64));
         }
-        other => panic!("expected corruption, got {:?}", other.map(|(_, r)| r.report)),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
     }
 }
 
@@ -358,7 +385,11 @@ fn wal_snapshot_delete_and_recover_equals_the_state_before() {
     assert!(taken >= 4, "{taken} snapshots");
     let status = node.wal.status();
     let snap_seq = status.last_snapshot_seq.unwrap();
-    assert_eq!(files_ending(dir.path(), ".snap").len(), 1, "older snapshots deleted");
+    assert_eq!(
+        files_ending(dir.path(), ".snap").len(),
+        1,
+        "older snapshots deleted"
+    );
     for seg in segments(dir.path()) {
         let first = segment::parse_segment_name(seg.file_name().unwrap().to_str().unwrap());
         assert!(first.unwrap() > snap_seq, "covered segment {seg:?} deleted");
@@ -386,9 +417,21 @@ fn wal_a_damaged_snapshot_whose_log_is_gone_is_refused() {
     stdfs::write(&snap, &bytes).unwrap();
     let err = Wal::open(dir.path(), options()).map(|_| ()).unwrap_err();
     assert!(
-        matches!(err, WalError::Corruption { .. }),
+        matches!(&err, WalError::Corruption { reason, .. } if reason.contains("snapshot")),
         "records 1..6 exist only in the snapshot: {err}"
     );
+
+    // With the log after it gone too, the snapshot itself is named.
+    for seg in segments(dir.path()) {
+        stdfs::remove_file(seg).unwrap();
+    }
+    match Wal::open(dir.path(), options()) {
+        Err(WalError::Corruption { file, .. }) => assert_eq!(file, snap),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
+    }
 }
 
 #[test]
@@ -443,11 +486,19 @@ fn wal_names_and_locks_are_checked() {
         ..options()
     };
     match Wal::open(dir.path(), other) {
-        Err(WalError::NameMismatch { asked, found }) => assert_eq!((asked, found), ("n2".into(), "n1".into())),
-        other => panic!("expected a name mismatch, got {:?}", other.map(|(_, r)| r.report)),
+        Err(WalError::NameMismatch { asked, found }) => {
+            assert_eq!((asked, found), ("n2".into(), "n1".into()))
+        }
+        other => panic!(
+            "expected a name mismatch, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
     }
     let (wal, rec) = Wal::open(dir.path(), no_name).unwrap();
-    assert_eq!(rec.origin.node, "n1", "no name asked: the directory's is used");
+    assert_eq!(
+        rec.origin.node, "n1",
+        "no name asked: the directory's is used"
+    );
     drop(wal);
 }
 
@@ -473,7 +524,10 @@ fn wal_an_unknown_record_type_is_an_error_naming_it() {
                 offset,
                 record_type,
             }) => assert_eq!((file, offset, record_type), (seg.clone(), at, 42)),
-            other => panic!("expected an unknown type, got {:?}", other.map(|(_, r)| r.report)),
+            other => panic!(
+                "expected an unknown type, got {:?}",
+                other.map(|(_, r)| r.report)
+            ),
         }
     }
 }
@@ -506,7 +560,11 @@ fn wal_a_failed_write_or_fsync_leaves_nothing_and_later_appends_succeed() {
         drop(node);
 
         let (mut node, report) = Node::open(dir.path(), options());
-        assert_eq!(image(&node.state), before, "{op:?}: nothing of the failed batch replays");
+        assert_eq!(
+            image(&node.state),
+            before,
+            "{op:?}: nothing of the failed batch replays"
+        );
         assert!(report.torn_tail.is_none(), "{op:?}: {:?}", report.torn_tail);
         // The next batch reuses the failed batch's versions, with a smaller total.
         node.local("c0", 1).unwrap();
@@ -528,7 +586,10 @@ fn wal_a_failed_rollback_keeps_failing_until_the_fault_clears_then_recovers() {
     fs.fail_nth(Op::Truncate, 1, true);
     assert!(node.local("c0", 100).is_err());
     assert!(node.wal.status().failed);
-    assert!(node.local("c0", 100).is_err(), "appends refuse while the cut fails");
+    assert!(
+        node.local("c0", 100).is_err(),
+        "appends refuse while the cut fails"
+    );
     assert!(node.wal.status().failed);
     assert_eq!(image(&node.state), before);
 
@@ -538,7 +599,11 @@ fn wal_a_failed_rollback_keeps_failing_until_the_fault_clears_then_recovers() {
     let after = image(&node.state);
     drop(node);
     let (node, report) = Node::open(dir.path(), options());
-    assert_eq!(image(&node.state), after, "only the batch that succeeded replays");
+    assert_eq!(
+        image(&node.state),
+        after,
+        "only the batch that succeeded replays"
+    );
     assert_eq!(node.state.value("c0"), 2);
     assert!(report.torn_tail.is_none());
 }
