@@ -179,3 +179,65 @@ pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<State, SnapshotFault> {
         offset = next;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{Origin, Totals};
+
+    #[test]
+    fn a_state_larger_than_a_chunk_round_trips_with_its_known_versions() {
+        let big = Origin::new("big", 1);
+        let gappy = Origin::new("gappy", 2);
+        let mut state = State::new();
+        let entries: Vec<CounterEntry> = (1..=120_000u64)
+            .map(|v| CounterEntry {
+                counter: format!("counter-{v}"),
+                p: v,
+                n: v / 2,
+                version: v,
+            })
+            .collect();
+        state.apply_delta(&OriginDelta {
+            origin: big.clone(),
+            from: 0,
+            to: 120_000,
+            entries,
+        });
+        // Known up to 3 with an entry at 9 beyond a gap: both must survive.
+        state.apply_delta(&OriginDelta {
+            origin: gappy.clone(),
+            from: 0,
+            to: 3,
+            entries: vec![CounterEntry {
+                counter: "g".into(),
+                p: 1,
+                n: 0,
+                version: 3,
+            }],
+        });
+        state.merge_entry(
+            &gappy,
+            "h",
+            Totals {
+                p: 5,
+                n: 0,
+                version: 9,
+            },
+        );
+
+        let bytes = encode(&state, 77);
+        assert!(bytes.len() > 2 * CHUNK_BYTES, "the big origin is split");
+        let back = decode(&bytes, 77).unwrap();
+        assert_eq!(back.to_deltas(), state.to_deltas());
+        assert_eq!(back.known(&big), 120_000);
+        assert_eq!(back.known(&gappy), 3);
+        assert_eq!(back.value("h"), 5);
+
+        assert!(
+            decode(&bytes, 78).is_err(),
+            "the name and header must agree"
+        );
+        assert!(decode(&bytes[..bytes.len() - 1], 77).is_err());
+    }
+}

@@ -607,3 +607,43 @@ fn wal_a_failed_rollback_keeps_failing_until_the_fault_clears_then_recovers() {
     assert_eq!(node.state.value("c0"), 2);
     assert!(report.torn_tail.is_none());
 }
+
+#[test]
+fn wal_group_commit_fsyncs_local_batches_and_lets_learned_state_ride_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), options());
+    node.learned("peer", "x", 1);
+    node.learned("peer", "x", 2);
+    assert_eq!(
+        node.wal.status().fsyncs,
+        0,
+        "learned state waits for the next fsync"
+    );
+    node.local("a", 1).unwrap();
+    node.local("a", 1).unwrap();
+    let status = node.wal.status();
+    assert_eq!(status.fsyncs, 2, "one fsync per local batch");
+    assert!(status.last_fsync_micros.is_some());
+    drop(node);
+
+    let lazy = WalOptions {
+        fsync: FsyncPolicy::Interval(Duration::from_secs(3600)),
+        ..options()
+    };
+    let (mut node, _) = Node::open(dir.path(), lazy);
+    node.local("a", 1).unwrap();
+    node.wal.sync_if_due().unwrap();
+    assert_eq!(node.wal.status().fsyncs, 0, "not due within the interval");
+    node.wal.sync().unwrap();
+    assert_eq!(node.wal.status().fsyncs, 1);
+    drop(node);
+
+    let eager = WalOptions {
+        fsync: FsyncPolicy::Interval(Duration::ZERO),
+        ..options()
+    };
+    let (mut node, _) = Node::open(dir.path(), eager);
+    node.learned("peer", "x", 3);
+    node.wal.sync_if_due().unwrap();
+    assert_eq!(node.wal.status().fsyncs, 1, "due at once");
+}
