@@ -1,1 +1,654 @@
-//! The segmented write-ahead log: records, segments, snapshots and recovery.
+//! The segmented write-ahead log: where an increment becomes durable before it is
+//! applied, acknowledged or gossiped, and where a restarted node gets its state back.
+//!
+//! # On-disk format
+//!
+//! A data directory holds:
+//! - `identity`: JSON `{"format":1,"node":NAME,"incarnation":U64}`, the node's origin,
+//!   made (atomically: temp file, fsync, rename, directory fsync) when the directory is
+//!   created and replaced only when the node must take a new incarnation.
+//! - `<16 hex digits>.wal`: segments, named after their first record's sequence number.
+//!   A 12-byte header (magic `GCTR-WAL`, format version u32) and then frames.
+//! - `<16 hex digits>.snap`: snapshots, named after the last sequence number they cover.
+//! - `clean-shutdown` (written by [`Wal::close`], removed at open), `weak-fsync` (present
+//!   while a run under a policy weaker than `Always` has the directory open), `LOCK`
+//!   (held by the running process), and side files recovery leaves for an operator:
+//!   `*.torn-<offset>`, `*.corrupt-<offset>`, `*.wal.dropped`.
+//!
+//! A frame is: sequence number (u64), data length (u32, at most 32 MiB), CRC32 of the
+//! sequence number, length and data (u32), then the data; little-endian. Sequence numbers
+//! start at 1 and rise by one per record across segments. The data is a record: a type
+//! byte (1 local batch, 2 learned state; others reserved) and absolute CRDT entries (see
+//! `record.rs`), so replay is a merge with `State::apply_delta` in log order.
+//!
+//! Recovery reads the newest snapshot that checks out, then every record after it. A
+//! record cut short or failing its CRC at the very end of the last segment is a torn
+//! write: it is saved aside, cut, and logged. Any other bad byte is corruption: open
+//! fails naming the file and offset, unless [`WalOptions::repair`] is set, in which case
+//! the log is cut at the bad record, later segments are set aside, the report says what
+//! was dropped, and the node takes a new incarnation (its own lost records may have been
+//! gossiped, and their versions must not be reused).
+//!
+//! # Durability contract
+//!
+//! [`Wal::append_local`] returns only once the batch is written and (under the default
+//! [`FsyncPolicy::Always`]) fsynced; only then may the caller apply it. A failed append
+//! leaves nothing that a replay would apply, so the caller answers 503 and applies
+//! nothing. Learned state is written without its own fsync; the next fsync covers it.
+
+mod error;
+mod frame;
+mod fs;
+mod identity;
+mod record;
+mod recovery;
+mod segment;
+mod snapshot;
+
+#[cfg(test)]
+mod faulty_fs;
+#[cfg(test)]
+mod tests;
+
+pub use error::WalError;
+pub use fs::{DirLock, FileSystem, RealFs, WalFile};
+pub use recovery::{Repair, TornTail};
+
+use crate::crdt::{validate_node_name, Origin, OriginDelta, State};
+use frame::{encode_frame, MAX_RECORD_BYTES};
+use identity::{CLEAN_SHUTDOWN_FILE, WEAK_FSYNC_FILE};
+use recovery::SegmentFile;
+use segment::{ActiveSegment, SEGMENT_HEADER_LEN};
+use serde::Serialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// When appends reach the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Every local batch is fsynced before `append_local` returns. The default; the only
+    /// policy under which no acknowledged write can be lost.
+    #[default]
+    Always,
+    /// Weaker: fsync when a local batch comes at least this long after the last fsync, or
+    /// when [`Wal::sync_if_due`] finds it due. A crash can lose writes acknowledged within
+    /// the interval; the node then restarts under a new incarnation.
+    Interval(Duration),
+    /// Weakest: fsync only on snapshot and close. A crash can lose any acknowledged
+    /// write since; the node then restarts under a new incarnation.
+    Never,
+}
+
+impl FsyncPolicy {
+    /// Whether an acknowledged write can be lost in a crash under this policy.
+    pub fn is_weaker(self) -> bool {
+        self != FsyncPolicy::Always
+    }
+}
+
+impl fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsyncPolicy::Always => f.write_str("always"),
+            FsyncPolicy::Interval(d) => write!(f, "every {}", humantime::format_duration(*d)),
+            FsyncPolicy::Never => f.write_str("never"),
+        }
+    }
+}
+
+/// Settings for [`Wal::open`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalOptions {
+    /// The node's name: required for a new directory, checked against an existing one.
+    pub node_name: Option<String>,
+    /// Default `Always`.
+    pub fsync: FsyncPolicy,
+    /// A segment is closed and a new one started once it would pass this size. Default
+    /// 64 MiB; clamped to at most 1 GiB. A segment always takes at least one record.
+    pub segment_bytes: u64,
+    /// `maybe_snapshot` takes a snapshot after this many records since the last one
+    /// (0: never by count). Default 1,000,000.
+    pub snapshot_records: u64,
+    /// ... or after this many bytes of records since the last one (0: never by size).
+    /// Default 64 MiB.
+    pub snapshot_bytes: u64,
+    /// Keep what can be kept from a corrupt log instead of refusing to open. Default off.
+    pub repair: bool,
+}
+
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+pub const DEFAULT_SNAPSHOT_RECORDS: u64 = 1_000_000;
+pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 << 20;
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            node_name: None,
+            fsync: FsyncPolicy::Always,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            snapshot_records: DEFAULT_SNAPSHOT_RECORDS,
+            snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
+            repair: false,
+        }
+    }
+}
+
+/// Why the node runs under a different incarnation than the directory had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NewIncarnation {
+    pub previous: u64,
+    pub reason: String,
+}
+
+/// What [`Wal::open`] found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RecoveryReport {
+    /// The directory was new (or had no identity and no log).
+    pub created: bool,
+    /// The previous run closed the WAL cleanly.
+    pub clean_shutdown: bool,
+    pub new_incarnation: Option<NewIncarnation>,
+    /// The snapshot replay started from: its last sequence number and file.
+    pub snapshot_seq: Option<u64>,
+    pub snapshot_file: Option<PathBuf>,
+    /// Snapshots that did not check out and were passed over, each with why.
+    pub bad_snapshots: Vec<String>,
+    pub records_replayed: u64,
+    pub segments_read: usize,
+    /// The sequence number of the last record kept (0 if none ever).
+    pub last_seq: u64,
+    pub torn_tail: Option<TornTail>,
+    pub repairs: Vec<Repair>,
+}
+
+/// The result of opening a data directory.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The origin this node writes under (a new incarnation if the report says so).
+    pub origin: Origin,
+    /// Every record's entries merged: the state to start the engine from.
+    pub state: State,
+    pub report: RecoveryReport,
+}
+
+/// WAL figures for `GET /status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WalStatus {
+    pub dir: PathBuf,
+    pub fsync_policy: String,
+    pub segments: usize,
+    /// Bytes in segments.
+    pub bytes: u64,
+    pub last_seq: u64,
+    pub records_since_snapshot: u64,
+    pub bytes_since_snapshot: u64,
+    pub last_snapshot_seq: Option<u64>,
+    pub snapshots_taken: u64,
+    pub fsyncs: u64,
+    pub last_fsync_micros: Option<u64>,
+    /// A failed write could not be cut away yet; appends retry the cut first.
+    pub failed: bool,
+}
+
+/// An open WAL. One process at a time holds a directory.
+pub struct Wal {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    options: WalOptions,
+    origin: Origin,
+    active: ActiveSegment,
+    /// Earlier segments still on disk: first sequence number, path, bytes.
+    closed: Vec<SegmentFile>,
+    next_seq: u64,
+    last_snapshot_seq: Option<u64>,
+    snapshots_taken: u64,
+    records_since_snapshot: u64,
+    bytes_since_snapshot: u64,
+    /// Records written since the last fsync.
+    unsynced: bool,
+    last_sync: Instant,
+    fsyncs: u64,
+    last_fsync: Option<Duration>,
+    scratch: Vec<u8>,
+    frames: Vec<u8>,
+    _lock: Box<dyn DirLock>,
+}
+
+const LOCK_FILE: &str = "LOCK";
+
+impl Wal {
+    /// Opens (or creates) the data directory `dir` on the real file system and recovers
+    /// its state.
+    pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovered), WalError> {
+        Wal::open_with(Arc::new(RealFs), dir, options)
+    }
+
+    /// [`Wal::open`] over any file layer (tests inject failures through it).
+    pub fn open_with(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: WalOptions,
+    ) -> Result<(Wal, Recovered), WalError> {
+        let options = WalOptions {
+            segment_bytes: options.segment_bytes.clamp(1, MAX_SEGMENT_BYTES),
+            ..options
+        };
+        if let Some(name) = &options.node_name {
+            validate_node_name(name).map_err(|e| WalError::BadName(e.0))?;
+        }
+        let f = fs.as_ref();
+        f.create_dir_all(dir)
+            .map_err(|e| WalError::io(format!("create {}", dir.display()), e))?;
+        let lock = f.lock(&dir.join(LOCK_FILE)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => WalError::Locked {
+                dir: dir.to_owned(),
+            },
+            _ => WalError::io(format!("lock {}", dir.join(LOCK_FILE).display()), e),
+        })?;
+        let files = Files::list(f, dir)?;
+
+        let mut report = RecoveryReport::default();
+        let mut origin = match identity::read(f, dir)? {
+            Some(found) => {
+                if let Some(asked) = options.node_name.as_ref().filter(|n| **n != found.node) {
+                    return Err(WalError::NameMismatch {
+                        asked: asked.clone(),
+                        found: found.node,
+                    });
+                }
+                found
+            }
+            None => {
+                let log_file = files.segments.first().map(|s| &s.path);
+                if let Some(file) = log_file.or(files.snapshots.first().map(|s| &s.1)) {
+                    return Err(WalError::Corruption {
+                        file: dir.join(identity::IDENTITY_FILE),
+                        offset: 0,
+                        reason: format!(
+                            "the identity file is missing but the log is not ({})",
+                            file.display()
+                        ),
+                    });
+                }
+                let name = options.node_name.clone().ok_or_else(|| {
+                    WalError::BadName("a new data directory needs a node name".into())
+                })?;
+                let origin = Origin::new(name, identity::new_incarnation());
+                identity::write(f, dir, &origin)?;
+                report.created = true;
+                origin
+            }
+        };
+
+        report.clean_shutdown = identity::marker_exists(f, dir, CLEAN_SHUTDOWN_FILE)?;
+        let weak_before = identity::marker_exists(f, dir, WEAK_FSYNC_FILE)?;
+        let replayed = recovery::replay(f, dir, &files.snapshots, files.segments, options.repair)?;
+
+        let reason = if !report.clean_shutdown && weak_before && !report.created {
+            Some("the last run used a weaker fsync policy and did not close cleanly".to_owned())
+        } else if !replayed.repairs.is_empty() {
+            Some("repair dropped part of the log".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let previous = origin.incarnation;
+            origin.incarnation = loop {
+                let fresh = identity::new_incarnation();
+                if fresh != previous {
+                    break fresh;
+                }
+            };
+            identity::write(f, dir, &origin)?;
+            log::warn!(
+                "{reason}: starting under the new incarnation {origin} (was {previous:016x})"
+            );
+            report.new_incarnation = Some(NewIncarnation { previous, reason });
+        }
+        if options.fsync.is_weaker() {
+            identity::set_marker(f, dir, WEAK_FSYNC_FILE)?;
+        } else {
+            identity::clear_marker(f, dir, WEAK_FSYNC_FILE)?;
+        }
+        identity::clear_marker(f, dir, CLEAN_SHUTDOWN_FILE)?;
+
+        let next_seq = replayed.next_seq;
+        let mut segments = replayed.segments;
+        // The last segment takes the next record only if its records end right before it
+        // (a snapshot newer than a torn tail, for one, moves the next number past them).
+        let reuse_last = !segments.is_empty() && replayed.last_segment_next == Some(next_seq);
+        let active = if reuse_last {
+            let last = segments.pop().expect("not empty");
+            ActiveSegment::open(f, last.path.clone(), last.first_seq, last.len)
+                .map_err(|e| WalError::io(format!("open {}", last.path.display()), e))?
+        } else {
+            ActiveSegment::create(f, dir, next_seq)
+                .map_err(|e| WalError::io(format!("create a segment in {}", dir.display()), e))?
+        };
+
+        report.snapshot_seq = replayed.snapshot.as_ref().map(|(s, _)| *s);
+        report.snapshot_file = replayed.snapshot.map(|(_, p)| p);
+        report.bad_snapshots = replayed.bad_snapshots;
+        report.records_replayed = replayed.records_replayed;
+        report.segments_read = replayed.segments_read;
+        report.last_seq = next_seq - 1;
+        report.torn_tail = replayed.torn_tail;
+        report.repairs = replayed.repairs;
+        log::info!(
+            "WAL {}: origin {origin}, {} records replayed from {} segments{}",
+            dir.display(),
+            report.records_replayed,
+            report.segments_read,
+            report
+                .snapshot_seq
+                .map_or(String::new(), |s| format!(" after snapshot {s}"))
+        );
+
+        let wal = Wal {
+            fs,
+            dir: dir.to_owned(),
+            origin: origin.clone(),
+            active,
+            closed: segments,
+            next_seq,
+            last_snapshot_seq: report.snapshot_seq,
+            snapshots_taken: 0,
+            records_since_snapshot: replayed.records_replayed,
+            bytes_since_snapshot: replayed.bytes_replayed,
+            unsynced: false,
+            last_sync: Instant::now(),
+            fsyncs: 0,
+            last_fsync: None,
+            scratch: Vec::new(),
+            frames: Vec::new(),
+            options,
+            _lock: lock,
+        };
+        let recovered = Recovered {
+            origin,
+            state: replayed.state,
+            report,
+        };
+        Ok((wal, recovered))
+    }
+}
+
+impl Wal {
+    /// The origin this node writes its own changes under.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn options(&self) -> &WalOptions {
+        &self.options
+    }
+
+    /// Logs a local batch (one delta of this node's origin) and, under `Always`, fsyncs
+    /// it with everything written before. Returns the record's sequence number. On error
+    /// nothing of the batch will replay: the caller must not apply it.
+    pub fn append_local(&mut self, delta: &OriginDelta) -> Result<u64, WalError> {
+        self.scratch.clear();
+        record::encode_local(delta, &mut self.scratch);
+        check_record_len(self.scratch.len())?;
+        self.frames.clear();
+        encode_frame(self.next_seq, &self.scratch, &mut self.frames);
+        let sync = match self.options.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
+            FsyncPolicy::Never => false,
+        };
+        self.write_frames(1, sync)?;
+        Ok(self.next_seq - 1)
+    }
+
+    /// Logs state learned from peers, without an fsync of its own: the next fsync covers
+    /// it, and peers still hold it if a crash comes first. A list too large for one
+    /// record is split across several. On error nothing of it will replay.
+    pub fn append_learned(&mut self, deltas: &[OriginDelta]) -> Result<(), WalError> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        self.frames.clear();
+        let budget = MAX_RECORD_BYTES - 16;
+        let mut records = 0u64;
+        let mut start = 0;
+        while start < deltas.len() {
+            let mut end = start;
+            let mut len = 0;
+            while end < deltas.len() {
+                let d = record::delta_len(&deltas[end]);
+                if end > start && len + d > budget {
+                    break;
+                }
+                len += d;
+                end += 1;
+            }
+            self.scratch.clear();
+            record::encode_learned(&deltas[start..end], &mut self.scratch);
+            check_record_len(self.scratch.len())?;
+            encode_frame(self.next_seq + records, &self.scratch, &mut self.frames);
+            records += 1;
+            start = end;
+        }
+        self.write_frames(records, false)
+    }
+
+    /// Writes `self.frames` (`records` frames numbered from `next_seq`) to the active
+    /// segment, starting a new segment first if this one would pass its size.
+    fn write_frames(&mut self, records: u64, sync: bool) -> Result<(), WalError> {
+        let len = self.frames.len() as u64;
+        self.active
+            .ensure_clean()
+            .map_err(|e| self.io_error("cut back a failed write in", e))?;
+        if self.active.len() > SEGMENT_HEADER_LEN
+            && self.active.len() + len > self.options.segment_bytes
+        {
+            self.rotate()?;
+        }
+        let started = Instant::now();
+        self.active
+            .append(&self.frames, sync)
+            .map_err(|e| self.io_error("append to", e))?;
+        if sync {
+            self.note_sync(started.elapsed());
+        } else {
+            self.unsynced = true;
+        }
+        self.next_seq += records;
+        self.records_since_snapshot += records;
+        self.bytes_since_snapshot += len;
+        Ok(())
+    }
+
+    /// Closes the active segment (fsynced, so only the last segment can have a torn
+    /// tail) and starts the next one.
+    fn rotate(&mut self) -> Result<(), WalError> {
+        self.sync()?;
+        let next = ActiveSegment::create(self.fs.as_ref(), &self.dir, self.next_seq)
+            .map_err(|e| WalError::io(format!("start a segment in {}", self.dir.display()), e))?;
+        let old = std::mem::replace(&mut self.active, next);
+        self.closed.push(SegmentFile {
+            first_seq: old.first_seq,
+            len: old.len(),
+            path: old.path.clone(),
+        });
+        Ok(())
+    }
+
+    /// Fsyncs everything written so far.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        if !self.unsynced && !self.active.is_failed() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.active.sync().map_err(|e| self.io_error("fsync", e))?;
+        self.note_sync(started.elapsed());
+        Ok(())
+    }
+
+    /// Under `Interval`, fsyncs if writes are waiting and the interval has passed; call
+    /// it after every event-loop turn. Under the other policies it does nothing.
+    pub fn sync_if_due(&mut self) -> Result<(), WalError> {
+        match self.options.fsync {
+            FsyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
+            _ => Ok(()),
+        }
+    }
+
+    fn note_sync(&mut self, took: Duration) {
+        self.unsynced = false;
+        self.last_sync = Instant::now();
+        self.fsyncs += 1;
+        self.last_fsync = Some(took);
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error) -> WalError {
+        WalError::io(format!("{what} {}", self.active.path.display()), e)
+    }
+
+    /// Takes a snapshot if the records or bytes since the last one reached a threshold.
+    /// `state` must hold every record appended so far (call it after applying them).
+    /// Returns whether a snapshot was taken.
+    pub fn maybe_snapshot(&mut self, state: &State) -> Result<bool, WalError> {
+        let by_records = self.options.snapshot_records > 0
+            && self.records_since_snapshot >= self.options.snapshot_records;
+        let by_bytes = self.options.snapshot_bytes > 0
+            && self.bytes_since_snapshot >= self.options.snapshot_bytes;
+        if !(by_records || by_bytes) {
+            return Ok(false);
+        }
+        self.snapshot(state)?;
+        Ok(true)
+    }
+
+    /// Writes a snapshot of `state` covering every record so far, then deletes the
+    /// segments and older snapshots it makes redundant. `state` must hold every record
+    /// appended so far. On error the log is unchanged and still complete.
+    pub fn snapshot(&mut self, state: &State) -> Result<(), WalError> {
+        let last = self.next_seq - 1;
+        if self.last_snapshot_seq == Some(last) {
+            return Ok(());
+        }
+        // The records the snapshot covers are made durable first, so a snapshot never
+        // stands for records a crash could still tear away.
+        self.sync()?;
+        snapshot::write(self.fs.as_ref(), &self.dir, state, last).map_err(|e| {
+            WalError::io(
+                format!("write snapshot {}", snapshot::snapshot_name(last)),
+                e,
+            )
+        })?;
+        self.last_snapshot_seq = Some(last);
+        self.snapshots_taken += 1;
+        self.records_since_snapshot = 0;
+        self.bytes_since_snapshot = 0;
+        if self.active.len() > SEGMENT_HEADER_LEN {
+            self.rotate()?;
+        }
+        self.delete_covered(last)
+    }
+
+    /// Deletes closed segments and snapshots older than the snapshot at `last`.
+    fn delete_covered(&mut self, last: u64) -> Result<(), WalError> {
+        let fs = self.fs.as_ref();
+        let files = Files::list(fs, &self.dir)?;
+        let mut doomed: Vec<PathBuf> = files
+            .snapshots
+            .into_iter()
+            .filter(|(seq, _)| *seq < last)
+            .map(|(_, p)| p)
+            .collect();
+        if self.active.first_seq == last + 1 {
+            doomed.extend(self.closed.drain(..).map(|s| s.path));
+        }
+        for path in &doomed {
+            fs.remove(path)
+                .map_err(|e| WalError::io(format!("remove {}", path.display()), e))?;
+        }
+        fs.sync_dir(&self.dir)
+            .map_err(|e| WalError::io(format!("sync {}", self.dir.display()), e))
+    }
+
+    /// Fsyncs and marks the directory as cleanly closed, so the next open keeps the
+    /// incarnation even under a weaker policy.
+    pub fn close(mut self) -> Result<(), WalError> {
+        self.active
+            .ensure_clean()
+            .map_err(|e| self.io_error("cut back a failed write in", e))?;
+        self.unsynced = true;
+        self.sync()?;
+        identity::set_marker(self.fs.as_ref(), &self.dir, CLEAN_SHUTDOWN_FILE)
+    }
+
+    /// Figures for `GET /status`.
+    pub fn status(&self) -> WalStatus {
+        WalStatus {
+            dir: self.dir.clone(),
+            fsync_policy: self.options.fsync.to_string(),
+            segments: self.closed.len() + 1,
+            bytes: self.closed.iter().map(|s| s.len).sum::<u64>() + self.active.len(),
+            last_seq: self.next_seq - 1,
+            records_since_snapshot: self.records_since_snapshot,
+            bytes_since_snapshot: self.bytes_since_snapshot,
+            last_snapshot_seq: self.last_snapshot_seq,
+            snapshots_taken: self.snapshots_taken,
+            fsyncs: self.fsyncs,
+            last_fsync_micros: self.last_fsync.map(|d| d.as_micros() as u64),
+            failed: self.active.is_failed(),
+        }
+    }
+}
+
+fn check_record_len(len: usize) -> Result<(), WalError> {
+    if len > MAX_RECORD_BYTES {
+        return Err(WalError::RecordTooLarge {
+            len,
+            max: MAX_RECORD_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// The WAL files in a directory, sorted by sequence number; leftover temporary files
+/// from a crash are removed on the way.
+struct Files {
+    segments: Vec<SegmentFile>,
+    snapshots: Vec<(u64, PathBuf)>,
+}
+
+impl Files {
+    fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Files, WalError> {
+        let names = fs
+            .list(dir)
+            .map_err(|e| WalError::io(format!("list {}", dir.display()), e))?;
+        let mut files = Files {
+            segments: Vec::new(),
+            snapshots: Vec::new(),
+        };
+        for name in names {
+            let path = dir.join(&name);
+            if name.ends_with(fs::TMP_SUFFIX) {
+                fs.remove(&path)
+                    .map_err(|e| WalError::io(format!("remove {}", path.display()), e))?;
+            } else if let Some(first_seq) = segment::parse_segment_name(&name) {
+                files.segments.push(SegmentFile {
+                    first_seq,
+                    path,
+                    len: 0,
+                });
+            } else if let Some(seq) = snapshot::parse_snapshot_name(&name) {
+                files.snapshots.push((seq, path));
+            }
+        }
+        files.segments.sort_by_key(|s| s.first_seq);
+        files.snapshots.sort_by_key(|s| s.0);
+        Ok(files)
+    }
+}
