@@ -1,0 +1,167 @@
+//! Convergence time: per repetition, `increments` increments of a fresh counter, each
+//! sent to a random node by one of `connections` writer threads (each holding a
+//! keep-alive connection to every node); then pollers read every node's counter in a
+//! tight loop. The figure is the time from the last acknowledgement until the last node
+//! is first seen reporting the final value. A node reporting more than was acknowledged
+//! fails the run.
+
+use crate::http::{json_value, HttpConn};
+use crate::stats::{ms, percentile};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Settings {
+    pub nodes: Vec<String>,
+    pub increments: u64,
+    pub connections: usize,
+    pub pollers: usize,
+    pub reps: usize,
+    pub timeout: Duration,
+    /// Names the counters, so runs against the same cluster never share one.
+    pub tag: String,
+}
+
+pub fn run(settings: &Settings) -> io::Result<()> {
+    let connect_all = || {
+        settings
+            .nodes
+            .iter()
+            .map(|n| HttpConn::connect(n))
+            .collect::<io::Result<Vec<_>>>()
+    };
+    let mut writers = (0..settings.connections)
+        .map(|_| connect_all())
+        .collect::<io::Result<Vec<_>>>()?;
+    let mut pollers = (0..settings.pollers.clamp(1, settings.nodes.len()))
+        .map(|_| connect_all())
+        .collect::<io::Result<Vec<_>>>()?;
+    let run_id = fastrand::u32(..);
+    let mut times = Vec::with_capacity(settings.reps);
+    for rep in 0..settings.reps {
+        let counter = format!("conv-{}-{run_id:08x}-{rep}", settings.tag);
+        let write_start = Instant::now();
+        let last_ack = write(&mut writers, &counter, settings.increments)?;
+        let seen = poll(
+            &mut pollers,
+            &counter,
+            settings.increments,
+            settings.timeout,
+        )?;
+        let converged = seen.saturating_duration_since(last_ack);
+        println!(
+            "rep {rep}: {} increments acknowledged in {:.1} ms, converged {:.2} ms after the last",
+            settings.increments,
+            ms(last_ack - write_start),
+            ms(converged)
+        );
+        times.push(converged);
+    }
+    times.sort_unstable();
+    let (p50, p99, max) = (
+        percentile(&times, 50.0),
+        percentile(&times, 99.0),
+        percentile(&times, 100.0),
+    );
+    println!(
+        "{} nodes, {} reps: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        settings.nodes.len(),
+        settings.reps,
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+    println!(
+        "RESULT reps={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        settings.reps,
+        ms(p50),
+        ms(p99),
+        ms(max)
+    );
+    Ok(())
+}
+
+/// Sends the increments; returns when the last was acknowledged.
+fn write(writers: &mut [Vec<HttpConn>], counter: &str, increments: u64) -> io::Result<Instant> {
+    let next = AtomicU64::new(0);
+    let path = format!("/counters/{counter}/increment");
+    let last_acks = std::thread::scope(|s| {
+        let handles: Vec<_> = writers
+            .iter_mut()
+            .map(|conns| {
+                let (next, path) = (&next, &path);
+                s.spawn(move || -> io::Result<Option<Instant>> {
+                    let mut last = None;
+                    while next.fetch_add(1, Ordering::Relaxed) < increments {
+                        let node = fastrand::usize(..conns.len());
+                        conns[node].expect_ok("POST", path)?;
+                        last = Some(Instant::now());
+                    }
+                    Ok(last)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer panicked"))
+            .collect::<io::Result<Vec<_>>>()
+    })?;
+    last_acks
+        .into_iter()
+        .flatten()
+        .max()
+        .ok_or_else(|| io::Error::other("no increment was sent"))
+}
+
+/// Polls every node until each reports `expected`; returns when the last one first did.
+fn poll(
+    pollers: &mut [Vec<HttpConn>],
+    counter: &str,
+    expected: u64,
+    timeout: Duration,
+) -> io::Result<Instant> {
+    let deadline = Instant::now() + timeout;
+    let path = format!("/counters/{counter}");
+    let count = pollers.len();
+    let seen = std::thread::scope(|s| {
+        let handles: Vec<_> = pollers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, conns)| {
+                let path = &path;
+                s.spawn(move || -> io::Result<Instant> {
+                    // Poller i watches nodes i, i + count, i + 2 * count, ...
+                    let mut waiting: Vec<usize> = (i..conns.len()).step_by(count).collect();
+                    let mut last_seen = Instant::now();
+                    while !waiting.is_empty() {
+                        if Instant::now() > deadline {
+                            return Err(io::Error::other(format!(
+                                "nodes {waiting:?} did not reach {expected} on {path} in {timeout:?}"
+                            )));
+                        }
+                        let mut still = Vec::with_capacity(waiting.len());
+                        for node in waiting {
+                            let value = json_value(&conns[node].expect_ok("GET", path)?)?;
+                            if value == expected as i64 {
+                                last_seen = Instant::now();
+                            } else if value > expected as i64 {
+                                return Err(io::Error::other(format!(
+                                    "node {node} reports {value} on {path}, over the {expected} acknowledged"
+                                )));
+                            } else {
+                                still.push(node);
+                            }
+                        }
+                        waiting = still;
+                    }
+                    Ok(last_seen)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("poller panicked"))
+            .collect::<io::Result<Vec<_>>>()
+    })?;
+    Ok(seen.into_iter().max().expect("at least one poller"))
+}

@@ -1,0 +1,393 @@
+#!/usr/bin/env bash
+# Benchmarks gctr on this machine, on loopback, each figure beside its reference:
+#   1. convergence of a 5-node cluster, with and without eager push;
+#   2. durable (and non-durable) increments/s at 1, 16 and 64 keep-alive connections,
+#      against Redis INCR with appendonly yes + appendfsync always on the same disk;
+#   3. WAL recovery speed (the wal_recovery bench) and a real node restart;
+#   4. idle gossip bytes/s and resident memory per node (5 nodes, 100 counters);
+#   5. convergence against cluster size: 5, 10, 25 and 50 node processes.
+# Prints a table and writes BENCHMARKS.md (machine, disk, every command). Not run by CI.
+# Installs redis-server/redis-tools with apt-get when missing (needs root).
+#
+# Usage: scripts/bench.sh [--quick]      (--quick: fewer repetitions, shorter runs)
+# Environment: BENCH_DIR  where data directories go [default: target/bench-run]; the
+#                         node's WAL and Redis's AOF both go there, on the same disk.
+#              GCTR_BIN   benchmark this gctr binary instead of building one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+case "${1:-}" in
+--quick) QUICK=1 ;;
+"") ;;
+*)
+    echo "usage: scripts/bench.sh [--quick]" >&2
+    exit 2
+    ;;
+esac
+if ((QUICK)); then
+    REPS=5 REPS_BIG=3 DURATION=2s WARMUP=500ms IDLE_WINDOW=3s
+else
+    REPS=20 REPS_BIG=10 DURATION=5s WARMUP=1s IDLE_WINDOW=5s
+fi
+CONNECTIONS=(1 16 64)
+SIZES=(5 10 25 50)
+
+# ---------------------------------------------------------------- setup
+need_packages=()
+command -v redis-server >/dev/null || need_packages+=(redis-server)
+command -v redis-benchmark >/dev/null || need_packages+=(redis-tools)
+command -v findmnt >/dev/null || need_packages+=(util-linux)
+if ((${#need_packages[@]})); then
+    echo "bench.sh: installing ${need_packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+WORK=${BENCH_DIR:-$ROOT/target/bench-run}
+rm -rf "$WORK"
+mkdir -p "$WORK"/{logs,out,data}
+WORK=$(cd "$WORK" && pwd)
+COMMANDS=$WORK/commands.txt
+: >"$COMMANDS"
+
+# Every process this script starts, so the trap can stop each one by its id.
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log_cmd() { printf '%s\n' "$*" >>"$COMMANDS"; }
+
+# Runs a command, logging it; its output goes to the terminal and to out/LABEL.txt.
+run() {
+    local label=$1
+    shift
+    log_cmd "$*"
+    "$@" 2>&1 | tee "$WORK/out/$label.txt"
+}
+
+# The value of KEY in the RESULT line of out/LABEL.txt.
+result() {
+    [[ -f $WORK/out/$1.txt ]] || return 0
+    grep '^RESULT' "$WORK/out/$1.txt" | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+if [[ -n ${GCTR_BIN:-} ]]; then
+    GCTR=$(realpath "$GCTR_BIN")
+else
+    run build cargo build --release --quiet --bin gctr
+    GCTR=$ROOT/target/release/gctr
+fi
+log_cmd "cargo bench --no-run --bench loadgen --bench wal_recovery"
+bench_exe() {
+    cargo bench --no-run --quiet --bench loadgen --bench wal_recovery \
+        --message-format=json 2>/dev/null |
+        grep -o "\"executable\":\"[^\"]*/$1-[^\"]*\"" | tail -1 | cut -d'"' -f4
+}
+LOADGEN=$(bench_exe loadgen)
+WAL_BENCH=$(bench_exe wal_recovery)
+[[ -x $LOADGEN && -x $WAL_BENCH ]] || {
+    echo "bench.sh: cannot find the built loadgen / wal_recovery benches" >&2
+    exit 1
+}
+lg() { run "$1" "$LOADGEN" "${@:2}"; }
+
+if "$GCTR" node --help | grep -q -- '--wal'; then
+    HAS_WAL=1
+else
+    HAS_WAL=0
+    echo "bench.sh: this gctr has no --wal; durable figures are skipped" >&2
+fi
+
+# ---------------------------------------------------------------- nodes
+# start_node NAME [ARGS...]: starts a node on free loopback ports; sets NODE_PID,
+# NODE_GOSSIP and NODE_HTTP once it prints its start-up line.
+start_node() {
+    local name=$1
+    shift
+    local out=$WORK/logs/$name.out
+    "$GCTR" node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name "$name" \
+        --log-level warn "$@" >"$out" 2>"$WORK/logs/$name.log" &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+    local deadline=$((SECONDS + 20))
+    until grep -qs '^gctr node ' "$out"; do
+        if ((SECONDS > deadline)) || ! kill -0 "$NODE_PID" 2>/dev/null; then
+            echo "bench.sh: node $name did not start; its log:" >&2
+            cat "$WORK/logs/$name.log" >&2
+            exit 1
+        fi
+        sleep 0.01
+    done
+    read -r _ _ _ _ NODE_GOSSIP _ NODE_HTTP <"$out"
+}
+
+# stop_pids PID...: SIGTERM (a clean stop), then wait; forgets them.
+stop_pids() {
+    local pid keep=() p
+    for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        [[ " $* " == *" $p "* ]] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+}
+
+# start_cluster PREFIX N [ARGS...]: N nodes, each seeded with every earlier one (a full
+# mesh); waits until every node reaches all the others. Sets CLUSTER_PIDS, CLUSTER_HTTP
+# (comma-separated HTTP addresses).
+start_cluster() {
+    local prefix=$1 n=$2 i seeds=() wal=()
+    shift 2
+    CLUSTER_PIDS=()
+    local http=()
+    log_cmd "for i in 1..$n: $GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name $prefix-\$i --log-level warn$( ((HAS_WAL)) && printf ' --wal %s' "$WORK/data/$prefix-\$i") $* --seeds <gossip addresses of nodes 1..i-1>"
+    for ((i = 1; i <= n; i++)); do
+        wal=()
+        ((HAS_WAL)) && wal=(--wal "$WORK/data/$prefix-$i")
+        if ((${#seeds[@]})); then
+            start_node "$prefix-$i" "${wal[@]}" "$@" --seeds "$(
+                IFS=,
+                echo "${seeds[*]}"
+            )"
+        else
+            start_node "$prefix-$i" "${wal[@]}" "$@"
+        fi
+        CLUSTER_PIDS+=("$NODE_PID")
+        seeds+=("$NODE_GOSSIP")
+        http+=("$NODE_HTTP")
+    done
+    CLUSTER_HTTP=$(
+        IFS=,
+        echo "${http[*]}"
+    )
+    lg "mesh-$prefix" wait-peers --nodes "$CLUSTER_HTTP" --timeout 60s >/dev/null
+}
+
+# rss_kib PID: resident memory of a process, KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.0f", v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
+max2() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 > b + 0) ? a : b }'; }
+# check VALUE OP LIMIT: "yes"/"no" for VALUE OP LIMIT (OP is < or >=).
+check() {
+    awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+        if (v == "" || v == "n/a") { print "n/a"; exit }
+        ok = (op == "<") ? (v + 0 < l + 0) : (v + 0 >= l + 0); print ok ? "yes" : "NO" }'
+}
+
+STARTED=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+T0=$SECONDS
+ROWS=()
+row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 |"); }
+
+# ---------------------------------------------------------------- 1. convergence
+echo "== 1. convergence: 5 nodes, 1000 increments, $REPS repetitions"
+start_cluster conv-eager 5
+lg conv-eager converge --nodes "$CLUSTER_HTTP" --increments 1000 --connections 8 \
+    --reps "$REPS" --tag eager
+stop_pids "${CLUSTER_PIDS[@]}"
+start_cluster conv-lazy 5 --no-eager-push --gossip-interval 100ms
+lg conv-lazy converge --nodes "$CLUSTER_HTTP" --increments 1000 --connections 8 \
+    --reps "$REPS" --tag lazy
+stop_pids "${CLUSTER_PIDS[@]}"
+REF_CONV="Go reference: ~2.4 s for 1000 increments over 5 nodes"
+row "Convergence, 5 nodes, eager push: p50 / p99 ($REPS reps)" \
+    "$(result conv-eager p50_ms) / $(result conv-eager p99_ms) ms" "$REF_CONV" "p99 < 20 ms" \
+    "$(check "$(result conv-eager p99_ms)" '<' 20)"
+row "Convergence, 5 nodes, no eager push, 100 ms interval: p50 / p99 ($REPS reps)" \
+    "$(result conv-lazy p50_ms) / $(result conv-lazy p99_ms) ms" "$REF_CONV" "p99 < 1 s" \
+    "$(check "$(result conv-lazy p99_ms)" '<' 1000)"
+
+# ---------------------------------------------------------------- 2. throughput
+echo "== 2. write throughput at ${CONNECTIONS[*]} connections"
+REDIS_PORT=$("$LOADGEN" free-port)
+mkdir -p "$WORK/data/redis"
+REDIS_CMD=(redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/data/redis"
+    --appendonly yes --appendfsync always --save "" --daemonize no --protected-mode no)
+log_cmd "${REDIS_CMD[*]}"
+"${REDIS_CMD[@]}" >"$WORK/logs/redis.log" 2>&1 &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do
+    kill -0 "$REDIS_PID" 2>/dev/null || {
+        cat "$WORK/logs/redis.log" >&2
+        exit 1
+    }
+    sleep 0.05
+done
+log_cmd "redis-cli -p $REDIS_PORT config get appendfsync   # $(redis-cli -p "$REDIS_PORT" config get appendfsync | tr '\n' ' ')"
+
+if ((HAS_WAL)); then
+    log_cmd "$GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name durable --log-level warn --wal $WORK/data/durable"
+    start_node durable --wal "$WORK/data/durable"
+    DURABLE_PID=$NODE_PID DURABLE_HTTP=$NODE_HTTP
+fi
+log_cmd "$GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name memory --log-level warn"
+start_node memory
+MEMORY_PID=$NODE_PID MEMORY_HTTP=$NODE_HTTP
+
+for c in "${CONNECTIONS[@]}"; do
+    common=(--connections "$c" --warmup "$WARMUP" --duration "$DURATION")
+    lg "redis-$c" throughput --redis "127.0.0.1:$REDIS_PORT" "${common[@]}"
+    ((HAS_WAL)) && lg "durable-$c" throughput --gctr "$DURABLE_HTTP" "${common[@]}"
+    lg "memory-$c" throughput --gctr "$MEMORY_HTTP" "${common[@]}"
+    n=$((c == 1 ? 10000 : 100000 * (QUICK ? 1 : 2)))
+    run "redis-benchmark-$c" redis-benchmark -p "$REDIS_PORT" -t incr -c "$c" -n "$n" --csv
+    RB=$(sed -n 's/^"INCR","\([0-9.]*\)".*/\1/p' "$WORK/out/redis-benchmark-$c.txt")
+    REDIS_BEST=$(max2 "$(result "redis-$c" ops_per_s)" "$RB")
+    if ((HAS_WAL)); then
+        DUR=$(result "durable-$c" ops_per_s)
+    else
+        DUR=""
+    fi
+    R=$(ratio "$DUR" "$REDIS_BEST")
+    target="-"
+    met="-"
+    if ((c > 1)); then
+        target="gctr/Redis >= 1.0"
+        met=$(check "$R" '>=' 1.0)
+    fi
+    row "Durable increments/s, $c connection(s) (p99 latency)" \
+        "$(fmt "$DUR")/s ($(result "durable-$c" p99_ms) ms); gctr/Redis = **$R**" \
+        "Redis INCR, AOF fsync always: $(fmt "$(result "redis-$c" ops_per_s)")/s ($(result "redis-$c" p99_ms) ms) with loadgen, $(fmt "$RB")/s with redis-benchmark" \
+        "$target" "$met"
+done
+for c in "${CONNECTIONS[@]}"; do
+    row "Non-durable increments/s (no --wal), $c connection(s)" \
+        "$(fmt "$(result "memory-$c" ops_per_s)")/s" "Go reference: ~30k/s non-durable" "-" "-"
+done
+stop_pids "$REDIS_PID" "$MEMORY_PID"
+((HAS_WAL)) && stop_pids "$DURABLE_PID"
+
+# ---------------------------------------------------------------- 3. recovery
+echo "== 3. recovery"
+run wal-recovery "$WAL_BENCH" --bench
+REPLAY=$(sed -n 's/^replay without a snapshot: .* = \([0-9]*\) records\/s.*/\1/p' "$WORK/out/wal-recovery.txt")
+REPLAY_LINE=$(grep '^replay without a snapshot' "$WORK/out/wal-recovery.txt" | sed 's/^replay without a snapshot: //')
+SNAP_LINE=$(grep -A1 '^snapshot of the same state' "$WORK/out/wal-recovery.txt" | tr '\n' ' ' | sed 's/^snapshot of the same state //')
+SNAP_RATE=$(grep -o '= [0-9]* records/s)' "$WORK/out/wal-recovery.txt" | tail -1 | tr -dc 0-9)
+row "WAL replay, 1,000,000 records, no snapshot" "$(fmt "$REPLAY") records/s ($REPLAY_LINE)" "-" ">= 1M records/s" "$(check "$REPLAY" '>=' 1000000)"
+row "WAL open from a snapshot of the same state" "$(fmt "$SNAP_RATE") records/s covered ($SNAP_LINE)" "-" ">= 1M records/s" "$(check "$SNAP_RATE" '>=' 1000000)"
+if ((HAS_WAL)); then
+    # A real restart: fill a node's WAL, stop it cleanly, time a new start until /health.
+    log_cmd "$GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name restart --log-level warn --wal $WORK/data/restart"
+    start_node restart --wal "$WORK/data/restart"
+    lg restart-fill throughput --gctr "$NODE_HTTP" --connections 1 --warmup 0s --duration "$DURATION"
+    FILLED=$(result restart-fill acked)
+    stop_pids "$NODE_PID"
+    log_cmd "$GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name restart --log-level warn --wal $WORK/data/restart   # timed until GET /health answers"
+    SINCE=$(date +%s%N)
+    start_node restart --wal "$WORK/data/restart"
+    lg restart-health wait-health --http "$NODE_HTTP" --since-unix-ns "$SINCE"
+    stop_pids "$NODE_PID"
+    row "Node restart with $FILLED one-increment records in its WAL, until /health answers" \
+        "$(result restart-health health_ms) ms" "-" "-" "-"
+fi
+
+# ---------------------------------------------------------------- 4. idle cost
+echo "== 4. idle gossip and memory: 5 nodes, 100 counters"
+start_cluster idle 5
+lg idle idle --nodes "$CLUSTER_HTTP" --counters 100 --window "$IDLE_WINDOW"
+RSS_LIST=()
+for pid in "${CLUSTER_PIDS[@]}"; do RSS_LIST+=("$(rss_kib "$pid")"); done
+RSS_MAX=$(printf '%s\n' "${RSS_LIST[@]}" | sort -n | tail -1)
+RSS_MEAN=$(printf '%s\n' "${RSS_LIST[@]}" | awk '{s += $1} END {printf "%.0f", s / NR}')
+stop_pids "${CLUSTER_PIDS[@]}"
+row "Idle gossip bytes/s per node, out (5 nodes, 100 counters, frame bytes)" \
+    "mean $(result idle out_mean_bps) B/s, max $(result idle out_max_bps) B/s" "-" "-" "-"
+row "Resident memory per idle node (VmRSS)" \
+    "mean $(awk -v k="$RSS_MEAN" 'BEGIN {printf "%.1f", k / 1024}') MiB, max $(awk -v k="$RSS_MAX" 'BEGIN {printf "%.1f", k / 1024}') MiB" \
+    "-" "< 10 MiB" "$(check "$(awk -v k="$RSS_MAX" 'BEGIN {print k / 1024}')" '<' 10)"
+
+# ---------------------------------------------------------------- 5. cluster size
+echo "== 5. convergence against cluster size: ${SIZES[*]}"
+for n in "${SIZES[@]}"; do
+    reps=$((n <= 10 ? REPS : REPS_BIG))
+    ((n >= 50)) && reps=$((REPS_BIG / 2 > 3 ? REPS_BIG / 2 : 3))
+    start_cluster "size$n" "$n"
+    lg "size-$n" converge --nodes "$CLUSTER_HTTP" --increments 1000 --connections 8 \
+        --reps "$reps" --tag "size$n"
+    stop_pids "${CLUSTER_PIDS[@]}"
+    row "Convergence, $n nodes, eager push: p50 / p99 ($reps reps)" \
+        "$(result "size-$n" p50_ms) / $(result "size-$n" p99_ms) ms" "$REF_CONV" "-" "-"
+done
+
+# ---------------------------------------------------------------- report
+ELAPSED=$((SECONDS - T0))
+TABLE=$(
+    echo "| Measure | gctr | Reference (same machine, same run, unless stated) | Target | Met |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+)
+echo
+echo "$TABLE"
+
+DISK_DF=$(df -h "$WORK" | tail -1)
+DISK_MNT=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS -T "$WORK")
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+{
+    echo "# gctr benchmarks"
+    echo
+    echo "Written by \`scripts/bench.sh$( ((QUICK)) && echo ' --quick')\` on $STARTED, in ${ELAPSED} s."
+    echo
+    echo "- Machine: $(nproc) CPUs ($CPU), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)."
+    echo "- Load average when the run started: $LOAD_BEFORE (the machine may be shared: figures are only comparable within one run)."
+    echo "- Data directory (gctr WALs and Redis's AOF, same disk): \`$WORK\`"
+    echo "  - df: \`$DISK_DF\`"
+    echo "  - findmnt: \`$DISK_MNT\`"
+    echo "- gctr: \`$GCTR\` ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(redis-server --version | cut -d' ' -f1-3)."
+    echo
+    echo "$TABLE"
+    echo
+    echo "## How each figure is measured"
+    echo
+    echo "- Convergence: \`loadgen converge\` sends 1000 increments of a fresh counter, each to a"
+    echo "  random node, over 8 keep-alive connections per node; pollers then read every node's"
+    echo "  counter in a tight loop. The figure is the time from the last acknowledgement until"
+    echo "  the last node is first seen with the final value (a node over it fails the run)."
+    echo "  p99 is by nearest rank: with 20 repetitions it is the slowest one. Clusters are"
+    echo "  real \`gctr node\` processes, each seeded with every earlier one$( ((HAS_WAL)) && echo ', each with its own --wal')."
+    echo "- Throughput: \`loadgen throughput\`, closed loop: each connection sends its next"
+    echo "  request when the last is answered; operations inside the ${DURATION} window after a"
+    echo "  ${WARMUP} warm-up are counted. gctr's counter must then read exactly the number of"
+    echo "  acknowledged increments. Redis runs the same loop over RESP (\`INCR\`), and"
+    echo "  redis-benchmark checks it; gctr/Redis divides by the higher of the two."
+    echo "- Recovery: \`cargo bench --bench wal_recovery\` (files in the page cache: CPU cost of replay)."
+    echo "- Idle gossip: the gossip frame bytes each node counts in \`GET /status\`, over ${IDLE_WINDOW}, after"
+    echo "  100 counters converged on 5 nodes. Memory: VmRSS from /proc/PID/status."
+    echo
+    echo "## Commands run"
+    echo
+    echo '```'
+    cat "$COMMANDS"
+    echo '```'
+    echo
+    echo "<details><summary>Raw output</summary>"
+    echo
+    echo '```'
+    for f in conv-eager conv-lazy redis-1 durable-1 memory-1 redis-16 durable-16 memory-16 \
+        redis-64 durable-64 memory-64 wal-recovery restart-fill restart-health idle \
+        size-5 size-10 size-25 size-50; do
+        [[ -f $WORK/out/$f.txt ]] || continue
+        echo "### $f"
+        grep -v '^$' "$WORK/out/$f.txt"
+    done
+    echo '```'
+    echo
+    echo "</details>"
+} >"$ROOT/BENCHMARKS.md"
+echo
+echo "bench.sh: wrote BENCHMARKS.md (${ELAPSED} s)"
