@@ -9,6 +9,7 @@
 //! loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
 //! loadgen wait-peers --nodes HTTP,HTTP,... [--timeout DUR]
 //! loadgen wait-health --http ADDR --since-unix-ns NS [--timeout DUR]
+//! loadgen get --http ADDR --path PATH
 //! loadgen free-port
 //! ```
 //!
@@ -55,6 +56,7 @@ struct Options {
     timeout: Duration,
     since_unix_ns: Option<u128>,
     tag: String,
+    path: String,
 }
 
 fn run() -> Result<(), Error> {
@@ -77,6 +79,7 @@ fn run() -> Result<(), Error> {
         timeout: Duration::from_secs(30),
         since_unix_ns: None,
         tag: "run".into(),
+        path: "/status".into(),
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -104,6 +107,7 @@ fn run() -> Result<(), Error> {
             Long("timeout") => o.timeout = duration(parser.value()?.string()?)?,
             Long("since-unix-ns") => o.since_unix_ns = Some(parser.value()?.parse()?),
             Long("tag") => o.tag = parser.value()?.string()?,
+            Long("path") => o.path = parser.value()?.string()?,
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -155,10 +159,15 @@ fn run() -> Result<(), Error> {
                 .ok_or("wait-health needs --since-unix-ns NS")?;
             wait_health(&http, since, o.timeout)?;
         }
+        Some("get") => {
+            let http = o.http.ok_or("get needs --http ADDR")?;
+            let body = http::HttpConn::connect(&http)?.expect_ok("GET", &o.path)?;
+            println!("{}", String::from_utf8_lossy(&body));
+        }
         Some("free-port") => println!("{}", TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()),
         Some(other) => return Err(format!("unknown command {other:?}").into()),
         None => return Err(
-            "a command is needed: throughput, converge, idle, wait-peers, wait-health or free-port"
+            "a command is needed: throughput, converge, idle, wait-peers, wait-health, get or free-port"
                 .into(),
         ),
     }
