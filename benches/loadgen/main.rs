@@ -2,7 +2,8 @@
 //! connections, a hand-written HTTP/1.1 client (`http`) and a RESP client (`resp`).
 //!
 //! ```text
-//! loadgen throughput --gctr HTTP_ADDR | --redis ADDR  [--connections N]
+//! loadgen throughput --gctr HTTP_ADDR | --redis ADDR | --http HTTP_ADDR --path PATH
+//!                    [--connections N]
 //!                    [--warmup DUR] [--duration DUR]
 //! loadgen converge   --nodes HTTP,HTTP,... [--increments N] [--connections N]
 //!                    [--pollers N] [--reps N] [--timeout DUR] [--tag TAG]
@@ -116,16 +117,24 @@ fn run() -> Result<(), Error> {
     }
     match command.as_deref() {
         Some("throughput") => {
-            let target = match (o.gctr, o.redis) {
-                (Some(http), None) => throughput::Target::Gctr {
+            let target = match (o.gctr, o.redis, o.http) {
+                (Some(http), None, None) => throughput::Target::Gctr {
                     http,
                     counter: format!("tput-{:08x}", fastrand::u32(..)),
                 },
-                (None, Some(addr)) => throughput::Target::Redis {
+                (None, Some(addr), None) => throughput::Target::Redis {
                     addr,
                     key: "gctr-bench".into(),
                 },
-                _ => return Err("throughput needs one of --gctr HTTP_ADDR or --redis ADDR".into()),
+                (None, None, Some(http)) => throughput::Target::Read {
+                    http,
+                    path: o.path,
+                },
+                _ => {
+                    return Err("throughput needs one of --gctr HTTP_ADDR, --redis ADDR or \
+                         --http HTTP_ADDR (with --path, GET requests)"
+                        .into())
+                }
             };
             throughput::run(
                 &target,

@@ -17,10 +17,12 @@ pub enum Target {
     Gctr { http: String, counter: String },
     /// A Redis server's address; `INCR` on this key.
     Redis { addr: String, key: String },
+    /// `GET path` on a gctr node: the cost of the HTTP layer alone, for diagnosis.
+    Read { http: String, path: String },
 }
 
 enum Client {
-    Http(HttpConn, String),
+    Http(HttpConn, &'static str, String),
     Resp(RespConn),
 }
 
@@ -29,15 +31,19 @@ impl Client {
         Ok(match target {
             Target::Gctr { http, counter } => Client::Http(
                 HttpConn::connect(http)?,
+                "POST",
                 format!("/counters/{counter}/increment"),
             ),
+            Target::Read { http, path } => {
+                Client::Http(HttpConn::connect(http)?, "GET", path.clone())
+            }
             Target::Redis { addr, key } => Client::Resp(RespConn::connect(addr, key)?),
         })
     }
 
-    fn increment(&mut self) -> io::Result<()> {
+    fn call(&mut self) -> io::Result<()> {
         match self {
-            Client::Http(conn, path) => conn.expect_ok("POST", path).map(drop),
+            Client::Http(conn, method, path) => conn.expect_ok(method, path).map(drop),
             Client::Resp(conn) => conn.incr().map(drop),
         }
     }
@@ -108,7 +114,7 @@ fn drive(client: &mut Client, measure_from: Instant, end: Instant) -> io::Result
         if started >= end {
             return Ok(figures);
         }
-        client.increment()?;
+        client.call()?;
         figures.acked += 1;
         let done = Instant::now();
         if started >= measure_from && done <= end {
