@@ -38,6 +38,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         .collect::<io::Result<Vec<_>>>()?;
     let run_id = fastrand::u32(..);
     let mut times = Vec::with_capacity(settings.reps);
+    let mut totals = Vec::with_capacity(settings.reps);
     for rep in 0..settings.reps {
         let counter = format!("conv-{}-{run_id:08x}-{rep}", settings.tag);
         let write_start = Instant::now();
@@ -56,8 +57,10 @@ pub fn run(settings: &Settings) -> io::Result<()> {
             ms(converged)
         );
         times.push(converged);
+        totals.push(seen.saturating_duration_since(write_start));
     }
     times.sort_unstable();
+    totals.sort_unstable();
     let (p50, p99, max) = (
         percentile(&times, 50.0),
         percentile(&times, 99.0),
@@ -71,12 +74,20 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         ms(p99),
         ms(max)
     );
+    // From the first increment sent until every node holds the last: the figure the
+    // reference systems report for "1000 increments over 5 nodes".
+    let total_p50 = percentile(&totals, 50.0);
     println!(
-        "RESULT reps={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        "first increment sent to all nodes converged: p50 {:.1} ms",
+        ms(total_p50)
+    );
+    println!(
+        "RESULT reps={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} total_p50_ms={:.1}",
         settings.reps,
         ms(p50),
         ms(p99),
-        ms(max)
+        ms(max),
+        ms(total_p50)
     );
     Ok(())
 }
