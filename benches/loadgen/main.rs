@@ -10,7 +10,7 @@
 //! loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
 //! loadgen wait-peers --nodes HTTP,HTTP,... [--timeout DUR]
 //! loadgen wait-health --http ADDR --since-unix-ns NS [--timeout DUR]
-//! loadgen get --http ADDR --path PATH
+//! loadgen get --http ADDR --path PATH [--pointer /JSON/POINTER]
 //! loadgen free-port
 //! ```
 //!
@@ -58,6 +58,7 @@ struct Options {
     since_unix_ns: Option<u128>,
     tag: String,
     path: String,
+    pointer: Option<String>,
 }
 
 fn run() -> Result<(), Error> {
@@ -81,6 +82,7 @@ fn run() -> Result<(), Error> {
         since_unix_ns: None,
         tag: "run".into(),
         path: "/status".into(),
+        pointer: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -109,6 +111,7 @@ fn run() -> Result<(), Error> {
             Long("since-unix-ns") => o.since_unix_ns = Some(parser.value()?.parse()?),
             Long("tag") => o.tag = parser.value()?.string()?,
             Long("path") => o.path = parser.value()?.string()?,
+            Long("pointer") => o.pointer = Some(parser.value()?.string()?),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -171,7 +174,16 @@ fn run() -> Result<(), Error> {
         Some("get") => {
             let http = o.http.ok_or("get needs --http ADDR")?;
             let body = http::HttpConn::connect(&http)?.expect_ok("GET", &o.path)?;
-            println!("{}", String::from_utf8_lossy(&body));
+            match o.pointer {
+                None => println!("{}", String::from_utf8_lossy(&body)),
+                Some(pointer) => {
+                    let v: serde_json::Value = serde_json::from_slice(&body)?;
+                    let found = v
+                        .pointer(&pointer)
+                        .ok_or_else(|| format!("{} has no {pointer}", o.path))?;
+                    println!("{found}");
+                }
+            }
         }
         Some("free-port") => println!("{}", TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()),
         Some(other) => return Err(format!("unknown command {other:?}").into()),
