@@ -116,6 +116,7 @@ start_node() {
     local name=$1
     shift
     local out=$WORK/logs/$name.out
+    rm -f "$out" # a restarted node must not be read from its last run's line
     "$GCTR" node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name "$name" \
         --log-level warn "$@" >"$out" 2>"$WORK/logs/$name.log" &
     NODE_PID=$!
@@ -263,6 +264,9 @@ for c in "${CONNECTIONS[@]}"; do
         ((HAS_WAL)) && lg "durable-$c-$r" throughput --gctr "$DURABLE_HTTP" "${common[@]}"
         lg "memory-$c-$r" throughput --gctr "$MEMORY_HTTP" "${common[@]}"
     done
+    # The HTTP layer alone (tiny_http and a worker, no event loop, no storage): the
+    # ceiling any increment path through it can reach.
+    lg "health-$c" throughput --http "$MEMORY_HTTP" --path /health "${common[@]}"
     n=$((c == 1 ? 10000 : 100000 * (QUICK ? 1 : 2)))
     run "redis-benchmark-$c" redis-benchmark -p "$REDIS_PORT" -t incr -c "$c" -n "$n" --csv
     RB=$(sed -n 's/^"INCR","\([0-9.]*\)".*/\1/p' "$WORK/out/redis-benchmark-$c.txt")
@@ -289,6 +293,10 @@ done
 for c in "${CONNECTIONS[@]}"; do
     row "Non-durable increments/s (no --wal), $c connection(s)" \
         "$(fmt "${NONDURABLE[c]}")/s" "Go reference: ~30k/s non-durable" "-" "-"
+done
+for c in "${CONNECTIONS[@]}"; do
+    row "Diagnosis: GET /health/s, $c connection(s) (the HTTP layer alone)" \
+        "$(fmt "$(result "health-$c" ops_per_s)")/s" "-" "-" "-"
 done
 if ((HAS_WAL)); then
     # Group commit at work: operations per durable batch over all the durable runs.
@@ -424,11 +432,12 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "<details><summary>Raw output</summary>"
     echo
     echo '```'
-    for pattern in conv-eager conv-lazy redis-1-\* durable-1-\* memory-1-\* redis-benchmark-1 \
-        redis-16-\* durable-16-\* memory-16-\* redis-benchmark-16 redis-64-\* durable-64-\* \
-        memory-64-\* redis-benchmark-64 durable-batches wal-recovery-\* restart-fill \
-        restart-records restart-health restart-replayed \
-        idle size-5 size-10 size-25 size-50; do
+    for pattern in conv-eager conv-lazy \
+        redis-1-\* durable-1-\* memory-1-\* health-1 redis-benchmark-1 \
+        redis-16-\* durable-16-\* memory-16-\* health-16 redis-benchmark-16 \
+        redis-64-\* durable-64-\* memory-64-\* health-64 redis-benchmark-64 \
+        durable-batches wal-recovery-\* restart-fill restart-records restart-health \
+        restart-replayed idle size-5 size-10 size-25 size-50; do
         for f in "$WORK"/out/$pattern.txt; do
             [[ -f $f ]] || continue
             echo "### $(basename "$f" .txt)"

@@ -1,18 +1,8 @@
 //! The load generator `scripts/bench.sh` drives: synchronous threads, keep-alive
 //! connections, a hand-written HTTP/1.1 client (`http`) and a RESP client (`resp`).
 //!
-//! ```text
-//! loadgen throughput --gctr HTTP_ADDR | --redis ADDR | --http HTTP_ADDR --path PATH
-//!                    [--connections N]
-//!                    [--warmup DUR] [--duration DUR]
-//! loadgen converge   --nodes HTTP,HTTP,... [--increments N] [--connections N]
-//!                    [--pollers N] [--reps N] [--timeout DUR] [--tag TAG]
-//! loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
-//! loadgen wait-peers --nodes HTTP,HTTP,... [--timeout DUR]
-//! loadgen wait-health --http ADDR --since-unix-ns NS [--timeout DUR]
-//! loadgen get --http ADDR --path PATH [--pointer /JSON/POINTER]
-//! loadgen free-port
-//! ```
+//! Commands: `throughput`, `converge`, `idle`, `wait-peers`, `wait-health`, `get` and
+//! `free-port`; `loadgen --help` shows their options.
 //!
 //! Each measuring command ends with one `RESULT key=value ...` line for the script to
 //! read. `cargo bench` appends `--bench` to the arguments; it is ignored.
@@ -29,6 +19,19 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 type Error = Box<dyn std::error::Error>;
+
+const USAGE: &str = "\
+Usage:
+  loadgen throughput --gctr HTTP_ADDR | --redis ADDR | --http HTTP_ADDR --path PATH
+                     [--connections N] [--warmup DUR] [--duration DUR]
+  loadgen converge   --nodes HTTP,HTTP,... [--increments N] [--connections N]
+                     [--pollers N] [--reps N] [--timeout DUR] [--tag TAG]
+  loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
+  loadgen wait-peers --nodes HTTP,HTTP,... [--timeout DUR]
+  loadgen wait-health --http ADDR --since-unix-ns NS [--timeout DUR]
+  loadgen get --http ADDR --path PATH [--pointer /JSON/POINTER]
+  loadgen free-port
+";
 
 fn main() -> ExitCode {
     match run() {
@@ -87,6 +90,10 @@ fn run() -> Result<(), Error> {
     while let Some(arg) = parser.next()? {
         match arg {
             Long("bench") => {}
+            Short('h') | Long("help") => {
+                print!("{USAGE}");
+                return Ok(());
+            }
             Value(v) if command.is_none() => command = Some(v.string()?),
             Long("gctr") => o.gctr = Some(parser.value()?.string()?),
             Long("redis") => o.redis = Some(parser.value()?.string()?),
