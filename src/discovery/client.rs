@@ -156,8 +156,9 @@ impl DiscoveryClient {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Deregisters this node and waits for the client thread to finish (at most about
-    /// one request timeout).
+    /// Deregisters this node and waits for the client thread to finish: at once when
+    /// discovery answers, at worst three request timeouts when it hangs (a tick's two
+    /// requests in flight, then the deregistration).
     pub fn stop(mut self) {
         self.shutdown();
     }

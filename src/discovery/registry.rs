@@ -69,7 +69,7 @@ impl Registry {
         self.ttl
     }
 
-    /// Live and not yet expired members; call `expire` first for an exact count.
+    /// Members in the table, counting any past their TTL that `expire` has not yet dropped.
     pub fn len(&self) -> usize {
         self.members.len()
     }
@@ -103,7 +103,7 @@ impl Registry {
         Ok(Upsert::Joined)
     }
 
-    /// Removes the member named `name`; returns whether there was one.
+    /// Removes the member named `name` and returns it, if there was one.
     pub fn remove(&mut self, name: &str) -> Option<NodeInfo> {
         self.members.remove(name).map(|e| e.info)
     }
