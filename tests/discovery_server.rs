@@ -237,6 +237,41 @@ fn a_hostile_content_length_does_not_crash_the_server() {
 }
 
 #[test]
+fn connections_opened_together_are_all_answered() {
+    use std::sync::{Arc, Barrier};
+    let (_discovery, addr) = start_discovery(&[]);
+    for round in 0..5 {
+        let clients = 12;
+        let start = Arc::new(Barrier::new(clients));
+        let done = Arc::new(Barrier::new(clients));
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                let (start, done, addr) = (start.clone(), done.clone(), addr.clone());
+                std::thread::spawn(move || {
+                    // Each agent keeps its connection open until every thread is done,
+                    // so a connection left waiting for a server thread stays stuck.
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(3))
+                        .build();
+                    start.wait();
+                    let result = agent
+                        .get(&format!("http://{addr}/health"))
+                        .call()
+                        .map(|r| r.status())
+                        .map_err(|e| e.to_string());
+                    done.wait();
+                    result
+                })
+            })
+            .collect();
+        for thread in threads {
+            let result = thread.join().expect("client thread");
+            assert_eq!(result, Ok(200), "round {round}");
+        }
+    }
+}
+
+#[test]
 fn the_member_cap_refuses_new_names_but_not_heartbeats() {
     let (_discovery, addr) = start_discovery(&["--max-members", "2"]);
     assert_eq!(post_json(&addr, "/register", &node("a", 9000)).0, 200);

@@ -69,7 +69,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // gctr patch: a waiting thread stays counted as waiting until it wakes and takes a
+        // task, so tasks already queued have claimed that many of the waiting threads.
+        // Upstream compared with zero: two connections arriving together were both queued
+        // for one idle thread, and the second waited until some connection closed.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
