@@ -99,7 +99,7 @@ fn converge_under_load(n: usize, seed: u64) {
     common::wait_until(
         "every node to list its direct peers",
         Duration::from_secs(10),
-        || nodes.windows(2).all(|w| every_node_lists_every_other(w)),
+        || nodes.windows(2).all(every_node_lists_every_other),
     );
 }
 
