@@ -144,6 +144,13 @@ fn parse(cmd: Command, parser: &mut lexopt::Parser) -> Result<Option<Options>, C
     }
     let counter = counter.unwrap_or_else(|| DEFAULT_COUNTER.to_owned());
     validate_counter_name(&counter).map_err(|e| CliError::Usage(e.to_string()))?;
+    if counter == "." || counter == ".." {
+        // URL clients resolve these as path steps (even percent-encoded), so the request
+        // would reach another counter.
+        return Err(CliError::Usage(format!(
+            "the counter {counter:?} cannot be named in a URL path"
+        )));
+    }
     Ok(Some(Options {
         counter,
         by: by.unwrap_or(1),
@@ -369,6 +376,8 @@ mod tests {
             (Command::Get, &["a", "b"]),
             (Command::Get, &["--node", "x"]),
             (Command::Get, &[""]),
+            (Command::Inc, &[".."]),
+            (Command::Get, &["."]),
         ] {
             assert!(
                 matches!(parse_args(cmd, args), Err(CliError::Usage(_))),

@@ -95,6 +95,8 @@ pub struct EventLoop {
     figures: RequestFigures,
     /// Frames to peers whose link had been removed meanwhile.
     unroutable: u64,
+    /// Queue drops of links since removed.
+    removed_link_drops: u64,
 }
 
 impl EventLoop {
@@ -121,6 +123,7 @@ impl EventLoop {
             start,
             figures: RequestFigures::default(),
             unroutable: 0,
+            removed_link_drops: 0,
         }
     }
 
@@ -261,7 +264,9 @@ impl EventLoop {
                 }
                 for addr in removed {
                     log::info!("peer {addr} left the membership");
-                    self.links.remove(&addr);
+                    if let Some(link) = self.links.remove(&addr) {
+                        self.removed_link_drops += link.dropped;
+                    }
                     self.engine.remove_peer(&addr);
                 }
             }
@@ -358,7 +363,8 @@ impl EventLoop {
         let now = self.now();
         let views = self.peers.views(now);
         let state = self.engine.state();
-        let queue_drops: u64 = self.links.values().map(|l| l.dropped).sum();
+        let queue_drops: u64 =
+            self.removed_link_drops + self.links.values().map(|l| l.dropped).sum::<u64>();
         json!({
             "name": self.me.name,
             "origin": self.me.origin,
