@@ -177,3 +177,56 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{CounterEntry, Origin, OriginDelta};
+    use std::net::TcpListener;
+
+    fn big_push(i: u64) -> Frame {
+        let entries = (0..2000)
+            .map(|c| CounterEntry {
+                counter: format!("counter-{c:040}"),
+                p: i,
+                n: 0,
+                version: c + 1,
+            })
+            .collect();
+        Frame::Push {
+            delta: vec![OriginDelta {
+                origin: Origin::new("a", 1),
+                from: 0,
+                to: 2000,
+                entries,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_fills_only_its_own_queue_and_the_oldest_frames_go() {
+        let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
+        let settings = LinkSettings {
+            queue: 4,
+            io_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(1),
+            hello: Frame::Syn { digest: vec![] },
+        };
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let addr = black_hole.local_addr().unwrap().to_string();
+        let mut link = PeerLink::spawn(addr.clone(), &settings, events_tx).unwrap();
+        assert!(matches!(
+            events.recv_timeout(Duration::from_secs(5)),
+            Ok(Control::PeerUp(a)) if a == addr
+        ));
+        // About 100 KB each: far more than the socket buffers hold, so the writer ends up
+        // stuck in a write while the queue keeps taking frames by dropping the oldest.
+        for i in 0..400 {
+            link.send(big_push(i));
+        }
+        assert!(link.dropped > 0, "nothing was dropped");
+        assert_eq!(link.oldest.len(), 4);
+        let newest: Vec<Frame> = link.oldest.try_iter().collect();
+        assert_eq!(newest.last(), Some(&big_push(399)));
+    }
+}
