@@ -82,6 +82,13 @@ impl Node {
             http_addr: http_addr.to_string(),
         };
 
+        log::info!(
+            "node {} ({}) gossip on {gossip_addr}, HTTP on {http_addr}, {} seed(s)",
+            me.name,
+            me.origin,
+            config.seeds.len()
+        );
+
         let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(INBOUND_QUEUE);
         let (ops_tx, ops_rx) = crossbeam_channel::unbounded();
         let (queries_tx, queries_rx) = crossbeam_channel::unbounded();
@@ -143,12 +150,6 @@ impl Node {
             ops_tx,
             queries_tx,
         )?;
-        log::info!(
-            "node {} ({}) gossip on {gossip_addr}, HTTP on {http_addr}, {} seed(s)",
-            me.name,
-            me.origin,
-            config.seeds.len()
-        );
         Ok(Node {
             me,
             gossip_addr,
