@@ -11,6 +11,9 @@ pub const DEFAULT_PEER_QUEUE: usize = 256;
 pub const DEFAULT_MAX_INBOUND: usize = 256;
 /// How long a new inbound connection may take to send its Hello.
 pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// An inbound connection silent this long is closed; its peer reconnects when it next
+/// has something to say. Frees the slot of a peer whose host vanished without a FIN.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Connect and write timeout of outbound peer connections.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest wait between two reconnection attempts to an unreachable peer.
@@ -37,6 +40,7 @@ pub struct NodeConfig {
     pub peer_queue: usize,
     pub max_inbound: usize,
     pub hello_timeout: Duration,
+    pub idle_timeout: Duration,
     pub io_timeout: Duration,
     pub max_backoff: Duration,
     pub http_workers: usize,
@@ -55,6 +59,7 @@ impl NodeConfig {
             peer_queue: DEFAULT_PEER_QUEUE,
             max_inbound: DEFAULT_MAX_INBOUND,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             io_timeout: DEFAULT_IO_TIMEOUT,
             max_backoff: DEFAULT_MAX_BACKOFF,
             http_workers: DEFAULT_HTTP_WORKERS,

@@ -6,7 +6,8 @@
 //! served at once (more are closed at once and counted); the first frame must be a Hello
 //! and must arrive within `hello_timeout`, so idle sockets do not pin threads; frame
 //! lengths are checked against the payload limit before anything is allocated; and a
-//! malformed frame closes its connection and is counted.
+//! malformed frame closes its connection and is counted. A connection silent for
+//! `idle_timeout` is closed too (its peer reconnects when it next has something to say).
 
 use crate::codec::{self, Frame, ReadError};
 use crossbeam_channel::Sender;
@@ -32,6 +33,7 @@ pub struct Inbound {
 pub struct ListenerSettings {
     pub max_inbound: usize,
     pub hello_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_payload: usize,
 }
 
@@ -237,7 +239,10 @@ impl Reader {
                 return;
             }
         };
-        if stream.set_read_timeout(None).is_err() {
+        if stream
+            .set_read_timeout(Some(self.settings.idle_timeout))
+            .is_err()
+        {
             return;
         }
         loop {

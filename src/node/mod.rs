@@ -138,6 +138,7 @@ impl Node {
             ListenerSettings {
                 max_inbound: config.max_inbound,
                 hello_timeout: config.hello_timeout,
+                idle_timeout: config.idle_timeout,
                 max_payload: config.engine.max_payload,
             },
             inbound_tx,
