@@ -289,12 +289,13 @@ fn small_frames_split_large_deltas_and_converge_despite_lost_chunks() {
     };
     let mut sim = Sim::new(seed_or(10), config, Link::faulty(0.1, 0.05));
     sim.run(&[Step::AddNodes(5)]);
-    // Thousands of counters written in a few big batches, so deltas must be split.
+    // Thousands of counters with names near the 128-byte limit, written in a few big
+    // batches, so deltas must be split and entries are large against the frame.
     for node in 0..5 {
         for batch in 0..4 {
             let ops: Vec<_> = (0..200)
                 .map(|k| gctr::crdt::LocalOp {
-                    counter: format!("counter-with-a-longish-name-{node}-{batch}-{k}"),
+                    counter: format!("{}-{node}-{batch}-{k}", "long".repeat(28)),
                     kind: gctr::crdt::OpKind::Increment,
                     amount: 1 + k as u64,
                 })
