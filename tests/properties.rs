@@ -60,7 +60,7 @@ fn history() -> impl Strategy<Value = Vec<OriginDelta>> {
                 replicas[who].apply_local(&batch);
                 pool.push(batch.delta);
                 batches[who] += 1;
-                if batches[who] % 3 == 0 {
+                if batches[who].is_multiple_of(3) {
                     pool.extend(replicas[who].to_deltas());
                 }
             }
