@@ -383,25 +383,25 @@ impl State {
     }
 
     /// Every entry of every origin, origin by origin in version order, each as a delta
-    /// covering `(0, known]`. Snapshots and full transfers use it.
+    /// covering `(0, known]`. Snapshots and full transfers use it. Walks the counters, not
+    /// the version index, so entries merged without a version (all at version 0) are kept.
     pub fn to_deltas(&self) -> Vec<OriginDelta> {
+        let mut entries: BTreeMap<&Origin, Vec<CounterEntry>> = BTreeMap::new();
+        for (counter, slots) in &self.counters {
+            for (origin, t) in slots {
+                entries.entry(origin).or_default().push(CounterEntry {
+                    counter: counter.clone(),
+                    p: t.p,
+                    n: t.n,
+                    version: t.version,
+                });
+            }
+        }
         self.origins
-            .keys()
-            .map(|origin| {
-                let index = &self.origins[origin];
-                let entries = index
-                    .by_version
-                    .values()
-                    .filter_map(|counter| {
-                        let t = self.counters.get(counter)?.get(origin)?;
-                        Some(CounterEntry {
-                            counter: counter.clone(),
-                            p: t.p,
-                            n: t.n,
-                            version: t.version,
-                        })
-                    })
-                    .collect();
+            .iter()
+            .map(|(origin, index)| {
+                let mut entries = entries.remove(origin).unwrap_or_default();
+                entries.sort_by_key(|e| e.version);
                 OriginDelta {
                     origin: origin.clone(),
                     from: 0,
@@ -596,6 +596,28 @@ mod tests {
         // The entry above the gap is still passed on, beyond the range it cannot vouch for.
         assert_eq!(state.entries_after(&origin, 0).len(), 1);
         assert_eq!(state.missing_from(&Vec::new()), vec![(origin.clone(), 0)]);
+    }
+
+    #[test]
+    fn a_full_transfer_keeps_entries_merged_without_versions() {
+        let origin = Origin::new("m", 1);
+        let mut state = State::new();
+        for (counter, p) in [("x", 3), ("y", 4)] {
+            state.merge_entry(
+                &origin,
+                counter,
+                Totals {
+                    p,
+                    n: 0,
+                    version: 0,
+                },
+            );
+        }
+        let mut copy = State::new();
+        for delta in state.to_deltas() {
+            copy.apply_delta(&delta);
+        }
+        assert_eq!((copy.value("x"), copy.value("y")), (3, 4));
     }
 
     #[test]

@@ -23,8 +23,9 @@ fn five_lossy_nodes_reach_the_exact_sum_of_1000_operations() {
             counters: 6,
             over: secs(20),
         },
-        Step::AssertConverged { within: secs(30) },
     ]);
+    let took = sim.converge_within(secs(30));
+    println!("5 nodes, 30% loss: exact sums {took:?} after the last of 1000 operations");
     assert_eq!(sim.acknowledged, 1000);
     assert!(
         sim.frames_lost > 0 && sim.total_stats().repairs > 0,
@@ -70,7 +71,9 @@ fn a_partition_with_writes_on_both_sides_heals_to_the_exact_sum() {
         "{}",
         sim.fail("the right side saw across the partition")
     );
-    sim.run(&[Step::Heal, Step::AssertConverged { within: secs(10) }]);
+    sim.run(&[Step::Heal]);
+    let took = sim.converge_within(secs(10));
+    println!("partition of 6 nodes: exact sums {took:?} after the heal");
 }
 
 /// Rounds (gossip intervals) 'n' nodes take to converge by anti-entropy alone, when
@@ -107,11 +110,13 @@ fn assert_logarithmic(n: usize, seed: u64) {
 
 #[test]
 fn two_hundred_nodes_converge_by_anti_entropy_in_logarithmic_rounds() {
-    assert_logarithmic(200, seed_or(3));
+    for n in [25, 50, 100, 200] {
+        assert_logarithmic(n, seed_or(3));
+    }
 }
 
 #[test]
-#[ignore = "about a minute in debug; run with --ignored --nocapture"]
+#[ignore = "about 30 s in debug; run with --ignored --nocapture"]
 fn a_thousand_nodes_converge_by_anti_entropy_in_logarithmic_rounds() {
     assert_logarithmic(1000, seed_or(4));
 }
@@ -138,11 +143,17 @@ fn a_crash_and_durable_restart_loses_nothing_that_was_durable() {
             counters: 3,
             over: secs(3),
         },
+        // New changes on the counter whose last change may not have left the node.
         Step::RestartDurable(2),
         Step::Op {
             node: 2,
-            counter: "c1".into(),
+            counter: "c0".into(),
             by: 11,
+        },
+        Step::Op {
+            node: 2,
+            counter: "c1".into(),
+            by: -2,
         },
         Step::AssertConverged { within: secs(20) },
         // Crash everyone, restart everyone from their logs: the sums stand.
