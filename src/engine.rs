@@ -247,8 +247,9 @@ impl Engine {
                 self.apply(now, &delta);
             }
             Frame::Push { delta } => {
-                let gap = delta.iter().any(|d| d.from > self.state.known(&d.origin));
                 let learned = self.apply(now, &delta);
+                // A gap is what the push could not close: it started past what this node knew.
+                let gap = delta.iter().any(|d| self.state.known(&d.origin) < d.to);
                 if !learned.is_empty() {
                     self.stats.forwarded += 1;
                     for peer in self.pick_peers(self.config.fanout, Some(from)) {
