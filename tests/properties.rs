@@ -7,8 +7,10 @@ use gctr::codec::{self, CodecError, Frame, FrameType, HEADER_LEN, MAGIC, PROTOCO
 use gctr::crdt::{
     CounterEntry, LocalOp, OpKind, Origin, OriginDelta, OriginVersion, State, Totals,
 };
+use gctr::engine::{Config, Engine, Output, MIN_PAYLOAD};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 const MAX: usize = codec::DEFAULT_MAX_PAYLOAD;
 
@@ -46,7 +48,8 @@ fn history() -> impl Strategy<Value = Vec<OriginDelta>> {
         let mut pool = Vec::new();
         for (who, counter, inc, amount, close) in ops {
             pending[who].push(LocalOp {
-                counter: format!("k{counter}"),
+                // Long names, so a handful of entries fill a small frame.
+                counter: format!("{}{counter}", "k".repeat(100)),
                 kind: if inc {
                     OpKind::Increment
                 } else {
@@ -202,6 +205,58 @@ proptest! {
         }
         prop_assert_eq!(view(&by_delta).0, view(&by_entry).0);
         prop_assert_eq!(view(&by_delta).1, view(&by_entry).1);
+    }
+}
+
+fn engine_with(state: State, max_payload: usize) -> Engine {
+    let config = Config {
+        max_payload,
+        eager_push: false,
+        ..Config::default()
+    };
+    Engine::new(Origin::new("z", 0), config, state, 1, Duration::ZERO)
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn anti_entropy_frames_fit_the_limit_and_carry_everything_the_peer_lacks(
+        (pool, picks) in replicas(2),
+        max_payload in MIN_PAYLOAD..2048,
+        shuffle in any::<u64>(),
+    ) {
+        let a = build(&pool, &picks[0]);
+        let b = build(&pool, &picks[1]);
+        let mut sender = engine_with(a.clone(), max_payload);
+        sender.handle_frame(Duration::ZERO, "b", Frame::Syn { digest: b.digest() });
+        let mut frames = Vec::new();
+        for output in sender.drain_outputs() {
+            if let Output::Send { frame, .. } = output {
+                let bytes = codec::encode(&frame);
+                prop_assert_eq!(codec::decode(&bytes, max_payload), Ok(frame.clone()));
+                frames.push(frame);
+            }
+        }
+        let want = view(&merge(&b, &a));
+
+        let mut in_order = engine_with(b.clone(), max_payload);
+        for frame in frames.iter().cloned() {
+            in_order.handle_frame(Duration::ZERO, "a", frame);
+        }
+        prop_assert_eq!(&view(in_order.state()).0, &want.0);
+        prop_assert_eq!(&view(in_order.state()).1, &want.1);
+        for ov in a.digest() {
+            prop_assert!(in_order.state().known(&ov.origin) >= ov.version);
+        }
+
+        let mut shuffled = frames;
+        fastrand::Rng::with_seed(shuffle).shuffle(&mut shuffled);
+        let mut any_order = engine_with(b, max_payload);
+        for frame in shuffled {
+            any_order.handle_frame(Duration::ZERO, "a", frame);
+        }
+        prop_assert_eq!(&view(any_order.state()).0, &want.0);
     }
 }
 
