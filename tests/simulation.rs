@@ -243,6 +243,14 @@ fn writes_spread_before_a_data_loss_keep_the_live_nodes_in_agreement() {
         Step::Run(secs(1)),
     ]);
     sim.agree_within(secs(20));
+    let before = sim.total_stats();
+    sim.run_for(secs(5));
+    let after = sim.total_stats();
+    assert!(sim.agree(), "{}", sim.fail("agreement did not last"));
+    println!(
+        "after a data loss: {:.1} entries resent per round",
+        (after.entries_out - before.entries_out) as f64 / (after.rounds - before.rounds) as f64
+    );
 }
 
 /// Bytes sent per anti-entropy round, summed over nodes, once an idle cluster holding
