@@ -335,3 +335,89 @@ fn small_frames_split_large_deltas_and_converge_despite_lost_chunks() {
         sim.fail("the deltas were not split or nothing was lost")
     );
 }
+
+/// A random scenario: bursts of writes among partitions, crashes and restarts, and
+/// changing link faults; then the network heals and every node comes back. Restarts are
+/// durable unless `data_loss`, where some come back empty under a new incarnation; the
+/// scenario then ends in agreement rather than an exact sum (unspread writes are gone).
+fn chaos(seed: u64, data_loss: bool) -> Vec<Step> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let n = rng.usize(3..8);
+    let mut steps = vec![Step::AddNodes(n)];
+    let mut down = vec![false; n];
+    for _ in 0..rng.usize(5..15) {
+        steps.push(match rng.usize(0..6) {
+            0 | 1 => Step::RandomOps {
+                count: rng.usize(1..60),
+                counters: rng.usize(1..6),
+                over: Duration::from_millis(rng.u64(1..2000)),
+            },
+            2 => {
+                let mut groups = vec![Vec::new(), Vec::new()];
+                for i in 0..n {
+                    groups[rng.usize(0..2)].push(i);
+                }
+                Step::Partition(groups)
+            }
+            3 => Step::Heal,
+            4 => {
+                let i = rng.usize(0..n);
+                // Keep one node up so writes can go on.
+                if down[i] || down.iter().filter(|d| !**d).count() > 1 {
+                    down[i] = !down[i];
+                    if down[i] {
+                        Step::Crash(i)
+                    } else if data_loss && rng.bool() {
+                        Step::RestartFresh(i)
+                    } else {
+                        Step::RestartDurable(i)
+                    }
+                } else {
+                    Step::Run(Duration::from_millis(100))
+                }
+            }
+            _ => Step::SetLink(Link::faulty(rng.f64() * 0.5, rng.f64() * 0.3)),
+        });
+        steps.push(Step::Run(Duration::from_millis(rng.u64(0..500))));
+    }
+    steps.push(Step::Heal);
+    steps.push(Step::SetLink(Link::faulty(0.1, 0.1)));
+    for (i, d) in down.iter().enumerate() {
+        if *d {
+            steps.push(Step::RestartDurable(i));
+        }
+    }
+    if !data_loss {
+        steps.push(Step::AssertConverged { within: secs(30) });
+    }
+    steps
+}
+
+#[test]
+fn random_scenarios_of_partitions_crashes_and_faults_reach_the_exact_sum() {
+    let first = seed_or(100);
+    let runs = if std::env::var("GCTR_SIM_SEED").is_ok() {
+        1
+    } else {
+        40
+    };
+    for seed in first..first + runs {
+        let mut sim = Sim::new(seed, Config::default(), Link::perfect());
+        sim.run(&chaos(seed, false));
+    }
+}
+
+#[test]
+fn random_scenarios_with_data_loss_end_with_every_node_in_agreement() {
+    let first = seed_or(200);
+    let runs = if std::env::var("GCTR_SIM_SEED").is_ok() {
+        1
+    } else {
+        40
+    };
+    for seed in first..first + runs {
+        let mut sim = Sim::new(seed, Config::default(), Link::perfect());
+        sim.run(&chaos(seed, true));
+        sim.agree_within(secs(30));
+    }
+}
