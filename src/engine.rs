@@ -248,7 +248,7 @@ impl Engine {
             }
             Frame::Push { delta } => {
                 let learned = self.apply(now, &delta);
-                // A gap is what the push could not close: it started past what this node knew.
+                // Still not knowing the origin up to the push's end means a change is missing.
                 let gap = delta.iter().any(|d| self.state.known(&d.origin) < d.to);
                 if !learned.is_empty() {
                     self.stats.forwarded += 1;

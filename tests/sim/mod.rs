@@ -12,7 +12,6 @@
 //! every acknowledged operation, so the exact expected value of each counter is known.
 //!
 //! Scenarios are data: a list of [`Step`]s run in order by [`Sim::run`].
-#![allow(dead_code)]
 
 use gctr::codec;
 use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
@@ -171,18 +170,6 @@ impl Sim {
         }
     }
 
-    pub fn now(&self) -> Duration {
-        self.now
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// The exact value every counter must reach: the sum of acknowledged operations.
     pub fn expected(&self) -> &BTreeMap<String, i64> {
         &self.expected
@@ -192,20 +179,7 @@ impl Sim {
         self.nodes[node].engine.as_ref().map(Engine::state)
     }
 
-    pub fn origin(&self, node: usize) -> &Origin {
-        &self.nodes[node].origin
-    }
-
-    /// The live engine's stats.
-    pub fn stats(&self, node: usize) -> Stats {
-        self.nodes[node]
-            .engine
-            .as_ref()
-            .map(|e| e.stats().clone())
-            .unwrap_or_default()
-    }
-
-    pub fn live(&self) -> Vec<usize> {
+    fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|&i| self.nodes[i].engine.is_some())
             .collect()
@@ -225,7 +199,7 @@ impl Sim {
         }
     }
 
-    pub fn step(&mut self, step: &Step) {
+    fn step(&mut self, step: &Step) {
         match step {
             Step::AddNodes(n) => {
                 for _ in 0..*n {
@@ -538,7 +512,7 @@ impl Sim {
     }
 
     /// Each live node's values (trimmed to a few counters for readable failures).
-    pub fn report(&self) -> Vec<(String, Vec<(String, i64)>)> {
+    fn report(&self) -> Vec<(String, Vec<(String, i64)>)> {
         self.nodes
             .iter()
             .filter_map(|n| {
