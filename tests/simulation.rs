@@ -393,30 +393,47 @@ fn chaos(seed: u64, data_loss: bool) -> Vec<Step> {
     steps
 }
 
+/// The seeds to run: `GCTR_SIM_SEED` alone when set, else 40 from `first` (or as many
+/// as `GCTR_SIM_RUNS` says, for a longer sweep).
+fn chaos_seeds(first: u64) -> std::ops::Range<u64> {
+    if std::env::var("GCTR_SIM_SEED").is_ok() {
+        let seed = seed_or(first);
+        return seed..seed + 1;
+    }
+    let runs = std::env::var("GCTR_SIM_RUNS").map_or(40, |r| {
+        r.trim().parse().expect("GCTR_SIM_RUNS must be a number")
+    });
+    first..first + runs
+}
+
+/// Gossip settings drawn from the seed: fanout 1 to 3, eager push on or off, the
+/// smallest or the default frame size.
+fn chaos_config(seed: u64) -> Config {
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
+    Config {
+        fanout: rng.usize(1..=3),
+        eager_push: rng.bool(),
+        max_payload: if rng.bool() {
+            MIN_PAYLOAD
+        } else {
+            Config::default().max_payload
+        },
+        ..Config::default()
+    }
+}
+
 #[test]
 fn random_scenarios_of_partitions_crashes_and_faults_reach_the_exact_sum() {
-    let first = seed_or(100);
-    let runs = if std::env::var("GCTR_SIM_SEED").is_ok() {
-        1
-    } else {
-        40
-    };
-    for seed in first..first + runs {
-        let mut sim = Sim::new(seed, Config::default(), Link::perfect());
+    for seed in chaos_seeds(100) {
+        let mut sim = Sim::new(seed, chaos_config(seed), Link::perfect());
         sim.run(&chaos(seed, false));
     }
 }
 
 #[test]
 fn random_scenarios_with_data_loss_end_with_every_node_in_agreement() {
-    let first = seed_or(200);
-    let runs = if std::env::var("GCTR_SIM_SEED").is_ok() {
-        1
-    } else {
-        40
-    };
-    for seed in first..first + runs {
-        let mut sim = Sim::new(seed, Config::default(), Link::perfect());
+    for seed in chaos_seeds(200) {
+        let mut sim = Sim::new(seed, chaos_config(seed), Link::perfect());
         sim.run(&chaos(seed, true));
         sim.agree_within(secs(30));
     }
