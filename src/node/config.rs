@@ -18,8 +18,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest wait between two reconnection attempts to an unreachable peer.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Threads answering HTTP requests.
-pub const DEFAULT_HTTP_WORKERS: usize = 8;
+/// Threads answering HTTP requests. Each waits for its operation's batch to be durable,
+/// so this bounds the operations one group commit can gather: it must cover the client
+/// concurrency the node is meant to serve (a worker parked on a channel costs a stack).
+pub const DEFAULT_HTTP_WORKERS: usize = 64;
 /// Largest HTTP request body accepted, in bytes.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// Most client operations gathered into one batch (one durable write).
