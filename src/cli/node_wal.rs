@@ -166,8 +166,8 @@ pub fn open(
     }
     let (wal, recovered) = Wal::open(&dir, options).map_err(|e| match e {
         WalError::Corruption { .. } => CliError::Failed(format!(
-            "{e}. To start anyway, pass --repair: it keeps every record before the bad one, \
-             sets the rest aside and starts under a new incarnation"
+            "{e}\nhint: `gctr node --repair` keeps every record before the bad one, sets the \
+             rest aside (renamed, not deleted) and starts under a new incarnation"
         )),
         other => CliError::Failed(format!("cannot open the WAL in {}: {other}", dir.display())),
     })?;
