@@ -8,6 +8,7 @@ mod client;
 mod discovery;
 mod maelstrom;
 mod node;
+mod node_wal;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -1,10 +1,11 @@
 //! `gctr node`: its options, start-up, and clean stop on SIGINT/SIGTERM.
 
+use super::node_wal::{self, WalFlags, WalSettings};
 use super::CliError;
 use crate::codec::{MAX_ADDR_BYTES, MAX_PAYLOAD_LIMIT};
 use crate::crdt::{validate_node_name, State};
 use crate::engine::MIN_PAYLOAD;
-use crate::node::{fresh_origin, MemoryStorage, Node, NodeConfig};
+use crate::node::{fresh_origin, MemoryStorage, Node, NodeConfig, Storage};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,21 +35,29 @@ Options:
   --log-level LEVEL        off, error, warn, info, debug or trace [default: info]
   -h, --help               show this help
 
-Without a WAL the node keeps its state in memory only and starts under a new
+Without --wal the node keeps its state in memory only and starts under a new
 incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
 once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0).
 ";
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     let Some(options) = parse(parser)? else {
-        print!("{HELP}");
+        print!("{HELP}\n{}", node_wal::HELP);
         return Ok(());
     };
     crate::logging::init(options.log_level);
-    let config = options.config;
-    let origin = fresh_origin(&config.name);
-    let node = Node::start(config, Box::new(MemoryStorage), origin, State::new())
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let mut config = options.config;
+    let (storage, origin, state): (Box<dyn Storage>, _, _) = match options.wal {
+        Some(wal) => node_wal::open(wal, &config.name, options.name_given)?,
+        None => (
+            Box::new(MemoryStorage),
+            fresh_origin(&config.name),
+            State::new(),
+        ),
+    };
+    config.name.clone_from(&origin.node);
+    let node =
+        Node::start(config, storage, origin, state).map_err(|e| CliError::Failed(e.to_string()))?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
@@ -70,6 +79,9 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
 struct Options {
     config: NodeConfig,
     log_level: log::LevelFilter,
+    /// `--name` was given (a WAL directory's own name is used otherwise).
+    name_given: bool,
+    wal: Option<WalSettings>,
 }
 
 /// Parses the options; `None` means `--help` was asked for.
@@ -84,6 +96,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut eager_push = true;
     let mut max_frame: Option<usize> = None;
     let mut log_level = log::LevelFilter::Info;
+    let mut wal = WalFlags::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -129,6 +142,10 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 log_level = crate::logging::parse_level(&parser.value()?.string()?)
                     .map_err(|e| usage(format!("--log-level: {e}")))?;
             }
+            Long(flag) if node_wal::is_flag(flag) => {
+                let flag = flag.to_owned();
+                wal.take(&flag, parser)?;
+            }
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -137,7 +154,9 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         Some(h) => h,
         None => derive_http(addr)?,
     };
+    let wal = wal.finish()?;
     let mut config = NodeConfig::new(addr, http);
+    let name_given = name.is_some();
     if let Some(n) = name {
         config.name = n;
     }
@@ -152,7 +171,12 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     if let Some(n) = max_frame {
         config.engine.max_payload = n;
     }
-    Ok(Some(Options { config, log_level }))
+    Ok(Some(Options {
+        config,
+        log_level,
+        name_given,
+        wal,
+    }))
 }
 
 /// The HTTP address when `--http` is not given: same host, gossip port + 10 (port 0
@@ -246,12 +270,78 @@ mod tests {
             &["--addr", "127.0.0.1:1", "--max-frame", "10"],
             &["--addr", "127.0.0.1:1", "--gossip-interval", "soon"],
             &["--addr", "127.0.0.1:1", "--name", ""],
-            &["--addr", "127.0.0.1:1", "--wal", "x"],
+            &["--addr", "127.0.0.1:1", "--wall", "x"],
+            &["--addr", "127.0.0.1:1", "--fsync", "always"],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--wal",
+                "d",
+                "--fsync",
+                "sometimes",
+            ],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--wal",
+                "d",
+                "--fsync-interval",
+                "1s",
+            ],
+            &["--addr", "127.0.0.1:1", "--wal", "d", "--segment-size", "0"],
         ] {
             assert!(
                 matches!(parse_args(args), Err(CliError::Usage(_))),
                 "{args:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn wal_settings_and_defaults() {
+        let o = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert!(o.wal.is_none() && !o.name_given);
+        let o = parse_args(&["--addr", "127.0.0.1:1", "--wal", "d"])
+            .unwrap()
+            .unwrap();
+        let wal = o.wal.unwrap();
+        assert_eq!(wal.dir, std::path::PathBuf::from("d"));
+        assert_eq!(wal.options, crate::wal::WalOptions::default());
+        let o = parse_args(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--name",
+            "n",
+            "--wal",
+            "d",
+            "--fsync",
+            "interval",
+            "--fsync-interval",
+            "5ms",
+            "--segment-size",
+            "300",
+            "--snapshot-records",
+            "7",
+            "--snapshot-bytes",
+            "0",
+            "--repair",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(o.name_given);
+        let w = o.wal.unwrap().options;
+        assert_eq!(
+            w.fsync,
+            crate::wal::FsyncPolicy::Interval(Duration::from_millis(5))
+        );
+        assert_eq!(
+            (
+                w.segment_bytes,
+                w.snapshot_records,
+                w.snapshot_bytes,
+                w.repair
+            ),
+            (300, 7, 0, true)
+        );
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - `config`: settings and defaults;
 //! - `storage`: the `Storage` trait through which changes become durable;
+//! - `wal_storage`: that trait over the write-ahead log (`--wal`);
 //! - `event_loop`: the one thread that owns the engine and routes its outputs;
 //! - `transport`: outbound peer connections (writer threads, bounded queues);
 //! - `listener`: inbound gossip connections (reader threads, limits);
@@ -19,11 +20,13 @@ pub mod peers;
 pub mod storage;
 pub mod transport;
 pub mod views;
+pub mod wal_storage;
 
 pub use config::NodeConfig;
 pub use event_loop::Control;
 pub use peers::PeerInfo;
 pub use storage::{MemoryStorage, Storage};
+pub use wal_storage::WalStorage;
 
 use crate::codec::Frame;
 use crate::crdt::{Origin, State};
