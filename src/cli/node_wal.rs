@@ -24,9 +24,10 @@ Durability options:
                            and `never` are weaker: acknowledged writes can be lost in
                            a crash or power cut, and after an unclean stop the node
                            restarts under a new incarnation
-  --fsync-interval DUR     under `--fsync interval`: fsync with the first change at
-                           least DUR after the last fsync (until then, and while the
-                           node is idle, recent writes stay unsynced) [default: 100ms]
+  --fsync-interval DUR     under `--fsync interval`: fsync at most DUR after a write
+                           (checked at every change and every gossip tick, so the
+                           lag is the larger of DUR and the gossip interval)
+                           [default: 100ms]
   --segment-size BYTES     start a new log segment past this size
                            [default: 67108864, range 1..=1073741824]
   --snapshot-records N     write a snapshot after N records (0: never by count)

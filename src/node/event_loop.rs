@@ -147,6 +147,8 @@ impl EventLoop {
             if now >= self.engine.next_deadline() {
                 self.engine.handle_timer(now);
                 self.flush_outputs();
+                // A timed fsync or a snapshot owed since start-up must not wait for a change.
+                self.storage_housekeeping();
             }
             let wait = self.engine.next_deadline().saturating_sub(self.now());
             select! {
@@ -216,7 +218,7 @@ impl EventLoop {
             let _ = reply.send(answer);
         }
         if !batch.delta.entries.is_empty() && storage_error.is_none() {
-            self.after_change();
+            self.storage_housekeeping();
         }
     }
 
@@ -306,11 +308,11 @@ impl EventLoop {
             }
         }
         if learned {
-            self.after_change();
+            self.storage_housekeeping();
         }
     }
 
-    fn after_change(&mut self) {
+    fn storage_housekeeping(&mut self) {
         if let Err(e) = self.storage.after_turn(self.engine.state()) {
             log::warn!("storage: {e}");
         }

@@ -19,8 +19,8 @@ pub trait Storage: Send {
     /// them again. An error is logged; peers can always resend what is lost.
     fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()>;
 
-    /// Called after every event-loop turn that changed the state, with that state, so the
-    /// storage can snapshot when it sees fit.
+    /// Called after every event-loop turn that changed the state and at every gossip
+    /// tick, with that state, so the storage can sync or snapshot when it sees fit.
     fn after_turn(&mut self, state: &State) -> io::Result<()>;
 
     /// Figures for `GET /status`.
