@@ -20,6 +20,9 @@ pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Threads answering HTTP requests.
 pub const DEFAULT_HTTP_WORKERS: usize = 8;
+/// Longest wait for an HTTP client's next bytes (headers or body) before its request
+/// fails and its connection is closed, so a stalled client cannot hold a worker.
+pub const DEFAULT_HTTP_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// Largest HTTP request body accepted, in bytes.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// Most client operations gathered into one batch (one durable write).
@@ -44,6 +47,7 @@ pub struct NodeConfig {
     pub io_timeout: Duration,
     pub max_backoff: Duration,
     pub http_workers: usize,
+    pub http_read_timeout: Duration,
     pub max_body: usize,
 }
 
@@ -63,6 +67,7 @@ impl NodeConfig {
             io_timeout: DEFAULT_IO_TIMEOUT,
             max_backoff: DEFAULT_MAX_BACKOFF,
             http_workers: DEFAULT_HTTP_WORKERS,
+            http_read_timeout: DEFAULT_HTTP_READ_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
         }
     }
