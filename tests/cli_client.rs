@@ -90,7 +90,15 @@ fn usage_errors_exit_2() {
         &["dec", "--by", "abc"],
         &["get", "a", "b"],
         &["get", "--by", "2"],
-        &["get", "--node", "n1"],
+        &["get", "--node", "n1", "--http", "127.0.0.1:1"],
+        &["peers", "extra"],
+        &[
+            "node",
+            "--addr",
+            "127.0.0.1:1",
+            "--heartbeat-interval",
+            "1s",
+        ],
         &["inc", "--bogus"],
         &["node"],
         &["node", "--addr", "127.0.0.1:65530"],
@@ -100,7 +108,7 @@ fn usage_errors_exit_2() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).starts_with("gctr: "), "{args:?}: {}", stderr(&o));
     }
-    for cmd in ["inc", "dec", "get", "node"] {
+    for cmd in ["inc", "dec", "get", "peers", "node"] {
         let o = run_gctr(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0));
         assert!(stdout(&o).contains("Usage: gctr"), "{cmd}");

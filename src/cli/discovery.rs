@@ -19,6 +19,9 @@ Options:
   --ttl DUR            drop a member not heard from for this long, e.g. 5s, 500ms
                        [default: 5s]
   --max-members N      refuse new members past this many [default: 10000]
+  --http-read-timeout DUR
+                       a client silent this long in the middle of a request (headers
+                       or body) gets an error and is disconnected [default: 15s]
   --log-level LEVEL    off, error, warn, info, debug, trace [default: info]
   -h, --help           print this help
 
@@ -74,6 +77,10 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 if config.ttl.is_zero() {
                     return Err(CliError::Usage("--ttl must be above zero".into()));
                 }
+            }
+            Long("http-read-timeout") => {
+                let text = parser.value()?.string()?;
+                config.read_timeout = super::positive_duration("--http-read-timeout", &text)?;
             }
             Long("max-members") => {
                 config.max_members = parser.value()?.parse()?;

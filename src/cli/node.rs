@@ -4,7 +4,9 @@ use super::node_wal::{self, WalFlags, WalSettings};
 use super::CliError;
 use crate::codec::{MAX_ADDR_BYTES, MAX_PAYLOAD_LIMIT};
 use crate::crdt::{validate_node_name, State};
+use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
 use crate::engine::MIN_PAYLOAD;
+use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, MemoryStorage, Node, NodeConfig, Storage};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -27,17 +29,29 @@ Options:
                            value]
   --seeds ADDR,...         gossip addresses of peers to join (repeatable); one side
                            knowing the other is enough
+  --discovery URL          register with this discovery server (e.g.
+                           http://127.0.0.1:8000) and take peers from it; without it the
+                           node uses no discovery (GCTR_DISCOVERY is for the client
+                           commands only)
+  --heartbeat-interval DUR time between heartbeats to discovery, each also refreshing
+                           the peer list; keep it well below discovery's --ttl
+                           [default: 1s]
   --gossip-interval DUR    time between anti-entropy rounds [default: 100ms]
   --fanout N               peers per round and per eager push [default: 2]
   --no-eager-push          send local changes only by anti-entropy rounds
   --max-frame BYTES        largest gossip frame payload sent or accepted; use the same
                            value on every node [default: 1048576, range 512..=16777216]
+  --http-read-timeout DUR  an HTTP client silent this long in the middle of a request
+                           (headers or body) gets an error and is disconnected
+                           [default: 15s]
   --log-level LEVEL        off, error, warn, info, debug or trace [default: info]
   -h, --help               show this help
 
 Without --wal the node keeps its state in memory only and starts under a new
 incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
-once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0).
+once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0), deregistering from
+discovery first. While discovery is down the node keeps gossiping with the peers it
+knows.
 ";
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
@@ -69,19 +83,35 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         node.gossip_addr(),
         node.http_addr()
     );
+    let discovery = match &options.discovery {
+        Some(d) => Some(
+            join_discovery(&node, &d.url, d.heartbeat_interval)
+                .map_err(|e| CliError::Failed(format!("cannot start the discovery client: {e}")))?,
+        ),
+        None => None,
+    };
     let _ = std::io::stdout().flush();
     let _ = stop_rx.recv();
     log::info!("stopping");
+    if let Some(discovery) = discovery {
+        discovery.stop();
+    }
     node.stop();
     Ok(())
 }
 
 struct Options {
     config: NodeConfig,
+    discovery: Option<DiscoveryOptions>,
     log_level: log::LevelFilter,
     /// `--name` was given (a WAL directory's own name is used otherwise).
     name_given: bool,
     wal: Option<WalSettings>,
+}
+
+struct DiscoveryOptions {
+    url: String,
+    heartbeat_interval: Duration,
 }
 
 /// Parses the options; `None` means `--help` was asked for.
@@ -95,6 +125,9 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut fanout: Option<usize> = None;
     let mut eager_push = true;
     let mut max_frame: Option<usize> = None;
+    let mut discovery_url: Option<String> = None;
+    let mut heartbeat_interval: Option<Duration> = None;
+    let mut http_read_timeout: Option<Duration> = None;
     let mut log_level = log::LevelFilter::Info;
     let mut wal = WalFlags::default();
     while let Some(arg) = parser.next()? {
@@ -127,6 +160,15 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                     return Err(usage("--fanout must be at least 1"));
                 }
                 fanout = Some(n);
+            }
+            Long("discovery") => discovery_url = Some(parser.value()?.string()?),
+            Long("heartbeat-interval") => {
+                let v = parser.value()?.string()?;
+                heartbeat_interval = Some(super::positive_duration("--heartbeat-interval", &v)?);
+            }
+            Long("http-read-timeout") => {
+                let v = parser.value()?.string()?;
+                http_read_timeout = Some(super::positive_duration("--http-read-timeout", &v)?);
             }
             Long("no-eager-push") => eager_push = false,
             Long("max-frame") => {
@@ -171,12 +213,47 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     if let Some(n) = max_frame {
         config.engine.max_payload = n;
     }
+    if let Some(d) = http_read_timeout {
+        config.http_read_timeout = d;
+    }
+    let discovery = match discovery_url {
+        Some(url) => {
+            check_registrable(&config, name_given)?;
+            Some(DiscoveryOptions {
+                url,
+                heartbeat_interval: heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
+            })
+        }
+        None if heartbeat_interval.is_some() => {
+            return Err(usage("--heartbeat-interval needs --discovery URL"))
+        }
+        None => None,
+    };
     Ok(Some(Options {
         config,
+        discovery,
         log_level,
         name_given,
         wal,
     }))
+}
+
+/// Discovery hands this node's addresses to its peers as they are, and tells members
+/// apart by name: an unspecified address cannot be dialled, and with port 0 the default
+/// name (the --addr value) would be the same for every node.
+fn check_registrable(config: &NodeConfig, name_given: bool) -> Result<(), CliError> {
+    for (flag, addr) in [("--addr", config.gossip_addr), ("--http", config.http_addr)] {
+        if addr.ip().is_unspecified() {
+            return Err(usage(format!(
+                "with --discovery, {flag} must be an address peers can reach, not {}",
+                addr.ip()
+            )));
+        }
+    }
+    if !name_given && config.gossip_addr.port() == 0 {
+        return Err(usage("with --discovery and --addr port 0, give --name"));
+    }
+    Ok(())
 }
 
 /// The HTTP address when `--http` is not given: same host, gossip port + 10 (port 0
@@ -258,6 +335,66 @@ mod tests {
         let d = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
         assert_eq!(d.config.engine.gossip_interval, Duration::from_millis(100));
         assert_eq!(d.config.engine.fanout, 2);
+    }
+
+    #[test]
+    fn discovery_settings_and_their_checks() {
+        let d = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert!(d.discovery.is_none());
+        assert_eq!(d.config.http_read_timeout, Duration::from_secs(15));
+        let o = parse_args(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--discovery",
+            "http://127.0.0.1:8000",
+            "--heartbeat-interval",
+            "300ms",
+            "--http-read-timeout",
+            "2s",
+        ])
+        .unwrap()
+        .unwrap();
+        let discovery = o.discovery.expect("discovery options");
+        assert_eq!(discovery.url, "http://127.0.0.1:8000");
+        assert_eq!(discovery.heartbeat_interval, Duration::from_millis(300));
+        assert_eq!(o.config.http_read_timeout, Duration::from_secs(2));
+        let o = parse_args(&["--addr", "127.0.0.1:1", "--discovery", "d:1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            o.discovery.expect("discovery").heartbeat_interval,
+            DEFAULT_HEARTBEAT_INTERVAL
+        );
+        for args in [
+            &["--addr", "127.0.0.1:1", "--heartbeat-interval", "1s"][..],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--discovery",
+                "d:1",
+                "--heartbeat-interval",
+                "0s",
+            ],
+            &["--addr", "127.0.0.1:1", "--http-read-timeout", "0s"],
+            &["--addr", "0.0.0.0:1", "--discovery", "d:1"],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--http",
+                "0.0.0.0:2",
+                "--discovery",
+                "d:1",
+            ],
+            &["--addr", "127.0.0.1:0", "--discovery", "d:1"],
+        ] {
+            assert!(
+                matches!(parse_args(args), Err(CliError::Usage(_))),
+                "{args:?} was accepted"
+            );
+        }
+        assert!(
+            parse_args(&["--addr", "127.0.0.1:0", "--name", "a", "--discovery", "d:1"]).is_ok()
+        );
     }
 
     #[test]

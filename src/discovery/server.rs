@@ -10,7 +10,7 @@ use super::api::{Deregister, Deregistered, ErrorBody, Health, NodeInfo, Register
 use super::registry::{millis, Registry, Upsert, DEFAULT_MAX_MEMBERS};
 use serde::Serialize;
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
@@ -21,6 +21,9 @@ use tiny_http::{Header, Method, Request, Response};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
 /// Largest request body accepted; a bigger one gets 413.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+/// Longest wait for a client's next bytes (headers or body) before its request fails
+/// and its connection is closed, so a stalled client cannot hold a worker.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 const WORKERS: usize = 4;
 /// How often an idle worker wakes to sweep expired members and check for a stop.
@@ -31,6 +34,7 @@ pub struct ServerConfig {
     pub ttl: Duration,
     pub max_members: usize,
     pub max_body: usize,
+    pub read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +43,7 @@ impl Default for ServerConfig {
             ttl: DEFAULT_TTL,
             max_members: DEFAULT_MAX_MEMBERS,
             max_body: DEFAULT_MAX_BODY,
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -90,8 +95,14 @@ impl Reply {
 impl DiscoveryServer {
     /// Binds `addr` (port 0 picks a free port; see `local_addr`).
     pub fn bind(addr: SocketAddr, config: ServerConfig) -> Result<DiscoveryServer, String> {
-        let http =
-            tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let listener =
+            TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let http = tiny_http::Server::from_listener_with_read_timeout(
+            listener,
+            None,
+            Some(config.read_timeout),
+        )
+        .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
         let local_addr = http
             .server_addr()
             .to_ip()

@@ -57,11 +57,12 @@ impl HttpApi {
     pub fn spawn(
         listener: TcpListener,
         workers: usize,
+        read_timeout: Duration,
         max_body: usize,
         ops: Sender<OpRequest>,
         queries: Sender<Query>,
     ) -> std::io::Result<HttpApi> {
-        let server = Server::from_listener(listener, None)
+        let server = Server::from_listener_with_read_timeout(listener, None, Some(read_timeout))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));

@@ -7,12 +7,14 @@
 //! - `transport`: outbound peer connections (writer threads, bounded queues);
 //! - `listener`: inbound gossip connections (reader threads, limits);
 //! - `peers`: the node's peer table;
+//! - `discovery_feed`: membership from the discovery server;
 //! - `http_api` and `views`: the HTTP API and its JSON shapes.
 //!
 //! [`Node::start`] takes a storage plus the origin and state it recovered, so a
 //! durable storage plugs in without touching the rest.
 
 pub mod config;
+pub mod discovery_feed;
 pub mod event_loop;
 pub mod http_api;
 pub mod listener;
@@ -150,6 +152,7 @@ impl Node {
         let http = HttpApi::spawn(
             http_listener,
             config.http_workers,
+            config.http_read_timeout,
             config.max_body,
             ops_tx,
             queries_tx,

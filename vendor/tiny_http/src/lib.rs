@@ -243,6 +243,18 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_read_timeout(listener, ssl_config, None)
+    }
+
+    /// gctr patch: like `from_listener`, with a read timeout set on every accepted
+    /// connection. Upstream sets none, so a client that declares a body and never sends
+    /// it (or never finishes its headers) holds a thread forever; with a timeout the
+    /// read fails, the request gets an error, and the connection is closed.
+    pub fn from_listener_with_read_timeout<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        read_timeout: Option<std::time::Duration>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -294,6 +306,11 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        // gctr patch: see `from_listener_with_read_timeout`.
+                        if let Err(e) = sock.set_read_timeout(read_timeout) {
+                            log::warn!("cannot set a read timeout: {}", e);
+                            continue;
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
