@@ -17,6 +17,12 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// How long written bytes may stay unacknowledged before the kernel drops the connection
+/// (TCP_USER_TIMEOUT). Without it a partitioned peer's connection stays established while
+/// TCP's retransmission backoff grows, and after the heal gossip waits for the next
+/// retransmission: minutes after a long partition. With it the writer reconnects, and a
+/// healed link carries gossip again within this timeout plus the reconnect backoff.
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(3);
 /// Frames are coalesced into one write up to about this many bytes.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
@@ -139,6 +145,9 @@ impl Writer {
         stream
             .set_nodelay(true)
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .and_then(|()| {
+                socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_TIMEOUT))
+            })
             .and_then(|()| stream.write_all(&codec::encode(&self.settings.hello)))
             .map_err(|e| format!("hello: {e}"))?;
         Ok(stream)

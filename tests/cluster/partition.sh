@@ -17,9 +17,10 @@ SIDE_A=(1 2)
 SIDE_B=(3 4)
 COUNTER=partition
 HUB=$TEST_ID-hub
-# How long the test checks that the cut holds: longer than the nodes' 1 s connect
-# timeout, so connections across the cut fail or back off and the heal must recover them.
-PARTITION_HOLD_SECONDS=3
+# How long the test checks that the cut holds (GCTR_PARTITION_HOLD overrides): longer than
+# the nodes' 1 s connect timeout and their 3 s TCP user timeout, so connections across the
+# cut are torn down and the heal must reconnect them.
+PARTITION_HOLD_SECONDS=${GCTR_PARTITION_HOLD:-5}
 
 ns() { echo "$TEST_ID-n$1"; }
 ip_of() { echo "10.231.0.$1"; }
