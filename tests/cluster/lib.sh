@@ -22,6 +22,8 @@
 #   netns_add NAME             create a namespace (loopback up), removed on exit
 #   spawn NAME CMD...          start CMD in the background, output in $TEST_DIR/NAME.log
 #   pid_of NAME                the pid of the latest process spawned as NAME
+#   on_exit FUNC               call FUNC STATUS first thing in the exit trap (for
+#                              processes started by other means, e.g. scripts/cluster.sh)
 #   wait_until DESC SECS CMD...  poll CMD every 0.1 s until it succeeds, else fail
 #   hold_for DESC SECS CMD...  poll CMD every 0.1 s for SECS; fail if it ever fails
 #   now_ms                     milliseconds since the epoch (for reporting durations)
@@ -36,6 +38,7 @@ STOP_GRACE_SECONDS=3
 LOG_TAIL_LINES=25
 
 _spawned_pids=()
+_exit_hooks=()
 _spawned_names=()
 _created_netns=()
 _outer_netns=""
@@ -139,6 +142,10 @@ _cleanup() {
     local status=$?
     trap - EXIT INT TERM
     set +e
+    local hook
+    for hook in "${_exit_hooks[@]}"; do
+        "$hook" "$status"
+    done
     _stop_spawned
     if ((status != 0)); then
         _show_logs
@@ -214,6 +221,10 @@ spawn() {
     setsid "$@" >>"$TEST_DIR/$name.log" 2>&1 </dev/null &
     _spawned_pids+=("$!")
     _spawned_names+=("$name")
+}
+
+on_exit() {
+    _exit_hooks+=("$1")
 }
 
 pid_of() {
