@@ -23,7 +23,10 @@
 #   spawn NAME CMD...          start CMD in the background, output in $TEST_DIR/NAME.log
 #   pid_of NAME                the pid of the latest process spawned as NAME
 #   on_exit FUNC               call FUNC STATUS first thing in the exit trap (for
-#                              processes started by other means, e.g. scripts/cluster.sh)
+#                              processes started by other means)
+#   use_cluster_script         drive scripts/cluster.sh ($CLUSTER) with this binary and a
+#                              cluster directory in $TEST_DIR; stop it on exit, showing
+#                              its logs if the test failed
 #   wait_until DESC SECS CMD...  poll CMD every 0.1 s until it succeeds, else fail
 #   hold_for DESC SECS CMD...  poll CMD every 0.1 s for SECS; fail if it ever fails
 #   now_ms                     milliseconds since the epoch (for reporting durations)
@@ -281,4 +284,28 @@ _set_deadline() {
     [[ $1 =~ ^([0-9]+)(\.([0-9]{1,3}))?$ ]] || fail "not a number of seconds: $1"
     local frac=${BASH_REMATCH[3]}000
     _deadline=$(($(now_ms) + 10#${BASH_REMATCH[1]} * 1000 + 10#${frac:0:3}))
+}
+
+# Sets CLUSTER to scripts/cluster.sh, running this test's binary with its state under
+# $TEST_DIR/cluster, and stops that cluster on exit (showing its logs on failure).
+use_cluster_script() {
+    export GCTR_BIN=$GCTR
+    export GCTR_CLUSTER_DIR=$TEST_DIR/cluster
+    export GCTR_DISCOVERY=http://127.0.0.1:8000
+    CLUSTER=$GCTR_REPO/scripts/cluster.sh
+    on_exit _stop_cluster_script
+}
+
+_stop_cluster_script() {
+    if (($1 != 0)); then
+        local log
+        for log in "$GCTR_CLUSTER_DIR"/logs/*.log; do
+            [[ -e $log ]] || continue
+            echo "--- $TEST_NAME: last $LOG_TAIL_LINES lines of cluster $(basename "$log")" >&2
+            tail -n "$LOG_TAIL_LINES" "$log" >&2
+        done
+    fi
+    "$CLUSTER" stop >/dev/null 2>&1
+    # Whatever cluster.sh lost track of still has the cluster directory in its arguments.
+    pkill -KILL -f -- "--wal $GCTR_CLUSTER_DIR/" 2>/dev/null || true
 }

@@ -10,25 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cluster_test_init "$@"
 
-export GCTR_BIN=$GCTR
-export GCTR_CLUSTER_DIR=$TEST_DIR/cluster
-export GCTR_DISCOVERY=http://127.0.0.1:8000
-CLUSTER=$GCTR_REPO/scripts/cluster.sh
-
-stop_cluster() {
-    if (($1 != 0)); then
-        local log
-        for log in "$GCTR_CLUSTER_DIR"/logs/*.log; do
-            [[ -e $log ]] || continue
-            echo "--- $TEST_NAME: last lines of $(basename "$log")" >&2
-            tail -n 20 "$log" >&2
-        done
-    fi
-    "$CLUSTER" stop >/dev/null 2>&1
-    # Whatever cluster.sh lost track of still has the cluster directory in its arguments.
-    pkill -KILL -f -- "--wal $GCTR_CLUSTER_DIR/" 2>/dev/null || true
-}
-on_exit stop_cluster
+use_cluster_script
 
 # Succeeds when every node in 1..N reports VALUE for COUNTER; prints what each reports.
 all_report() {
