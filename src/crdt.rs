@@ -10,7 +10,12 @@
 //! version `v` such that this replica holds everything the origin had changed up to `v`.
 //! Deltas carry explicit `(from, to]` ranges; a replica advances `known` only when a delta
 //! starts at or below what it already knows, so a lost or reordered message can delay a
-//! digest but never make it claim something the replica lacks.
+//! digest but never make it claim something the replica lacks. It also advances over
+//! versions it holds one after another (a change held directly is a change known).
+//!
+//! A replica can hold entries above `known` (from a delta with a gap). They are passed on
+//! with every delta for their origin, beyond its range: if the origin is gone for good and
+//! no replica holds the change in the gap, its later changes still reach every replica.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -128,6 +133,8 @@ impl CounterEntry {
 /// Everything one origin changed in the version range `(from, to]`, in version order.
 /// A receiver that knows the origin up to at least `from` knows it up to `to` after
 /// applying it. Entries superseded by a later change of the same counter are absent.
+/// Entries above `to` may follow: changes the sender holds beyond what it knows without
+/// a gap; they merge but vouch for no range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginDelta {
     pub origin: Origin,
@@ -284,18 +291,19 @@ impl State {
             .collect()
     }
 
-    /// The entries of `origin` with versions in `(after, known]`, in version order.
-    /// These are what a peer that knows `origin` up to `after` lacks.
+    /// The entries of `origin` with versions above `after`, in version order: those in
+    /// `(after, known]`, then any held beyond `known`. These are what a peer that knows
+    /// `origin` up to `after` may lack.
     pub fn entries_after(&self, origin: &Origin, after: u64) -> Vec<CounterEntry> {
         let Some(index) = self.origins.get(origin) else {
             return Vec::new();
         };
-        if after >= index.known {
+        if after == u64::MAX {
             return Vec::new();
         }
         index
             .by_version
-            .range(after + 1..=index.known)
+            .range(after + 1..)
             .filter_map(|(_, counter)| {
                 let t = self.counters.get(counter)?.get(origin)?;
                 Some(CounterEntry {
@@ -308,8 +316,9 @@ impl State {
             .collect()
     }
 
-    /// The origins this replica has something of that a peer with `digest` lacks, with
-    /// the version the peer knows each up to.
+    /// The origins this replica has something of that a peer with `digest` may lack (a
+    /// longer known range, or entries above the peer's), with the version the peer knows
+    /// each up to.
     pub fn missing_from(&self, digest: &Digest) -> Vec<(Origin, u64)> {
         let theirs: HashMap<&Origin, u64> =
             digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
@@ -317,23 +326,34 @@ impl State {
             .iter()
             .filter_map(|(origin, index)| {
                 let their = theirs.get(origin).copied().unwrap_or(0);
-                (index.known > their).then(|| (origin.clone(), their))
+                let held = index.by_version.keys().next_back().copied().unwrap_or(0);
+                (index.known.max(held) > their).then(|| (origin.clone(), their))
             })
             .collect()
     }
 
     /// Merges one delta: every entry by maximum, and the origin's known version advanced
-    /// to `to` if the delta starts at or below what is already known.
+    /// to `to` if the delta starts at or below what is already known, then over every
+    /// version held next in line.
     pub fn apply_delta(&mut self, delta: &OriginDelta) -> Applied {
         let mut applied = Applied::default();
         for entry in &delta.entries {
             applied.changed |= self.merge_entry(&delta.origin, &entry.counter, entry.totals());
         }
         let index = self.origins.entry(delta.origin.clone()).or_default();
+        let before = index.known;
         if delta.from <= index.known && delta.to > index.known {
             index.known = delta.to;
-            applied.advanced = true;
         }
+        // Holding the change numbered `known + 1` itself is knowing it.
+        while index
+            .known
+            .checked_add(1)
+            .is_some_and(|next| index.by_version.contains_key(&next))
+        {
+            index.known += 1;
+        }
+        applied.advanced = index.known > before;
         applied
     }
 
@@ -363,25 +383,25 @@ impl State {
     }
 
     /// Every entry of every origin, origin by origin in version order, each as a delta
-    /// covering `(0, known]`. Snapshots and full transfers use it.
+    /// covering `(0, known]`. Snapshots and full transfers use it. Walks the counters, not
+    /// the version index, so entries merged without a version (all at version 0) are kept.
     pub fn to_deltas(&self) -> Vec<OriginDelta> {
+        let mut entries: BTreeMap<&Origin, Vec<CounterEntry>> = BTreeMap::new();
+        for (counter, slots) in &self.counters {
+            for (origin, t) in slots {
+                entries.entry(origin).or_default().push(CounterEntry {
+                    counter: counter.clone(),
+                    p: t.p,
+                    n: t.n,
+                    version: t.version,
+                });
+            }
+        }
         self.origins
-            .keys()
-            .map(|origin| {
-                let index = &self.origins[origin];
-                let entries = index
-                    .by_version
-                    .values()
-                    .filter_map(|counter| {
-                        let t = self.counters.get(counter)?.get(origin)?;
-                        Some(CounterEntry {
-                            counter: counter.clone(),
-                            p: t.p,
-                            n: t.n,
-                            version: t.version,
-                        })
-                    })
-                    .collect();
+            .iter()
+            .map(|(origin, index)| {
+                let mut entries = entries.remove(origin).unwrap_or_default();
+                entries.sort_by_key(|e| e.version);
                 OriginDelta {
                     origin: origin.clone(),
                     from: 0,
@@ -573,6 +593,85 @@ mod tests {
         assert!(applied.changed && !applied.advanced);
         assert_eq!(state.value("x"), 9);
         assert_eq!(state.known(&origin), 0);
-        assert!(state.entries_after(&origin, 0).is_empty());
+        // The entry above the gap is still passed on, beyond the range it cannot vouch for.
+        assert_eq!(state.entries_after(&origin, 0).len(), 1);
+        assert_eq!(state.missing_from(&Vec::new()), vec![(origin.clone(), 0)]);
+    }
+
+    #[test]
+    fn a_full_transfer_keeps_entries_merged_without_versions() {
+        let origin = Origin::new("m", 1);
+        let mut state = State::new();
+        for (counter, p) in [("x", 3), ("y", 4)] {
+            state.merge_entry(
+                &origin,
+                counter,
+                Totals {
+                    p,
+                    n: 0,
+                    version: 0,
+                },
+            );
+        }
+        let mut copy = State::new();
+        for delta in state.to_deltas() {
+            copy.apply_delta(&delta);
+        }
+        assert_eq!((copy.value("x"), copy.value("y")), (3, 4));
+    }
+
+    #[test]
+    fn filling_a_gap_advances_over_the_versions_held_beyond_it() {
+        let origin = Origin::new("a", 1);
+        let entry = |counter: &str, version| CounterEntry {
+            counter: counter.into(),
+            p: version,
+            n: 0,
+            version,
+        };
+        let mut state = State::new();
+        let late = OriginDelta {
+            origin: origin.clone(),
+            from: 2,
+            to: 4,
+            entries: vec![entry("y", 3), entry("z", 4)],
+        };
+        assert!(!state.apply_delta(&late).advanced);
+        let early = OriginDelta {
+            origin: origin.clone(),
+            from: 0,
+            to: 2,
+            entries: vec![entry("w", 1), entry("x", 2)],
+        };
+        let applied = state.apply_delta(&early);
+        assert!(applied.advanced);
+        assert_eq!(state.known(&origin), 4);
+    }
+
+    #[test]
+    fn a_peer_that_knows_more_still_gets_the_entries_held_above_its_digest() {
+        let origin = Origin::new("a", 1);
+        let mut state = State::new();
+        state.apply_delta(&OriginDelta {
+            origin: origin.clone(),
+            from: 6,
+            to: 7,
+            entries: vec![CounterEntry {
+                counter: "x".into(),
+                p: 1,
+                n: 0,
+                version: 7,
+            }],
+        });
+        let theirs = vec![OriginVersion {
+            origin: origin.clone(),
+            version: 5,
+        }];
+        assert_eq!(state.missing_from(&theirs), vec![(origin.clone(), 5)]);
+        let ahead = vec![OriginVersion {
+            origin: origin.clone(),
+            version: 7,
+        }];
+        assert!(state.missing_from(&ahead).is_empty());
     }
 }

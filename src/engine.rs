@@ -247,8 +247,9 @@ impl Engine {
                 self.apply(now, &delta);
             }
             Frame::Push { delta } => {
-                let gap = delta.iter().any(|d| d.from > self.state.known(&d.origin));
                 let learned = self.apply(now, &delta);
+                // Still not knowing the origin up to the push's end means a change is missing.
+                let gap = delta.iter().any(|d| self.state.known(&d.origin) < d.to);
                 if !learned.is_empty() {
                     self.stats.forwarded += 1;
                     for peer in self.pick_peers(self.config.fanout, Some(from)) {
@@ -356,49 +357,63 @@ impl Engine {
         self.chunk(&missing, first_reserved)
     }
 
-    /// For each `(origin, after)`, the origin's entries in `(after, known]` in version order,
-    /// packed into frames of at most `max_payload` bytes.
+    /// For each `(origin, after)`, the origin's entries above `after` in version order,
+    /// packed into frames of at most `max_payload` bytes. A delta cut between frames
+    /// closes its range at the last version it carries (never past `known`), so the next
+    /// chunk starts where it stopped. The first frame has `first_reserved` fewer bytes.
     fn chunk(&self, missing: &[(Origin, u64)], first_reserved: usize) -> Vec<Vec<OriginDelta>> {
+        // Room for the frame's own delta count, which the per-delta sizes leave out.
         let budget = self.config.max_payload - 10;
         let mut frames: Vec<Vec<OriginDelta>> = Vec::new();
         let mut current: Vec<OriginDelta> = Vec::new();
         let mut used = first_reserved;
         for (origin, after) in missing {
             let head = codec::delta_head_len(origin);
-            let known = self.state.known(origin);
+            let to = self.state.known(origin).max(*after);
             let mut delta = OriginDelta {
                 origin: origin.clone(),
                 from: *after,
-                to: known,
+                to,
                 entries: Vec::new(),
             };
-            if used + head > budget {
-                frames.push(std::mem::take(&mut current));
-                used = 0;
-            }
-            used += head;
             for entry in self.state.entries_after(origin, *after) {
                 let len = codec::entry_len(&entry);
-                if used + len > budget && !delta.entries.is_empty() {
-                    let cut = delta.entries.last().map_or(delta.from, |e| e.version);
-                    let rest = OriginDelta {
-                        origin: origin.clone(),
-                        from: cut,
-                        to: known,
-                        entries: Vec::new(),
-                    };
-                    let mut done = std::mem::replace(&mut delta, rest);
-                    done.to = cut;
-                    current.push(done);
+                let mut need = if delta.entries.is_empty() {
+                    head + len
+                } else {
+                    len
+                };
+                if used + need > budget && used > 0 {
+                    if let Some(last) = delta.entries.last() {
+                        let cut = last.version.min(to);
+                        let rest = OriginDelta {
+                            origin: origin.clone(),
+                            from: cut,
+                            to,
+                            entries: Vec::new(),
+                        };
+                        let mut done = std::mem::replace(&mut delta, rest);
+                        done.to = cut;
+                        current.push(done);
+                    }
                     frames.push(std::mem::take(&mut current));
-                    used = head;
+                    used = 0;
+                    need = head + len;
                 }
-                used += len;
+                used += need;
                 delta.entries.push(entry);
             }
-            if !delta.entries.is_empty() || delta.to > delta.from {
-                current.push(delta);
+            if delta.entries.is_empty() {
+                if delta.to == delta.from {
+                    continue;
+                }
+                if used + head > budget && used > 0 {
+                    frames.push(std::mem::take(&mut current));
+                    used = 0;
+                }
+                used += head;
             }
+            current.push(delta);
         }
         if !current.is_empty() {
             frames.push(current);

@@ -8,9 +8,11 @@ mod client;
 mod discovery;
 mod maelstrom;
 mod node;
+mod node_wal;
 
 use std::ffi::OsString;
 use std::fmt;
+use std::time::Duration;
 
 const USAGE: &str = "\
 gctr: an AP distributed counter
@@ -23,6 +25,7 @@ Commands:
   inc         increment a counter
   dec         decrement a counter
   get         read a counter
+  peers       show a node's view of the cluster
   maelstrom   run a node under the Maelstrom protocol (stdin/stdout)
 
 Run `gctr <COMMAND> --help` for a command's options.
@@ -49,6 +52,15 @@ impl fmt::Display for CliError {
 impl From<lexopt::Error> for CliError {
     fn from(e: lexopt::Error) -> CliError {
         CliError::Usage(e.to_string())
+    }
+}
+
+/// Parses a duration such as `500ms` or `2s` given to `flag`; zero is refused.
+fn positive_duration(flag: &str, text: &str) -> Result<Duration, CliError> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(CliError::Usage(format!("{flag} must be above zero"))),
+        Ok(d) => Ok(d),
+        Err(e) => Err(CliError::Usage(format!("{flag} {text:?}: {e}"))),
     }
 }
 
@@ -88,6 +100,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
                 "inc" => client::run(client::Command::Inc, &mut parser),
                 "dec" => client::run(client::Command::Dec, &mut parser),
                 "get" => client::run(client::Command::Get, &mut parser),
+                "peers" => client::run(client::Command::Peers, &mut parser),
                 "maelstrom" => maelstrom::run(&mut parser),
                 other => Err(CliError::Usage(format!("unknown command `{other}`"))),
             }

@@ -1,7 +1,484 @@
-//! `gctr node`: its options and start-up.
+//! `gctr node`: its options, start-up, and clean stop on SIGINT/SIGTERM.
 
+use super::node_wal::{self, WalFlags, WalSettings};
 use super::CliError;
+use crate::codec::{MAX_ADDR_BYTES, MAX_PAYLOAD_LIMIT};
+use crate::crdt::{validate_node_name, State};
+use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
+use crate::engine::MIN_PAYLOAD;
+use crate::node::discovery_feed::join_discovery;
+use crate::node::{fresh_origin, MemoryStorage, Node, NodeConfig, Storage};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
 
-pub fn run(_parser: &mut lexopt::Parser) -> Result<(), CliError> {
-    Err(CliError::Usage("`node` is not built yet".into()))
+/// Added to the gossip port to make the HTTP port when `--http` is not given.
+pub const HTTP_PORT_OFFSET: u16 = 10;
+
+const HELP: &str = "\
+gctr node: run a node
+
+Usage: gctr node --addr HOST:PORT [OPTIONS]
+
+Options:
+  --addr HOST:PORT         listen for gossip here; peers reach this node at this
+                           address (required; an IP address, port 0 picks a free port)
+  --http HOST:PORT         serve the HTTP API here
+                           [default: the --addr host, the --addr port + 10]
+  --name NAME              the node's name, unique in the cluster [default: the --addr
+                           value]
+  --seeds ADDR,...         gossip addresses of peers to join (repeatable); one side
+                           knowing the other is enough
+  --discovery URL          register with this discovery server (e.g.
+                           http://127.0.0.1:8000) and take peers from it; without it the
+                           node uses no discovery (GCTR_DISCOVERY is for the client
+                           commands only)
+  --heartbeat-interval DUR time between heartbeats to discovery, each also refreshing
+                           the peer list; keep it well below discovery's --ttl
+                           [default: 1s]
+  --gossip-interval DUR    time between anti-entropy rounds [default: 100ms]
+  --fanout N               peers per round and per eager push [default: 2]
+  --no-eager-push          send local changes only by anti-entropy rounds
+  --max-frame BYTES        largest gossip frame payload sent or accepted; use the same
+                           value on every node [default: 1048576, range 512..=16777216]
+  --http-read-timeout DUR  an HTTP client silent this long in the middle of a request
+                           (headers or body) gets an error and is disconnected
+                           [default: 15s]
+  --log-level LEVEL        off, error, warn, info, debug or trace [default: info]
+  -h, --help               show this help
+
+Without --wal the node keeps its state in memory only and starts under a new
+incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
+once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0), deregistering from
+discovery first. While discovery is down the node keeps gossiping with the peers it
+knows.
+";
+
+pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
+    let Some(options) = parse(parser)? else {
+        print!("{HELP}\n{}", node_wal::HELP);
+        return Ok(());
+    };
+    crate::logging::init(options.log_level);
+    let mut config = options.config;
+    let (storage, origin, state): (Box<dyn Storage>, _, _) = match options.wal {
+        Some(wal) => node_wal::open(wal, &config.name, options.name_given)?,
+        None => (
+            Box::new(MemoryStorage),
+            fresh_origin(&config.name),
+            State::new(),
+        ),
+    };
+    config.name.clone_from(&origin.node);
+    let node =
+        Node::start(config, storage, origin, state).map_err(|e| CliError::Failed(e.to_string()))?;
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.try_send(());
+    })
+    .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
+    println!(
+        "gctr node {} gossip {} http {}",
+        node.name(),
+        node.gossip_addr(),
+        node.http_addr()
+    );
+    let discovery = match &options.discovery {
+        Some(d) => Some(
+            join_discovery(&node, &d.url, d.heartbeat_interval)
+                .map_err(|e| CliError::Failed(format!("cannot start the discovery client: {e}")))?,
+        ),
+        None => None,
+    };
+    let _ = std::io::stdout().flush();
+    let _ = stop_rx.recv();
+    log::info!("stopping");
+    if let Some(discovery) = discovery {
+        discovery.stop();
+    }
+    node.stop();
+    Ok(())
+}
+
+struct Options {
+    config: NodeConfig,
+    discovery: Option<DiscoveryOptions>,
+    log_level: log::LevelFilter,
+    /// `--name` was given (a WAL directory's own name is used otherwise).
+    name_given: bool,
+    wal: Option<WalSettings>,
+}
+
+struct DiscoveryOptions {
+    url: String,
+    heartbeat_interval: Duration,
+}
+
+/// Parses the options; `None` means `--help` was asked for.
+fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
+    use lexopt::prelude::*;
+    let mut addr: Option<SocketAddr> = None;
+    let mut http: Option<SocketAddr> = None;
+    let mut name: Option<String> = None;
+    let mut seeds: Vec<String> = Vec::new();
+    let mut interval: Option<Duration> = None;
+    let mut fanout: Option<usize> = None;
+    let mut eager_push = true;
+    let mut max_frame: Option<usize> = None;
+    let mut discovery_url: Option<String> = None;
+    let mut heartbeat_interval: Option<Duration> = None;
+    let mut http_read_timeout: Option<Duration> = None;
+    let mut log_level = log::LevelFilter::Info;
+    let mut wal = WalFlags::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(None),
+            Long("addr") => addr = Some(socket_addr("--addr", parser.value()?.string()?)?),
+            Long("http") => http = Some(socket_addr("--http", parser.value()?.string()?)?),
+            Long("name") => {
+                let n = parser.value()?.string()?;
+                validate_node_name(&n).map_err(|e| usage(format!("--name: {e}")))?;
+                name = Some(n);
+            }
+            Long("seeds") => {
+                for seed in parser.value()?.string()?.split(',') {
+                    seeds.push(seed_addr(seed.trim())?);
+                }
+            }
+            Long("gossip-interval") => {
+                let v = parser.value()?.string()?;
+                let d = humantime::parse_duration(&v)
+                    .map_err(|e| usage(format!("--gossip-interval {v:?}: {e}")))?;
+                if d.is_zero() {
+                    return Err(usage("--gossip-interval must be above zero"));
+                }
+                interval = Some(d);
+            }
+            Long("fanout") => {
+                let n: usize = parser.value()?.parse()?;
+                if n == 0 {
+                    return Err(usage("--fanout must be at least 1"));
+                }
+                fanout = Some(n);
+            }
+            Long("discovery") => discovery_url = Some(parser.value()?.string()?),
+            Long("heartbeat-interval") => {
+                let v = parser.value()?.string()?;
+                heartbeat_interval = Some(super::positive_duration("--heartbeat-interval", &v)?);
+            }
+            Long("http-read-timeout") => {
+                let v = parser.value()?.string()?;
+                http_read_timeout = Some(super::positive_duration("--http-read-timeout", &v)?);
+            }
+            Long("no-eager-push") => eager_push = false,
+            Long("max-frame") => {
+                let n: usize = parser.value()?.parse()?;
+                if !(MIN_PAYLOAD..=MAX_PAYLOAD_LIMIT).contains(&n) {
+                    return Err(usage(format!(
+                        "--max-frame must be from {MIN_PAYLOAD} to {MAX_PAYLOAD_LIMIT} bytes"
+                    )));
+                }
+                max_frame = Some(n);
+            }
+            Long("log-level") => {
+                log_level = crate::logging::parse_level(&parser.value()?.string()?)
+                    .map_err(|e| usage(format!("--log-level: {e}")))?;
+            }
+            Long(flag) if node_wal::is_flag(flag) => {
+                let flag = flag.to_owned();
+                wal.take(&flag, parser)?;
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    let addr = addr.ok_or_else(|| usage("`gctr node` needs --addr HOST:PORT"))?;
+    let http = match http {
+        Some(h) => h,
+        None => derive_http(addr)?,
+    };
+    let wal = wal.finish()?;
+    let mut config = NodeConfig::new(addr, http);
+    let name_given = name.is_some();
+    if let Some(n) = name {
+        config.name = n;
+    }
+    config.seeds = seeds;
+    if let Some(d) = interval {
+        config.engine.gossip_interval = d;
+    }
+    if let Some(n) = fanout {
+        config.engine.fanout = n;
+    }
+    config.engine.eager_push = eager_push;
+    if let Some(n) = max_frame {
+        config.engine.max_payload = n;
+    }
+    if let Some(d) = http_read_timeout {
+        config.http_read_timeout = d;
+    }
+    let discovery = match discovery_url {
+        Some(url) => {
+            check_registrable(&config, name_given)?;
+            Some(DiscoveryOptions {
+                url,
+                heartbeat_interval: heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
+            })
+        }
+        None if heartbeat_interval.is_some() => {
+            return Err(usage("--heartbeat-interval needs --discovery URL"))
+        }
+        None => None,
+    };
+    Ok(Some(Options {
+        config,
+        discovery,
+        log_level,
+        name_given,
+        wal,
+    }))
+}
+
+/// Discovery hands this node's addresses to its peers as they are, and tells members
+/// apart by name: an unspecified address cannot be dialled, and with port 0 the default
+/// name (the --addr value) would be the same for every node.
+fn check_registrable(config: &NodeConfig, name_given: bool) -> Result<(), CliError> {
+    for (flag, addr) in [("--addr", config.gossip_addr), ("--http", config.http_addr)] {
+        if addr.ip().is_unspecified() {
+            return Err(usage(format!(
+                "with --discovery, {flag} must be an address peers can reach, not {}",
+                addr.ip()
+            )));
+        }
+    }
+    if !name_given && config.gossip_addr.port() == 0 {
+        return Err(usage("with --discovery and --addr port 0, give --name"));
+    }
+    Ok(())
+}
+
+/// The HTTP address when `--http` is not given: same host, gossip port + 10 (port 0
+/// stays 0: both ports are then picked by the system).
+fn derive_http(addr: SocketAddr) -> Result<SocketAddr, CliError> {
+    let port = match addr.port() {
+        0 => 0,
+        p => p.checked_add(HTTP_PORT_OFFSET).ok_or_else(|| {
+            usage(format!(
+                "cannot derive the HTTP port from --addr port {p} (+{HTTP_PORT_OFFSET} overflows); give --http"
+            ))
+        })?,
+    };
+    Ok(SocketAddr::new(addr.ip(), port))
+}
+
+fn socket_addr(flag: &str, value: String) -> Result<SocketAddr, CliError> {
+    value
+        .parse()
+        .map_err(|_| usage(format!("{flag} {value:?} is not an IP address with a port")))
+}
+
+/// A seed is `host:port` with a valid port; hosts are resolved when connecting.
+fn seed_addr(seed: &str) -> Result<String, CliError> {
+    let valid = seed.len() <= MAX_ADDR_BYTES
+        && seed.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+        });
+    if valid {
+        Ok(seed.to_owned())
+    } else {
+        Err(usage(format!("--seeds: {seed:?} is not HOST:PORT")))
+    }
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Option<Options>, CliError> {
+        let mut parser = lexopt::Parser::from_args(args.iter().copied());
+        parse(&mut parser)
+    }
+
+    #[test]
+    fn http_is_derived_from_addr_and_overflow_is_a_usage_error() {
+        let o = parse_args(&["--addr", "127.0.0.1:9000"]).unwrap().unwrap();
+        assert_eq!(o.config.http_addr.to_string(), "127.0.0.1:9010");
+        assert_eq!(o.config.name, "127.0.0.1:9000");
+        assert!(matches!(
+            parse_args(&["--addr", "127.0.0.1:65530"]),
+            Err(CliError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn seeds_settings_and_defaults() {
+        let o = parse_args(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--seeds",
+            "a:1, b:2",
+            "--seeds",
+            "c:3",
+            "--gossip-interval",
+            "250ms",
+            "--fanout",
+            "3",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.config.seeds, vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(o.config.engine.gossip_interval, Duration::from_millis(250));
+        assert_eq!(o.config.engine.fanout, 3);
+        let d = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert_eq!(d.config.engine.gossip_interval, Duration::from_millis(100));
+        assert_eq!(d.config.engine.fanout, 2);
+    }
+
+    #[test]
+    fn discovery_settings_and_their_checks() {
+        let d = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert!(d.discovery.is_none());
+        assert_eq!(d.config.http_read_timeout, Duration::from_secs(15));
+        let o = parse_args(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--discovery",
+            "http://127.0.0.1:8000",
+            "--heartbeat-interval",
+            "300ms",
+            "--http-read-timeout",
+            "2s",
+        ])
+        .unwrap()
+        .unwrap();
+        let discovery = o.discovery.expect("discovery options");
+        assert_eq!(discovery.url, "http://127.0.0.1:8000");
+        assert_eq!(discovery.heartbeat_interval, Duration::from_millis(300));
+        assert_eq!(o.config.http_read_timeout, Duration::from_secs(2));
+        let o = parse_args(&["--addr", "127.0.0.1:1", "--discovery", "d:1"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            o.discovery.expect("discovery").heartbeat_interval,
+            DEFAULT_HEARTBEAT_INTERVAL
+        );
+        for args in [
+            &["--addr", "127.0.0.1:1", "--heartbeat-interval", "1s"][..],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--discovery",
+                "d:1",
+                "--heartbeat-interval",
+                "0s",
+            ],
+            &["--addr", "127.0.0.1:1", "--http-read-timeout", "0s"],
+            &["--addr", "0.0.0.0:1", "--discovery", "d:1"],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--http",
+                "0.0.0.0:2",
+                "--discovery",
+                "d:1",
+            ],
+            &["--addr", "127.0.0.1:0", "--discovery", "d:1"],
+        ] {
+            assert!(
+                matches!(parse_args(args), Err(CliError::Usage(_))),
+                "{args:?} was accepted"
+            );
+        }
+        assert!(
+            parse_args(&["--addr", "127.0.0.1:0", "--name", "a", "--discovery", "d:1"]).is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["--addr", "nowhere"][..],
+            &[],
+            &["--addr", "127.0.0.1:1", "--seeds", "nohost"],
+            &["--addr", "127.0.0.1:1", "--fanout", "0"],
+            &["--addr", "127.0.0.1:1", "--max-frame", "10"],
+            &["--addr", "127.0.0.1:1", "--gossip-interval", "soon"],
+            &["--addr", "127.0.0.1:1", "--name", ""],
+            &["--addr", "127.0.0.1:1", "--wall", "x"],
+            &["--addr", "127.0.0.1:1", "--fsync", "always"],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--wal",
+                "d",
+                "--fsync",
+                "sometimes",
+            ],
+            &[
+                "--addr",
+                "127.0.0.1:1",
+                "--wal",
+                "d",
+                "--fsync-interval",
+                "1s",
+            ],
+            &["--addr", "127.0.0.1:1", "--wal", "d", "--segment-size", "0"],
+        ] {
+            assert!(
+                matches!(parse_args(args), Err(CliError::Usage(_))),
+                "{args:?} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn wal_settings_and_defaults() {
+        let o = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert!(o.wal.is_none() && !o.name_given);
+        let o = parse_args(&["--addr", "127.0.0.1:1", "--wal", "d"])
+            .unwrap()
+            .unwrap();
+        let wal = o.wal.unwrap();
+        assert_eq!(wal.dir, std::path::PathBuf::from("d"));
+        assert_eq!(wal.options, crate::wal::WalOptions::default());
+        let o = parse_args(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--name",
+            "n",
+            "--wal",
+            "d",
+            "--fsync",
+            "interval",
+            "--fsync-interval",
+            "5ms",
+            "--segment-size",
+            "300",
+            "--snapshot-records",
+            "7",
+            "--snapshot-bytes",
+            "0",
+            "--repair",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(o.name_given);
+        let w = o.wal.unwrap().options;
+        assert_eq!(
+            w.fsync,
+            crate::wal::FsyncPolicy::Interval(Duration::from_millis(5))
+        );
+        assert_eq!(
+            (
+                w.segment_bytes,
+                w.snapshot_records,
+                w.snapshot_bytes,
+                w.repair
+            ),
+            (300, 7, 0, true)
+        );
+    }
 }

@@ -46,12 +46,13 @@ mod segment;
 mod snapshot;
 
 #[cfg(test)]
-mod faulty_fs;
+pub(crate) mod faulty_fs;
 #[cfg(test)]
 mod tests;
 
 pub use error::WalError;
 pub use fs::{DirLock, FileSystem, RealFs, WalFile};
+pub use identity::IDENTITY_FILE;
 pub use recovery::{Repair, TornTail};
 
 use crate::crdt::{validate_node_name, Origin, OriginDelta, State};

@@ -3,6 +3,8 @@
 //! nothing running), polling with a deadline, and small HTTP calls.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

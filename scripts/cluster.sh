@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# A local gctr cluster: one discovery server and N nodes on loopback, each node with its
+# own write-ahead log, all state under one git-ignored directory. Every operation goes
+# through the gctr client commands, so this script is also a tour of the CLI.
+#
+# Settings (environment): GCTR_CLUSTER_DIR (default ./.cluster), GCTR_DISCOVERY_PORT
+# (8000), GCTR_GOSSIP_BASE (9000: node i gossips on base+i-1), GCTR_HTTP_BASE (8010),
+# GCTR_BIN (default: target/release/gctr, built when needed), GCTR_NODE_ARGS (extra
+# arguments for every node).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${GCTR_CLUSTER_DIR:-$ROOT/.cluster}"
+DISCOVERY_PORT="${GCTR_DISCOVERY_PORT:-8000}"
+GOSSIP_BASE="${GCTR_GOSSIP_BASE:-9000}"
+HTTP_BASE="${GCTR_HTTP_BASE:-8010}"
+DISCOVERY_URL="http://127.0.0.1:$DISCOVERY_PORT"
+export GCTR_DISCOVERY="$DISCOVERY_URL"
+
+usage() {
+    cat <<EOF
+Usage: scripts/cluster.sh COMMAND [ARGS]
+
+  start [N]             start discovery and N nodes (default 5), building gctr if needed
+  stop                  stop every process (SIGTERM, then SIGKILL after 5 s)
+  status                which processes run, and every node's health
+  inc [NODE] [COUNTER]  increment COUNTER (default: default) on NODE (default 1)
+  dec [NODE] [COUNTER]  decrement
+  counter [NODE]        the value on NODE, or on every node with whether they agree
+  peers [NODE]          NODE's view of the cluster (default 1)
+  logs [NODE|discovery] the last lines of a log (default: discovery)
+  kill NODE             SIGKILL a node (its WAL stays)
+  restart NODE          start a stopped or killed node again on its WAL
+  add                   start one more node, found through discovery
+  simulation [SECONDS]  random increments and decrements across nodes (default 10 s),
+                        then check every node reaches the exact expected value
+  clean                 stop everything and delete $DIR
+  help                  this text
+
+Discovery: $DISCOVERY_URL; node i: gossip 127.0.0.1:$((GOSSIP_BASE))+i-1,
+HTTP 127.0.0.1:$((HTTP_BASE))+i-1; data, logs and pids under $DIR.
+EOF
+}
+
+die() {
+    echo "cluster.sh: $*" >&2
+    exit 1
+}
+
+# Sets GCTR to the binary: $GCTR_BIN, else target/release/gctr, built when missing or
+# older than the sources. Called in the main shell (not in $(...)) so the value sticks.
+GCTR=""
+ensure_bin() {
+    [[ -n "$GCTR" ]] && return
+    if [[ -n "${GCTR_BIN:-}" ]]; then
+        GCTR="$GCTR_BIN"
+        return
+    fi
+    GCTR="$ROOT/target/release/gctr"
+    if [[ ! -x "$GCTR" ]] || [[ -n "$(find "$ROOT/src" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$GCTR" -print -quit)" ]]; then
+        echo "cluster.sh: building gctr (release)" >&2
+        (cd "$ROOT" && cargo build --release --quiet) >&2
+    fi
+}
+
+# Runs a gctr client command.
+gctr() {
+    ensure_bin
+    "$GCTR" "$@"
+}
+
+pid_of() { cat "$DIR/pids/$1.pid" 2>/dev/null || true; }
+
+running() {
+    local pid
+    pid="$(pid_of "$1")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+nodes() {
+    local f
+    for f in "$DIR"/pids/*.pid; do
+        [[ -e "$f" ]] || continue
+        f="$(basename "$f" .pid)"
+        [[ "$f" == discovery ]] || echo "$f"
+    done | sort -n
+}
+
+check_node() {
+    if ! [[ "$1" =~ ^[0-9]+$ ]] || (($1 < 1)); then
+        die "node names are numbers from 1, got '$1'"
+    fi
+}
+
+start_discovery() {
+    running discovery && return
+    mkdir -p "$DIR/pids" "$DIR/logs"
+    ensure_bin
+    # The binary itself goes in the background, so $! is the process to signal.
+    "$GCTR" discovery --port "$DISCOVERY_PORT" >>"$DIR/logs/discovery.log" 2>&1 &
+    echo $! >"$DIR/pids/discovery.pid"
+    wait_for "discovery" "$DISCOVERY_URL/health"
+}
+
+start_node() {
+    local i="$1"
+    check_node "$i"
+    if running "$i"; then
+        echo "node $i already runs (pid $(pid_of "$i"))"
+        return
+    fi
+    mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/data"
+    local gossip="127.0.0.1:$((GOSSIP_BASE + i - 1))" http="127.0.0.1:$((HTTP_BASE + i - 1))"
+    ensure_bin
+    # shellcheck disable=SC2086
+    "$GCTR" node --name "$i" --addr "$gossip" --http "$http" --wal "$DIR/data/$i" \
+        --discovery "$DISCOVERY_URL" ${GCTR_NODE_ARGS:-} >>"$DIR/logs/$i.log" 2>&1 &
+    echo $! >"$DIR/pids/$i.pid"
+    wait_for "node $i" "http://$http/health"
+    echo "node $i: gossip $gossip, http $http"
+}
+
+# Waits until an HTTP health URL answers, or fails after 30 s.
+wait_for() {
+    local what="$1" url="$2" deadline=$((SECONDS + 30))
+    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
+        ((SECONDS < deadline)) || die "$what did not come up (see $DIR/logs)"
+        sleep 0.1
+    done
+}
+
+stop_all() {
+    local name pid
+    for f in "$DIR"/pids/*.pid; do
+        [[ -e "$f" ]] || continue
+        name="$(basename "$f" .pid)"
+        pid="$(pid_of "$name")"
+        if [[ -n "$pid" ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+    local deadline=$((SECONDS + 5))
+    for f in "$DIR"/pids/*.pid; do
+        [[ -e "$f" ]] || continue
+        name="$(basename "$f" .pid)"
+        pid="$(pid_of "$name")"
+        while [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        if [[ -n "$pid" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+        rm -f "$f"
+    done
+}
+
+cmd_start() {
+    local n="${1:-5}"
+    if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 1)); then
+        die "start takes a node count, got '$n'"
+    fi
+    ensure_bin
+    start_discovery
+    echo "discovery: $DISCOVERY_URL"
+    local i
+    for ((i = 1; i <= n; i++)); do start_node "$i"; done
+    echo "cluster up: try 'gctr inc --node 2' then 'gctr get --all' (with $(dirname "$GCTR") on PATH)"
+}
+
+cmd_status() {
+    local name
+    if running discovery; then echo "discovery: running (pid $(pid_of discovery))"; else echo "discovery: stopped"; fi
+    for name in $(nodes); do
+        if running "$name"; then
+            echo "node $name: running (pid $(pid_of "$name")), value $(gctr get --node "$name" 2>&1)"
+        else
+            echo "node $name: stopped"
+        fi
+    done
+}
+
+cmd_simulation() {
+    local seconds="${1:-10}"
+    [[ "$seconds" =~ ^[0-9]+$ ]] || die "simulation takes seconds, got '$seconds'"
+    local -a live
+    mapfile -t live < <(for n in $(nodes); do running "$n" && echo "$n"; done)
+    ((${#live[@]})) || die "no node is running"
+    local counter="sim-$RANDOM$RANDOM" expected=0 ops=0 failed=0
+    local deadline=$((SECONDS + seconds))
+    echo "simulation: random operations on '$counter' across nodes ${live[*]} for ${seconds}s"
+    while ((SECONDS < deadline)); do
+        local node="${live[RANDOM % ${#live[@]}]}" by=$((RANDOM % 5 + 1))
+        if ((RANDOM % 2)); then
+            if gctr dec "$counter" --by "$by" --node "$node" >/dev/null 2>&1; then
+                expected=$((expected - by))
+            else failed=$((failed + 1)); fi
+        else
+            if gctr inc "$counter" --by "$by" --node "$node" >/dev/null 2>&1; then
+                expected=$((expected + by))
+            else failed=$((failed + 1)); fi
+        fi
+        ops=$((ops + 1))
+    done
+    echo "simulation: $ops operations ($failed failed), expected value $expected"
+    local settle=$((SECONDS + 30)) n agree
+    while :; do
+        agree=1
+        for n in "${live[@]}"; do
+            [[ "$(gctr get "$counter" --node "$n" 2>/dev/null)" == "$expected" ]] || agree=0
+        done
+        ((agree)) && break
+        if ((SECONDS >= settle)); then
+            for n in "${live[@]}"; do echo "node $n: $(gctr get "$counter" --node "$n" 2>&1)"; done
+            die "simulation: nodes disagree with the expected value $expected"
+        fi
+        sleep 0.1
+    done
+    echo "simulation: every node reports $expected"
+}
+
+main() {
+    local cmd="${1:-help}"
+    shift || true
+    case "$cmd" in
+    start) cmd_start "$@" ;;
+    stop) stop_all ;;
+    status) cmd_status ;;
+    inc | dec)
+        local node="${1:-1}" counter="${2:-default}"
+        check_node "$node"
+        gctr "$cmd" "$counter" --node "$node"
+        ;;
+    counter)
+        if [[ -n "${1:-}" ]]; then
+            check_node "$1"
+            gctr get --node "$1"
+        else
+            gctr get --all --node "$(nodes | head -n1)"
+        fi
+        ;;
+    peers)
+        local node="${1:-1}"
+        check_node "$node"
+        gctr peers --node "$node"
+        ;;
+    logs)
+        local name="${1:-discovery}"
+        [[ -f "$DIR/logs/$name.log" ]] || die "no log for '$name'"
+        tail -n 50 "$DIR/logs/$name.log"
+        ;;
+    kill)
+        [[ -n "${1:-}" ]] || die "kill takes a node"
+        check_node "$1"
+        running "$1" || die "node $1 is not running"
+        kill -KILL "$(pid_of "$1")"
+        # Gone only once the kernel has released its ports and its WAL lock.
+        local deadline=$((SECONDS + 5))
+        while running "$1" && ((SECONDS < deadline)); do sleep 0.05; done
+        echo "node $1 killed"
+        ;;
+    restart)
+        [[ -n "${1:-}" ]] || die "restart takes a node"
+        check_node "$1"
+        if running "$1"; then
+            kill -TERM "$(pid_of "$1")"
+            while running "$1"; do sleep 0.1; done
+        fi
+        start_node "$1"
+        ;;
+    add)
+        local last
+        last="$(nodes | tail -n1)"
+        start_node "$((${last:-0} + 1))"
+        ;;
+    simulation) cmd_simulation "$@" ;;
+    clean)
+        stop_all
+        rm -rf "$DIR"
+        echo "removed $DIR"
+        ;;
+    help | -h | --help) usage ;;
+    *)
+        echo "cluster.sh: unknown command '$cmd'" >&2
+        usage >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,191 @@
+//! `gctr node`'s durability options (`--wal DIR` and its settings), and opening the data
+//! directory at start-up: the node's origin and state come from what the WAL recovered.
+
+use super::CliError;
+use crate::crdt::{Origin, State};
+use crate::node::wal_storage::describe_recovery;
+use crate::node::{Storage, WalStorage};
+use crate::wal::{FsyncPolicy, Wal, WalError, WalOptions, IDENTITY_FILE, MAX_SEGMENT_BYTES};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Under `--fsync interval` without `--fsync-interval`.
+const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+pub const HELP: &str = "\
+Durability options:
+  --wal DIR                keep a write-ahead log in DIR (created if missing): every
+                           acknowledged write survives a crash, and a restart on DIR
+                           recovers the node's state and identity. An existing DIR
+                           keeps its node name; --name must then match it
+  --fsync POLICY           always, interval or never [default: always]. Only `always`
+                           (one fsync per batch of writes, before they are answered)
+                           keeps every acknowledged write through a crash. `interval`
+                           and `never` are weaker: acknowledged writes can be lost in
+                           a crash or power cut, and after an unclean stop the node
+                           restarts under a new incarnation
+  --fsync-interval DUR     under `--fsync interval`: fsync at most DUR after a write
+                           (checked at every change and every gossip tick, so the
+                           lag is the larger of DUR and the gossip interval)
+                           [default: 100ms]
+  --segment-size BYTES     start a new log segment past this size
+                           [default: 67108864, range 1..=1073741824]
+  --snapshot-records N     write a snapshot after N records (0: never by count)
+                           [default: 1000000]
+  --snapshot-bytes BYTES   ... or after BYTES of records (0: never by size)
+                           [default: 67108864]
+  --repair                 start even if the log is corrupt: keep every record before
+                           the bad one, set the rest aside (renamed, not deleted), and
+                           take a new incarnation. Without it the node refuses to start
+                           on corruption (exit 1, naming the file and offset). A torn
+                           last record (a crash mid-write) is always cut, with a copy
+                           kept, and logged
+";
+
+/// The durability options as given; [`WalFlags::finish`] checks them together.
+#[derive(Debug, Default)]
+pub struct WalFlags {
+    dir: Option<PathBuf>,
+    fsync: Option<String>,
+    fsync_interval: Option<Duration>,
+    segment_bytes: Option<u64>,
+    snapshot_records: Option<u64>,
+    snapshot_bytes: Option<u64>,
+    repair: bool,
+}
+
+/// Where and how to keep the log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WalSettings {
+    pub dir: PathBuf,
+    pub options: WalOptions,
+}
+
+/// The durability options' long names.
+const FLAGS: &[&str] = &[
+    "wal",
+    "fsync",
+    "fsync-interval",
+    "segment-size",
+    "snapshot-records",
+    "snapshot-bytes",
+    "repair",
+];
+
+/// Whether `flag` (a long option name) is a durability option.
+pub fn is_flag(flag: &str) -> bool {
+    FLAGS.contains(&flag)
+}
+
+impl WalFlags {
+    /// Takes the durability option `flag` (a long option name) and its value.
+    pub fn take(&mut self, flag: &str, parser: &mut lexopt::Parser) -> Result<(), CliError> {
+        use lexopt::prelude::*;
+        match flag {
+            "wal" => self.dir = Some(PathBuf::from(parser.value()?)),
+            "fsync" => self.fsync = Some(parser.value()?.string()?),
+            "fsync-interval" => {
+                let v = parser.value()?.string()?;
+                let d = humantime::parse_duration(&v)
+                    .map_err(|e| usage(format!("--fsync-interval {v:?}: {e}")))?;
+                if d.is_zero() {
+                    return Err(usage("--fsync-interval must be above zero"));
+                }
+                self.fsync_interval = Some(d);
+            }
+            "segment-size" => {
+                let n: u64 = parser.value()?.parse()?;
+                if !(1..=MAX_SEGMENT_BYTES).contains(&n) {
+                    return Err(usage(format!(
+                        "--segment-size must be from 1 to {MAX_SEGMENT_BYTES} bytes"
+                    )));
+                }
+                self.segment_bytes = Some(n);
+            }
+            "snapshot-records" => self.snapshot_records = Some(parser.value()?.parse()?),
+            "snapshot-bytes" => self.snapshot_bytes = Some(parser.value()?.parse()?),
+            "repair" => self.repair = true,
+            _ => return Err(usage(format!("--{flag} is not a durability option"))),
+        }
+        Ok(())
+    }
+
+    /// The settings, `None` without `--wal`; a durability setting without `--wal` is a
+    /// usage error rather than silently ignored.
+    pub fn finish(self) -> Result<Option<WalSettings>, CliError> {
+        let Some(dir) = self.dir else {
+            let given = self.fsync.is_some()
+                || self.fsync_interval.is_some()
+                || self.segment_bytes.is_some()
+                || self.snapshot_records.is_some()
+                || self.snapshot_bytes.is_some()
+                || self.repair;
+            if given {
+                return Err(usage("the durability options need --wal DIR"));
+            }
+            return Ok(None);
+        };
+        let fsync = match self.fsync.as_deref().unwrap_or("always") {
+            "always" => FsyncPolicy::Always,
+            "interval" => {
+                FsyncPolicy::Interval(self.fsync_interval.unwrap_or(DEFAULT_FSYNC_INTERVAL))
+            }
+            "never" => FsyncPolicy::Never,
+            other => {
+                return Err(usage(format!(
+                    "--fsync {other:?}: expected always, interval or never"
+                )))
+            }
+        };
+        if self.fsync_interval.is_some() && !matches!(fsync, FsyncPolicy::Interval(_)) {
+            return Err(usage("--fsync-interval needs --fsync interval"));
+        }
+        let defaults = WalOptions::default();
+        let options = WalOptions {
+            node_name: None,
+            fsync,
+            segment_bytes: self.segment_bytes.unwrap_or(defaults.segment_bytes),
+            snapshot_records: self.snapshot_records.unwrap_or(defaults.snapshot_records),
+            snapshot_bytes: self.snapshot_bytes.unwrap_or(defaults.snapshot_bytes),
+            repair: self.repair,
+        };
+        Ok(Some(WalSettings { dir, options }))
+    }
+}
+
+/// Opens the data directory and recovers from it. `name` is the node's name and
+/// `name_given` whether it came from `--name`: a given name must match an existing
+/// directory's, and a default name is used only for a new directory. Returns the storage,
+/// the origin to run under and the recovered state.
+pub fn open(
+    settings: WalSettings,
+    name: &str,
+    name_given: bool,
+) -> Result<(Box<dyn Storage>, Origin, State), CliError> {
+    let WalSettings { dir, mut options } = settings;
+    if name_given || !dir.join(IDENTITY_FILE).exists() {
+        options.node_name = Some(name.to_owned());
+    }
+    let (wal, recovered) = Wal::open(&dir, options).map_err(|e| match e {
+        WalError::Corruption { .. } => CliError::Failed(format!(
+            "{e}\nhint: `gctr node --repair` keeps every record before the bad one, sets the \
+             rest aside (renamed, not deleted) and starts under a new incarnation"
+        )),
+        other => CliError::Failed(format!("cannot open the WAL in {}: {other}", dir.display())),
+    })?;
+    let origin = recovered.origin;
+    let report = recovered.report;
+    let mut lines = describe_recovery(&origin.to_string(), &report).into_iter();
+    if let Some(summary) = lines.next() {
+        log::info!("{summary}");
+    }
+    for notes in lines {
+        log::warn!("{notes}");
+    }
+    let storage = Box::new(WalStorage::new(wal, report));
+    Ok((storage, origin, recovered.state))
+}
+
+fn usage(msg: impl Into<String>) -> CliError {
+    CliError::Usage(msg.into())
+}

@@ -1,0 +1,58 @@
+//! Where a node's changes become durable: the `Storage` trait the event loop calls, and
+//! the in-memory storage used without `--wal`.
+//!
+//! The event loop keeps the durability invariant through this trait: a local batch is
+//! handed to [`Storage::commit_local`] and applied only once that returns `Ok`, so nothing
+//! is gossiped, read or acknowledged before it is durable. One call covers every request
+//! gathered in one event-loop turn (group commit).
+
+use crate::crdt::{OriginDelta, State};
+use std::io;
+
+/// Durable storage for one node, driven by the event loop thread.
+pub trait Storage: Send {
+    /// Makes one local batch durable (written and synced) before it is applied. On an
+    /// error nothing of the batch is applied and every request in it is refused.
+    fn commit_local(&mut self, delta: &OriginDelta) -> io::Result<()>;
+
+    /// Records deltas learned from peers (already applied), so a restart need not fetch
+    /// them again. An error is logged; peers can always resend what is lost.
+    fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()>;
+
+    /// Called after every event-loop turn that changed the state and at every gossip
+    /// tick, with that state, so the storage can sync or snapshot when it sees fit.
+    fn after_turn(&mut self, state: &State) -> io::Result<()>;
+
+    /// Figures for `GET /status`.
+    fn status(&self) -> serde_json::Value;
+
+    /// Flushes and closes; called once on a clean stop.
+    fn close(&mut self) -> io::Result<()>;
+}
+
+/// Keeps nothing: the node's state lives in memory only and is lost when it stops, which
+/// is why a node without a WAL starts under a new incarnation every time.
+#[derive(Debug, Default)]
+pub struct MemoryStorage;
+
+impl Storage for MemoryStorage {
+    fn commit_local(&mut self, _delta: &OriginDelta) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn log_learned(&mut self, _deltas: &[OriginDelta]) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn after_turn(&mut self, _state: &State) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": "memory", "durable": false })
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

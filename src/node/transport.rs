@@ -1,0 +1,241 @@
+//! Outbound peer connections: one persistent TCP connection per peer, each with its own
+//! writer thread and a bounded queue, so a slow, dead or black-holed peer only ever
+//! stalls its own writer, never the event loop or the other peers.
+//!
+//! The event loop queues frames with [`PeerLink::send`], which never blocks: when the
+//! queue is full it drops the oldest frame (gossip carries absolute totals, so anti-entropy
+//! repairs whatever a dropped frame carried). The writer connects with a timeout, sends
+//! its Hello first, writes with a timeout, and after any failure reconnects with
+//! exponential backoff; frames queued while the peer is unreachable are discarded.
+//! Every connect and every failure is reported to the event loop, which logs transitions.
+
+use super::event_loop::Control;
+use crate::codec::{self, Frame};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// How long written bytes may stay unacknowledged before the kernel drops the connection
+/// (TCP_USER_TIMEOUT). Without it a partitioned peer's connection stays established while
+/// TCP's retransmission backoff grows, and after the heal gossip waits for the next
+/// retransmission: minutes after a long partition. With it the writer reconnects, and a
+/// healed link carries gossip again within this timeout plus the reconnect backoff.
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(3);
+/// Frames are coalesced into one write up to about this many bytes.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// What every writer needs to know.
+#[derive(Clone, Debug)]
+pub struct LinkSettings {
+    pub queue: usize,
+    pub io_timeout: Duration,
+    pub max_backoff: Duration,
+    /// Sent first on every new connection.
+    pub hello: Frame,
+}
+
+/// The event loop's handle on one peer's writer. Dropping it stops the writer.
+pub struct PeerLink {
+    tx: Sender<Frame>,
+    /// A second receiver on the queue, used only to drop the oldest frame when it is full.
+    oldest: Receiver<Frame>,
+    /// Frames dropped because the queue was full.
+    pub dropped: u64,
+}
+
+impl PeerLink {
+    /// Starts the writer thread for the peer at `addr` (`host:port`).
+    pub fn spawn(
+        addr: String,
+        settings: &LinkSettings,
+        events: Sender<Control>,
+    ) -> std::io::Result<PeerLink> {
+        let (tx, rx) = crossbeam_channel::bounded(settings.queue.max(1));
+        let oldest = rx.clone();
+        let settings = settings.clone();
+        std::thread::Builder::new()
+            .name(format!("gossip-out {addr}"))
+            .spawn(move || {
+                Writer {
+                    addr,
+                    settings,
+                    rx,
+                    events,
+                }
+                .run()
+            })?;
+        Ok(PeerLink {
+            tx,
+            oldest,
+            dropped: 0,
+        })
+    }
+
+    /// Queues a frame without blocking; when the queue is full the oldest frame goes.
+    pub fn send(&mut self, frame: Frame) {
+        let mut frame = frame;
+        loop {
+            match self.tx.try_send(frame) {
+                Ok(()) => return,
+                Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(back)) => {
+                    frame = back;
+                    if self.oldest.try_recv().is_ok() {
+                        self.dropped += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Writer {
+    addr: String,
+    settings: LinkSettings,
+    rx: Receiver<Frame>,
+    events: Sender<Control>,
+}
+
+/// Why the writer left a connection.
+enum Ended {
+    /// The link was dropped: the writer stops.
+    Stopped,
+    Failed(String),
+}
+
+impl Writer {
+    fn run(self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut buf = Vec::new();
+        loop {
+            let failure = match self.connect() {
+                Ok(stream) => {
+                    backoff = FIRST_BACKOFF;
+                    let _ = self.events.send(Control::PeerUp(self.addr.clone()));
+                    match self.pump(stream, &mut buf) {
+                        Ended::Stopped => return,
+                        Ended::Failed(why) => why,
+                    }
+                }
+                Err(why) => why,
+            };
+            let _ = self
+                .events
+                .send(Control::PeerDown(self.addr.clone(), failure));
+            let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
+            if !self.discard_until(Instant::now() + backoff + jitter) {
+                return;
+            }
+            backoff = (backoff * 2).min(self.settings.max_backoff);
+        }
+    }
+
+    fn connect(&self) -> Result<TcpStream, String> {
+        let target = self
+            .addr
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve: {e}"))?
+            .next()
+            .ok_or_else(|| "address resolves to nothing".to_owned())?;
+        let timeout = self.settings.io_timeout;
+        let mut stream =
+            TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .and_then(|()| {
+                socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_TIMEOUT))
+            })
+            .and_then(|()| stream.write_all(&codec::encode(&self.settings.hello)))
+            .map_err(|e| format!("hello: {e}"))?;
+        Ok(stream)
+    }
+
+    /// Writes queued frames, coalescing what is queued at the moment into one write.
+    fn pump(&self, mut stream: TcpStream, buf: &mut Vec<u8>) -> Ended {
+        loop {
+            let Ok(frame) = self.rx.recv() else {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return Ended::Stopped;
+            };
+            buf.clear();
+            codec::encode_into(&frame, buf);
+            while buf.len() < WRITE_BATCH_BYTES {
+                match self.rx.try_recv() {
+                    Ok(frame) => codec::encode_into(&frame, buf),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = stream.write_all(buf) {
+                return Ended::Failed(format!("write: {e}"));
+            }
+        }
+    }
+
+    /// Waits until `deadline`, discarding frames queued meanwhile (the peer is down;
+    /// anti-entropy resends what matters). Returns false if the link was dropped.
+    fn discard_until(&self, deadline: Instant) -> bool {
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => return true,
+                Err(RecvTimeoutError::Disconnected) => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::{CounterEntry, Origin, OriginDelta};
+    use std::net::TcpListener;
+
+    fn big_push(i: u64) -> Frame {
+        let entries = (0..2000)
+            .map(|c| CounterEntry {
+                counter: format!("counter-{c:040}"),
+                p: i,
+                n: 0,
+                version: c + 1,
+            })
+            .collect();
+        Frame::Push {
+            delta: vec![OriginDelta {
+                origin: Origin::new("a", 1),
+                from: 0,
+                to: 2000,
+                entries,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_peer_that_never_reads_fills_only_its_own_queue_and_the_oldest_frames_go() {
+        let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
+        let settings = LinkSettings {
+            queue: 4,
+            io_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(1),
+            hello: Frame::Syn { digest: vec![] },
+        };
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        let addr = black_hole.local_addr().unwrap().to_string();
+        let mut link = PeerLink::spawn(addr.clone(), &settings, events_tx).unwrap();
+        assert!(matches!(
+            events.recv_timeout(Duration::from_secs(5)),
+            Ok(Control::PeerUp(a)) if a == addr
+        ));
+        // About 100 KB each: far more than the socket buffers hold, so the writer ends up
+        // stuck in a write while the queue keeps taking frames by dropping the oldest.
+        for i in 0..400 {
+            link.send(big_push(i));
+        }
+        assert!(link.dropped > 0, "nothing was dropped");
+        assert_eq!(link.oldest.len(), 4);
+        let newest: Vec<Frame> = link.oldest.try_iter().collect();
+        assert_eq!(newest.last(), Some(&big_push(399)));
+    }
+}

@@ -1,0 +1,65 @@
+//! The JSON shapes of the HTTP API, shared by the node (which serializes them) and the
+//! `gctr inc/dec/get` client (which reads them back).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST .../increment`, `POST .../decrement`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueView {
+    pub name: String,
+    pub value: i64,
+}
+
+/// `GET /counters`: every counter the node knows, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountersView {
+    pub counters: BTreeMap<String, i64>,
+}
+
+/// One origin's contribution to a counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginTotalsView {
+    /// `node/incarnation` (the incarnation in hex).
+    pub origin: String,
+    pub p: u64,
+    pub n: u64,
+}
+
+/// `GET /counters/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CounterView {
+    pub name: String,
+    pub value: i64,
+    pub origins: Vec<OriginTotalsView>,
+}
+
+/// One peer in `GET /peers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// From the peer's Hello (or discovery); absent until known.
+    pub name: Option<String>,
+    pub gossip_addr: String,
+    pub http_addr: Option<String>,
+    /// The outbound connection to the peer is up.
+    pub reachable: bool,
+    /// Milliseconds since a frame from the peer last arrived; absent if never.
+    pub last_heard_ms_ago: Option<u64>,
+}
+
+/// The answering node itself in `GET /peers` and `GET /status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfView {
+    pub name: String,
+    pub origin: String,
+    pub gossip_addr: String,
+    pub http_addr: String,
+}
+
+/// `GET /peers`: the node's view of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersView {
+    #[serde(rename = "self")]
+    pub me: SelfView,
+    pub peers: Vec<PeerView>,
+}

@@ -1,0 +1,566 @@
+//! A deterministic in-memory simulator for the gossip engine.
+//!
+//! N engines exchange frames as encoded bytes (every frame goes through `codec::encode`
+//! and `codec::decode` with the engine's payload limit, so an oversized or malformed frame
+//! fails the run). Time is virtual; every random choice — link loss, duplication, delay
+//! (and so reordering), which node runs an operation, each engine's own RNG — comes from
+//! one seed, printed when a run fails and replayed with `GCTR_SIM_SEED=<seed>`.
+//!
+//! Each node keeps the log a WAL would keep: every durable local batch and every
+//! `Output::Learned` delta. A crash drops the engine; a restart rebuilds the state from
+//! that log (same origin) or starts empty under a new incarnation. The simulator tracks
+//! every acknowledged operation, so the exact expected value of each counter is known.
+//!
+//! Scenarios are data: a list of [`Step`]s run in order by [`Sim::run`].
+
+use gctr::codec;
+use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
+use gctr::engine::{Config, Engine, Output, Stats};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+/// The seed to use: `GCTR_SIM_SEED` when set (to replay a failure), else `default`.
+pub fn seed_or(default: u64) -> u64 {
+    match std::env::var("GCTR_SIM_SEED") {
+        Ok(s) => s.trim().parse().expect("GCTR_SIM_SEED must be a u64"),
+        Err(_) => default,
+    }
+}
+
+/// How every link treats a frame: dropped with probability `loss`, sent twice with
+/// probability `duplicate`, each copy delayed uniformly in `delay` (so frames reorder).
+#[derive(Clone, Copy, Debug)]
+pub struct Link {
+    pub loss: f64,
+    pub duplicate: f64,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Link {
+    pub fn perfect() -> Link {
+        Link {
+            loss: 0.0,
+            duplicate: 0.0,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        }
+    }
+
+    /// Loss and duplication, with delays spread wide enough to reorder across rounds.
+    pub fn faulty(loss: f64, duplicate: f64) -> Link {
+        Link {
+            loss,
+            duplicate,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(150),
+        }
+    }
+}
+
+/// One step of a scenario.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Adds nodes; every node knows every other node as a peer.
+    AddNodes(usize),
+    /// `count` random increments and decrements (amounts 1..=5) on counters `c0`..,
+    /// on random live nodes, spread evenly over `over`.
+    RandomOps {
+        count: usize,
+        counters: usize,
+        over: Duration,
+    },
+    /// One operation on one node; `by` > 0 increments, < 0 decrements.
+    Op {
+        node: usize,
+        counter: String,
+        by: i64,
+    },
+    /// Cuts the network into groups; nodes in different groups cannot reach each other.
+    Partition(Vec<Vec<usize>>),
+    Heal,
+    SetLink(Link),
+    /// Drops the node's engine and everything volatile; the log survives.
+    Crash(usize),
+    /// Restarts under the same origin from the log.
+    RestartDurable(usize),
+    /// Restarts with an empty state under a new incarnation (the data was lost).
+    RestartFresh(usize),
+    /// The misuse the design forbids: empty state, same origin. For the test showing why.
+    RestartEmptySameOrigin(usize),
+    Run(Duration),
+    /// Every live node reports the exact expected value of every counter within the time.
+    AssertConverged {
+        within: Duration,
+    },
+}
+
+struct Msg {
+    at: Duration,
+    seq: u64,
+    from: usize,
+    to: usize,
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for Msg {
+    fn eq(&self, other: &Msg) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Msg {}
+
+impl PartialOrd for Msg {
+    fn partial_cmp(&self, other: &Msg) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Msg {
+    fn cmp(&self, other: &Msg) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct Node {
+    name: String,
+    origin: Origin,
+    engine: Option<Engine>,
+    /// What a WAL would hold: durable local batches and learned deltas, in log order.
+    log: Vec<OriginDelta>,
+    group: usize,
+}
+
+pub struct Sim {
+    pub seed: u64,
+    rng: fastrand::Rng,
+    now: Duration,
+    config: Config,
+    link: Link,
+    nodes: Vec<Node>,
+    queue: BinaryHeap<Reverse<Msg>>,
+    seq: u64,
+    expected: BTreeMap<String, i64>,
+    /// Operations acknowledged (durable and applied).
+    pub acknowledged: u64,
+    /// Largest encoded frame seen, header included.
+    pub largest_frame: usize,
+    pub frames_sent: u64,
+    pub frames_lost: u64,
+}
+
+impl Sim {
+    pub fn new(seed: u64, config: Config, link: Link) -> Sim {
+        Sim {
+            seed,
+            rng: fastrand::Rng::with_seed(seed),
+            now: Duration::ZERO,
+            config,
+            link,
+            nodes: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            expected: BTreeMap::new(),
+            acknowledged: 0,
+            largest_frame: 0,
+            frames_sent: 0,
+            frames_lost: 0,
+        }
+    }
+
+    /// The exact value every counter must reach: the sum of acknowledged operations.
+    pub fn expected(&self) -> &BTreeMap<String, i64> {
+        &self.expected
+    }
+
+    pub fn state(&self, node: usize) -> Option<&State> {
+        self.nodes[node].engine.as_ref().map(Engine::state)
+    }
+
+    fn live(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].engine.is_some())
+            .collect()
+    }
+
+    /// A failure message naming the seed.
+    pub fn fail(&self, what: &str) -> String {
+        format!(
+            "{what} (at {:?}; seed {}, replay with GCTR_SIM_SEED={})",
+            self.now, self.seed, self.seed
+        )
+    }
+
+    pub fn run(&mut self, steps: &[Step]) {
+        for step in steps {
+            self.step(step);
+        }
+    }
+
+    fn step(&mut self, step: &Step) {
+        match step {
+            Step::AddNodes(n) => {
+                for _ in 0..*n {
+                    self.add_node();
+                }
+            }
+            Step::RandomOps {
+                count,
+                counters,
+                over,
+            } => self.random_ops(*count, *counters, *over),
+            Step::Op { node, counter, by } => self.op(*node, counter, *by),
+            Step::Partition(groups) => {
+                for (g, members) in groups.iter().enumerate() {
+                    for &m in members {
+                        self.nodes[m].group = g;
+                    }
+                }
+            }
+            Step::Heal => self.nodes.iter_mut().for_each(|n| n.group = 0),
+            Step::SetLink(link) => self.link = *link,
+            Step::Crash(i) => self.crash(*i),
+            Step::RestartDurable(i) => self.restart_durable(*i),
+            Step::RestartFresh(i) => self.restart_fresh(*i),
+            Step::RestartEmptySameOrigin(i) => self.restart_empty_same_origin(*i),
+            Step::Run(d) => self.run_for(*d),
+            Step::AssertConverged { within } => {
+                self.converge_within(*within);
+            }
+        }
+    }
+
+    fn name(i: usize) -> String {
+        format!("n{i}")
+    }
+
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let name = Sim::name(i);
+        let origin = Origin::new(name.clone(), self.rng.u64(..));
+        self.nodes.push(Node {
+            name: name.clone(),
+            origin,
+            engine: None,
+            log: Vec::new(),
+            group: 0,
+        });
+        self.start(i, State::new());
+        for j in 0..i {
+            if let Some(e) = self.nodes[j].engine.as_mut() {
+                e.add_peer(name.clone());
+            }
+        }
+        i
+    }
+
+    fn start(&mut self, i: usize, state: State) {
+        let seed = self.rng.u64(..);
+        let mut engine = Engine::new(
+            self.nodes[i].origin.clone(),
+            self.config.clone(),
+            state,
+            seed,
+            self.now,
+        );
+        engine.set_peers(
+            (0..self.nodes.len())
+                .filter(|&j| j != i)
+                .map(|j| self.nodes[j].name.clone()),
+        );
+        self.nodes[i].engine = Some(engine);
+    }
+
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].engine = None;
+    }
+
+    pub fn restart_durable(&mut self, i: usize) {
+        self.crash(i);
+        let mut state = State::new();
+        for delta in &self.nodes[i].log {
+            state.apply_delta(delta);
+        }
+        self.start(i, state);
+    }
+
+    pub fn restart_fresh(&mut self, i: usize) {
+        self.crash(i);
+        self.nodes[i].origin.incarnation = self.rng.u64(..);
+        self.nodes[i].log.clear();
+        self.start(i, State::new());
+    }
+
+    pub fn restart_empty_same_origin(&mut self, i: usize) {
+        self.crash(i);
+        self.nodes[i].log.clear();
+        self.start(i, State::new());
+    }
+
+    /// Runs local operations as one batch on node `i`: prepare, log (durable), apply.
+    /// Every operation must be accepted.
+    pub fn ops(&mut self, i: usize, ops: &[LocalOp]) {
+        let engine = self.nodes[i]
+            .engine
+            .as_mut()
+            .unwrap_or_else(|| panic!("node {i} is down"));
+        let batch = engine.prepare_local(ops);
+        for (op, result) in ops.iter().zip(&batch.results) {
+            assert!(result.is_ok(), "operation {op:?} refused: {result:?}");
+        }
+        self.nodes[i].log.push(batch.delta.clone());
+        let engine = self.nodes[i].engine.as_mut().expect("live");
+        engine.apply_local(&batch);
+        for op in ops {
+            let signed = match op.kind {
+                OpKind::Increment => op.amount as i64,
+                OpKind::Decrement => -(op.amount as i64),
+            };
+            *self.expected.entry(op.counter.clone()).or_default() += signed;
+            self.acknowledged += 1;
+        }
+        self.drain(i);
+    }
+
+    pub fn op(&mut self, i: usize, counter: &str, by: i64) {
+        let kind = if by >= 0 {
+            OpKind::Increment
+        } else {
+            OpKind::Decrement
+        };
+        self.ops(
+            i,
+            &[LocalOp {
+                counter: counter.to_owned(),
+                kind,
+                amount: by.unsigned_abs(),
+            }],
+        );
+    }
+
+    fn random_ops(&mut self, count: usize, counters: usize, over: Duration) {
+        let gap = over / count.max(1) as u32;
+        for _ in 0..count {
+            self.run_for(gap);
+            let live = self.live();
+            assert!(!live.is_empty(), "{}", self.fail("no live node for ops"));
+            let node = live[self.rng.usize(..live.len())];
+            let counter = format!("c{}", self.rng.usize(..counters));
+            let amount = self.rng.i64(1..=5);
+            let by = if self.rng.bool() { amount } else { -amount };
+            self.op(node, &counter, by);
+        }
+    }
+
+    /// Runs every timer and delivery due up to `now + d`.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            let timer = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| n.engine.as_ref().map(|e| (e.next_deadline(), i)))
+                .min();
+            let msg_at = self.queue.peek().map(|Reverse(m)| m.at);
+            match (timer, msg_at) {
+                (Some((t, i)), m) if t <= end && m.is_none_or(|m| t <= m) => {
+                    self.now = self.now.max(t);
+                    let now = self.now;
+                    self.nodes[i]
+                        .engine
+                        .as_mut()
+                        .expect("live")
+                        .handle_timer(now);
+                    self.drain(i);
+                }
+                (_, Some(m)) if m <= end => {
+                    let Reverse(msg) = self.queue.pop().expect("peeked");
+                    self.now = self.now.max(msg.at);
+                    self.deliver(msg);
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+    }
+
+    fn deliver(&mut self, msg: Msg) {
+        if self.nodes[msg.from].group != self.nodes[msg.to].group {
+            self.frames_lost += 1;
+            return;
+        }
+        let max = self.config.max_payload;
+        let from = self.nodes[msg.from].name.clone();
+        let now = self.now;
+        let Some(engine) = self.nodes[msg.to].engine.as_mut() else {
+            self.frames_lost += 1;
+            return;
+        };
+        let frame = match codec::decode(&msg.bytes, max) {
+            Ok(frame) => frame,
+            Err(e) => panic!(
+                "{}",
+                self.fail(&format!("a frame from {from} does not decode: {e}"))
+            ),
+        };
+        engine.handle_frame(now, &from, frame);
+        self.drain(msg.to);
+    }
+
+    fn drain(&mut self, i: usize) {
+        let outputs = self.nodes[i].engine.as_mut().expect("live").drain_outputs();
+        for output in outputs {
+            match output {
+                Output::Send { to, frame } => {
+                    let to: usize = to[1..].parse().expect("peer names are n<index>");
+                    let bytes = codec::encode(&frame);
+                    self.largest_frame = self.largest_frame.max(bytes.len());
+                    self.send(i, to, bytes);
+                }
+                Output::Learned(deltas) => self.nodes[i].log.extend(deltas),
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        self.frames_sent += 1;
+        if self.nodes[from].group != self.nodes[to].group || self.rng.f64() < self.link.loss {
+            self.frames_lost += 1;
+            return;
+        }
+        let copies = if self.rng.f64() < self.link.duplicate {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let span = self.link.max_delay.saturating_sub(self.link.min_delay);
+            let delay = self.link.min_delay + span.mul_f64(self.rng.f64());
+            self.seq += 1;
+            self.queue.push(Reverse(Msg {
+                at: self.now + delay,
+                seq: self.seq,
+                from,
+                to,
+                bytes: bytes.clone(),
+            }));
+        }
+    }
+
+    /// Whether every live node reports exactly the expected value of every counter, and
+    /// no other counter.
+    pub fn converged(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .all(|e| {
+                let state = e.state();
+                state.counter_count() == self.expected.len()
+                    && self
+                        .expected
+                        .iter()
+                        .all(|(name, want)| state.value(name) == *want)
+            })
+    }
+
+    /// Whether every live node reports the same value for every counter.
+    pub fn agree(&self) -> bool {
+        let mut views = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.engine.as_ref())
+            .map(|e| e.state().values().collect::<Vec<_>>());
+        let Some(first) = views.next() else {
+            return true;
+        };
+        views.all(|v| v == first)
+    }
+
+    /// Runs until [`Sim::converged`], checking every tenth of a gossip interval; returns
+    /// how long it took, or panics (naming the seed) after `within`.
+    pub fn converge_within(&mut self, within: Duration) -> Duration {
+        self.run_until(within, "exact convergence", Sim::converged)
+    }
+
+    /// Runs until [`Sim::agree`]; as [`Sim::converge_within`].
+    pub fn agree_within(&mut self, within: Duration) -> Duration {
+        self.run_until(within, "agreement", Sim::agree)
+    }
+
+    fn run_until(&mut self, within: Duration, what: &str, cond: fn(&Sim) -> bool) -> Duration {
+        let start = self.now;
+        let tick = self.config.gossip_interval / 10;
+        loop {
+            if cond(self) {
+                return self.now - start;
+            }
+            if self.now - start >= within {
+                panic!(
+                    "{}",
+                    self.fail(&format!(
+                        "no {what} within {within:?}: expected {:?}, live nodes report {:?}",
+                        self.expected,
+                        self.report()
+                    ))
+                );
+            }
+            self.run_for(tick);
+        }
+    }
+
+    /// Each live node's values (trimmed to a few counters for readable failures).
+    fn report(&self) -> Vec<(String, Vec<(String, i64)>)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| {
+                let e = n.engine.as_ref()?;
+                let values = e
+                    .state()
+                    .values()
+                    .take(8)
+                    .map(|(c, v)| (c.to_owned(), v))
+                    .collect();
+                Some((n.name.clone(), values))
+            })
+            .collect()
+    }
+
+    /// Stats summed over every live node.
+    pub fn total_stats(&self) -> Stats {
+        let mut total = Stats::default();
+        for n in &self.nodes {
+            if let Some(e) = n.engine.as_ref() {
+                add_stats(&mut total, e.stats());
+            }
+        }
+        total
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "simulation failed with seed {}; replay with GCTR_SIM_SEED={}",
+                self.seed, self.seed
+            );
+        }
+    }
+}
+
+fn add_stats(total: &mut Stats, s: &Stats) {
+    for k in 0..5 {
+        total.frames_out[k] += s.frames_out[k];
+        total.bytes_out[k] += s.bytes_out[k];
+        total.frames_in[k] += s.frames_in[k];
+        total.bytes_in[k] += s.bytes_in[k];
+    }
+    total.rounds += s.rounds;
+    total.entries_out += s.entries_out;
+    total.entries_in += s.entries_in;
+    total.forwarded += s.forwarded;
+    total.repairs += s.repairs;
+}
