@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest response body accepted; anything bigger is taken as a broken server.
 const MAX_BODY: usize = 64 << 20;
@@ -13,6 +13,10 @@ const MAX_BODY: usize = 64 << 20;
 const MAX_LINE: usize = 16 << 10;
 /// A server that stalls this long fails the request instead of hanging the benchmark.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection unused this long is replaced before its next request: the node closes
+/// keep-alive connections idle for its `--http-read-timeout` (15 s by default), and a
+/// request written into a connection the server is closing would fail.
+const MAX_IDLE: Duration = Duration::from_secs(5);
 
 /// One keep-alive connection to one server.
 pub struct HttpConn {
@@ -22,6 +26,7 @@ pub struct HttpConn {
     line: String,
     /// The server said `Connection: close`: the next request opens a new connection.
     closed: bool,
+    last_used: Instant,
 }
 
 /// A response: status and body.
@@ -31,12 +36,10 @@ pub struct Response {
 }
 
 impl HttpConn {
-    /// Opens a connection and sends one `GET /health` on it before returning. tiny_http
-    /// 0.12 serves each connection on a thread from a pool whose spawn can race with a
-    /// waking thread (`util/task_pool.rs`): in a burst of new connections some are queued
-    /// with no thread left to serve them until another connection closes. Waiting for
-    /// the first answer on each connection before opening the next keeps the benchmark
-    /// clear of that race, which would otherwise stall a run for the full I/O timeout.
+    /// Opens a connection and waits for one `GET /health` on it before returning, so a
+    /// measurement starts only on connections the server already serves (tiny_http gives
+    /// each one a thread; before the TaskPool patch in vendor/tiny_http, connections
+    /// opened together could wait unanswered until another one closed).
     pub fn connect(addr: &str) -> io::Result<HttpConn> {
         let mut conn = HttpConn {
             addr: addr.to_owned(),
@@ -44,6 +47,7 @@ impl HttpConn {
             request: Vec::with_capacity(256),
             line: String::with_capacity(256),
             closed: false,
+            last_used: Instant::now(),
         };
         conn.expect_ok("GET", "/health")?;
         if conn.closed {
@@ -54,9 +58,10 @@ impl HttpConn {
 
     /// Sends `METHOD path` with an empty body and reads the whole response.
     pub fn request(&mut self, method: &str, path: &str) -> io::Result<Response> {
-        if self.closed {
+        if self.closed || self.last_used.elapsed() > MAX_IDLE {
             *self = HttpConn::connect(&self.addr)?;
         }
+        self.last_used = Instant::now();
         self.request.clear();
         write!(
             self.request,
