@@ -99,6 +99,48 @@ fn a_push_without_a_gap_is_forwarded_and_pulls_nothing() {
     assert_eq!(b.state().known(a.origin()), 1);
 }
 
+/// The distinct peers that received a Push.
+fn pushed_to(frames: &[(String, Frame)]) -> std::collections::BTreeSet<String> {
+    frames
+        .iter()
+        .filter(|(_, f)| matches!(f, Frame::Push { .. }))
+        .map(|(to, _)| to.clone())
+        .collect()
+}
+
+#[test]
+fn pushes_reach_every_peer_of_a_small_cluster_and_ln_n_plus_3_of_a_large_one() {
+    let four: Vec<String> = (1..=4).map(|i| format!("p{i}")).collect();
+    let four_refs: Vec<&str> = four.iter().map(String::as_str).collect();
+    let mut small = engine("a", &four_refs, Config::default());
+    assert_eq!(small.push_fanout(), 4);
+    assert_eq!(pushed_to(&write(&mut small, &[inc("x", 1)])).len(), 4);
+
+    let many: Vec<String> = (1..=49).map(|i| format!("p{i}")).collect();
+    let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let mut large = engine("a", &many_refs, Config::default());
+    // 50 nodes: ceil(ln 50) + 3 = 7.
+    assert_eq!(large.push_fanout(), 7);
+    let pushes = write(&mut large, &[inc("x", 1)]);
+    assert_eq!(pushed_to(&pushes).len(), 7);
+
+    // A node that learns from a push passes it to as many peers, never back to the sender.
+    let mut b = engine("p1", &many_refs[1..], Config::default());
+    b.add_peer("a".into());
+    let (_, push) = pushes.iter().find(|(to, _)| to != "p1").expect("a push");
+    b.handle_frame(NOW, "a", push.clone());
+    let forwarded = pushed_to(&sends(&mut b));
+    assert_eq!(forwarded.len(), 7, "{forwarded:?}");
+    assert!(!forwarded.contains("a"));
+
+    // A larger configured fanout is kept.
+    let wide = Config {
+        fanout: 20,
+        ..Config::default()
+    };
+    assert_eq!(engine("a", &many_refs, wide).push_fanout(), 20);
+}
+
 #[test]
 fn a_split_delta_chains_its_ranges_and_applies_in_any_order() {
     let small = Config {

@@ -17,7 +17,8 @@ Usage: gctr maelstrom [OPTIONS]
 
 Options:
   --gossip-interval DUR  anti-entropy interval, e.g. 100ms, 1s [default: 100ms]
-  --fanout N             peers per gossip round and per eager push [default: 2]
+  --fanout N             peers per gossip round, and the fewest a push goes to
+                         (ln(n) + 3 in a cluster of n nodes when more) [default: 2]
   --no-eager-push        send local changes only in anti-entropy rounds
   --seed N               seed for the choice of gossip peers [default: random]
   --log-level LEVEL      off, error, warn, info, debug, trace [default: info]

@@ -37,7 +37,8 @@ Options:
                            the peer list; keep it well below discovery's --ttl
                            [default: 1s]
   --gossip-interval DUR    time between anti-entropy rounds [default: 100ms]
-  --fanout N               peers per round and per eager push [default: 2]
+  --fanout N               peers per anti-entropy round, and the fewest a push goes
+                           to (ln(n) + 3 in a cluster of n nodes when more) [default: 2]
   --no-eager-push          send local changes only by anti-entropy rounds
   --max-frame BYTES        largest gossip frame payload sent or accepted; use the same
                            value on every node [default: 1048576, range 512..=16777216]
