@@ -7,9 +7,13 @@
 
 use crate::http::{json_value, HttpConn};
 use crate::stats::{ms, percentile};
+use crossbeam_channel::RecvTimeoutError;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+/// How often a waiting poller touches its connections.
+const KEEP_WARM: Duration = Duration::from_millis(500);
 
 pub struct Settings {
     pub nodes: Vec<String>,
@@ -42,13 +46,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     for rep in 0..settings.reps {
         let counter = format!("conv-{}-{run_id:08x}-{rep}", settings.tag);
         let write_start = Instant::now();
-        let last_ack = write(&mut writers, &counter, settings.increments)?;
-        let seen = poll(
-            &mut pollers,
-            &counter,
-            settings.increments,
-            settings.timeout,
-        )?;
+        let (last_ack, seen) = write_then_poll(&mut writers, &mut pollers, &counter, settings)?;
         let converged = seen.saturating_duration_since(last_ack);
         println!(
             "rep {rep}: {} increments acknowledged in {:.1} ms, converged {:.2} ms after the last",
@@ -124,30 +122,48 @@ fn write(writers: &mut [Vec<HttpConn>], counter: &str, increments: u64) -> io::R
         .ok_or_else(|| io::Error::other("no increment was sent"))
 }
 
-/// Polls every node until each reports `expected`; returns when the last one first did.
-fn poll(
+/// Sends the increments, then polls every node until each reports the total; returns
+/// when the last increment was acknowledged and when the last node first reported it.
+/// The pollers start before the writes and keep their connections warm while they wait:
+/// a node closes a keep-alive connection idle for its read timeout, and reopening one
+/// after the writes would be counted in the convergence time.
+fn write_then_poll(
+    writers: &mut [Vec<HttpConn>],
     pollers: &mut [Vec<HttpConn>],
     counter: &str,
-    expected: u64,
-    timeout: Duration,
-) -> io::Result<Instant> {
-    let deadline = Instant::now() + timeout;
+    settings: &Settings,
+) -> io::Result<(Instant, Instant)> {
+    let expected = settings.increments;
     let path = format!("/counters/{counter}");
     let count = pollers.len();
-    let seen = std::thread::scope(|s| {
+    let (go_tx, go_rx) = crossbeam_channel::unbounded::<bool>();
+    std::thread::scope(|s| {
         let handles: Vec<_> = pollers
             .iter_mut()
             .enumerate()
             .map(|(i, conns)| {
-                let path = &path;
-                s.spawn(move || -> io::Result<Instant> {
+                let (path, go) = (&path, go_rx.clone());
+                s.spawn(move || -> io::Result<Option<Instant>> {
+                    loop {
+                        match go.recv_timeout(KEEP_WARM) {
+                            Ok(true) => break,
+                            Ok(false) | Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                            Err(RecvTimeoutError::Timeout) => {
+                                for conn in conns.iter_mut() {
+                                    conn.expect_ok("GET", "/health")?;
+                                }
+                            }
+                        }
+                    }
+                    let deadline = Instant::now() + settings.timeout;
                     // Poller i watches nodes i, i + count, i + 2 * count, ...
                     let mut waiting: Vec<usize> = (i..conns.len()).step_by(count).collect();
                     let mut last_seen = Instant::now();
                     while !waiting.is_empty() {
                         if Instant::now() > deadline {
                             return Err(io::Error::other(format!(
-                                "nodes {waiting:?} did not reach {expected} on {path} in {timeout:?}"
+                                "nodes {waiting:?} did not reach {expected} on {path} in {:?}",
+                                settings.timeout
                             )));
                         }
                         let mut still = Vec::with_capacity(waiting.len());
@@ -165,14 +181,24 @@ fn poll(
                         }
                         waiting = still;
                     }
-                    Ok(last_seen)
+                    Ok(Some(last_seen))
                 })
             })
             .collect();
-        handles
+        let written = write(writers, counter, expected);
+        for _ in 0..count {
+            let _ = go_tx.send(written.is_ok());
+        }
+        let seen = handles
             .into_iter()
             .map(|h| h.join().expect("poller panicked"))
-            .collect::<io::Result<Vec<_>>>()
-    })?;
-    Ok(seen.into_iter().max().expect("at least one poller"))
+            .collect::<io::Result<Vec<_>>>()?;
+        let last_ack = written?;
+        let seen = seen
+            .into_iter()
+            .flatten()
+            .max()
+            .expect("at least one poller");
+        Ok((last_ack, seen))
+    })
 }
