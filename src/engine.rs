@@ -433,7 +433,6 @@ impl Engine {
         self.outbox.push(Output::Send { to, frame });
     }
 
-    /// Up to `k` distinct random peers, never `except`.
     /// How many peers a push goes to, from its origin and from each node it teaches.
     /// When every node passes a push on to f random peers as it first learns from it, a
     /// given node is missed with a probability of about e^-f, and a missed node waits for
@@ -447,6 +446,7 @@ impl Engine {
         wide.max(self.config.fanout).min(self.peers.len())
     }
 
+    /// Up to `k` distinct random peers, never `except`.
     fn pick_peers(&mut self, k: usize, except: Option<&str>) -> Vec<PeerId> {
         let mut candidates: Vec<&PeerId> = self
             .peers
