@@ -405,6 +405,25 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo
     echo "$TABLE"
     echo
+    echo '## What limits durable throughput (profiled 2026-11-23 on this 2-core machine)'
+    echo
+    echo 'The durable rows miss gctr/Redis >= 1.0. Group commit and fsync are not the limit: one'
+    echo '`write` and one `fdatasync` per batch (p50 0.23 ms, p99 0.5 ms under `strace -T`), batches'
+    echo 'of 6-9 operations. The HTTP path is: at 28k durable increments/s the node used 1.15 CPUs,'
+    echo 'about 41 us of CPU and 4.4 context switches per increment (`perf stat`), 40 % of its'
+    echo 'samples in the scheduler (`perf record`). Each increment crosses tiny_http'\''s connection'
+    echo 'thread, an HTTP worker, the event loop (WAL append and fsync) and back; Redis does about'
+    echo '13 us per operation on one epoll thread. The "GET /health" rows are tiny_http alone,'
+    echo 'with no event loop and no WAL: at 64 connections that ceiling is at or below Redis'\''s'
+    echo 'durable figure, so nothing behind tiny_http reaches 1.0 there on 2 cores; at 16'
+    echo 'connections the event loop spends most of its time in fsync and only about half the'
+    echo 'clients are waiting when a batch starts, while without the WAL gctr is at 0.95 of Redis.'
+    echo 'Tried and measured: answering from a responder thread instead of blocked workers was'
+    echo 'slower (23.8k vs 29.5k/s at 16 connections, interleaved runs). Candidates: an epoll'
+    echo 'front for the increment path (a change to the fixed tiny_http choice), and segments'
+    echo 'pre-filled with zeros (fdatasync after overwriting took 130 us against 206 us after'
+    echo 'extending the file), which needs recovery to treat a zero tail as the end of the log.'
+    echo
     echo "## How each figure is measured"
     echo
     echo "- Convergence: \`loadgen converge\` sends 1000 increments of a fresh counter, each to a"
