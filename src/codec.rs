@@ -234,13 +234,17 @@ fn put_delta_head(out: &mut impl Sink, d: &OriginDelta) {
     put_varint(out, d.entries.len() as u64);
 }
 
+fn put_delta(out: &mut impl Sink, d: &OriginDelta) {
+    put_delta_head(out, d);
+    for e in &d.entries {
+        put_entry(out, e);
+    }
+}
+
 fn put_deltas(out: &mut impl Sink, deltas: &[OriginDelta]) {
     put_varint(out, deltas.len() as u64);
     for d in deltas {
-        put_delta_head(out, d);
-        for e in &d.entries {
-            put_entry(out, e);
-        }
+        put_delta(out, d);
     }
 }
 
@@ -289,6 +293,36 @@ pub fn delta_head_len(origin: &Origin) -> usize {
     let mut m = Measure(0);
     put_origin(&mut m, origin);
     3 * 10 + m.0
+}
+
+/// Bytes a digest takes in a frame (the whole payload of a Syn).
+pub fn digest_len(d: &Digest) -> usize {
+    let mut m = Measure(0);
+    put_digest(&mut m, d);
+    m.0
+}
+
+/// Bytes one delta takes in the delta encoding ([`encode_delta`]).
+pub fn delta_len(d: &OriginDelta) -> usize {
+    let mut m = Measure(0);
+    put_delta(&mut m, d);
+    m.0
+}
+
+/// Appends one delta in the encoding frames use; the WAL's records use it too, so a
+/// delta has one byte form whether it travels or is logged.
+pub fn encode_delta(d: &OriginDelta, out: &mut Vec<u8>) {
+    put_delta(out, d);
+}
+
+/// Appends a count, then each delta ([`encode_delta`]).
+pub fn encode_deltas(deltas: &[OriginDelta], out: &mut Vec<u8>) {
+    put_deltas(out, deltas);
+}
+
+/// Appends one LEB128 varint.
+pub fn encode_varint(v: u64, out: &mut Vec<u8>) {
+    put_varint(out, v);
 }
 
 /// Appends the whole frame to `out`.
@@ -358,7 +392,7 @@ pub fn read_frame(r: &mut impl Read, max_payload: usize) -> Result<Frame, ReadEr
 
 /// Decodes a payload whose header was already checked.
 pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecError> {
-    let mut r = Reader { buf: payload };
+    let mut r = Decoder::new(payload);
     let frame = match kind {
         FrameType::Hello => {
             let name = r.string(crate::crdt::MAX_NODE_NAME_BYTES)?;
@@ -391,11 +425,22 @@ const MIN_DIGEST_ENTRY_LEN: usize = MIN_ORIGIN_LEN + 1;
 const MIN_DELTA_LEN: usize = MIN_ORIGIN_LEN + 3;
 const MIN_ENTRY_LEN: usize = 1 + 1 + 3;
 
-struct Reader<'a> {
+/// Reads the payload encoding from a byte slice, trusting nothing: frames, and the WAL's
+/// records, which hold deltas in the same encoding.
+pub struct Decoder<'a> {
     buf: &'a [u8],
 }
 
-impl Reader<'_> {
+impl<'a> Decoder<'a> {
+    pub fn new(buf: &'a [u8]) -> Decoder<'a> {
+        Decoder { buf }
+    }
+
+    /// Bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     fn bytes(&mut self, n: usize) -> Result<&[u8], CodecError> {
         if self.buf.len() < n {
             return Err(CodecError::Truncated);
@@ -405,10 +450,11 @@ impl Reader<'_> {
         Ok(head)
     }
 
-    fn varint(&mut self) -> Result<u64, CodecError> {
+    pub fn varint(&mut self) -> Result<u64, CodecError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
-            let byte = *self.bytes(1)?.first().ok_or(CodecError::Truncated)?;
+            let (&byte, rest) = self.buf.split_first().ok_or(CodecError::Truncated)?;
+            self.buf = rest;
             let bits = (byte & 0x7f) as u64;
             if shift == 63 && bits > 1 {
                 return Err(CodecError::VarintOverflow);
@@ -469,36 +515,42 @@ impl Reader<'_> {
         Ok(d)
     }
 
-    fn deltas(&mut self) -> Result<Vec<OriginDelta>, CodecError> {
+    /// A count, then that many deltas.
+    pub fn deltas(&mut self) -> Result<Vec<OriginDelta>, CodecError> {
         let n = self.count(MIN_DELTA_LEN)?;
         let mut deltas = Vec::with_capacity(n);
         for _ in 0..n {
-            let origin = self.origin()?;
-            let from = self.varint()?;
-            let to = self.varint()?;
-            if to < from {
-                return Err(CodecError::Invalid("delta range runs backwards"));
-            }
-            let count = self.count(MIN_ENTRY_LEN)?;
-            let mut entries = Vec::with_capacity(count);
-            for _ in 0..count {
-                let counter = self.string(crate::crdt::MAX_COUNTER_NAME_BYTES)?;
-                validate_counter_name(&counter).map_err(|e| CodecError::BadName(e.0))?;
-                entries.push(CounterEntry {
-                    counter,
-                    p: self.varint()?,
-                    n: self.varint()?,
-                    version: self.varint()?,
-                });
-            }
-            deltas.push(OriginDelta {
-                origin,
-                from,
-                to,
-                entries,
-            });
+            deltas.push(self.delta()?);
         }
         Ok(deltas)
+    }
+
+    /// One delta: origin, range, entries, each name checked against the naming rules.
+    pub fn delta(&mut self) -> Result<OriginDelta, CodecError> {
+        let origin = self.origin()?;
+        let from = self.varint()?;
+        let to = self.varint()?;
+        if to < from {
+            return Err(CodecError::Invalid("delta range runs backwards"));
+        }
+        let count = self.count(MIN_ENTRY_LEN)?;
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            let counter = self.string(crate::crdt::MAX_COUNTER_NAME_BYTES)?;
+            validate_counter_name(&counter).map_err(|e| CodecError::BadName(e.0))?;
+            entries.push(CounterEntry {
+                counter,
+                p: self.varint()?,
+                n: self.varint()?,
+                version: self.varint()?,
+            });
+        }
+        Ok(OriginDelta {
+            origin,
+            from,
+            to,
+            entries,
+        })
     }
 }
 
@@ -530,7 +582,7 @@ mod tests {
         for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
             let mut buf = Vec::new();
             put_varint(&mut buf, v);
-            assert_eq!(Reader { buf: &buf }.varint(), Ok(v));
+            assert_eq!(Decoder::new(&buf).varint(), Ok(v));
         }
     }
 }

@@ -213,12 +213,7 @@ impl Engine {
             Frame::Hello { .. } => {}
             Frame::Syn { digest } => {
                 let mine = self.state.digest();
-                let mut chunks = self.chunk_missing(
-                    &digest,
-                    codec::payload_len(&Frame::Syn {
-                        digest: mine.clone(),
-                    }),
-                );
+                let mut chunks = self.chunk_missing(&digest, codec::digest_len(&mine));
                 let first = if chunks.is_empty() {
                     Vec::new()
                 } else {
