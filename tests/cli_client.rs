@@ -5,17 +5,8 @@
 mod common;
 
 use common::cluster::{node_addrs, start_node};
-use common::{free_addr, run_gctr, wait_until};
-use std::process::Output;
+use common::{free_addr, run_gctr, stderr, stdout, wait_until};
 use std::time::Duration;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn inc_dec_get_succeed_against_a_node() {

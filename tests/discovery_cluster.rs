@@ -8,10 +8,10 @@
 mod common;
 
 use common::cluster::{node_addrs, start_node, wait_converged, TestNode};
-use common::{free_addr, gctr_bin, http_get, run_gctr, wait_until, Proc};
+use common::{free_addr, gctr_bin, get_json, http_get, run_gctr, stderr, stdout, wait_until, Proc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const HEARTBEAT: Duration = Duration::from_millis(300);
@@ -59,16 +59,9 @@ fn start_members(log_dir: &Path, names: &[&str], discovery: &str) -> Vec<TestNod
         .collect()
 }
 
-fn json(addr: &str, path: &str) -> Option<serde_json::Value> {
-    match http_get(addr, path) {
-        Ok((200, body)) => serde_json::from_str(&body).ok(),
-        _ => None,
-    }
-}
-
 /// Names of the members discovery lists (empty when it does not answer).
 fn discovery_names(discovery: &str) -> BTreeSet<String> {
-    json(discovery, "/peers")
+    get_json(discovery, "/peers")
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default()
         .iter()
@@ -78,7 +71,7 @@ fn discovery_names(discovery: &str) -> BTreeSet<String> {
 
 /// Names of the peers in a node's `GET /peers`.
 fn peer_names(node: &TestNode) -> BTreeSet<String> {
-    json(&node.http, "/peers")
+    get_json(&node.http, "/peers")
         .and_then(|v| v["peers"].as_array().cloned())
         .unwrap_or_default()
         .iter()
@@ -113,14 +106,6 @@ fn counter_map(value: i64) -> BTreeMap<String, i64> {
     BTreeMap::from([("default".to_owned(), value)])
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn log_lines_with(log_dir: &Path, name: &str, needle: &str) -> usize {
     std::fs::read_to_string(log_dir.join(format!("{name}.log")))
         .unwrap_or_default()
@@ -150,7 +135,7 @@ fn five_nodes_find_each_other_converge_and_learn_a_late_node() {
         "{}",
         stderr(&o)
     );
-    let on_three = json(&nodes[2].http, "/counters/default").expect("node 3 answers");
+    let on_three = get_json(&nodes[2].http, "/counters/default").expect("node 3 answers");
     assert_eq!(on_three["value"], 5, "the increment went to node 3");
     assert!(
         on_three["origins"][0]["origin"]
@@ -221,7 +206,7 @@ fn killed_nodes_leave_after_the_ttl_stopped_ones_at_once_and_both_return() {
         Duration::from_secs(5),
         || {
             [&nodes[0], &nodes[2]].iter().all(|n| {
-                json(&n.http, "/peers").is_some_and(|v| {
+                get_json(&n.http, "/peers").is_some_and(|v| {
                     v["peers"]
                         .as_array()
                         .into_iter()
@@ -354,7 +339,7 @@ fn node_names_resolve_through_discovery_or_fail_clearly() {
         "{}",
         stderr(&o)
     );
-    let on_right = json(&nodes[1].http, "/counters/default").expect("right answers");
+    let on_right = get_json(&nodes[1].http, "/counters/default").expect("right answers");
     assert_eq!(on_right["value"], 1);
     let o = with_env(&["dec", "--node", "right", "--by", "4"]);
     assert_eq!((o.status.code(), stdout(&o).trim()), (Some(0), "-3"));
@@ -390,7 +375,7 @@ fn node_names_resolve_through_discovery_or_fail_clearly() {
         assert!(stderr(&o).starts_with("gctr: "), "{args:?}");
     }
     assert_eq!(
-        json(&nodes[1].http, "/counters/default").expect("right answers")["value"],
+        get_json(&nodes[1].http, "/counters/default").expect("right answers")["value"],
         -3,
         "a usage error changed a counter"
     );

@@ -6,7 +6,7 @@
 mod common;
 
 use common::cluster::{node_addrs, start_node, TestNode};
-use common::{agent, http_get, http_post, Proc};
+use common::{agent, get_json, http_get, http_post, Proc};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,9 +54,7 @@ fn increments(node: &TestNode, counter: &str, times: usize) {
 }
 
 fn json(http: &str, path: &str) -> Value {
-    let (status, body) = http_get(http, path).unwrap();
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap()
+    get_json(http, path).unwrap_or_else(|| panic!("GET {path} did not answer 200 with JSON"))
 }
 
 fn value(node: &TestNode, counter: &str) -> i64 {

@@ -117,6 +117,15 @@ pub fn http_post(addr: &str, path: &str, body: &str) -> Result<(u16, String), St
     )
 }
 
+/// GET `http://addr/path` and parse the body of a 200 answer as JSON; `None` for any
+/// other status, an unreachable node or a body that is not JSON.
+pub fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    match http_get(addr, path) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
 fn respond(r: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), String> {
     match r {
         Ok(resp) => {
@@ -128,6 +137,16 @@ fn respond(r: Result<ureq::Response, ureq::Error>) -> Result<(u16, String), Stri
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A finished command's stdout, as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A finished command's stderr, as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs `gctr args…` to completion.
