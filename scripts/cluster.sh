@@ -99,7 +99,7 @@ start_discovery() {
     # The binary itself goes in the background, so $! is the process to signal.
     "$GCTR" discovery --port "$DISCOVERY_PORT" >>"$DIR/logs/discovery.log" 2>&1 &
     echo $! >"$DIR/pids/discovery.pid"
-    wait_for "discovery" "$DISCOVERY_URL/health"
+    wait_for "discovery" port_open "$DISCOVERY_PORT"
 }
 
 start_node() {
@@ -116,14 +116,20 @@ start_node() {
     "$GCTR" node --name "$i" --addr "$gossip" --http "$http" --wal "$DIR/data/$i" \
         --discovery "$DISCOVERY_URL" ${GCTR_NODE_ARGS:-} >>"$DIR/logs/$i.log" 2>&1 &
     echo $! >"$DIR/pids/$i.pid"
-    wait_for "node $i" "http://$http/health"
+    wait_for "node $i" "$GCTR" get --http "$http"
     echo "node $i: gossip $gossip, http $http"
 }
 
-# Waits until an HTTP health URL answers, or fails after 30 s.
+# Succeeds when something accepts connections on 127.0.0.1:PORT.
+port_open() {
+    (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Runs CMD until it succeeds, or fails naming WHAT after 30 s.
 wait_for() {
-    local what="$1" url="$2" deadline=$((SECONDS + 30))
-    until curl -fsS -o /dev/null --max-time 1 "$url" 2>/dev/null; do
+    local what="$1" deadline=$((SECONDS + 30))
+    shift
+    until "$@" >/dev/null 2>&1; do
         ((SECONDS < deadline)) || die "$what did not come up (see $DIR/logs)"
         sleep 0.1
     done
@@ -158,7 +164,7 @@ cmd_start() {
     echo "discovery: $DISCOVERY_URL"
     local i
     for ((i = 1; i <= n; i++)); do start_node "$i"; done
-    echo "cluster up: try 'gctr inc --node 2' then 'gctr get --all' (with $(dirname "$GCTR") on PATH)"
+    echo "cluster up: try 'gctr inc --node 2' then 'gctr get --all --node 1' (with $(dirname "$GCTR") on PATH)"
 }
 
 cmd_status() {

@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_packages=()
-command -v curl >/dev/null || need_packages+=(curl)
 command -v ip >/dev/null || need_packages+=(iproute2)
 command -v python3 >/dev/null || need_packages+=(python3)
 if ((${#need_packages[@]})); then
