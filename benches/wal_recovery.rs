@@ -5,7 +5,7 @@
 //! cache by then, so this measures the CPU cost of replay, not the disk.
 
 use gctr::crdt::{LocalOp, OpKind};
-use gctr::wal::{FsyncPolicy, Wal, WalOptions};
+use gctr::wal::{FsyncPolicy, Wal, WalConfig};
 use std::time::Instant;
 
 fn main() {
@@ -14,12 +14,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().expect("temp dir");
-    let options = WalOptions {
+    let options = WalConfig {
         node_name: Some("bench".into()),
         fsync: FsyncPolicy::Never,
         snapshot_records: 0,
         snapshot_bytes: 0,
-        ..WalOptions::default()
+        ..WalConfig::default()
     };
 
     let started = Instant::now();

@@ -16,6 +16,7 @@ use crate::crdt::{
     validate_counter_name, validate_node_name, CounterEntry, Digest, Origin, OriginDelta,
     OriginVersion,
 };
+use crate::member::NodeName;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Read};
@@ -36,7 +37,7 @@ pub const MAX_ADDR_BYTES: usize = 256;
 pub enum Frame {
     /// First frame on a connection: who is talking and where to reach it.
     Hello {
-        name: String,
+        name: NodeName,
         gossip_addr: String,
         http_addr: String,
     },
@@ -53,43 +54,96 @@ pub enum Frame {
     Push { delta: Vec<OriginDelta> },
 }
 
-/// Frame types as they appear on the wire, also used to index per-type figures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FrameType {
-    Hello = 1,
-    Syn = 2,
-    SynAck = 3,
-    Delta = 4,
-    Push = 5,
+/// Declares the frame types once: their wire bytes, their names in status figures, and
+/// the list [`FrameType::ALL`] that every per-type table is sized and indexed by.
+macro_rules! frame_types {
+    ($($variant:ident = $byte:literal, $name:literal;)+) => {
+        /// Frame types as they appear on the wire.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum FrameType {
+            $($variant = $byte,)+
+        }
+
+        impl FrameType {
+            /// Every frame type, in wire-byte order.
+            pub const ALL: [FrameType; [$($byte),+].len()] = [$(FrameType::$variant),+];
+
+            /// The type's name in status figures and metrics labels.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(FrameType::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+frame_types! {
+    Hello = 1, "hello";
+    Syn = 2, "syn";
+    SynAck = 3, "syn_ack";
+    Delta = 4, "delta";
+    Push = 5, "push";
 }
 
 impl FrameType {
-    pub const ALL: [FrameType; 5] = [
-        FrameType::Hello,
-        FrameType::Syn,
-        FrameType::SynAck,
-        FrameType::Delta,
-        FrameType::Push,
-    ];
+    /// How many frame types there are.
+    pub const COUNT: usize = FrameType::ALL.len();
 
     fn from_byte(b: u8) -> Option<FrameType> {
         FrameType::ALL.into_iter().find(|t| *t as u8 == b)
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            FrameType::Hello => "hello",
-            FrameType::Syn => "syn",
-            FrameType::SynAck => "syn_ack",
-            FrameType::Delta => "delta",
-            FrameType::Push => "push",
-        }
+    /// Position in [`FrameType::ALL`].
+    fn index(self) -> usize {
+        FrameType::ALL
+            .iter()
+            .position(|t| *t == self)
+            .expect("every type is listed")
+    }
+}
+
+/// A figure kept per frame type (frames or bytes sent, say), indexed by [`FrameType`];
+/// serializes as a map from type name to figure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerFrameType([u64; FrameType::COUNT]);
+
+impl PerFrameType {
+    /// Each type with its figure, in wire-byte order.
+    pub fn iter(&self) -> impl Iterator<Item = (FrameType, u64)> + '_ {
+        FrameType::ALL.into_iter().map(|t| (t, self[t]))
     }
 
-    /// Position in [`FrameType::ALL`], for per-type arrays.
-    pub fn index(self) -> usize {
-        self as usize - 1
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// Adds `other`'s figures to these.
+    pub fn add(&mut self, other: &PerFrameType) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
+    }
+}
+
+impl std::ops::Index<FrameType> for PerFrameType {
+    type Output = u64;
+
+    fn index(&self, t: FrameType) -> &u64 {
+        &self.0[t.index()]
+    }
+}
+
+impl std::ops::IndexMut<FrameType> for PerFrameType {
+    fn index_mut(&mut self, t: FrameType) -> &mut u64 {
+        &mut self.0[t.index()]
+    }
+}
+
+impl Serialize for PerFrameType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter().map(|(t, v)| (t.name(), v)))
     }
 }
 
@@ -255,7 +309,7 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             gossip_addr,
             http_addr,
         } => {
-            put_str(out, name);
+            put_str(out, name.as_str());
             put_str(out, gossip_addr);
             put_str(out, http_addr);
         }
@@ -380,14 +434,36 @@ pub fn decode(bytes: &[u8], max_payload: usize) -> Result<Frame, CodecError> {
     decode_payload(kind, payload)
 }
 
-/// Reads one frame from a stream: the header, the length check, then the payload.
-pub fn read_frame(r: &mut impl Read, max_payload: usize) -> Result<Frame, ReadError> {
+/// A frame as read from a stream, its payload not yet decoded: where the raw bytes can
+/// be checked (a MAC, say) before anything in them is parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    pub kind: FrameType,
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    pub fn decode(&self) -> Result<Frame, CodecError> {
+        decode_payload(self.kind, &self.payload)
+    }
+}
+
+/// Reads one frame's header, checks its length against `max_payload` before allocating,
+/// then reads the payload without decoding it.
+pub fn read_raw_frame(r: &mut impl Read, max_payload: usize) -> Result<RawFrame, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     r.read_exact(&mut header).map_err(ReadError::Io)?;
     let (kind, len) = parse_header(&header, max_payload).map_err(ReadError::Codec)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).map_err(ReadError::Io)?;
-    decode_payload(kind, &payload).map_err(ReadError::Codec)
+    Ok(RawFrame { kind, payload })
+}
+
+/// Reads and decodes one frame ([`read_raw_frame`], then [`RawFrame::decode`]).
+pub fn read_frame(r: &mut impl Read, max_payload: usize) -> Result<Frame, ReadError> {
+    read_raw_frame(r, max_payload)?
+        .decode()
+        .map_err(ReadError::Codec)
 }
 
 /// Decodes a payload whose header was already checked.
@@ -396,9 +472,8 @@ pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecErr
     let frame = match kind {
         FrameType::Hello => {
             let name = r.string(crate::crdt::MAX_NODE_NAME_BYTES)?;
-            validate_node_name(&name).map_err(|e| CodecError::BadName(e.0))?;
             Frame::Hello {
-                name,
+                name: NodeName::new(&name).map_err(|e| CodecError::BadName(e.0))?,
                 gossip_addr: r.string(MAX_ADDR_BYTES)?,
                 http_addr: r.string(MAX_ADDR_BYTES)?,
             }

@@ -270,6 +270,11 @@ impl State {
         self.counters.len()
     }
 
+    /// Number of origins heard of.
+    pub fn origin_count(&self) -> usize {
+        self.origins.len()
+    }
+
     /// Number of (counter, origin) entries.
     pub fn entry_count(&self) -> usize {
         self.counters.values().map(HashMap::len).sum()

@@ -18,16 +18,20 @@
 //! round. A push goes to `fanout` peers or, in a cluster of n nodes, ln(n) + 3 if more
 //! (every peer in a small cluster; see [`Engine::push_fanout`]).
 
-use crate::codec::{self, Frame, FrameType};
+use crate::codec::{self, Frame, PerFrameType};
 use crate::crdt::{Applied, Digest, LocalOp, Origin, OriginDelta, PreparedBatch, State};
+use crate::member::NodeName;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// How a runtime names a peer: an address for the TCP node, a node id under Maelstrom.
-pub type PeerId = String;
-
 /// Smallest payload limit the engine accepts; every entry fits in it.
 pub const MIN_PAYLOAD: usize = 512;
+/// Time between anti-entropy rounds unless configured otherwise: the reference systems'.
+pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
+/// The shortest gossip interval the engine runs at.
+pub const MIN_GOSSIP_INTERVAL: Duration = Duration::from_millis(1);
+/// Peers per anti-entropy round unless configured otherwise: the reference systems'.
+pub const DEFAULT_FANOUT: usize = 2;
 
 /// Gossip settings. The defaults are those of the reference systems: 100 ms, fanout 2.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,8 +46,8 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            gossip_interval: Duration::from_millis(100),
-            fanout: 2,
+            gossip_interval: DEFAULT_GOSSIP_INTERVAL,
+            fanout: DEFAULT_FANOUT,
             eager_push: true,
             max_payload: codec::DEFAULT_MAX_PAYLOAD,
         }
@@ -54,7 +58,7 @@ impl Default for Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     Send {
-        to: PeerId,
+        to: NodeName,
         frame: Frame,
     },
     /// Deltas from peers that changed the state or advanced a digest; a runtime with a
@@ -65,11 +69,10 @@ pub enum Output {
 /// Figures for status pages and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Per [`FrameType`] (indexed by [`FrameType::index`]).
-    pub frames_out: [u64; 5],
-    pub bytes_out: [u64; 5],
-    pub frames_in: [u64; 5],
-    pub bytes_in: [u64; 5],
+    pub frames_out: PerFrameType,
+    pub bytes_out: PerFrameType,
+    pub frames_in: PerFrameType,
+    pub bytes_in: PerFrameType,
     /// Anti-entropy rounds started.
     pub rounds: u64,
     /// Counter entries sent and received in deltas and pushes.
@@ -83,26 +86,16 @@ pub struct Stats {
     pub last_learned: Option<Duration>,
 }
 
-impl Stats {
-    pub fn frames_out_of(&self, t: FrameType) -> u64 {
-        self.frames_out[t.index()]
-    }
-
-    pub fn bytes_out_total(&self) -> u64 {
-        self.bytes_out.iter().sum()
-    }
-}
-
 pub struct Engine {
     me: Origin,
     config: Config,
     state: State,
-    peers: Vec<PeerId>,
+    peers: Vec<NodeName>,
     rng: fastrand::Rng,
     outbox: Vec<Output>,
     next_round: Duration,
     /// Per peer, when the next gap-repair pull may be sent to it.
-    repair_after: HashMap<PeerId, Duration>,
+    repair_after: HashMap<NodeName, Duration>,
     stats: Stats,
 }
 
@@ -110,7 +103,7 @@ impl Engine {
     /// An engine for origin `me` starting from `state` (empty, or recovered from a WAL).
     pub fn new(me: Origin, config: Config, state: State, seed: u64, now: Duration) -> Engine {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let interval = config.gossip_interval.max(Duration::from_millis(1));
+        let interval = config.gossip_interval.max(MIN_GOSSIP_INTERVAL);
         // A random first round keeps nodes started together from gossiping in lockstep.
         let offset = interval.mul_f64(rng.f64());
         let config = Config {
@@ -137,10 +130,6 @@ impl Engine {
         &self.me
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -149,12 +138,12 @@ impl Engine {
         &self.stats
     }
 
-    pub fn peers(&self) -> &[PeerId] {
+    pub fn peers(&self) -> &[NodeName] {
         &self.peers
     }
 
     /// Replaces the peer set.
-    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = PeerId>) {
+    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = NodeName>) {
         self.peers = peers.into_iter().collect();
         self.peers.sort();
         self.peers.dedup();
@@ -163,14 +152,14 @@ impl Engine {
             .retain(|p, _| peers.binary_search(p).is_ok());
     }
 
-    pub fn add_peer(&mut self, peer: PeerId) {
+    pub fn add_peer(&mut self, peer: NodeName) {
         if let Err(at) = self.peers.binary_search(&peer) {
             self.peers.insert(at, peer);
         }
     }
 
-    pub fn remove_peer(&mut self, peer: &str) {
-        if let Ok(at) = self.peers.binary_search_by(|p| p.as_str().cmp(peer)) {
+    pub fn remove_peer(&mut self, peer: &NodeName) {
+        if let Ok(at) = self.peers.binary_search(peer) {
             self.peers.remove(at);
         }
         self.repair_after.remove(peer);
@@ -205,10 +194,10 @@ impl Engine {
     }
 
     /// Handles one frame from `from`.
-    pub fn handle_frame(&mut self, now: Duration, from: &str, frame: Frame) {
+    pub fn handle_frame(&mut self, now: Duration, from: &NodeName, frame: Frame) {
         let kind = frame.frame_type();
-        self.stats.frames_in[kind.index()] += 1;
-        self.stats.bytes_in[kind.index()] += codec::encoded_len(&frame) as u64;
+        self.stats.frames_in[kind] += 1;
+        self.stats.bytes_in[kind] += codec::encoded_len(&frame) as u64;
         match frame {
             Frame::Hello { .. } => {}
             Frame::Syn { digest } => {
@@ -221,7 +210,7 @@ impl Engine {
                 };
                 self.send_deltas_counted(&first);
                 self.send(
-                    from.to_owned(),
+                    from.clone(),
                     Frame::SynAck {
                         digest: mine,
                         delta: first,
@@ -229,14 +218,14 @@ impl Engine {
                 );
                 for chunk in chunks {
                     self.send_deltas_counted(&chunk);
-                    self.send(from.to_owned(), Frame::Delta { delta: chunk });
+                    self.send(from.clone(), Frame::Delta { delta: chunk });
                 }
             }
             Frame::SynAck { digest, delta } => {
                 self.apply(now, &delta);
                 for chunk in self.chunk_missing(&digest, 0) {
                     self.send_deltas_counted(&chunk);
-                    self.send(from.to_owned(), Frame::Delta { delta: chunk });
+                    self.send(from.clone(), Frame::Delta { delta: chunk });
                 }
             }
             Frame::Delta { delta } => {
@@ -335,15 +324,15 @@ impl Engine {
         learned
     }
 
-    fn repair(&mut self, now: Duration, from: &str) {
+    fn repair(&mut self, now: Duration, from: &NodeName) {
         if self.repair_after.get(from).is_some_and(|t| now < *t) {
             return;
         }
         self.repair_after
-            .insert(from.to_owned(), now + self.config.gossip_interval / 4);
+            .insert(from.clone(), now + self.config.gossip_interval / 4);
         self.stats.repairs += 1;
         let digest = self.state.digest();
-        self.send(from.to_owned(), Frame::Syn { digest });
+        self.send(from.clone(), Frame::Syn { digest });
     }
 
     /// What a peer with `digest` lacks, split into frames; the first frame has
@@ -421,10 +410,10 @@ impl Engine {
         self.stats.entries_out += deltas.iter().map(|d| d.entries.len() as u64).sum::<u64>();
     }
 
-    fn send(&mut self, to: PeerId, frame: Frame) {
+    fn send(&mut self, to: NodeName, frame: Frame) {
         let kind = frame.frame_type();
-        self.stats.frames_out[kind.index()] += 1;
-        self.stats.bytes_out[kind.index()] += codec::encoded_len(&frame) as u64;
+        self.stats.frames_out[kind] += 1;
+        self.stats.bytes_out[kind] += codec::encoded_len(&frame) as u64;
         self.outbox.push(Output::Send { to, frame });
     }
 
@@ -442,12 +431,9 @@ impl Engine {
     }
 
     /// Up to `k` distinct random peers, never `except`.
-    fn pick_peers(&mut self, k: usize, except: Option<&str>) -> Vec<PeerId> {
-        let mut candidates: Vec<&PeerId> = self
-            .peers
-            .iter()
-            .filter(|p| Some(p.as_str()) != except)
-            .collect();
+    fn pick_peers(&mut self, k: usize, except: Option<&NodeName>) -> Vec<NodeName> {
+        let mut candidates: Vec<&NodeName> =
+            self.peers.iter().filter(|p| Some(*p) != except).collect();
         let k = k.min(candidates.len());
         for i in 0..k {
             let j = self.rng.usize(i..candidates.len());

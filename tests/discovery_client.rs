@@ -8,6 +8,7 @@ use common::{free_addr, http_get, wait_until, Proc};
 use gctr::discovery::{
     fetch_peers, resolve, ClientConfig, DiscoveryClient, DiscoveryError, Member, NodeInfo,
 };
+use gctr::http::HttpError;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -118,7 +119,7 @@ fn five_clients_find_each_other_survive_a_dead_discovery_and_refill_a_restarted_
     }
     assert!(matches!(
         fetch_peers(&url),
-        Err(DiscoveryError::Unreachable { .. })
+        Err(DiscoveryError::Http(HttpError::Unreachable { .. }))
     ));
 
     let _discovery = spawn_discovery(addr);
@@ -191,7 +192,10 @@ fn resolve_finds_a_node_by_name_and_lists_the_known_ones_otherwise() {
 fn lookups_against_a_dead_discovery_fail_clearly_and_quickly() {
     let url = format!("http://{}", free_addr());
     let err = resolve(&url, "n1").expect_err("nothing listens there");
-    assert!(matches!(err, DiscoveryError::Unreachable { .. }), "{err:?}");
+    assert!(
+        matches!(err, DiscoveryError::Http(HttpError::Unreachable { .. })),
+        "{err:?}"
+    );
     assert!(
         err.to_string()
             .contains("cannot reach the discovery server"),

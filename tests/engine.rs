@@ -6,6 +6,7 @@
 use gctr::codec::{self, Frame};
 use gctr::crdt::{LocalOp, OpKind, Origin, State};
 use gctr::engine::{Config, Engine, Output, MIN_PAYLOAD};
+use gctr::member::NodeName;
 use std::time::Duration;
 
 const NOW: Duration = Duration::from_secs(1);
@@ -18,8 +19,12 @@ fn engine(name: &str, peers: &[&str], config: Config) -> Engine {
         42,
         Duration::ZERO,
     );
-    e.set_peers(peers.iter().map(|p| p.to_string()));
+    e.set_peers(peers.iter().map(|p| peer(p)));
     e
+}
+
+fn peer(name: &str) -> NodeName {
+    NodeName::new(name).expect("a valid test name")
 }
 
 fn inc(counter: &str, amount: u64) -> LocalOp {
@@ -41,7 +46,7 @@ fn sends(e: &mut Engine) -> Vec<(String, Frame)> {
     e.drain_outputs()
         .into_iter()
         .filter_map(|o| match o {
-            Output::Send { to, frame } => Some((to, frame)),
+            Output::Send { to, frame } => Some((to.to_string(), frame)),
             Output::Learned(_) => None,
         })
         .collect()
@@ -58,7 +63,7 @@ fn a_push_with_a_gap_is_forwarded_and_pulls_the_gap_from_the_pusher_once() {
         .find(|(to, _)| to == "b")
         .expect("a push to b");
 
-    b.handle_frame(NOW, "a", push.clone());
+    b.handle_frame(NOW, &peer("a"), push.clone());
     let out = sends(&mut b);
     assert!(
         out.iter()
@@ -78,7 +83,7 @@ fn a_push_with_a_gap_is_forwarded_and_pulls_the_gap_from_the_pusher_once() {
     );
 
     // The same push again teaches nothing, and the pull is not repeated at once.
-    b.handle_frame(NOW, "a", push.clone());
+    b.handle_frame(NOW, &peer("a"), push.clone());
     assert_eq!(sends(&mut b), vec![]);
     assert_eq!((b.stats().repairs, b.stats().forwarded), (1, 1));
 }
@@ -92,7 +97,7 @@ fn a_push_without_a_gap_is_forwarded_and_pulls_nothing() {
         .iter()
         .find(|(to, _)| to == "b")
         .expect("a push to b");
-    b.handle_frame(NOW, "a", push.clone());
+    b.handle_frame(NOW, &peer("a"), push.clone());
     let out = sends(&mut b);
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(matches!(&out[0], (to, Frame::Push { .. }) if to == "c"));
@@ -126,9 +131,9 @@ fn pushes_reach_every_peer_of_a_small_cluster_and_ln_n_plus_3_of_a_large_one() {
 
     // A node that learns from a push passes it to as many peers, never back to the sender.
     let mut b = engine("p1", &many_refs[1..], Config::default());
-    b.add_peer("a".into());
+    b.add_peer(peer("a"));
     let (_, push) = pushes.iter().find(|(to, _)| to != "p1").expect("a push");
-    b.handle_frame(NOW, "a", push.clone());
+    b.handle_frame(NOW, &peer("a"), push.clone());
     let forwarded = pushed_to(&sends(&mut b));
     assert_eq!(forwarded.len(), 7, "{forwarded:?}");
     assert!(!forwarded.contains("a"));
@@ -157,7 +162,7 @@ fn a_split_delta_chains_its_ranges_and_applies_in_any_order() {
         write(&mut a, &ops);
     }
 
-    a.handle_frame(NOW, "b", Frame::Syn { digest: Vec::new() });
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: Vec::new() });
     let frames: Vec<Frame> = sends(&mut a).into_iter().map(|(_, f)| f).collect();
     assert!(
         frames.len() > 5,
@@ -187,7 +192,7 @@ fn a_split_delta_chains_its_ranges_and_applies_in_any_order() {
     // Last chunk first: b merges the entries at once, and knows all of a's changes once
     // the first chunk closes the gap.
     for f in frames.into_iter().rev() {
-        b.handle_frame(NOW, "a", f);
+        b.handle_frame(NOW, &peer("a"), f);
     }
     assert_eq!(b.state().known(a.origin()), a_known);
     let values = |e: &Engine| {

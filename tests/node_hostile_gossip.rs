@@ -40,7 +40,7 @@ fn send_and_expect_close(gossip: &str, bytes: &[u8]) {
 
 fn hello() -> Vec<u8> {
     codec::encode(&Frame::Hello {
-        name: "intruder".into(),
+        name: gctr::member::NodeName::new("intruder").unwrap(),
         gossip_addr: "127.0.0.1:1".into(),
         http_addr: "127.0.0.1:1".into(),
     })

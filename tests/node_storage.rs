@@ -6,7 +6,9 @@ mod common;
 
 use common::{free_addr, http_get, http_post};
 use gctr::crdt::{Origin, OriginDelta, State};
-use gctr::node::{Node, NodeConfig, Storage};
+use gctr::node::{Node, NodeConfig};
+use gctr::node_core::Storage;
+use gctr::status::StorageStatus;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,8 +36,8 @@ impl Storage for TestStorage {
         Ok(())
     }
 
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({ "kind": "test" })
+    fn status(&self) -> StorageStatus {
+        StorageStatus::MEMORY
     }
 
     fn close(&mut self) -> io::Result<()> {
@@ -80,6 +82,6 @@ fn a_storage_failure_answers_503_and_applies_nothing() {
     let (_, body) = http_get(&http, "/status").unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["requests"]["storage_failures"], 1);
-    assert_eq!(v["storage"]["kind"], "test");
+    assert_eq!(v["storage"]["kind"], "memory");
     node.stop();
 }

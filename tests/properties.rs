@@ -8,6 +8,7 @@ use gctr::crdt::{
     CounterEntry, LocalOp, OpKind, Origin, OriginDelta, OriginVersion, State, Totals,
 };
 use gctr::engine::{Config, Engine, Output, MIN_PAYLOAD};
+use gctr::member::NodeName;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -208,6 +209,10 @@ proptest! {
     }
 }
 
+fn peer(name: &str) -> NodeName {
+    NodeName::new(name).expect("a valid test name")
+}
+
 fn engine_with(state: State, max_payload: usize) -> Engine {
     let config = Config {
         max_payload,
@@ -229,7 +234,7 @@ proptest! {
         let a = build(&pool, &picks[0]);
         let b = build(&pool, &picks[1]);
         let mut sender = engine_with(a.clone(), max_payload);
-        sender.handle_frame(Duration::ZERO, "b", Frame::Syn { digest: b.digest() });
+        sender.handle_frame(Duration::ZERO, &peer("b"), Frame::Syn { digest: b.digest() });
         let mut frames = Vec::new();
         for output in sender.drain_outputs() {
             if let Output::Send { frame, .. } = output {
@@ -242,7 +247,7 @@ proptest! {
 
         let mut in_order = engine_with(b.clone(), max_payload);
         for frame in frames.iter().cloned() {
-            in_order.handle_frame(Duration::ZERO, "a", frame);
+            in_order.handle_frame(Duration::ZERO, &peer("a"), frame);
         }
         prop_assert_eq!(&view(in_order.state()).0, &want.0);
         prop_assert_eq!(&view(in_order.state()).1, &want.1);
@@ -254,7 +259,7 @@ proptest! {
         fastrand::Rng::with_seed(shuffle).shuffle(&mut shuffled);
         let mut any_order = engine_with(b, max_payload);
         for frame in shuffled {
-            any_order.handle_frame(Duration::ZERO, "a", frame);
+            any_order.handle_frame(Duration::ZERO, &peer("a"), frame);
         }
         prop_assert_eq!(&view(any_order.state()).0, &want.0);
     }
@@ -304,7 +309,7 @@ fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         (name(), "\\PC{0,40}", "\\PC{0,40}").prop_map(|(name, gossip_addr, http_addr)| {
             Frame::Hello {
-                name,
+                name: peer(&name),
                 gossip_addr,
                 http_addr,
             }
@@ -434,7 +439,7 @@ fn varint(mut v: u64) -> Vec<u8> {
 fn a_frame_at_the_payload_limit_decodes_and_one_byte_more_does_not() {
     let limit = 500;
     let frame = |name_len: usize| Frame::Hello {
-        name: "n".into(),
+        name: peer("n"),
         gossip_addr: "a".repeat(name_len.min(codec::MAX_ADDR_BYTES)),
         http_addr: "h".repeat(name_len.saturating_sub(codec::MAX_ADDR_BYTES)),
     };

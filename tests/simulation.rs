@@ -278,15 +278,15 @@ fn idle_bytes_per_round(counters: usize, seed: u64) -> f64 {
     );
     for t in [FrameType::Delta, FrameType::Push] {
         assert_eq!(
-            after.frames_out_of(t),
-            before.frames_out_of(t),
+            after.frames_out[t],
+            before.frames_out[t],
             "{}",
             sim.fail(&format!("an idle cluster sent {} frames", t.name()))
         );
     }
     let rounds = (after.rounds - before.rounds) as f64;
     assert!(rounds > 0.0);
-    (after.bytes_out_total() - before.bytes_out_total()) as f64 / rounds
+    (after.bytes_out.total() - before.bytes_out.total()) as f64 / rounds
 }
 
 #[test]
@@ -330,7 +330,7 @@ fn small_frames_split_large_deltas_and_converge_despite_lost_chunks() {
         sim.largest_frame
     );
     assert!(
-        stats.frames_out_of(FrameType::Delta) > 100 && sim.frames_lost > 0,
+        stats.frames_out[FrameType::Delta] > 100 && sim.frames_lost > 0,
         "{}",
         sim.fail("the deltas were not split or nothing was lost")
     );

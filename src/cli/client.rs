@@ -10,9 +10,9 @@
 use super::CliError;
 use crate::crdt::{validate_counter_name, DEFAULT_COUNTER};
 use crate::discovery::resolve;
+use crate::http::{JsonClient, Timeouts};
 use crate::node::views::{CounterView, PeerView, PeersView, ValueView};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -127,8 +127,8 @@ pub fn run(cmd: Command, parser: &mut lexopt::Parser) -> Result<(), CliError> {
         return Ok(());
     };
     let client = match &options.target {
-        Target::Http(http) => Client::new(http),
-        Target::Node { name, discovery } => Client::new(
+        Target::Http(http) => node_client(http),
+        Target::Node { name, discovery } => node_client(
             &resolve(discovery, name)
                 .map_err(|e| CliError::Failed(e.to_string()))?
                 .to_string(),
@@ -239,7 +239,7 @@ fn parse(
     }))
 }
 
-fn change(client: &Client, options: &Options, verb: &str) -> Result<(), CliError> {
+fn change(client: &JsonClient, options: &Options, verb: &str) -> Result<(), CliError> {
     let path = format!(
         "{}/{verb}?by={}",
         counter_path(&options.counter),
@@ -274,7 +274,7 @@ struct AllView {
     agree: bool,
 }
 
-fn get_all(client: &Client, options: &Options) -> Result<(), CliError> {
+fn get_all(client: &JsonClient, options: &Options) -> Result<(), CliError> {
     let peers: PeersView = client.get("/peers")?;
     let path = counter_path(&options.counter);
     let mut nodes = vec![ask_node(
@@ -285,7 +285,7 @@ fn get_all(client: &Client, options: &Options) -> Result<(), CliError> {
     )];
     for p in peers.peers {
         let node = match &p.http_addr {
-            Some(http) => ask_node(&Client::new(http), p.name, p.http_addr.clone(), &path),
+            Some(http) => ask_node(&node_client(http), p.name, p.http_addr.clone(), &path),
             None => NodeValue {
                 name: p.name,
                 http_addr: None,
@@ -323,7 +323,7 @@ fn get_all(client: &Client, options: &Options) -> Result<(), CliError> {
 }
 
 fn ask_node(
-    client: &Client,
+    client: &JsonClient,
     name: Option<String>,
     http_addr: Option<String>,
     path: &str,
@@ -368,7 +368,7 @@ fn print_table(view: &AllView) {
     }
 }
 
-fn peers(client: &Client, json: bool) -> Result<(), CliError> {
+fn peers(client: &JsonClient, json: bool) -> Result<(), CliError> {
     let view: PeersView = client.get("/peers")?;
     if json {
         println!("{}", to_json(&view)?);
@@ -431,59 +431,13 @@ fn to_json(view: &impl Serialize) -> Result<String, CliError> {
     serde_json::to_string(view).map_err(|e| CliError::Failed(e.to_string()))
 }
 
-/// A short-timeout HTTP client for one node.
-struct Client {
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    fn new(http: &str) -> Client {
-        let base = if http.starts_with("http://") || http.starts_with("https://") {
-            http.trim_end_matches('/').to_owned()
-        } else {
-            format!("http://{http}")
-        };
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .build();
-        Client { base, agent }
-    }
-
-    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        self.answer(self.agent.get(&format!("{}{path}", self.base)).call())
-    }
-
-    fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        self.answer(self.agent.post(&format!("{}{path}", self.base)).call())
-    }
-
-    fn answer<T: DeserializeOwned>(
-        &self,
-        result: Result<ureq::Response, ureq::Error>,
-    ) -> Result<T, CliError> {
-        match result {
-            Ok(response) => response.into_json::<T>().map_err(|e| {
-                CliError::Failed(format!("unexpected answer from {}: {e}", self.base))
-            }),
-            Err(ureq::Error::Status(status, response)) => {
-                let body: serde_json::Value = response.into_json().unwrap_or_default();
-                let why = body
-                    .get("error")
-                    .and_then(|e| e.as_str())
-                    .unwrap_or("no reason given");
-                Err(CliError::Failed(format!(
-                    "the node at {} refused (HTTP {status}): {why}",
-                    self.base
-                )))
-            }
-            Err(e) => Err(CliError::Failed(format!(
-                "cannot reach the node at {}: {e}",
-                self.base
-            ))),
-        }
-    }
+/// A short-timeout client for the node at `http`.
+fn node_client(http: &str) -> JsonClient {
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        total: Duration::from_secs(10),
+    };
+    JsonClient::new(http, "the node", timeouts)
 }
 
 #[cfg(test)]

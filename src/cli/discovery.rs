@@ -1,33 +1,60 @@
 //! `gctr discovery`: its options and start-up. Runs the discovery server until SIGINT
 //! or SIGTERM.
 
+use super::flags::{self, FlagHelp};
 use super::CliError;
-use crate::discovery::server::{DiscoveryServer, ServerConfig};
+use crate::discovery::registry::DEFAULT_MAX_MEMBERS;
+use crate::discovery::server::{DiscoveryServer, ServerConfig, DEFAULT_TTL};
+use crate::http::server::DEFAULT_READ_TIMEOUT;
 use crate::logging;
 use log::LevelFilter;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
-const USAGE: &str = "\
-Usage: gctr discovery [OPTIONS]
+/// The port `--port` defaults to.
+pub const DEFAULT_PORT: u16 = 8000;
+
+fn help() -> String {
+    let flags = [
+        FlagHelp::with_default("--port PORT", "port to listen on", DEFAULT_PORT),
+        FlagHelp::with_default(
+            "--bind ADDR",
+            "IP address to listen on",
+            Ipv4Addr::LOCALHOST,
+        ),
+        FlagHelp::with_default(
+            "--ttl DUR",
+            "drop a member not heard from for this long, e.g. 5s, 500ms",
+            flags::show_duration(DEFAULT_TTL),
+        ),
+        FlagHelp::with_default(
+            "--max-members N",
+            "refuse new members past this many",
+            DEFAULT_MAX_MEMBERS,
+        ),
+        FlagHelp::with_default(
+            "--http-read-timeout DUR",
+            "a client silent this long in the middle of a request (headers or body) gets an \
+             error and is disconnected",
+            flags::show_duration(DEFAULT_READ_TIMEOUT),
+        ),
+        flags::log_level_help(),
+        FlagHelp::new("-h, --help", "print this help"),
+    ];
+    format!(
+        "Usage: gctr discovery [OPTIONS]
 
 Runs the discovery server that nodes register with and learn their peers from.
 
 Options:
-  --port PORT          port to listen on [default: 8000]
-  --bind ADDR          IP address to listen on [default: 127.0.0.1]
-  --ttl DUR            drop a member not heard from for this long, e.g. 5s, 500ms
-                       [default: 5s]
-  --max-members N      refuse new members past this many [default: 10000]
-  --http-read-timeout DUR
-                       a client silent this long in the middle of a request (headers
-                       or body) gets an error and is disconnected [default: 15s]
-  --log-level LEVEL    off, error, warn, info, debug, trace [default: info]
-  -h, --help           print this help
-
-API (JSON): POST /register, POST /heartbeat {\"name\",\"addr\",\"http\"};
-POST /deregister {\"name\"}; GET /peers; GET /health.
-";
+{}
+API (JSON): POST /register, POST /heartbeat {{\"name\",\"addr\",\"http\"}};
+POST /deregister {{\"name\"}}; GET /peers; GET /health.
+",
+        flags::render(&flags)
+    )
+}
 
 struct Options {
     addr: SocketAddr,
@@ -37,12 +64,12 @@ struct Options {
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     let Some(options) = parse(parser)? else {
-        print!("{USAGE}");
+        print!("{}", help());
         return Ok(());
     };
     logging::init(options.log_level);
     let server =
-        DiscoveryServer::bind(options.addr, options.config.clone()).map_err(CliError::Failed)?;
+        DiscoveryServer::start(options.addr, options.config.clone()).map_err(CliError::Failed)?;
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop())
         .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
@@ -54,14 +81,14 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         humantime::format_duration(options.config.ttl),
         options.config.max_members
     );
-    server.run();
+    server.wait();
     Ok(())
 }
 
 /// The options, or None when help was asked for.
 fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     use lexopt::prelude::*;
-    let mut port: u16 = 8000;
+    let mut port: u16 = DEFAULT_PORT;
     let mut bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut config = ServerConfig::default();
     let mut log_level = LevelFilter::Info;
@@ -72,26 +99,18 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
             Long("bind") => bind = parser.value()?.parse()?,
             Long("ttl") => {
                 let text = parser.value()?.string()?;
-                config.ttl = humantime::parse_duration(&text)
-                    .map_err(|e| CliError::Usage(format!("--ttl {text:?}: {e}")))?;
-                if config.ttl.is_zero() {
-                    return Err(CliError::Usage("--ttl must be above zero".into()));
-                }
+                config.ttl = flags::duration("--ttl", &text, Duration::ZERO)?;
             }
             Long("http-read-timeout") => {
                 let text = parser.value()?.string()?;
-                config.read_timeout = super::positive_duration("--http-read-timeout", &text)?;
+                config.http.read_timeout =
+                    flags::duration("--http-read-timeout", &text, Duration::ZERO)?;
             }
             Long("max-members") => {
-                config.max_members = parser.value()?.parse()?;
-                if config.max_members == 0 {
-                    return Err(CliError::Usage("--max-members must be at least 1".into()));
-                }
+                let text = parser.value()?.string()?;
+                config.max_members = flags::number("--max-members", &text, 1..=usize::MAX)?;
             }
-            Long("log-level") => {
-                log_level =
-                    logging::parse_level(&parser.value()?.string()?).map_err(CliError::Usage)?;
-            }
+            Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
             _ => return Err(arg.unexpected().into()),
         }
     }

@@ -1,13 +1,19 @@
 //! `gctr maelstrom`: its options and start-up.
 
+use super::flags::{self, FlagHelp, GossipFlags};
 use super::CliError;
-use crate::engine::Config;
-use crate::maelstrom::{self, Settings};
+use crate::maelstrom::{self, Config};
 use log::LevelFilter;
-use std::time::Duration;
 
-const HELP: &str = "\
-gctr maelstrom: run one node under the Maelstrom protocol
+fn help() -> String {
+    let more = [
+        FlagHelp::with_default("--seed N", "seed for the choice of gossip peers", "random"),
+        flags::log_level_help(),
+        FlagHelp::new("-h, --help", "print this help"),
+    ];
+    let all: Vec<FlagHelp> = GossipFlags::help().into_iter().chain(more).collect();
+    format!(
+        "gctr maelstrom: run one node under the Maelstrom protocol
 
 Reads Maelstrom messages (one JSON object per line) on stdin, writes messages on stdout
 and logs on stderr. Serves the pn-counter workload (add, read) on the `default` counter,
@@ -16,57 +22,37 @@ plus replicate and gossip_status; nodes gossip with each other through Maelstrom
 Usage: gctr maelstrom [OPTIONS]
 
 Options:
-  --gossip-interval DUR  anti-entropy interval, e.g. 100ms, 1s [default: 100ms]
-  --fanout N             peers per gossip round, and the fewest a push goes to
-                         (ln(n) + 3 in a cluster of n nodes when more) [default: 2]
-  --no-eager-push        send local changes only in anti-entropy rounds
-  --seed N               seed for the choice of gossip peers [default: random]
-  --log-level LEVEL      off, error, warn, info, debug, trace [default: info]
-  -h, --help             print this help
-";
+{}",
+        flags::render(&all)
+    )
+}
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     use lexopt::prelude::*;
-    let mut gossip = Config::default();
+    let mut gossip = GossipFlags::default();
     let mut seed = None;
     let mut level = LevelFilter::Info;
     while let Some(arg) = parser.next()? {
         match arg {
-            Long("gossip-interval") => {
-                let text = parser.value()?.string()?;
-                let interval = humantime::parse_duration(&text)
-                    .map_err(|e| CliError::Usage(format!("--gossip-interval {text:?}: {e}")))?;
-                if interval < Duration::from_millis(1) {
-                    return Err(CliError::Usage(
-                        "--gossip-interval must be at least 1ms".into(),
-                    ));
-                }
-                gossip.gossip_interval = interval;
-            }
-            Long("fanout") => {
-                let fanout: usize = parser.value()?.parse()?;
-                if fanout == 0 {
-                    return Err(CliError::Usage("--fanout must be at least 1".into()));
-                }
-                gossip.fanout = fanout;
-            }
-            Long("no-eager-push") => gossip.eager_push = false,
             Long("seed") => seed = Some(parser.value()?.parse()?),
-            Long("log-level") => {
-                let text = parser.value()?.string()?;
-                level = crate::logging::parse_level(&text).map_err(CliError::Usage)?;
-            }
+            Long("log-level") => level = flags::log_level(&parser.value()?.string()?)?,
             Short('h') | Long("help") => {
-                print!("{HELP}");
+                print!("{}", help());
                 return Ok(());
+            }
+            Long(flag) => {
+                let flag = flag.to_owned();
+                if !gossip.take(&flag, parser)? {
+                    return Err(CliError::Usage(format!("invalid option '--{flag}'")));
+                }
             }
             _ => return Err(arg.unexpected().into()),
         }
     }
     crate::logging::init(level);
-    let settings = Settings {
-        gossip,
+    let config = Config {
+        gossip: gossip.finish(),
         seed: seed.unwrap_or_else(|| fastrand::u64(..)),
     };
-    maelstrom::run(settings).map_err(|e| CliError::Failed(format!("maelstrom: {e}")))
+    maelstrom::run(config).map_err(|e| CliError::Failed(format!("maelstrom: {e}")))
 }

@@ -6,13 +6,13 @@
 
 mod client;
 mod discovery;
+mod flags;
 mod maelstrom;
 mod node;
 mod node_wal;
 
 use std::ffi::OsString;
 use std::fmt;
-use std::time::Duration;
 
 const USAGE: &str = "\
 gctr: an AP distributed counter
@@ -49,18 +49,15 @@ impl fmt::Display for CliError {
     }
 }
 
-impl From<lexopt::Error> for CliError {
-    fn from(e: lexopt::Error) -> CliError {
-        CliError::Usage(e.to_string())
+impl From<crate::http::HttpError> for CliError {
+    fn from(e: crate::http::HttpError) -> CliError {
+        CliError::Failed(e.to_string())
     }
 }
 
-/// Parses a duration such as `500ms` or `2s` given to `flag`; zero is refused.
-fn positive_duration(flag: &str, text: &str) -> Result<Duration, CliError> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(CliError::Usage(format!("{flag} must be above zero"))),
-        Ok(d) => Ok(d),
-        Err(e) => Err(CliError::Usage(format!("{flag} {text:?}: {e}"))),
+impl From<lexopt::Error> for CliError {
+    fn from(e: lexopt::Error) -> CliError {
+        CliError::Usage(e.to_string())
     }
 }
 

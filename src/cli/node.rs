@@ -1,13 +1,15 @@
 //! `gctr node`: its options, start-up, and clean stop on SIGINT/SIGTERM.
 
-use super::node_wal::{self, WalFlags, WalSettings};
+use super::flags::{self, FlagHelp, GossipFlags};
+use super::node_wal::{self, WalDir, WalFlags};
 use super::CliError;
-use crate::codec::{MAX_ADDR_BYTES, MAX_PAYLOAD_LIMIT};
+use crate::codec::MAX_ADDR_BYTES;
 use crate::crdt::{validate_node_name, State};
 use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
-use crate::engine::MIN_PAYLOAD;
+use crate::http::server::DEFAULT_READ_TIMEOUT;
 use crate::node::discovery_feed::join_discovery;
-use crate::node::{fresh_origin, MemoryStorage, Node, NodeConfig, Storage};
+use crate::node::{fresh_origin, Node, NodeConfig};
+use crate::node_core::{MemoryStorage, Storage};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,49 +17,79 @@ use std::time::Duration;
 /// Added to the gossip port to make the HTTP port when `--http` is not given.
 pub const HTTP_PORT_OFFSET: u16 = 10;
 
-const HELP: &str = "\
-gctr node: run a node
+fn help() -> String {
+    let options = [
+        FlagHelp::new(
+            "--addr HOST:PORT",
+            "listen for gossip here; peers reach this node at this address (required; an IP \
+             address, port 0 picks a free port)",
+        ),
+        FlagHelp::with_default(
+            "--http HOST:PORT",
+            "serve the HTTP API here",
+            format!("the --addr host, the --addr port + {HTTP_PORT_OFFSET}"),
+        ),
+        FlagHelp::with_default(
+            "--name NAME",
+            "the node's name, unique in the cluster",
+            "the --addr value",
+        ),
+        FlagHelp::new(
+            "--seeds ADDR,...",
+            "gossip addresses of peers to join (repeatable); one side knowing the other is \
+             enough",
+        ),
+        FlagHelp::new(
+            "--discovery URL",
+            "register with this discovery server (e.g. http://127.0.0.1:8000) and take peers \
+             from it; without it the node uses no discovery (GCTR_DISCOVERY is for the client \
+             commands only)",
+        ),
+        FlagHelp::with_default(
+            "--heartbeat-interval DUR",
+            "time between heartbeats to discovery, each also refreshing the peer list; keep it \
+             well below discovery's --ttl",
+            flags::show_duration(DEFAULT_HEARTBEAT_INTERVAL),
+        ),
+    ];
+    let more = [
+        FlagHelp::with_default(
+            "--http-read-timeout DUR",
+            "an HTTP client silent this long in the middle of a request (headers or body) gets \
+             an error and is disconnected",
+            flags::show_duration(DEFAULT_READ_TIMEOUT),
+        ),
+        flags::log_level_help(),
+        FlagHelp::new("-h, --help", "show this help"),
+    ];
+    let all: Vec<FlagHelp> = options
+        .into_iter()
+        .chain(GossipFlags::help())
+        .chain(more)
+        .collect();
+    format!(
+        "gctr node: run a node
 
 Usage: gctr node --addr HOST:PORT [OPTIONS]
 
 Options:
-  --addr HOST:PORT         listen for gossip here; peers reach this node at this
-                           address (required; an IP address, port 0 picks a free port)
-  --http HOST:PORT         serve the HTTP API here
-                           [default: the --addr host, the --addr port + 10]
-  --name NAME              the node's name, unique in the cluster [default: the --addr
-                           value]
-  --seeds ADDR,...         gossip addresses of peers to join (repeatable); one side
-                           knowing the other is enough
-  --discovery URL          register with this discovery server (e.g.
-                           http://127.0.0.1:8000) and take peers from it; without it the
-                           node uses no discovery (GCTR_DISCOVERY is for the client
-                           commands only)
-  --heartbeat-interval DUR time between heartbeats to discovery, each also refreshing
-                           the peer list; keep it well below discovery's --ttl
-                           [default: 1s]
-  --gossip-interval DUR    time between anti-entropy rounds [default: 100ms]
-  --fanout N               peers per anti-entropy round, and the fewest a push goes
-                           to (ln(n) + 3 in a cluster of n nodes when more) [default: 2]
-  --no-eager-push          send local changes only by anti-entropy rounds
-  --max-frame BYTES        largest gossip frame payload sent or accepted; use the same
-                           value on every node [default: 1048576, range 512..=16777216]
-  --http-read-timeout DUR  an HTTP client silent this long in the middle of a request
-                           (headers or body) gets an error and is disconnected
-                           [default: 15s]
-  --log-level LEVEL        off, error, warn, info, debug or trace [default: info]
-  -h, --help               show this help
-
+{}
 Without --wal the node keeps its state in memory only and starts under a new
 incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
 once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0), deregistering from
 discovery first. While discovery is down the node keeps gossiping with the peers it
 knows.
-";
+
+Durability options:
+{}",
+        flags::render(&all),
+        flags::render(&node_wal::help())
+    )
+}
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     let Some(options) = parse(parser)? else {
-        print!("{HELP}\n{}", node_wal::HELP);
+        print!("{}", help());
         return Ok(());
     };
     crate::logging::init(options.log_level);
@@ -107,7 +139,7 @@ struct Options {
     log_level: log::LevelFilter,
     /// `--name` was given (a WAL directory's own name is used otherwise).
     name_given: bool,
-    wal: Option<WalSettings>,
+    wal: Option<WalDir>,
 }
 
 struct DiscoveryOptions {
@@ -122,10 +154,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut http: Option<SocketAddr> = None;
     let mut name: Option<String> = None;
     let mut seeds: Vec<String> = Vec::new();
-    let mut interval: Option<Duration> = None;
-    let mut fanout: Option<usize> = None;
-    let mut eager_push = true;
-    let mut max_frame: Option<usize> = None;
+    let mut gossip = GossipFlags::default();
     let mut discovery_url: Option<String> = None;
     let mut heartbeat_interval: Option<Duration> = None;
     let mut http_read_timeout: Option<Duration> = None;
@@ -146,48 +175,27 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                     seeds.push(seed_addr(seed.trim())?);
                 }
             }
-            Long("gossip-interval") => {
-                let v = parser.value()?.string()?;
-                let d = humantime::parse_duration(&v)
-                    .map_err(|e| usage(format!("--gossip-interval {v:?}: {e}")))?;
-                if d.is_zero() {
-                    return Err(usage("--gossip-interval must be above zero"));
-                }
-                interval = Some(d);
-            }
-            Long("fanout") => {
-                let n: usize = parser.value()?.parse()?;
-                if n == 0 {
-                    return Err(usage("--fanout must be at least 1"));
-                }
-                fanout = Some(n);
-            }
             Long("discovery") => discovery_url = Some(parser.value()?.string()?),
             Long("heartbeat-interval") => {
                 let v = parser.value()?.string()?;
-                heartbeat_interval = Some(super::positive_duration("--heartbeat-interval", &v)?);
+                heartbeat_interval =
+                    Some(flags::duration("--heartbeat-interval", &v, Duration::ZERO)?);
             }
             Long("http-read-timeout") => {
                 let v = parser.value()?.string()?;
-                http_read_timeout = Some(super::positive_duration("--http-read-timeout", &v)?);
+                http_read_timeout =
+                    Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
             }
-            Long("no-eager-push") => eager_push = false,
-            Long("max-frame") => {
-                let n: usize = parser.value()?.parse()?;
-                if !(MIN_PAYLOAD..=MAX_PAYLOAD_LIMIT).contains(&n) {
-                    return Err(usage(format!(
-                        "--max-frame must be from {MIN_PAYLOAD} to {MAX_PAYLOAD_LIMIT} bytes"
-                    )));
-                }
-                max_frame = Some(n);
-            }
-            Long("log-level") => {
-                log_level = crate::logging::parse_level(&parser.value()?.string()?)
-                    .map_err(|e| usage(format!("--log-level: {e}")))?;
-            }
+            Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
             Long(flag) if node_wal::is_flag(flag) => {
                 let flag = flag.to_owned();
                 wal.take(&flag, parser)?;
+            }
+            Long(flag) => {
+                let flag = flag.to_owned();
+                if !gossip.take(&flag, parser)? {
+                    return Err(usage(format!("invalid option '--{flag}'")));
+                }
             }
             _ => return Err(arg.unexpected().into()),
         }
@@ -204,18 +212,9 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         config.name = n;
     }
     config.seeds = seeds;
-    if let Some(d) = interval {
-        config.engine.gossip_interval = d;
-    }
-    if let Some(n) = fanout {
-        config.engine.fanout = n;
-    }
-    config.engine.eager_push = eager_push;
-    if let Some(n) = max_frame {
-        config.engine.max_payload = n;
-    }
+    config.engine = gossip.finish();
     if let Some(d) = http_read_timeout {
-        config.http_read_timeout = d;
+        config.http.read_timeout = d;
     }
     let discovery = match discovery_url {
         Some(url) => {
@@ -342,7 +341,7 @@ mod tests {
     fn discovery_settings_and_their_checks() {
         let d = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
         assert!(d.discovery.is_none());
-        assert_eq!(d.config.http_read_timeout, Duration::from_secs(15));
+        assert_eq!(d.config.http.read_timeout, Duration::from_secs(15));
         let o = parse_args(&[
             "--addr",
             "127.0.0.1:1",
@@ -358,7 +357,7 @@ mod tests {
         let discovery = o.discovery.expect("discovery options");
         assert_eq!(discovery.url, "http://127.0.0.1:8000");
         assert_eq!(discovery.heartbeat_interval, Duration::from_millis(300));
-        assert_eq!(o.config.http_read_timeout, Duration::from_secs(2));
+        assert_eq!(o.config.http.read_timeout, Duration::from_secs(2));
         let o = parse_args(&["--addr", "127.0.0.1:1", "--discovery", "d:1"])
             .unwrap()
             .unwrap();
@@ -444,7 +443,7 @@ mod tests {
             .unwrap();
         let wal = o.wal.unwrap();
         assert_eq!(wal.dir, std::path::PathBuf::from("d"));
-        assert_eq!(wal.options, crate::wal::WalOptions::default());
+        assert_eq!(wal.config, crate::wal::WalConfig::default());
         let o = parse_args(&[
             "--addr",
             "127.0.0.1:1",
@@ -467,7 +466,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(o.name_given);
-        let w = o.wal.unwrap().options;
+        let w = o.wal.unwrap().config;
         assert_eq!(
             w.fsync,
             crate::wal::FsyncPolicy::Interval(Duration::from_millis(5))

@@ -1,46 +1,67 @@
 //! `gctr node`'s durability options (`--wal DIR` and its settings), and opening the data
 //! directory at start-up: the node's origin and state come from what the WAL recovered.
 
+use super::flags::{self, FlagHelp};
 use super::CliError;
 use crate::crdt::{Origin, State};
 use crate::node::wal_storage::describe_recovery;
-use crate::node::{Storage, WalStorage};
-use crate::wal::{FsyncPolicy, Wal, WalError, WalOptions, IDENTITY_FILE, MAX_SEGMENT_BYTES};
+use crate::node::WalStorage;
+use crate::node_core::Storage;
+use crate::wal::{FsyncPolicy, Wal, WalConfig, WalError, IDENTITY_FILE, MAX_SEGMENT_BYTES};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// Under `--fsync interval` without `--fsync-interval`.
 const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
 
-pub const HELP: &str = "\
-Durability options:
-  --wal DIR                keep a write-ahead log in DIR (created if missing): every
-                           acknowledged write survives a crash, and a restart on DIR
-                           recovers the node's state and identity. An existing DIR
-                           keeps its node name; --name must then match it
-  --fsync POLICY           always, interval or never [default: always]. Only `always`
-                           (one fsync per batch of writes, before they are answered)
-                           keeps every acknowledged write through a crash. `interval`
-                           and `never` are weaker: acknowledged writes can be lost in
-                           a crash or power cut, and after an unclean stop the node
-                           restarts under a new incarnation
-  --fsync-interval DUR     under `--fsync interval`: fsync at most DUR after a write
-                           (checked at every change and every gossip tick, so the
-                           lag is the larger of DUR and the gossip interval)
-                           [default: 100ms]
-  --segment-size BYTES     start a new log segment past this size
-                           [default: 67108864, range 1..=1073741824]
-  --snapshot-records N     write a snapshot after N records (0: never by count)
-                           [default: 1000000]
-  --snapshot-bytes BYTES   ... or after BYTES of records (0: never by size)
-                           [default: 67108864]
-  --repair                 start even if the log is corrupt: keep every record before
-                           the bad one, set the rest aside (renamed, not deleted), and
-                           take a new incarnation. Without it the node refuses to start
-                           on corruption (exit 1, naming the file and offset). A torn
-                           last record (a crash mid-write) is always cut, with a copy
-                           kept, and logged
-";
+/// The durability options' help entries.
+pub fn help() -> Vec<FlagHelp> {
+    let defaults = WalConfig::default();
+    vec![
+        FlagHelp::new(
+            "--wal DIR",
+            "keep a write-ahead log in DIR (created if missing): every acknowledged write \
+             survives a crash, and a restart on DIR recovers the node's state and identity. An \
+             existing DIR keeps its node name; --name must then match it",
+        ),
+        FlagHelp::with_default(
+            "--fsync POLICY",
+            "always, interval or never. Only `always` (one fsync per batch of writes, before \
+             they are answered) keeps every acknowledged write through a crash. `interval` and \
+             `never` are weaker: acknowledged writes can be lost in a crash or power cut, and \
+             after an unclean stop the node restarts under a new incarnation",
+            "always",
+        ),
+        FlagHelp::with_default(
+            "--fsync-interval DUR",
+            "under `--fsync interval`: fsync at most DUR after a write (checked at every change \
+             and every gossip tick, so the lag is the larger of DUR and the gossip interval)",
+            flags::show_duration(DEFAULT_FSYNC_INTERVAL),
+        ),
+        FlagHelp::with_default(
+            "--segment-size BYTES",
+            &format!("start a new log segment past this size (range 1..={MAX_SEGMENT_BYTES})"),
+            defaults.segment_bytes,
+        ),
+        FlagHelp::with_default(
+            "--snapshot-records N",
+            "write a snapshot after N records (0: never by count)",
+            defaults.snapshot_records,
+        ),
+        FlagHelp::with_default(
+            "--snapshot-bytes BYTES",
+            "... or after BYTES of records (0: never by size)",
+            defaults.snapshot_bytes,
+        ),
+        FlagHelp::new(
+            "--repair",
+            "start even if the log is corrupt: keep every record before the bad one, set the \
+             rest aside (renamed, not deleted), and take a new incarnation. Without it the node \
+             refuses to start on corruption (exit 1, naming the file and offset). A torn last \
+             record (a crash mid-write) is always cut, with a copy kept, and logged",
+        ),
+    ]
+}
 
 /// The durability options as given; [`WalFlags::finish`] checks them together.
 #[derive(Debug, Default)]
@@ -56,9 +77,9 @@ pub struct WalFlags {
 
 /// Where and how to keep the log.
 #[derive(Debug, PartialEq, Eq)]
-pub struct WalSettings {
+pub struct WalDir {
     pub dir: PathBuf,
-    pub options: WalOptions,
+    pub config: WalConfig,
 }
 
 /// The durability options' long names.
@@ -86,24 +107,23 @@ impl WalFlags {
             "fsync" => self.fsync = Some(parser.value()?.string()?),
             "fsync-interval" => {
                 let v = parser.value()?.string()?;
-                let d = humantime::parse_duration(&v)
-                    .map_err(|e| usage(format!("--fsync-interval {v:?}: {e}")))?;
-                if d.is_zero() {
-                    return Err(usage("--fsync-interval must be above zero"));
-                }
-                self.fsync_interval = Some(d);
+                self.fsync_interval =
+                    Some(flags::duration("--fsync-interval", &v, Duration::ZERO)?);
             }
             "segment-size" => {
-                let n: u64 = parser.value()?.parse()?;
-                if !(1..=MAX_SEGMENT_BYTES).contains(&n) {
-                    return Err(usage(format!(
-                        "--segment-size must be from 1 to {MAX_SEGMENT_BYTES} bytes"
-                    )));
-                }
-                self.segment_bytes = Some(n);
+                let v = parser.value()?.string()?;
+                self.segment_bytes =
+                    Some(flags::number("--segment-size", &v, 1..=MAX_SEGMENT_BYTES)?);
             }
-            "snapshot-records" => self.snapshot_records = Some(parser.value()?.parse()?),
-            "snapshot-bytes" => self.snapshot_bytes = Some(parser.value()?.parse()?),
+            "snapshot-records" => {
+                let v = parser.value()?.string()?;
+                self.snapshot_records =
+                    Some(flags::number("--snapshot-records", &v, 0..=u64::MAX)?);
+            }
+            "snapshot-bytes" => {
+                let v = parser.value()?.string()?;
+                self.snapshot_bytes = Some(flags::number("--snapshot-bytes", &v, 0..=u64::MAX)?);
+            }
             "repair" => self.repair = true,
             _ => return Err(usage(format!("--{flag} is not a durability option"))),
         }
@@ -112,7 +132,7 @@ impl WalFlags {
 
     /// The settings, `None` without `--wal`; a durability setting without `--wal` is a
     /// usage error rather than silently ignored.
-    pub fn finish(self) -> Result<Option<WalSettings>, CliError> {
+    pub fn finish(self) -> Result<Option<WalDir>, CliError> {
         let Some(dir) = self.dir else {
             let given = self.fsync.is_some()
                 || self.fsync_interval.is_some()
@@ -140,8 +160,8 @@ impl WalFlags {
         if self.fsync_interval.is_some() && !matches!(fsync, FsyncPolicy::Interval(_)) {
             return Err(usage("--fsync-interval needs --fsync interval"));
         }
-        let defaults = WalOptions::default();
-        let options = WalOptions {
+        let defaults = WalConfig::default();
+        let config = WalConfig {
             node_name: None,
             fsync,
             segment_bytes: self.segment_bytes.unwrap_or(defaults.segment_bytes),
@@ -149,7 +169,7 @@ impl WalFlags {
             snapshot_bytes: self.snapshot_bytes.unwrap_or(defaults.snapshot_bytes),
             repair: self.repair,
         };
-        Ok(Some(WalSettings { dir, options }))
+        Ok(Some(WalDir { dir, config }))
     }
 }
 
@@ -158,15 +178,15 @@ impl WalFlags {
 /// directory's, and a default name is used only for a new directory. Returns the storage,
 /// the origin to run under and the recovered state.
 pub fn open(
-    settings: WalSettings,
+    wal_dir: WalDir,
     name: &str,
     name_given: bool,
 ) -> Result<(Box<dyn Storage>, Origin, State), CliError> {
-    let WalSettings { dir, mut options } = settings;
+    let WalDir { dir, mut config } = wal_dir;
     if name_given || !dir.join(IDENTITY_FILE).exists() {
-        options.node_name = Some(name.to_owned());
+        config.node_name = Some(name.to_owned());
     }
-    let (wal, recovered) = Wal::open(&dir, options).map_err(|e| match e {
+    let (wal, recovered) = Wal::open(&dir, config).map_err(|e| match e {
         WalError::Corruption { .. } => CliError::Failed(format!(
             "{e}\nhint: `gctr node --repair` keeps every record before the bad one, sets the \
              rest aside (renamed, not deleted) and starts under a new incarnation"

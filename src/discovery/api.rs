@@ -111,9 +111,3 @@ pub struct Health {
     pub members: usize,
     pub ttl_ms: u64,
 }
-
-/// Body of every error answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: String,
-}

@@ -7,13 +7,11 @@
 //! last list stays available meanwhile. Also the one-shot lookups the CLI needs
 //! (`fetch_peers`, `resolve` for `--node NAME`).
 
-use super::api::{Deregister, ErrorBody, Member, NodeInfo, Registered};
-use super::registry::millis;
+use super::api::{Deregister, Member, NodeInfo, Registered};
+use crate::http::{HttpError, JsonClient, Timeouts};
+use crate::status::millis;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::fmt;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -24,8 +22,8 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest any single request to discovery may take.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-/// Largest answer read from discovery (a full table of 10,000 members is about 1 MB).
-const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+/// How messages name the server.
+const WHAT: &str = "the discovery server";
 
 /// What a `DiscoveryClient` needs to know.
 #[derive(Clone, Debug)]
@@ -55,34 +53,22 @@ impl ClientConfig {
 /// Why a call to discovery failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DiscoveryError {
-    /// No answer: connection refused, timed out, bad URL.
-    Unreachable { url: String, reason: String },
-    /// The server answered with an error status.
-    Refused {
-        url: String,
-        status: u16,
-        message: String,
-    },
-    /// The server answered something that is not the expected JSON.
-    BadAnswer { url: String, reason: String },
+    /// No answer, an error status, or a bad answer.
+    Http(HttpError),
     /// `resolve` found no member with that name; `known` lists the names it did find.
     UnknownNode { name: String, known: Vec<String> },
+}
+
+impl From<HttpError> for DiscoveryError {
+    fn from(e: HttpError) -> DiscoveryError {
+        DiscoveryError::Http(e)
+    }
 }
 
 impl fmt::Display for DiscoveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DiscoveryError::Unreachable { url, reason } => {
-                write!(f, "cannot reach the discovery server at {url}: {reason}")
-            }
-            DiscoveryError::Refused {
-                url,
-                status,
-                message,
-            } => write!(f, "discovery server at {url} answered {status}: {message}"),
-            DiscoveryError::BadAnswer { url, reason } => {
-                write!(f, "discovery server at {url} sent a bad answer: {reason}")
-            }
+            DiscoveryError::Http(e) => e.fmt(f),
             DiscoveryError::UnknownNode { name, known } if known.is_empty() => {
                 write!(f, "no node named {name:?}: no nodes are registered")
             }
@@ -115,8 +101,7 @@ impl DiscoveryClient {
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let last = Arc::new(Mutex::new(Vec::new()));
         let mut worker = Worker {
-            url: base_url(&config.url),
-            agent: agent(config.timeout),
+            client: client(&config.url, config.timeout),
             me: config.me,
             interval: config.interval,
             on_peers: Box::new(on_peers),
@@ -182,8 +167,7 @@ impl Drop for DiscoveryClient {
 type PeersCallback = Box<dyn FnMut(Vec<Member>) + Send>;
 
 struct Worker {
-    url: String,
-    agent: ureq::Agent,
+    client: JsonClient,
     me: NodeInfo,
     interval: Duration,
     on_peers: PeersCallback,
@@ -199,11 +183,13 @@ impl Worker {
         match self.upsert_and_fetch() {
             Ok(peers) => {
                 match self.reachable {
-                    Some(false) => log::info!("discovery at {} is reachable again", self.url),
+                    Some(false) => {
+                        log::info!("discovery at {} is reachable again", self.client.base())
+                    }
                     None => log::info!(
                         "registered as {} with discovery at {}",
                         self.me.name,
-                        self.url
+                        self.client.base()
                     ),
                     Some(true) => {}
                 }
@@ -223,11 +209,11 @@ impl Worker {
 
     fn upsert_and_fetch(&mut self) -> Result<Vec<Member>, DiscoveryError> {
         let route = if self.registered {
-            "heartbeat"
+            "/heartbeat"
         } else {
-            "register"
+            "/register"
         };
-        let answer: Registered = post(&self.agent, &self.url, route, &self.me)?;
+        let answer: Registered = self.client.post_json(route, &self.me)?;
         self.registered = true;
         if !self.warned_ttl && millis(self.interval) >= answer.ttl_ms {
             log::warn!(
@@ -237,7 +223,7 @@ impl Worker {
             );
             self.warned_ttl = true;
         }
-        let mut peers = get_peers(&self.agent, &self.url)?;
+        let mut peers: Vec<Member> = self.client.get("/peers")?;
         peers.retain(|m| m.name != self.me.name);
         Ok(peers)
     }
@@ -246,7 +232,10 @@ impl Worker {
         let body = Deregister {
             name: self.me.name.clone(),
         };
-        match post::<_, serde_json::Value>(&self.agent, &self.url, "deregister", &body) {
+        match self
+            .client
+            .post_json::<_, serde_json::Value>("/deregister", &body)
+        {
             Ok(_) => log::info!("deregistered {} from discovery", self.me.name),
             Err(e) => log::debug!("deregistering {} failed: {e}", self.me.name),
         }
@@ -255,7 +244,7 @@ impl Worker {
 
 /// Every live member discovery knows, sorted by name.
 pub fn fetch_peers(url: &str) -> Result<Vec<Member>, DiscoveryError> {
-    get_peers(&agent(DEFAULT_REQUEST_TIMEOUT * 2), &base_url(url))
+    Ok(client(url, DEFAULT_REQUEST_TIMEOUT * 2).get("/peers")?)
 }
 
 /// The HTTP address of the node named `name`, looked up in discovery.
@@ -270,82 +259,17 @@ pub fn resolve(url: &str, name: &str) -> Result<SocketAddr, DiscoveryError> {
     }
 }
 
-/// `url` with a scheme and without a trailing slash.
-fn base_url(url: &str) -> String {
-    let url = url.trim().trim_end_matches('/');
-    if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    }
-}
-
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(timeout)
-        .timeout(timeout)
-        .build()
-}
-
-fn get_peers(agent: &ureq::Agent, url: &str) -> Result<Vec<Member>, DiscoveryError> {
-    answer(url, agent.get(&format!("{url}/peers")).call())
-}
-
-fn post<B: Serialize, T: DeserializeOwned>(
-    agent: &ureq::Agent,
-    url: &str,
-    route: &str,
-    body: &B,
-) -> Result<T, DiscoveryError> {
-    answer(url, agent.post(&format!("{url}/{route}")).send_json(body))
-}
-
-fn answer<T: DeserializeOwned>(
-    url: &str,
-    result: Result<ureq::Response, ureq::Error>,
-) -> Result<T, DiscoveryError> {
-    match result {
-        Ok(response) => read_json(response).map_err(|reason| DiscoveryError::BadAnswer {
-            url: url.to_owned(),
-            reason,
-        }),
-        Err(ureq::Error::Status(status, response)) => Err(DiscoveryError::Refused {
-            url: url.to_owned(),
-            status,
-            message: read_json::<ErrorBody>(response)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| "no error message".into()),
-        }),
-        Err(e) => Err(DiscoveryError::Unreachable {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        }),
-    }
-}
-
-fn read_json<T: DeserializeOwned>(response: ureq::Response) -> Result<T, String> {
-    let mut body = Vec::new();
-    response
-        .into_reader()
-        .take(MAX_ANSWER_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| e.to_string())?;
-    if body.len() as u64 > MAX_ANSWER_BYTES {
-        return Err(format!("answer is over {MAX_ANSWER_BYTES} bytes"));
-    }
-    serde_json::from_slice(&body).map_err(|e| e.to_string())
+fn client(url: &str, timeout: Duration) -> JsonClient {
+    let timeouts = Timeouts {
+        connect: timeout,
+        total: timeout,
+    };
+    JsonClient::new(url, WHAT, timeouts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base_url_adds_a_scheme_and_drops_trailing_slashes() {
-        assert_eq!(base_url("127.0.0.1:8000"), "http://127.0.0.1:8000");
-        assert_eq!(base_url("http://h:1/"), "http://h:1");
-        assert_eq!(base_url(" https://h:1 "), "https://h:1");
-    }
 
     #[test]
     fn unknown_node_error_lists_the_known_names() {

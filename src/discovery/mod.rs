@@ -12,4 +12,4 @@ pub mod server;
 pub use api::{Member, NodeInfo};
 pub use client::{fetch_peers, resolve, ClientConfig, DiscoveryClient, DiscoveryError};
 pub use registry::Registry;
-pub use server::{DiscoveryServer, ServerConfig, StopHandle};
+pub use server::{DiscoveryServer, ServerConfig};

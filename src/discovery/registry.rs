@@ -8,6 +8,7 @@
 //! existing member always succeeds.
 
 use super::api::{Member, NodeInfo};
+use crate::status::millis;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -136,11 +137,6 @@ impl Registry {
             })
             .collect()
     }
-}
-
-/// Whole milliseconds in `d`, saturating at u64::MAX.
-pub fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

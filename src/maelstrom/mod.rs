@@ -26,4 +26,4 @@ pub mod message;
 pub mod node;
 mod runtime;
 
-pub use runtime::{run, Settings};
+pub use runtime::{run, Config};

@@ -1,9 +1,10 @@
 //! One Maelstrom node, free of I/O: it takes input lines and timer ticks with the time
-//! since start, drives the gossip engine, and queues the messages to write.
+//! since start, drives the node core (the same one `gctr node` runs, over a storage that
+//! keeps nothing: Maelstrom has no disk), and queues the messages to write.
 //!
-//! Adds that arrive together (one turn of the event loop) form one local batch: one
-//! `prepare_local` → `apply_local`, one eager push, then an `add_ok` per add. Any other
-//! message first closes the batch, so a `read` sees every `add` that came before it.
+//! Adds that arrive together (one turn of the event loop) form one group commit, then an
+//! `add_ok` per add. Any other message first closes the batch, so a `read` sees every
+//! `add` that came before it.
 //!
 //! What `gossip_status_ok` reports:
 //! - `local_value`: this node's value of the `default` counter;
@@ -20,7 +21,9 @@
 use super::message::{self, ErrorCode, Incoming, Outgoing, Parsed, ReplyTo, Request};
 use crate::codec::Frame;
 use crate::crdt::{Digest, LocalOp, OpKind, Origin, State, DEFAULT_COUNTER};
-use crate::engine::{Config, Engine, Output, PeerId};
+use crate::engine::{Config, Engine};
+use crate::member::NodeName;
+use crate::node_core::{Effect, MemoryStorage, NodeCore, OpRequest};
 use log::{debug, info, warn};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -38,13 +41,16 @@ pub struct Node {
     next_msg_id: u64,
 }
 
+/// Who asked for an add, under which msg_id, and the delta.
+type AddRequest = (String, Option<u64>, i64);
+
 struct Serving {
     me: String,
-    engine: Engine,
-    /// Adds of the current batch: who asked, under which msg_id, and the delta.
-    pending_adds: Vec<(String, Option<u64>, i64)>,
+    core: NodeCore<AddRequest>,
+    /// Adds of the current batch.
+    pending_adds: Vec<AddRequest>,
     /// The latest digest each peer sent us.
-    peer_digests: HashMap<PeerId, Digest>,
+    peer_digests: HashMap<NodeName, Digest>,
     first_change: Option<Duration>,
     last_change: Option<Duration>,
 }
@@ -67,7 +73,7 @@ impl Node {
 
     /// When [`Node::handle_timer`] must next run, once serving.
     pub fn next_deadline(&self) -> Option<Duration> {
-        self.serving.as_ref().map(|s| s.engine.next_deadline())
+        self.serving.as_ref().map(|s| s.core.next_deadline())
     }
 
     /// Handles one input line.
@@ -93,16 +99,16 @@ impl Node {
     pub fn handle_timer(&mut self, now: Duration) {
         self.flush_adds(now);
         if let Some(s) = &mut self.serving {
-            s.engine.handle_timer(now);
+            s.core.handle_timer(now);
         }
-        self.collect_engine_outputs();
+        self.collect_effects();
     }
 
     /// Every line to write since the last call, stamped with this node's id and fresh
     /// message ids. Closes the current batch of adds first.
     pub fn drain_lines(&mut self, now: Duration) -> Vec<String> {
         self.flush_adds(now);
-        self.collect_engine_outputs();
+        self.collect_effects();
         let outbox = std::mem::take(&mut self.outbox);
         let me = self.serving.as_ref().map(|s| s.me.as_str());
         let first = self.next_msg_id;
@@ -169,24 +175,34 @@ impl Node {
                 return;
             }
         }
-        let peers: Vec<PeerId> = node_ids.into_iter().filter(|id| *id != node_id).collect();
+        let peers: Vec<NodeName> = node_ids
+            .iter()
+            .filter(|id| **id != node_id)
+            .filter_map(|id| match NodeName::new(id) {
+                Ok(name) => Some(name),
+                Err(e) => {
+                    warn!("node id {id:?} cannot be a peer: {e}");
+                    None
+                }
+            })
+            .collect();
         match &mut self.serving {
-            Some(s) => s.engine.set_peers(peers),
+            Some(s) => s.core.set_peers(peers),
             None => {
                 let origin = Origin::new(node_id.clone(), INCARNATION);
-                let mut engine =
-                    Engine::new(origin, self.config.clone(), State::new(), self.seed, now);
-                engine.set_peers(peers);
+                let engine = Engine::new(origin, self.config.clone(), State::new(), self.seed, now);
+                let mut core = NodeCore::new(engine, Box::new(MemoryStorage));
+                core.set_peers(peers);
                 info!(
                     "node {node_id} serving with peers {:?}, gossip every {:?}, fanout {}, eager push {}",
-                    engine.peers(),
+                    core.peers(),
                     self.config.gossip_interval,
                     self.config.fanout,
                     self.config.eager_push
                 );
                 self.serving = Some(Serving {
                     me: node_id,
-                    engine,
+                    core,
                     pending_adds: Vec::new(),
                     peer_digests: HashMap::new(),
                     first_change: None,
@@ -197,51 +213,30 @@ impl Node {
         self.reply(src, msg_id, "init_ok", json!({}));
     }
 
-    /// Applies the batch of adds gathered so far and answers each.
+    /// Commits the batch of adds gathered so far; each is answered as the core replies.
     fn flush_adds(&mut self, now: Duration) {
         let Some(s) = &mut self.serving else {
             return;
         };
-        if s.pending_adds.is_empty() {
-            return;
-        }
         let adds = std::mem::take(&mut s.pending_adds);
-        let nonzero: Vec<&(String, Option<u64>, i64)> =
-            adds.iter().filter(|(_, _, d)| *d != 0).collect();
-        let ops: Vec<LocalOp> = nonzero
-            .iter()
-            .map(|(_, _, delta)| LocalOp {
+        let (zero, nonzero): (Vec<AddRequest>, Vec<AddRequest>) =
+            adds.into_iter().partition(|(_, _, delta)| *delta == 0);
+        s.core.commit(nonzero.into_iter().map(|add| OpRequest {
+            op: LocalOp {
                 counter: DEFAULT_COUNTER.to_owned(),
-                kind: if *delta > 0 {
+                kind: if add.2 > 0 {
                     OpKind::Increment
                 } else {
                     OpKind::Decrement
                 },
-                amount: delta.unsigned_abs(),
-            })
-            .collect();
-        // No disk under Maelstrom: a prepared batch is durable at once.
-        let batch = s.engine.prepare_local(&ops);
-        if !batch.is_empty() {
-            s.engine.apply_local(&batch);
-            s.changed(now);
+                amount: add.2.unsigned_abs(),
+            },
+            reply: add,
+        }));
+        for (src, msg_id, _) in zero {
+            self.reply(&src, msg_id, "add_ok", json!({}));
         }
-        let mut results = batch.results.into_iter();
-        for (src, msg_id, delta) in &adds {
-            let result = if *delta == 0 {
-                Ok(())
-            } else {
-                results.next().map_or(Ok(()), |r| r.map(drop))
-            };
-            match result {
-                Ok(()) => self.reply(src, *msg_id, "add_ok", json!({})),
-                Err(e) => {
-                    let text = format!("add {delta} refused: {e}");
-                    warn!("{text}");
-                    self.error(src, *msg_id, ErrorCode::Abort, &text);
-                }
-            }
-        }
+        self.collect_effects_at(Some(now));
     }
 
     fn replicate(
@@ -263,7 +258,7 @@ impl Node {
             let n = n_counters.get(node).copied().unwrap_or(0);
             let origin = Origin::new(node.clone(), INCARNATION);
             grew |= s
-                .engine
+                .core
                 .merge_unversioned(now, &origin, DEFAULT_COUNTER, p, n);
         }
         if grew {
@@ -276,16 +271,16 @@ impl Node {
         let Some(s) = &mut self.serving else {
             return;
         };
-        if !s.engine.peers().iter().any(|p| p == src) {
+        let Some(from) = s.core.peers().iter().find(|p| p.as_str() == src).cloned() else {
             warn!("gossip from {src}, which is not a node of this cluster, ignored");
             return;
-        }
+        };
         if let Frame::Syn { digest } | Frame::SynAck { digest, .. } = &frame {
-            s.peer_digests.insert(src.to_owned(), digest.clone());
+            s.peer_digests.insert(from.clone(), digest.clone());
         }
-        let before = s.engine.stats().last_learned;
-        s.engine.handle_frame(now, src, frame);
-        if s.engine.stats().last_learned != before {
+        let before = s.core.gossip_stats().last_learned;
+        s.core.handle_frame(now, &from, frame);
+        if s.core.gossip_stats().last_learned != before {
             s.changed(now);
         }
     }
@@ -294,9 +289,9 @@ impl Node {
         let Some(s) = &self.serving else {
             return;
         };
-        let mine = s.engine.state().digest();
+        let mine = s.core.state().digest();
         let peers_synced = s
-            .engine
+            .core
             .peers()
             .iter()
             .filter(|p| s.peer_digests.get(*p).is_some_and(|d| covers(d, &mine)))
@@ -306,38 +301,64 @@ impl Node {
             _ => 0,
         };
         let fields = json!({
-            "local_value": s.engine.state().value(DEFAULT_COUNTER),
-            "gossip_rounds": s.engine.stats().rounds,
+            "local_value": s.core.state().value(DEFAULT_COUNTER),
+            "gossip_rounds": s.core.gossip_stats().rounds,
             "peers_synced": peers_synced,
             "convergence_ms": convergence,
         });
         self.reply(src, msg_id, "gossip_status_ok", fields);
     }
 
-    fn collect_engine_outputs(&mut self) {
+    fn collect_effects(&mut self) {
+        self.collect_effects_at(None);
+    }
+
+    /// Turns the core's effects into messages: gossip frames, and `add_ok` or an error
+    /// per add. A successful add at `now` counts as a change of this node's state.
+    fn collect_effects_at(&mut self, now: Option<Duration>) {
         let Some(s) = &mut self.serving else {
             return;
         };
-        for output in s.engine.drain_outputs() {
-            match output {
-                Output::Send { to, frame } => self.outbox.push(Outgoing::gossip(&to, &frame)),
-                Output::Learned(deltas) => {
-                    for d in deltas {
-                        debug!(
-                            "learned {} entries of {} in ({}, {}]",
-                            d.entries.len(),
-                            d.origin,
-                            d.from,
-                            d.to
-                        );
-                    }
+        let mut applied = false;
+        for effect in s.core.take_effects() {
+            match effect {
+                Effect::Send { to, frame } => {
+                    self.outbox.push(Outgoing::gossip(to.as_str(), &frame))
                 }
+                Effect::Reply {
+                    to: (src, msg_id, delta),
+                    result,
+                } => match result {
+                    Ok(_) => {
+                        applied = true;
+                        if msg_id.is_some() {
+                            self.outbox
+                                .push(Outgoing::reply(&src, msg_id, "add_ok", json!({})));
+                        }
+                    }
+                    Err(e) => {
+                        let text = format!("add {delta} refused: {e}");
+                        warn!("{text}");
+                        if let Some(msg_id) = msg_id {
+                            let to = ReplyTo {
+                                src,
+                                msg_id,
+                                dest: None,
+                            };
+                            self.outbox
+                                .push(Outgoing::error(&to, ErrorCode::Abort, &text));
+                        }
+                    }
+                },
             }
+        }
+        if let (true, Some(now)) = (applied, now) {
+            s.changed(now);
         }
     }
 
     fn state(&self) -> Option<&State> {
-        self.serving.as_ref().map(|s| s.engine.state())
+        self.serving.as_ref().map(|s| s.core.state())
     }
 
     fn not_ready(&mut self, src: String, dest: String, msg_id: Option<u64>) {

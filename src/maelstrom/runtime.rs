@@ -7,7 +7,6 @@
 
 use super::lines::{self, Line};
 use super::node::Node;
-use crate::engine::Config;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{info, warn};
 use std::io::{self, BufWriter, Write};
@@ -23,17 +22,17 @@ const MAX_LINES_PER_TURN: usize = 4096;
 
 /// How `gctr maelstrom` runs.
 #[derive(Clone, Debug)]
-pub struct Settings {
-    pub gossip: Config,
+pub struct Config {
+    pub gossip: crate::engine::Config,
     /// Seeds the engine's choice of peers.
     pub seed: u64,
 }
 
 /// Serves Maelstrom messages on stdin and stdout until stdin closes.
-pub fn run(settings: Settings) -> io::Result<()> {
+pub fn run(config: Config) -> io::Result<()> {
     let start = Instant::now();
     let input = spawn_reader();
-    let mut node = Node::new(settings.gossip, settings.seed);
+    let mut node = Node::new(config.gossip, config.seed);
     let mut out = BufWriter::new(io::stdout().lock());
     loop {
         let now = start.elapsed();

@@ -2,6 +2,7 @@
 //! line or code).
 
 use crate::engine;
+use crate::http::HttpConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,13 +23,6 @@ pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// so this bounds the operations one group commit can gather: it must cover the client
 /// concurrency the node is meant to serve (a worker parked on a channel costs a stack).
 pub const DEFAULT_HTTP_WORKERS: usize = 64;
-/// Longest wait for an HTTP client's next bytes (headers or body) before its request
-/// fails and its connection is closed, so a stalled client cannot hold a worker.
-pub const DEFAULT_HTTP_READ_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest HTTP request body accepted, in bytes.
-pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
-/// Most client operations gathered into one batch (one durable write).
-pub const MAX_BATCH: usize = 4096;
 
 /// Everything `Node::start` needs besides the storage and the recovered state.
 #[derive(Clone, Debug)]
@@ -48,9 +42,7 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     pub io_timeout: Duration,
     pub max_backoff: Duration,
-    pub http_workers: usize,
-    pub http_read_timeout: Duration,
-    pub max_body: usize,
+    pub http: HttpConfig,
 }
 
 impl NodeConfig {
@@ -68,9 +60,10 @@ impl NodeConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             io_timeout: DEFAULT_IO_TIMEOUT,
             max_backoff: DEFAULT_MAX_BACKOFF,
-            http_workers: DEFAULT_HTTP_WORKERS,
-            http_read_timeout: DEFAULT_HTTP_READ_TIMEOUT,
-            max_body: DEFAULT_MAX_BODY,
+            http: HttpConfig {
+                workers: DEFAULT_HTTP_WORKERS,
+                ..HttpConfig::default()
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use super::{Control, Node, PeerInfo};
 use crate::discovery::{ClientConfig, DiscoveryClient, Member, NodeInfo};
+use crate::member::NodeName;
 use std::io;
 use std::time::Duration;
 
@@ -22,14 +23,16 @@ pub fn join_discovery(node: &Node, url: &str, interval: Duration) -> io::Result<
     config.interval = interval;
     let control = node.control();
     DiscoveryClient::start(config, move |members| {
-        let _ = control.send(Control::Membership(members.iter().map(peer_info).collect()));
+        let peers = members.iter().filter_map(peer_info).collect();
+        let _ = control.send(Control::Membership(peers));
     })
 }
 
-fn peer_info(member: &Member) -> PeerInfo {
-    PeerInfo {
-        name: member.name.clone(),
+/// The member as a peer; a name discovery accepted but a node cannot take is skipped.
+fn peer_info(member: &Member) -> Option<PeerInfo> {
+    Some(PeerInfo {
+        name: NodeName::new(&member.name).ok()?,
         gossip_addr: member.addr.to_string(),
         http_addr: member.http.to_string(),
-    }
+    })
 }

@@ -1,159 +1,124 @@
-//! The event loop: the one thread that owns the engine, the peer table, the peers'
-//! outbound links and the storage.
+//! The event loop: the one thread that owns the node core, the peer table and the peers'
+//! outbound links.
 //!
-//! It waits (`crossbeam_channel::select!`) on inbound frames, client operations, client
-//! queries, control messages (peer up/down, membership, shutdown) and the engine's next
-//! deadline; after every input it drains the engine's outputs, queueing frames on the
-//! peers' links (never blocking) and logging learned state to the storage.
-//!
-//! Client operations are group-committed: every operation waiting at that moment (up to
-//! [`MAX_BATCH`]) becomes one prepared batch, one durable write, one apply. An operation
-//! is answered only after its batch is durable and applied.
+//! A thin `crossbeam_channel::select!` over inbound frames, client operations, client
+//! queries, control messages (links up and down, membership) and the core's next
+//! deadline. Each input goes to the core; the core's effects are then carried out here —
+//! frames queued on the peers' links (never blocking), answers sent to the waiting
+//! clients — and the core may then sync or snapshot. Every operation waiting at the
+//! moment (up to [`MAX_BATCH`]) goes to the core together: one group commit.
 
-use super::config::MAX_BATCH;
-use super::listener::{Inbound, InboundStats};
-use super::peers::{PeerInfo, PeerTable};
-use super::storage::Storage;
-use super::transport::{LinkSettings, PeerLink};
+use super::listener::{Inbound, InboundCounters};
+use super::peers::{Change, PeerInfo, PeerTable};
+use super::transport::{LinkConfig, LinkTarget, PeerLink};
 use super::views::{CounterView, CountersView, OriginTotalsView, PeersView, SelfView};
-use crate::codec::{Frame, FrameType};
-use crate::crdt::{LocalOp, OpError};
-use crate::engine::{Engine, Output, Stats};
+use crate::codec::Frame;
+use crate::member::{Member, NodeName};
+use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
+use crate::status::{millis, GossipStatus, NodeStatus, StateStats, TransportStatus};
 use crossbeam_channel::{never, select, Receiver, Sender};
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Messages for the event loop from the transport, a membership source, or the node.
+/// Messages for the event loop from the links or a membership source.
 #[derive(Debug)]
 pub enum Control {
-    /// The outbound connection to this peer is up.
-    PeerUp(String),
-    /// The outbound connection to this peer failed, and why.
-    PeerDown(String, String),
+    /// The outbound connection to this target is up.
+    LinkUp(LinkTarget),
+    /// The outbound connection to this target failed, and why.
+    LinkDown(LinkTarget, String),
     /// The full member list from a membership source (discovery).
     Membership(Vec<PeerInfo>),
-    /// Stop: answer nothing more, close the storage and return.
-    Shutdown,
 }
 
-/// Why an operation was not applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpFailure {
-    /// The operation itself was refused (bad input, or it would overflow).
-    Refused(OpError),
-    /// The storage could not make the batch durable; nothing was applied.
-    Storage(String),
-}
+/// Where an operation's answer goes.
+pub type OpReply = Sender<OpResult>;
 
-/// A client's increment or decrement, answered once applied and durable.
-#[derive(Debug)]
-pub struct OpRequest {
-    pub op: LocalOp,
-    pub reply: Sender<Result<i64, OpFailure>>,
-}
-
-/// A client's read, answered with the JSON of the matching view.
+/// A client's read, answered with the matching view.
 #[derive(Debug)]
 pub enum Query {
-    Counters(Sender<Value>),
-    Counter(String, Sender<Value>),
-    Peers(Sender<Value>),
-    Status(Sender<Value>),
+    Counters(Sender<CountersView>),
+    Counter(String, Sender<CounterView>),
+    Peers(Sender<PeersView>),
+    Status(Sender<NodeStatus>),
 }
 
 /// The receiving ends the event loop waits on.
 pub struct Inputs {
     pub inbound: Receiver<Inbound>,
-    pub ops: Receiver<OpRequest>,
+    pub ops: Receiver<OpRequest<OpReply>>,
     pub queries: Receiver<Query>,
     pub control: Receiver<Control>,
     /// Handed to each peer's writer to report connects and failures.
     pub control_tx: Sender<Control>,
-}
-
-#[derive(Debug, Default)]
-struct RequestFigures {
-    batches: u64,
-    ops: u64,
-    refused: u64,
-    storage_failures: u64,
-    learned_log_failures: u64,
+    /// A message (or the sender dropped) stops the loop.
+    pub shutdown: Receiver<()>,
 }
 
 pub struct EventLoop {
-    engine: Engine,
-    storage: Box<dyn Storage>,
+    core: NodeCore<OpReply>,
     me: SelfView,
+    own_name: NodeName,
     peers: PeerTable,
-    links: HashMap<String, PeerLink>,
-    link_settings: LinkSettings,
+    links: HashMap<LinkTarget, PeerLink>,
+    link_config: LinkConfig,
     inputs: Inputs,
-    inbound_stats: Arc<InboundStats>,
+    inbound_counters: Arc<InboundCounters>,
     start: Instant,
-    figures: RequestFigures,
-    /// Frames to peers whose link had been removed meanwhile.
+    /// Frames to peers that had no link.
     unroutable: u64,
     /// Queue drops of links since removed.
     removed_link_drops: u64,
 }
 
 impl EventLoop {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        engine: Engine,
-        storage: Box<dyn Storage>,
-        me: SelfView,
-        link_settings: LinkSettings,
+        core: NodeCore<OpReply>,
+        me: &Member,
+        link_config: LinkConfig,
         inputs: Inputs,
-        inbound_stats: Arc<InboundStats>,
+        inbound_counters: Arc<InboundCounters>,
         start: Instant,
     ) -> EventLoop {
-        let peers = PeerTable::new(me.gossip_addr.clone());
         EventLoop {
-            engine,
-            storage,
-            me,
-            peers,
+            peers: PeerTable::new(me.name.clone()),
+            own_name: me.name.clone(),
+            me: SelfView::from(me),
+            core,
             links: HashMap::new(),
-            link_settings,
+            link_config,
             inputs,
-            inbound_stats,
+            inbound_counters,
             start,
-            figures: RequestFigures::default(),
             unroutable: 0,
             removed_link_drops: 0,
         }
     }
 
-    /// Adds the seeds (gossip addresses) and starts connecting to them.
+    /// Adds the seeds (gossip addresses) and starts contacting them.
     pub fn add_seeds(&mut self, seeds: &[String]) {
         for seed in seeds {
             if self.peers.add_seed(seed) {
-                self.open_link(seed);
+                self.open_link(LinkTarget::Seed(seed.clone()), seed.clone());
             }
         }
     }
 
-    /// Runs until [`Control::Shutdown`], then closes the storage.
+    /// Runs until told to stop, then closes the storage.
     pub fn run(mut self) {
         let mut ops = self.inputs.ops.clone();
         let mut queries = self.inputs.queries.clone();
         let mut inbound = self.inputs.inbound.clone();
         let control = self.inputs.control.clone();
+        let shutdown = self.inputs.shutdown.clone();
         loop {
-            let now = self.now();
-            if now >= self.engine.next_deadline() {
-                self.engine.handle_timer(now);
-                self.flush_outputs();
-                // A timed fsync or a snapshot owed since start-up must not wait for a change.
-                self.storage_housekeeping();
-            }
-            let wait = self.engine.next_deadline().saturating_sub(self.now());
+            self.core.handle_timer(self.now());
+            self.carry_out_effects();
+            let wait = self.core.next_deadline().saturating_sub(self.now());
             select! {
                 recv(ops) -> msg => match msg {
-                    Ok(first) => self.handle_ops(first),
+                    Ok(first) => self.commit(first),
                     Err(_) => ops = never(),
                 },
                 recv(inbound) -> msg => match msg {
@@ -161,19 +126,19 @@ impl EventLoop {
                     Err(_) => inbound = never(),
                 },
                 recv(queries) -> msg => match msg {
-                    Ok(q) => self.handle_query(q),
+                    Ok(q) => self.answer(q),
                     Err(_) => queries = never(),
                 },
-                recv(control) -> msg => match msg {
-                    Ok(Control::Shutdown) | Err(_) => break,
-                    Ok(c) => self.handle_control(c),
+                recv(control) -> msg => if let Ok(c) = msg {
+                    self.handle_control(c);
                 },
+                recv(shutdown) -> _ => break,
                 default(wait) => {}
             }
-            self.flush_outputs();
+            self.carry_out_effects();
         }
         self.links.clear();
-        if let Err(e) = self.storage.close() {
+        if let Err(e) = self.core.close() {
             log::error!("closing storage: {e}");
         }
     }
@@ -182,178 +147,159 @@ impl EventLoop {
         self.start.elapsed()
     }
 
-    fn handle_ops(&mut self, first: OpRequest) {
-        let mut requests = vec![first];
-        while requests.len() < MAX_BATCH {
-            match self.inputs.ops.try_recv() {
-                Ok(r) => requests.push(r),
-                Err(_) => break,
-            }
-        }
-        let (ops, replies): (Vec<LocalOp>, Vec<_>) =
-            requests.into_iter().map(|r| (r.op, r.reply)).unzip();
-        let batch = self.engine.prepare_local(&ops);
-        self.figures.batches += 1;
-        self.figures.ops += ops.len() as u64;
-        let mut storage_error = None;
-        if !batch.is_empty() {
-            match self.storage.commit_local(&batch.delta) {
-                Ok(()) => self.engine.apply_local(&batch),
-                Err(e) => {
-                    self.figures.storage_failures += 1;
-                    log::error!("storage: cannot make a batch durable: {e}; nothing applied");
-                    storage_error = Some(format!("storage failure, nothing applied: {e}"));
+    /// Hands `first` and every operation waiting behind it to the core as one batch.
+    fn commit(&mut self, first: OpRequest<OpReply>) {
+        let waiting = self.inputs.ops.try_iter().take(MAX_BATCH - 1);
+        let batch: Vec<OpRequest<OpReply>> = std::iter::once(first).chain(waiting).collect();
+        self.core.commit(batch);
+    }
+
+    /// Queues frames on links and sends answers, then lets the storage settle.
+    fn carry_out_effects(&mut self) {
+        for effect in self.core.take_effects() {
+            match effect {
+                Effect::Send { to, frame } => match self.links.get_mut(&LinkTarget::Member(to)) {
+                    Some(link) => link.send(frame),
+                    None => self.unroutable += 1,
+                },
+                Effect::Reply { to, result } => {
+                    let _ = to.send(result);
                 }
             }
         }
-        for (reply, result) in replies.into_iter().zip(batch.results) {
-            let answer = match (result, &storage_error) {
-                (Err(refused), _) => {
-                    self.figures.refused += 1;
-                    Err(OpFailure::Refused(refused))
-                }
-                (Ok(_), Some(e)) => Err(OpFailure::Storage(e.clone())),
-                (Ok(value), None) => Ok(value),
-            };
-            let _ = reply.send(answer);
-        }
-        if !batch.delta.entries.is_empty() && storage_error.is_none() {
-            self.storage_housekeeping();
-        }
+        self.core.settle();
     }
 
     fn handle_inbound(&mut self, Inbound { from, frame }: Inbound) {
-        if from == self.me.gossip_addr {
+        if from == self.own_name {
             return;
         }
         let now = self.now();
         if let Frame::Hello {
-            name, http_addr, ..
-        } = &frame
+            name,
+            gossip_addr,
+            http_addr,
+        } = frame
         {
-            if self.peers.greeted(&from, name, http_addr, now) {
-                log::info!("peer {name} ({from}) joined");
-                self.open_link(&from);
-            }
+            self.greeted(
+                PeerInfo {
+                    name,
+                    gossip_addr,
+                    http_addr,
+                },
+                now,
+            );
             return;
         }
         self.peers.heard(&from, now);
-        self.engine.handle_frame(now, &from, frame);
+        self.core.handle_frame(now, &from, frame);
+    }
+
+    fn greeted(&mut self, info: PeerInfo, now: Duration) {
+        let was_seed = self.peers.is_unanswered_seed(&info.gossip_addr);
+        let change = self.peers.greeted(&info, now);
+        self.follow(&info.name, change, "joined");
+        if was_seed {
+            self.drop_link(&LinkTarget::Seed(info.gossip_addr));
+        }
+    }
+
+    /// Opens or replaces the link to `name` after a change to its entry.
+    fn follow(&mut self, name: &NodeName, change: Change, why: &str) {
+        match change {
+            Change::None => {}
+            Change::Added(addr) => {
+                log::info!("peer {} {why}", self.peers.label(name));
+                self.open_link(LinkTarget::Member(name.clone()), addr);
+            }
+            Change::Moved(addr) => {
+                log::info!("peer {name} moved to {addr}");
+                self.core.remove_peer(name);
+                self.drop_link(&LinkTarget::Member(name.clone()));
+                self.open_link(LinkTarget::Member(name.clone()), addr);
+            }
+        }
     }
 
     fn handle_control(&mut self, control: Control) {
         match control {
-            Control::PeerUp(addr) => {
-                if !self.peers.contains(&addr) {
+            Control::LinkUp(LinkTarget::Member(name)) => {
+                if !self.peers.contains(&name) {
                     return;
                 }
-                if self.peers.set_reachable(&addr, true) {
-                    log::info!("peer {} is reachable", self.peers.label(&addr));
+                if self.peers.set_reachable(&name, true) {
+                    log::info!("peer {} is reachable", self.peers.label(&name));
                 }
-                self.engine.add_peer(addr);
+                self.core.add_peer(name);
             }
-            Control::PeerDown(addr, why) => {
-                if self.peers.set_reachable(&addr, false) {
-                    log::warn!("peer {} is unreachable: {why}", self.peers.label(&addr));
+            Control::LinkDown(LinkTarget::Member(name), why) => {
+                if self.peers.set_reachable(&name, false) {
+                    log::warn!("peer {} is unreachable: {why}", self.peers.label(&name));
                 }
-                self.engine.remove_peer(&addr);
+                self.core.remove_peer(&name);
+            }
+            Control::LinkUp(LinkTarget::Seed(addr)) => {
+                self.peers.set_seed_reachable(&addr, true);
+            }
+            Control::LinkDown(LinkTarget::Seed(addr), why) => {
+                if self.peers.set_seed_reachable(&addr, false) {
+                    log::warn!("seed {addr} is unreachable: {why}");
+                }
             }
             Control::Membership(members) => {
-                let (added, removed) = self.peers.set_membership(&members);
-                for addr in added {
-                    log::info!("peer {} added by membership", self.peers.label(&addr));
-                    self.open_link(&addr);
+                let (changes, removed) = self.peers.set_membership(&members);
+                for (name, change) in changes {
+                    self.follow(&name, change, "added by membership");
                 }
-                for addr in removed {
-                    log::info!("peer {addr} left the membership");
-                    if let Some(link) = self.links.remove(&addr) {
-                        self.removed_link_drops += link.dropped;
-                    }
-                    self.engine.remove_peer(&addr);
+                for name in removed {
+                    log::info!("peer {name} left the membership");
+                    self.drop_link(&LinkTarget::Member(name.clone()));
+                    self.core.remove_peer(&name);
                 }
             }
-            Control::Shutdown => {}
         }
     }
 
-    fn open_link(&mut self, addr: &str) {
+    fn open_link(&mut self, target: LinkTarget, addr: String) {
         match PeerLink::spawn(
-            addr.to_owned(),
-            &self.link_settings,
+            target.clone(),
+            addr,
+            &self.link_config,
             self.inputs.control_tx.clone(),
         ) {
             Ok(link) => {
-                self.links.insert(addr.to_owned(), link);
+                self.links.insert(target, link);
             }
-            Err(e) => log::error!("cannot start a writer for peer {addr}: {e}"),
+            Err(e) => log::error!("cannot start a writer for {target}: {e}"),
         }
     }
 
-    /// Carries out the engine's outputs: frames onto links, learned deltas to storage.
-    fn flush_outputs(&mut self) {
-        let mut learned = false;
-        for output in self.engine.drain_outputs() {
-            match output {
-                Output::Send { to, frame } => match self.links.get_mut(&to) {
-                    Some(link) => link.send(frame),
-                    None => self.unroutable += 1,
-                },
-                Output::Learned(deltas) => {
-                    learned = true;
-                    if let Err(e) = self.storage.log_learned(&deltas) {
-                        self.figures.learned_log_failures += 1;
-                        log::warn!("storage: cannot log state learned from peers: {e}");
-                    }
-                }
-            }
-        }
-        if learned {
-            self.storage_housekeeping();
+    /// Drops a link (its writer stops), keeping its drop count for the status.
+    fn drop_link(&mut self, target: &LinkTarget) {
+        if let Some(link) = self.links.remove(target) {
+            self.removed_link_drops += link.dropped;
         }
     }
 
-    fn storage_housekeeping(&mut self) {
-        if let Err(e) = self.storage.after_turn(self.engine.state()) {
-            log::warn!("storage: {e}");
-        }
-    }
-
-    fn handle_query(&mut self, query: Query) {
+    fn answer(&mut self, query: Query) {
         match query {
             Query::Counters(reply) => {
-                let view = CountersView {
-                    counters: self
-                        .engine
-                        .state()
-                        .values()
-                        .map(|(name, value)| (name.to_owned(), value))
-                        .collect(),
-                };
-                let _ = reply.send(to_json(&view));
+                let counters = self
+                    .core
+                    .state()
+                    .values()
+                    .map(|(name, value)| (name.to_owned(), value))
+                    .collect();
+                let _ = reply.send(CountersView { counters });
             }
             Query::Counter(name, reply) => {
-                let state = self.engine.state();
-                let view = CounterView {
-                    value: state.value(&name),
-                    origins: state
-                        .counter_totals(&name)
-                        .into_iter()
-                        .map(|(origin, t)| OriginTotalsView {
-                            origin: origin.to_string(),
-                            p: t.p,
-                            n: t.n,
-                        })
-                        .collect(),
-                    name,
-                };
-                let _ = reply.send(to_json(&view));
+                let _ = reply.send(self.counter_view(name));
             }
             Query::Peers(reply) => {
-                let view = PeersView {
+                let _ = reply.send(PeersView {
                     me: self.me.clone(),
                     peers: self.peers.views(self.now()),
-                };
-                let _ = reply.send(to_json(&view));
+                });
             }
             Query::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -361,67 +307,48 @@ impl EventLoop {
         }
     }
 
-    fn status(&self) -> Value {
-        let now = self.now();
-        let views = self.peers.views(now);
-        let state = self.engine.state();
-        let queue_drops: u64 =
-            self.removed_link_drops + self.links.values().map(|l| l.dropped).sum::<u64>();
-        json!({
-            "name": self.me.name,
-            "origin": self.me.origin,
-            "gossip_addr": self.me.gossip_addr,
-            "http_addr": self.me.http_addr,
-            "uptime_ms": now.as_millis() as u64,
-            "peers": {
-                "known": views.len(),
-                "reachable": views.iter().filter(|p| p.reachable).count(),
-            },
-            "state": {
-                "counters": state.counter_count(),
-                "entries": state.entry_count(),
-                "origins": state.digest().len(),
-            },
-            "gossip": gossip_json(self.engine.stats(), now),
-            "transport": {
-                "queue_drops": queue_drops,
-                "unroutable_frames": self.unroutable,
-                "inbound": self.inbound_stats.figures(),
-            },
-            "requests": {
-                "batches": self.figures.batches,
-                "ops": self.figures.ops,
-                "refused": self.figures.refused,
-                "storage_failures": self.figures.storage_failures,
-                "learned_log_failures": self.figures.learned_log_failures,
-            },
-            "storage": self.storage.status(),
-        })
+    fn counter_view(&self, name: String) -> CounterView {
+        let state = self.core.state();
+        CounterView {
+            value: state.value(&name),
+            origins: state
+                .counter_totals(&name)
+                .into_iter()
+                .map(|(origin, t)| OriginTotalsView {
+                    origin: origin.to_string(),
+                    p: t.p,
+                    n: t.n,
+                })
+                .collect(),
+            name,
+        }
     }
-}
 
-fn gossip_json(stats: &Stats, now: Duration) -> Value {
-    let per_type = |figures: &[u64; 5]| -> Value {
-        FrameType::ALL
-            .iter()
-            .map(|t| (t.name().to_owned(), json!(figures[t.index()])))
-            .collect::<serde_json::Map<String, Value>>()
-            .into()
-    };
-    json!({
-        "frames_out": per_type(&stats.frames_out),
-        "bytes_out": per_type(&stats.bytes_out),
-        "frames_in": per_type(&stats.frames_in),
-        "bytes_in": per_type(&stats.bytes_in),
-        "rounds": stats.rounds,
-        "entries_out": stats.entries_out,
-        "entries_in": stats.entries_in,
-        "forwarded": stats.forwarded,
-        "repairs": stats.repairs,
-        "last_learned_ms_ago": stats.last_learned.map(|t| now.saturating_sub(t).as_millis() as u64),
-    })
-}
-
-fn to_json(view: &impl serde::Serialize) -> Value {
-    serde_json::to_value(view).unwrap_or_else(|e| json!({ "error": e.to_string() }))
+    fn status(&self) -> NodeStatus {
+        let now = self.now();
+        let state = self.core.state();
+        let queue_drops =
+            self.removed_link_drops + self.links.values().map(|l| l.dropped).sum::<u64>();
+        NodeStatus {
+            name: self.me.name.clone(),
+            origin: self.me.origin.clone(),
+            gossip_addr: self.me.gossip_addr.clone(),
+            http_addr: self.me.http_addr.clone(),
+            uptime_ms: millis(now),
+            peers: self.peers.counts(),
+            state: StateStats {
+                counters: state.counter_count(),
+                entries: state.entry_count(),
+                origins: state.origin_count(),
+            },
+            gossip: GossipStatus::new(self.core.gossip_stats(), now),
+            transport: TransportStatus {
+                queue_drops,
+                unroutable_frames: self.unroutable,
+                inbound: self.inbound_counters.stats(),
+            },
+            requests: self.core.request_stats(),
+            storage: self.core.storage_status(),
+        }
+    }
 }

@@ -10,8 +10,9 @@
 //! `idle_timeout` is closed too (its peer reconnects when it next has something to say).
 
 use crate::codec::{self, Frame, ReadError};
+use crate::member::NodeName;
+use crate::status::InboundStats;
 use crossbeam_channel::Sender;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::io::BufReader;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -22,47 +23,35 @@ use std::time::Duration;
 
 const READER_STACK: usize = 256 * 1024;
 
-/// One frame from a peer, tagged with the gossip address its Hello announced.
+/// One frame from a peer, tagged with the name its Hello announced.
 #[derive(Debug)]
 pub struct Inbound {
-    pub from: String,
+    pub from: NodeName,
     pub frame: Frame,
 }
 
 #[derive(Clone, Debug)]
-pub struct ListenerSettings {
+pub struct ListenerConfig {
     pub max_inbound: usize,
     pub hello_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_payload: usize,
 }
 
-/// Figures shared by the listener and its readers, shown by `GET /status`.
+/// Counters shared by the listener and its readers.
 #[derive(Debug, Default)]
-pub struct InboundStats {
-    pub accepted: AtomicU64,
-    /// Closed at once because `max_inbound` connections were already open.
-    pub rejected: AtomicU64,
-    /// Closed because of a malformed frame (or a first frame that was not a Hello).
-    pub malformed: AtomicU64,
-    /// Closed because no Hello came in time.
-    pub hello_timeouts: AtomicU64,
-    pub open: AtomicUsize,
+pub struct InboundCounters {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    malformed: AtomicU64,
+    hello_timeouts: AtomicU64,
+    open: AtomicUsize,
 }
 
-/// A point-in-time copy of [`InboundStats`].
-#[derive(Clone, Debug, Serialize)]
-pub struct InboundFigures {
-    pub accepted: u64,
-    pub rejected: u64,
-    pub malformed_frames: u64,
-    pub hello_timeouts: u64,
-    pub open: usize,
-}
-
-impl InboundStats {
-    pub fn figures(&self) -> InboundFigures {
-        InboundFigures {
+impl InboundCounters {
+    /// A point-in-time copy, for the node's status.
+    pub fn stats(&self) -> InboundStats {
+        InboundStats {
             accepted: self.accepted.load(Ordering::Relaxed),
             rejected: self.rejected.load(Ordering::Relaxed),
             malformed_frames: self.malformed.load(Ordering::Relaxed),
@@ -83,15 +72,15 @@ pub struct GossipListener {
 impl GossipListener {
     pub fn spawn(
         listener: TcpListener,
-        settings: ListenerSettings,
+        config: ListenerConfig,
         frames: Sender<Inbound>,
-        stats: Arc<InboundStats>,
+        stats: Arc<InboundCounters>,
     ) -> std::io::Result<GossipListener> {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(HashMap::new()));
         let acceptor = Acceptor {
-            settings,
+            config,
             frames,
             stats,
             stop: stop.clone(),
@@ -122,9 +111,9 @@ impl GossipListener {
 }
 
 struct Acceptor {
-    settings: ListenerSettings,
+    config: ListenerConfig,
     frames: Sender<Inbound>,
-    stats: Arc<InboundStats>,
+    stats: Arc<InboundCounters>,
     stop: Arc<AtomicBool>,
     open: Arc<Mutex<HashMap<u64, TcpStream>>>,
 }
@@ -146,7 +135,7 @@ impl Acceptor {
                 }
             };
             self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-            if self.stats.open.load(Ordering::SeqCst) >= self.settings.max_inbound {
+            if self.stats.open.load(Ordering::SeqCst) >= self.config.max_inbound {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -162,7 +151,7 @@ impl Acceptor {
         self.stats.open.fetch_add(1, Ordering::SeqCst);
         self.lock_open().insert(id, registered);
         let reader = Reader {
-            settings: self.settings.clone(),
+            config: self.config.clone(),
             frames: self.frames.clone(),
             stats: self.stats.clone(),
         };
@@ -189,9 +178,9 @@ impl Acceptor {
 }
 
 struct Reader {
-    settings: ListenerSettings,
+    config: ListenerConfig,
     frames: Sender<Inbound>,
-    stats: Arc<InboundStats>,
+    stats: Arc<InboundCounters>,
 }
 
 impl Reader {
@@ -200,31 +189,34 @@ impl Reader {
             .peer_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
         if stream
-            .set_read_timeout(Some(self.settings.hello_timeout))
+            .set_read_timeout(Some(self.config.hello_timeout))
             .is_err()
         {
             return;
         }
         let mut input = BufReader::new(&stream);
-        let from = match codec::read_frame(&mut input, self.settings.max_payload) {
+        let from = match codec::read_frame(&mut input, self.config.max_payload) {
             Ok(Frame::Hello {
                 name,
                 gossip_addr,
                 http_addr,
             }) => {
                 let hello = Frame::Hello {
-                    name,
-                    gossip_addr: gossip_addr.clone(),
+                    name: name.clone(),
+                    gossip_addr,
                     http_addr,
                 };
-                let inbound = Inbound {
-                    from: gossip_addr.clone(),
-                    frame: hello,
-                };
-                if self.frames.send(inbound).is_err() {
+                if self
+                    .frames
+                    .send(Inbound {
+                        from: name.clone(),
+                        frame: hello,
+                    })
+                    .is_err()
+                {
                     return;
                 }
-                gossip_addr
+                name
             }
             Ok(other) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -240,13 +232,13 @@ impl Reader {
             }
         };
         if stream
-            .set_read_timeout(Some(self.settings.idle_timeout))
+            .set_read_timeout(Some(self.config.idle_timeout))
             .is_err()
         {
             return;
         }
         loop {
-            match codec::read_frame(&mut input, self.settings.max_payload) {
+            match codec::read_frame(&mut input, self.config.max_payload) {
                 Ok(frame) => {
                     let inbound = Inbound {
                         from: from.clone(),

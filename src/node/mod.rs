@@ -1,9 +1,8 @@
-//! The TCP node: the runtime that carries the I/O-free engine onto real sockets.
+//! The TCP node: the runtime that carries the I/O-free node core onto real sockets.
 //!
 //! - `config`: settings and defaults;
-//! - `storage`: the `Storage` trait through which changes become durable;
-//! - `wal_storage`: that trait over the write-ahead log (`--wal`);
-//! - `event_loop`: the one thread that owns the engine and routes its outputs;
+//! - `wal_storage`: the node core's `Storage` over the write-ahead log (`--wal`);
+//! - `event_loop`: the one thread that owns the node core and routes its effects;
 //! - `transport`: outbound peer connections (writer threads, bounded queues);
 //! - `listener`: inbound gossip connections (reader threads, limits);
 //! - `peers`: the node's peer table;
@@ -19,7 +18,6 @@ pub mod event_loop;
 pub mod http_api;
 pub mod listener;
 pub mod peers;
-pub mod storage;
 pub mod transport;
 pub mod views;
 pub mod wal_storage;
@@ -27,23 +25,23 @@ pub mod wal_storage;
 pub use config::NodeConfig;
 pub use event_loop::Control;
 pub use peers::PeerInfo;
-pub use storage::{MemoryStorage, Storage};
 pub use wal_storage::WalStorage;
 
 use crate::codec::Frame;
 use crate::crdt::{Origin, State};
 use crate::engine::Engine;
+use crate::http::HttpServer;
+use crate::member::{Member, NodeName};
+use crate::node_core::{NodeCore, Storage};
 use crossbeam_channel::Sender;
 use event_loop::{EventLoop, Inputs};
-use http_api::HttpApi;
-use listener::{GossipListener, InboundStats, ListenerSettings};
+use listener::{GossipListener, InboundCounters, ListenerConfig};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
-use transport::LinkSettings;
-use views::SelfView;
+use transport::LinkConfig;
 
 /// Inbound frames waiting for the event loop; readers wait when it is full.
 const INBOUND_QUEUE: usize = 1024;
@@ -55,11 +53,12 @@ pub fn fresh_origin(name: &str) -> Origin {
 
 /// A running node. [`Node::stop`] stops it cleanly.
 pub struct Node {
-    me: SelfView,
+    me: Member,
     gossip_addr: SocketAddr,
     http_addr: SocketAddr,
     control: Sender<Control>,
-    http: HttpApi,
+    shutdown: Sender<()>,
+    http: HttpServer,
     listener: GossipListener,
     event_loop: JoinHandle<()>,
 }
@@ -80,17 +79,19 @@ impl Node {
             .map_err(|e| annotate(e, "HTTP", config.http_addr))?;
         let gossip_addr = gossip_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
-        let me = SelfView {
-            name: config.name.clone(),
-            origin: origin.to_string(),
+        let me = Member {
+            name: NodeName::new(&origin.node)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            incarnation: origin.incarnation,
             gossip_addr: gossip_addr.to_string(),
             http_addr: http_addr.to_string(),
         };
-
         log::info!(
-            "node {} ({}) gossip on {gossip_addr}, HTTP on {http_addr}, {} seed(s)",
+            "node {} ({}) gossip on {}, HTTP on {}, {} seed(s)",
             me.name,
-            me.origin,
+            me.origin(),
+            me.gossip_addr,
+            me.http_addr,
             config.seeds.len()
         );
 
@@ -98,7 +99,8 @@ impl Node {
         let (ops_tx, ops_rx) = crossbeam_channel::unbounded();
         let (queries_tx, queries_rx) = crossbeam_channel::unbounded();
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let inbound_stats = Arc::new(InboundStats::default());
+        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
+        let inbound_counters = Arc::new(InboundCounters::default());
 
         let engine = Engine::new(
             origin,
@@ -107,7 +109,7 @@ impl Node {
             fastrand::u64(..),
             start.elapsed(),
         );
-        let link_settings = LinkSettings {
+        let link_config = LinkConfig {
             queue: config.peer_queue,
             io_timeout: config.io_timeout,
             max_backoff: config.max_backoff,
@@ -123,14 +125,14 @@ impl Node {
             queries: queries_rx,
             control: control_rx,
             control_tx: control_tx.clone(),
+            shutdown: shutdown_rx,
         };
         let mut event_loop = EventLoop::new(
-            engine,
-            storage,
-            me.clone(),
-            link_settings,
+            NodeCore::new(engine, storage),
+            &me,
+            link_config,
             inputs,
-            inbound_stats.clone(),
+            inbound_counters.clone(),
             start,
         );
         event_loop.add_seeds(&config.seeds);
@@ -140,41 +142,40 @@ impl Node {
 
         let listener = GossipListener::spawn(
             gossip_listener,
-            ListenerSettings {
+            ListenerConfig {
                 max_inbound: config.max_inbound,
                 hello_timeout: config.hello_timeout,
                 idle_timeout: config.idle_timeout,
                 max_payload: config.engine.max_payload,
             },
             inbound_tx,
-            inbound_stats,
+            inbound_counters,
         )?;
-        let http = HttpApi::spawn(
-            http_listener,
-            config.http_workers,
-            config.http_read_timeout,
-            config.max_body,
-            ops_tx,
-            queries_tx,
-        )?;
+        let http = http_api::spawn(http_listener, &config.http, ops_tx, queries_tx)?;
         Ok(Node {
             me,
             gossip_addr,
             http_addr,
             control: control_tx,
+            shutdown: shutdown_tx,
             http,
             listener,
             event_loop,
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.me.name
+    /// This run's identity and addresses.
+    pub fn member(&self) -> &Member {
+        &self.me
     }
 
-    /// The origin this run writes under, as `node/incarnation`.
-    pub fn origin(&self) -> &str {
-        &self.me.origin
+    pub fn name(&self) -> &str {
+        self.me.name.as_str()
+    }
+
+    /// The origin this run writes under.
+    pub fn origin(&self) -> Origin {
+        self.me.origin()
     }
 
     pub fn gossip_addr(&self) -> SocketAddr {
@@ -195,7 +196,7 @@ impl Node {
     /// connections close as their writers see their links dropped.
     pub fn stop(mut self) {
         self.http.stop();
-        let _ = self.control.send(Control::Shutdown);
+        let _ = self.shutdown.send(());
         if self.event_loop.join().is_err() {
             log::error!("the event loop panicked");
         }

@@ -1,6 +1,8 @@
 //! Outbound peer connections: one persistent TCP connection per peer, each with its own
 //! writer thread and a bounded queue, so a slow, dead or black-holed peer only ever
-//! stalls its own writer, never the event loop or the other peers.
+//! stalls its own writer, never the event loop or the other peers. A link goes to a named
+//! member, or to a seed's address while no member answers for it (such a contact link
+//! carries nothing but the Hello, so the seed learns of this node and greets it back).
 //!
 //! The event loop queues frames with [`PeerLink::send`], which never blocks: when the
 //! queue is full it drops the oldest frame (gossip carries absolute totals, so anti-entropy
@@ -11,7 +13,9 @@
 
 use super::event_loop::Control;
 use crate::codec::{self, Frame};
+use crate::member::NodeName;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::fmt;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -26,9 +30,26 @@ const UNACKED_TIMEOUT: Duration = Duration::from_secs(3);
 /// Frames are coalesced into one write up to about this many bytes.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
+/// Whom a link goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LinkTarget {
+    Member(NodeName),
+    /// A seed's address, before any member answers for it.
+    Seed(String),
+}
+
+impl fmt::Display for LinkTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkTarget::Member(name) => name.fmt(f),
+            LinkTarget::Seed(addr) => write!(f, "seed {addr}"),
+        }
+    }
+}
+
 /// What every writer needs to know.
 #[derive(Clone, Debug)]
-pub struct LinkSettings {
+pub struct LinkConfig {
     pub queue: usize,
     pub io_timeout: Duration,
     pub max_backoff: Duration,
@@ -46,21 +67,23 @@ pub struct PeerLink {
 }
 
 impl PeerLink {
-    /// Starts the writer thread for the peer at `addr` (`host:port`).
+    /// Starts the writer thread for `target`, dialling `addr` (`host:port`).
     pub fn spawn(
+        target: LinkTarget,
         addr: String,
-        settings: &LinkSettings,
+        config: &LinkConfig,
         events: Sender<Control>,
     ) -> std::io::Result<PeerLink> {
-        let (tx, rx) = crossbeam_channel::bounded(settings.queue.max(1));
+        let (tx, rx) = crossbeam_channel::bounded(config.queue.max(1));
         let oldest = rx.clone();
-        let settings = settings.clone();
+        let config = config.clone();
         std::thread::Builder::new()
             .name(format!("gossip-out {addr}"))
             .spawn(move || {
                 Writer {
+                    target,
                     addr,
-                    settings,
+                    config,
                     rx,
                     events,
                 }
@@ -92,8 +115,9 @@ impl PeerLink {
 }
 
 struct Writer {
+    target: LinkTarget,
     addr: String,
-    settings: LinkSettings,
+    config: LinkConfig,
     rx: Receiver<Frame>,
     events: Sender<Control>,
 }
@@ -113,7 +137,7 @@ impl Writer {
             let failure = match self.connect() {
                 Ok(stream) => {
                     backoff = FIRST_BACKOFF;
-                    let _ = self.events.send(Control::PeerUp(self.addr.clone()));
+                    let _ = self.events.send(Control::LinkUp(self.target.clone()));
                     match self.pump(stream, &mut buf) {
                         Ended::Stopped => return,
                         Ended::Failed(why) => why,
@@ -123,12 +147,12 @@ impl Writer {
             };
             let _ = self
                 .events
-                .send(Control::PeerDown(self.addr.clone(), failure));
+                .send(Control::LinkDown(self.target.clone(), failure));
             let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
             if !self.discard_until(Instant::now() + backoff + jitter) {
                 return;
             }
-            backoff = (backoff * 2).min(self.settings.max_backoff);
+            backoff = (backoff * 2).min(self.config.max_backoff);
         }
     }
 
@@ -139,7 +163,7 @@ impl Writer {
             .map_err(|e| format!("cannot resolve: {e}"))?
             .next()
             .ok_or_else(|| "address resolves to nothing".to_owned())?;
-        let timeout = self.settings.io_timeout;
+        let timeout = self.config.io_timeout;
         let mut stream =
             TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?;
         stream
@@ -148,7 +172,7 @@ impl Writer {
             .and_then(|()| {
                 socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_TIMEOUT))
             })
-            .and_then(|()| stream.write_all(&codec::encode(&self.settings.hello)))
+            .and_then(|()| stream.write_all(&codec::encode(&self.config.hello)))
             .map_err(|e| format!("hello: {e}"))?;
         Ok(stream)
     }
@@ -215,7 +239,7 @@ mod tests {
     #[test]
     fn a_peer_that_never_reads_fills_only_its_own_queue_and_the_oldest_frames_go() {
         let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
-        let settings = LinkSettings {
+        let config = LinkConfig {
             queue: 4,
             io_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(1),
@@ -223,10 +247,11 @@ mod tests {
         };
         let (events_tx, events) = crossbeam_channel::unbounded();
         let addr = black_hole.local_addr().unwrap().to_string();
-        let mut link = PeerLink::spawn(addr.clone(), &settings, events_tx).unwrap();
+        let target = LinkTarget::Member(NodeName::new("hole").unwrap());
+        let mut link = PeerLink::spawn(target.clone(), addr, &config, events_tx).unwrap();
         assert!(matches!(
             events.recv_timeout(Duration::from_secs(5)),
-            Ok(Control::PeerUp(a)) if a == addr
+            Ok(Control::LinkUp(t)) if t == target
         ));
         // About 100 KB each: far more than the socket buffers hold, so the writer ends up
         // stuck in a write while the queue keeps taking frames by dropping the oldest.

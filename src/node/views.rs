@@ -1,6 +1,7 @@
 //! The JSON shapes of the HTTP API, shared by the node (which serializes them) and the
 //! `gctr inc/dec/get` client (which reads them back).
 
+use crate::member::Member;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -62,4 +63,15 @@ pub struct PeersView {
     #[serde(rename = "self")]
     pub me: SelfView,
     pub peers: Vec<PeerView>,
+}
+
+impl From<&Member> for SelfView {
+    fn from(m: &Member) -> SelfView {
+        SelfView {
+            name: m.name.to_string(),
+            origin: m.origin().to_string(),
+            gossip_addr: m.gossip_addr.clone(),
+            http_addr: m.http_addr.clone(),
+        }
+    }
 }

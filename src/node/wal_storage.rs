@@ -6,8 +6,9 @@
 //! batch with nothing applied; the WAL cuts the failed write away on its next append, so
 //! later writes succeed once the fault clears.
 
-use super::storage::Storage;
 use crate::crdt::{OriginDelta, State};
+use crate::node_core::Storage;
+use crate::status::{StorageStatus, WalStorageStatus};
 use crate::wal::{RecoveryReport, Wal, WalError};
 use std::io;
 
@@ -51,14 +52,15 @@ impl Storage for WalStorage {
         Ok(())
     }
 
-    fn status(&self) -> serde_json::Value {
-        let wal = self.wal.as_ref().map(|w| w.status());
-        serde_json::json!({
-            "kind": "wal",
-            "durable": self.wal.as_ref().is_some_and(|w| !w.options().fsync.is_weaker()),
-            "wal": wal,
-            "recovery": self.recovery,
-        })
+    fn status(&self) -> StorageStatus {
+        StorageStatus::Wal(Box::new(WalStorageStatus {
+            durable: self
+                .wal
+                .as_ref()
+                .is_some_and(|w| !w.config().fsync.is_weaker()),
+            wal: self.wal.as_ref().map(Wal::status),
+            recovery: self.recovery.clone(),
+        }))
     }
 
     fn close(&mut self) -> io::Result<()> {
@@ -147,13 +149,13 @@ mod tests {
     use super::*;
     use crate::node::{Node, NodeConfig};
     use crate::wal::faulty_fs::{FaultyFs, Op};
-    use crate::wal::WalOptions;
+    use crate::wal::WalConfig;
     use std::sync::Arc;
 
-    fn options() -> WalOptions {
-        WalOptions {
+    fn options() -> WalConfig {
+        WalConfig {
             node_name: Some("n1".into()),
-            ..WalOptions::default()
+            ..WalConfig::default()
         }
     }
 

@@ -12,7 +12,7 @@ pub enum WalError {
     /// the state must not change; later appends retry and succeed once the fault clears.
     Io { context: String, source: io::Error },
     /// A file holds bytes the WAL did not write (or cannot read). Open refuses to start;
-    /// `WalOptions::repair` keeps what comes before `offset` and sets the rest aside.
+    /// `WalConfig::repair` keeps what comes before `offset` and sets the rest aside.
     Corruption {
         file: PathBuf,
         offset: u64,

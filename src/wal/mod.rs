@@ -24,7 +24,7 @@
 //! Recovery reads the newest snapshot that checks out, then every record after it. A
 //! record cut short or failing its CRC at the very end of the last segment is a torn
 //! write: it is saved aside, cut, and logged. Any other bad byte is corruption: open
-//! fails naming the file and offset, unless [`WalOptions::repair`] is set, in which case
+//! fails naming the file and offset, unless [`WalConfig::repair`] is set, in which case
 //! the log is cut at the bad record, later segments are set aside, the report says what
 //! was dropped, and the node takes a new incarnation (its own lost records may have been
 //! gossiped, and their versions must not be reused).
@@ -99,9 +99,9 @@ impl fmt::Display for FsyncPolicy {
     }
 }
 
-/// Settings for [`Wal::open`].
+/// How [`Wal::open`] keeps the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WalOptions {
+pub struct WalConfig {
     /// The node's name: required for a new directory, checked against an existing one.
     pub node_name: Option<String>,
     /// Default `Always`.
@@ -124,9 +124,9 @@ pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 pub const DEFAULT_SNAPSHOT_RECORDS: u64 = 1_000_000;
 pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 << 20;
 
-impl Default for WalOptions {
-    fn default() -> WalOptions {
-        WalOptions {
+impl Default for WalConfig {
+    fn default() -> WalConfig {
+        WalConfig {
             node_name: None,
             fsync: FsyncPolicy::Always,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
@@ -198,7 +198,7 @@ pub struct WalStatus {
 pub struct Wal {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
-    options: WalOptions,
+    config: WalConfig,
     origin: Origin,
     active: ActiveSegment,
     /// Earlier segments still on disk: first sequence number, path, bytes.
@@ -223,21 +223,21 @@ const LOCK_FILE: &str = "LOCK";
 impl Wal {
     /// Opens (or creates) the data directory `dir` on the real file system and recovers
     /// its state.
-    pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Recovered), WalError> {
-        Wal::open_with(Arc::new(RealFs), dir, options)
+    pub fn open(dir: &Path, config: WalConfig) -> Result<(Wal, Recovered), WalError> {
+        Wal::open_with(Arc::new(RealFs), dir, config)
     }
 
     /// [`Wal::open`] over any file layer (tests inject failures through it).
     pub fn open_with(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
-        options: WalOptions,
+        config: WalConfig,
     ) -> Result<(Wal, Recovered), WalError> {
-        let options = WalOptions {
-            segment_bytes: options.segment_bytes.clamp(1, MAX_SEGMENT_BYTES),
-            ..options
+        let config = WalConfig {
+            segment_bytes: config.segment_bytes.clamp(1, MAX_SEGMENT_BYTES),
+            ..config
         };
-        if let Some(name) = &options.node_name {
+        if let Some(name) = &config.node_name {
             validate_node_name(name).map_err(|e| WalError::BadName(e.0))?;
         }
         let f = fs.as_ref();
@@ -254,7 +254,7 @@ impl Wal {
         let mut report = RecoveryReport::default();
         let mut origin = match identity::read(f, dir)? {
             Some(found) => {
-                if let Some(asked) = options.node_name.as_ref().filter(|n| **n != found.node) {
+                if let Some(asked) = config.node_name.as_ref().filter(|n| **n != found.node) {
                     return Err(WalError::NameMismatch {
                         asked: asked.clone(),
                         found: found.node,
@@ -274,7 +274,7 @@ impl Wal {
                         ),
                     });
                 }
-                let name = options.node_name.clone().ok_or_else(|| {
+                let name = config.node_name.clone().ok_or_else(|| {
                     WalError::BadName("a new data directory needs a node name".into())
                 })?;
                 let origin = Origin::new(name, identity::new_incarnation());
@@ -286,7 +286,7 @@ impl Wal {
 
         report.clean_shutdown = identity::marker_exists(f, dir, CLEAN_SHUTDOWN_FILE)?;
         let weak_before = identity::marker_exists(f, dir, WEAK_FSYNC_FILE)?;
-        let replayed = recovery::replay(f, dir, &files.snapshots, files.segments, options.repair)?;
+        let replayed = recovery::replay(f, dir, &files.snapshots, files.segments, config.repair)?;
 
         let reason = if !report.clean_shutdown && weak_before && !report.created {
             Some("the last run used a weaker fsync policy and did not close cleanly".to_owned())
@@ -309,7 +309,7 @@ impl Wal {
             );
             report.new_incarnation = Some(NewIncarnation { previous, reason });
         }
-        if options.fsync.is_weaker() {
+        if config.fsync.is_weaker() {
             identity::set_marker(f, dir, WEAK_FSYNC_FILE)?;
         } else {
             identity::clear_marker(f, dir, WEAK_FSYNC_FILE)?;
@@ -365,7 +365,7 @@ impl Wal {
             last_fsync: None,
             scratch: Vec::new(),
             frames: Vec::new(),
-            options,
+            config,
             _lock: lock,
         };
         let recovered = Recovered {
@@ -387,8 +387,8 @@ impl Wal {
         &self.dir
     }
 
-    pub fn options(&self) -> &WalOptions {
-        &self.options
+    pub fn config(&self) -> &WalConfig {
+        &self.config
     }
 
     /// Logs a local batch (one delta of this node's origin) and, under `Always`, fsyncs
@@ -400,7 +400,7 @@ impl Wal {
         check_record_len(self.scratch.len())?;
         self.frames.clear();
         encode_frame(self.next_seq, &self.scratch, &mut self.frames);
-        let sync = match self.options.fsync {
+        let sync = match self.config.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
             FsyncPolicy::Never => false,
@@ -449,7 +449,7 @@ impl Wal {
             .ensure_clean()
             .map_err(|e| self.io_error("cut back a failed write in", e))?;
         if self.active.len() > SEGMENT_HEADER_LEN
-            && self.active.len() + len > self.options.segment_bytes
+            && self.active.len() + len > self.config.segment_bytes
         {
             self.rotate()?;
         }
@@ -497,7 +497,7 @@ impl Wal {
     /// Under `Interval`, fsyncs if writes are waiting and the interval has passed; call
     /// it after every event-loop turn. Under the other policies it does nothing.
     pub fn sync_if_due(&mut self) -> Result<(), WalError> {
-        match self.options.fsync {
+        match self.config.fsync {
             FsyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
             _ => Ok(()),
         }
@@ -518,10 +518,10 @@ impl Wal {
     /// `state` must hold every record appended so far (call it after applying them).
     /// Returns whether a snapshot was taken.
     pub fn maybe_snapshot(&mut self, state: &State) -> Result<bool, WalError> {
-        let by_records = self.options.snapshot_records > 0
-            && self.records_since_snapshot >= self.options.snapshot_records;
-        let by_bytes = self.options.snapshot_bytes > 0
-            && self.bytes_since_snapshot >= self.options.snapshot_bytes;
+        let by_records = self.config.snapshot_records > 0
+            && self.records_since_snapshot >= self.config.snapshot_records;
+        let by_bytes = self.config.snapshot_bytes > 0
+            && self.bytes_since_snapshot >= self.config.snapshot_bytes;
         if !(by_records || by_bytes) {
             return Ok(false);
         }
@@ -592,7 +592,7 @@ impl Wal {
     pub fn status(&self) -> WalStatus {
         WalStatus {
             dir: self.dir.clone(),
-            fsync_policy: self.options.fsync.to_string(),
+            fsync_policy: self.config.fsync.to_string(),
             segments: self.closed.len() + 1,
             bytes: self.closed.iter().map(|s| s.len).sum::<u64>() + self.active.len(),
             last_seq: self.next_seq - 1,

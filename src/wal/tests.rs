@@ -8,15 +8,15 @@ use super::*;
 use crate::crdt::{CounterEntry, LocalOp, OpKind};
 use std::fs as stdfs;
 
-fn options() -> WalOptions {
-    WalOptions {
+fn options() -> WalConfig {
+    WalConfig {
         node_name: Some("n1".into()),
-        ..WalOptions::default()
+        ..WalConfig::default()
     }
 }
 
-fn tiny(segment_bytes: u64) -> WalOptions {
-    WalOptions {
+fn tiny(segment_bytes: u64) -> WalConfig {
+    WalConfig {
         segment_bytes,
         ..options()
     }
@@ -35,7 +35,7 @@ struct Node {
 }
 
 impl Node {
-    fn open(dir: &Path, options: WalOptions) -> (Node, RecoveryReport) {
+    fn open(dir: &Path, options: WalConfig) -> (Node, RecoveryReport) {
         let (wal, rec) = Wal::open(dir, options).expect("open");
         assert_eq!(&rec.origin, wal.origin());
         let node = Node {
@@ -316,7 +316,7 @@ fn wal_a_flipped_bit_in_an_earlier_segment_is_refused_and_repair_keeps_what_it_c
     }
     assert_eq!(segments(dir.path()), segs, "a refusal changes nothing");
 
-    let repair = WalOptions {
+    let repair = WalConfig {
         repair: true,
         ..tiny(200)
     };
@@ -367,7 +367,7 @@ fn wal_a_bad_record_followed_by_good_ones_in_the_last_segment_is_corruption() {
 #[test]
 fn wal_snapshot_delete_and_recover_equals_the_state_before() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WalOptions {
+    let opts = WalConfig {
         snapshot_records: 5,
         ..tiny(120)
     };
@@ -436,7 +436,7 @@ fn wal_a_damaged_snapshot_whose_log_is_gone_is_refused() {
 
 #[test]
 fn wal_a_weaker_policy_unclean_stop_gives_a_new_incarnation_and_a_clean_close_keeps_it() {
-    let weak = WalOptions {
+    let weak = WalConfig {
         fsync: FsyncPolicy::Never,
         ..options()
     };
@@ -470,7 +470,7 @@ fn wal_a_weaker_policy_unclean_stop_gives_a_new_incarnation_and_a_clean_close_ke
 #[test]
 fn wal_names_and_locks_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let no_name = WalOptions::default();
+    let no_name = WalConfig::default();
     assert!(matches!(
         Wal::open(dir.path(), no_name.clone()),
         Err(WalError::BadName(_))
@@ -481,7 +481,7 @@ fn wal_names_and_locks_are_checked() {
         Err(WalError::Locked { .. })
     ));
     drop(wal);
-    let other = WalOptions {
+    let other = WalConfig {
         node_name: Some("n2".into()),
         ..options()
     };
@@ -513,7 +513,7 @@ fn wal_an_unknown_record_type_is_an_error_naming_it() {
     let at = bytes.len() as u64;
     encode_frame(3, &[42, 1, 2, 3], &mut bytes);
     stdfs::write(&seg, &bytes).unwrap();
-    let repair = WalOptions {
+    let repair = WalConfig {
         repair: true,
         ..options()
     };
@@ -626,7 +626,7 @@ fn wal_group_commit_fsyncs_local_batches_and_lets_learned_state_ride_along() {
     assert!(status.last_fsync_micros.is_some());
     drop(node);
 
-    let lazy = WalOptions {
+    let lazy = WalConfig {
         fsync: FsyncPolicy::Interval(Duration::from_secs(3600)),
         ..options()
     };
@@ -638,7 +638,7 @@ fn wal_group_commit_fsyncs_local_batches_and_lets_learned_state_ride_along() {
     assert_eq!(node.wal.status().fsyncs, 1);
     drop(node);
 
-    let eager = WalOptions {
+    let eager = WalConfig {
         fsync: FsyncPolicy::Interval(Duration::ZERO),
         ..options()
     };

@@ -1,23 +1,31 @@
-//! A deterministic in-memory simulator for the gossip engine.
+//! A deterministic in-memory simulator for the node core: the same `NodeCore` that
+//! `gctr node` and `gctr maelstrom` run, over a storage double.
 //!
-//! N engines exchange frames as encoded bytes (every frame goes through `codec::encode`
-//! and `codec::decode` with the engine's payload limit, so an oversized or malformed frame
-//! fails the run). Time is virtual; every random choice — link loss, duplication, delay
-//! (and so reordering), which node runs an operation, each engine's own RNG — comes from
-//! one seed, printed when a run fails and replayed with `GCTR_SIM_SEED=<seed>`.
+//! N node cores exchange frames as encoded bytes (every frame goes through
+//! `codec::encode` and `codec::decode` with the engine's payload limit, so an oversized or
+//! malformed frame fails the run). Time is virtual; every random choice — link loss,
+//! duplication, delay (and so reordering), which node runs an operation, each engine's own
+//! RNG — comes from one seed, printed when a run fails and replayed with
+//! `GCTR_SIM_SEED=<seed>`.
 //!
-//! Each node keeps the log a WAL would keep: every durable local batch and every
-//! `Output::Learned` delta. A crash drops the engine; a restart rebuilds the state from
-//! that log (same origin) or starts empty under a new incarnation. The simulator tracks
-//! every acknowledged operation, so the exact expected value of each counter is known.
+//! Each node's storage ([`SimStorage`]) keeps what a WAL would keep: every batch the core
+//! commits and every delta it logs as learned, and it fails commits on demand. A crash
+//! drops the core; a restart rebuilds the state from that log (same origin) or starts
+//! empty under a new incarnation. The simulator tracks every acknowledged operation, so
+//! the exact expected value of each counter is known.
 //!
 //! Scenarios are data: a list of [`Step`]s run in order by [`Sim::run`].
 
 use gctr::codec;
 use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
-use gctr::engine::{Config, Engine, Output, Stats};
+use gctr::engine::{Config, Engine, Stats};
+use gctr::member::NodeName;
+use gctr::node_core::{Effect, NodeCore, OpRequest, OpResult, Storage};
+use gctr::status::StorageStatus;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
+use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The seed to use: `GCTR_SIM_SEED` when set (to replay a failure), else `default`.
@@ -124,12 +132,62 @@ impl Ord for Msg {
     }
 }
 
+/// What a node's storage holds across crashes, and the faults it is told to inject.
+#[derive(Debug, Default)]
+pub struct SimLog {
+    /// Durable local batches and learned deltas, in log order.
+    pub deltas: Vec<OriginDelta>,
+    /// Commits still to fail.
+    pub fail_commits: usize,
+}
+
+/// The storage double: logs in memory (kept across a crash by the simulator), fails
+/// commits when told to.
+pub struct SimStorage(Arc<Mutex<SimLog>>);
+
+impl SimStorage {
+    fn log(&self) -> std::sync::MutexGuard<'_, SimLog> {
+        self.0.lock().expect("the log lock")
+    }
+}
+
+impl Storage for SimStorage {
+    fn commit_local(&mut self, delta: &OriginDelta) -> io::Result<()> {
+        let mut log = self.log();
+        if log.fail_commits > 0 {
+            log.fail_commits -= 1;
+            return Err(io::Error::other("injected commit failure"));
+        }
+        log.deltas.push(delta.clone());
+        Ok(())
+    }
+
+    fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()> {
+        self.log().deltas.extend_from_slice(deltas);
+        Ok(())
+    }
+
+    fn after_turn(&mut self, _state: &State) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn status(&self) -> StorageStatus {
+        StorageStatus::MEMORY
+    }
+
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sim node's core; replies are tagged with the operation's position in its batch.
+type Core = NodeCore<usize>;
+
 struct Node {
-    name: String,
+    name: NodeName,
     origin: Origin,
-    engine: Option<Engine>,
-    /// What a WAL would hold: durable local batches and learned deltas, in log order.
-    log: Vec<OriginDelta>,
+    core: Option<Core>,
+    log: Arc<Mutex<SimLog>>,
     group: usize,
 }
 
@@ -176,12 +234,17 @@ impl Sim {
     }
 
     pub fn state(&self, node: usize) -> Option<&State> {
-        self.nodes[node].engine.as_ref().map(Engine::state)
+        self.nodes[node].core.as_ref().map(Core::state)
+    }
+
+    /// The storage log of node `i`, to inject faults or inspect what it made durable.
+    pub fn log(&self, i: usize) -> std::sync::MutexGuard<'_, SimLog> {
+        self.nodes[i].log.lock().expect("the log lock")
     }
 
     fn live(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].engine.is_some())
+            .filter(|&i| self.nodes[i].core.is_some())
             .collect()
     }
 
@@ -232,25 +295,25 @@ impl Sim {
         }
     }
 
-    fn name(i: usize) -> String {
-        format!("n{i}")
+    fn name(i: usize) -> NodeName {
+        NodeName::new(&format!("n{i}")).expect("a valid name")
     }
 
     pub fn add_node(&mut self) -> usize {
         let i = self.nodes.len();
         let name = Sim::name(i);
-        let origin = Origin::new(name.clone(), self.rng.u64(..));
+        let origin = Origin::new(name.as_str(), self.rng.u64(..));
         self.nodes.push(Node {
             name: name.clone(),
             origin,
-            engine: None,
-            log: Vec::new(),
+            core: None,
+            log: Arc::default(),
             group: 0,
         });
         self.start(i, State::new());
         for j in 0..i {
-            if let Some(e) = self.nodes[j].engine.as_mut() {
-                e.add_peer(name.clone());
+            if let Some(core) = self.nodes[j].core.as_mut() {
+                core.add_peer(name.clone());
             }
         }
         i
@@ -258,29 +321,31 @@ impl Sim {
 
     fn start(&mut self, i: usize, state: State) {
         let seed = self.rng.u64(..);
-        let mut engine = Engine::new(
+        let engine = Engine::new(
             self.nodes[i].origin.clone(),
             self.config.clone(),
             state,
             seed,
             self.now,
         );
-        engine.set_peers(
+        let storage = SimStorage(self.nodes[i].log.clone());
+        let mut core = NodeCore::new(engine, Box::new(storage));
+        core.set_peers(
             (0..self.nodes.len())
                 .filter(|&j| j != i)
                 .map(|j| self.nodes[j].name.clone()),
         );
-        self.nodes[i].engine = Some(engine);
+        self.nodes[i].core = Some(core);
     }
 
     pub fn crash(&mut self, i: usize) {
-        self.nodes[i].engine = None;
+        self.nodes[i].core = None;
     }
 
     pub fn restart_durable(&mut self, i: usize) {
         self.crash(i);
         let mut state = State::new();
-        for delta in &self.nodes[i].log {
+        for delta in &self.log(i).deltas {
             state.apply_delta(delta);
         }
         self.start(i, state);
@@ -289,39 +354,54 @@ impl Sim {
     pub fn restart_fresh(&mut self, i: usize) {
         self.crash(i);
         self.nodes[i].origin.incarnation = self.rng.u64(..);
-        self.nodes[i].log.clear();
+        self.log(i).deltas.clear();
         self.start(i, State::new());
     }
 
     pub fn restart_empty_same_origin(&mut self, i: usize) {
         self.crash(i);
-        self.nodes[i].log.clear();
+        self.log(i).deltas.clear();
         self.start(i, State::new());
     }
 
-    /// Runs local operations as one batch on node `i`: prepare, log (durable), apply.
-    /// Every operation must be accepted.
-    pub fn ops(&mut self, i: usize, ops: &[LocalOp]) {
-        let engine = self.nodes[i]
-            .engine
+    /// Runs local operations as one group commit on node `i` and returns each one's
+    /// answer; the acknowledged ones count towards the expected values.
+    pub fn try_ops(&mut self, i: usize, ops: &[LocalOp]) -> Vec<OpResult> {
+        let core = self.nodes[i]
+            .core
             .as_mut()
             .unwrap_or_else(|| panic!("node {i} is down"));
-        let batch = engine.prepare_local(ops);
-        for (op, result) in ops.iter().zip(&batch.results) {
+        core.commit(ops.iter().enumerate().map(|(k, op)| OpRequest {
+            op: op.clone(),
+            reply: k,
+        }));
+        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
+        for effect in self.drain(i) {
+            results[effect.0] = Some(effect.1);
+        }
+        let results: Vec<OpResult> = results
+            .into_iter()
+            .map(|r| r.expect("every operation is answered"))
+            .collect();
+        for (op, result) in ops.iter().zip(&results) {
+            if result.is_ok() {
+                let signed = match op.kind {
+                    OpKind::Increment => op.amount as i64,
+                    OpKind::Decrement => -(op.amount as i64),
+                };
+                *self.expected.entry(op.counter.clone()).or_default() += signed;
+                self.acknowledged += 1;
+            }
+        }
+        results
+    }
+
+    /// Runs local operations as one batch on node `i`: every one must be acknowledged.
+    pub fn ops(&mut self, i: usize, ops: &[LocalOp]) {
+        let results = self.try_ops(i, ops);
+        for (op, result) in ops.iter().zip(&results) {
             assert!(result.is_ok(), "operation {op:?} refused: {result:?}");
         }
-        self.nodes[i].log.push(batch.delta.clone());
-        let engine = self.nodes[i].engine.as_mut().expect("live");
-        engine.apply_local(&batch);
-        for op in ops {
-            let signed = match op.kind {
-                OpKind::Increment => op.amount as i64,
-                OpKind::Decrement => -(op.amount as i64),
-            };
-            *self.expected.entry(op.counter.clone()).or_default() += signed;
-            self.acknowledged += 1;
-        }
-        self.drain(i);
     }
 
     pub fn op(&mut self, i: usize, counter: &str, by: i64) {
@@ -362,18 +442,14 @@ impl Sim {
                 .nodes
                 .iter()
                 .enumerate()
-                .filter_map(|(i, n)| n.engine.as_ref().map(|e| (e.next_deadline(), i)))
+                .filter_map(|(i, n)| n.core.as_ref().map(|c| (c.next_deadline(), i)))
                 .min();
             let msg_at = self.queue.peek().map(|Reverse(m)| m.at);
             match (timer, msg_at) {
                 (Some((t, i)), m) if t <= end && m.is_none_or(|m| t <= m) => {
                     self.now = self.now.max(t);
                     let now = self.now;
-                    self.nodes[i]
-                        .engine
-                        .as_mut()
-                        .expect("live")
-                        .handle_timer(now);
+                    self.nodes[i].core.as_mut().expect("live").handle_timer(now);
                     self.drain(i);
                 }
                 (_, Some(m)) if m <= end => {
@@ -395,7 +471,7 @@ impl Sim {
         let max = self.config.max_payload;
         let from = self.nodes[msg.from].name.clone();
         let now = self.now;
-        let Some(engine) = self.nodes[msg.to].engine.as_mut() else {
+        let Some(core) = self.nodes[msg.to].core.as_mut() else {
             self.frames_lost += 1;
             return;
         };
@@ -406,23 +482,28 @@ impl Sim {
                 self.fail(&format!("a frame from {from} does not decode: {e}"))
             ),
         };
-        engine.handle_frame(now, &from, frame);
+        core.handle_frame(now, &from, frame);
         self.drain(msg.to);
     }
 
-    fn drain(&mut self, i: usize) {
-        let outputs = self.nodes[i].engine.as_mut().expect("live").drain_outputs();
-        for output in outputs {
-            match output {
-                Output::Send { to, frame } => {
-                    let to: usize = to[1..].parse().expect("peer names are n<index>");
+    /// Carries out node `i`'s effects: frames onto the network; returns the answers.
+    fn drain(&mut self, i: usize) -> Vec<(usize, OpResult)> {
+        let core = self.nodes[i].core.as_mut().expect("live");
+        let effects = core.take_effects();
+        core.settle();
+        let mut replies = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Send { to, frame } => {
+                    let to: usize = to.as_str()[1..].parse().expect("peer names are n<index>");
                     let bytes = codec::encode(&frame);
                     self.largest_frame = self.largest_frame.max(bytes.len());
                     self.send(i, to, bytes);
                 }
-                Output::Learned(deltas) => self.nodes[i].log.extend(deltas),
+                Effect::Reply { to, result } => replies.push((to, result)),
             }
         }
+        replies
     }
 
     fn send(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
@@ -453,17 +534,14 @@ impl Sim {
     /// Whether every live node reports exactly the expected value of every counter, and
     /// no other counter.
     pub fn converged(&self) -> bool {
-        self.nodes
-            .iter()
-            .filter_map(|n| n.engine.as_ref())
-            .all(|e| {
-                let state = e.state();
-                state.counter_count() == self.expected.len()
-                    && self
-                        .expected
-                        .iter()
-                        .all(|(name, want)| state.value(name) == *want)
-            })
+        self.nodes.iter().filter_map(|n| n.core.as_ref()).all(|c| {
+            let state = c.state();
+            state.counter_count() == self.expected.len()
+                && self
+                    .expected
+                    .iter()
+                    .all(|(name, want)| state.value(name) == *want)
+        })
     }
 
     /// Whether every live node reports the same value for every counter.
@@ -471,8 +549,8 @@ impl Sim {
         let mut views = self
             .nodes
             .iter()
-            .filter_map(|n| n.engine.as_ref())
-            .map(|e| e.state().values().collect::<Vec<_>>());
+            .filter_map(|n| n.core.as_ref())
+            .map(|c| c.state().values().collect::<Vec<_>>());
         let Some(first) = views.next() else {
             return true;
         };
@@ -516,14 +594,14 @@ impl Sim {
         self.nodes
             .iter()
             .filter_map(|n| {
-                let e = n.engine.as_ref()?;
-                let values = e
+                let c = n.core.as_ref()?;
+                let values = c
                     .state()
                     .values()
                     .take(8)
                     .map(|(c, v)| (c.to_owned(), v))
                     .collect();
-                Some((n.name.clone(), values))
+                Some((n.name.to_string(), values))
             })
             .collect()
     }
@@ -532,8 +610,8 @@ impl Sim {
     pub fn total_stats(&self) -> Stats {
         let mut total = Stats::default();
         for n in &self.nodes {
-            if let Some(e) = n.engine.as_ref() {
-                add_stats(&mut total, e.stats());
+            if let Some(c) = n.core.as_ref() {
+                add_stats(&mut total, c.gossip_stats());
             }
         }
         total
@@ -552,12 +630,10 @@ impl Drop for Sim {
 }
 
 fn add_stats(total: &mut Stats, s: &Stats) {
-    for k in 0..5 {
-        total.frames_out[k] += s.frames_out[k];
-        total.bytes_out[k] += s.bytes_out[k];
-        total.frames_in[k] += s.frames_in[k];
-        total.bytes_in[k] += s.bytes_in[k];
-    }
+    total.frames_out.add(&s.frames_out);
+    total.bytes_out.add(&s.bytes_out);
+    total.frames_in.add(&s.frames_in);
+    total.bytes_in.add(&s.bytes_in);
     total.rounds += s.rounds;
     total.entries_out += s.entries_out;
     total.entries_in += s.entries_in;

@@ -243,17 +243,22 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_read_timeout(listener, ssl_config, None)
+        Self::from_listener_with_limits(listener, ssl_config, None, None)
     }
 
     /// gctr patch: like `from_listener`, with a read timeout set on every accepted
-    /// connection. Upstream sets none, so a client that declares a body and never sends
-    /// it (or never finishes its headers) holds a thread forever; with a timeout the
-    /// read fails, the request gets an error, and the connection is closed.
-    pub fn from_listener_with_read_timeout<L: Into<Listener>>(
+    /// connection and a cap on the bytes of a request line plus its headers. Upstream
+    /// sets no timeout, so a client that declares a body and never sends it (or never
+    /// finishes its headers) holds a thread forever; with a timeout the read fails, the
+    /// request gets an error, and the connection is closed. Upstream buffers headers
+    /// without limit, so one connection sending an endless header line grows the process
+    /// by as much; with a cap, a request whose line and headers pass it gets
+    /// `431 Request Header Fields Too Large` and the connection is closed at once.
+    pub fn from_listener_with_limits<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         read_timeout: Option<std::time::Duration>,
+        max_header_bytes: Option<usize>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
@@ -328,7 +333,11 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok(ClientConnection::new(
+                            write_closable,
+                            read_closable,
+                            max_header_bytes,
+                        ))
                     }
                     Err(e) => Err(e),
                 };

@@ -1,30 +1,31 @@
-//! Where a node's changes become durable: the `Storage` trait the event loop calls, and
+//! Where a node's changes become durable: the `Storage` trait the node core calls, and
 //! the in-memory storage used without `--wal`.
 //!
-//! The event loop keeps the durability invariant through this trait: a local batch is
-//! handed to [`Storage::commit_local`] and applied only once that returns `Ok`, so nothing
-//! is gossiped, read or acknowledged before it is durable. One call covers every request
-//! gathered in one event-loop turn (group commit).
+//! The core keeps the durability invariant through this trait: a local batch is handed to
+//! [`Storage::commit_local`] and applied only once that returns `Ok`, so nothing is
+//! gossiped, read or acknowledged before it is durable. One call covers every operation
+//! gathered into one batch (group commit).
 
 use crate::crdt::{OriginDelta, State};
+use crate::status::StorageStatus;
 use std::io;
 
-/// Durable storage for one node, driven by the event loop thread.
+/// Durable storage for one node, driven by the thread that owns the node core.
 pub trait Storage: Send {
     /// Makes one local batch durable (written and synced) before it is applied. On an
-    /// error nothing of the batch is applied and every request in it is refused.
+    /// error nothing of the batch is applied and every operation in it is refused.
     fn commit_local(&mut self, delta: &OriginDelta) -> io::Result<()>;
 
     /// Records deltas learned from peers (already applied), so a restart need not fetch
     /// them again. An error is logged; peers can always resend what is lost.
     fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()>;
 
-    /// Called after every event-loop turn that changed the state and at every gossip
-    /// tick, with that state, so the storage can sync or snapshot when it sees fit.
+    /// Called after every input that changed the state and at every gossip tick, with
+    /// that state, so the storage can sync or snapshot when it sees fit.
     fn after_turn(&mut self, state: &State) -> io::Result<()>;
 
-    /// Figures for `GET /status`.
-    fn status(&self) -> serde_json::Value;
+    /// Figures for the node's status.
+    fn status(&self) -> StorageStatus;
 
     /// Flushes and closes; called once on a clean stop.
     fn close(&mut self) -> io::Result<()>;
@@ -48,8 +49,8 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn status(&self) -> serde_json::Value {
-        serde_json::json!({ "kind": "memory", "durable": false })
+    fn status(&self) -> StorageStatus {
+        StorageStatus::MEMORY
     }
 
     fn close(&mut self) -> io::Result<()> {

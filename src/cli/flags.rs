@@ -1,0 +1,248 @@
+//! What several subcommands share on the command line: one parser per kind of value
+//! (durations, log levels, numbers in a range), the gossip flags of `node` and
+//! `maelstrom`, and help text made from the same constants the code uses, so a default
+//! is written once.
+
+use super::CliError;
+use crate::codec::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
+use crate::engine::{self, DEFAULT_FANOUT, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
+use lexopt::ValueExt;
+use log::LevelFilter;
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// Width of the flag column in help text.
+const FLAG_COLUMN: usize = 25;
+/// Help lines wrap before this column.
+const WIDTH: usize = 88;
+
+/// One flag's entry in a help text: the flag as typed (`--fanout N`) and what it does,
+/// its default included.
+pub struct FlagHelp {
+    pub flag: &'static str,
+    pub help: String,
+    /// Shown after the help as `[default: ...]`, never broken across lines.
+    pub default: Option<String>,
+}
+
+impl FlagHelp {
+    pub fn new(flag: &'static str, help: impl Into<String>) -> FlagHelp {
+        FlagHelp {
+            flag,
+            help: help.into(),
+            default: None,
+        }
+    }
+
+    /// `help` followed by `[default: DEFAULT]`.
+    pub fn with_default(flag: &'static str, help: &str, default: impl Display) -> FlagHelp {
+        FlagHelp {
+            default: Some(format!("[default: {default}]")),
+            ..FlagHelp::new(flag, help)
+        }
+    }
+}
+
+/// Renders flags in two columns, the help wrapped at word boundaries.
+pub fn render(flags: &[FlagHelp]) -> String {
+    let mut out = String::new();
+    for f in flags {
+        let words = f.help.split_whitespace().chain(f.default.as_deref());
+        let mut lines = wrap(words, WIDTH - FLAG_COLUMN - 2).into_iter();
+        let first = lines.next().unwrap_or_default();
+        if f.flag.len() < FLAG_COLUMN {
+            out.push_str(&format!("  {:FLAG_COLUMN$}{first}\n", f.flag));
+        } else {
+            out.push_str(&format!("  {}\n  {:FLAG_COLUMN$}{first}\n", f.flag, ""));
+        }
+        for line in lines {
+            out.push_str(&format!("  {:FLAG_COLUMN$}{line}\n", ""));
+        }
+    }
+    out
+}
+
+fn wrap<'a>(words: impl Iterator<Item = &'a str>, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in words {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// A duration written like `100ms`, `1s` or `2m`, given to `flag`, at least `min`.
+pub fn duration(flag: &str, text: &str, min: Duration) -> Result<Duration, CliError> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| CliError::Usage(format!("{flag} {text:?}: {e}")))?;
+    if d < min.max(Duration::from_nanos(1)) {
+        let bound = if min <= Duration::from_nanos(1) {
+            "above zero".to_owned()
+        } else {
+            format!("at least {}", show_duration(min))
+        };
+        return Err(CliError::Usage(format!("{flag} must be {bound}")));
+    }
+    Ok(d)
+}
+
+/// A number given to `flag`, within `range`.
+pub fn number<T>(flag: &str, text: &str, range: RangeInclusive<T>) -> Result<T, CliError>
+where
+    T: std::str::FromStr + PartialOrd + Display,
+{
+    let out_of_range = || {
+        CliError::Usage(format!(
+            "{flag} must be a whole number from {} to {}, not {text:?}",
+            range.start(),
+            range.end()
+        ))
+    };
+    let n: T = text.parse().map_err(|_| out_of_range())?;
+    if !range.contains(&n) {
+        return Err(out_of_range());
+    }
+    Ok(n)
+}
+
+/// A duration as help text and messages show it (`100ms`, `1s`).
+pub fn show_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// The level `--log-level` names.
+pub fn log_level(text: &str) -> Result<LevelFilter, CliError> {
+    crate::logging::parse_level(text).map_err(|e| CliError::Usage(format!("--log-level: {e}")))
+}
+
+/// `--log-level`'s help entry.
+pub fn log_level_help() -> FlagHelp {
+    FlagHelp::with_default(
+        "--log-level LEVEL",
+        "off, error, warn, info, debug or trace (on stderr)",
+        "info",
+    )
+}
+
+/// The engine's settings as `gctr node` and `gctr maelstrom` take them.
+#[derive(Debug, Default)]
+pub struct GossipFlags {
+    config: engine::Config,
+}
+
+impl GossipFlags {
+    /// Takes `flag` (a long option name) and its value if it is a gossip flag; returns
+    /// whether it was.
+    pub fn take(&mut self, flag: &str, parser: &mut lexopt::Parser) -> Result<bool, CliError> {
+        let value = |parser: &mut lexopt::Parser| -> Result<String, CliError> {
+            Ok(parser.value()?.string()?)
+        };
+        match flag {
+            "gossip-interval" => {
+                self.config.gossip_interval = duration(
+                    "--gossip-interval",
+                    &value(parser)?,
+                    engine::MIN_GOSSIP_INTERVAL,
+                )?
+            }
+            "fanout" => self.config.fanout = number("--fanout", &value(parser)?, 1..=1024)?,
+            "no-eager-push" => self.config.eager_push = false,
+            "max-frame" => {
+                self.config.max_payload = number(
+                    "--max-frame",
+                    &value(parser)?,
+                    MIN_PAYLOAD..=MAX_PAYLOAD_LIMIT,
+                )?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub fn finish(self) -> engine::Config {
+        self.config
+    }
+
+    pub fn help() -> Vec<FlagHelp> {
+        vec![
+            FlagHelp::with_default(
+                "--gossip-interval DUR",
+                &format!(
+                    "time between anti-entropy rounds (at least {})",
+                    show_duration(engine::MIN_GOSSIP_INTERVAL)
+                ),
+                show_duration(DEFAULT_GOSSIP_INTERVAL),
+            ),
+            FlagHelp::with_default(
+                "--fanout N",
+                "peers per anti-entropy round, and the fewest a push goes to (ln(n) + 3 in \
+                 a cluster of n nodes when more)",
+                DEFAULT_FANOUT,
+            ),
+            FlagHelp::new(
+                "--no-eager-push",
+                "send local changes only by anti-entropy rounds",
+            ),
+            FlagHelp::with_default(
+                "--max-frame BYTES",
+                &format!(
+                    "largest gossip frame payload sent or accepted; use the same value on \
+                     every node (range {MIN_PAYLOAD}..={MAX_PAYLOAD_LIMIT})"
+                ),
+                DEFAULT_MAX_PAYLOAD,
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_parsed_once_with_their_minimum() {
+        let min = Duration::from_millis(1);
+        assert_eq!(
+            duration("--x", "250ms", min).ok(),
+            Some(Duration::from_millis(250))
+        );
+        for bad in ["0s", "500us", "soon", ""] {
+            assert!(duration("--x", bad, min).is_err(), "{bad:?} was accepted");
+        }
+        let e = duration("--x", "0s", Duration::ZERO).unwrap_err();
+        assert_eq!(e.to_string(), "--x must be above zero");
+        let e = duration("--x", "0s", min).unwrap_err();
+        assert_eq!(e.to_string(), "--x must be at least 1ms");
+    }
+
+    #[test]
+    fn numbers_outside_their_range_are_refused() {
+        assert_eq!(number("--n", "3", 1..=5).ok(), Some(3usize));
+        for bad in ["0", "6", "-1", "x", ""] {
+            assert!(number::<usize>("--n", bad, 1..=5).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn help_is_two_aligned_columns_with_the_defaults_in_it() {
+        let text = render(&GossipFlags::help());
+        assert!(text.contains("[default: 100ms]"), "{text}");
+        assert!(text.contains(&format!("[default: {DEFAULT_MAX_PAYLOAD}]")));
+        assert!(text.lines().all(|l| l.len() <= WIDTH), "{text}");
+        let column = |l: &str| l.len() - l.trim_start().len();
+        assert!(text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .all(|l| column(l) == FLAG_COLUMN + 2));
+    }
+}

@@ -1,0 +1,174 @@
+//! The one JSON-over-HTTP client: the CLI's commands and the node's discovery client
+//! both talk through it, with the same timeouts, the same cap on the size of an answer
+//! read, and the same wording for the same failure.
+
+use super::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+/// Largest answer read (a discovery table of 10,000 members is about 1 MB).
+pub const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// No answer: connection refused, timed out, bad URL.
+    Unreachable { url: String, reason: String },
+    /// The server answered with an error status and (if it sent one) its `error` text.
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// The server answered something that is not the expected JSON, or too much of it.
+    BadAnswer { url: String, reason: String },
+}
+
+/// A client for one server; `what` names the server in messages ("the node").
+#[derive(Clone)]
+pub struct JsonClient {
+    base: String,
+    what: &'static str,
+    agent: ureq::Agent,
+}
+
+/// Connect and whole-request timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub total: Duration,
+}
+
+impl JsonClient {
+    /// A client for the server at `url` (`HOST:PORT`, or with an `http://` scheme).
+    pub fn new(url: &str, what: &'static str, timeouts: Timeouts) -> JsonClient {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeouts.connect)
+            .timeout(timeouts.total)
+            .build();
+        JsonClient {
+            base: base_url(url),
+            what,
+            agent,
+        }
+    }
+
+    /// The server's base URL, with its scheme and without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
+        self.answer(self.agent.get(&self.url(path)).call())
+    }
+
+    /// A POST without a body.
+    pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
+        self.answer(self.agent.post(&self.url(path)).call())
+    }
+
+    pub fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, HttpError> {
+        self.answer(self.agent.post(&self.url(path)).send_json(body))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<T, HttpError> {
+        let url = || format!("{} at {}", self.what, self.base);
+        match result {
+            Ok(response) => {
+                read_json(response).map_err(|reason| HttpError::BadAnswer { url: url(), reason })
+            }
+            Err(ureq::Error::Status(status, response)) => Err(HttpError::Refused {
+                url: url(),
+                status,
+                message: read_json::<ErrorBody>(response)
+                    .map(|e| e.error)
+                    .unwrap_or_else(|_| "no reason given".into()),
+            }),
+            Err(e) => Err(HttpError::Unreachable {
+                url: url(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpError::Unreachable { url, reason } => write!(f, "cannot reach {url}: {reason}"),
+            HttpError::Refused {
+                url,
+                status,
+                message,
+            } => write!(f, "{url} refused (HTTP {status}): {message}"),
+            HttpError::BadAnswer { url, reason } => {
+                write!(f, "{url} sent an unexpected answer: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+fn read_json<T: DeserializeOwned>(response: ureq::Response) -> Result<T, String> {
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| e.to_string())?;
+    if body.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(format!("the answer is over {MAX_ANSWER_BYTES} bytes"));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// `url` with an `http://` scheme when it has none, without surrounding blanks or
+/// trailing slashes.
+pub fn base_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.starts_with("http://") || url.starts_with("https://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_adds_a_scheme_and_drops_trailing_slashes() {
+        assert_eq!(base_url("127.0.0.1:8000"), "http://127.0.0.1:8000");
+        assert_eq!(base_url("http://h:1/"), "http://h:1");
+        assert_eq!(base_url(" https://h:1 "), "https://h:1");
+    }
+
+    #[test]
+    fn failures_name_the_server() {
+        let e = HttpError::Refused {
+            url: "the node at http://h:1".into(),
+            status: 400,
+            message: "bad".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the node at http://h:1 refused (HTTP 400): bad"
+        );
+    }
+}

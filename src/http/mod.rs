@@ -1,0 +1,18 @@
+//! HTTP, written once for every part of gctr that speaks it.
+//!
+//! - `server`: the worker pool, limits, request and reply shapes used by the node API and
+//!   discovery;
+//! - `client`: the JSON client used by the CLI and the node's discovery client.
+
+pub mod client;
+pub mod server;
+
+pub use client::{HttpError, JsonClient, Timeouts};
+pub use server::{Handler, HttpConfig, HttpServer, Reply, Request};
+
+/// The `{"error": "..."}` body of every error answer, sent by the server and read by the
+/// client.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

@@ -1,0 +1,253 @@
+//! The node core: one node's logic, free of I/O, driven the same way by every runtime —
+//! the TCP node (`src/node/`), the Maelstrom runtime (`src/maelstrom/`) and the tests'
+//! simulator.
+//!
+//! It owns the gossip engine and the node's storage and keeps the durability invariant
+//! by construction: [`NodeCore::commit`] is the only way a local operation reaches the
+//! state, and it prepares the batch, hands it to the storage and applies it only if the
+//! storage made it durable — nothing can run in between. State learned from peers is
+//! logged as soon as it is learned. A runtime feeds inputs (operations, frames, timer
+//! ticks, peer-set changes), each with the current time, and carries out the effects
+//! the core queued: frames to send and answers to operations. The reply handle `R` is
+//! whatever the runtime answers through (a channel, a Maelstrom message id, a test tag).
+//!
+//! - `storage`: the `Storage` trait and the in-memory storage.
+
+mod storage;
+
+pub use storage::{MemoryStorage, Storage};
+
+use crate::codec::Frame;
+use crate::crdt::{LocalOp, OpError, Origin, OriginDelta, State};
+use crate::engine::{Engine, Output, Stats};
+use crate::member::NodeName;
+use crate::status::{RequestStats, StorageStatus};
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Most client operations gathered into one batch (one durable write).
+pub const MAX_BATCH: usize = 4096;
+
+/// A client's increment or decrement and where to send its answer.
+#[derive(Debug)]
+pub struct OpRequest<R> {
+    pub op: LocalOp,
+    pub reply: R,
+}
+
+/// Why an operation was not applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpFailure {
+    /// The operation itself was refused (bad input, or it would overflow).
+    Refused(OpError),
+    /// The storage could not make the batch durable; nothing of it was applied.
+    Storage(String),
+}
+
+impl fmt::Display for OpFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpFailure::Refused(e) => e.fmt(f),
+            OpFailure::Storage(e) => f.write_str(e),
+        }
+    }
+}
+
+/// What an operation's answer is: the counter's value after it, or why it failed.
+pub type OpResult = Result<i64, OpFailure>;
+
+/// Something for the runtime to carry out.
+#[derive(Debug)]
+pub enum Effect<R> {
+    Send {
+        to: NodeName,
+        frame: Frame,
+    },
+    /// The answer to one operation, sent once its batch is durable and applied (or failed).
+    Reply {
+        to: R,
+        result: OpResult,
+    },
+}
+
+pub struct NodeCore<R> {
+    engine: Engine,
+    storage: Box<dyn Storage>,
+    effects: Vec<Effect<R>>,
+    requests: RequestStats,
+    /// The state changed since the storage last saw it.
+    housekeeping_due: bool,
+}
+
+impl<R> NodeCore<R> {
+    /// A core around `engine` (started from the state `storage` recovered).
+    pub fn new(engine: Engine, storage: Box<dyn Storage>) -> NodeCore<R> {
+        NodeCore {
+            engine,
+            storage,
+            effects: Vec::new(),
+            requests: RequestStats::default(),
+            housekeeping_due: false,
+        }
+    }
+
+    /// Group commit: the operations become one prepared batch, one durable write and one
+    /// apply, then each gets its answer. If the storage fails, every operation of the
+    /// batch fails with it and nothing is applied.
+    pub fn commit(&mut self, requests: impl IntoIterator<Item = OpRequest<R>>) {
+        let (ops, replies): (Vec<LocalOp>, Vec<R>) =
+            requests.into_iter().map(|r| (r.op, r.reply)).unzip();
+        if ops.is_empty() {
+            return;
+        }
+        let batch = self.engine.prepare_local(&ops);
+        self.requests.batches += 1;
+        self.requests.ops += ops.len() as u64;
+        let mut storage_error = None;
+        if !batch.is_empty() {
+            match self.storage.commit_local(&batch.delta) {
+                Ok(()) => {
+                    self.engine.apply_local(&batch);
+                    self.route_engine_outputs();
+                    self.housekeeping_due = true;
+                }
+                Err(e) => {
+                    self.requests.storage_failures += 1;
+                    log::error!("storage: cannot make a batch durable: {e}; nothing applied");
+                    storage_error = Some(format!("storage failure, nothing applied: {e}"));
+                }
+            }
+        }
+        for (to, result) in replies.into_iter().zip(batch.results) {
+            let result = match (result, &storage_error) {
+                (Err(refused), _) => {
+                    self.requests.refused += 1;
+                    Err(OpFailure::Refused(refused))
+                }
+                (Ok(_), Some(e)) => Err(OpFailure::Storage(e.clone())),
+                (Ok(value), None) => Ok(value),
+            };
+            self.effects.push(Effect::Reply { to, result });
+        }
+    }
+
+    /// One frame from the peer `from`.
+    pub fn handle_frame(&mut self, now: Duration, from: &NodeName, frame: Frame) {
+        self.engine.handle_frame(now, from, frame);
+        if self.route_engine_outputs() {
+            self.housekeeping_due = true;
+        }
+    }
+
+    /// Runs what is due: an anti-entropy round, then the storage's housekeeping (a timed
+    /// fsync or a snapshot owed since start-up must not wait for a change).
+    pub fn handle_timer(&mut self, now: Duration) {
+        if now < self.engine.next_deadline() {
+            return;
+        }
+        self.engine.handle_timer(now);
+        self.route_engine_outputs();
+        self.housekeeping_due = true;
+        self.settle();
+    }
+
+    /// When [`NodeCore::handle_timer`] must next run.
+    pub fn next_deadline(&self) -> Duration {
+        self.engine.next_deadline()
+    }
+
+    /// Merges totals that arrive without versions (Maelstrom's `replicate`); see
+    /// [`Engine::merge_unversioned`]. Returns whether the state grew.
+    pub fn merge_unversioned(
+        &mut self,
+        now: Duration,
+        origin: &Origin,
+        counter: &str,
+        p: u64,
+        n: u64,
+    ) -> bool {
+        self.engine.merge_unversioned(now, origin, counter, p, n)
+    }
+
+    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = NodeName>) {
+        self.engine.set_peers(peers);
+    }
+
+    pub fn add_peer(&mut self, peer: NodeName) {
+        self.engine.add_peer(peer);
+    }
+
+    pub fn remove_peer(&mut self, peer: &NodeName) {
+        self.engine.remove_peer(peer);
+    }
+
+    pub fn peers(&self) -> &[NodeName] {
+        self.engine.peers()
+    }
+
+    /// Takes every effect queued since the last call, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect<R>> {
+        std::mem::take(&mut self.effects)
+    }
+
+    pub fn origin(&self) -> &Origin {
+        self.engine.origin()
+    }
+
+    pub fn state(&self) -> &State {
+        self.engine.state()
+    }
+
+    pub fn gossip_stats(&self) -> &Stats {
+        self.engine.stats()
+    }
+
+    pub fn request_stats(&self) -> RequestStats {
+        self.requests
+    }
+
+    pub fn storage_status(&self) -> StorageStatus {
+        self.storage.status()
+    }
+
+    /// Closes the storage; the core is done.
+    pub fn close(mut self) -> io::Result<()> {
+        self.storage.close()
+    }
+
+    /// Moves the engine's frames to the effects and logs what it learned; returns
+    /// whether it learned anything.
+    fn route_engine_outputs(&mut self) -> bool {
+        let mut learned = false;
+        for output in self.engine.drain_outputs() {
+            match output {
+                Output::Send { to, frame } => self.effects.push(Effect::Send { to, frame }),
+                Output::Learned(deltas) => {
+                    learned = true;
+                    self.log_learned(&deltas);
+                }
+            }
+        }
+        learned
+    }
+
+    fn log_learned(&mut self, deltas: &[OriginDelta]) {
+        if let Err(e) = self.storage.log_learned(deltas) {
+            self.requests.learned_log_failures += 1;
+            log::warn!("storage: cannot log state learned from peers: {e}");
+        }
+    }
+
+    /// Lets the storage sync or snapshot if the state changed since it last could. A
+    /// runtime calls it after carrying out an input's effects, so answers and frames do
+    /// not wait for a snapshot; if it does not, the next timer tick does it.
+    pub fn settle(&mut self) {
+        if !std::mem::take(&mut self.housekeeping_due) {
+            return;
+        }
+        if let Err(e) = self.storage.after_turn(self.engine.state()) {
+            log::warn!("storage: {e}");
+        }
+    }
+}
