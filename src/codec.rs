@@ -22,7 +22,15 @@ use std::fmt;
 use std::io::{self, Read};
 
 pub const MAGIC: [u8; 4] = *b"GCTR";
+/// The version of the frame protocol: frame types and their payloads. Nodes of different
+/// protocol versions refuse each other's frames.
 pub const PROTOCOL_VERSION: u8 = 1;
+/// The version of the delta encoding ([`encode_delta`]): an origin, a version range and
+/// absolute per-counter entries. Frames carry deltas in it and so does the WAL, whose
+/// segment and snapshot format versions each name the delta encoding they hold (see
+/// `wal::record`). It changes independently of [`PROTOCOL_VERSION`]: a new frame type
+/// does not touch it, and any change to it is a new WAL format too.
+pub const DELTA_ENCODING: u8 = 1;
 pub const HEADER_LEN: usize = 10;
 /// The default limit on a frame's payload.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;

@@ -380,13 +380,6 @@ impl State {
         changed
     }
 
-    /// Sets the version `origin` is known up to, if higher; used by recovery, which
-    /// restores digests it logged.
-    pub fn raise_known(&mut self, origin: &Origin, version: u64) {
-        let index = self.origins.entry(origin.clone()).or_default();
-        index.known = index.known.max(version);
-    }
-
     /// Every entry of every origin, origin by origin in version order, each as a delta
     /// covering `(0, known]`. Snapshots and full transfers use it. Walks the counters, not
     /// the version index, so entries merged without a version (all at version 0) are kept.

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = codec::read_frame(&mut &data[..], DEFAULT_MAX_PAYLOAD);
     if let Some((&kind, payload)) = data.split_first() {
-        if let Some(kind) = codec::FrameType::ALL.get(kind as usize % 5) {
+        if let Some(kind) = codec::FrameType::ALL.get(kind as usize % codec::FrameType::COUNT) {
             let _ = codec::decode_payload(*kind, payload);
         }
     }

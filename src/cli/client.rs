@@ -200,27 +200,7 @@ fn parse(
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let target = match (http, node) {
-        (Some(_), Some(_)) => {
-            return Err(CliError::Usage(
-                "give --node NAME or --http ADDR, not both".into(),
-            ))
-        }
-        (http, None) => {
-            if discovery.is_some() {
-                return Err(CliError::Usage(
-                    "--discovery is only used with --node NAME".into(),
-                ));
-            }
-            Target::Http(http.unwrap_or_else(|| DEFAULT_HTTP.to_owned()))
-        }
-        (None, Some(name)) => Target::Node {
-            name,
-            discovery: discovery
-                .or(env_discovery.filter(|d| !d.trim().is_empty()))
-                .unwrap_or_else(|| DEFAULT_DISCOVERY.to_owned()),
-        },
-    };
+    let target = target(http, node, discovery, env_discovery)?;
     let counter = counter.unwrap_or_else(|| DEFAULT_COUNTER.to_owned());
     validate_counter_name(&counter).map_err(|e| CliError::Usage(e.to_string()))?;
     if counter == "." || counter == ".." {
@@ -237,6 +217,33 @@ fn parse(
         all,
         json,
     }))
+}
+
+/// Which node to ask: `--http`, else `--node` through discovery (`--discovery`, else
+/// `GCTR_DISCOVERY`, else the default), else the default HTTP address.
+fn target(
+    http: Option<String>,
+    node: Option<String>,
+    discovery: Option<String>,
+    env_discovery: Option<String>,
+) -> Result<Target, CliError> {
+    match (http, node) {
+        (Some(_), Some(_)) => Err(CliError::Usage(
+            "give --node NAME or --http ADDR, not both".into(),
+        )),
+        (_, None) if discovery.is_some() => Err(CliError::Usage(
+            "--discovery is only used with --node NAME".into(),
+        )),
+        (http, None) => Ok(Target::Http(
+            http.unwrap_or_else(|| DEFAULT_HTTP.to_owned()),
+        )),
+        (None, Some(name)) => Ok(Target::Node {
+            name,
+            discovery: discovery
+                .or(env_discovery.filter(|d| !d.trim().is_empty()))
+                .unwrap_or_else(|| DEFAULT_DISCOVERY.to_owned()),
+        }),
+    }
 }
 
 fn change(client: &JsonClient, options: &Options, verb: &str) -> Result<(), CliError> {

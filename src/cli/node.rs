@@ -216,19 +216,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     if let Some(d) = http_read_timeout {
         config.http.read_timeout = d;
     }
-    let discovery = match discovery_url {
-        Some(url) => {
-            check_registrable(&config, name_given)?;
-            Some(DiscoveryOptions {
-                url,
-                heartbeat_interval: heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
-            })
-        }
-        None if heartbeat_interval.is_some() => {
-            return Err(usage("--heartbeat-interval needs --discovery URL"))
-        }
-        None => None,
-    };
+    let discovery = discovery_options(discovery_url, heartbeat_interval, &config, name_given)?;
     Ok(Some(Options {
         config,
         discovery,
@@ -236,6 +224,28 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         name_given,
         wal,
     }))
+}
+
+/// The discovery settings, checked against the node's: a heartbeat interval needs a URL.
+fn discovery_options(
+    url: Option<String>,
+    heartbeat_interval: Option<Duration>,
+    config: &NodeConfig,
+    name_given: bool,
+) -> Result<Option<DiscoveryOptions>, CliError> {
+    match url {
+        Some(url) => {
+            check_registrable(config, name_given)?;
+            Ok(Some(DiscoveryOptions {
+                url,
+                heartbeat_interval: heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
+            }))
+        }
+        None if heartbeat_interval.is_some() => {
+            Err(usage("--heartbeat-interval needs --discovery URL"))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Discovery hands this node's addresses to its peers as they are, and tells members

@@ -4,10 +4,10 @@
 //! TTL (pure, time passed in), `server` the HTTP front of that table, and `client` what
 //! a node runs to register, heartbeat and learn its peers.
 
-pub mod api;
-pub mod client;
-pub mod registry;
-pub mod server;
+pub(crate) mod api;
+pub(crate) mod client;
+pub(crate) mod registry;
+pub(crate) mod server;
 
 pub use api::{Member, NodeInfo};
 pub use client::{fetch_peers, resolve, ClientConfig, DiscoveryClient, DiscoveryError};

@@ -4,8 +4,8 @@
 //!   discovery;
 //! - `client`: the JSON client used by the CLI and the node's discovery client.
 
-pub mod client;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod server;
 
 pub use client::{HttpError, JsonClient, Timeouts};
 pub use server::{Handler, HttpConfig, HttpServer, Reply, Request};

@@ -22,8 +22,8 @@
 //!   from `prepare_local` to `apply_local`, then `add_ok`.
 
 mod lines;
-pub mod message;
-pub mod node;
+pub(crate) mod message;
+pub(crate) mod node;
 mod runtime;
 
 pub use runtime::{run, Config};

@@ -12,15 +12,15 @@
 //! [`Node::start`] takes a storage plus the origin and state it recovered, so a
 //! durable storage plugs in without touching the rest.
 
-pub mod config;
-pub mod discovery_feed;
-pub mod event_loop;
-pub mod http_api;
-pub mod listener;
-pub mod peers;
-pub mod transport;
-pub mod views;
-pub mod wal_storage;
+pub(crate) mod config;
+pub(crate) mod discovery_feed;
+pub(crate) mod event_loop;
+pub(crate) mod http_api;
+pub(crate) mod listener;
+pub(crate) mod peers;
+pub(crate) mod transport;
+pub(crate) mod views;
+pub(crate) mod wal_storage;
 
 pub use config::NodeConfig;
 pub use event_loop::Control;
@@ -73,10 +73,8 @@ impl Node {
         state: State,
     ) -> io::Result<Node> {
         let start = Instant::now();
-        let gossip_listener = TcpListener::bind(config.gossip_addr)
-            .map_err(|e| annotate(e, "gossip", config.gossip_addr))?;
-        let http_listener = TcpListener::bind(config.http_addr)
-            .map_err(|e| annotate(e, "HTTP", config.http_addr))?;
+        let gossip_listener = bind(config.gossip_addr, "gossip")?;
+        let http_listener = bind(config.http_addr, "HTTP")?;
         let gossip_addr = gossip_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         let me = Member {
@@ -100,25 +98,7 @@ impl Node {
         let (queries_tx, queries_rx) = crossbeam_channel::unbounded();
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
-        let inbound_counters = Arc::new(InboundCounters::default());
-
-        let engine = Engine::new(
-            origin,
-            config.engine.clone(),
-            state,
-            fastrand::u64(..),
-            start.elapsed(),
-        );
-        let link_config = LinkConfig {
-            queue: config.peer_queue,
-            io_timeout: config.io_timeout,
-            max_backoff: config.max_backoff,
-            hello: Frame::Hello {
-                name: me.name.clone(),
-                gossip_addr: me.gossip_addr.clone(),
-                http_addr: me.http_addr.clone(),
-            },
-        };
+        let counters = Arc::new(InboundCounters::default());
         let inputs = Inputs {
             inbound: inbound_rx,
             ops: ops_rx,
@@ -127,12 +107,19 @@ impl Node {
             control_tx: control_tx.clone(),
             shutdown: shutdown_rx,
         };
+        let engine = Engine::new(
+            origin,
+            config.engine.clone(),
+            state,
+            fastrand::u64(..),
+            start.elapsed(),
+        );
         let mut event_loop = EventLoop::new(
             NodeCore::new(engine, storage),
             &me,
-            link_config,
+            link_config(&config, &me),
             inputs,
-            inbound_counters.clone(),
+            counters.clone(),
             start,
         );
         event_loop.add_seeds(&config.seeds);
@@ -142,14 +129,9 @@ impl Node {
 
         let listener = GossipListener::spawn(
             gossip_listener,
-            ListenerConfig {
-                max_inbound: config.max_inbound,
-                hello_timeout: config.hello_timeout,
-                idle_timeout: config.idle_timeout,
-                max_payload: config.engine.max_payload,
-            },
+            listener_config(&config),
             inbound_tx,
-            inbound_counters,
+            counters,
         )?;
         let http = http_api::spawn(http_listener, &config.http, ops_tx, queries_tx)?;
         Ok(Node {
@@ -205,6 +187,31 @@ impl Node {
     }
 }
 
-fn annotate(e: io::Error, what: &str, addr: SocketAddr) -> io::Error {
-    io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}"))
+/// The limits on inbound gossip connections.
+fn listener_config(config: &NodeConfig) -> ListenerConfig {
+    ListenerConfig {
+        max_inbound: config.max_inbound,
+        hello_timeout: config.hello_timeout,
+        idle_timeout: config.idle_timeout,
+        max_payload: config.engine.max_payload,
+    }
+}
+
+/// What every outbound link needs: limits, and the Hello that announces this node.
+fn link_config(config: &NodeConfig, me: &Member) -> LinkConfig {
+    LinkConfig {
+        queue: config.peer_queue,
+        io_timeout: config.io_timeout,
+        max_backoff: config.max_backoff,
+        hello: Frame::Hello {
+            name: me.name.clone(),
+            gossip_addr: me.gossip_addr.clone(),
+            http_addr: me.http_addr.clone(),
+        },
+    }
+}
+
+fn bind(addr: SocketAddr, what: &str) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen for {what} on {addr}: {e}")))
 }

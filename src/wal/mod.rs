@@ -40,6 +40,7 @@ mod error;
 mod frame;
 mod fs;
 mod identity;
+mod open;
 mod record;
 mod recovery;
 mod segment;
@@ -55,14 +56,14 @@ pub use fs::{DirLock, FileSystem, RealFs, WalFile};
 pub use identity::IDENTITY_FILE;
 pub use recovery::{Repair, TornTail};
 
-use crate::crdt::{validate_node_name, Origin, OriginDelta, State};
+use crate::crdt::{Origin, OriginDelta, State};
 use frame::{encode_frame, MAX_RECORD_BYTES};
-use identity::{CLEAN_SHUTDOWN_FILE, WEAK_FSYNC_FILE};
+use identity::CLEAN_SHUTDOWN_FILE;
 use recovery::SegmentFile;
 use segment::{ActiveSegment, SEGMENT_HEADER_LEN};
 use serde::Serialize;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -218,173 +219,10 @@ pub struct Wal {
     _lock: Box<dyn DirLock>,
 }
 
-const LOCK_FILE: &str = "LOCK";
-
-impl Wal {
-    /// Opens (or creates) the data directory `dir` on the real file system and recovers
-    /// its state.
-    pub fn open(dir: &Path, config: WalConfig) -> Result<(Wal, Recovered), WalError> {
-        Wal::open_with(Arc::new(RealFs), dir, config)
-    }
-
-    /// [`Wal::open`] over any file layer (tests inject failures through it).
-    pub fn open_with(
-        fs: Arc<dyn FileSystem>,
-        dir: &Path,
-        config: WalConfig,
-    ) -> Result<(Wal, Recovered), WalError> {
-        let config = WalConfig {
-            segment_bytes: config.segment_bytes.clamp(1, MAX_SEGMENT_BYTES),
-            ..config
-        };
-        if let Some(name) = &config.node_name {
-            validate_node_name(name).map_err(|e| WalError::BadName(e.0))?;
-        }
-        let f = fs.as_ref();
-        f.create_dir_all(dir)
-            .map_err(|e| WalError::io(format!("create {}", dir.display()), e))?;
-        let lock = f.lock(&dir.join(LOCK_FILE)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => WalError::Locked {
-                dir: dir.to_owned(),
-            },
-            _ => WalError::io(format!("lock {}", dir.join(LOCK_FILE).display()), e),
-        })?;
-        let files = Files::list(f, dir)?;
-
-        let mut report = RecoveryReport::default();
-        let mut origin = match identity::read(f, dir)? {
-            Some(found) => {
-                if let Some(asked) = config.node_name.as_ref().filter(|n| **n != found.node) {
-                    return Err(WalError::NameMismatch {
-                        asked: asked.clone(),
-                        found: found.node,
-                    });
-                }
-                found
-            }
-            None => {
-                let log_file = files.segments.first().map(|s| &s.path);
-                if let Some(file) = log_file.or(files.snapshots.first().map(|s| &s.1)) {
-                    return Err(WalError::Corruption {
-                        file: dir.join(identity::IDENTITY_FILE),
-                        offset: 0,
-                        reason: format!(
-                            "the identity file is missing but the log is not ({})",
-                            file.display()
-                        ),
-                    });
-                }
-                let name = config.node_name.clone().ok_or_else(|| {
-                    WalError::BadName("a new data directory needs a node name".into())
-                })?;
-                let origin = Origin::new(name, identity::new_incarnation());
-                identity::write(f, dir, &origin)?;
-                report.created = true;
-                origin
-            }
-        };
-
-        report.clean_shutdown = identity::marker_exists(f, dir, CLEAN_SHUTDOWN_FILE)?;
-        let weak_before = identity::marker_exists(f, dir, WEAK_FSYNC_FILE)?;
-        let replayed = recovery::replay(f, dir, &files.snapshots, files.segments, config.repair)?;
-
-        let reason = if !report.clean_shutdown && weak_before && !report.created {
-            Some("the last run used a weaker fsync policy and did not close cleanly".to_owned())
-        } else if !replayed.repairs.is_empty() {
-            Some("repair dropped part of the log".to_owned())
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            let previous = origin.incarnation;
-            origin.incarnation = loop {
-                let fresh = identity::new_incarnation();
-                if fresh != previous {
-                    break fresh;
-                }
-            };
-            identity::write(f, dir, &origin)?;
-            log::warn!(
-                "{reason}: starting under the new incarnation {origin} (was {previous:016x})"
-            );
-            report.new_incarnation = Some(NewIncarnation { previous, reason });
-        }
-        if config.fsync.is_weaker() {
-            identity::set_marker(f, dir, WEAK_FSYNC_FILE)?;
-        } else {
-            identity::clear_marker(f, dir, WEAK_FSYNC_FILE)?;
-        }
-        identity::clear_marker(f, dir, CLEAN_SHUTDOWN_FILE)?;
-
-        let next_seq = replayed.next_seq;
-        let mut segments = replayed.segments;
-        // The last segment takes the next record only if its records end right before it
-        // (a snapshot newer than a torn tail, for one, moves the next number past them).
-        let reuse_last = !segments.is_empty() && replayed.last_segment_next == Some(next_seq);
-        let active = if reuse_last {
-            let last = segments.pop().expect("not empty");
-            ActiveSegment::open(f, last.path.clone(), last.first_seq, last.len)
-                .map_err(|e| WalError::io(format!("open {}", last.path.display()), e))?
-        } else {
-            ActiveSegment::create(f, dir, next_seq)
-                .map_err(|e| WalError::io(format!("create a segment in {}", dir.display()), e))?
-        };
-
-        report.snapshot_seq = replayed.snapshot.as_ref().map(|(s, _)| *s);
-        report.snapshot_file = replayed.snapshot.map(|(_, p)| p);
-        report.bad_snapshots = replayed.bad_snapshots;
-        report.records_replayed = replayed.records_replayed;
-        report.segments_read = replayed.segments_read;
-        report.last_seq = next_seq - 1;
-        report.torn_tail = replayed.torn_tail;
-        report.repairs = replayed.repairs;
-        log::info!(
-            "WAL {}: origin {origin}, {} records replayed from {} segments{}",
-            dir.display(),
-            report.records_replayed,
-            report.segments_read,
-            report
-                .snapshot_seq
-                .map_or(String::new(), |s| format!(" after snapshot {s}"))
-        );
-
-        let wal = Wal {
-            fs,
-            dir: dir.to_owned(),
-            origin: origin.clone(),
-            active,
-            closed: segments,
-            next_seq,
-            last_snapshot_seq: report.snapshot_seq,
-            snapshots_taken: 0,
-            records_since_snapshot: replayed.records_replayed,
-            bytes_since_snapshot: replayed.bytes_replayed,
-            unsynced: false,
-            last_sync: Instant::now(),
-            fsyncs: 0,
-            last_fsync: None,
-            scratch: Vec::new(),
-            frames: Vec::new(),
-            config,
-            _lock: lock,
-        };
-        let recovered = Recovered {
-            origin,
-            state: replayed.state,
-            report,
-        };
-        Ok((wal, recovered))
-    }
-}
-
 impl Wal {
     /// The origin this node writes its own changes under.
     pub fn origin(&self) -> &Origin {
         &self.origin
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     pub fn config(&self) -> &WalConfig {
@@ -559,7 +397,7 @@ impl Wal {
     /// Deletes closed segments and snapshots older than the snapshot at `last`.
     fn delete_covered(&mut self, last: u64) -> Result<(), WalError> {
         let fs = self.fs.as_ref();
-        let files = Files::list(fs, &self.dir)?;
+        let files = open::Files::list(fs, &self.dir)?;
         let mut doomed: Vec<PathBuf> = files
             .snapshots
             .into_iter()
@@ -615,41 +453,4 @@ fn check_record_len(len: usize) -> Result<(), WalError> {
         });
     }
     Ok(())
-}
-
-/// The WAL files in a directory, sorted by sequence number; leftover temporary files
-/// from a crash are removed on the way.
-struct Files {
-    segments: Vec<SegmentFile>,
-    snapshots: Vec<(u64, PathBuf)>,
-}
-
-impl Files {
-    fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Files, WalError> {
-        let names = fs
-            .list(dir)
-            .map_err(|e| WalError::io(format!("list {}", dir.display()), e))?;
-        let mut files = Files {
-            segments: Vec::new(),
-            snapshots: Vec::new(),
-        };
-        for name in names {
-            let path = dir.join(&name);
-            if name.ends_with(fs::TMP_SUFFIX) {
-                fs.remove(&path)
-                    .map_err(|e| WalError::io(format!("remove {}", path.display()), e))?;
-            } else if let Some(first_seq) = segment::parse_segment_name(&name) {
-                files.segments.push(SegmentFile {
-                    first_seq,
-                    path,
-                    len: 0,
-                });
-            } else if let Some(seq) = snapshot::parse_snapshot_name(&name) {
-                files.snapshots.push((seq, path));
-            }
-        }
-        files.segments.sort_by_key(|s| s.first_seq);
-        files.snapshots.sort_by_key(|s| s.0);
-        Ok(files)
-    }
 }

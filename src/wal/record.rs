@@ -9,9 +9,29 @@
 //! Deltas are in the wire codec's delta encoding ([`codec::encode_delta`]), so a delta has
 //! one byte form whether it travels or is logged, and one decoder that trusts nothing:
 //! counts are bounded by the bytes left, names by the naming rules.
+//!
+//! That sharing is the one coupling between the wire and the disk, and it is made
+//! explicit here: [`DELTA_ENCODING`] is the delta encoding this version of the WAL's
+//! formats holds (segment format [`SEGMENT_VERSION`], snapshot format
+//! [`SNAPSHOT_VERSION`]). The build fails if the codec's encoding moves without this
+//! line moving with it, and a test pins the bytes of one delta, so the encoding cannot
+//! change unnoticed. The frame protocol version may change (new frame types) without
+//! touching either. A new delta encoding needs new WAL format versions, and a reader for
+//! the old ones.
 
+use super::segment::SEGMENT_VERSION;
+use super::snapshot::SNAPSHOT_VERSION;
 use crate::codec::{self, CodecError, Decoder};
 use crate::crdt::OriginDelta;
+
+/// The delta encoding WAL segments of [`SEGMENT_VERSION`] and snapshots of
+/// [`SNAPSHOT_VERSION`] hold.
+pub const DELTA_ENCODING: u8 = 1;
+const _: () = assert!(
+    DELTA_ENCODING == codec::DELTA_ENCODING && SEGMENT_VERSION == 1 && SNAPSHOT_VERSION == 1,
+    "the delta encoding or a WAL format changed: bump the WAL formats together and keep a \
+     reader for the old ones"
+);
 
 pub const TYPE_LOCAL_BATCH: u8 = 1;
 pub const TYPE_LEARNED: u8 = 2;
@@ -130,6 +150,30 @@ mod tests {
         buf.clear();
         encode_snapshot_end(42, &mut buf);
         assert_eq!(decode(&buf), Ok(Record::SnapshotEnd { chunks: 42 }));
+    }
+
+    #[test]
+    fn the_delta_encoding_the_wal_holds_is_pinned_to_its_bytes() {
+        let d = OriginDelta {
+            origin: Origin::new("n", 7),
+            from: 0,
+            to: 1,
+            entries: vec![CounterEntry {
+                counter: "c".into(),
+                p: 300,
+                n: 2,
+                version: 1,
+            }],
+        };
+        let mut out = Vec::new();
+        encode_local(&d, &mut out);
+        // Name (length, bytes), incarnation (8 bytes, big-endian), range, entry count,
+        // then counter name, p and n (LEB128: 300 is 0xac 0x02) and version.
+        let origin = [1, b'n', 0, 0, 0, 0, 0, 0, 0, 7];
+        let range_and_count = [0, 1, 1];
+        let entry = [1, b'c', 0xac, 0x02, 2, 1];
+        let want: Vec<u8> = [&[TYPE_LOCAL_BATCH][..], &origin, &range_and_count, &entry].concat();
+        assert_eq!(out, want, "delta encoding {DELTA_ENCODING} changed");
     }
 
     #[test]

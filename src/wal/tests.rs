@@ -7,6 +7,7 @@ use super::frame::{encode_frame, parse_frame, Parsed};
 use super::*;
 use crate::crdt::{CounterEntry, LocalOp, OpKind};
 use std::fs as stdfs;
+use std::path::Path;
 
 fn options() -> WalConfig {
     WalConfig {

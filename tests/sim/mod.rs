@@ -16,6 +16,8 @@
 //!
 //! Scenarios are data: a list of [`Step`]s run in order by [`Sim::run`].
 
+#![allow(dead_code)] // Each test binary that includes the simulator uses a part of it.
+
 use gctr::codec;
 use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
 use gctr::engine::{Config, Engine, Stats};
