@@ -67,7 +67,7 @@ pub enum Output {
 }
 
 /// Figures for status pages and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     pub frames_out: PerFrameType,
     pub bytes_out: PerFrameType,
@@ -82,7 +82,8 @@ pub struct Stats {
     pub forwarded: u64,
     /// Immediate pulls made because a push revealed a gap.
     pub repairs: u64,
-    /// The last time a frame from a peer changed the state.
+    /// The last time a frame from a peer changed the state (reports show how long ago).
+    #[serde(skip)]
     pub last_learned: Option<Duration>,
 }
 

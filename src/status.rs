@@ -6,7 +6,6 @@
 //! HTTP layer serializes as `GET /status` and renders as Prometheus text. Nothing here
 //! is assembled by hand as JSON.
 
-use crate::codec::PerFrameType;
 use crate::engine::Stats;
 use crate::wal::{RecoveryReport, WalStatus};
 use serde::Serialize;
@@ -47,15 +46,8 @@ pub struct StateStats {
 /// The engine's figures as a report.
 #[derive(Clone, Debug, Serialize)]
 pub struct GossipStatus {
-    pub frames_out: PerFrameType,
-    pub bytes_out: PerFrameType,
-    pub frames_in: PerFrameType,
-    pub bytes_in: PerFrameType,
-    pub rounds: u64,
-    pub entries_out: u64,
-    pub entries_in: u64,
-    pub forwarded: u64,
-    pub repairs: u64,
+    #[serde(flatten)]
+    pub stats: Stats,
     /// Milliseconds since a frame from a peer last changed the state; absent if never.
     pub last_learned_ms_ago: Option<u64>,
 }
@@ -63,16 +55,8 @@ pub struct GossipStatus {
 impl GossipStatus {
     pub fn new(stats: &Stats, now: Duration) -> GossipStatus {
         GossipStatus {
-            frames_out: stats.frames_out,
-            bytes_out: stats.bytes_out,
-            frames_in: stats.frames_in,
-            bytes_in: stats.bytes_in,
-            rounds: stats.rounds,
-            entries_out: stats.entries_out,
-            entries_in: stats.entries_in,
-            forwarded: stats.forwarded,
-            repairs: stats.repairs,
             last_learned_ms_ago: stats.last_learned.map(|t| millis(now.saturating_sub(t))),
+            stats: stats.clone(),
         }
     }
 }
