@@ -11,6 +11,7 @@ pub mod crdt;
 pub mod discovery;
 pub mod engine;
 pub mod http;
+pub mod keyring;
 pub(crate) mod logging;
 pub(crate) mod maelstrom;
 pub mod member;
