@@ -12,5 +12,6 @@ pub mod discovery;
 pub mod engine;
 pub mod logging;
 pub mod maelstrom;
+pub mod membership;
 pub mod node;
 pub mod wal;
