@@ -50,10 +50,16 @@ mod tests {
     #[test]
     fn the_score_is_clamped_and_scales_timeouts() {
         let mut a = Awareness::new(8);
-        assert_eq!(a.scale(Duration::from_millis(200)), Duration::from_millis(200));
+        assert_eq!(
+            a.scale(Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
         assert!(!a.apply(-1), "the score never goes below 0");
         assert!(a.apply(3));
-        assert_eq!(a.scale(Duration::from_millis(200)), Duration::from_millis(800));
+        assert_eq!(
+            a.scale(Duration::from_millis(200)),
+            Duration::from_millis(800)
+        );
         a.apply(100);
         assert_eq!(a.score(), 7, "the score stays under its maximum");
         assert_eq!(a.scale(Duration::from_millis(500)), Duration::from_secs(4));
@@ -66,6 +72,9 @@ mod tests {
         let mut a = Awareness::new(1);
         assert!(!a.apply(5));
         assert_eq!(a.score(), 0);
-        assert_eq!(a.scale(Duration::from_millis(200)), Duration::from_millis(200));
+        assert_eq!(
+            a.scale(Duration::from_millis(200)),
+            Duration::from_millis(200)
+        );
     }
 }

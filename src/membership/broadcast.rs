@@ -114,8 +114,16 @@ mod tests {
         q.push(update("b", 0));
         assert_eq!(names(&q.take(10_000, 2)), ["b", "a"], "newest first");
         q.push(update("c", 0));
-        assert_eq!(names(&q.take(10_000, 2)), ["c", "b", "a"], "least sent first");
-        assert_eq!(names(&q.take(10_000, 2)), ["c"], "a and b reached the limit");
+        assert_eq!(
+            names(&q.take(10_000, 2)),
+            ["c", "b", "a"],
+            "least sent first"
+        );
+        assert_eq!(
+            names(&q.take(10_000, 2)),
+            ["c"],
+            "a and b reached the limit"
+        );
         assert!(q.is_empty());
     }
 

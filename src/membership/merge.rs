@@ -10,13 +10,14 @@ use super::suspicion::Suspicion;
 use super::{Entry, Membership, Output};
 use std::time::Duration;
 
-/// Reaped members whose last key is remembered (a name and 24 bytes each).
+/// Reaped members whose last record is remembered (about 100 bytes each).
 pub(super) const FORGOTTEN_CAP: usize = 4096;
 
 impl Membership {
     /// Applies one record from another node. `spread`: a change it makes is queued for
-    /// gossip (news from gossip is passed on; records from a full exchange mostly are
-    /// not, the peer's own record excepted, since the exchange is a repair).
+    /// gossip (news from gossip is passed on; records from a full exchange are not, since
+    /// the exchange is a repair — except the peer's own record and a member coming back
+    /// from a tombstone, which the rest most likely have not heard of).
     pub(super) fn apply(&mut self, now: Duration, update: Update, spread: bool) {
         if update.member.name == self.me {
             self.about_me(now, update);
@@ -27,19 +28,23 @@ impl Membership {
             // known), and adding it back would only make nodes reap each other's
             // tombstones in turn. A record no newer than a reaped member's last one is
             // stale gossip and must not bring it back.
-            if let Some((key, _)) = self.forgotten.get(&update.member.name) {
-                if update.key() <= *key {
+            if let Some((last, _)) = self.forgotten.get(&update.member.name) {
+                if !update.supersedes(last) {
                     return;
                 }
-                self.forgotten.remove(&update.member.name);
             }
             if update.state.is_live() {
-                self.store(now, update, spread);
+                let revived = self.forgotten.remove(&update.member.name).is_some();
+                self.store(now, update, spread || revived);
             }
             return;
         };
         if update.supersedes(&entry.update) {
-            let was_live = entry.update.state.is_live() && entry.update.member.run() == update.member.run();
+            // A member back from the dead is news that the rest of the cluster most
+            // likely lacks, wherever it was learned.
+            let spread = spread || (entry.update.state.is_tombstone() && update.state.is_live());
+            let was_live =
+                entry.update.state.is_live() && entry.update.member.run() == update.member.run();
             let dead = update.state == State::Dead;
             self.store(now, update.clone(), spread);
             if dead && was_live && self.config.lifeguard {
@@ -49,6 +54,23 @@ impl Membership {
         } else if update.key() == entry.update.key() && update.state == State::Suspect {
             let (name, by) = (update.member.name.clone(), update.by.clone());
             self.confirm_suspicion(&name, &by);
+        }
+    }
+
+    /// A message came from `name`, so it runs: if this node holds it dead or left (or
+    /// reaped), tell it at once, so it refutes — or learns it was removed — even when no
+    /// tombstone about it is left anywhere to meet it in a full exchange.
+    pub(super) fn heard_from(&mut self, name: &str) {
+        if name == self.me {
+            return;
+        }
+        let held = match self.entries.get(name) {
+            Some(e) if e.update.state.is_tombstone() => Some(e.update.clone()),
+            Some(_) => None,
+            None => self.forgotten.get(name).map(|(u, _)| u.clone()),
+        };
+        if let Some(update) = held {
+            self.tell_member(update);
         }
     }
 
@@ -183,10 +205,7 @@ impl Membership {
         if let Some(t) = reap_at {
             self.reap_queue.insert((t, name.clone()));
         }
-        if name != self.me
-            && update.state.is_live()
-            && !old_state.is_some_and(State::is_live)
-        {
+        if name != self.me && update.state.is_live() && !old_state.is_some_and(State::is_live) {
             self.rotation.insert(&name, &mut self.rng);
         }
         if changed || old_state.is_none() {
@@ -293,22 +312,22 @@ impl Membership {
             };
             self.digest ^= entry.update.digest_share();
             self.broadcasts.remove(&name);
-            self.remember_forgotten(now, &entry.update);
             self.outputs.push(Output::Changed(MemberChange {
-                member: entry.update.member,
+                member: entry.update.member.clone(),
                 from: Some(entry.update.state),
                 to: None,
                 new_run: false,
                 by: self.me.clone(),
             }));
+            self.remember_forgotten(now, entry.update);
         }
     }
 
-    /// Keeps a reaped member's key, so stale records about it are recognised; the
-    /// oldest fingerprints go first past [`FORGOTTEN_CAP`].
-    fn remember_forgotten(&mut self, now: Duration, last: &Update) {
-        self.forgotten
-            .insert(last.member.name.clone(), (last.key(), now));
+    /// Keeps a reaped member's last record, so stale records about it are recognised
+    /// and it can be told of its death if it turns up; the oldest go first past
+    /// [`FORGOTTEN_CAP`].
+    fn remember_forgotten(&mut self, now: Duration, last: Update) {
+        self.forgotten.insert(last.member.name.clone(), (last, now));
         if self.forgotten.len() > FORGOTTEN_CAP {
             let oldest = self
                 .forgotten

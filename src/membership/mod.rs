@@ -119,7 +119,7 @@ pub struct Membership {
     full_sent: BTreeMap<String, Duration>,
     conflict_reported: Option<Run>,
     /// Reaped members: their last key and when they were forgotten.
-    forgotten: BTreeMap<String, (member::Key, Duration)>,
+    forgotten: BTreeMap<String, (Update, Duration)>,
     outputs: Vec<Output>,
     stats: Stats,
 }
@@ -235,11 +235,11 @@ impl Membership {
                     self.send_sync(seed, false);
                 }
             }
-            self.reap(now);
             let gap = self.config.full_exchange_gap;
             self.full_sent.retain(|_, t| now.saturating_sub(*t) < gap);
         }
         self.expire_suspicions(now);
+        self.reap(now);
         if now >= self.next_gossip_at && !self.broadcasts.is_empty() {
             self.next_gossip_at = now + self.config.gossip_interval;
             if active {
@@ -248,7 +248,10 @@ impl Membership {
         }
         if !self.config.push_pull_interval.is_zero() && now >= self.next_push_pull_at {
             self.next_push_pull_at = now + self.config.push_pull_interval;
-            if let Some(peer) = active.then(|| self.random_live_others(1, &[])).and_then(|v| v.into_iter().next()) {
+            if let Some(peer) = active
+                .then(|| self.random_live_others(1, &[]))
+                .and_then(|v| v.into_iter().next())
+            {
                 self.send_sync(peer.gossip_addr, true);
             }
         }
@@ -285,6 +288,7 @@ impl Membership {
     /// address (replies go there).
     pub fn handle_message(&mut self, now: Duration, from_addr: &str, msg: Message) {
         let active = self.entries[&self.me].is_live();
+        self.heard_from(msg.from());
         match msg {
             Message::Ping {
                 seq,
@@ -292,7 +296,7 @@ impl Membership {
                 target,
                 updates,
             } => {
-                self.apply_all(now, updates, true);
+                self.apply_all(now, updates);
                 if target == self.me {
                     // A left node still answers, its left record riding along.
                     let ack = Message::Ack {
@@ -305,7 +309,7 @@ impl Membership {
                 }
             }
             Message::Ack { seq, updates, .. } => {
-                self.apply_all(now, updates, true);
+                self.apply_all(now, updates);
                 self.on_ack(now, seq);
             }
             Message::PingReq {
@@ -315,22 +319,22 @@ impl Membership {
                 updates,
                 ..
             } => {
-                self.apply_all(now, updates, true);
+                self.apply_all(now, updates);
                 if active {
                     self.relay_probe(now, from_addr, seq, target, target_addr);
                 }
             }
             Message::Nack { seq, updates, .. } => {
-                self.apply_all(now, updates, true);
+                self.apply_all(now, updates);
                 self.on_nack(seq);
             }
             Message::Gossip { updates, .. } | Message::Announce { updates, .. } => {
-                self.apply_all(now, updates, true);
+                self.apply_all(now, updates);
             }
             Message::Sync {
                 digest, updates, ..
             } => {
-                self.apply_all(now, updates, true);
+                self.apply_all(now, updates);
                 self.on_digest(now, from_addr, digest);
             }
             Message::Full {
@@ -428,7 +432,7 @@ impl Membership {
 
     /// Applies records piggybacked on a frame of the runtime's.
     pub fn apply_updates(&mut self, now: Duration, updates: Vec<Update>) {
-        self.apply_all(now, updates, true);
+        self.apply_all(now, updates);
     }
 
     /// A cheap summary of the whole membership (every record's name, run, liveness and
@@ -471,9 +475,10 @@ impl Membership {
         std::mem::take(&mut self.outputs)
     }
 
-    fn apply_all(&mut self, now: Duration, updates: Vec<Update>, spread: bool) {
+    /// Applies piggybacked records, each passed on.
+    fn apply_all(&mut self, now: Duration, updates: Vec<Update>) {
         for update in updates {
-            self.apply(now, update, spread);
+            self.apply(now, update, true);
         }
     }
 
@@ -603,9 +608,7 @@ impl Membership {
         let my_addr = &self.entries[&self.me].update.member.gossip_addr;
         self.seeds
             .iter()
-            .filter(|s| {
-                *s != my_addr && !self.live_others().any(|u| &u.member.gossip_addr == *s)
-            })
+            .filter(|s| *s != my_addr && !self.live_others().any(|u| &u.member.gossip_addr == *s))
             .cloned()
             .collect()
     }

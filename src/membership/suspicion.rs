@@ -92,10 +92,21 @@ mod tests {
         let two = s.timeout();
         assert!(two > ms(1000) && two < ms(2500), "{two:?}");
         assert!(s.confirm("d"));
-        assert_eq!(s.timeout(), ms(1000), "expected confirmations: the shortest");
-        assert!(!s.confirm("e"), "confirmations past the expected count change nothing");
+        assert_eq!(
+            s.timeout(),
+            ms(1000),
+            "expected confirmations: the shortest"
+        );
+        assert!(
+            !s.confirm("e"),
+            "confirmations past the expected count change nothing"
+        );
         assert_eq!(s.deadline(1), ms(2000));
-        assert_eq!(s.deadline(3), ms(4000), "local health stretches the deadline");
+        assert_eq!(
+            s.deadline(3),
+            ms(4000),
+            "local health stretches the deadline"
+        );
     }
 
     #[test]

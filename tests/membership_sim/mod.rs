@@ -63,7 +63,10 @@ impl Link {
     }
 
     pub fn lossy(loss: f64) -> Link {
-        Link { loss, ..Link::lan() }
+        Link {
+            loss,
+            ..Link::lan()
+        }
     }
 }
 
@@ -102,14 +105,30 @@ pub enum Step {
     Heal,
     SetLink(Link),
     /// Probe-lane loss between two nodes, both ways.
-    LinkLoss { a: usize, b: usize, loss: f64 },
+    LinkLoss {
+        a: usize,
+        b: usize,
+        loss: f64,
+    },
     /// Every message the node receives waits `lag` before it is handled.
-    Slow { node: usize, lag: Duration },
+    Slow {
+        node: usize,
+        lag: Duration,
+    },
     /// The node handles nothing for `pause`, then everything that waited.
-    Pause { node: usize, pause: Duration },
+    Pause {
+        node: usize,
+        pause: Duration,
+    },
     Leave(usize),
-    Remove { by: usize, name: usize },
-    Join { node: usize, via: usize },
+    Remove {
+        by: usize,
+        name: usize,
+    },
+    Join {
+        node: usize,
+        via: usize,
+    },
 }
 
 #[derive(PartialEq, Eq)]
@@ -218,8 +237,11 @@ impl Sim {
         match step {
             Step::AddNodes(n) => {
                 for _ in 0..*n {
-                    let via = (!self.nodes.is_empty()).then(|| self.rng.usize(..self.nodes.len()));
-                    self.add_node(via);
+                    let via: Vec<usize> = (!self.nodes.is_empty())
+                        .then(|| self.rng.usize(..self.nodes.len()))
+                        .into_iter()
+                        .collect();
+                    self.add_node(&via);
                 }
             }
             Step::Run(d) => self.run_for(*d),
@@ -272,8 +294,9 @@ impl Sim {
         format!("10.{}.{}.{}:7946", i >> 16, (i >> 8) & 0xff, i & 0xff)
     }
 
-    /// Adds a node that joins through node `via` (if any); returns its index.
-    pub fn add_node(&mut self, via: Option<usize>) -> usize {
+    /// Adds a node configured with the addresses of nodes `seeds` (which need not be
+    /// running yet) as its seeds; returns its index.
+    pub fn add_node(&mut self, seeds: &[usize]) -> usize {
         let i = self.nodes.len();
         let addr = Sim::addr(i);
         self.by_addr.insert(addr.clone(), i);
@@ -289,11 +312,11 @@ impl Sim {
             traffic: Traffic::default(),
         });
         self.live_view.push(0);
-        self.start(i, via);
+        self.start(i, seeds);
         i
     }
 
-    fn start(&mut self, i: usize, via: Option<usize>) {
+    fn start(&mut self, i: usize, seeds: &[usize]) {
         let node = &self.nodes[i];
         let me = Member {
             name: node.name.clone(),
@@ -302,7 +325,7 @@ impl Sim {
             gossip_addr: node.addr.clone(),
             http_addr: node.addr.replace(":7946", ":8080"),
         };
-        let seeds = via.map(|v| vec![self.nodes[v].addr.clone()]).unwrap_or_default();
+        let seeds = seeds.iter().map(|&s| Sim::addr(s)).collect();
         let m = Membership::new(me, self.config.clone(), seeds, self.rng.u64(..), self.now);
         self.nodes[i].membership = Some(m);
         self.live_view[i] = 0;
@@ -320,7 +343,7 @@ impl Sim {
         if new_data {
             self.nodes[i].incarnation = self.rng.u64(..);
         }
-        self.start(i, Some(via));
+        self.start(i, &[via]);
     }
 
     pub fn membership(&mut self, i: usize) -> &mut Membership {
@@ -466,13 +489,23 @@ impl Sim {
             .get(&(from, to))
             .copied()
             .unwrap_or(self.link.loss);
-        if self.nodes[from].group != self.nodes[to].group || (msg.is_probe() && self.rng.f64() < loss) {
+        if self.nodes[from].group != self.nodes[to].group
+            || (msg.is_probe() && self.rng.f64() < loss)
+        {
             self.lost += 1;
             return;
         }
         let span = self.link.max_delay.saturating_sub(self.link.min_delay);
         let delay = self.link.min_delay + span.mul_f64(self.rng.f64()) + self.nodes[to].slow;
         self.push(self.now + delay, Kind::Deliver { from, to, bytes });
+    }
+
+    /// Delivers `msg` to node `to` as if node `from` had just sent it (stale gossip, a
+    /// replayed datagram).
+    pub fn inject(&mut self, from: usize, to: usize, msg: &Message) {
+        let mut bytes = Vec::new();
+        wire::encode(msg, &mut bytes);
+        self.push(self.now, Kind::Deliver { from, to, bytes });
     }
 
     /// How many other members node `i` holds live.
