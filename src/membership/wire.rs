@@ -242,3 +242,215 @@ fn update(r: &mut Decoder) -> Result<Update, CodecError> {
         by,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_name() -> impl Strategy<Value = String> {
+        "[a-z0-9][a-z0-9.-]{0,20}"
+    }
+
+    fn arb_update() -> impl Strategy<Value = Update> {
+        (
+            (arb_name(), any::<u64>(), any::<u64>(), ".{0,30}", ".{0,30}"),
+            any::<u64>(),
+            prop::sample::select(State::ALL.to_vec()),
+            prop::option::of(arb_name()),
+        )
+            .prop_map(
+                |((name, incarnation, started_at, g, h), liveness, state, by)| {
+                    let by = by.unwrap_or_else(|| name.clone());
+                    Update {
+                        member: Member {
+                            name,
+                            incarnation,
+                            started_at,
+                            gossip_addr: g,
+                            http_addr: h,
+                        },
+                        liveness,
+                        state,
+                        by,
+                    }
+                },
+            )
+    }
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        let ups = || prop::collection::vec(arb_update(), 0..5);
+        prop_oneof![
+            (any::<u64>(), arb_name(), arb_name(), ups()).prop_map(
+                |(seq, from, target, updates)| {
+                    Message::Ping {
+                        seq,
+                        from,
+                        target,
+                        updates,
+                    }
+                }
+            ),
+            (any::<u64>(), arb_name(), ups()).prop_map(|(seq, from, updates)| Message::Ack {
+                seq,
+                from,
+                updates
+            }),
+            (any::<u64>(), arb_name(), arb_name(), ".{0,40}", ups()).prop_map(
+                |(seq, from, target, target_addr, updates)| Message::PingReq {
+                    seq,
+                    from,
+                    target,
+                    target_addr,
+                    updates
+                }
+            ),
+            (any::<u64>(), arb_name(), ups()).prop_map(|(seq, from, updates)| Message::Nack {
+                seq,
+                from,
+                updates
+            }),
+            (arb_name(), ups()).prop_map(|(from, updates)| Message::Gossip { from, updates }),
+            (arb_name(), any::<u64>(), ups()).prop_map(|(from, digest, updates)| Message::Sync {
+                from,
+                digest,
+                updates
+            }),
+            (arb_name(), ups()).prop_map(|(from, updates)| Message::Announce { from, updates }),
+            (
+                arb_name(),
+                any::<bool>(),
+                prop::collection::vec(arb_update(), 0..20)
+            )
+                .prop_map(|(from, want_reply, members)| Message::Full {
+                    from,
+                    want_reply,
+                    members
+                }),
+        ]
+    }
+
+    fn bytes_of(msg: &Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(msg, &mut out);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_round_trips_and_its_length_is_exact(msg in arb_message()) {
+            let bytes = bytes_of(&msg);
+            prop_assert_eq!(bytes.len(), encoded_len(&msg));
+            let back = decode(&bytes).expect("decodes");
+            prop_assert_eq!(&back, &msg);
+            let sum: usize = msg.updates().iter().map(update_len).sum();
+            prop_assert!(sum <= bytes.len());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn truncated_or_flipped_messages_are_errors_or_messages(
+            msg in arb_message(),
+            cut in any::<prop::sample::Index>(),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let bytes = bytes_of(&msg);
+            let at = cut.index(bytes.len());
+            prop_assert!(decode(&bytes[..at]).is_err(), "a prefix is never a whole message");
+            let mut flipped = bytes.clone();
+            let i = flip.index(flipped.len());
+            flipped[i] ^= 0x5a;
+            let _ = decode(&flipped);
+        }
+    }
+
+    #[test]
+    fn a_huge_record_count_is_refused_before_allocating() {
+        let mut bytes = Vec::new();
+        put_varint(&mut bytes, FULL);
+        put_str(&mut bytes, "a");
+        put_varint(&mut bytes, 1);
+        put_varint(&mut bytes, u64::MAX >> 1);
+        assert_eq!(decode(&bytes), Err(CodecError::Truncated));
+    }
+
+    #[test]
+    fn bad_fields_are_named_errors() {
+        let ok = Message::Gossip {
+            from: "a".into(),
+            updates: vec![Update {
+                member: Member {
+                    name: "b".into(),
+                    incarnation: 1,
+                    started_at: 2,
+                    gossip_addr: "b:1".into(),
+                    http_addr: String::new(),
+                },
+                liveness: 0,
+                state: State::Dead,
+                by: "c".into(),
+            }],
+        };
+        let good = bytes_of(&ok);
+        assert_eq!(decode(&good), Ok(ok.clone()));
+
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(decode(&trailing), Err(CodecError::TrailingBytes(1)));
+
+        let mut bad_state = good.clone();
+        // The state tag sits just before the declarer (a 1-byte length and "c").
+        let at = bad_state.len() - 3;
+        bad_state[at] = 9;
+        assert_eq!(
+            decode(&bad_state),
+            Err(CodecError::Invalid("unknown member state"))
+        );
+
+        let mut bad_name = Vec::new();
+        put_varint(&mut bad_name, GOSSIP);
+        put_str(&mut bad_name, "a\nb");
+        put_varint(&mut bad_name, 0);
+        assert!(matches!(decode(&bad_name), Err(CodecError::BadName(_))));
+
+        let long_addr = Message::PingReq {
+            seq: 1,
+            from: "a".into(),
+            target: "b".into(),
+            target_addr: "x".repeat(MAX_ADDR_BYTES + 1),
+            updates: vec![],
+        };
+        assert!(matches!(
+            decode(&bytes_of(&long_addr)),
+            Err(CodecError::BadName(_))
+        ));
+
+        assert_eq!(decode(&[100]), Err(CodecError::UnknownType(100)));
+        assert_eq!(decode(&[]), Err(CodecError::Truncated));
+    }
+
+    #[test]
+    fn a_record_from_its_member_sends_the_declarer_empty() {
+        let u = Update {
+            member: Member {
+                name: "node-7".into(),
+                incarnation: 1,
+                started_at: 1,
+                gossip_addr: String::new(),
+                http_addr: String::new(),
+            },
+            liveness: 0,
+            state: State::Alive,
+            by: "node-7".into(),
+        };
+        let other = Update {
+            by: "node-8".into(),
+            ..u.clone()
+        };
+        assert_eq!(update_len(&other), update_len(&u) + "node-8".len());
+    }
+}
