@@ -11,6 +11,11 @@ use super::wire;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
+/// Records that did not fit the budget, after which a pick stops looking: records are
+/// of similar sizes, so scanning a long queue for a small one would cost more than the
+/// few bytes it could save.
+const MAX_MISFITS: usize = 8;
+
 /// Picking order: fewer sends first, then the most recently queued.
 type Rank = (u32, Reverse<u64>);
 
@@ -51,19 +56,22 @@ impl Broadcasts {
     }
 
     /// Takes the updates to send in one message: in picking order, each whose encoding
-    /// fits what is left of `budget` bytes. Each taken update counts one send and is
+    /// fits what is left of `budget` bytes (until [`MAX_MISFITS`] have not). Each taken update counts one send and is
     /// dropped once it has been sent `limit` times.
     pub fn take(&mut self, budget: usize, limit: u32) -> Vec<Update> {
         let mut left = budget;
         let mut picked = Vec::new();
+        let mut misfits = 0;
         for (rank, update) in &self.queue {
-            if left < wire::MIN_UPDATE_LEN {
+            if left < wire::MIN_UPDATE_LEN || misfits == MAX_MISFITS {
                 break;
             }
             let len = wire::update_len(update);
             if len <= left {
                 left -= len;
                 picked.push(*rank);
+            } else {
+                misfits += 1;
             }
         }
         let mut out = Vec::with_capacity(picked.len());

@@ -182,6 +182,20 @@ impl Membership {
         if update.state.is_live() {
             self.live += 1;
         }
+        if name != self.me {
+            if let Some(o) = old.as_ref().filter(|o| o.update.state.is_live()) {
+                self.forget_peer(&name, &o.update.member.gossip_addr);
+            }
+            if update.state.is_live() {
+                if let Err(at) = self.peers.binary_search(&name) {
+                    self.peers.insert(at, name.clone());
+                }
+                *self
+                    .live_addrs
+                    .entry(update.member.gossip_addr.clone())
+                    .or_default() += 1;
+            }
+        }
         let old_run: Option<Run> = old.as_ref().map(|o| o.update.member.run());
         let new_run = old_run.is_some_and(|r| r != update.member.run());
         let old_state = old.as_ref().map(|o| o.update.state);
@@ -231,6 +245,20 @@ impl Membership {
             },
         );
         self.index_suspicion(&name);
+    }
+
+    /// Takes a member that is no longer live (or is about to be re-added) out of the
+    /// peer list and the live addresses.
+    fn forget_peer(&mut self, name: &str, addr: &str) {
+        if let Ok(at) = self.peers.binary_search_by(|p| p.as_str().cmp(name)) {
+            self.peers.remove(at);
+        }
+        if let Some(count) = self.live_addrs.get_mut(addr) {
+            *count -= 1;
+            if *count == 0 {
+                self.live_addrs.remove(addr);
+            }
+        }
     }
 
     fn new_suspicion(&self, now: Duration, by: &str) -> Suspicion {

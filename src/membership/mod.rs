@@ -103,6 +103,11 @@ pub struct Membership {
     digest: u64,
     /// Live (alive or suspect) entries, this node included.
     live: usize,
+    /// The names of live members other than this node, sorted: random picks in O(k).
+    peers: Vec<String>,
+    /// The gossip addresses of live members other than this node (with a count, should
+    /// two share one): the seed rule's "in contact" test.
+    live_addrs: BTreeMap<String, usize>,
     awareness: Awareness,
     broadcasts: Broadcasts,
     rotation: Rotation,
@@ -153,6 +158,8 @@ impl Membership {
             entries: BTreeMap::new(),
             digest: 0,
             live: 0,
+            peers: Vec::new(),
+            live_addrs: BTreeMap::new(),
             broadcasts: Broadcasts::default(),
             rotation: Rotation::default(),
             probe: None,
@@ -181,7 +188,7 @@ impl Membership {
             },
             true,
         );
-        if let Some(seed) = m.seeds_out_of_contact().first().cloned() {
+        if let Some(seed) = m.pick_seed() {
             m.join(now, &seed);
         }
         m
@@ -272,7 +279,10 @@ impl Membership {
         if let Some((t, _)) = self.suspicion_deadlines.first() {
             d = d.min(*t);
         }
-        if !self.broadcasts.is_empty() && self.config.gossip_fanout > 0 {
+        if !self.broadcasts.is_empty()
+            && self.config.gossip_fanout > 0
+            && self.entries[&self.me].is_live()
+        {
             d = d.min(self.next_gossip_at);
         }
         if !self.config.push_pull_interval.is_zero() {
@@ -468,7 +478,10 @@ impl Membership {
 
     /// Alive and suspect members other than this node: the engine's peer set.
     pub fn gossip_targets(&self) -> Vec<Member> {
-        self.live_others().map(|u| u.member.clone()).collect()
+        self.peers
+            .iter()
+            .map(|n| self.entries[n].update.member.clone())
+            .collect()
     }
 
     pub fn drain_outputs(&mut self) -> Vec<Output> {
@@ -482,21 +495,28 @@ impl Membership {
         }
     }
 
-    fn live_others(&self) -> impl Iterator<Item = &Update> + '_ {
-        self.entries
-            .values()
-            .filter(|e| e.is_live() && e.update.member.name != self.me)
-            .map(|e| &e.update)
-    }
-
     /// Up to `k` distinct random live members, none of them this node or in `exclude`.
     fn random_live_others(&mut self, k: usize, exclude: &[&str]) -> Vec<Member> {
-        let me = &self.me;
-        let candidates = self.entries.values().map(|e| &e.update).filter(|u| {
-            u.state.is_live() && &u.member.name != me && !exclude.contains(&u.member.name.as_str())
-        });
-        let picked = self.rng.choose_multiple(candidates, k);
-        picked.into_iter().map(|u| u.member.clone()).collect()
+        let n = self.peers.len();
+        let peers = &self.peers;
+        let allowed = |i: usize| !exclude.contains(&peers[i].as_str());
+        let picked: Vec<usize> = if n <= 2 * (k + exclude.len()) + 8 {
+            self.rng.choose_multiple((0..n).filter(|&i| allowed(i)), k)
+        } else {
+            // Enough candidates that drawing until k distinct ones are found ends soon.
+            let mut picked = Vec::with_capacity(k);
+            while picked.len() < k {
+                let i = self.rng.usize(..n);
+                if allowed(i) && !picked.contains(&i) {
+                    picked.push(i);
+                }
+            }
+            picked
+        };
+        picked
+            .into_iter()
+            .map(|i| self.entries[&self.peers[i]].update.member.clone())
+            .collect()
     }
 
     /// Sends a probe-lane message, filling what is left of [`MAX_PROBE_BYTES`] with
@@ -504,7 +524,8 @@ impl Membership {
     /// are not plain alive: that is how a suspect hears of its suspicion at its next
     /// probe, and how a left node answers.
     fn send_probe_lane(&mut self, to: String, mut msg: Message, about: &[&str]) {
-        let mut budget = MAX_PROBE_BYTES.saturating_sub(wire::encoded_len(&msg) + wire::COUNT_LEN);
+        let header = wire::encoded_len(&msg) + wire::COUNT_LEN;
+        let mut budget = MAX_PROBE_BYTES.saturating_sub(header);
         for name in about {
             if let Some(e) = self.entries.get(*name) {
                 let len = wire::update_len(&e.update);
@@ -608,7 +629,7 @@ impl Membership {
         let my_addr = &self.entries[&self.me].update.member.gossip_addr;
         self.seeds
             .iter()
-            .filter(|s| *s != my_addr && !self.live_others().any(|u| &u.member.gossip_addr == *s))
+            .filter(|s| *s != my_addr && !self.live_addrs.contains_key(*s))
             .cloned()
             .collect()
     }

@@ -42,14 +42,15 @@ impl Rotation {
         self.next = 0;
     }
 
-    /// Adds a newly live member at a random place, so it is probed within this pass or
-    /// the next, never at a predictable moment.
+    /// Adds a newly live member at a random place in what is left of this pass, so it
+    /// is probed soon but at no predictable moment. O(1): it swaps places with a random
+    /// later entry. A member already in the pass may then be probed twice in it, which
+    /// is harmless; members no longer live are skipped when popped.
     pub fn insert(&mut self, name: &str, rng: &mut fastrand::Rng) {
-        if self.order[self.next..].iter().any(|n| n == name) {
-            return;
-        }
-        let at = rng.usize(self.next..=self.order.len());
-        self.order.insert(at, name.to_owned());
+        self.order.push(name.to_owned());
+        let at = rng.usize(self.next..self.order.len());
+        let last = self.order.len() - 1;
+        self.order.swap(at, last);
     }
 }
 
@@ -120,8 +121,7 @@ impl Membership {
                     return Some(name);
                 }
             }
-            let names = self.live_others().map(|u| u.member.name.clone()).collect();
-            self.rotation.reset(names, &mut self.rng);
+            self.rotation.reset(self.peers.clone(), &mut self.rng);
         }
         None
     }
