@@ -32,12 +32,16 @@ fn nodes_joined_through_random_seeds_all_know_each_other_within_log_n_rounds() {
             rounds / log2,
             wall.elapsed()
         );
-        assert!(rounds <= 4.0 * log2, "{rounds} rounds for {n} nodes");
+        assert!(
+            rounds <= 4.0 * log2,
+            "{rounds} rounds for {n} nodes (replay with GCTR_SIM_SEED={})",
+            seed_or(seed)
+        );
     }
 }
 
 #[test]
-#[ignore = "about a minute in debug; run with --ignored"]
+#[ignore = "1.5 CPU-minutes in debug; run with --ignored"]
 fn a_thousand_nodes_join_within_log_n_rounds() {
     let n = 1000;
     let wall = std::time::Instant::now();
@@ -48,7 +52,11 @@ fn a_thousand_nodes_join_within_log_n_rounds() {
         rounds / log2,
         wall.elapsed()
     );
-    assert!(rounds <= 4.0 * log2, "{rounds} rounds for {n} nodes");
+    assert!(
+        rounds <= 4.0 * log2,
+        "{rounds} rounds for {n} nodes (replay with GCTR_SIM_SEED={})",
+        seed_or(3)
+    );
 }
 
 /// Crashes nodes one after another in a converged cluster of `n`; returns every
@@ -103,7 +111,11 @@ fn a_crashed_node_is_declared_dead_by_every_member_within_5_s() {
             "{n} nodes, {crashes} crashes, {} detections: p50 {p50:?}, p99 {p99:?}, max {max:?}",
             times.len()
         );
-        assert!(max <= secs(5), "{n} nodes: a detection took {max:?}");
+        assert!(
+            max <= secs(5),
+            "{n} nodes: a detection took {max:?} (replay with GCTR_SIM_SEED={})",
+            seed_or(seed)
+        );
     }
 }
 
@@ -225,16 +237,17 @@ fn lifeguard_cuts_false_alarms_caused_by_a_slow_node_tenfold() {
         if lag >= 4 {
             assert!(
                 off_suspect >= 100,
-                "lag {lag}: plain SWIM should raise false alarms"
+                "lag {lag}: plain SWIM should raise false alarms (seed {seed})"
             );
         }
         assert!(
             (on_suspect + on_dead) * 10 <= off_suspect + off_dead,
-            "lag {lag}: Lifeguard {on_suspect}+{on_dead}, plain {off_suspect}+{off_dead} (seed {seed})"
+            "lag {lag}: Lifeguard {on_suspect}+{on_dead}, plain {off_suspect}+{off_dead} \
+             (replay with GCTR_SIM_SEED={seed})"
         );
         assert_eq!(
             on_dead, 0,
-            "lag {lag}: a healthy member declared dead with Lifeguard"
+            "lag {lag}: a healthy member declared dead with Lifeguard (seed {seed})"
         );
     }
 }
@@ -302,7 +315,11 @@ fn a_ten_minute_partition_heals_within_a_few_rounds() {
         println!(
             "10-minute partition of 20 nodes into halves, {how}: one membership {rounds:.1} probe rounds after the heal"
         );
-        assert!(rounds <= 10.0, "{rounds} rounds to heal ({how})");
+        assert!(
+            rounds <= 10.0,
+            "{rounds} rounds to heal ({how}; replay with GCTR_SIM_SEED={})",
+            seed_or(40)
+        );
     }
 }
 
@@ -598,12 +615,17 @@ fn idle_traffic_per_node_and_join_time() {
         kinds.join(", "),
         sim.largest_probe
     );
-    assert!(per_node < 15_000.0, "{per_node} B/s per node");
+    assert!(
+        per_node < 15_000.0,
+        "{}",
+        sim.fail(&format!("{per_node} B/s per node"))
+    );
     assert!(
         sim.running()
             .iter()
             .all(|&i| sim.view(i).unwrap().pending_changes() == 0),
-        "an idle cluster has nothing left to spread"
+        "{}",
+        sim.fail("an idle cluster has nothing left to spread")
     );
 
     for n in [5, 100] {
@@ -617,6 +639,10 @@ fn idle_traffic_per_node_and_join_time() {
         println!(
             "join into {n} nodes: known alive by every member (and knowing all) after {took:?}"
         );
-        assert!(took <= secs(10), "{took:?}");
+        assert!(
+            took <= secs(10),
+            "{}",
+            sim.fail(&format!("a join took {took:?}"))
+        );
     }
 }

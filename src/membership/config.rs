@@ -51,9 +51,11 @@ pub struct Config {
     /// The shortest time between two full exchanges started with one address. Default
     /// 1 s.
     pub full_exchange_gap: Duration,
-    /// How long dead and left members are kept as tombstones, so stale gossip cannot
-    /// bring them back, before they are forgotten. A partition that outlasts it heals
-    /// through seeds (or discovery) rather than dead-member contact. Default 1 h.
+    /// How long dead and left members are kept as tombstones (listed, gossiped in full
+    /// exchanges, contacted now and then) before they are forgotten. A forgotten
+    /// member's last record is still kept, unlisted, so stale gossip cannot bring it
+    /// back. A partition that outlasts the reap time heals through seeds (or discovery)
+    /// rather than dead-member contact. Default 1 h.
     pub reap_time: Duration,
     /// The chance, each probe round, of also contacting one random dead member, so a
     /// partition heals however long it lasted. Default 0.2.
