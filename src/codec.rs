@@ -229,7 +229,7 @@ impl fmt::Display for ReadError {
 impl std::error::Error for ReadError {}
 
 /// Where an encoding walk puts its bytes: a buffer, or a counter that only measures.
-trait Sink {
+pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]);
 }
 
@@ -239,7 +239,7 @@ impl Sink for Vec<u8> {
     }
 }
 
-struct Measure(usize);
+pub(crate) struct Measure(pub(crate) usize);
 
 impl Sink for Measure {
     fn put(&mut self, bytes: &[u8]) {
@@ -247,7 +247,7 @@ impl Sink for Measure {
     }
 }
 
-fn put_varint(out: &mut impl Sink, mut v: u64) {
+pub(crate) fn put_varint(out: &mut impl Sink, mut v: u64) {
     let mut buf = [0u8; 10];
     let mut i = 0;
     loop {
@@ -264,7 +264,7 @@ fn put_varint(out: &mut impl Sink, mut v: u64) {
     out.put(&buf[..i]);
 }
 
-fn put_str(out: &mut impl Sink, s: &str) {
+pub(crate) fn put_str(out: &mut impl Sink, s: &str) {
     put_varint(out, s.len() as u64);
     out.put(s.as_bytes());
 }
@@ -550,7 +550,7 @@ impl<'a> Decoder<'a> {
         Err(CodecError::VarintOverflow)
     }
 
-    fn u64_fixed(&mut self) -> Result<u64, CodecError> {
+    pub(crate) fn u64_fixed(&mut self) -> Result<u64, CodecError> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
@@ -558,7 +558,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// An element count, refused if the remaining bytes cannot hold that many elements.
-    fn count(&mut self, min_element_len: usize) -> Result<usize, CodecError> {
+    pub(crate) fn count(&mut self, min_element_len: usize) -> Result<usize, CodecError> {
         let n = self.varint()?;
         if n > (self.buf.len() / min_element_len) as u64 {
             return Err(CodecError::Truncated);
@@ -566,7 +566,7 @@ impl<'a> Decoder<'a> {
         Ok(n as usize)
     }
 
-    fn string(&mut self, max: usize) -> Result<String, CodecError> {
+    pub(crate) fn string(&mut self, max: usize) -> Result<String, CodecError> {
         let len = self.varint()?;
         if len > max as u64 {
             return Err(CodecError::BadName(format!(

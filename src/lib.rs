@@ -15,6 +15,7 @@ pub mod keyring;
 pub(crate) mod logging;
 pub(crate) mod maelstrom;
 pub mod member;
+pub mod membership;
 pub mod node;
 pub mod node_core;
 pub mod status;
