@@ -17,6 +17,7 @@ use crate::crdt::{
     OriginVersion,
 };
 use crate::member::NodeName;
+use crate::membership;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Read};
@@ -24,7 +25,7 @@ use std::io::{self, Read};
 pub const MAGIC: [u8; 4] = *b"GCTR";
 /// The version of the frame protocol: frame types and their payloads. Nodes of different
 /// protocol versions refuse each other's frames.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// The version of the delta encoding ([`encode_delta`]): an origin, a version range and
 /// absolute per-counter entries. Frames carry deltas in it and so does the WAL, whose
 /// segment and snapshot format versions each name the delta encoding they hold (see
@@ -60,6 +61,10 @@ pub enum Frame {
     Delta { delta: Vec<OriginDelta> },
     /// Eager push of fresh changes; receivers that learn from it pass it on.
     Push { delta: Vec<OriginDelta> },
+    /// A membership message (SWIM): on the probe lane (one UDP datagram) or the reliable
+    /// lane, as the message says. Not part of the Maelstrom runtime's JSON.
+    #[serde(skip)]
+    Member(membership::Message),
 }
 
 /// Declares the frame types once: their wire bytes, their names in status figures, and
@@ -93,6 +98,7 @@ frame_types! {
     SynAck = 3, "syn_ack";
     Delta = 4, "delta";
     Push = 5, "push";
+    Member = 6, "member";
 }
 
 impl FrameType {
@@ -163,6 +169,7 @@ impl Frame {
             Frame::SynAck { .. } => FrameType::SynAck,
             Frame::Delta { .. } => FrameType::Delta,
             Frame::Push { .. } => FrameType::Push,
+            Frame::Member(_) => FrameType::Member,
         }
     }
 }
@@ -327,6 +334,7 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             put_deltas(out, delta);
         }
         Frame::Delta { delta } | Frame::Push { delta } => put_deltas(out, delta),
+        Frame::Member(msg) => membership::wire::put_message(out, msg),
     }
 }
 
@@ -495,6 +503,7 @@ pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecErr
         },
         FrameType::Delta => Frame::Delta { delta: r.deltas()? },
         FrameType::Push => Frame::Push { delta: r.deltas()? },
+        FrameType::Member => Frame::Member(membership::wire::decode(r.take_rest())?),
     };
     if !r.buf.is_empty() {
         return Err(CodecError::TrailingBytes(r.buf.len()));
@@ -522,6 +531,11 @@ impl<'a> Decoder<'a> {
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Every byte not read yet, for a decoder of their own.
+    fn take_rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
     }
 
     fn bytes(&mut self, n: usize) -> Result<&[u8], CodecError> {

@@ -200,7 +200,7 @@ impl Engine {
         self.stats.frames_in[kind] += 1;
         self.stats.bytes_in[kind] += codec::encoded_len(&frame) as u64;
         match frame {
-            Frame::Hello { .. } => {}
+            Frame::Hello { .. } | Frame::Member(_) => {}
             Frame::Syn { digest } => {
                 let mine = self.state.digest();
                 let mut chunks = self.chunk_missing(&digest, codec::digest_len(&mine));

@@ -52,6 +52,18 @@ impl From<NodeName> for String {
     }
 }
 
+impl PartialEq<str> for NodeName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for NodeName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
 impl Borrow<str> for NodeName {
     fn borrow(&self) -> &str {
         &self.0
@@ -76,22 +88,41 @@ impl fmt::Debug for NodeName {
     }
 }
 
-/// One run of a node: its name, its data incarnation, and where to reach it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One run of a node: its name, its data incarnation, when it started, and where to
+/// reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
     pub name: NodeName,
     /// The random u64 of the node's data directory (or of this start, without one).
     pub incarnation: u64,
-    /// Where peers send gossip (`host:port`).
+    /// When this run of the node started, in milliseconds since the Unix epoch (wall
+    /// clock). Only compared between runs of the same name, to tell the newer one.
+    pub started_at: u64,
+    /// Where peers send gossip (`host:port`): probes, gossip and replies go here.
     pub gossip_addr: String,
     /// Where clients reach the node's HTTP API (`host:port`).
     pub http_addr: String,
+}
+
+/// One run of a node: a process started under a name. A restart (with the same data or
+/// with new data) is a new run; the later run wins over every record of an earlier one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Run {
+    pub started_at: u64,
+    pub incarnation: u64,
 }
 
 impl Member {
     /// The origin this member writes its own changes under.
     pub fn origin(&self) -> Origin {
         Origin::new(self.name.as_str(), self.incarnation)
+    }
+
+    pub fn run(&self) -> Run {
+        Run {
+            started_at: self.started_at,
+            incarnation: self.incarnation,
+        }
     }
 }
 
@@ -117,6 +148,7 @@ mod tests {
         let m = Member {
             name: NodeName::new("n1").unwrap(),
             incarnation: 0x2a,
+            started_at: 1,
             gossip_addr: "127.0.0.1:9000".into(),
             http_addr: "127.0.0.1:9010".into(),
         };

@@ -20,7 +20,10 @@ pub struct NodeStatus {
     pub gossip_addr: String,
     pub http_addr: String,
     pub uptime_ms: u64,
+    /// Members other than this node: how many are known, and how many alive.
     pub peers: PeerCounts,
+    /// Members by state, this node included.
+    pub members: MemberCounts,
     pub state: StateStats,
     pub gossip: GossipStatus,
     pub transport: TransportStatus,
@@ -32,6 +35,21 @@ pub struct NodeStatus {
 pub struct PeerCounts {
     pub known: usize,
     pub reachable: usize,
+}
+
+/// Members by state in this node's view, itself included.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct MemberCounts {
+    pub alive: usize,
+    pub suspect: usize,
+    pub dead: usize,
+    pub left: usize,
+}
+
+impl MemberCounts {
+    pub fn total(&self) -> usize {
+        self.alive + self.suspect + self.dead + self.left
+    }
 }
 
 /// The size of the replicated state.

@@ -126,7 +126,8 @@ fn get_all_shows_every_node_and_whether_they_agree() {
         Duration::from_secs(10),
         || {
             let o = run_gctr(&["get", "--all", "--http", &a.http]);
-            let agreed = o.status.code() == Some(0);
+            // Agreement of both nodes, once b has joined a's membership.
+            let agreed = o.status.code() == Some(0) && stdout(&o).contains(&b.http);
             last = Some(o);
             agreed
         },

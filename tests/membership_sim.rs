@@ -209,7 +209,7 @@ fn slow_node_alarms(lifeguard: bool, lag_timeouts: u32, seed: u64) -> (usize, us
     let healthy = |to: State| {
         sim.log
             .iter()
-            .filter(|o| o.at >= t0 && o.change.member.name != slow_name && o.change.to == Some(to))
+            .filter(|o| o.at >= t0 && o.change.member.name != *slow_name && o.change.to == Some(to))
             .count()
     };
     let of_slow = sim
@@ -513,7 +513,7 @@ fn tombstones_are_reaped_and_stale_gossip_does_not_resurrect_them() {
     );
     for i in sim.running() {
         let msg = gctr::membership::Message::Gossip {
-            from: Sim::name(0),
+            from: gctr::member::NodeName::new(&Sim::name(0)).expect("a valid name"),
             updates: vec![stale_alive.clone(), stale_dead.clone()],
         };
         sim.inject(0, i, &msg);

@@ -1,23 +1,22 @@
-//! A peer that refuses connections and a peer that accepts but never reads must not slow
-//! increments on the other nodes: every peer has its own writer thread and bounded
-//! queue, so the event loop never waits on a socket. Compared with a healthy cluster in
-//! the same test, with a generous bound.
+//! A peer that refuses connections (killed) and a peer that accepts but never reads
+//! (SIGSTOPped, so the kernel still accepts for it) must not slow increments on the
+//! other nodes: every link has its own writer thread and bounded queue, so the event
+//! loop never waits on a socket. Both are members when they go bad, so the first
+//! seconds, before membership declares them dead, are measured. Compared with a healthy
+//! cluster in the same test, with a generous bound.
 
 mod common;
 
 use common::cluster::{apply_op, node_addrs, start_node, wait_converged, TestNode};
-use common::{agent, free_addr, http_get, wait_until};
+use common::{agent, get_json, wait_until};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-fn pair(dir: &std::path::Path, prefix: &str, extra_seeds: &[&str]) -> (TestNode, TestNode) {
+fn pair(dir: &std::path::Path, prefix: &str) -> (TestNode, TestNode) {
     let (ga, ha) = node_addrs();
-    let mut seeds = extra_seeds.to_vec();
-    let a = start_node(dir, &format!("{prefix}a"), (&ga, &ha), &seeds, &[]);
-    seeds.push(&a.gossip);
+    let a = start_node(dir, &format!("{prefix}a"), (&ga, &ha), &[], &[]);
     let (gb, hb) = node_addrs();
-    let b = start_node(dir, &format!("{prefix}b"), (&gb, &hb), &seeds, &[]);
+    let b = start_node(dir, &format!("{prefix}b"), (&gb, &hb), &[&a.gossip], &[]);
     (a, b)
 }
 
@@ -26,34 +25,38 @@ fn p50(samples: &mut [Duration]) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn peer_reachable(node: &TestNode, gossip: &str) -> Option<bool> {
-    let (_, body) = http_get(&node.http, "/peers").ok()?;
-    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-    v["peers"]
+fn peer_state(node: &TestNode, name: &str) -> Option<String> {
+    let v = get_json(&node.http, "/members")?;
+    v["members"]
         .as_array()?
         .iter()
-        .find(|p| p["gossip_addr"] == gossip)
-        .and_then(|p| p["reachable"].as_bool())
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["state"].as_str().map(String::from))
 }
 
 #[test]
 fn refusing_and_black_holed_peers_do_not_slow_increments() {
     let dir = tempfile::tempdir().unwrap();
-    let refusing = free_addr().to_string();
-    let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
-    let black_hole_addr = black_hole.local_addr().unwrap().to_string();
-
-    let (ha, hb) = pair(dir.path(), "healthy-", &[]);
-    let (sa, sb) = pair(dir.path(), "burdened-", &[&refusing, &black_hole_addr]);
-
+    let (ha, hb) = pair(dir.path(), "healthy-");
+    let (sa, sb) = pair(dir.path(), "burdened-");
+    let (gc, hc) = node_addrs();
+    let mut refusing = start_node(dir.path(), "refusing", (&gc, &hc), &[&sa.gossip], &[]);
+    let (gd, hd) = node_addrs();
+    let black_hole = start_node(dir.path(), "black-hole", (&gd, &hd), &[&sa.gossip], &[]);
     wait_until(
-        "the burdened node to see its bad peers",
+        "the burdened node to have its soon-bad peers as members",
         Duration::from_secs(10),
         || {
-            peer_reachable(&sa, &refusing) == Some(false)
-                && peer_reachable(&sa, &black_hole_addr) == Some(true)
+            peer_state(&sa, "refusing").as_deref() == Some("alive")
+                && peer_state(&sa, "black-hole").as_deref() == Some("alive")
         },
     );
+    refusing.proc.kill();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &black_hole.proc.pid().to_string()])
+        .status()
+        .expect("kill -STOP");
+    assert!(stopped.success());
 
     let agent = agent();
     let (mut healthy, mut burdened) = (Vec::new(), Vec::new());

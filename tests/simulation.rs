@@ -438,3 +438,47 @@ fn random_scenarios_with_data_loss_end_with_every_node_in_agreement() {
         sim.agree_within(secs(30));
     }
 }
+
+/// Membership and gossip together, as in `gctr node`: a cluster split in two halves for
+/// ten minutes, with writes on both sides, becomes one membership again within a few
+/// probe rounds of the heal (each half had declared the other dead), and every node
+/// reaches the exact sum.
+#[test]
+fn a_ten_minute_partition_heals_into_one_membership_and_the_exact_sum() {
+    let members = gctr::membership::Config::default();
+    let probe = members.probe_interval;
+    let mut sim = Sim::with_membership(
+        seed_or(40),
+        Config::default(),
+        members,
+        Link::faulty(0.05, 0.05),
+    );
+    sim.run(&[Step::AddNodes(8)]);
+    sim.membership_whole_within(secs(30));
+    sim.run(&[
+        Step::Partition(vec![vec![0, 1, 2, 3], vec![4, 5, 6, 7]]),
+        Step::RandomOps {
+            count: 600,
+            counters: 5,
+            over: secs(600),
+        },
+    ]);
+    assert!(
+        !sim.membership_whole(),
+        "{}",
+        sim.fail("the halves still saw each other alive after ten minutes apart")
+    );
+    sim.run(&[Step::Heal]);
+    let healed = sim.membership_whole_within(secs(60));
+    println!(
+        "10-minute partition: one membership {healed:?} ({:.1} probe rounds) after the heal",
+        healed.as_secs_f64() / probe.as_secs_f64()
+    );
+    let converged = sim.converge_within(secs(30));
+    println!("exact sums {converged:?} after that");
+    assert!(
+        healed <= probe * 10,
+        "{}",
+        sim.fail(&format!("the heal took {healed:?}, over 10 probe rounds"))
+    );
+}

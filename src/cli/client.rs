@@ -1,17 +1,18 @@
-//! `gctr inc`, `gctr dec`, `gctr get`, `gctr peers`: the HTTP client commands.
+//! The HTTP client commands: `gctr inc`, `dec`, `get` (one counter), and the cluster
+//! commands `peers`, `members`, `join` and `remove` (see `cluster.rs`): their options,
+//! and which node they ask.
 //!
 //! Each talks to one node's HTTP API: `--http ADDR` (default `127.0.0.1:9010`, the HTTP
 //! address of a node started with `--addr 127.0.0.1:9000`), or `--node NAME`, looked up
 //! in discovery (`--discovery URL`, else `GCTR_DISCOVERY`, else
-//! `http://127.0.0.1:8000`). `get --all` asks that node for its peers and then every
-//! node for the counter, and says whether they agree; `peers` prints the node's view
-//! of the cluster.
+//! `http://127.0.0.1:8000`).
 
+use super::cluster;
 use super::CliError;
 use crate::crdt::{validate_counter_name, DEFAULT_COUNTER};
 use crate::discovery::resolve;
 use crate::http::{JsonClient, Timeouts};
-use crate::node::views::{CounterView, PeerView, PeersView, ValueView};
+use crate::node::views::{CounterView, ValueView};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub const DEFAULT_DISCOVERY: &str = "http://127.0.0.1:8000";
 /// The environment variable naming the discovery server for `--node`.
 pub const DISCOVERY_ENV: &str = "GCTR_DISCOVERY";
 
-/// Characters left as they are in a counter name inside a URL path.
+/// Characters left as they are in a name inside a URL path.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'~');
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +34,9 @@ pub enum Command {
     Dec,
     Get,
     Peers,
+    Members,
+    Join,
+    Remove,
 }
 
 impl Command {
@@ -42,6 +46,19 @@ impl Command {
             Command::Dec => "dec",
             Command::Get => "get",
             Command::Peers => "peers",
+            Command::Members => "members",
+            Command::Join => "join",
+            Command::Remove => "remove",
+        }
+    }
+
+    /// What the command's one argument is, if it takes one.
+    fn argument(self) -> Option<&'static str> {
+        match self {
+            Command::Inc | Command::Dec | Command::Get => Some("COUNTER"),
+            Command::Join => Some("ADDR"),
+            Command::Remove => Some("NAME"),
+            Command::Peers | Command::Members => None,
         }
     }
 }
@@ -54,13 +71,14 @@ fn help(cmd: Command) -> String {
   --discovery URL
                  the discovery server for --node [default: ${DISCOVERY_ENV}, else
                  {DEFAULT_DISCOVERY}]
-  --json         print the node's JSON answer instead of the bare value
+  --json         print the node's JSON answer instead of text
   -h, --help     show this help
 
 Exit codes: 0 success, 1 the operation failed (node or discovery unreachable, unknown
 node name, refused), 2 usage error.
 "
     );
+    let name = cmd.name();
     match cmd {
         Command::Inc | Command::Dec => {
             let verb = if cmd == Command::Inc {
@@ -69,15 +87,13 @@ node name, refused), 2 usage error.
                 "decrement"
             };
             format!(
-                "gctr {}: {verb} a counter and print its new value
+                "gctr {name}: {verb} a counter and print its new value
 
-Usage: gctr {} [COUNTER] [--by N] [--node NAME | --http ADDR] [--json]
+Usage: gctr {name} [COUNTER] [--by N] [--node NAME | --http ADDR] [--json]
 
   COUNTER        the counter's name [default: {DEFAULT_COUNTER}]
   --by N         the amount, 1 to {} [default: 1]
 {common}",
-                cmd.name(),
-                cmd.name(),
                 i64::MAX
             )
         }
@@ -87,9 +103,10 @@ Usage: gctr {} [COUNTER] [--by N] [--node NAME | --http ADDR] [--json]
 Usage: gctr get [COUNTER] [--node NAME | --http ADDR] [--all] [--json]
 
   COUNTER        the counter's name [default: {DEFAULT_COUNTER}]
-  --all          ask the node for its peers, then every node for the counter, and
-                 print each node's value and whether they all agree; exits 1 if they
-                 disagree or a node could not be asked
+  --all          ask the node for its members, then every live member for the
+                 counter, and print each one's value and whether they all agree
+                 (dead and left members are listed apart); exits 1 if live members
+                 disagree or one could not be asked
 {common}"
         ),
         Command::Peers => format!(
@@ -97,9 +114,36 @@ Usage: gctr get [COUNTER] [--node NAME | --http ADDR] [--all] [--json]
 
 Usage: gctr peers [--node NAME | --http ADDR] [--json]
 
-Prints the node itself, then one line per peer it knows: name, gossip and HTTP
-addresses, whether its connection is up, and when it was last heard from.
+Prints the node itself, then one line per other member: name, gossip and HTTP
+addresses, state, whether it is reachable (alive), and when it was last heard from.
 
+{common}"
+        ),
+        Command::Members => format!(
+            "gctr members: list the members a node knows, itself included
+
+Usage: gctr members [--node NAME | --http ADDR] [--json]
+
+One line per member: name, state (alive, suspect, dead or left), gossip and HTTP
+addresses, how long it has been in that state, and its origin.
+
+{common}"
+        ),
+        Command::Join => format!(
+            "gctr join: make a node join a cluster through another node
+
+Usage: gctr join ADDR [--node NAME | --http ADDR] [--json]
+
+  ADDR           the gossip address (HOST:PORT) of any member of the cluster to join
+{common}"
+        ),
+        Command::Remove => format!(
+            "gctr remove: mark a member left, cluster-wide
+
+Usage: gctr remove NAME [--node NAME | --http ADDR] [--json]
+
+  NAME           the member to remove. A live node so removed stays out until it
+                 restarts with a new data directory or is joined again explicitly
 {common}"
         ),
     }
@@ -113,7 +157,8 @@ enum Target {
 }
 
 struct Options {
-    counter: String,
+    /// The counter, address or member name the command takes.
+    argument: String,
     by: u64,
     target: Target,
     all: bool,
@@ -134,14 +179,18 @@ pub fn run(cmd: Command, parser: &mut lexopt::Parser) -> Result<(), CliError> {
                 .to_string(),
         ),
     };
+    let (arg, json) = (options.argument.as_str(), options.json);
     match cmd {
-        Command::Peers => peers(&client, options.json),
+        Command::Peers => cluster::peers(&client, json),
+        Command::Members => cluster::members(&client, json),
+        Command::Join => cluster::join(&client, arg, json),
+        Command::Remove => cluster::remove(&client, arg, json),
         Command::Inc => change(&client, &options, "increment"),
         Command::Dec => change(&client, &options, "decrement"),
-        Command::Get if options.all => get_all(&client, &options),
+        Command::Get if options.all => cluster::get_all(&client, arg, &counter_path(arg), json),
         Command::Get => {
-            let view: CounterView = client.get(&counter_path(&options.counter))?;
-            print_value(&view, view.value, options.json)
+            let view: CounterView = client.get(&counter_path(arg))?;
+            print_value(&view, view.value, json)
         }
     }
 }
@@ -154,69 +203,78 @@ fn parse(
     env_discovery: Option<String>,
 ) -> Result<Option<Options>, CliError> {
     use lexopt::prelude::*;
-    let mut counter: Option<String> = None;
+    let mut argument: Option<String> = None;
     let mut by: Option<u64> = None;
     let mut http: Option<String> = None;
     let mut node: Option<String> = None;
     let mut discovery: Option<String> = None;
     let mut all = false;
     let mut json = false;
-    let name = cmd.name();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
             Long("by") if matches!(cmd, Command::Inc | Command::Dec) => {
                 let v = parser.value()?.string()?;
-                by = Some(
-                    v.parse::<u64>()
-                        .ok()
-                        .filter(|n| (1..=i64::MAX as u64).contains(n))
-                        .ok_or_else(|| {
-                            CliError::Usage(format!(
-                                "--by must be a whole number from 1 to {}, not {v:?}",
-                                i64::MAX
-                            ))
-                        })?,
-                );
+                by = Some(super::flags::number("--by", &v, 1..=i64::MAX as u64)?);
             }
             Long("http") => http = Some(parser.value()?.string()?),
             Long("node") => node = Some(parser.value()?.string()?),
             Long("discovery") => discovery = Some(parser.value()?.string()?),
             Long("all") if cmd == Command::Get => all = true,
             Long("json") => json = true,
-            Value(v) if counter.is_none() && cmd != Command::Peers => counter = Some(v.string()?),
-            Value(v) if cmd == Command::Peers => {
-                return Err(CliError::Usage(format!(
-                    "`gctr peers` takes no arguments; got {:?}",
-                    v.to_string_lossy()
-                )))
+            Value(v) if argument.is_none() && cmd.argument().is_some() => {
+                argument = Some(v.string()?)
             }
-            Value(v) => {
-                return Err(CliError::Usage(format!(
-                    "`gctr {name}` takes one counter name; {:?} is one too many",
-                    v.to_string_lossy()
-                )))
-            }
+            Value(v) => return Err(extra_argument(cmd, &v.to_string_lossy())),
             _ => return Err(arg.unexpected().into()),
         }
     }
     let target = target(http, node, discovery, env_discovery)?;
-    let counter = counter.unwrap_or_else(|| DEFAULT_COUNTER.to_owned());
-    validate_counter_name(&counter).map_err(|e| CliError::Usage(e.to_string()))?;
-    if counter == "." || counter == ".." {
-        // URL clients resolve these as path steps (even percent-encoded), so the request
-        // would reach another counter.
-        return Err(CliError::Usage(format!(
-            "the counter {counter:?} cannot be named in a URL path"
-        )));
-    }
     Ok(Some(Options {
-        counter,
+        argument: check_argument(cmd, argument)?,
         by: by.unwrap_or(1),
         target,
         all,
         json,
     }))
+}
+
+fn extra_argument(cmd: Command, got: &str) -> CliError {
+    let name = cmd.name();
+    CliError::Usage(match cmd.argument() {
+        None => format!("`gctr {name}` takes no arguments; got {got:?}"),
+        Some(what) => format!("`gctr {name}` takes one {what}; {got:?} is one too many"),
+    })
+}
+
+/// The command's argument, checked: a valid counter name (the default one when left
+/// out), an address, or a member name.
+fn check_argument(cmd: Command, argument: Option<String>) -> Result<String, CliError> {
+    let usage = |m: String| CliError::Usage(m);
+    match cmd {
+        Command::Inc | Command::Dec | Command::Get => {
+            let counter = argument.unwrap_or_else(|| DEFAULT_COUNTER.to_owned());
+            validate_counter_name(&counter).map_err(|e| usage(e.to_string()))?;
+            if counter == "." || counter == ".." {
+                // URL clients resolve these as path steps (even percent-encoded), so the
+                // request would reach another counter.
+                return Err(usage(format!(
+                    "the counter {counter:?} cannot be named in a URL path"
+                )));
+            }
+            Ok(counter)
+        }
+        Command::Join | Command::Remove => {
+            let what = cmd.argument().unwrap_or_default();
+            let value =
+                argument.ok_or_else(|| usage(format!("`gctr {}` needs {what}", cmd.name())))?;
+            if cmd == Command::Remove {
+                crate::crdt::validate_node_name(&value).map_err(|e| usage(e.to_string()))?;
+            }
+            Ok(value)
+        }
+        Command::Peers | Command::Members => Ok(String::new()),
+    }
 }
 
 /// Which node to ask: `--http`, else `--node` through discovery (`--discovery`, else
@@ -249,7 +307,7 @@ fn target(
 fn change(client: &JsonClient, options: &Options, verb: &str) -> Result<(), CliError> {
     let path = format!(
         "{}/{verb}?by={}",
-        counter_path(&options.counter),
+        counter_path(&options.argument),
         options.by
     );
     let view: ValueView = client.post(&path)?;
@@ -258,188 +316,25 @@ fn change(client: &JsonClient, options: &Options, verb: &str) -> Result<(), CliE
 
 fn print_value(view: &impl Serialize, value: i64, json: bool) -> Result<(), CliError> {
     if json {
-        println!("{}", to_json(view)?);
+        let text = serde_json::to_string(view).map_err(|e| CliError::Failed(e.to_string()))?;
+        println!("{text}");
     } else {
         println!("{value}");
     }
     Ok(())
 }
 
-/// One node's answer in `get --all`.
-#[derive(Debug, Serialize)]
-struct NodeValue {
-    name: Option<String>,
-    http_addr: Option<String>,
-    value: Option<i64>,
-    error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct AllView {
-    counter: String,
-    nodes: Vec<NodeValue>,
-    agree: bool,
-}
-
-fn get_all(client: &JsonClient, options: &Options) -> Result<(), CliError> {
-    let peers: PeersView = client.get("/peers")?;
-    let path = counter_path(&options.counter);
-    let mut nodes = vec![ask_node(
-        client,
-        Some(peers.me.name),
-        Some(peers.me.http_addr),
-        &path,
-    )];
-    for p in peers.peers {
-        let node = match &p.http_addr {
-            Some(http) => ask_node(&node_client(http), p.name, p.http_addr.clone(), &path),
-            None => NodeValue {
-                name: p.name,
-                http_addr: None,
-                value: None,
-                error: Some(format!(
-                    "HTTP address not known yet (gossip address {})",
-                    p.gossip_addr
-                )),
-            },
-        };
-        nodes.push(node);
-    }
-    let first = nodes[0].value;
-    let agree = nodes.iter().all(|n| n.value.is_some() && n.value == first);
-    let view = AllView {
-        counter: options.counter.clone(),
-        nodes,
-        agree,
-    };
-    if options.json {
-        println!("{}", to_json(&view)?);
-    } else {
-        print_table(&view);
-    }
-    if agree {
-        Ok(())
-    } else if view.nodes.iter().any(|n| n.value.is_none()) {
-        Err(CliError::Failed("some nodes could not be asked".into()))
-    } else {
-        Err(CliError::Failed(format!(
-            "the nodes disagree on {:?} (still converging, or partitioned)",
-            view.counter
-        )))
-    }
-}
-
-fn ask_node(
-    client: &JsonClient,
-    name: Option<String>,
-    http_addr: Option<String>,
-    path: &str,
-) -> NodeValue {
-    let (value, error) = match client.get::<CounterView>(path) {
-        Ok(v) => (Some(v.value), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    NodeValue {
-        name,
-        http_addr,
-        value,
-        error,
-    }
-}
-
-fn print_table(view: &AllView) {
-    let width = view
-        .nodes
-        .iter()
-        .map(|n| n.name.as_deref().unwrap_or("?").len())
-        .max()
-        .unwrap_or(1)
-        .max(4);
-    println!("{:width$}  {:21}  VALUE", "NODE", "HTTP");
-    for n in &view.nodes {
-        let value = match (&n.value, &n.error) {
-            (Some(v), _) => v.to_string(),
-            (None, Some(e)) => format!("error: {e}"),
-            (None, None) => "?".into(),
-        };
-        println!(
-            "{:width$}  {:21}  {value}",
-            n.name.as_deref().unwrap_or("?"),
-            n.http_addr.as_deref().unwrap_or("?"),
-        );
-    }
-    if view.agree {
-        println!("all {} nodes agree", view.nodes.len());
-    } else {
-        println!("the nodes do NOT agree");
-    }
-}
-
-fn peers(client: &JsonClient, json: bool) -> Result<(), CliError> {
-    let view: PeersView = client.get("/peers")?;
-    if json {
-        println!("{}", to_json(&view)?);
-    } else {
-        print_peers(&view);
-    }
-    Ok(())
-}
-
-fn print_peers(view: &PeersView) {
-    println!(
-        "node {} ({}) gossip {} http {}",
-        view.me.name, view.me.origin, view.me.gossip_addr, view.me.http_addr
-    );
-    if view.peers.is_empty() {
-        println!("no peers known");
-        return;
-    }
-    let rows: Vec<[String; 5]> = view.peers.iter().map(peer_row).collect();
-    let header = ["NAME", "GOSSIP", "HTTP", "REACHABLE", "LAST HEARD"].map(String::from);
-    let mut widths = [0; 5];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:w$}"))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
-    let reachable = view.peers.iter().filter(|p| p.reachable).count();
-    println!("{} peers, {reachable} reachable", view.peers.len());
-}
-
-fn peer_row(p: &PeerView) -> [String; 5] {
-    [
-        p.name.clone().unwrap_or_else(|| "?".into()),
-        p.gossip_addr.clone(),
-        p.http_addr.clone().unwrap_or_else(|| "?".into()),
-        if p.reachable { "yes" } else { "no" }.into(),
-        match p.last_heard_ms_ago {
-            Some(ms) => format!(
-                "{} ago",
-                humantime::format_duration(Duration::from_millis(ms))
-            ),
-            None => "never".into(),
-        },
-    ]
+/// `name` escaped as one URL path segment.
+pub fn path_segment(name: &str) -> String {
+    utf8_percent_encode(name, PATH_SEGMENT).to_string()
 }
 
 fn counter_path(counter: &str) -> String {
-    format!("/counters/{}", utf8_percent_encode(counter, PATH_SEGMENT))
-}
-
-fn to_json(view: &impl Serialize) -> Result<String, CliError> {
-    serde_json::to_string(view).map_err(|e| CliError::Failed(e.to_string()))
+    format!("/counters/{}", path_segment(counter))
 }
 
 /// A short-timeout client for the node at `http`.
-fn node_client(http: &str) -> JsonClient {
+pub fn node_client(http: &str) -> JsonClient {
     let timeouts = Timeouts {
         connect: Duration::from_secs(2),
         total: Duration::from_secs(10),
@@ -511,7 +406,7 @@ mod tests {
     fn defaults_and_usage_errors() {
         let o = parse_args(Command::Inc, &[]).unwrap().unwrap();
         assert_eq!(
-            (o.counter.as_str(), o.by, o.target),
+            (o.argument.as_str(), o.by, o.target),
             ("default", 1, Target::Http(DEFAULT_HTTP.into()))
         );
         for (cmd, args) in [

@@ -5,10 +5,12 @@
 //! need no real command line.
 
 mod client;
+mod cluster;
 mod discovery;
 mod flags;
 mod maelstrom;
 mod node;
+mod node_membership;
 mod node_wal;
 
 use std::ffi::OsString;
@@ -26,6 +28,9 @@ Commands:
   dec         decrement a counter
   get         read a counter
   peers       show a node's view of the cluster
+  members     list the members a node knows, with their states
+  join        make a node join a cluster through another node
+  remove      mark a member left, cluster-wide
   maelstrom   run a node under the Maelstrom protocol (stdin/stdout)
 
 Run `gctr <COMMAND> --help` for a command's options.
@@ -98,6 +103,9 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
                 "dec" => client::run(client::Command::Dec, &mut parser),
                 "get" => client::run(client::Command::Get, &mut parser),
                 "peers" => client::run(client::Command::Peers, &mut parser),
+                "members" => client::run(client::Command::Members, &mut parser),
+                "join" => client::run(client::Command::Join, &mut parser),
+                "remove" => client::run(client::Command::Remove, &mut parser),
                 "maelstrom" => maelstrom::run(&mut parser),
                 other => Err(CliError::Usage(format!("unknown command `{other}`"))),
             }

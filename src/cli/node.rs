@@ -1,6 +1,7 @@
 //! `gctr node`: its options, start-up, and clean stop on SIGINT/SIGTERM.
 
 use super::flags::{self, FlagHelp, GossipFlags};
+use super::node_membership::{self, MembershipFlags};
 use super::node_wal::{self, WalDir, WalFlags};
 use super::CliError;
 use crate::codec::MAX_ADDR_BYTES;
@@ -36,8 +37,9 @@ fn help() -> String {
         ),
         FlagHelp::new(
             "--seeds ADDR,...",
-            "gossip addresses of peers to join (repeatable); one side knowing the other is \
-             enough",
+            "gossip addresses of nodes to join through (repeatable), each HOST:PORT with an IP \
+             or a DNS name (resolved again every 10s, so a headless service or a service name \
+             works); contacted whenever one of them is not a live member",
         ),
         FlagHelp::new(
             "--discovery URL",
@@ -76,13 +78,17 @@ Options:
 {}
 Without --wal the node keeps its state in memory only and starts under a new
 incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
-once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0), deregistering from
-discovery first. While discovery is down the node keeps gossiping with the peers it
-knows.
+once it is serving. Gossip uses TCP on --addr, membership probes UDP on the same port.
+Stops cleanly on SIGINT or SIGTERM (exit 0): the members are told it left, and it
+deregisters from discovery. Seeds, discovery, LAN discovery and `gctr join` are all
+ways in; membership (SWIM) spreads the rest.
 
+Membership options:
+{}
 Durability options:
 {}",
         flags::render(&all),
+        flags::render(&node_membership::help()),
         flags::render(&node_wal::help())
     )
 }
@@ -160,6 +166,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut http_read_timeout: Option<Duration> = None;
     let mut log_level = log::LevelFilter::Info;
     let mut wal = WalFlags::default();
+    let mut membership = MembershipFlags::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -191,6 +198,10 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 let flag = flag.to_owned();
                 wal.take(&flag, parser)?;
             }
+            Long(flag) if node_membership::is_flag(flag) => {
+                let flag = flag.to_owned();
+                membership.take(&flag, parser)?;
+            }
             Long(flag) => {
                 let flag = flag.to_owned();
                 if !gossip.take(&flag, parser)? {
@@ -213,6 +224,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     }
     config.seeds = seeds;
     config.engine = gossip.finish();
+    (config.membership, config.lan) = membership.finish()?;
     if let Some(d) = http_read_timeout {
         config.http.read_timeout = d;
     }

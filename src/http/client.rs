@@ -70,6 +70,10 @@ impl JsonClient {
         self.answer(self.agent.post(&self.url(path)).call())
     }
 
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
+        self.answer(self.agent.delete(&self.url(path)).call())
+    }
+
     pub fn post_json<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

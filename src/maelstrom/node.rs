@@ -325,6 +325,8 @@ impl Node {
                 Effect::Send { to, frame } => {
                     self.outbox.push(Outgoing::gossip(to.as_str(), &frame))
                 }
+                // This runtime runs without membership: its peers are the init's node ids.
+                Effect::SendMember { .. } | Effect::MemberChanged(_) | Effect::NameConflict(_) => {}
                 Effect::Reply {
                     to: (src, msg_id, delta),
                     result,

@@ -8,6 +8,7 @@
 
 use super::member::Update;
 use super::wire;
+use crate::member::NodeName;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
@@ -22,7 +23,7 @@ type Rank = (u32, Reverse<u64>);
 #[derive(Debug, Default)]
 pub struct Broadcasts {
     queue: BTreeMap<Rank, Update>,
-    rank_of: BTreeMap<String, Rank>,
+    rank_of: BTreeMap<NodeName, Rank>,
     next_id: u64,
 }
 
@@ -37,7 +38,7 @@ impl Broadcasts {
     }
 
     /// Drops whatever is queued about `name`.
-    pub fn remove(&mut self, name: &str) {
+    pub fn remove(&mut self, name: &NodeName) {
         if let Some(rank) = self.rank_of.remove(name) {
             self.queue.remove(&rank);
         }
@@ -51,7 +52,7 @@ impl Broadcasts {
         self.queue.len()
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    pub fn contains(&self, name: &NodeName) -> bool {
         self.rank_of.contains_key(name)
     }
 
@@ -97,9 +98,10 @@ mod tests {
     use crate::membership::member::{Member, State};
 
     fn update(name: &str, liveness: u64) -> Update {
+        let name = NodeName::new(name).expect("a valid name");
         Update {
             member: Member {
-                name: name.into(),
+                name: name.clone(),
                 incarnation: 7,
                 started_at: 1,
                 gossip_addr: "10.0.0.1:7000".into(),
@@ -107,7 +109,7 @@ mod tests {
             },
             liveness,
             state: State::Alive,
-            by: name.into(),
+            by: name,
         }
     }
 

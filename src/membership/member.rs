@@ -6,40 +6,9 @@
 //! so any two nodes holding the same records hold the same view, whatever order the
 //! records came in, and no pair of records can make a node flap between them.
 
+use crate::member::NodeName;
+pub use crate::member::{Member, Run};
 use std::time::Duration;
-
-/// Who a member is and where to reach it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Member {
-    /// The node name: unique in the cluster, checked by `crdt::validate_node_name`.
-    pub name: String,
-    /// The data incarnation: the random u64 of the node's data directory (its origin).
-    pub incarnation: u64,
-    /// When this run of the node started, in milliseconds since the UNIX epoch (wall
-    /// clock). Only compared between runs of the same name, to tell the newer one.
-    pub started_at: u64,
-    /// The gossip address (`host:port`): probes, gossip and replies go here.
-    pub gossip_addr: String,
-    /// The HTTP API address, carried for clients and the API's member list.
-    pub http_addr: String,
-}
-
-/// One run of a node: a process started under a name. A restart (with the same data or
-/// with new data) is a new run; the later run wins over every record of an earlier one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Run {
-    pub started_at: u64,
-    pub incarnation: u64,
-}
-
-impl Member {
-    pub fn run(&self) -> Run {
-        Run {
-            started_at: self.started_at,
-            incarnation: self.incarnation,
-        }
-    }
-}
 
 /// A member's state. The declaration order is the precedence at equal liveness:
 /// `Left` > `Dead` > `Suspect` > `Alive`, as in SWIM.
@@ -87,7 +56,7 @@ pub struct Update {
     /// leave), the suspecting node for suspect — distinct declarers of one suspicion are
     /// the independent confirmations that shorten its timeout — the node whose timer
     /// expired for dead, the operator's node for a removal.
-    pub by: String,
+    pub by: NodeName,
 }
 
 /// The precedence key of a record: the run first, then liveness, then state.
@@ -119,7 +88,7 @@ impl Update {
     /// on the order records were learned in.
     pub fn digest_share(&self) -> u64 {
         let mut h = Fnv::new();
-        h.write(self.member.name.as_bytes());
+        h.write(self.member.name.as_str().as_bytes());
         h.write(&[0xff]);
         h.write(&self.member.incarnation.to_be_bytes());
         h.write(&self.member.started_at.to_be_bytes());
@@ -179,5 +148,5 @@ pub struct MemberChange {
     /// The member restarted: its run (data incarnation or start stamp) changed.
     pub new_run: bool,
     /// Who declared the new state.
-    pub by: String,
+    pub by: NodeName,
 }

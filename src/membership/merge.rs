@@ -8,6 +8,7 @@
 use super::member::{MemberChange, Run, State, Update};
 use super::suspicion::Suspicion;
 use super::{Entry, Membership, Output};
+use crate::member::NodeName;
 use std::time::Duration;
 
 /// Reaped members whose last record is remembered (about 100 bytes each).
@@ -60,8 +61,8 @@ impl Membership {
     /// A message came from `name`, so it runs: if this node holds it dead or left (or
     /// reaped), tell it at once, so it refutes — or learns it was removed — even when no
     /// tombstone about it is left anywhere to meet it in a full exchange.
-    pub(super) fn heard_from(&mut self, name: &str) {
-        if name == self.me {
+    pub(super) fn heard_from(&mut self, name: &NodeName) {
+        if *name == self.me {
             return;
         }
         let held = match self.entries.get(name) {
@@ -143,7 +144,7 @@ impl Membership {
     }
 
     /// One more independent declarer of a suspicion this node holds.
-    pub(super) fn confirm_suspicion(&mut self, name: &str, by: &str) {
+    pub(super) fn confirm_suspicion(&mut self, name: &NodeName, by: &NodeName) {
         let Some(entry) = self.entries.get_mut(name) else {
             return;
         };
@@ -249,8 +250,8 @@ impl Membership {
 
     /// Takes a member that is no longer live (or is about to be re-added) out of the
     /// peer list and the live addresses.
-    fn forget_peer(&mut self, name: &str, addr: &str) {
-        if let Ok(at) = self.peers.binary_search_by(|p| p.as_str().cmp(name)) {
+    fn forget_peer(&mut self, name: &NodeName, addr: &str) {
+        if let Ok(at) = self.peers.binary_search(name) {
             self.peers.remove(at);
         }
         if let Some(count) = self.live_addrs.get_mut(addr) {
@@ -261,7 +262,7 @@ impl Membership {
         }
     }
 
-    fn new_suspicion(&self, now: Duration, by: &str) -> Suspicion {
+    fn new_suspicion(&self, now: Duration, by: &NodeName) -> Suspicion {
         let (min, max) = self.config.suspicion_bounds(self.live);
         if self.config.lifeguard {
             let expected = self
@@ -276,7 +277,7 @@ impl Membership {
     }
 
     /// Puts `name`'s suspicion deadline in the index, under the current local health.
-    pub(super) fn index_suspicion(&mut self, name: &str) {
+    pub(super) fn index_suspicion(&mut self, name: &NodeName) {
         let scale = self.awareness.score() + 1;
         let Some(entry) = self.entries.get_mut(name) else {
             return;
@@ -294,7 +295,7 @@ impl Membership {
     /// Moves the local health score; suspicion deadlines follow it.
     pub(super) fn awareness_delta(&mut self, delta: i64) {
         if self.awareness.apply(delta) {
-            let suspects: Vec<String> = self
+            let suspects: Vec<NodeName> = self
                 .suspicion_deadlines
                 .iter()
                 .map(|(_, n)| n.clone())

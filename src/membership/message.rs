@@ -7,6 +7,7 @@
 //! reliable lane (TCP). Every probe-lane message piggybacks membership changes.
 
 use super::member::Update;
+use crate::member::NodeName;
 
 /// The largest encoded probe-lane message: with the runtime's frame header and an AEAD
 /// tag it still fits one 1500-byte-MTU UDP datagram (1472 bytes of payload).
@@ -18,21 +19,21 @@ pub enum Message {
     /// node answering from a reused address must not keep an old member alive.
     Ping {
         seq: u64,
-        from: String,
-        target: String,
+        from: NodeName,
+        target: NodeName,
         updates: Vec<Update>,
     },
     /// The answer to a ping, or an indirect prober passing on the target's answer.
     Ack {
         seq: u64,
-        from: String,
+        from: NodeName,
         updates: Vec<Update>,
     },
     /// Asks the receiver to probe `target` at `target_addr` and pass the ack on.
     PingReq {
         seq: u64,
-        from: String,
-        target: String,
+        from: NodeName,
+        target: NodeName,
         target_addr: String,
         updates: Vec<Update>,
     },
@@ -40,24 +41,30 @@ pub enum Message {
     /// I got your request. A missing nack hints that the requester itself is the problem.
     Nack {
         seq: u64,
-        from: String,
+        from: NodeName,
         updates: Vec<Update>,
     },
     /// Changes to spread, sent when a node has news and nothing else to carry them.
-    Gossip { from: String, updates: Vec<Update> },
+    Gossip {
+        from: NodeName,
+        updates: Vec<Update>,
+    },
     /// The sender's membership digest; a receiver holding a different one starts a full
     /// exchange. Also how a node contacts seeds and dead members.
     Sync {
-        from: String,
+        from: NodeName,
         digest: u64,
         updates: Vec<Update>,
     },
     /// Changes that must arrive (a leave, a removal), on the reliable lane.
-    Announce { from: String, updates: Vec<Update> },
+    Announce {
+        from: NodeName,
+        updates: Vec<Update>,
+    },
     /// A whole membership, on the reliable lane: a join (from a new node, `want_reply`
     /// set) or either half of a full exchange.
     Full {
-        from: String,
+        from: NodeName,
         want_reply: bool,
         members: Vec<Update>,
     },
@@ -70,7 +77,7 @@ impl Message {
     }
 
     /// The sender's name.
-    pub fn from(&self) -> &str {
+    pub fn from(&self) -> &NodeName {
         match self {
             Message::Ping { from, .. }
             | Message::Ack { from, .. }

@@ -38,6 +38,7 @@ pub use config::Config;
 pub use member::{Member, MemberChange, MemberView, Run, State, Update};
 pub use message::{Message, MAX_PROBE_BYTES};
 
+use crate::member::NodeName;
 use awareness::Awareness;
 use broadcast::Broadcasts;
 use probe::{Probe, Relay, Rotation};
@@ -96,15 +97,15 @@ impl Entry {
 #[derive(Debug)]
 pub struct Membership {
     config: Config,
-    me: String,
+    me: NodeName,
     rng: fastrand::Rng,
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<NodeName, Entry>,
     /// XOR of every entry's digest share.
     digest: u64,
     /// Live (alive or suspect) entries, this node included.
     live: usize,
     /// The names of live members other than this node, sorted: random picks in O(k).
-    peers: Vec<String>,
+    peers: Vec<NodeName>,
     /// The gossip addresses of live members other than this node (with a count, should
     /// two share one): the seed rule's "in contact" test.
     live_addrs: BTreeMap<String, usize>,
@@ -117,14 +118,14 @@ pub struct Membership {
     next_probe_at: Duration,
     next_gossip_at: Duration,
     next_push_pull_at: Duration,
-    suspicion_deadlines: BTreeSet<(Duration, String)>,
-    reap_queue: BTreeSet<(Duration, String)>,
+    suspicion_deadlines: BTreeSet<(Duration, NodeName)>,
+    reap_queue: BTreeSet<(Duration, NodeName)>,
     seeds: Vec<String>,
     /// When this node last sent its full state to an address (rate limit).
     full_sent: BTreeMap<String, Duration>,
     conflict_reported: Option<Run>,
     /// Reaped members: their last key and when they were forgotten.
-    forgotten: BTreeMap<String, (Update, Duration)>,
+    forgotten: BTreeMap<NodeName, (Update, Duration)>,
     outputs: Vec<Output>,
     stats: Stats,
 }
@@ -410,7 +411,7 @@ impl Membership {
     /// which is a new run). Removing this node is a leave. Returns whether anything
     /// changed.
     pub fn remove(&mut self, now: Duration, name: &str) -> bool {
-        if name == self.me {
+        if self.me == name {
             let was = self.entries[&self.me].update.state;
             self.leave(now);
             return was != State::Left;
@@ -496,10 +497,10 @@ impl Membership {
     }
 
     /// Up to `k` distinct random live members, none of them this node or in `exclude`.
-    fn random_live_others(&mut self, k: usize, exclude: &[&str]) -> Vec<Member> {
+    fn random_live_others(&mut self, k: usize, exclude: &[&NodeName]) -> Vec<Member> {
         let n = self.peers.len();
         let peers = &self.peers;
-        let allowed = |i: usize| !exclude.contains(&peers[i].as_str());
+        let allowed = |i: usize| !exclude.contains(&&peers[i]);
         let picked: Vec<usize> = if n <= 2 * (k + exclude.len()) + 8 {
             self.rng.choose_multiple((0..n).filter(|&i| allowed(i)), k)
         } else {
@@ -523,7 +524,7 @@ impl Membership {
     /// changes to spread. Records about the members named in `about` go first when they
     /// are not plain alive: that is how a suspect hears of its suspicion at its next
     /// probe, and how a left node answers.
-    fn send_probe_lane(&mut self, to: String, mut msg: Message, about: &[&str]) {
+    fn send_probe_lane(&mut self, to: String, mut msg: Message, about: &[&NodeName]) {
         let header = wire::encoded_len(&msg) + wire::COUNT_LEN;
         let mut budget = MAX_PROBE_BYTES.saturating_sub(header);
         for name in about {

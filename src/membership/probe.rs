@@ -14,6 +14,7 @@
 use super::member::{Run, State, Update};
 use super::message::Message;
 use super::Membership;
+use crate::member::NodeName;
 use std::time::Duration;
 
 /// Ping-reqs served at once; further requests are dropped (the requester then sees a
@@ -23,20 +24,20 @@ const MAX_RELAYS: usize = 64;
 /// Round-robin over a shuffled list of member names.
 #[derive(Debug, Default)]
 pub struct Rotation {
-    order: Vec<String>,
+    order: Vec<NodeName>,
     next: usize,
 }
 
 impl Rotation {
     /// The next name in this pass, if any is left.
-    pub fn pop(&mut self) -> Option<String> {
+    pub fn pop(&mut self) -> Option<NodeName> {
         let name = self.order.get(self.next)?.clone();
         self.next += 1;
         Some(name)
     }
 
     /// Starts a new pass over `names`, shuffled.
-    pub fn reset(&mut self, mut names: Vec<String>, rng: &mut fastrand::Rng) {
+    pub fn reset(&mut self, mut names: Vec<NodeName>, rng: &mut fastrand::Rng) {
         rng.shuffle(&mut names);
         self.order = names;
         self.next = 0;
@@ -46,7 +47,7 @@ impl Rotation {
     /// is probed soon but at no predictable moment. O(1): it swaps places with a random
     /// later entry. A member already in the pass may then be probed twice in it, which
     /// is harmless; members no longer live are skipped when popped.
-    pub fn insert(&mut self, name: &str, rng: &mut fastrand::Rng) {
+    pub fn insert(&mut self, name: &NodeName, rng: &mut fastrand::Rng) {
         self.order.push(name.to_owned());
         let at = rng.usize(self.next..self.order.len());
         let last = self.order.len() - 1;
@@ -58,7 +59,7 @@ impl Rotation {
 #[derive(Debug)]
 pub struct Probe {
     pub seq: u64,
-    pub target: String,
+    pub target: NodeName,
     pub target_addr: String,
     /// The run probed: if the member restarts meanwhile, the result is about the old run.
     pub run: Run,
@@ -114,7 +115,7 @@ impl Membership {
         self.send_probe_lane(target_addr, ping, &[&target]);
     }
 
-    fn next_probe_target(&mut self) -> Option<String> {
+    fn next_probe_target(&mut self) -> Option<NodeName> {
         for _ in 0..2 {
             while let Some(name) = self.rotation.pop() {
                 if name != self.me && self.entries.get(&name).is_some_and(|e| e.is_live()) {
@@ -197,7 +198,7 @@ impl Membership {
         now: Duration,
         requester_addr: &str,
         requester_seq: u64,
-        target: String,
+        target: NodeName,
         target_addr: String,
     ) {
         if self.relays.len() >= MAX_RELAYS || target == self.me {
@@ -245,7 +246,7 @@ impl Membership {
 
     /// This node's probe of `name` failed: suspect it (or, if it is suspect already,
     /// confirm the suspicion as one more independent prober).
-    fn suspect_after_failed_probe(&mut self, now: Duration, name: &str, run: Run) {
+    fn suspect_after_failed_probe(&mut self, now: Duration, name: &NodeName, run: Run) {
         let Some(entry) = self.entries.get(name) else {
             return;
         };

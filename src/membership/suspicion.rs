@@ -11,6 +11,7 @@
 //! The timeout counts from when this node first held the suspicion, so confirmations
 //! arriving late can expire it at once.
 
+use crate::member::NodeName;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -21,13 +22,13 @@ pub struct Suspicion {
     max: Duration,
     expected: u32,
     /// Who declared it first; not a confirmation.
-    first: String,
+    first: NodeName,
     /// Distinct later declarers, at most `expected` kept (more change nothing).
-    confirmers: BTreeSet<String>,
+    confirmers: BTreeSet<NodeName>,
 }
 
 impl Suspicion {
-    pub fn new(now: Duration, min: Duration, max: Duration, expected: u32, by: &str) -> Self {
+    pub fn new(now: Duration, min: Duration, max: Duration, expected: u32, by: &NodeName) -> Self {
         Suspicion {
             started: now,
             min,
@@ -39,8 +40,8 @@ impl Suspicion {
     }
 
     /// Counts `by` as a confirmation if it is new. Returns whether it was.
-    pub fn confirm(&mut self, by: &str) -> bool {
-        if by == self.first
+    pub fn confirm(&mut self, by: &NodeName) -> bool {
+        if *by == self.first
             || self.confirmers.len() as u32 >= self.expected
             || self.confirmers.contains(by)
         {
@@ -79,26 +80,30 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    fn n(name: &str) -> NodeName {
+        NodeName::new(name).expect("a valid name")
+    }
+
     #[test]
     fn the_timeout_shrinks_from_max_to_min_with_independent_confirmations() {
-        let mut s = Suspicion::new(ms(1000), ms(1000), ms(4000), 3, "a");
+        let mut s = Suspicion::new(ms(1000), ms(1000), ms(4000), 3, &n("a"));
         assert_eq!(s.timeout(), ms(4000), "unconfirmed: the longest timeout");
-        assert!(!s.confirm("a"), "the first declarer is no confirmation");
-        assert!(s.confirm("b"));
-        assert!(!s.confirm("b"), "the same confirmer counts once");
+        assert!(!s.confirm(&n("a")), "the first declarer is no confirmation");
+        assert!(s.confirm(&n("b")));
+        assert!(!s.confirm(&n("b")), "the same confirmer counts once");
         // ln 2 / ln 4 = 0.5 of the way down.
         assert_eq!(s.timeout(), ms(2500));
-        assert!(s.confirm("c"));
+        assert!(s.confirm(&n("c")));
         let two = s.timeout();
         assert!(two > ms(1000) && two < ms(2500), "{two:?}");
-        assert!(s.confirm("d"));
+        assert!(s.confirm(&n("d")));
         assert_eq!(
             s.timeout(),
             ms(1000),
             "expected confirmations: the shortest"
         );
         assert!(
-            !s.confirm("e"),
+            !s.confirm(&n("e")),
             "confirmations past the expected count change nothing"
         );
         assert_eq!(s.deadline(1), ms(2000));
@@ -111,7 +116,7 @@ mod tests {
 
     #[test]
     fn without_expected_confirmations_the_timeout_is_the_minimum() {
-        let s = Suspicion::new(Duration::ZERO, ms(700), ms(2100), 0, "a");
+        let s = Suspicion::new(Duration::ZERO, ms(700), ms(2100), 0, &n("a"));
         assert_eq!(s.timeout(), ms(700));
     }
 }

@@ -7,9 +7,13 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+fn nn(name: &str) -> NodeName {
+    NodeName::new(name).expect("a valid name")
+}
+
 fn member(name: &str, incarnation: u64, started_at: u64) -> Member {
     Member {
-        name: name.into(),
+        name: nn(name),
         incarnation,
         started_at,
         gossip_addr: format!("{name}:7946"),
@@ -22,12 +26,12 @@ fn record(m: &Member, liveness: u64, state: State, by: &str) -> Update {
         member: m.clone(),
         liveness,
         state,
-        by: by.into(),
+        by: nn(by),
     }
 }
 
 fn alive(m: &Member) -> Update {
-    record(m, 0, State::Alive, &m.name)
+    record(m, 0, State::Alive, m.name.as_str())
 }
 
 /// A node named `name` with default settings and no seeds, at time 0.
@@ -37,7 +41,7 @@ fn node(name: &str, config: Config) -> Membership {
 
 fn gossip(from: &str, updates: Vec<Update>) -> Message {
     Message::Gossip {
-        from: from.into(),
+        from: nn(from),
         updates,
     }
 }
@@ -407,12 +411,12 @@ fn a_probe_that_gets_no_answer_asks_others_then_suspects() {
         "c:7946",
         Message::Nack {
             seq,
-            from: "c".into(),
+            from: nn("c"),
             updates: vec![],
         },
     );
     n.handle_timer(start + n.config().probe_interval);
-    assert_eq!(n.get(&target).unwrap().state, State::Suspect);
+    assert_eq!(n.get(target.as_str()).unwrap().state, State::Suspect);
     assert_eq!(n.health_score(), 2);
     let told = sends(&n.drain_outputs()).into_iter().any(|(to, m)| {
         to == format!("{target}:7946") && m.updates().iter().any(|u| u.state == State::Suspect)
@@ -437,7 +441,7 @@ fn an_ack_in_time_ends_the_probe_and_improves_health() {
         "b:7946",
         Message::Ack {
             seq,
-            from: "b".into(),
+            from: nn("b"),
             updates: vec![],
         },
     );
@@ -514,7 +518,7 @@ fn a_message_from_a_member_held_dead_gets_it_told() {
         ms(1),
         "x:7946",
         Message::Sync {
-            from: "x".into(),
+            from: nn("x"),
             digest: 0,
             updates: vec![],
         },

@@ -14,7 +14,8 @@
 use super::member::{Member, State, Update};
 use super::message::Message;
 use crate::codec::{put_str, put_varint, CodecError, Decoder, Measure, Sink, MAX_ADDR_BYTES};
-use crate::crdt::{validate_node_name, MAX_NODE_NAME_BYTES};
+use crate::crdt::MAX_NODE_NAME_BYTES;
+use crate::member::NodeName;
 
 const PING: u64 = 1;
 const ACK: u64 = 2;
@@ -33,14 +34,21 @@ pub const MIN_UPDATE_LEN: usize = 2 + 8 + 1 + 1 + 1 + 1 + 1 + 1;
 pub const COUNT_LEN: usize = 3;
 
 fn put_update(out: &mut impl Sink, u: &Update) {
-    put_str(out, &u.member.name);
+    put_str(out, u.member.name.as_str());
     out.put(&u.member.incarnation.to_be_bytes());
     put_varint(out, u.member.started_at);
     put_str(out, &u.member.gossip_addr);
     put_str(out, &u.member.http_addr);
     put_varint(out, u.liveness);
     put_varint(out, u.state as u64);
-    put_str(out, if u.by == u.member.name { "" } else { &u.by });
+    put_str(
+        out,
+        if u.by == u.member.name {
+            ""
+        } else {
+            u.by.as_str()
+        },
+    );
 }
 
 fn put_updates(out: &mut impl Sink, updates: &[Update]) {
@@ -50,7 +58,7 @@ fn put_updates(out: &mut impl Sink, updates: &[Update]) {
     }
 }
 
-fn put_message(out: &mut impl Sink, msg: &Message) {
+pub(crate) fn put_message(out: &mut impl Sink, msg: &Message) {
     match msg {
         Message::Ping {
             seq,
@@ -60,14 +68,14 @@ fn put_message(out: &mut impl Sink, msg: &Message) {
         } => {
             put_varint(out, PING);
             put_varint(out, *seq);
-            put_str(out, from);
-            put_str(out, target);
+            put_str(out, from.as_str());
+            put_str(out, target.as_str());
             put_updates(out, updates);
         }
         Message::Ack { seq, from, updates } => {
             put_varint(out, ACK);
             put_varint(out, *seq);
-            put_str(out, from);
+            put_str(out, from.as_str());
             put_updates(out, updates);
         }
         Message::PingReq {
@@ -79,20 +87,20 @@ fn put_message(out: &mut impl Sink, msg: &Message) {
         } => {
             put_varint(out, PING_REQ);
             put_varint(out, *seq);
-            put_str(out, from);
-            put_str(out, target);
+            put_str(out, from.as_str());
+            put_str(out, target.as_str());
             put_str(out, target_addr);
             put_updates(out, updates);
         }
         Message::Nack { seq, from, updates } => {
             put_varint(out, NACK);
             put_varint(out, *seq);
-            put_str(out, from);
+            put_str(out, from.as_str());
             put_updates(out, updates);
         }
         Message::Gossip { from, updates } => {
             put_varint(out, GOSSIP);
-            put_str(out, from);
+            put_str(out, from.as_str());
             put_updates(out, updates);
         }
         Message::Sync {
@@ -101,13 +109,13 @@ fn put_message(out: &mut impl Sink, msg: &Message) {
             updates,
         } => {
             put_varint(out, SYNC);
-            put_str(out, from);
+            put_str(out, from.as_str());
             out.put(&digest.to_be_bytes());
             put_updates(out, updates);
         }
         Message::Announce { from, updates } => {
             put_varint(out, ANNOUNCE);
-            put_str(out, from);
+            put_str(out, from.as_str());
             put_updates(out, updates);
         }
         Message::Full {
@@ -116,7 +124,7 @@ fn put_message(out: &mut impl Sink, msg: &Message) {
             members,
         } => {
             put_varint(out, FULL);
-            put_str(out, from);
+            put_str(out, from.as_str());
             put_varint(out, *want_reply as u64);
             put_updates(out, members);
         }
@@ -200,10 +208,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, CodecError> {
     Ok(msg)
 }
 
-fn name(r: &mut Decoder) -> Result<String, CodecError> {
+fn name(r: &mut Decoder) -> Result<NodeName, CodecError> {
     let name = r.string(MAX_NODE_NAME_BYTES)?;
-    validate_node_name(&name).map_err(|e| CodecError::BadName(e.0))?;
-    Ok(name)
+    NodeName::new(&name).map_err(|e| CodecError::BadName(e.0))
 }
 
 fn updates(r: &mut Decoder) -> Result<Vec<Update>, CodecError> {
@@ -232,8 +239,7 @@ fn update(r: &mut Decoder) -> Result<Update, CodecError> {
     let by = if by.is_empty() {
         member.name.clone()
     } else {
-        validate_node_name(&by).map_err(|e| CodecError::BadName(e.0))?;
-        by
+        NodeName::new(&by).map_err(|e| CodecError::BadName(e.0))?
     };
     Ok(Update {
         member,
@@ -248,8 +254,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn arb_name() -> impl Strategy<Value = String> {
-        "[a-z0-9][a-z0-9.-]{0,20}"
+    fn nn(name: &str) -> NodeName {
+        NodeName::new(name).expect("a valid name")
+    }
+
+    fn arb_name() -> impl Strategy<Value = NodeName> {
+        "[a-z0-9][a-z0-9.-]{0,20}".prop_map(|n| NodeName::new(&n).expect("a valid name"))
     }
 
     fn arb_update() -> impl Strategy<Value = Update> {
@@ -381,10 +391,10 @@ mod tests {
     #[test]
     fn bad_fields_are_named_errors() {
         let ok = Message::Gossip {
-            from: "a".into(),
+            from: nn("a"),
             updates: vec![Update {
                 member: Member {
-                    name: "b".into(),
+                    name: nn("b"),
                     incarnation: 1,
                     started_at: 2,
                     gossip_addr: "b:1".into(),
@@ -392,7 +402,7 @@ mod tests {
                 },
                 liveness: 0,
                 state: State::Dead,
-                by: "c".into(),
+                by: nn("c"),
             }],
         };
         let good = bytes_of(&ok);
@@ -419,8 +429,8 @@ mod tests {
 
         let long_addr = Message::PingReq {
             seq: 1,
-            from: "a".into(),
-            target: "b".into(),
+            from: nn("a"),
+            target: nn("b"),
             target_addr: "x".repeat(MAX_ADDR_BYTES + 1),
             updates: vec![],
         };
@@ -437,7 +447,7 @@ mod tests {
     fn a_record_from_its_member_sends_the_declarer_empty() {
         let u = Update {
             member: Member {
-                name: "node-7".into(),
+                name: nn("node-7"),
                 incarnation: 1,
                 started_at: 1,
                 gossip_addr: String::new(),
@@ -445,10 +455,10 @@ mod tests {
             },
             liveness: 0,
             state: State::Alive,
-            by: "node-7".into(),
+            by: nn("node-7"),
         };
         let other = Update {
-            by: "node-8".into(),
+            by: nn("node-8"),
             ..u.clone()
         };
         assert_eq!(update_len(&other), update_len(&u) + "node-8".len());

@@ -1,8 +1,10 @@
 //! A node's settings and their defaults, independent of how they were given (command
 //! line or code).
 
+use super::lan_discovery::LanConfig;
 use crate::engine;
 use crate::http::HttpConfig;
+use crate::membership;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,9 +35,13 @@ pub struct NodeConfig {
     pub gossip_addr: SocketAddr,
     /// Where to serve the HTTP API.
     pub http_addr: SocketAddr,
-    /// Gossip addresses (`host:port`) of peers to join at start.
+    /// Gossip addresses (`host:port`, the host an IP or a DNS name) of nodes to join
+    /// through; contacted while some of them is not a live member.
     pub seeds: Vec<String>,
     pub engine: engine::Config,
+    pub membership: membership::Config,
+    /// LAN discovery, when on.
+    pub lan: Option<LanConfig>,
     pub peer_queue: usize,
     pub max_inbound: usize,
     pub hello_timeout: Duration,
@@ -54,6 +60,8 @@ impl NodeConfig {
             http_addr,
             seeds: Vec::new(),
             engine: engine::Config::default(),
+            membership: membership::Config::default(),
+            lan: None,
             peer_queue: DEFAULT_PEER_QUEUE,
             max_inbound: DEFAULT_MAX_INBOUND,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,

@@ -1,14 +1,14 @@
-//! Feeds a running node's membership from the discovery server: registers the node
-//! under its name and addresses, and hands every fresh peer list to the event loop as
-//! [`Control::Membership`], which replaces the discovery-fed part of the peer set (seeds
-//! and peers that greeted the node stay).
+//! Discovery as one way to join: registers the node under its name and addresses, and
+//! hands the event loop the gossip address of every member discovery lists, to join
+//! through any that is not a live member yet. Membership (SWIM) does the rest, so a
+//! member that leaves discovery is not dropped for that; it is dropped when it fails
+//! its probes or leaves.
 //!
-//! While discovery is down the client calls nothing, so the node keeps the peers it
-//! knows; the client logs the outage once, and the return once.
+//! While discovery is down the client calls nothing; the client logs the outage once,
+//! and the return once.
 
-use super::{Control, Node, PeerInfo};
-use crate::discovery::{ClientConfig, DiscoveryClient, Member, NodeInfo};
-use crate::member::NodeName;
+use super::{Control, Node};
+use crate::discovery::{ClientConfig, DiscoveryClient, NodeInfo};
 use std::io;
 use std::time::Duration;
 
@@ -23,16 +23,7 @@ pub fn join_discovery(node: &Node, url: &str, interval: Duration) -> io::Result<
     config.interval = interval;
     let control = node.control();
     DiscoveryClient::start(config, move |members| {
-        let peers = members.iter().filter_map(peer_info).collect();
-        let _ = control.send(Control::Membership(peers));
-    })
-}
-
-/// The member as a peer; a name discovery accepted but a node cannot take is skipped.
-fn peer_info(member: &Member) -> Option<PeerInfo> {
-    Some(PeerInfo {
-        name: NodeName::new(&member.name).ok()?,
-        gossip_addr: member.addr.to_string(),
-        http_addr: member.http.to_string(),
+        let addrs = members.iter().map(|m| m.addr.to_string()).collect();
+        let _ = control.send(Control::Discovered(addrs));
     })
 }

@@ -1,117 +1,154 @@
-//! The event loop: the one thread that owns the node core, the peer table and the peers'
-//! outbound links.
+//! The event loop: the one thread that owns the node core and the outbound links.
 //!
-//! A thin `crossbeam_channel::select!` over inbound frames, client operations, client
-//! queries, control messages (links up and down, membership) and the core's next
-//! deadline. Each input goes to the core; the core's effects are then carried out here —
-//! frames queued on the peers' links (never blocking), answers sent to the waiting
-//! clients — and the core may then sync or snapshot. Every operation waiting at the
-//! moment (up to [`MAX_BATCH`]) goes to the core together: one group commit.
+//! A thin `crossbeam_channel::select!` over inbound frames (TCP), probe datagrams (UDP),
+//! client operations, client queries, control messages (links up and down, addresses to
+//! join, resolved seeds) and the core's next deadline. Each input goes to the core; the
+//! core's effects are then carried out here — gossip frames queued on the links to
+//! members' addresses (never blocking), membership probes sent as datagrams, answers
+//! sent to the waiting clients, membership changes logged — and the core may then sync
+//! or snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to the
+//! core together: one group commit.
 
 use super::listener::{Inbound, InboundCounters};
-use super::peers::{Change, PeerInfo, PeerTable};
-use super::transport::{LinkConfig, LinkTarget, PeerLink};
-use super::views::{CounterView, CountersView, OriginTotalsView, PeersView, SelfView};
-use crate::codec::Frame;
+use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
+use super::transport::{LinkConfig, PeerLink};
+use super::views::{
+    CounterView, CountersView, MemberEntryView, MembersView, OriginTotalsView, PeerView, PeersView,
+    SelfView,
+};
+use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::member::{Member, NodeName};
+use crate::membership::{MemberChange, MemberView, State};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
-use crate::status::{millis, GossipStatus, NodeStatus, StateStats, TransportStatus};
-use crossbeam_channel::{never, select, Receiver, Sender};
+use crate::status::{
+    millis, GossipStatus, MemberCounts, NodeStatus, PeerCounts, StateStats, TransportStatus,
+};
+use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Messages for the event loop from the links or a membership source.
+/// A link to an address that is no live member's is dropped after this long unused.
+const LINK_IDLE: Duration = Duration::from_secs(30);
+/// How often idle links are looked for.
+const LINK_SWEEP: Duration = Duration::from_secs(1);
+/// Most time a clean stop waits for the links to send the leave announcement.
+const LEAVE_FLUSH: Duration = Duration::from_millis(500);
+
+/// Messages for the event loop from the links, the seed resolver and membership sources.
 #[derive(Debug)]
 pub enum Control {
-    /// The outbound connection to this target is up.
-    LinkUp(LinkTarget),
-    /// The outbound connection to this target failed, and why.
-    LinkDown(LinkTarget, String),
-    /// The full member list from a membership source (discovery).
-    Membership(Vec<PeerInfo>),
+    /// The outbound connection to this gossip address is up.
+    LinkUp(String),
+    /// The outbound connection to this gossip address failed, and why.
+    LinkDown(String, String),
+    /// Gossip addresses of nodes to join through (from discovery or LAN discovery); those
+    /// already live members are skipped.
+    Discovered(Vec<String>),
+    /// The seeds, freshly resolved to addresses.
+    Seeds(Vec<String>),
 }
 
 /// Where an operation's answer goes.
 pub type OpReply = Sender<OpResult>;
 
-/// A client's read, answered with the matching view.
+/// A client's read or membership request, answered on its channel.
 #[derive(Debug)]
 pub enum Query {
     Counters(Sender<CountersView>),
     Counter(String, Sender<CounterView>),
     Peers(Sender<PeersView>),
+    Members(Sender<MembersView>),
     Status(Sender<NodeStatus>),
+    /// Join the cluster through this gossip address.
+    Join(String, Sender<()>),
+    /// Mark this member left cluster-wide; answers whether it was a live member.
+    Remove(NodeName, Sender<bool>),
 }
 
 /// The receiving ends the event loop waits on.
 pub struct Inputs {
     pub inbound: Receiver<Inbound>,
+    pub datagrams: Receiver<Datagram>,
     pub ops: Receiver<OpRequest<OpReply>>,
     pub queries: Receiver<Query>,
     pub control: Receiver<Control>,
-    /// Handed to each peer's writer to report connects and failures.
+    /// Handed to each link's writer to report connects and failures.
     pub control_tx: Sender<Control>,
-    /// A message (or the sender dropped) stops the loop.
+    /// A message (or the sender dropped) stops the loop, after a leave announcement.
     pub shutdown: Receiver<()>,
+}
+
+struct Link {
+    link: PeerLink,
+    last_used: Duration,
+}
+
+/// Membership frames sent and received, which the engine does not count.
+#[derive(Default)]
+struct MemberFrames {
+    frames_out: u64,
+    bytes_out: u64,
+    frames_in: u64,
+    bytes_in: u64,
 }
 
 pub struct EventLoop {
     core: NodeCore<OpReply>,
-    me: SelfView,
-    own_name: NodeName,
-    peers: PeerTable,
-    links: HashMap<LinkTarget, PeerLink>,
+    me: Member,
+    links: HashMap<String, Link>,
     link_config: LinkConfig,
+    probes: ProbeLane,
     inputs: Inputs,
     inbound_counters: Arc<InboundCounters>,
     start: Instant,
-    /// Frames to peers that had no link.
+    /// When a frame from each member last arrived.
+    last_heard: HashMap<NodeName, Duration>,
+    member_frames: MemberFrames,
+    /// Frames to members whose address was unknown, or datagrams to bad addresses.
     unroutable: u64,
     /// Queue drops of links since removed.
     removed_link_drops: u64,
+    /// Datagrams that were not a membership frame.
+    malformed_datagrams: u64,
 }
 
 impl EventLoop {
     pub fn new(
         core: NodeCore<OpReply>,
-        me: &Member,
+        me: Member,
         link_config: LinkConfig,
+        probes: ProbeLane,
         inputs: Inputs,
         inbound_counters: Arc<InboundCounters>,
         start: Instant,
     ) -> EventLoop {
         EventLoop {
-            peers: PeerTable::new(me.name.clone()),
-            own_name: me.name.clone(),
-            me: SelfView::from(me),
             core,
+            me,
             links: HashMap::new(),
             link_config,
+            probes,
             inputs,
             inbound_counters,
             start,
+            last_heard: HashMap::new(),
+            member_frames: MemberFrames::default(),
             unroutable: 0,
             removed_link_drops: 0,
+            malformed_datagrams: 0,
         }
     }
 
-    /// Adds the seeds (gossip addresses) and starts contacting them.
-    pub fn add_seeds(&mut self, seeds: &[String]) {
-        for seed in seeds {
-            if self.peers.add_seed(seed) {
-                self.open_link(LinkTarget::Seed(seed.clone()), seed.clone());
-            }
-        }
-    }
-
-    /// Runs until told to stop, then closes the storage.
+    /// Runs until told to stop; then announces the leave, closes the storage and returns.
     pub fn run(mut self) {
         let mut ops = self.inputs.ops.clone();
         let mut queries = self.inputs.queries.clone();
         let mut inbound = self.inputs.inbound.clone();
+        let mut datagrams = self.inputs.datagrams.clone();
         let control = self.inputs.control.clone();
         let shutdown = self.inputs.shutdown.clone();
+        let sweep = tick(LINK_SWEEP);
         loop {
             self.core.handle_timer(self.now());
             self.carry_out_effects();
@@ -125,6 +162,10 @@ impl EventLoop {
                     Ok(frame) => self.handle_inbound(frame),
                     Err(_) => inbound = never(),
                 },
+                recv(datagrams) -> msg => match msg {
+                    Ok(d) => self.handle_datagram(d),
+                    Err(_) => datagrams = never(),
+                },
                 recv(queries) -> msg => match msg {
                     Ok(q) => self.answer(q),
                     Err(_) => queries = never(),
@@ -132,12 +173,13 @@ impl EventLoop {
                 recv(control) -> msg => if let Ok(c) = msg {
                     self.handle_control(c);
                 },
+                recv(sweep) -> _ => self.drop_idle_links(),
                 recv(shutdown) -> _ => break,
                 default(wait) => {}
             }
             self.carry_out_effects();
         }
-        self.links.clear();
+        self.leave();
         if let Err(e) = self.core.close() {
             log::error!("closing storage: {e}");
         }
@@ -154,130 +196,197 @@ impl EventLoop {
         self.core.commit(batch);
     }
 
-    /// Queues frames on links and sends answers, then lets the storage settle.
+    /// Announces the leave and gives the links a moment to carry it.
+    fn leave(&mut self) {
+        self.core.leave(self.now());
+        self.carry_out_effects();
+        let deadline = Instant::now() + LEAVE_FLUSH;
+        while Instant::now() < deadline && self.links.values().any(|l| l.link.queued() > 0) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.links.clear();
+        self.probes.stop();
+    }
+
+    /// Carries out the core's effects, then lets the storage settle.
     fn carry_out_effects(&mut self) {
         for effect in self.core.take_effects() {
             match effect {
-                Effect::Send { to, frame } => match self.links.get_mut(&LinkTarget::Member(to)) {
-                    Some(link) => link.send(frame),
+                Effect::Send { to, frame } => match self.core.member_addr(&to) {
+                    Some(addr) => {
+                        let addr = addr.to_owned();
+                        self.send_reliable(addr, frame);
+                    }
                     None => self.unroutable += 1,
                 },
+                Effect::SendMember { to, msg } => {
+                    let frame = Frame::Member(msg);
+                    self.member_frames.frames_out += 1;
+                    self.member_frames.bytes_out += codec::encoded_len(&frame) as u64;
+                    if matches!(&frame, Frame::Member(m) if m.is_probe()) {
+                        self.send_datagram(&to, &frame);
+                    } else {
+                        self.send_reliable(to, frame);
+                    }
+                }
                 Effect::Reply { to, result } => {
                     let _ = to.send(result);
                 }
+                Effect::MemberChanged(change) => self.member_changed(change),
+                Effect::NameConflict(other) => log::error!(
+                    "another process runs as {} (incarnation {:016x}, gossip {}) and started after \
+                     this one: the cluster follows it; stop one of the two",
+                    other.name,
+                    other.incarnation,
+                    other.gossip_addr
+                ),
             }
         }
         self.core.settle();
     }
 
-    fn handle_inbound(&mut self, Inbound { from, frame }: Inbound) {
-        if from == self.own_name {
+    fn send_reliable(&mut self, addr: String, frame: Frame) {
+        let now = self.now();
+        if let Some(l) = self.links.get_mut(&addr) {
+            l.last_used = now;
+            l.link.send(frame);
+            return;
+        }
+        match PeerLink::spawn(
+            addr.clone(),
+            &self.link_config,
+            self.inputs.control_tx.clone(),
+        ) {
+            Ok(mut link) => {
+                link.send(frame);
+                self.links.insert(
+                    addr,
+                    Link {
+                        link,
+                        last_used: now,
+                    },
+                );
+            }
+            Err(e) => log::error!("cannot start a writer for {addr}: {e}"),
+        }
+    }
+
+    fn send_datagram(&mut self, to: &str, frame: &Frame) {
+        match to.parse() {
+            Ok(addr) => self.probes.send(addr, &codec::encode(frame)),
+            Err(_) => self.unroutable += 1,
+        }
+    }
+
+    /// One log line per membership change; links to members that left the cluster go.
+    fn member_changed(&mut self, change: MemberChange) {
+        let m = &change.member;
+        let label = format!("{} ({}, {})", m.name, m.gossip_addr, m.origin());
+        match (change.from, change.to) {
+            (None, Some(to)) => log::info!("member {label} joined as {}", to.name()),
+            (Some(from), Some(to)) if change.new_run => {
+                log::info!("member {label} restarted: {} -> {}", from.name(), to.name())
+            }
+            (Some(from), Some(to)) => log::info!(
+                "member {label} is {} (was {}, by {})",
+                to.name(),
+                from.name(),
+                change.by
+            ),
+            (_, None) => log::info!("member {label} forgotten after the reap time"),
+        }
+        if !change.to.is_some_and(State::is_live) {
+            self.last_heard.remove(&m.name);
+            if let Some(l) = self.links.remove(&m.gossip_addr) {
+                self.removed_link_drops += l.link.dropped;
+            }
+        }
+    }
+
+    fn handle_inbound(
+        &mut self,
+        Inbound {
+            from,
+            from_addr,
+            frame,
+        }: Inbound,
+    ) {
+        if from == self.me.name {
             return;
         }
         let now = self.now();
-        if let Frame::Hello {
-            name,
-            gossip_addr,
-            http_addr,
-        } = frame
-        {
-            self.greeted(
-                PeerInfo {
-                    name,
-                    gossip_addr,
-                    http_addr,
-                },
-                now,
-            );
-            return;
-        }
-        self.peers.heard(&from, now);
-        self.core.handle_frame(now, &from, frame);
-    }
-
-    fn greeted(&mut self, info: PeerInfo, now: Duration) {
-        let was_seed = self.peers.is_unanswered_seed(&info.gossip_addr);
-        let change = self.peers.greeted(&info, now);
-        self.follow(&info.name, change, "joined");
-        if was_seed {
-            self.drop_link(&LinkTarget::Seed(info.gossip_addr));
-        }
-    }
-
-    /// Opens or replaces the link to `name` after a change to its entry.
-    fn follow(&mut self, name: &NodeName, change: Change, why: &str) {
-        match change {
-            Change::None => {}
-            Change::Added(addr) => {
-                log::info!("peer {} {why}", self.peers.label(name));
-                self.open_link(LinkTarget::Member(name.clone()), addr);
+        self.last_heard.insert(from.clone(), now);
+        match frame {
+            Frame::Hello { .. } => {}
+            Frame::Member(msg) => {
+                self.member_frames.frames_in += 1;
+                self.member_frames.bytes_in +=
+                    (codec::HEADER_LEN + crate::membership::wire::encoded_len(&msg)) as u64;
+                self.core.handle_member_message(now, &from_addr, msg);
             }
-            Change::Moved(addr) => {
-                log::info!("peer {name} moved to {addr}");
-                self.core.remove_peer(name);
-                self.drop_link(&LinkTarget::Member(name.clone()));
-                self.open_link(LinkTarget::Member(name.clone()), addr);
+            frame => self.core.handle_frame(now, &from, frame),
+        }
+    }
+
+    fn handle_datagram(&mut self, Datagram { from, bytes }: Datagram) {
+        match codec::decode(&bytes, MAX_DATAGRAM) {
+            Ok(Frame::Member(msg)) => {
+                let now = self.now();
+                self.member_frames.frames_in += 1;
+                self.member_frames.bytes_in += bytes.len() as u64;
+                self.last_heard.insert(msg.from().clone(), now);
+                self.core.handle_member_message(now, &from.to_string(), msg);
+            }
+            Ok(other) => {
+                self.malformed_datagrams += 1;
+                log::debug!(
+                    "datagram from {from} holds a {:?} frame",
+                    other.frame_type()
+                );
+            }
+            Err(e) => {
+                self.malformed_datagrams += 1;
+                log::debug!("bad datagram from {from}: {e}");
             }
         }
     }
 
     fn handle_control(&mut self, control: Control) {
+        let now = self.now();
         match control {
-            Control::LinkUp(LinkTarget::Member(name)) => {
-                if !self.peers.contains(&name) {
-                    return;
-                }
-                if self.peers.set_reachable(&name, true) {
-                    log::info!("peer {} is reachable", self.peers.label(&name));
-                }
-                self.core.add_peer(name);
-            }
-            Control::LinkDown(LinkTarget::Member(name), why) => {
-                if self.peers.set_reachable(&name, false) {
-                    log::warn!("peer {} is unreachable: {why}", self.peers.label(&name));
-                }
-                self.core.remove_peer(&name);
-            }
-            Control::LinkUp(LinkTarget::Seed(addr)) => {
-                self.peers.set_seed_reachable(&addr, true);
-            }
-            Control::LinkDown(LinkTarget::Seed(addr), why) => {
-                if self.peers.set_seed_reachable(&addr, false) {
-                    log::warn!("seed {addr} is unreachable: {why}");
+            Control::LinkUp(addr) => log::debug!("connected to {addr}"),
+            Control::LinkDown(addr, why) => log::debug!("link to {addr} down: {why}"),
+            Control::Discovered(addrs) => {
+                for addr in addrs {
+                    if addr != self.me.gossip_addr && !self.is_live_member_addr(&addr) {
+                        self.core.join(now, &addr);
+                    }
                 }
             }
-            Control::Membership(members) => {
-                let (changes, removed) = self.peers.set_membership(&members);
-                for (name, change) in changes {
-                    self.follow(&name, change, "added by membership");
-                }
-                for name in removed {
-                    log::info!("peer {name} left the membership");
-                    self.drop_link(&LinkTarget::Member(name.clone()));
-                    self.core.remove_peer(&name);
-                }
-            }
+            Control::Seeds(seeds) => self.core.set_seeds(seeds),
         }
     }
 
-    fn open_link(&mut self, target: LinkTarget, addr: String) {
-        match PeerLink::spawn(
-            target.clone(),
-            addr,
-            &self.link_config,
-            self.inputs.control_tx.clone(),
-        ) {
-            Ok(link) => {
-                self.links.insert(target, link);
-            }
-            Err(e) => log::error!("cannot start a writer for {target}: {e}"),
-        }
+    fn is_live_member_addr(&self, addr: &str) -> bool {
+        self.core
+            .members()
+            .any(|m| m.state.is_live() && m.member.gossip_addr == addr)
     }
 
-    /// Drops a link (its writer stops), keeping its drop count for the status.
-    fn drop_link(&mut self, target: &LinkTarget) {
-        if let Some(link) = self.links.remove(target) {
-            self.removed_link_drops += link.dropped;
+    /// Drops links to addresses no live member has that have gone unused a while.
+    fn drop_idle_links(&mut self) {
+        let now = self.now();
+        let idle: Vec<String> = self
+            .links
+            .iter()
+            .filter(|(_, l)| now.saturating_sub(l.last_used) >= LINK_IDLE)
+            .map(|(addr, _)| addr.clone())
+            .filter(|addr| !self.is_live_member_addr(addr))
+            .collect();
+        for addr in idle {
+            if let Some(l) = self.links.remove(&addr) {
+                self.removed_link_drops += l.link.dropped;
+            }
         }
     }
 
@@ -296,13 +405,24 @@ impl EventLoop {
                 let _ = reply.send(self.counter_view(name));
             }
             Query::Peers(reply) => {
-                let _ = reply.send(PeersView {
-                    me: self.me.clone(),
-                    peers: self.peers.views(self.now()),
-                });
+                let _ = reply.send(self.peers_view());
+            }
+            Query::Members(reply) => {
+                let _ = reply.send(self.members_view());
             }
             Query::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Query::Join(addr, reply) => {
+                self.core.join(self.now(), &addr);
+                let _ = reply.send(());
+            }
+            Query::Remove(name, reply) => {
+                let removed = self.core.remove_member(self.now(), &name);
+                if removed {
+                    log::info!("member {name} removed by an operator");
+                }
+                let _ = reply.send(removed);
             }
         }
     }
@@ -324,28 +444,105 @@ impl EventLoop {
         }
     }
 
+    fn heard_ago(&self, name: &NodeName, now: Duration) -> Option<u64> {
+        self.last_heard
+            .get(name)
+            .map(|t| millis(now.saturating_sub(*t)))
+    }
+
+    fn peers_view(&self) -> PeersView {
+        let now = self.now();
+        let peers = self
+            .core
+            .members()
+            .filter(|m| !m.is_self)
+            .map(|m| PeerView {
+                name: Some(m.member.name.to_string()),
+                gossip_addr: m.member.gossip_addr.clone(),
+                http_addr: Some(m.member.http_addr.clone()),
+                reachable: m.state == State::Alive,
+                state: m.state.name().to_owned(),
+                last_heard_ms_ago: self.heard_ago(&m.member.name, now),
+            })
+            .collect();
+        PeersView {
+            me: SelfView::from(&self.me),
+            peers,
+        }
+    }
+
+    fn members_view(&self) -> MembersView {
+        let now = self.now();
+        let entry = |m: MemberView| MemberEntryView {
+            name: m.member.name.to_string(),
+            gossip_addr: m.member.gossip_addr.clone(),
+            http_addr: m.member.http_addr.clone(),
+            state: m.state.name().to_owned(),
+            origin: m.member.origin().to_string(),
+            since_ms: millis(now.saturating_sub(m.since)),
+            liveness: m.liveness,
+            started_at: m.member.started_at,
+            last_heard_ms_ago: self.heard_ago(&m.member.name, now),
+        };
+        MembersView {
+            me: self.me.name.to_string(),
+            members: self.core.members().map(entry).collect(),
+        }
+    }
+
+    fn member_counts(&self) -> MemberCounts {
+        let mut counts = MemberCounts::default();
+        for m in self.core.members() {
+            match m.state {
+                State::Alive => counts.alive += 1,
+                State::Suspect => counts.suspect += 1,
+                State::Dead => counts.dead += 1,
+                State::Left => counts.left += 1,
+            }
+        }
+        counts
+    }
+
+    fn gossip_status(&self, now: Duration) -> GossipStatus {
+        let mut status = GossipStatus::new(self.core.gossip_stats(), now);
+        let f = &self.member_frames;
+        let add = |figures: &mut PerFrameType, n: u64| figures[FrameType::Member] += n;
+        add(&mut status.stats.frames_out, f.frames_out);
+        add(&mut status.stats.bytes_out, f.bytes_out);
+        add(&mut status.stats.frames_in, f.frames_in);
+        add(&mut status.stats.bytes_in, f.bytes_in);
+        status
+    }
+
     fn status(&self) -> NodeStatus {
         let now = self.now();
         let state = self.core.state();
         let queue_drops =
-            self.removed_link_drops + self.links.values().map(|l| l.dropped).sum::<u64>();
+            self.removed_link_drops + self.links.values().map(|l| l.link.dropped).sum::<u64>();
+        let members = self.member_counts();
+        let mut inbound = self.inbound_counters.stats();
+        inbound.malformed_frames += self.malformed_datagrams;
         NodeStatus {
-            name: self.me.name.clone(),
-            origin: self.me.origin.clone(),
+            name: self.me.name.to_string(),
+            origin: self.me.origin().to_string(),
             gossip_addr: self.me.gossip_addr.clone(),
             http_addr: self.me.http_addr.clone(),
             uptime_ms: millis(now),
-            peers: self.peers.counts(),
+            peers: PeerCounts {
+                known: members.total().saturating_sub(1),
+                reachable: members.alive.saturating_sub(1),
+            },
+            members,
             state: StateStats {
                 counters: state.counter_count(),
                 entries: state.entry_count(),
                 origins: state.origin_count(),
             },
-            gossip: GossipStatus::new(self.core.gossip_stats(), now),
+            gossip: self.gossip_status(now),
             transport: TransportStatus {
                 queue_drops,
                 unroutable_frames: self.unroutable,
-                inbound: self.inbound_counters.stats(),
+                inbound,
             },
             requests: self.core.request_stats(),
             storage: self.core.storage_status(),

@@ -11,10 +11,11 @@ use super::event_loop::{OpReply, Query};
 use super::views::ValueView;
 use crate::crdt::{validate_counter_name, LocalOp, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
+use crate::member::NodeName;
 use crate::node_core::{OpFailure, OpRequest};
 use crossbeam_channel::Sender;
 use percent_encoding::percent_decode_str;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::TcpListener;
 use std::sync::Arc;
 use tiny_http::Method;
@@ -27,15 +28,26 @@ enum Route {
     Counter(String),
     Op(String, OpKind),
     Peers,
+    Members,
+    Member(NodeName),
 }
 
 impl Route {
     fn methods(&self) -> &'static [Method] {
         match self {
             Route::Op(..) => &[Method::Post],
+            Route::Members => &[Method::Get, Method::Post],
+            Route::Member(_) => &[Method::Delete],
             _ => &[Method::Get],
         }
     }
+}
+
+/// `POST /members`: an address to join through.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinRequest {
+    addr: String,
 }
 
 /// Starts the node's HTTP API on `listener`.
@@ -70,7 +82,32 @@ impl NodeApi {
             Route::Counters => self.ask(Query::Counters),
             Route::Counter(name) => self.ask(|reply| Query::Counter(name, reply)),
             Route::Peers => self.ask(Query::Peers),
+            Route::Members if *request.method() == Method::Get => self.ask(Query::Members),
+            Route::Members => self.join(request.json()?),
+            Route::Member(name) => self.remove(name),
             Route::Op(name, kind) => self.apply(name, kind, by),
+        }
+    }
+
+    fn join(&self, request: JoinRequest) -> Result<Reply, Reply> {
+        let addr = join_addr(&request.addr)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.queries
+            .send(Query::Join(addr.clone(), tx))
+            .map_err(|_| stopping())?;
+        rx.recv().map_err(|_| stopping())?;
+        Ok(Reply::json(202, &serde_json::json!({ "joining": addr })))
+    }
+
+    fn remove(&self, name: NodeName) -> Result<Reply, Reply> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.queries
+            .send(Query::Remove(name.clone(), tx))
+            .map_err(|_| stopping())?;
+        if rx.recv().map_err(|_| stopping())? {
+            Ok(Reply::ok(&serde_json::json!({ "removed": name })))
+        } else {
+            Err(Reply::error(404, format!("no live member named {name:?}")))
         }
     }
 
@@ -113,6 +150,8 @@ fn route(path: &str) -> Result<Route, Reply> {
         ["health"] => Route::Health,
         ["status"] => Route::Status,
         ["peers"] => Route::Peers,
+        ["members"] => Route::Members,
+        ["members", name] => Route::Member(member_name(name)?),
         ["counters"] => Route::Counters,
         ["counter"] => Route::Counter(DEFAULT_COUNTER.into()),
         ["increment"] => Route::Op(DEFAULT_COUNTER.into(), OpKind::Increment),
@@ -131,6 +170,32 @@ fn counter_name(segment: &str) -> Result<String, Reply> {
         .map_err(|_| bad("counter name is not UTF-8 once percent-decoded"))?;
     validate_counter_name(&name).map_err(|e| bad(e.to_string()))?;
     Ok(name.into_owned())
+}
+
+/// A member name from a path segment: percent-decoded, UTF-8, and valid.
+fn member_name(segment: &str) -> Result<NodeName, Reply> {
+    let name = percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| bad("member name is not UTF-8 once percent-decoded"))?;
+    NodeName::new(&name).map_err(|e| bad(e.to_string()))
+}
+
+/// An address to join through: `HOST:PORT`, resolved here so the event loop never waits
+/// on a name lookup.
+fn join_addr(addr: &str) -> Result<String, Reply> {
+    use std::net::ToSocketAddrs;
+    if addr.is_empty() || addr.len() > crate::codec::MAX_ADDR_BYTES {
+        return Err(bad(format!("`addr` {addr:?} is not HOST:PORT")));
+    }
+    let resolved = addr
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("`addr` {addr:?}: {e}")))?
+        .next()
+        .ok_or_else(|| bad(format!("`addr` {addr:?} resolves to no address")))?;
+    if resolved.port() == 0 || resolved.ip().is_unspecified() {
+        return Err(bad(format!("`addr` {addr:?} cannot be dialled")));
+    }
+    Ok(resolved.to_string())
 }
 
 /// The `by` parameter (1 when absent) of an operation; other routes take no parameters.

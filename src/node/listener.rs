@@ -23,10 +23,11 @@ use std::time::Duration;
 
 const READER_STACK: usize = 256 * 1024;
 
-/// One frame from a peer, tagged with the name its Hello announced.
+/// One frame from a peer, tagged with the name and gossip address its Hello announced.
 #[derive(Debug)]
 pub struct Inbound {
     pub from: NodeName,
+    pub from_addr: String,
     pub frame: Frame,
 }
 
@@ -201,22 +202,21 @@ impl Reader {
                 gossip_addr,
                 http_addr,
             }) => {
+                let from = (name.clone(), gossip_addr.clone());
                 let hello = Frame::Hello {
-                    name: name.clone(),
+                    name,
                     gossip_addr,
                     http_addr,
                 };
-                if self
-                    .frames
-                    .send(Inbound {
-                        from: name.clone(),
-                        frame: hello,
-                    })
-                    .is_err()
-                {
+                let inbound = Inbound {
+                    from: from.0.clone(),
+                    from_addr: from.1.clone(),
+                    frame: hello,
+                };
+                if self.frames.send(inbound).is_err() {
                     return;
                 }
-                name
+                from
             }
             Ok(other) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -241,7 +241,8 @@ impl Reader {
             match codec::read_frame(&mut input, self.config.max_payload) {
                 Ok(frame) => {
                     let inbound = Inbound {
-                        from: from.clone(),
+                        from: from.0.clone(),
+                        from_addr: from.1.clone(),
                         frame,
                     };
                     if self.frames.send(inbound).is_err() {

@@ -3,10 +3,13 @@
 //! - `config`: settings and defaults;
 //! - `wal_storage`: the node core's `Storage` over the write-ahead log (`--wal`);
 //! - `event_loop`: the one thread that owns the node core and routes its effects;
-//! - `transport`: outbound peer connections (writer threads, bounded queues);
+//! - `transport`: outbound connections to gossip addresses (writer threads, bounded
+//!   queues): the reliable lane;
 //! - `listener`: inbound gossip connections (reader threads, limits);
-//! - `peers`: the node's peer table;
-//! - `discovery_feed`: membership from the discovery server;
+//! - `probe_lane`: membership probes as UDP datagrams on the gossip port;
+//! - `seeds`: `--seeds` resolved (and re-resolved) to addresses;
+//! - `lan_discovery`: nodes of one cluster finding each other by UDP broadcast;
+//! - `discovery_feed`: addresses to join from the discovery server;
 //! - `http_api` and `views`: the HTTP API and its JSON shapes.
 //!
 //! [`Node::start`] takes a storage plus the origin and state it recovered, so a
@@ -16,15 +19,16 @@ pub(crate) mod config;
 pub(crate) mod discovery_feed;
 pub(crate) mod event_loop;
 pub(crate) mod http_api;
+pub(crate) mod lan_discovery;
 pub(crate) mod listener;
-pub(crate) mod peers;
+pub(crate) mod probe_lane;
+pub(crate) mod seeds;
 pub(crate) mod transport;
 pub(crate) mod views;
 pub(crate) mod wal_storage;
 
 pub use config::NodeConfig;
 pub use event_loop::Control;
-pub use peers::PeerInfo;
 pub use wal_storage::WalStorage;
 
 use crate::codec::Frame;
@@ -32,19 +36,25 @@ use crate::crdt::{Origin, State};
 use crate::engine::Engine;
 use crate::http::HttpServer;
 use crate::member::{Member, NodeName};
+use crate::membership::Membership;
 use crate::node_core::{NodeCore, Storage};
 use crossbeam_channel::Sender;
 use event_loop::{EventLoop, Inputs};
+use lan_discovery::LanDiscovery;
 use listener::{GossipListener, InboundCounters, ListenerConfig};
+use probe_lane::ProbeLane;
+use seeds::SeedResolver;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use transport::LinkConfig;
 
 /// Inbound frames waiting for the event loop; readers wait when it is full.
 const INBOUND_QUEUE: usize = 1024;
+/// Probe datagrams waiting for the event loop; more are dropped, as the network may.
+const DATAGRAM_QUEUE: usize = 1024;
 
 /// A fresh origin for a node that has no durable state: a new random incarnation.
 pub fn fresh_origin(name: &str) -> Origin {
@@ -60,6 +70,8 @@ pub struct Node {
     shutdown: Sender<()>,
     http: HttpServer,
     listener: GossipListener,
+    seeds: SeedResolver,
+    lan: Option<LanDiscovery>,
     event_loop: JoinHandle<()>,
 }
 
@@ -81,6 +93,7 @@ impl Node {
             name: NodeName::new(&origin.node)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
             incarnation: origin.incarnation,
+            started_at: wall_clock_millis(),
             gossip_addr: gossip_addr.to_string(),
             http_addr: http_addr.to_string(),
         };
@@ -94,38 +107,52 @@ impl Node {
         );
 
         let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(INBOUND_QUEUE);
+        let (datagrams_tx, datagrams_rx) = crossbeam_channel::bounded(DATAGRAM_QUEUE);
         let (ops_tx, ops_rx) = crossbeam_channel::unbounded();
         let (queries_tx, queries_rx) = crossbeam_channel::unbounded();
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
         let counters = Arc::new(InboundCounters::default());
+        let probes = ProbeLane::bind(gossip_addr, datagrams_tx)?;
         let inputs = Inputs {
             inbound: inbound_rx,
+            datagrams: datagrams_rx,
             ops: ops_rx,
             queries: queries_rx,
             control: control_rx,
             control_tx: control_tx.clone(),
             shutdown: shutdown_rx,
         };
-        let engine = Engine::new(
-            origin,
-            config.engine.clone(),
-            state,
+        let now = start.elapsed();
+        let engine = Engine::new(origin, config.engine.clone(), state, fastrand::u64(..), now);
+        let membership = Membership::new(
+            me.clone(),
+            config.membership.clone(),
+            Vec::new(),
             fastrand::u64(..),
-            start.elapsed(),
+            now,
         );
-        let mut event_loop = EventLoop::new(
-            NodeCore::new(engine, storage),
-            &me,
+        let event_loop = EventLoop::new(
+            NodeCore::new(engine, storage).with_membership(membership),
+            me.clone(),
             link_config(&config, &me),
+            probes,
             inputs,
             counters.clone(),
             start,
         );
-        event_loop.add_seeds(&config.seeds);
         let event_loop = std::thread::Builder::new()
             .name("event-loop".into())
             .spawn(move || event_loop.run())?;
+        let seeds = SeedResolver::spawn(config.seeds.clone(), control_tx.clone())?;
+        let lan = match &config.lan {
+            Some(lan) => Some(LanDiscovery::spawn(
+                lan.clone(),
+                me.gossip_addr.clone(),
+                control_tx.clone(),
+            )?),
+            None => None,
+        };
 
         let listener = GossipListener::spawn(
             gossip_listener,
@@ -142,6 +169,8 @@ impl Node {
             shutdown: shutdown_tx,
             http,
             listener,
+            seeds,
+            lan,
             event_loop,
         })
     }
@@ -168,16 +197,19 @@ impl Node {
         self.http_addr
     }
 
-    /// Where a membership source sends [`Control::Membership`] lists.
+    /// Where a membership source sends [`Control::Discovered`] addresses.
     pub fn control(&self) -> Sender<Control> {
         self.control.clone()
     }
 
     /// Stops cleanly: no new requests (those in progress are answered), then the event
-    /// loop stops and closes the storage, then inbound connections are closed. Outbound
-    /// connections close as their writers see their links dropped.
+    /// loop announces the leave to the members, stops and closes the storage, then
+    /// inbound connections are closed. Outbound connections close as their writers see
+    /// their links dropped.
     pub fn stop(mut self) {
         self.http.stop();
+        drop(self.seeds);
+        drop(self.lan);
         let _ = self.shutdown.send(());
         if self.event_loop.join().is_err() {
             log::error!("the event loop panicked");
@@ -195,6 +227,14 @@ fn listener_config(config: &NodeConfig) -> ListenerConfig {
         idle_timeout: config.idle_timeout,
         max_payload: config.engine.max_payload,
     }
+}
+
+/// Milliseconds since the Unix epoch: when this run started, which orders it after
+/// every earlier run of the same name.
+fn wall_clock_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What every outbound link needs: limits, and the Hello that announces this node.

@@ -1,8 +1,7 @@
 //! Outbound peer connections: one persistent TCP connection per peer, each with its own
 //! writer thread and a bounded queue, so a slow, dead or black-holed peer only ever
-//! stalls its own writer, never the event loop or the other peers. A link goes to a named
-//! member, or to a seed's address while no member answers for it (such a contact link
-//! carries nothing but the Hello, so the seed learns of this node and greets it back).
+//! stalls its own writer, never the event loop or the other peers. A link goes to a
+//! gossip address: a member's, or one being joined through.
 //!
 //! The event loop queues frames with [`PeerLink::send`], which never blocks: when the
 //! queue is full it drops the oldest frame (gossip carries absolute totals, so anti-entropy
@@ -13,9 +12,7 @@
 
 use super::event_loop::Control;
 use crate::codec::{self, Frame};
-use crate::member::NodeName;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use std::fmt;
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -29,23 +26,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const UNACKED_TIMEOUT: Duration = Duration::from_secs(3);
 /// Frames are coalesced into one write up to about this many bytes.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
-
-/// Whom a link goes to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum LinkTarget {
-    Member(NodeName),
-    /// A seed's address, before any member answers for it.
-    Seed(String),
-}
-
-impl fmt::Display for LinkTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LinkTarget::Member(name) => name.fmt(f),
-            LinkTarget::Seed(addr) => write!(f, "seed {addr}"),
-        }
-    }
-}
 
 /// What every writer needs to know.
 #[derive(Clone, Debug)]
@@ -67,9 +47,8 @@ pub struct PeerLink {
 }
 
 impl PeerLink {
-    /// Starts the writer thread for `target`, dialling `addr` (`host:port`).
+    /// Starts the writer thread for the gossip address `addr` (`host:port`).
     pub fn spawn(
-        target: LinkTarget,
         addr: String,
         config: &LinkConfig,
         events: Sender<Control>,
@@ -81,7 +60,6 @@ impl PeerLink {
             .name(format!("gossip-out {addr}"))
             .spawn(move || {
                 Writer {
-                    target,
                     addr,
                     config,
                     rx,
@@ -94,6 +72,11 @@ impl PeerLink {
             oldest,
             dropped: 0,
         })
+    }
+
+    /// Frames waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.oldest.len()
     }
 
     /// Queues a frame without blocking; when the queue is full the oldest frame goes.
@@ -115,7 +98,6 @@ impl PeerLink {
 }
 
 struct Writer {
-    target: LinkTarget,
     addr: String,
     config: LinkConfig,
     rx: Receiver<Frame>,
@@ -137,7 +119,7 @@ impl Writer {
             let failure = match self.connect() {
                 Ok(stream) => {
                     backoff = FIRST_BACKOFF;
-                    let _ = self.events.send(Control::LinkUp(self.target.clone()));
+                    let _ = self.events.send(Control::LinkUp(self.addr.clone()));
                     match self.pump(stream, &mut buf) {
                         Ended::Stopped => return,
                         Ended::Failed(why) => why,
@@ -147,7 +129,7 @@ impl Writer {
             };
             let _ = self
                 .events
-                .send(Control::LinkDown(self.target.clone(), failure));
+                .send(Control::LinkDown(self.addr.clone(), failure));
             let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
             if !self.discard_until(Instant::now() + backoff + jitter) {
                 return;
@@ -247,11 +229,10 @@ mod tests {
         };
         let (events_tx, events) = crossbeam_channel::unbounded();
         let addr = black_hole.local_addr().unwrap().to_string();
-        let target = LinkTarget::Member(NodeName::new("hole").unwrap());
-        let mut link = PeerLink::spawn(target.clone(), addr, &config, events_tx).unwrap();
+        let mut link = PeerLink::spawn(addr.clone(), &config, events_tx).unwrap();
         assert!(matches!(
             events.recv_timeout(Duration::from_secs(5)),
-            Ok(Control::LinkUp(t)) if t == target
+            Ok(Control::LinkUp(a)) if a == addr
         ));
         // About 100 KB each: far more than the socket buffers hold, so the writer ends up
         // stuck in a write while the queue keeps taking frames by dropping the oldest.

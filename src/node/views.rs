@@ -35,17 +35,47 @@ pub struct CounterView {
     pub origins: Vec<OriginTotalsView>,
 }
 
-/// One peer in `GET /peers`.
+/// One peer in `GET /peers`: a member other than the node itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerView {
-    /// From the peer's Hello (or discovery); absent until known.
     pub name: Option<String>,
     pub gossip_addr: String,
     pub http_addr: Option<String>,
-    /// The outbound connection to the peer is up.
+    /// The member is alive in this node's view.
     pub reachable: bool,
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub state: String,
     /// Milliseconds since a frame from the peer last arrived; absent if never.
     pub last_heard_ms_ago: Option<u64>,
+}
+
+/// One member in `GET /members`, the node itself included.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEntryView {
+    pub name: String,
+    pub gossip_addr: String,
+    pub http_addr: String,
+    /// `alive`, `suspect`, `dead` or `left`.
+    pub state: String,
+    /// The origin this member writes under: `name/incarnation`.
+    pub origin: String,
+    /// Milliseconds the member has been in this state (since this node saw it change).
+    pub since_ms: u64,
+    /// The counter the member raises to refute suspicion.
+    pub liveness: u64,
+    /// When this run of the member started (milliseconds since the Unix epoch).
+    pub started_at: u64,
+    /// Milliseconds since a frame from the member last arrived; absent if never (or for
+    /// the node itself).
+    pub last_heard_ms_ago: Option<u64>,
+}
+
+/// `GET /members`: every member this node knows, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersView {
+    #[serde(rename = "self")]
+    pub me: String,
+    pub members: Vec<MemberEntryView>,
 }
 
 /// The answering node itself in `GET /peers` and `GET /status`.

@@ -2,14 +2,17 @@
 //! the TCP node (`src/node/`), the Maelstrom runtime (`src/maelstrom/`) and the tests'
 //! simulator.
 //!
-//! It owns the gossip engine and the node's storage and keeps the durability invariant
-//! by construction: [`NodeCore::commit`] is the only way a local operation reaches the
-//! state, and it prepares the batch, hands it to the storage and applies it only if the
-//! storage made it durable — nothing can run in between. State learned from peers is
-//! logged as soon as it is learned. A runtime feeds inputs (operations, frames, timer
-//! ticks, peer-set changes), each with the current time, and carries out the effects
-//! the core queued: frames to send and answers to operations. The reply handle `R` is
+//! It owns the gossip engine, the node's storage and (in the TCP node and the simulator)
+//! its SWIM membership, and keeps the durability invariant by construction:
+//! [`NodeCore::commit`] is the only way a local operation reaches the state, and it
+//! prepares the batch, hands it to the storage and applies it only if the storage made
+//! it durable — nothing can run in between. State learned from peers is logged as soon
+//! as it is learned. The engine gossips with the live members: every membership change
+//! updates its peer set. A runtime feeds inputs (operations, frames, timer ticks, joins),
+//! each with the current time, and carries out the effects the core queued: frames to
+//! send, answers to operations, membership changes to log. The reply handle `R` is
 //! whatever the runtime answers through (a channel, a Maelstrom message id, a test tag).
+//! Without membership (the Maelstrom runtime) the runtime sets the peer set itself.
 //!
 //! - `storage`: the `Storage` trait and the in-memory storage.
 
@@ -20,7 +23,8 @@ pub use storage::{MemoryStorage, Storage};
 use crate::codec::Frame;
 use crate::crdt::{LocalOp, OpError, Origin, OriginDelta, State};
 use crate::engine::{Engine, Output, Stats};
-use crate::member::NodeName;
+use crate::member::{Member, NodeName};
+use crate::membership::{self, MemberChange, MemberView, Membership};
 use crate::status::{RequestStats, StorageStatus};
 use std::fmt;
 use std::io;
@@ -60,20 +64,26 @@ pub type OpResult = Result<i64, OpFailure>;
 /// Something for the runtime to carry out.
 #[derive(Debug)]
 pub enum Effect<R> {
-    Send {
-        to: NodeName,
-        frame: Frame,
+    /// A gossip frame for the member `to`, on the reliable lane.
+    Send { to: NodeName, frame: Frame },
+    /// A membership message for the gossip address `to`: one datagram on the probe lane
+    /// when [`membership::Message::is_probe`], else on the reliable lane.
+    SendMember {
+        to: String,
+        msg: membership::Message,
     },
     /// The answer to one operation, sent once its batch is durable and applied (or failed).
-    Reply {
-        to: R,
-        result: OpResult,
-    },
+    Reply { to: R, result: OpResult },
+    /// A member's state changed in this node's view (for logs and reports).
+    MemberChanged(MemberChange),
+    /// Another live process runs under this node's name with a later run.
+    NameConflict(Member),
 }
 
 pub struct NodeCore<R> {
     engine: Engine,
     storage: Box<dyn Storage>,
+    membership: Option<Membership>,
     effects: Vec<Effect<R>>,
     requests: RequestStats,
     /// The state changed since the storage last saw it.
@@ -86,10 +96,18 @@ impl<R> NodeCore<R> {
         NodeCore {
             engine,
             storage,
+            membership: None,
             effects: Vec::new(),
             requests: RequestStats::default(),
             housekeeping_due: false,
         }
+    }
+
+    /// The core with `membership` deciding the engine's peers: the live members.
+    pub fn with_membership(mut self, membership: Membership) -> NodeCore<R> {
+        self.membership = Some(membership);
+        self.route_membership_outputs();
+        self
     }
 
     /// Group commit: the operations become one prepared batch, one durable write and one
@@ -132,7 +150,7 @@ impl<R> NodeCore<R> {
         }
     }
 
-    /// One frame from the peer `from`.
+    /// One gossip frame from the peer `from` (a membership frame goes to membership).
     pub fn handle_frame(&mut self, now: Duration, from: &NodeName, frame: Frame) {
         self.engine.handle_frame(now, from, frame);
         if self.route_engine_outputs() {
@@ -140,9 +158,31 @@ impl<R> NodeCore<R> {
         }
     }
 
-    /// Runs what is due: an anti-entropy round, then the storage's housekeeping (a timed
-    /// fsync or a snapshot owed since start-up must not wait for a change).
+    /// One membership message that came from the gossip address `from_addr`.
+    pub fn handle_member_message(
+        &mut self,
+        now: Duration,
+        from_addr: &str,
+        msg: membership::Message,
+    ) {
+        if let Some(m) = &mut self.membership {
+            m.handle_message(now, from_addr, msg);
+            self.route_membership_outputs();
+        }
+    }
+
+    /// Runs what is due: probes and suspicion timeouts, an anti-entropy round, then the
+    /// storage's housekeeping (a timed fsync or a snapshot owed since start-up must not
+    /// wait for a change).
     pub fn handle_timer(&mut self, now: Duration) {
+        if let Some(m) = self
+            .membership
+            .as_mut()
+            .filter(|m| now >= m.next_deadline())
+        {
+            m.handle_timer(now);
+            self.route_membership_outputs();
+        }
         if now < self.engine.next_deadline() {
             return;
         }
@@ -154,7 +194,59 @@ impl<R> NodeCore<R> {
 
     /// When [`NodeCore::handle_timer`] must next run.
     pub fn next_deadline(&self) -> Duration {
-        self.engine.next_deadline()
+        let engine = self.engine.next_deadline();
+        self.membership
+            .as_ref()
+            .map_or(engine, |m| engine.min(m.next_deadline()))
+    }
+
+    /// Joins the cluster through the node at the gossip address `addr`.
+    pub fn join(&mut self, now: Duration, addr: &str) {
+        if let Some(m) = &mut self.membership {
+            m.join(now, addr);
+            self.route_membership_outputs();
+        }
+    }
+
+    /// Replaces the seeds (gossip addresses) contacted while not all of them are members.
+    pub fn set_seeds(&mut self, seeds: Vec<String>) {
+        if let Some(m) = &mut self.membership {
+            m.set_seeds(seeds);
+        }
+    }
+
+    /// Announces a clean stop: the members mark this node left, not dead.
+    pub fn leave(&mut self, now: Duration) {
+        if let Some(m) = &mut self.membership {
+            m.leave(now);
+            self.route_membership_outputs();
+        }
+    }
+
+    /// Marks the member `name` left cluster-wide (an operator's removal); returns whether
+    /// it was a live member.
+    pub fn remove_member(&mut self, now: Duration, name: &NodeName) -> bool {
+        let Some(m) = &mut self.membership else {
+            return false;
+        };
+        let removed = m.remove(now, name.as_str());
+        self.route_membership_outputs();
+        removed
+    }
+
+    /// Every member this node knows, itself included (nothing without membership).
+    pub fn members(&self) -> impl Iterator<Item = MemberView<'_>> {
+        self.membership.iter().flat_map(|m| m.members())
+    }
+
+    /// The gossip address of the member `name`, if it is known.
+    pub fn member_addr(&self, name: &NodeName) -> Option<&str> {
+        let m = self.membership.as_ref()?.get(name.as_str())?;
+        Some(m.member.gossip_addr.as_str())
+    }
+
+    pub fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
     }
 
     /// Merges totals that arrive without versions (Maelstrom's `replicate`); see
@@ -230,6 +322,34 @@ impl<R> NodeCore<R> {
             }
         }
         learned
+    }
+
+    /// Carries membership's outputs over: messages to send, changes to report, and the
+    /// engine's peer set kept to the live members.
+    fn route_membership_outputs(&mut self) {
+        let Some(m) = &mut self.membership else {
+            return;
+        };
+        for output in m.drain_outputs() {
+            match output {
+                membership::Output::Send { to, msg } => {
+                    self.effects.push(Effect::SendMember { to, msg })
+                }
+                membership::Output::Changed(change) => {
+                    let name = change.member.name.clone();
+                    if change.member.name.as_str() != self.engine.origin().node {
+                        match change.to {
+                            Some(state) if state.is_live() => self.engine.add_peer(name),
+                            _ => self.engine.remove_peer(&name),
+                        }
+                    }
+                    self.effects.push(Effect::MemberChanged(change));
+                }
+                membership::Output::NameConflict { other } => {
+                    self.effects.push(Effect::NameConflict(other))
+                }
+            }
+        }
     }
 
     fn log_learned(&mut self, deltas: &[OriginDelta]) {

@@ -319,7 +319,7 @@ impl Sim {
     fn start(&mut self, i: usize, seeds: &[usize]) {
         let node = &self.nodes[i];
         let me = Member {
-            name: node.name.clone(),
+            name: gctr::member::NodeName::new(&node.name).expect("a valid name"),
             incarnation: node.incarnation,
             started_at: EPOCH_MS + self.now.as_millis() as u64,
             gossip_addr: node.addr.clone(),
@@ -444,7 +444,7 @@ impl Sim {
     }
 
     fn observe(&mut self, i: usize, change: MemberChange) {
-        if change.member.name != self.nodes[i].name {
+        if change.member.name != *self.nodes[i].name {
             let was = change.from.is_some_and(State::is_live);
             let is = change.to.is_some_and(State::is_live);
             match (was, is) {

@@ -14,14 +14,20 @@
 //! empty under a new incarnation. The simulator tracks every acknowledged operation, so
 //! the exact expected value of each counter is known.
 //!
+//! With [`Sim::with_membership`] the cores run SWIM membership too: nodes join through
+//! node 0, membership messages travel the same lossy network, and the engine gossips
+//! with whoever membership says is live, as in `gctr node`; without it every node knows
+//! every other as a peer from the start.
+//!
 //! Scenarios are data: a list of [`Step`]s run in order by [`Sim::run`].
 
 #![allow(dead_code)] // Each test binary that includes the simulator uses a part of it.
 
-use gctr::codec;
+use gctr::codec::{self, Frame};
 use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
 use gctr::engine::{Config, Engine, Stats};
-use gctr::member::NodeName;
+use gctr::member::{Member, NodeName};
+use gctr::membership::{self, Membership};
 use gctr::node_core::{Effect, NodeCore, OpRequest, OpResult, Storage};
 use gctr::status::StorageStatus;
 use std::cmp::{Ordering, Reverse};
@@ -209,11 +215,29 @@ pub struct Sim {
     pub largest_frame: usize,
     pub frames_sent: u64,
     pub frames_lost: u64,
+    /// Membership settings, when the cores run membership.
+    membership: Option<membership::Config>,
 }
 
+/// The simulated wall clock at virtual time zero, for membership's run stamps.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
 impl Sim {
+    /// A simulator whose nodes run SWIM membership and join through node 0.
+    pub fn with_membership(
+        seed: u64,
+        config: Config,
+        membership: membership::Config,
+        link: Link,
+    ) -> Sim {
+        let mut sim = Sim::new(seed, config, link);
+        sim.membership = Some(membership);
+        sim
+    }
+
     pub fn new(seed: u64, config: Config, link: Link) -> Sim {
         Sim {
+            membership: None,
             seed,
             rng: fastrand::Rng::with_seed(seed),
             now: Duration::ZERO,
@@ -301,6 +325,42 @@ impl Sim {
         NodeName::new(&format!("n{i}")).expect("a valid name")
     }
 
+    /// Node `i`'s gossip address.
+    fn addr(i: usize) -> String {
+        format!("10.0.{}.{}:9000", i / 250, i % 250 + 1)
+    }
+
+    /// The node a gossip address belongs to.
+    fn node_at(addr: &str) -> Option<usize> {
+        let host = addr.strip_suffix(":9000")?.strip_prefix("10.0.")?;
+        let (hi, lo) = host.split_once('.')?;
+        Some(hi.parse::<usize>().ok()? * 250 + lo.parse::<usize>().ok()? - 1)
+    }
+
+    /// Whether every live node sees every other live node alive, and no other member
+    /// alive or suspect.
+    pub fn membership_whole(&self) -> bool {
+        let live: Vec<usize> = self.live();
+        live.iter().all(|&i| {
+            let core = self.nodes[i].core.as_ref().expect("live");
+            let alive: Vec<&str> = core
+                .members()
+                .filter(|m| m.state.is_live())
+                .map(|m| m.member.name.as_str())
+                .collect();
+            alive.len() == live.len()
+                && live
+                    .iter()
+                    .all(|&j| alive.contains(&self.nodes[j].name.as_str()))
+        })
+    }
+
+    /// Runs until [`Sim::membership_whole`]; returns how long it took, or panics after
+    /// `within`.
+    pub fn membership_whole_within(&mut self, within: Duration) -> Duration {
+        self.run_until(within, "one whole membership", Sim::membership_whole)
+    }
+
     pub fn add_node(&mut self) -> usize {
         let i = self.nodes.len();
         let name = Sim::name(i);
@@ -313,9 +373,11 @@ impl Sim {
             group: 0,
         });
         self.start(i, State::new());
-        for j in 0..i {
-            if let Some(core) = self.nodes[j].core.as_mut() {
-                core.add_peer(name.clone());
+        if self.membership.is_none() {
+            for j in 0..i {
+                if let Some(core) = self.nodes[j].core.as_mut() {
+                    core.add_peer(name.clone());
+                }
             }
         }
         i
@@ -332,12 +394,32 @@ impl Sim {
         );
         let storage = SimStorage(self.nodes[i].log.clone());
         let mut core = NodeCore::new(engine, Box::new(storage));
-        core.set_peers(
-            (0..self.nodes.len())
-                .filter(|&j| j != i)
-                .map(|j| self.nodes[j].name.clone()),
-        );
+        match self.membership.clone() {
+            Some(config) => {
+                let origin = &self.nodes[i].origin;
+                let me = Member {
+                    name: self.nodes[i].name.clone(),
+                    incarnation: origin.incarnation,
+                    started_at: EPOCH_MS + self.now.as_millis() as u64,
+                    gossip_addr: Sim::addr(i),
+                    http_addr: String::new(),
+                };
+                let seeds = if i == 0 {
+                    Vec::new()
+                } else {
+                    vec![Sim::addr(0)]
+                };
+                let m = Membership::new(me, config, seeds, self.rng.u64(..), self.now);
+                core = core.with_membership(m);
+            }
+            None => core.set_peers(
+                (0..self.nodes.len())
+                    .filter(|&j| j != i)
+                    .map(|j| self.nodes[j].name.clone()),
+            ),
+        }
         self.nodes[i].core = Some(core);
+        self.drain(i);
     }
 
     pub fn crash(&mut self, i: usize) {
@@ -484,7 +566,10 @@ impl Sim {
                 self.fail(&format!("a frame from {from} does not decode: {e}"))
             ),
         };
-        core.handle_frame(now, &from, frame);
+        match frame {
+            Frame::Member(m) => core.handle_member_message(now, &Sim::addr(msg.from), m),
+            frame => core.handle_frame(now, &from, frame),
+        }
         self.drain(msg.to);
     }
 
@@ -502,7 +587,15 @@ impl Sim {
                     self.largest_frame = self.largest_frame.max(bytes.len());
                     self.send(i, to, bytes);
                 }
+                Effect::SendMember { to, msg } => {
+                    let bytes = codec::encode(&Frame::Member(msg));
+                    match Sim::node_at(&to) {
+                        Some(to) if to < self.nodes.len() => self.send(i, to, bytes),
+                        _ => self.frames_lost += 1,
+                    }
+                }
                 Effect::Reply { to, result } => replies.push((to, result)),
+                Effect::MemberChanged(_) | Effect::NameConflict(_) => {}
             }
         }
         replies
