@@ -5,8 +5,10 @@
 # test cuts the cluster in two by moving side B's hub-side veth ends to a second bridge
 # (br1): each side still talks within itself, nothing crosses. It checks that each side
 # converges on its own writes and that for a while neither sees the other's, with every
-# write acknowledged on both sides (gctr is AP); then it heals by moving the ends back
-# and asserts every node reports the exact sum of all writes, a negative number.
+# write acknowledged on both sides (gctr is AP), and that each side's membership declares
+# the other side dead. The cut lasts a minute; then it heals by moving the ends back,
+# and with no restart the nodes must become one membership again and every node report
+# the exact sum of all writes, a negative number.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/lib.sh"
@@ -17,10 +19,11 @@ SIDE_A=(1 2)
 SIDE_B=(3 4)
 COUNTER=partition
 HUB=$TEST_ID-hub
-# How long the test checks that the cut holds (GCTR_PARTITION_HOLD overrides): longer than
-# the nodes' 1 s connect timeout and their 3 s TCP user timeout, so connections across the
-# cut are torn down and the heal must reconnect them.
-PARTITION_HOLD_SECONDS=${GCTR_PARTITION_HOLD:-5}
+# How long the test checks that the cut holds (GCTR_PARTITION_HOLD overrides): far longer
+# than the nodes' 1 s connect timeout, their 3 s TCP user timeout and the few seconds
+# membership takes to declare the other side dead, so the heal must reconnect everything
+# and revive dead members, with no restart.
+PARTITION_HOLD_SECONDS=${GCTR_PARTITION_HOLD:-60}
 
 ns() { echo "$TEST_ID-n$1"; }
 ip_of() { echo "10.231.0.$1"; }
@@ -50,6 +53,20 @@ all_report() {
 node_list() {
     local IFS=,
     echo "${*/#/n}"
+}
+
+# Succeeds when node N sees every node named after it in STATE (alive, dead, ...).
+sees() {
+    local n=$1 state=$2 json
+    shift 2
+    json=$(client "$n" members --json) || return 1
+    python3 -c '
+import json, sys
+members = {m["name"]: m["state"] for m in json.loads(sys.argv[1])["members"]}
+want = sys.argv[3:]
+print({name: members.get(name) for name in want})
+sys.exit(0 if all(members.get(name) == sys.argv[2] for name in want) else 1)' \
+        "$json" "$state" "$@"
 }
 
 # Succeeds while each side reports only its own writes (a_value and b_value, set at
@@ -135,6 +152,12 @@ b_value=$((at_cut + SINCE_CUT[b]))
 ((a_value != TOTAL && b_value != TOTAL)) || fail "the writes must tell the sides apart"
 wait_until "side A reports its own writes, $a_value" 10 all_report "$a_value" "${SIDE_A[@]}"
 wait_until "side B reports its own writes, $b_value" 10 all_report "$b_value" "${SIDE_B[@]}"
+for n in "${SIDE_A[@]}"; do
+    wait_until "n$n declares side B dead" 20 sees "$n" dead $(node_list "${SIDE_B[@]}" | tr , ' ')
+done
+for n in "${SIDE_B[@]}"; do
+    wait_until "n$n declares side A dead" 20 sees "$n" dead $(node_list "${SIDE_A[@]}" | tr , ' ')
+done
 hold_for "the partition (A at $a_value, B at $b_value)" "$PARTITION_HOLD_SECONDS" sides_apart
 
 step "healing: side B back on br0"
@@ -142,6 +165,10 @@ for n in "${SIDE_B[@]}"; do
     ip -n "$HUB" link set "v$n" master br0
 done
 healed_at=$(now_ms)
+for n in "${NODES[@]}"; do
+    wait_until "n$n sees every node alive again" 30 sees "$n" alive $(node_list "${NODES[@]}" | tr , ' ')
+done
+pass "one membership again, without a restart" "$(($(now_ms) - healed_at)) ms after the heal"
 wait_until "every node reports the exact sum $TOTAL after the heal" 30 \
     all_report "$TOTAL" "${NODES[@]}"
 pass "partitioned sides at $a_value and $b_value healed to $TOTAL on every node" \
