@@ -38,7 +38,7 @@ fn inc(counter: &str, amount: u64) -> LocalOp {
 /// Runs one durable local batch and returns the frames it sent.
 fn write(e: &mut Engine, ops: &[LocalOp]) -> Vec<(String, Frame)> {
     let batch = e.prepare_local(ops);
-    e.apply_local(&batch);
+    e.apply_local(Duration::ZERO, &batch);
     sends(e)
 }
 

@@ -6,6 +6,7 @@
 use super::CliError;
 use crate::codec::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
 use crate::engine::{self, DEFAULT_FANOUT, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
+use crate::logging::LogFormat;
 use lexopt::ValueExt;
 use log::LevelFilter;
 use std::fmt::Display;
@@ -131,6 +132,22 @@ pub fn log_level_help() -> FlagHelp {
         "--log-level LEVEL",
         "off, error, warn, info, debug or trace (on stderr)",
         "info",
+    )
+}
+
+/// The format `--log-format` names.
+pub fn log_format(text: &str) -> Result<LogFormat, CliError> {
+    text.parse()
+        .map_err(|e| CliError::Usage(format!("--log-format: {e}")))
+}
+
+/// `--log-format`'s help entry.
+pub fn log_format_help() -> FlagHelp {
+    FlagHelp::with_default(
+        "--log-format FORMAT",
+        "text (LEVEL target: message) or json (one object a line: time, level, target, \
+         message)",
+        "text",
     )
 }
 

@@ -60,6 +60,7 @@ fn help() -> String {
             flags::show_duration(DEFAULT_READ_TIMEOUT),
         ),
         flags::log_level_help(),
+        flags::log_format_help(),
         FlagHelp::new("-h, --help", "show this help"),
     ];
     let all: Vec<FlagHelp> = options
@@ -92,7 +93,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         print!("{}", help());
         return Ok(());
     };
-    crate::logging::init(options.log_level);
+    crate::logging::init_with_format(options.log_level, options.log_format);
     let mut config = options.config;
     let (storage, origin, state): (Box<dyn Storage>, _, _) = match options.wal {
         Some(wal) => node_wal::open(wal, &config.name, options.name_given)?,
@@ -137,6 +138,7 @@ struct Options {
     config: NodeConfig,
     discovery: Option<DiscoveryOptions>,
     log_level: log::LevelFilter,
+    log_format: crate::logging::LogFormat,
     /// `--name` was given (a WAL directory's own name is used otherwise).
     name_given: bool,
     wal: Option<WalDir>,
@@ -159,6 +161,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut heartbeat_interval: Option<Duration> = None;
     let mut http_read_timeout: Option<Duration> = None;
     let mut log_level = log::LevelFilter::Info;
+    let mut log_format = crate::logging::LogFormat::Text;
     let mut wal = WalFlags::default();
     while let Some(arg) = parser.next()? {
         match arg {
@@ -187,6 +190,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                     Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
             }
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
+            Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
             Long(flag) if node_wal::is_flag(flag) => {
                 let flag = flag.to_owned();
                 wal.take(&flag, parser)?;
@@ -221,6 +225,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         config,
         discovery,
         log_level,
+        log_format,
         name_given,
         wal,
     }))

@@ -11,11 +11,19 @@
 use super::listener::{Inbound, InboundCounters};
 use super::peers::{Change, PeerInfo, PeerTable};
 use super::transport::{LinkConfig, LinkTarget, PeerLink};
-use super::views::{CounterView, CountersView, OriginTotalsView, PeersView, SelfView};
+use super::views::{
+    CounterView, CountersView, DashboardView, OriginTotalsView, PeersView, SelfView,
+    MAX_DASHBOARD_COUNTERS,
+};
 use crate::codec::Frame;
 use crate::member::{Member, NodeName};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
-use crate::status::{millis, GossipStatus, NodeStatus, StateStats, TransportStatus};
+use crate::status::histogram::Histogram;
+use crate::status::process::ProcessStatus;
+use crate::status::{
+    members_from_peers, millis, GossipStatus, LatencyStatus, NodeStatus, PeerReplication,
+    StateStats, TransportStatus,
+};
 use crossbeam_channel::{never, select, Receiver, Sender};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +50,7 @@ pub enum Query {
     Counter(String, Sender<CounterView>),
     Peers(Sender<PeersView>),
     Status(Sender<NodeStatus>),
+    Dashboard(Sender<DashboardView>),
 }
 
 /// The receiving ends the event loop waits on.
@@ -65,6 +74,8 @@ pub struct EventLoop {
     link_config: LinkConfig,
     inputs: Inputs,
     inbound_counters: Arc<InboundCounters>,
+    /// Recorded by the HTTP API: request received to answer sent, per operation.
+    op_durations: Histogram,
     start: Instant,
     /// Frames to peers that had no link.
     unroutable: u64,
@@ -79,6 +90,7 @@ impl EventLoop {
         link_config: LinkConfig,
         inputs: Inputs,
         inbound_counters: Arc<InboundCounters>,
+        op_durations: Histogram,
         start: Instant,
     ) -> EventLoop {
         EventLoop {
@@ -90,6 +102,7 @@ impl EventLoop {
             link_config,
             inputs,
             inbound_counters,
+            op_durations,
             start,
             unroutable: 0,
             removed_link_drops: 0,
@@ -151,7 +164,8 @@ impl EventLoop {
     fn commit(&mut self, first: OpRequest<OpReply>) {
         let waiting = self.inputs.ops.try_iter().take(MAX_BATCH - 1);
         let batch: Vec<OpRequest<OpReply>> = std::iter::once(first).chain(waiting).collect();
-        self.core.commit(batch);
+        let now = self.now();
+        self.core.commit(now, batch);
     }
 
     /// Queues frames on links and sends answers, then lets the storage settle.
@@ -304,6 +318,9 @@ impl EventLoop {
             Query::Status(reply) => {
                 let _ = reply.send(self.status());
             }
+            Query::Dashboard(reply) => {
+                let _ = reply.send(self.dashboard());
+            }
         }
     }
 
@@ -324,9 +341,25 @@ impl EventLoop {
         }
     }
 
+    /// The status, plus the first counters by name with their per-origin totals.
+    fn dashboard(&self) -> DashboardView {
+        let state = self.core.state();
+        let shown: Vec<String> = state
+            .values()
+            .take(MAX_DASHBOARD_COUNTERS)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        DashboardView {
+            node: self.status(),
+            counters: shown.into_iter().map(|n| self.counter_view(n)).collect(),
+            counters_total: state.counter_count(),
+        }
+    }
+
     fn status(&self) -> NodeStatus {
         let now = self.now();
         let state = self.core.state();
+        let peer_views = self.peers.views(now);
         let queue_drops =
             self.removed_link_drops + self.links.values().map(|l| l.dropped).sum::<u64>();
         NodeStatus {
@@ -349,6 +382,19 @@ impl EventLoop {
             },
             requests: self.core.request_stats(),
             storage: self.core.storage_status(),
+            members: members_from_peers(&self.me, &peer_views),
+            gossip_peers: self.core.peers().iter().map(|p| p.to_string()).collect(),
+            replication: self
+                .core
+                .replication(now)
+                .iter()
+                .map(PeerReplication::from)
+                .collect(),
+            latency: LatencyStatus {
+                op_duration_seconds: self.op_durations.snapshot(),
+                group_commit_ops: self.core.group_commit_sizes(),
+            },
+            process: ProcessStatus::read(),
         }
     }
 }

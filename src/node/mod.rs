@@ -7,7 +7,8 @@
 //! - `listener`: inbound gossip connections (reader threads, limits);
 //! - `peers`: the node's peer table;
 //! - `discovery_feed`: membership from the discovery server;
-//! - `http_api` and `views`: the HTTP API and its JSON shapes.
+//! - `http_api` and `views`: the HTTP API (with the dashboard and metrics) and its JSON
+//!   shapes.
 //!
 //! [`Node::start`] takes a storage plus the origin and state it recovered, so a
 //! durable storage plugs in without touching the rest.
@@ -33,6 +34,7 @@ use crate::engine::Engine;
 use crate::http::HttpServer;
 use crate::member::{Member, NodeName};
 use crate::node_core::{NodeCore, Storage};
+use crate::status::histogram::{Histogram, DURATION_BUCKETS};
 use crossbeam_channel::Sender;
 use event_loop::{EventLoop, Inputs};
 use listener::{GossipListener, InboundCounters, ListenerConfig};
@@ -99,6 +101,7 @@ impl Node {
         let (control_tx, control_rx) = crossbeam_channel::unbounded();
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
         let counters = Arc::new(InboundCounters::default());
+        let op_durations = Histogram::new(DURATION_BUCKETS);
         let inputs = Inputs {
             inbound: inbound_rx,
             ops: ops_rx,
@@ -120,6 +123,7 @@ impl Node {
             link_config(&config, &me),
             inputs,
             counters.clone(),
+            op_durations.clone(),
             start,
         );
         event_loop.add_seeds(&config.seeds);
@@ -133,7 +137,13 @@ impl Node {
             inbound_tx,
             counters,
         )?;
-        let http = http_api::spawn(http_listener, &config.http, ops_tx, queries_tx)?;
+        let http = http_api::spawn(
+            http_listener,
+            &config.http,
+            ops_tx,
+            queries_tx,
+            op_durations,
+        )?;
         Ok(Node {
             me,
             gossip_addr,
