@@ -251,6 +251,15 @@ mod tests {
     }
 
     #[test]
+    fn log_formats_are_text_or_json() {
+        assert_eq!(log_format("json").ok(), Some(LogFormat::Json));
+        assert_eq!(log_format("text").ok(), Some(LogFormat::Text));
+        let e = log_format("yaml").unwrap_err();
+        assert!(matches!(e, CliError::Usage(_)));
+        assert!(e.to_string().starts_with("--log-format: "), "{e}");
+    }
+
+    #[test]
     fn help_is_two_aligned_columns_with_the_defaults_in_it() {
         let text = render(&GossipFlags::help());
         assert!(text.contains("[default: 100ms]"), "{text}");

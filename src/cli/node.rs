@@ -104,13 +104,15 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         ),
     };
     config.name.clone_from(&origin.node);
-    let node =
-        Node::start(config, storage, origin, state).map_err(|e| CliError::Failed(e.to_string()))?;
+    // Installed before the node serves, so a SIGTERM that comes as soon as it answers
+    // still stops it cleanly.
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
     })
     .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
+    let node =
+        Node::start(config, storage, origin, state).map_err(|e| CliError::Failed(e.to_string()))?;
     println!(
         "gctr node {} gossip {} http {}",
         node.name(),
