@@ -11,7 +11,8 @@
 //!
 //! A [`Handler`] sees a [`Request`] whose body is already read and within the cap, and
 //! returns a [`Reply`]. A reply can ask to be timed ([`Reply::timed`]): once its answer
-//! is sent, the time since the request was received goes into the histogram it names.
+//! is sent, the time since the request was received (its headers read, before it waited
+//! for a worker) goes into the histogram it names.
 
 use super::ErrorBody;
 use crate::status::histogram::Histogram;
@@ -21,7 +22,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tiny_http::{Header, Method};
 
 /// How often an idle worker checks whether it should stop (and calls [`Handler::idle`]).
@@ -286,7 +287,7 @@ impl Worker {
     }
 
     fn serve(&self, mut request: tiny_http::Request) {
-        let received = Instant::now();
+        let received = request.received_at();
         let reply = match read_body(&mut request, self.max_body) {
             Ok(body) => {
                 let url = request.url().to_owned();

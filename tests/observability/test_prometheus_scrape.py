@@ -8,6 +8,8 @@ import shutil
 import socket
 import urllib.parse
 
+import pytest
+
 from conftest import get_json, http, wait_until
 
 SCRAPE_INTERVAL_S = 1
@@ -37,15 +39,19 @@ class Prometheus:
         config = self.dir / "prometheus.yml"
         config.write_text(config_text)
         self.addr = f"127.0.0.1:{free_port()}"
-        cluster.spawn("prometheus", [
+        self.proc = cluster.spawn("prometheus", [
             shutil.which("prometheus") or "prometheus",
             f"--config.file={config}",
             f"--storage.tsdb.path={self.dir / 'data'}",
             f"--web.listen-address={self.addr}",
             "--log.level=warn",
         ])
-        wait_until("Prometheus is ready", 30,
-                   lambda: http("GET", f"http://{self.addr}/-/ready", timeout=1)[0] == 200)
+        wait_until("Prometheus is ready", 30, self.ready)
+
+    def ready(self):
+        if self.proc.proc.poll() is not None:
+            pytest.fail(f"prometheus exited: {self.proc.log_tail()}")
+        return http("GET", f"http://{self.addr}/-/ready", timeout=1)[0] == 200
 
     def query(self, promql):
         """The instant vector `promql` gives now, as {instance or '': value}."""
