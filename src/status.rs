@@ -292,3 +292,49 @@ pub struct RegistryEvents {
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: Option<&str>, reachable: bool) -> PeerView {
+        PeerView {
+            name: name.map(str::to_owned),
+            gossip_addr: format!("{}:1", name.unwrap_or("seed")),
+            http_addr: name.map(|n| format!("{n}:2")),
+            reachable,
+            last_heard_ms_ago: Some(7),
+        }
+    }
+
+    #[test]
+    fn members_are_the_node_then_its_named_peers_alive_or_unreachable() {
+        let me = SelfView {
+            name: "me".into(),
+            origin: "me/1".into(),
+            gossip_addr: "me:1".into(),
+            http_addr: "me:2".into(),
+        };
+        let peers = [
+            peer(Some("a"), true),
+            peer(Some("b"), false),
+            peer(None, true),
+        ];
+        let members = members_from_peers(&me, &peers);
+        let states: Vec<(&str, &str, bool)> = members
+            .iter()
+            .map(|m| (m.name.as_str(), m.state, m.is_self))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("me", "alive", true),
+                ("a", "alive", false),
+                ("b", "unreachable", false)
+            ]
+        );
+        assert!(members.iter().all(|m| MEMBER_STATES.contains(&m.state)));
+        assert_eq!(members[2].http_addr.as_deref(), Some("b:2"));
+        assert_eq!(members[0].last_heard_ms_ago, None);
+    }
+}
