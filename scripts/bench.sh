@@ -3,6 +3,7 @@
 #   1. convergence of a 5-node cluster, with and without eager push;
 #   2. durable (and non-durable) increments/s at 1, 16 and 64 keep-alive connections,
 #      against Redis INCR with appendonly yes + appendfsync always on the same disk;
+#      and at 16 connections with a dashboard left open on the node, against without;
 #   3. WAL recovery speed (the wal_recovery bench) and a real node restart;
 #   4. idle gossip bytes/s and resident memory per node (5 nodes, 100 counters);
 #   5. convergence against cluster size: 5, 10, 25 and 50 node processes.
@@ -32,6 +33,9 @@ else
     REPS=20 REPS_BIG=10 ROUNDS=3 DURATION=4s WARMUP=1s IDLE_WINDOW=5s RESTART_FILL=20s
 fi
 CONNECTIONS=(1 16 64)
+# Concurrency of the runs with a dashboard left open, and the page's poll interval.
+DASHBOARD_CONNECTIONS=16
+DASHBOARD_POLL=500ms
 SIZES=(5 10 25 50)
 
 # ---------------------------------------------------------------- setup
@@ -262,6 +266,10 @@ for c in "${CONNECTIONS[@]}"; do
     for ((r = 1; r <= ROUNDS; r++)); do
         lg "redis-$c-$r" throughput --redis "127.0.0.1:$REDIS_PORT" "${common[@]}"
         ((HAS_WAL)) && lg "durable-$c-$r" throughput --gctr "$DURABLE_HTTP" "${common[@]}"
+        if ((HAS_WAL && c == DASHBOARD_CONNECTIONS)); then
+            lg "dashboard-$c-$r" throughput --gctr "$DURABLE_HTTP" "${common[@]}" \
+                --dashboard-poll "$DASHBOARD_POLL"
+        fi
         lg "memory-$c-$r" throughput --gctr "$MEMORY_HTTP" "${common[@]}"
     done
     # The HTTP layer alone (tiny_http and a worker, no event loop, no storage): the
@@ -290,6 +298,17 @@ for c in "${CONNECTIONS[@]}"; do
         "$target" "$met"
     NONDURABLE[c]=$(median "memory-$c" ops_per_s)
 done
+if ((HAS_WAL)); then
+    # A dashboard left open polls GET /dashboard.json every 500 ms; its runs are
+    # interleaved with the plain durable runs above, same node, same rounds.
+    c=$DASHBOARD_CONNECTIONS
+    WITH=$(median "dashboard-$c" ops_per_s) WITHOUT=$(median "durable-$c" ops_per_s)
+    WITH_P99=$(median "dashboard-$c" p99_ms) WITHOUT_P99=$(median "durable-$c" p99_ms)
+    RATIO=$(ratio "$WITH" "$WITHOUT")
+    row "Dashboard left open (GET /dashboard.json every $DASHBOARD_POLL), durable increments/s, $c connections (p99)" \
+        "$(fmt "$WITH")/s ($WITH_P99 ms) with it, $(fmt "$WITHOUT")/s ($WITHOUT_P99 ms) without: with/without = **$RATIO**, p99 $(ratio "$WITH_P99" "$WITHOUT_P99")x" \
+        "the same node without it, interleaved rounds" "with/without >= 0.95 (noise)" "$(check "$RATIO" '>=' 0.95)"
+fi
 for c in "${CONNECTIONS[@]}"; do
     row "Non-durable increments/s (no --wal), $c connection(s)" \
         "$(fmt "${NONDURABLE[c]}")/s" "Go reference: ~30k/s non-durable" "-" "-"
@@ -438,6 +457,9 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "  ${WARMUP} warm-up are counted. gctr's counter must then read exactly the number of"
     echo "  acknowledged increments. Redis runs the same loop over RESP (\`INCR\`), and"
     echo "  redis-benchmark checks it; gctr/Redis divides by the higher of the two."
+    echo "- Dashboard left open: the same durable throughput runs with \`--dashboard-poll $DASHBOARD_POLL\`,"
+    echo "  one more connection polling \`GET /dashboard.json\` at the dashboard page's rate for its"
+    echo "  own node, interleaved round by round with the runs without it."
     echo "- Recovery: \`cargo bench --bench wal_recovery\`, best of 3 (files in the page cache: the CPU cost of replay)."
     echo "- Idle gossip: the gossip frame bytes each node counts in \`GET /status\`, over ${IDLE_WINDOW}, after"
     echo "  100 counters converged on 5 nodes. Memory: VmRSS from /proc/PID/status."
@@ -453,7 +475,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo '```'
     for pattern in conv-eager conv-lazy \
         redis-1-\* durable-1-\* memory-1-\* health-1 redis-benchmark-1 \
-        redis-16-\* durable-16-\* memory-16-\* health-16 redis-benchmark-16 \
+        redis-16-\* durable-16-\* dashboard-16-\* memory-16-\* health-16 redis-benchmark-16 \
         redis-64-\* durable-64-\* memory-64-\* health-64 redis-benchmark-64 \
         durable-batches wal-recovery-\* restart-fill restart-records restart-health \
         restart-replayed idle size-5 size-10 size-25 size-50; do

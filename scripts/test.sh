@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test gctr has: cargo's unit and integration tests, then each shell-script
-# cluster test in tests/cluster/. Installs what a fresh machine lacks (needs root for
-# that) and exits non-zero on the first failure.
+# cluster test in tests/cluster/, then the observability tests in tests/observability/.
+# Installs what a fresh machine lacks (needs root for that) and exits non-zero on the
+# first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +26,8 @@ for t in tests/cluster/*.sh; do
     echo "=== $t"
     bash "$t"
 done
+# Metrics parsed, scraped by a real Prometheus, the dashboard in a real Chromium; the
+# runner installs Prometheus, Chromium and the Python packages when missing.
+echo "=== tests/observability"
+bash tests/observability/run.sh
 echo "test.sh: all tests passed"

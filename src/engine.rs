@@ -17,10 +17,14 @@
 //! gap makes the receiver pull from the pusher at once instead of waiting for the next
 //! round. A push goes to `fanout` peers or, in a cluster of n nodes, ln(n) + 3 if more
 //! (every peer in a small cluster; see [`Engine::push_fanout`]).
+//!
+//! Each peer's digest (in its Syn or SynAck) also tells how far it is behind this
+//! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
 
 use crate::codec::{self, Frame, PerFrameType};
 use crate::crdt::{Applied, Digest, LocalOp, Origin, OriginDelta, PreparedBatch, State};
 use crate::member::NodeName;
+use crate::replication::{PeerLag, ReplicationTracker};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -98,6 +102,7 @@ pub struct Engine {
     /// Per peer, when the next gap-repair pull may be sent to it.
     repair_after: HashMap<NodeName, Duration>,
     stats: Stats,
+    replication: ReplicationTracker,
 }
 
 impl Engine {
@@ -124,6 +129,7 @@ impl Engine {
             next_round: now + offset,
             repair_after: HashMap::new(),
             stats: Stats::default(),
+            replication: ReplicationTracker::default(),
         }
     }
 
@@ -143,6 +149,11 @@ impl Engine {
         &self.peers
     }
 
+    /// How far each peer's latest digest is behind this node's own writes, at `now`.
+    pub fn replication(&self, now: Duration) -> Vec<PeerLag> {
+        self.replication.lags(now, self.state.known(&self.me))
+    }
+
     /// Replaces the peer set.
     pub fn set_peers(&mut self, peers: impl IntoIterator<Item = NodeName>) {
         self.peers = peers.into_iter().collect();
@@ -151,6 +162,7 @@ impl Engine {
         let peers = &self.peers;
         self.repair_after
             .retain(|p, _| peers.binary_search(p).is_ok());
+        self.replication.retain(|p| peers.binary_search(p).is_ok());
     }
 
     pub fn add_peer(&mut self, peer: NodeName) {
@@ -164,6 +176,7 @@ impl Engine {
             self.peers.remove(at);
         }
         self.repair_after.remove(peer);
+        self.replication.forget(peer);
     }
 
     /// When the runtime must next call [`Engine::handle_timer`].
@@ -202,6 +215,7 @@ impl Engine {
         match frame {
             Frame::Hello { .. } | Frame::Member(_) => {}
             Frame::Syn { digest } => {
+                self.saw_digest(now, from, &digest);
                 let mine = self.state.digest();
                 let mut chunks = self.chunk_missing(&digest, codec::digest_len(&mine));
                 let first = if chunks.is_empty() {
@@ -223,6 +237,7 @@ impl Engine {
                 }
             }
             Frame::SynAck { digest, delta } => {
+                self.saw_digest(now, from, &digest);
                 self.apply(now, &delta);
                 for chunk in self.chunk_missing(&digest, 0) {
                     self.send_deltas_counted(&chunk);
@@ -262,12 +277,14 @@ impl Engine {
         self.state.prepare_local(&self.me, ops)
     }
 
-    /// Applies a durable local batch and pushes it to [`Engine::push_fanout`] peers at once.
-    pub fn apply_local(&mut self, batch: &PreparedBatch) {
+    /// Applies a durable local batch (made durable by `now`) and pushes it to
+    /// [`Engine::push_fanout`] peers at once.
+    pub fn apply_local(&mut self, now: Duration, batch: &PreparedBatch) {
         if batch.is_empty() {
             return;
         }
         self.state.apply_local(batch);
+        self.replication.wrote(now, self.state.known(&self.me));
         if !self.config.eager_push {
             return;
         }
@@ -323,6 +340,19 @@ impl Engine {
             self.outbox.push(Output::Learned(learned.clone()));
         }
         learned
+    }
+
+    /// Notes how much of this node's own origin the digest of peer `from` holds.
+    fn saw_digest(&mut self, now: Duration, from: &NodeName, digest: &Digest) {
+        if self.peers.binary_search(from).is_err() {
+            return;
+        }
+        let holds = digest
+            .iter()
+            .find(|d| d.origin == self.me)
+            .map_or(0, |d| d.version);
+        let own = self.state.known(&self.me);
+        self.replication.saw_digest(now, from, holds, own);
     }
 
     fn repair(&mut self, now: Duration, from: &NodeName) {

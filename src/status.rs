@@ -3,11 +3,23 @@
 //! The node core, the engine, the transport and the storage each keep their own figures
 //! (the engine's [`Stats`], the core's [`RequestStats`], the listener's inbound counters,
 //! the WAL's [`WalStatus`]); a runtime gathers them into one [`NodeStatus`], which the
-//! HTTP layer serializes as `GET /status` and renders as Prometheus text. Nothing here
-//! is assembled by hand as JSON.
+//! HTTP layer serializes as `GET /status` and `GET /dashboard.json` and renders as
+//! Prometheus metrics (`crate::metrics`). Discovery's own figures are a
+//! [`DiscoveryStatus`]. Nothing here is assembled by hand as JSON.
+//!
+//! - `histogram`: the shared histograms recorded where things happen;
+//! - `process`: the process's own figures from `/proc`.
 
+pub mod histogram;
+pub mod process;
+
+use crate::crdt::OpKind;
 use crate::engine::Stats;
+use crate::membership::{MemberView, State};
+use crate::replication::PeerLag;
 use crate::wal::{RecoveryReport, WalStatus};
+use histogram::HistogramSnapshot;
+use process::ProcessStatus;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -22,34 +34,101 @@ pub struct NodeStatus {
     pub uptime_ms: u64,
     /// Members other than this node: how many are known, and how many alive.
     pub peers: PeerCounts,
-    /// Members by state, this node included.
-    pub members: MemberCounts,
     pub state: StateStats,
     pub gossip: GossipStatus,
     pub transport: TransportStatus,
     pub requests: RequestStats,
     pub storage: StorageStatus,
+    /// Every member this node knows of, itself included, with its state.
+    pub members: Vec<MemberStatus>,
+    /// The peers this node gossips with now, by name.
+    pub gossip_peers: Vec<String>,
+    /// Per peer, how far its latest digest is behind this node's own writes.
+    pub replication: Vec<PeerReplication>,
+    pub latency: LatencyStatus,
+    pub process: ProcessStatus,
+}
+
+/// How this node sees one member of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberStatus {
+    pub name: String,
+    pub gossip_addr: String,
+    /// Absent until the member announced it.
+    pub http_addr: Option<String>,
+    /// One of [`MEMBER_STATES`].
+    pub state: &'static str,
+    /// The answering node itself.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    /// Milliseconds since a frame from the member last arrived; absent if never (and
+    /// for the node itself).
+    pub last_heard_ms_ago: Option<u64>,
+}
+
+/// Every state a member can be in, as reports name them.
+pub const MEMBER_STATES: [&str; 4] = [
+    State::ALL[0].name(),
+    State::ALL[1].name(),
+    State::ALL[2].name(),
+    State::ALL[3].name(),
+];
+
+impl MemberStatus {
+    /// A member as membership holds it; `last_heard_ms_ago` is how long ago a frame from
+    /// it arrived, if one did.
+    pub fn new(view: &MemberView, last_heard_ms_ago: Option<u64>) -> MemberStatus {
+        MemberStatus {
+            name: view.member.name.to_string(),
+            gossip_addr: view.member.gossip_addr.clone(),
+            http_addr: Some(view.member.http_addr.clone()).filter(|a| !a.is_empty()),
+            state: view.state.name(),
+            is_self: view.is_self,
+            last_heard_ms_ago,
+        }
+    }
+}
+
+/// One peer's replication progress, as [`NodeStatus`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerReplication {
+    pub peer: String,
+    /// Versions of this node's own origin the peer's latest digest lacked.
+    pub versions_behind: u64,
+    /// Age of the oldest own write the peer's latest digest lacked (0 when none).
+    pub behind_ms: u64,
+    /// Time since the peer's latest digest arrived.
+    pub digest_age_ms: u64,
+    /// Time since a digest last showed the peer holding every own write; absent if
+    /// none ever did.
+    pub caught_up_ms_ago: Option<u64>,
+}
+
+impl From<&PeerLag> for PeerReplication {
+    fn from(lag: &PeerLag) -> PeerReplication {
+        PeerReplication {
+            peer: lag.peer.to_string(),
+            versions_behind: lag.versions_behind,
+            behind_ms: millis(lag.behind_for),
+            digest_age_ms: millis(lag.digest_age),
+            caught_up_ms_ago: lag.caught_up_ago.map(millis),
+        }
+    }
+}
+
+/// Histograms of the write path (the WAL's fsyncs are in its own figures).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct LatencyStatus {
+    /// Seconds from an operation's HTTP request received to its answer sent.
+    pub op_duration_seconds: HistogramSnapshot,
+    /// Operations per group commit.
+    pub group_commit_ops: HistogramSnapshot,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct PeerCounts {
     pub known: usize,
     pub reachable: usize,
-}
-
-/// Members by state in this node's view, itself included.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct MemberCounts {
-    pub alive: usize,
-    pub suspect: usize,
-    pub dead: usize,
-    pub left: usize,
-}
-
-impl MemberCounts {
-    pub fn total(&self) -> usize {
-        self.alive + self.suspect + self.dead + self.left
-    }
 }
 
 /// The size of the replicated state.
@@ -105,6 +184,10 @@ pub struct InboundStats {
 /// Client operations as the node core counted them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RequestStats {
+    /// Increments by outcome.
+    pub increment: OpOutcomes,
+    /// Decrements by outcome.
+    pub decrement: OpOutcomes,
     /// Group commits (one prepared batch each).
     pub batches: u64,
     pub ops: u64,
@@ -114,6 +197,27 @@ pub struct RequestStats {
     pub storage_failures: u64,
     /// Learned state the storage could not log (peers resend it).
     pub learned_log_failures: u64,
+}
+
+impl RequestStats {
+    /// The outcome counts of operations of `kind`.
+    pub fn outcomes_mut(&mut self, kind: OpKind) -> &mut OpOutcomes {
+        match kind {
+            OpKind::Increment => &mut self.increment,
+            OpKind::Decrement => &mut self.decrement,
+        }
+    }
+}
+
+/// What became of operations of one kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OpOutcomes {
+    /// Applied, durable and acknowledged.
+    pub ok: u64,
+    /// Refused on their own (bad input, overflow); nothing applied.
+    pub refused: u64,
+    /// Their batch could not be made durable; nothing applied.
+    pub failed: u64,
 }
 
 /// Where the node's changes go.
@@ -145,7 +249,70 @@ impl StorageStatus {
     pub const MEMORY: StorageStatus = StorageStatus::Memory(MemoryStorageStatus { durable: false });
 }
 
+/// `GET /status` and `GET /metrics` of the discovery server.
+#[derive(Clone, Debug, Serialize)]
+pub struct DiscoveryStatus {
+    pub addr: String,
+    pub uptime_ms: u64,
+    /// Members in the table now.
+    pub members: usize,
+    pub max_members: usize,
+    pub ttl_ms: u64,
+    pub events: RegistryEvents,
+    pub process: ProcessStatus,
+}
+
+/// What happened to the discovery table since the server started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RegistryEvents {
+    /// New names registered (by register or heartbeat).
+    pub joined: u64,
+    /// Known names that came back with other addresses.
+    pub moved: u64,
+    /// Heartbeats (or registrations) of members already known at the same addresses.
+    pub refreshed: u64,
+    pub deregistered: u64,
+    /// Members dropped for missing heartbeats for the TTL.
+    pub expired: u64,
+    /// New names refused because the table was full.
+    pub refused: u64,
+}
+
 /// Whole milliseconds of a duration, as reports show them.
 pub fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::member::{Member, NodeName};
+    use crate::membership::State;
+
+    #[test]
+    fn a_member_is_reported_with_its_state_and_when_it_was_last_heard() {
+        let member = Member {
+            name: NodeName::new("a").unwrap(),
+            incarnation: 1,
+            started_at: 2,
+            gossip_addr: "a:1".into(),
+            http_addr: "a:2".into(),
+        };
+        for state in State::ALL {
+            let view = MemberView {
+                member: &member,
+                liveness: 0,
+                state,
+                since: Duration::ZERO,
+                is_self: false,
+            };
+            let m = MemberStatus::new(&view, Some(7));
+            assert_eq!(m.state, state.name());
+            assert!(MEMBER_STATES.contains(&m.state));
+            assert_eq!(
+                (m.http_addr.as_deref(), m.last_heard_ms_ago),
+                (Some("a:2"), Some(7))
+            );
+        }
+    }
 }

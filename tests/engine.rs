@@ -38,7 +38,7 @@ fn inc(counter: &str, amount: u64) -> LocalOp {
 /// Runs one durable local batch and returns the frames it sent.
 fn write(e: &mut Engine, ops: &[LocalOp]) -> Vec<(String, Frame)> {
     let batch = e.prepare_local(ops);
-    e.apply_local(&batch);
+    e.apply_local(Duration::ZERO, &batch);
     sends(e)
 }
 
@@ -202,4 +202,46 @@ fn a_split_delta_chains_its_ranges_and_applies_in_any_order() {
             .collect::<Vec<_>>()
     };
     assert_eq!(values(&b), values(&a));
+}
+
+#[test]
+fn a_peers_digest_tells_how_far_behind_this_nodes_writes_it_is() {
+    let ms = Duration::from_millis;
+    let mut a = engine("a", &["b"], Config::default());
+    let mut b = engine("b", &["a"], Config::default());
+    assert_eq!(a.replication(ms(0)), vec![], "no digest from b yet");
+
+    // Two writes whose pushes are lost; b's next Syn shows it lacks both.
+    for (at, counter) in [(10, "x"), (20, "y")] {
+        let batch = a.prepare_local(&[inc(counter, 1)]);
+        a.apply_local(ms(at), &batch);
+        sends(&mut a);
+    }
+    let syn = Frame::Syn {
+        digest: b.state().digest(),
+    };
+    a.handle_frame(ms(50), &peer("b"), syn);
+    let lag = &a.replication(ms(60))[0];
+    assert_eq!(lag.peer, peer("b"));
+    assert_eq!(lag.versions_behind, 2);
+    assert_eq!(lag.behind_for, ms(50), "behind since the write at 10 ms");
+    assert_eq!(lag.digest_age, ms(10));
+    assert_eq!(lag.caught_up_ago, None);
+
+    // a answers with what b lacks; b's next digest holds everything.
+    for (_, frame) in sends(&mut a) {
+        b.handle_frame(ms(70), &peer("a"), frame);
+    }
+    sends(&mut b);
+    let syn = Frame::Syn {
+        digest: b.state().digest(),
+    };
+    a.handle_frame(ms(150), &peer("b"), syn);
+    let lag = &a.replication(ms(160))[0];
+    assert_eq!((lag.versions_behind, lag.behind_for), (0, Duration::ZERO));
+    assert_eq!(lag.caught_up_ago, Some(ms(10)));
+
+    // A peer that leaves the peer set is no longer reported.
+    a.remove_peer(&peer("b"));
+    assert_eq!(a.replication(ms(200)), vec![]);
 }

@@ -8,6 +8,7 @@
 //! read. `cargo bench` appends `--bench` to the arguments; it is ignored.
 
 mod converge;
+mod dashboard;
 mod http;
 mod idle;
 mod resp;
@@ -24,6 +25,7 @@ const USAGE: &str = "\
 Usage:
   loadgen throughput --gctr HTTP_ADDR | --redis ADDR | --http HTTP_ADDR --path PATH
                      [--connections N] [--warmup DUR] [--duration DUR]
+                     [--dashboard-poll DUR]   (with --gctr: GET /dashboard.json this often)
   loadgen converge   --nodes HTTP,HTTP,... [--increments N] [--connections N]
                      [--pollers N] [--reps N] [--timeout DUR] [--tag TAG]
   loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
@@ -62,6 +64,7 @@ struct Options {
     tag: String,
     path: String,
     pointer: Option<String>,
+    dashboard_poll: Option<Duration>,
 }
 
 fn run() -> Result<(), Error> {
@@ -86,6 +89,7 @@ fn run() -> Result<(), Error> {
         tag: "run".into(),
         path: "/status".into(),
         pointer: None,
+        dashboard_poll: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -119,6 +123,7 @@ fn run() -> Result<(), Error> {
             Long("tag") => o.tag = parser.value()?.string()?,
             Long("path") => o.path = parser.value()?.string()?,
             Long("pointer") => o.pointer = Some(parser.value()?.string()?),
+            Long("dashboard-poll") => o.dashboard_poll = Some(duration(parser.value()?.string()?)?),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -152,6 +157,7 @@ fn run() -> Result<(), Error> {
                     connections: o.connections,
                     warmup: o.warmup,
                     duration: o.duration,
+                    dashboard_poll: o.dashboard_poll,
                 },
             )?;
         }

@@ -5,7 +5,9 @@
 //!
 //! For gctr every acknowledgement is also counted, and afterwards the counter (a fresh
 //! name per run) must read exactly that many: a fast server that loses writes fails.
+//! With `dashboard_poll`, a dashboard is left open on the node meanwhile (`dashboard`).
 
+use crate::dashboard;
 use crate::http::{json_value, HttpConn};
 use crate::resp::RespConn;
 use crate::stats::{ms, percentile};
@@ -53,6 +55,9 @@ pub struct Settings {
     pub connections: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Poll the node's `/dashboard.json` this often during the run, as an open
+    /// dashboard page does.
+    pub dashboard_poll: Option<Duration>,
 }
 
 /// What one thread saw.
@@ -69,16 +74,28 @@ pub fn run(target: &Target, settings: &Settings) -> io::Result<()> {
     let begin = Instant::now();
     let measure_from = begin + settings.warmup;
     let end = measure_from + settings.duration;
-    let figures = std::thread::scope(|s| {
+    let dashboard = match (target, settings.dashboard_poll) {
+        (Target::Gctr { http, .. }, Some(every)) => Some((http.as_str(), every)),
+        (_, Some(_)) => return Err(io::Error::other("--dashboard-poll needs --gctr")),
+        (_, None) => None,
+    };
+    let (figures, polls) = std::thread::scope(|s| {
+        let poller =
+            dashboard.map(|(http, every)| s.spawn(move || dashboard::poll_until(http, every, end)));
         let handles: Vec<_> = clients
             .iter_mut()
             .map(|client| s.spawn(move || drive(client, measure_from, end)))
             .collect();
-        handles
+        let figures = handles
             .into_iter()
             .map(|h| h.join().expect("load thread panicked"))
-            .collect::<io::Result<Vec<_>>>()
-    })?;
+            .collect::<io::Result<Vec<_>>>();
+        let polls = poller
+            .map(|p| p.join().expect("dashboard poller panicked"))
+            .transpose();
+        (figures, polls)
+    });
+    let (figures, polls) = (figures?, polls?.unwrap_or(0));
     let acked: u64 = figures.iter().map(|f| f.acked).sum();
     let mut latencies: Vec<Duration> = figures.into_iter().flat_map(|f| f.latencies).collect();
     latencies.sort_unstable();
@@ -100,7 +117,7 @@ pub fn run(target: &Target, settings: &Settings) -> io::Result<()> {
         ms(percentile(&latencies, 99.0)),
     );
     println!(
-        "RESULT ops_per_s={ops_per_s:.0} p50_ms={:.3} p99_ms={:.3} acked={acked}",
+        "RESULT ops_per_s={ops_per_s:.0} p50_ms={:.3} p99_ms={:.3} acked={acked} dashboard_polls={polls}",
         ms(percentile(&latencies, 50.0)),
         ms(percentile(&latencies, 99.0)),
     );

@@ -6,7 +6,7 @@ use super::CliError;
 use crate::discovery::registry::DEFAULT_MAX_MEMBERS;
 use crate::discovery::server::{DiscoveryServer, ServerConfig, DEFAULT_TTL};
 use crate::http::server::DEFAULT_READ_TIMEOUT;
-use crate::logging;
+use crate::logging::{self, LogFormat};
 use log::LevelFilter;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +40,7 @@ fn help() -> String {
             flags::show_duration(DEFAULT_READ_TIMEOUT),
         ),
         flags::log_level_help(),
+        flags::log_format_help(),
         FlagHelp::new("-h, --help", "print this help"),
     ];
     format!(
@@ -50,7 +51,8 @@ Runs the discovery server that nodes register with and learn their peers from.
 Options:
 {}
 API (JSON): POST /register, POST /heartbeat {{\"name\",\"addr\",\"http\"}};
-POST /deregister {{\"name\"}}; GET /peers; GET /health.
+POST /deregister {{\"name\"}}; GET /peers; GET /health; GET /status.
+GET /metrics: Prometheus metrics.
 ",
         flags::render(&flags)
     )
@@ -60,6 +62,7 @@ struct Options {
     addr: SocketAddr,
     config: ServerConfig,
     log_level: LevelFilter,
+    log_format: LogFormat,
 }
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
@@ -67,7 +70,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         print!("{}", help());
         return Ok(());
     };
-    logging::init(options.log_level);
+    logging::init_with_format(options.log_level, options.log_format);
     let server =
         DiscoveryServer::start(options.addr, options.config.clone()).map_err(CliError::Failed)?;
     let stop = server.stop_handle();
@@ -92,6 +95,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut config = ServerConfig::default();
     let mut log_level = LevelFilter::Info;
+    let mut log_format = LogFormat::Text;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -111,6 +115,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 config.max_members = flags::number("--max-members", &text, 1..=usize::MAX)?;
             }
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
+            Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -118,5 +123,6 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         addr: SocketAddr::new(bind, port),
         config,
         log_level,
+        log_format,
     }))
 }

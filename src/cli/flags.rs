@@ -6,6 +6,7 @@
 use super::CliError;
 use crate::codec::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
 use crate::engine::{self, DEFAULT_FANOUT, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
+use crate::logging::LogFormat;
 use lexopt::ValueExt;
 use log::LevelFilter;
 use std::fmt::Display;
@@ -134,6 +135,22 @@ pub fn log_level_help() -> FlagHelp {
     )
 }
 
+/// The format `--log-format` names.
+pub fn log_format(text: &str) -> Result<LogFormat, CliError> {
+    text.parse()
+        .map_err(|e| CliError::Usage(format!("--log-format: {e}")))
+}
+
+/// `--log-format`'s help entry.
+pub fn log_format_help() -> FlagHelp {
+    FlagHelp::with_default(
+        "--log-format FORMAT",
+        "text (LEVEL target: message) or json (one object a line: time, level, target, \
+         message)",
+        "text",
+    )
+}
+
 /// The engine's settings as `gctr node` and `gctr maelstrom` take them.
 #[derive(Debug, Default)]
 pub struct GossipFlags {
@@ -231,6 +248,15 @@ mod tests {
         for bad in ["0", "6", "-1", "x", ""] {
             assert!(number::<usize>("--n", bad, 1..=5).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn log_formats_are_text_or_json() {
+        assert_eq!(log_format("json").ok(), Some(LogFormat::Json));
+        assert_eq!(log_format("text").ok(), Some(LogFormat::Text));
+        let e = log_format("yaml").unwrap_err();
+        assert!(matches!(e, CliError::Usage(_)));
+        assert!(e.to_string().starts_with("--log-format: "), "{e}");
     }
 
     #[test]

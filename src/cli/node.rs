@@ -62,6 +62,7 @@ fn help() -> String {
             flags::show_duration(DEFAULT_READ_TIMEOUT),
         ),
         flags::log_level_help(),
+        flags::log_format_help(),
         FlagHelp::new("-h, --help", "show this help"),
     ];
     let all: Vec<FlagHelp> = options
@@ -98,7 +99,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         print!("{}", help());
         return Ok(());
     };
-    crate::logging::init(options.log_level);
+    crate::logging::init_with_format(options.log_level, options.log_format);
     let mut config = options.config;
     let (storage, origin, state): (Box<dyn Storage>, _, _) = match options.wal {
         Some(wal) => node_wal::open(wal, &config.name, options.name_given)?,
@@ -109,13 +110,15 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         ),
     };
     config.name.clone_from(&origin.node);
-    let node =
-        Node::start(config, storage, origin, state).map_err(|e| CliError::Failed(e.to_string()))?;
+    // Installed before the node serves, so a SIGTERM that comes as soon as it answers
+    // still stops it cleanly.
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         let _ = stop_tx.try_send(());
     })
     .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
+    let node =
+        Node::start(config, storage, origin, state).map_err(|e| CliError::Failed(e.to_string()))?;
     println!(
         "gctr node {} gossip {} http {}",
         node.name(),
@@ -143,6 +146,7 @@ struct Options {
     config: NodeConfig,
     discovery: Option<DiscoveryOptions>,
     log_level: log::LevelFilter,
+    log_format: crate::logging::LogFormat,
     /// `--name` was given (a WAL directory's own name is used otherwise).
     name_given: bool,
     wal: Option<WalDir>,
@@ -165,6 +169,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut heartbeat_interval: Option<Duration> = None;
     let mut http_read_timeout: Option<Duration> = None;
     let mut log_level = log::LevelFilter::Info;
+    let mut log_format = crate::logging::LogFormat::Text;
     let mut wal = WalFlags::default();
     let mut membership = MembershipFlags::default();
     while let Some(arg) = parser.next()? {
@@ -194,6 +199,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                     Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
             }
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
+            Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
             Long(flag) if node_wal::is_flag(flag) => {
                 let flag = flag.to_owned();
                 wal.take(&flag, parser)?;
@@ -233,6 +239,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         config,
         discovery,
         log_level,
+        log_format,
         name_given,
         wal,
     }))

@@ -70,6 +70,11 @@ impl Registry {
         self.ttl
     }
 
+    /// Members the table takes before it refuses new names.
+    pub fn max_members(&self) -> usize {
+        self.max_members
+    }
+
     /// Members in the table, counting any past their TTL that `expire` has not yet dropped.
     pub fn len(&self) -> usize {
         self.members.len()

@@ -10,9 +10,12 @@
 //!   wording for the same error whichever server sends it.
 //!
 //! A [`Handler`] sees a [`Request`] whose body is already read and within the cap, and
-//! returns a [`Reply`].
+//! returns a [`Reply`]. A reply can ask to be timed ([`Reply::timed`]): once its answer
+//! is sent, the time since the request was received (its headers read, before it waited
+//! for a worker) goes into the histogram it names.
 
 use super::ErrorBody;
+use crate::status::histogram::Histogram;
 use serde::Serialize;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -111,6 +114,8 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     headers: Vec<Header>,
+    /// Where the time from request received to answer sent goes, if anywhere.
+    timer: Option<Histogram>,
 }
 
 impl Reply {
@@ -121,6 +126,7 @@ impl Reply {
                 status,
                 body,
                 headers: vec![header("Content-Type", "application/json")],
+                timer: None,
             },
             Err(e) => Reply::error(500, format!("cannot encode the answer: {e}")),
         }
@@ -152,11 +158,18 @@ impl Reply {
             status,
             body,
             headers: vec![header("Content-Type", content_type)],
+            timer: None,
         }
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push(header(name, value));
+        self
+    }
+
+    /// Once this answer is sent, records the time since its request was received.
+    pub fn timed(mut self, histogram: &Histogram) -> Reply {
+        self.timer = Some(histogram.clone());
         self
     }
 }
@@ -274,6 +287,7 @@ impl Worker {
     }
 
     fn serve(&self, mut request: tiny_http::Request) {
+        let received = request.received_at();
         let reply = match read_body(&mut request, self.max_body) {
             Ok(body) => {
                 let url = request.url().to_owned();
@@ -304,6 +318,9 @@ impl Worker {
         }
         if let Err(e) = request.respond(response) {
             log::debug!("http: cannot answer: {e}");
+        }
+        if let Some(timer) = reply.timer {
+            timer.observe_duration(received.elapsed());
         }
     }
 }

@@ -221,7 +221,7 @@ impl Node {
         let adds = std::mem::take(&mut s.pending_adds);
         let (zero, nonzero): (Vec<AddRequest>, Vec<AddRequest>) =
             adds.into_iter().partition(|(_, _, delta)| *delta == 0);
-        s.core.commit(nonzero.into_iter().map(|add| OpRequest {
+        let requests = nonzero.into_iter().map(|add| OpRequest {
             op: LocalOp {
                 counter: DEFAULT_COUNTER.to_owned(),
                 kind: if add.2 > 0 {
@@ -232,7 +232,8 @@ impl Node {
                 amount: add.2.unsigned_abs(),
             },
             reply: add,
-        }));
+        });
+        s.core.commit(now, requests);
         for (src, msg_id, _) in zero {
             self.reply(&src, msg_id, "add_ok", json!({}));
         }

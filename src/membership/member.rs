@@ -23,7 +23,7 @@ pub enum State {
 impl State {
     pub const ALL: [State; 4] = [State::Alive, State::Suspect, State::Dead, State::Left];
 
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             State::Alive => "alive",
             State::Suspect => "suspect",

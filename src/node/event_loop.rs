@@ -13,15 +13,18 @@ use super::listener::{Inbound, InboundCounters};
 use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
 use super::transport::{LinkConfig, PeerLink};
 use super::views::{
-    CounterView, CountersView, MemberEntryView, MembersView, OriginTotalsView, PeerView, PeersView,
-    SelfView,
+    CounterView, CountersView, DashboardView, MemberEntryView, MembersView, OriginTotalsView,
+    PeerView, PeersView, SelfView, MAX_DASHBOARD_COUNTERS,
 };
 use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::member::{Member, NodeName};
 use crate::membership::{MemberChange, MemberView, State};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
+use crate::status::histogram::Histogram;
+use crate::status::process::ProcessStatus;
 use crate::status::{
-    millis, GossipStatus, MemberCounts, NodeStatus, PeerCounts, StateStats, TransportStatus,
+    millis, GossipStatus, LatencyStatus, MemberStatus, NodeStatus, PeerCounts, PeerReplication,
+    StateStats, TransportStatus,
 };
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use std::collections::HashMap;
@@ -64,6 +67,7 @@ pub enum Query {
     Join(String, Sender<()>),
     /// Mark this member left cluster-wide; answers whether it was a live member.
     Remove(NodeName, Sender<bool>),
+    Dashboard(Sender<DashboardView>),
 }
 
 /// The receiving ends the event loop waits on.
@@ -100,7 +104,7 @@ pub struct EventLoop {
     link_config: LinkConfig,
     probes: ProbeLane,
     inputs: Inputs,
-    inbound_counters: Arc<InboundCounters>,
+    figures: SharedFigures,
     start: Instant,
     /// When a frame from each member last arrived.
     last_heard: HashMap<NodeName, Duration>,
@@ -113,6 +117,14 @@ pub struct EventLoop {
     malformed_datagrams: u64,
 }
 
+/// Figures other threads record that the event loop reports.
+pub struct SharedFigures {
+    /// Kept by the listener and its readers.
+    pub inbound_counters: Arc<InboundCounters>,
+    /// Recorded by the HTTP API: request received to answer sent, per operation.
+    pub op_durations: Histogram,
+}
+
 impl EventLoop {
     pub fn new(
         core: NodeCore<OpReply>,
@@ -120,7 +132,7 @@ impl EventLoop {
         link_config: LinkConfig,
         probes: ProbeLane,
         inputs: Inputs,
-        inbound_counters: Arc<InboundCounters>,
+        figures: SharedFigures,
         start: Instant,
     ) -> EventLoop {
         EventLoop {
@@ -130,7 +142,7 @@ impl EventLoop {
             link_config,
             probes,
             inputs,
-            inbound_counters,
+            figures,
             start,
             last_heard: HashMap::new(),
             member_frames: MemberFrames::default(),
@@ -193,7 +205,8 @@ impl EventLoop {
     fn commit(&mut self, first: OpRequest<OpReply>) {
         let waiting = self.inputs.ops.try_iter().take(MAX_BATCH - 1);
         let batch: Vec<OpRequest<OpReply>> = std::iter::once(first).chain(waiting).collect();
-        self.core.commit(batch);
+        let now = self.now();
+        self.core.commit(now, batch);
     }
 
     /// Announces the leave and gives the links a moment to carry it.
@@ -424,6 +437,9 @@ impl EventLoop {
                 }
                 let _ = reply.send(removed);
             }
+            Query::Dashboard(reply) => {
+                let _ = reply.send(self.dashboard());
+            }
         }
     }
 
@@ -490,19 +506,6 @@ impl EventLoop {
         }
     }
 
-    fn member_counts(&self) -> MemberCounts {
-        let mut counts = MemberCounts::default();
-        for m in self.core.members() {
-            match m.state {
-                State::Alive => counts.alive += 1,
-                State::Suspect => counts.suspect += 1,
-                State::Dead => counts.dead += 1,
-                State::Left => counts.left += 1,
-            }
-        }
-        counts
-    }
-
     fn gossip_status(&self, now: Duration) -> GossipStatus {
         let mut status = GossipStatus::new(self.core.gossip_stats(), now);
         let f = &self.member_frames;
@@ -514,13 +517,33 @@ impl EventLoop {
         status
     }
 
+    /// The status, plus the first counters by name with their per-origin totals.
+    fn dashboard(&self) -> DashboardView {
+        let state = self.core.state();
+        let shown: Vec<String> = state
+            .values()
+            .take(MAX_DASHBOARD_COUNTERS)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        DashboardView {
+            node: self.status(),
+            counters: shown.into_iter().map(|n| self.counter_view(n)).collect(),
+            counters_total: state.counter_count(),
+        }
+    }
+
     fn status(&self) -> NodeStatus {
         let now = self.now();
         let state = self.core.state();
         let queue_drops =
             self.removed_link_drops + self.links.values().map(|l| l.link.dropped).sum::<u64>();
-        let members = self.member_counts();
-        let mut inbound = self.inbound_counters.stats();
+        let members: Vec<MemberStatus> = self
+            .core
+            .members()
+            .map(|m| MemberStatus::new(&m, self.heard_ago(&m.member.name, now)))
+            .collect();
+        let others = || members.iter().filter(|m| !m.is_self);
+        let mut inbound = self.figures.inbound_counters.stats();
         inbound.malformed_frames += self.malformed_datagrams;
         NodeStatus {
             name: self.me.name.to_string(),
@@ -529,10 +552,9 @@ impl EventLoop {
             http_addr: self.me.http_addr.clone(),
             uptime_ms: millis(now),
             peers: PeerCounts {
-                known: members.total().saturating_sub(1),
-                reachable: members.alive.saturating_sub(1),
+                known: others().count(),
+                reachable: others().filter(|m| m.state == State::Alive.name()).count(),
             },
-            members,
             state: StateStats {
                 counters: state.counter_count(),
                 entries: state.entry_count(),
@@ -546,6 +568,19 @@ impl EventLoop {
             },
             requests: self.core.request_stats(),
             storage: self.core.storage_status(),
+            members,
+            gossip_peers: self.core.peers().iter().map(|p| p.to_string()).collect(),
+            replication: self
+                .core
+                .replication(now)
+                .iter()
+                .map(PeerReplication::from)
+                .collect(),
+            latency: LatencyStatus {
+                op_duration_seconds: self.figures.op_durations.snapshot(),
+                group_commit_ops: self.core.group_commit_sizes(),
+            },
+            process: ProcessStatus::read(),
         }
     }
 }

@@ -6,13 +6,21 @@
 //! (wrong method), 413 (body too large), 431 (headers too large) or 503 (the change could
 //! not be made durable, or the node is stopping). Nothing is sent to the event loop
 //! until the request is known to be well formed, so bad input changes nothing.
+//!
+//! Besides the JSON API it serves the dashboard (`GET /`, one page embedded in the
+//! binary, `dashboard.html`), the JSON that page polls (`GET /dashboard.json`, open to
+//! pages of other origins so one node's page can poll its peers) and Prometheus metrics
+//! (`GET /metrics`, rendered here from the status, off the event loop). Each operation's
+//! time from request received to answer sent goes into the `op_durations` histogram.
 
 use super::event_loop::{OpReply, Query};
 use super::views::ValueView;
 use crate::crdt::{validate_counter_name, LocalOp, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
 use crate::member::NodeName;
+use crate::metrics::{self, NodeMetrics};
 use crate::node_core::{OpFailure, OpRequest};
+use crate::status::histogram::Histogram;
 use crossbeam_channel::Sender;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
@@ -20,8 +28,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use tiny_http::Method;
 
+/// The dashboard page, embedded so it works offline and needs no build step.
+const DASHBOARD_PAGE: &str = include_str!("dashboard.html");
+
 /// Where a request goes, once its path is known.
 enum Route {
+    Dashboard,
+    DashboardJson,
+    Metrics,
     Health,
     Status,
     Counters,
@@ -56,13 +70,20 @@ pub fn spawn(
     config: &HttpConfig,
     ops: Sender<OpRequest<OpReply>>,
     queries: Sender<Query>,
+    op_durations: Histogram,
 ) -> std::io::Result<HttpServer> {
-    HttpServer::spawn(listener, config, "http", Arc::new(NodeApi { ops, queries }))
+    let api = NodeApi {
+        ops,
+        queries,
+        op_durations,
+    };
+    HttpServer::spawn(listener, config, "http", Arc::new(api))
 }
 
 struct NodeApi {
     ops: Sender<OpRequest<OpReply>>,
     queries: Sender<Query>,
+    op_durations: Histogram,
 }
 
 impl Handler for NodeApi {
@@ -77,6 +98,15 @@ impl NodeApi {
         request.allow(route.methods())?;
         let by = parse_query(request.query, matches!(route, Route::Op(..)))?;
         match route {
+            Route::Dashboard => Ok(Reply::with_content(
+                200,
+                "text/html; charset=utf-8",
+                DASHBOARD_PAGE.to_owned(),
+            )),
+            Route::DashboardJson => Ok(self
+                .ask(Query::Dashboard)?
+                .with_header("Access-Control-Allow-Origin", "*")),
+            Route::Metrics => self.metrics(request),
             Route::Health => Ok(Reply::ok(&serde_json::json!({ "status": "ok" }))),
             Route::Status => self.ask(Query::Status),
             Route::Counters => self.ask(Query::Counters),
@@ -85,8 +115,23 @@ impl NodeApi {
             Route::Members if *request.method() == Method::Get => self.ask(Query::Members),
             Route::Members => self.join(request.json()?),
             Route::Member(name) => self.remove(name),
-            Route::Op(name, kind) => self.apply(name, kind, by),
+            Route::Op(name, kind) => {
+                let timed = |reply: Reply| reply.timed(&self.op_durations);
+                self.apply(name, kind, by).map(timed).map_err(timed)
+            }
         }
+    }
+
+    fn metrics(&self, request: &Request) -> Result<Reply, Reply> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.queries
+            .send(Query::Status(tx))
+            .map_err(|_| stopping())?;
+        let status = rx.recv().map_err(|_| stopping())?;
+        let format = metrics::Format::from_accept(request.header("Accept"));
+        let text = metrics::render(NodeMetrics(status), format)
+            .map_err(|e| Reply::error(500, format!("cannot encode the metrics: {e}")))?;
+        Ok(Reply::with_content(200, format.content_type(), text))
     }
 
     fn join(&self, request: JoinRequest) -> Result<Reply, Reply> {
@@ -147,6 +192,9 @@ fn stopping() -> Reply {
 fn route(path: &str) -> Result<Route, Reply> {
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     Ok(match segments.as_slice() {
+        [""] => Route::Dashboard,
+        ["dashboard.json"] => Route::DashboardJson,
+        ["metrics"] => Route::Metrics,
         ["health"] => Route::Health,
         ["status"] => Route::Status,
         ["peers"] => Route::Peers,

@@ -10,7 +10,8 @@
 //! - `seeds`: `--seeds` resolved (and re-resolved) to addresses;
 //! - `lan_discovery`: nodes of one cluster finding each other by UDP broadcast;
 //! - `discovery_feed`: addresses to join from the discovery server;
-//! - `http_api` and `views`: the HTTP API and its JSON shapes.
+//! - `http_api` and `views`: the HTTP API (with the dashboard and metrics) and its JSON
+//!   shapes.
 //!
 //! [`Node::start`] takes a storage plus the origin and state it recovered, so a
 //! durable storage plugs in without touching the rest.
@@ -38,8 +39,9 @@ use crate::http::HttpServer;
 use crate::member::{Member, NodeName};
 use crate::membership::Membership;
 use crate::node_core::{NodeCore, Storage};
+use crate::status::histogram::{Histogram, DURATION_BUCKETS};
 use crossbeam_channel::Sender;
-use event_loop::{EventLoop, Inputs};
+use event_loop::{EventLoop, Inputs, SharedFigures};
 use lan_discovery::LanDiscovery;
 use listener::{GossipListener, InboundCounters, ListenerConfig};
 use probe_lane::ProbeLane;
@@ -114,6 +116,7 @@ impl Node {
         let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
         let counters = Arc::new(InboundCounters::default());
         let probes = ProbeLane::bind(gossip_addr, datagrams_tx)?;
+        let op_durations = Histogram::new(DURATION_BUCKETS);
         let inputs = Inputs {
             inbound: inbound_rx,
             datagrams: datagrams_rx,
@@ -138,7 +141,10 @@ impl Node {
             link_config(&config, &me),
             probes,
             inputs,
-            counters.clone(),
+            SharedFigures {
+                inbound_counters: counters.clone(),
+                op_durations: op_durations.clone(),
+            },
             start,
         );
         let event_loop = std::thread::Builder::new()
@@ -160,7 +166,13 @@ impl Node {
             inbound_tx,
             counters,
         )?;
-        let http = http_api::spawn(http_listener, &config.http, ops_tx, queries_tx)?;
+        let http = http_api::spawn(
+            http_listener,
+            &config.http,
+            ops_tx,
+            queries_tx,
+            op_durations,
+        )?;
         Ok(Node {
             me,
             gossip_addr,

@@ -2,6 +2,7 @@
 //! `gctr inc/dec/get` client (which reads them back).
 
 use crate::member::Member;
+use crate::status::NodeStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -93,6 +94,22 @@ pub struct PeersView {
     #[serde(rename = "self")]
     pub me: SelfView,
     pub peers: Vec<PeerView>,
+}
+
+/// Counters `GET /dashboard.json` lists at most (by name); the page says how many more.
+pub const MAX_DASHBOARD_COUNTERS: usize = 100;
+
+/// `GET /dashboard.json`: what the dashboard page polls, from its own node and from the
+/// others (it is served with `Access-Control-Allow-Origin: *` for that).
+#[derive(Clone, Debug, Serialize)]
+pub struct DashboardView {
+    /// Everything `GET /status` reports: members and their states, gossip peers,
+    /// replication, operations, gossip, WAL, latency and process figures.
+    pub node: NodeStatus,
+    /// The first [`MAX_DASHBOARD_COUNTERS`] counters by name, with per-origin totals.
+    pub counters: Vec<CounterView>,
+    /// Counters in all.
+    pub counters_total: usize,
 }
 
 impl From<&Member> for SelfView {

@@ -25,6 +25,8 @@ use crate::crdt::{LocalOp, OpError, Origin, OriginDelta, State};
 use crate::engine::{Engine, Output, Stats};
 use crate::member::{Member, NodeName};
 use crate::membership::{self, MemberChange, MemberView, Membership};
+use crate::replication::PeerLag;
+use crate::status::histogram::{Histogram, HistogramSnapshot, BATCH_BUCKETS};
 use crate::status::{RequestStats, StorageStatus};
 use std::fmt;
 use std::io;
@@ -86,6 +88,8 @@ pub struct NodeCore<R> {
     membership: Option<Membership>,
     effects: Vec<Effect<R>>,
     requests: RequestStats,
+    /// Operations per group commit.
+    batch_sizes: Histogram,
     /// The state changed since the storage last saw it.
     housekeeping_due: bool,
 }
@@ -99,6 +103,7 @@ impl<R> NodeCore<R> {
             membership: None,
             effects: Vec::new(),
             requests: RequestStats::default(),
+            batch_sizes: Histogram::new(BATCH_BUCKETS),
             housekeeping_due: false,
         }
     }
@@ -111,9 +116,9 @@ impl<R> NodeCore<R> {
     }
 
     /// Group commit: the operations become one prepared batch, one durable write and one
-    /// apply, then each gets its answer. If the storage fails, every operation of the
-    /// batch fails with it and nothing is applied.
-    pub fn commit(&mut self, requests: impl IntoIterator<Item = OpRequest<R>>) {
+    /// apply (at `now`), then each gets its answer. If the storage fails, every operation
+    /// of the batch fails with it and nothing is applied.
+    pub fn commit(&mut self, now: Duration, requests: impl IntoIterator<Item = OpRequest<R>>) {
         let (ops, replies): (Vec<LocalOp>, Vec<R>) =
             requests.into_iter().map(|r| (r.op, r.reply)).unzip();
         if ops.is_empty() {
@@ -122,11 +127,12 @@ impl<R> NodeCore<R> {
         let batch = self.engine.prepare_local(&ops);
         self.requests.batches += 1;
         self.requests.ops += ops.len() as u64;
+        self.batch_sizes.observe(ops.len() as f64);
         let mut storage_error = None;
         if !batch.is_empty() {
             match self.storage.commit_local(&batch.delta) {
                 Ok(()) => {
-                    self.engine.apply_local(&batch);
+                    self.engine.apply_local(now, &batch);
                     self.route_engine_outputs();
                     self.housekeeping_due = true;
                 }
@@ -137,14 +143,22 @@ impl<R> NodeCore<R> {
                 }
             }
         }
-        for (to, result) in replies.into_iter().zip(batch.results) {
+        for ((to, result), op) in replies.into_iter().zip(batch.results).zip(&ops) {
+            let outcomes = self.requests.outcomes_mut(op.kind);
             let result = match (result, &storage_error) {
                 (Err(refused), _) => {
+                    outcomes.refused += 1;
                     self.requests.refused += 1;
                     Err(OpFailure::Refused(refused))
                 }
-                (Ok(_), Some(e)) => Err(OpFailure::Storage(e.clone())),
-                (Ok(value), None) => Ok(value),
+                (Ok(_), Some(e)) => {
+                    outcomes.failed += 1;
+                    Err(OpFailure::Storage(e.clone()))
+                }
+                (Ok(value), None) => {
+                    outcomes.ok += 1;
+                    Ok(value)
+                }
             };
             self.effects.push(Effect::Reply { to, result });
         }
@@ -297,6 +311,16 @@ impl<R> NodeCore<R> {
 
     pub fn request_stats(&self) -> RequestStats {
         self.requests
+    }
+
+    /// Operations per group commit so far.
+    pub fn group_commit_sizes(&self) -> HistogramSnapshot {
+        self.batch_sizes.snapshot()
+    }
+
+    /// How far each peer's latest digest is behind this node's own writes, at `now`.
+    pub fn replication(&self, now: Duration) -> Vec<PeerLag> {
+        self.engine.replication(now)
     }
 
     pub fn storage_status(&self) -> StorageStatus {

@@ -57,6 +57,7 @@ pub use identity::IDENTITY_FILE;
 pub use recovery::{Repair, TornTail};
 
 use crate::crdt::{Origin, OriginDelta, State};
+use crate::status::histogram::{Histogram, HistogramSnapshot};
 use frame::{encode_frame, MAX_RECORD_BYTES};
 use identity::CLEAN_SHUTDOWN_FILE;
 use recovery::SegmentFile;
@@ -65,7 +66,7 @@ use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// When appends reach the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -177,7 +178,7 @@ pub struct Recovered {
 }
 
 /// WAL figures for `GET /status`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct WalStatus {
     pub dir: PathBuf,
     pub fsync_policy: String,
@@ -191,6 +192,11 @@ pub struct WalStatus {
     pub snapshots_taken: u64,
     pub fsyncs: u64,
     pub last_fsync_micros: Option<u64>,
+    /// How long each fsync took.
+    pub fsync_duration_seconds: HistogramSnapshot,
+    /// Time since the newest snapshot was written (by this run, or before it as its
+    /// file's modification time says); absent without a snapshot.
+    pub snapshot_age_ms: Option<u64>,
     /// A failed write could not be cut away yet; appends retry the cut first.
     pub failed: bool,
 }
@@ -214,6 +220,9 @@ pub struct Wal {
     last_sync: Instant,
     fsyncs: u64,
     last_fsync: Option<Duration>,
+    fsync_durations: Histogram,
+    /// When the newest snapshot was written, if known.
+    last_snapshot_time: Option<SystemTime>,
     scratch: Vec<u8>,
     frames: Vec<u8>,
     _lock: Box<dyn DirLock>,
@@ -346,6 +355,7 @@ impl Wal {
         self.last_sync = Instant::now();
         self.fsyncs += 1;
         self.last_fsync = Some(took);
+        self.fsync_durations.observe_duration(took);
     }
 
     fn io_error(&self, what: &str, e: std::io::Error) -> WalError {
@@ -385,6 +395,7 @@ impl Wal {
             )
         })?;
         self.last_snapshot_seq = Some(last);
+        self.last_snapshot_time = Some(SystemTime::now());
         self.snapshots_taken += 1;
         self.records_since_snapshot = 0;
         self.bytes_since_snapshot = 0;
@@ -440,6 +451,10 @@ impl Wal {
             snapshots_taken: self.snapshots_taken,
             fsyncs: self.fsyncs,
             last_fsync_micros: self.last_fsync.map(|d| d.as_micros() as u64),
+            fsync_duration_seconds: self.fsync_durations.snapshot(),
+            snapshot_age_ms: self
+                .last_snapshot_time
+                .map(|t| crate::status::millis(t.elapsed().unwrap_or(Duration::ZERO))),
             failed: self.active.is_failed(),
         }
     }

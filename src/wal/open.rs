@@ -11,9 +11,10 @@ use super::{
     RecoveryReport, Wal, WalConfig, WalError, MAX_SEGMENT_BYTES,
 };
 use crate::crdt::{validate_node_name, Origin};
+use crate::status::histogram::{Histogram, DURATION_BUCKETS};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 const LOCK_FILE: &str = "LOCK";
 
@@ -71,6 +72,10 @@ impl Wal {
             last_sync: Instant::now(),
             fsyncs: 0,
             last_fsync: None,
+            fsync_durations: Histogram::new(DURATION_BUCKETS),
+            last_snapshot_time: report
+                .snapshot_seq
+                .and_then(|seq| snapshot_written_at(dir, seq)),
             scratch: Vec::new(),
             frames: Vec::new(),
             config,
@@ -83,6 +88,15 @@ impl Wal {
         };
         Ok((wal, recovered))
     }
+}
+
+/// When the snapshot covering `seq` was written, from its file's modification time: a
+/// figure for reports only, so it is read from the real file system (an error only
+/// leaves it unknown).
+fn snapshot_written_at(dir: &Path, seq: u64) -> Option<SystemTime> {
+    std::fs::metadata(dir.join(snapshot::snapshot_name(seq)))
+        .and_then(|m| m.modified())
+        .ok()
 }
 
 /// The configuration with its name checked and its segment size clamped.

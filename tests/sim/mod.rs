@@ -455,10 +455,11 @@ impl Sim {
             .core
             .as_mut()
             .unwrap_or_else(|| panic!("node {i} is down"));
-        core.commit(ops.iter().enumerate().map(|(k, op)| OpRequest {
+        let requests = ops.iter().enumerate().map(|(k, op)| OpRequest {
             op: op.clone(),
             reply: k,
-        }));
+        });
+        core.commit(self.now, requests);
         let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
         for effect in self.drain(i) {
             results[effect.0] = Some(effect.1);

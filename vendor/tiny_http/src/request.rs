@@ -4,6 +4,7 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Instant;
 
 use std::sync::mpsc::Sender;
 
@@ -74,6 +75,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // gctr patch: when the request line and headers had been read.
+    received_at: Instant,
 }
 
 struct NotifyOnDrop<R> {
@@ -238,6 +242,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        received_at: Instant::now(),
     })
 }
 
@@ -291,6 +296,13 @@ impl Request {
     #[inline]
     pub fn remote_addr(&self) -> Option<&SocketAddr> {
         self.remote_addr.as_ref()
+    }
+
+    /// gctr patch: when the request line and headers had been read (before the request
+    /// waited for a thread to take it), so a server can time a request from its arrival.
+    #[inline]
+    pub fn received_at(&self) -> Instant {
+        self.received_at
     }
 
     /// Sends a response with a `Connection: upgrade` header, then turns the `Request` into a `Stream`.

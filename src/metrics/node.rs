@@ -1,0 +1,275 @@
+//! A node's metric families, from its [`NodeStatus`]. The README lists every family
+//! with its meaning; a test parses them with a real Prometheus parser.
+
+use super::{label, seconds, Families, Labels, BYTES, SECONDS};
+use crate::codec::PerFrameType;
+use crate::status::{NodeStatus, OpOutcomes, StorageStatus, MEMBER_STATES};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use std::fmt;
+
+/// A node's status as metrics (one scrape).
+#[derive(Debug)]
+pub struct NodeMetrics(pub NodeStatus);
+
+impl Collector for NodeMetrics {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        let mut f = Families(encoder);
+        let s = &self.0;
+        f.gauges(
+            "gctr_node_info",
+            "This node: its name and the origin it writes under (always 1).",
+            None,
+            [(
+                vec![label("name", &s.name), label("origin", &s.origin)],
+                1.0,
+            )],
+        )?;
+        operations(&mut f, s)?;
+        storage(&mut f, &s.storage)?;
+        gossip(&mut f, s)?;
+        transport(&mut f, s)?;
+        cluster(&mut f, s)?;
+        f.process(s.uptime_ms, &s.process)
+    }
+}
+
+fn operations(f: &mut Families, s: &NodeStatus) -> fmt::Result {
+    let by_outcome = |op: &'static str, o: &OpOutcomes| {
+        [("ok", o.ok), ("refused", o.refused), ("failed", o.failed)]
+            .map(|(result, n)| (vec![label("op", op), label("result", result)], n))
+    };
+    let r = &s.requests;
+    f.counters(
+        "gctr_ops",
+        "Client increments and decrements by outcome: ok (durable, applied, acknowledged), \
+         refused (bad input or overflow, nothing applied), failed (not made durable, \
+         nothing applied).",
+        None,
+        by_outcome("increment", &r.increment)
+            .into_iter()
+            .chain(by_outcome("decrement", &r.decrement)),
+    )?;
+    f.histogram(
+        "gctr_op_duration",
+        "Time from an operation's HTTP request received to its answer sent.",
+        Some(&SECONDS),
+        &s.latency.op_duration_seconds,
+    )?;
+    f.histogram(
+        "gctr_group_commit_ops",
+        "Operations per group commit (one durable write each).",
+        None,
+        &s.latency.group_commit_ops,
+    )?;
+    f.counter(
+        "gctr_learned_log_failures",
+        "Times state learned from peers could not be logged (peers resend it).",
+        r.learned_log_failures,
+    )
+}
+
+fn storage(f: &mut Families, storage: &StorageStatus) -> fmt::Result {
+    let (durable, wal) = match storage {
+        StorageStatus::Memory(m) => (m.durable, None),
+        StorageStatus::Wal(w) => (w.durable, w.wal.as_ref()),
+    };
+    f.gauge(
+        "gctr_durable",
+        "1 when every acknowledged write survives a crash (a WAL under --fsync always).",
+        None,
+        if durable { 1.0 } else { 0.0 },
+    )?;
+    let Some(wal) = wal else {
+        return Ok(());
+    };
+    f.gauge(
+        "gctr_wal",
+        "Bytes in the write-ahead log's segments.",
+        Some(&BYTES),
+        wal.bytes as f64,
+    )?;
+    f.gauge(
+        "gctr_wal_segments",
+        "Segments of the write-ahead log on disk.",
+        None,
+        wal.segments as f64,
+    )?;
+    f.gauge(
+        "gctr_wal_records_since_snapshot",
+        "Records a restart would replay after the newest snapshot.",
+        None,
+        wal.records_since_snapshot as f64,
+    )?;
+    f.gauge(
+        "gctr_wal_failed",
+        "1 while a failed write could not yet be cut away from the log.",
+        None,
+        if wal.failed { 1.0 } else { 0.0 },
+    )?;
+    f.counter(
+        "gctr_wal_fsyncs",
+        "Fsyncs of the write-ahead log.",
+        wal.fsyncs,
+    )?;
+    f.histogram(
+        "gctr_fsync_duration",
+        "Time each fsync of the write-ahead log took.",
+        Some(&SECONDS),
+        &wal.fsync_duration_seconds,
+    )?;
+    f.counter(
+        "gctr_snapshots",
+        "Snapshots this run wrote.",
+        wal.snapshots_taken,
+    )?;
+    f.gauges(
+        "gctr_snapshot_age",
+        "Time since the newest snapshot was written (absent without one).",
+        Some(&SECONDS),
+        wal.snapshot_age_ms.map(|ms| (Labels::new(), seconds(ms))),
+    )
+}
+
+fn gossip(f: &mut Families, s: &NodeStatus) -> fmt::Result {
+    let g = &s.gossip.stats;
+    f.counters(
+        "gctr_gossip_frames",
+        "Gossip frames received (in) and queued to send (out), by frame type.",
+        None,
+        by_type("in", &g.frames_in).chain(by_type("out", &g.frames_out)),
+    )?;
+    f.counters(
+        "gctr_gossip",
+        "Encoded bytes of gossip frames received (in) and queued to send (out), by frame type.",
+        Some(&BYTES),
+        by_type("in", &g.bytes_in).chain(by_type("out", &g.bytes_out)),
+    )?;
+    f.counter(
+        "gctr_gossip_rounds",
+        "Anti-entropy rounds started.",
+        g.rounds,
+    )?;
+    f.counters(
+        "gctr_gossip_entries",
+        "Counter entries received (in) and sent (out) in deltas and pushes.",
+        None,
+        [
+            (vec![label("direction", "in")], g.entries_in),
+            (vec![label("direction", "out")], g.entries_out),
+        ],
+    )?;
+    f.counter(
+        "gctr_push_forwarded",
+        "Pushes passed on after learning from them.",
+        g.forwarded,
+    )?;
+    f.counter(
+        "gctr_gap_repairs",
+        "Immediate pulls made because a push revealed a gap.",
+        g.repairs,
+    )
+}
+
+/// One direction's per-frame-type figures as samples.
+fn by_type<'a>(
+    direction: &'static str,
+    figures: &'a PerFrameType,
+) -> impl Iterator<Item = (Labels, u64)> + 'a {
+    figures.iter().map(move |(t, n)| {
+        (
+            vec![label("direction", direction), label("type", t.name())],
+            n,
+        )
+    })
+}
+
+fn transport(f: &mut Families, s: &NodeStatus) -> fmt::Result {
+    let t = &s.transport;
+    f.counter(
+        "gctr_queue_drops",
+        "Frames dropped from full per-peer queues (the oldest go first).",
+        t.queue_drops,
+    )?;
+    f.counter(
+        "gctr_unroutable_frames",
+        "Frames for a peer that had no connection any more.",
+        t.unroutable_frames,
+    )?;
+    f.counter(
+        "gctr_malformed_frames",
+        "Inbound gossip connections closed for a malformed frame.",
+        t.inbound.malformed_frames,
+    )?;
+    f.counters(
+        "gctr_inbound_connections",
+        "Inbound gossip connections accepted, or rejected because the most were open.",
+        None,
+        [
+            (vec![label("result", "accepted")], t.inbound.accepted),
+            (vec![label("result", "rejected")], t.inbound.rejected),
+        ],
+    )?;
+    f.counter(
+        "gctr_hello_timeouts",
+        "Inbound gossip connections closed because no Hello came in time.",
+        t.inbound.hello_timeouts,
+    )?;
+    f.gauge(
+        "gctr_inbound_connections_open",
+        "Inbound gossip connections open now.",
+        None,
+        t.inbound.open as f64,
+    )
+}
+
+fn cluster(f: &mut Families, s: &NodeStatus) -> fmt::Result {
+    let count = |state: &str| s.members.iter().filter(|m| m.state == state).count();
+    f.gauges(
+        "gctr_members",
+        "Members this node knows of (itself included) by state.",
+        None,
+        MEMBER_STATES.map(|state| (vec![label("state", state)], count(state) as f64)),
+    )?;
+    f.gauge(
+        "gctr_counters",
+        "Counters in the replicated state.",
+        None,
+        s.state.counters as f64,
+    )?;
+    f.gauge(
+        "gctr_origins",
+        "Origins (node incarnations) in the replicated state.",
+        None,
+        s.state.origins as f64,
+    )?;
+    f.gauge(
+        "gctr_entries",
+        "(counter, origin) entries in the replicated state.",
+        None,
+        s.state.entries as f64,
+    )?;
+    let per_peer = |value: fn(&crate::status::PeerReplication) -> f64| {
+        s.replication
+            .iter()
+            .map(move |r| (vec![label("peer", &r.peer)], value(r)))
+    };
+    f.gauges(
+        "gctr_replication_lag_versions",
+        "Versions of this node's own writes the peer's latest digest lacked.",
+        None,
+        per_peer(|r| r.versions_behind as f64),
+    )?;
+    f.gauges(
+        "gctr_replication_lag",
+        "Age of the oldest own write the peer's latest digest lacked (0 when none).",
+        Some(&SECONDS),
+        per_peer(|r| seconds(r.behind_ms)),
+    )?;
+    f.gauges(
+        "gctr_replication_digest_age",
+        "Time since the peer's latest digest arrived.",
+        Some(&SECONDS),
+        per_peer(|r| seconds(r.digest_age_ms)),
+    )
+}
