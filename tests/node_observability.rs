@@ -107,7 +107,7 @@ fn the_page_its_json_and_the_metrics_are_served() {
 }
 
 #[test]
-fn a_killed_peer_is_shown_unreachable_and_counted_so() {
+fn a_killed_peer_is_shown_dead_and_counted_so() {
     let dir = tempfile::tempdir().unwrap();
     let (ga, ha) = node_addrs();
     let (gb, hb) = node_addrs();
@@ -135,14 +135,11 @@ fn a_killed_peer_is_shown_unreachable_and_counted_so() {
         },
     );
     b.proc.kill();
-    wait_until("a sees b unreachable", Duration::from_secs(10), || {
-        state_of_b().as_deref() == Some("unreachable")
+    wait_until("a sees b dead", Duration::from_secs(10), || {
+        state_of_b().as_deref() == Some("dead")
     });
     let (_, _, _, text) = get(&a.http, "/metrics", None);
-    assert!(
-        text.contains("gctr_members{state=\"unreachable\"} 1"),
-        "{text}"
-    );
+    assert!(text.contains("gctr_members{state=\"dead\"} 1"), "{text}");
     assert!(text.contains("gctr_members{state=\"alive\"} 1"), "{text}");
 }
 
