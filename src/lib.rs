@@ -13,4 +13,5 @@ pub mod engine;
 pub mod logging;
 pub mod maelstrom;
 pub mod node;
+pub mod resp;
 pub mod wal;

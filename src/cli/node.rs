@@ -25,6 +25,9 @@ Options:
                            address (required; an IP address, port 0 picks a free port)
   --http HOST:PORT         serve the HTTP API here
                            [default: the --addr host, the --addr port + 10]
+  --redis HOST:PORT        also serve the Redis protocol (RESP2) here, for redis-cli,
+                           redis-benchmark and Redis client libraries (INCR, INCRBY,
+                           DECR, DECRBY, GET, MGET, EXISTS) [default: off]
   --name NAME              the node's name, unique in the cluster [default: the --addr
                            value]
   --seeds ADDR,...         gossip addresses of peers to join (repeatable); one side
@@ -50,7 +53,7 @@ Options:
 
 Without --wal the node keeps its state in memory only and starts under a new
 incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
-once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0), deregistering from
+(followed by ` redis ADDR` with --redis) once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0), deregistering from
 discovery first. While discovery is down the node keeps gossiping with the peers it
 knows.
 ";
@@ -78,8 +81,11 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         let _ = stop_tx.try_send(());
     })
     .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
+    let redis = node
+        .redis_addr()
+        .map_or_else(String::new, |addr| format!(" redis {addr}"));
     println!(
-        "gctr node {} gossip {} http {}",
+        "gctr node {} gossip {} http {}{redis}",
         node.name(),
         node.gossip_addr(),
         node.http_addr()
@@ -120,6 +126,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     use lexopt::prelude::*;
     let mut addr: Option<SocketAddr> = None;
     let mut http: Option<SocketAddr> = None;
+    let mut redis: Option<SocketAddr> = None;
     let mut name: Option<String> = None;
     let mut seeds: Vec<String> = Vec::new();
     let mut interval: Option<Duration> = None;
@@ -136,6 +143,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
             Short('h') | Long("help") => return Ok(None),
             Long("addr") => addr = Some(socket_addr("--addr", parser.value()?.string()?)?),
             Long("http") => http = Some(socket_addr("--http", parser.value()?.string()?)?),
+            Long("redis") => redis = Some(socket_addr("--redis", parser.value()?.string()?)?),
             Long("name") => {
                 let n = parser.value()?.string()?;
                 validate_node_name(&n).map_err(|e| usage(format!("--name: {e}")))?;
@@ -199,6 +207,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     };
     let wal = wal.finish()?;
     let mut config = NodeConfig::new(addr, http);
+    config.redis_addr = redis;
     let name_given = name.is_some();
     if let Some(n) = name {
         config.name = n;
@@ -308,6 +317,15 @@ mod tests {
         let o = parse_args(&["--addr", "127.0.0.1:9000"]).unwrap().unwrap();
         assert_eq!(o.config.http_addr.to_string(), "127.0.0.1:9010");
         assert_eq!(o.config.name, "127.0.0.1:9000");
+        assert_eq!(o.config.redis_addr, None);
+        let o = parse_args(&["--addr", "127.0.0.1:9000", "--redis", "127.0.0.1:6380"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.config.redis_addr, Some("127.0.0.1:6380".parse().unwrap()));
+        assert!(matches!(
+            parse_args(&["--addr", "127.0.0.1:9000", "--redis", "6380"]),
+            Err(CliError::Usage(_))
+        ));
         assert!(matches!(
             parse_args(&["--addr", "127.0.0.1:65530"]),
             Err(CliError::Usage(_))

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub gossip_addr: SocketAddr,
     /// Where to serve the HTTP API.
     pub http_addr: SocketAddr,
+    /// Where to serve the Redis protocol (RESP2), if anywhere.
+    pub redis_addr: Option<SocketAddr>,
     /// Gossip addresses (`host:port`) of peers to join at start.
     pub seeds: Vec<String>,
     pub engine: engine::Config,
@@ -60,6 +62,7 @@ impl NodeConfig {
             name: gossip_addr.to_string(),
             gossip_addr,
             http_addr,
+            redis_addr: None,
             seeds: Vec::new(),
             engine: engine::Config::default(),
             peer_queue: DEFAULT_PEER_QUEUE,

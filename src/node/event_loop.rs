@@ -47,11 +47,36 @@ pub enum OpFailure {
     Storage(String),
 }
 
-/// A client's increment or decrement, answered once applied and durable.
+/// A client's increments or decrements, each answered once applied and durable.
 #[derive(Debug)]
-pub struct OpRequest {
-    pub op: LocalOp,
-    pub reply: Sender<Result<i64, OpFailure>>,
+pub enum OpRequest {
+    /// One operation (an HTTP request).
+    One {
+        op: LocalOp,
+        reply: Sender<Result<i64, OpFailure>>,
+    },
+    /// Operations committed in the same batch, answered in their order on one channel
+    /// (a RESP pipeline). At most [`MAX_BATCH`] of them.
+    Many {
+        ops: Vec<LocalOp>,
+        reply: Sender<Result<i64, OpFailure>>,
+    },
+}
+
+impl OpRequest {
+    /// Appends the request's operations to `ops` and, for each, where to answer it.
+    fn unpack(self, ops: &mut Vec<LocalOp>, replies: &mut Vec<Sender<Result<i64, OpFailure>>>) {
+        match self {
+            OpRequest::One { op, reply } => {
+                ops.push(op);
+                replies.push(reply);
+            }
+            OpRequest::Many { ops: many, reply } => {
+                replies.extend(std::iter::repeat_n(reply, many.len()));
+                ops.extend(many);
+            }
+        }
+    }
 }
 
 /// A client's read, answered with the JSON of the matching view.
@@ -183,15 +208,15 @@ impl EventLoop {
     }
 
     fn handle_ops(&mut self, first: OpRequest) {
-        let mut requests = vec![first];
-        while requests.len() < MAX_BATCH {
+        let mut ops = Vec::new();
+        let mut replies = Vec::new();
+        first.unpack(&mut ops, &mut replies);
+        while ops.len() < MAX_BATCH {
             match self.inputs.ops.try_recv() {
-                Ok(r) => requests.push(r),
+                Ok(r) => r.unpack(&mut ops, &mut replies),
                 Err(_) => break,
             }
         }
-        let (ops, replies): (Vec<LocalOp>, Vec<_>) =
-            requests.into_iter().map(|r| (r.op, r.reply)).unzip();
         let batch = self.engine.prepare_local(&ops);
         self.figures.batches += 1;
         self.figures.ops += ops.len() as u64;

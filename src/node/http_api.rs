@@ -177,7 +177,7 @@ impl Handler {
             amount,
         };
         self.ops
-            .send(OpRequest { op, reply: tx })
+            .send(OpRequest::One { op, reply: tx })
             .map_err(|_| stopping())?;
         match rx.recv().map_err(|_| stopping())? {
             Ok(value) => Ok(json!(ValueView { name, value })),

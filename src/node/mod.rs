@@ -10,6 +10,9 @@
 //! - `discovery_feed`: membership from the discovery server;
 //! - `http_api` and `views`: the HTTP API and its JSON shapes.
 //!
+//! With `redis_addr` set, the RESP server (`crate::resp`) is started beside the HTTP
+//! API, on the same channels to the event loop.
+//!
 //! [`Node::start`] takes a storage plus the origin and state it recovered, so a
 //! durable storage plugs in without touching the rest.
 
@@ -33,6 +36,7 @@ pub use wal_storage::WalStorage;
 use crate::codec::Frame;
 use crate::crdt::{Origin, State};
 use crate::engine::Engine;
+use crate::resp::{self, NodeLink, RespServer};
 use crossbeam_channel::Sender;
 use event_loop::{EventLoop, Inputs};
 use http_api::HttpApi;
@@ -60,6 +64,7 @@ pub struct Node {
     http_addr: SocketAddr,
     control: Sender<Control>,
     http: HttpApi,
+    redis: Option<RespServer>,
     listener: GossipListener,
     event_loop: JoinHandle<()>,
 }
@@ -80,6 +85,12 @@ impl Node {
             .map_err(|e| annotate(e, "HTTP", config.http_addr))?;
         let gossip_addr = gossip_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
+        let redis_listener = match config.redis_addr {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).map_err(|e| annotate(e, "Redis clients", addr))?)
+            }
+            None => None,
+        };
         let me = SelfView {
             name: config.name.clone(),
             origin: origin.to_string(),
@@ -154,15 +165,28 @@ impl Node {
             config.http_workers,
             config.http_read_timeout,
             config.max_body,
-            ops_tx,
-            queries_tx,
+            ops_tx.clone(),
+            queries_tx.clone(),
         )?;
+        let redis = match redis_listener {
+            Some(listener) => {
+                let link = NodeLink {
+                    ops: ops_tx,
+                    queries: queries_tx,
+                };
+                let server = RespServer::spawn(listener, resp::Settings::default(), link)?;
+                log::info!("Redis protocol (RESP2) on {}", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         Ok(Node {
             me,
             gossip_addr,
             http_addr,
             control: control_tx,
             http,
+            redis,
             listener,
             event_loop,
         })
@@ -185,16 +209,24 @@ impl Node {
         self.http_addr
     }
 
+    /// Where Redis clients connect, when the node serves them.
+    pub fn redis_addr(&self) -> Option<SocketAddr> {
+        self.redis.as_ref().map(RespServer::local_addr)
+    }
+
     /// Where a membership source sends [`Control::Membership`] lists.
     pub fn control(&self) -> Sender<Control> {
         self.control.clone()
     }
 
-    /// Stops cleanly: no new requests (those in progress are answered), then the event
+    /// Stops cleanly: no new requests (those in progress, HTTP or Redis, are answered), then the event
     /// loop stops and closes the storage, then inbound connections are closed. Outbound
     /// connections close as their writers see their links dropped.
     pub fn stop(mut self) {
         self.http.stop();
+        if let Some(redis) = &mut self.redis {
+            redis.stop();
+        }
         let _ = self.control.send(Control::Shutdown);
         if self.event_loop.join().is_err() {
             log::error!("the event loop panicked");

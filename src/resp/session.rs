@@ -1,0 +1,370 @@
+//! One client connection's state and the execution of its pipelined commands against the
+//! node, with replies kept in request order.
+//!
+//! The connection thread hands every command it has read to [`Session::execute`], then
+//! calls [`Session::finish`] and writes the replies in one go. Commands that only need
+//! the connection are answered at once; increments and decrements are gathered and sent
+//! to the event loop as ONE [`OpRequest::Many`], so the operations of a pipeline share a
+//! group commit; reads go out as one query per counter, all sent before any answer is
+//! awaited. The node sees a pipeline in its order: before a read is sent, every
+//! operation before it has been answered (so it is durable and applied), and before an
+//! operation is sent, every read before it has been answered. A connection's own writes
+//! are therefore visible to its later reads, as in Redis.
+//!
+//! An answer that must wait for the node leaves a slot; any reply ready meanwhile is
+//! parked in `deferred` behind it, and [`Session::finish`] assembles everything in order.
+
+use super::about::{self, ServerFigures};
+use super::command::{self, Args, Command};
+use super::reply;
+use crate::crdt::{LocalOp, OpError};
+use crate::node::config::MAX_BATCH;
+use crate::node::event_loop::{OpFailure, OpRequest, Query};
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::Value;
+use std::ops::Range;
+
+/// The node's channels, as the HTTP API uses them.
+#[derive(Clone, Debug)]
+pub struct NodeLink {
+    pub ops: Sender<OpRequest>,
+    pub queries: Sender<Query>,
+}
+
+/// The node stopped answering (it is shutting down): the connection must close.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NodeGone;
+
+type OpResult = Result<i64, OpFailure>;
+
+/// A reply in request order that is not in `out` yet.
+#[derive(Debug)]
+enum Slot {
+    /// Ready, parked in `deferred` behind an earlier reply still in flight.
+    Deferred(Range<usize>),
+    /// The next operation answer, as an integer.
+    Op,
+    /// The next counter answer as a bulk string (`GET`) or an integer (`INCRBY k 0`).
+    Get { integer: bool },
+    /// The next `n` counter answers: values (`MGET`) or a count of existing ones (`EXISTS`).
+    Many { n: usize, exists: bool },
+}
+
+/// Requests in the node's hands whose answers arrive on `answers`, in the order asked.
+/// `reply` is what new requests clone; it is dropped before waiting, so that if the
+/// node drops a request unanswered (it is stopping) the wait fails instead of hanging.
+struct Flight<T> {
+    reply: Option<Sender<T>>,
+    answers: Receiver<T>,
+}
+
+impl<T> Flight<T> {
+    fn new() -> Flight<T> {
+        let (reply, answers) = crossbeam_channel::unbounded();
+        Flight {
+            reply: Some(reply),
+            answers,
+        }
+    }
+
+    /// Where the next request is answered.
+    fn reply(&self) -> Result<Sender<T>, NodeGone> {
+        self.reply.clone().ok_or(NodeGone)
+    }
+}
+
+/// The next answer of `flight`; none in flight or none coming means the node is gone.
+fn next<T>(flight: &Option<Flight<T>>) -> Result<T, NodeGone> {
+    flight
+        .as_ref()
+        .ok_or(NodeGone)?
+        .answers
+        .recv()
+        .map_err(|_| NodeGone)
+}
+
+pub struct Session {
+    id: u64,
+    name: Option<Vec<u8>>,
+    link: NodeLink,
+    /// The replies so far, in order, ready to write.
+    out: Vec<u8>,
+    deferred: Vec<u8>,
+    slots: Vec<Slot>,
+    pending_ops: Vec<LocalOp>,
+    /// Operations in flight; never at the same time as reads.
+    ops: Option<Flight<OpResult>>,
+    /// Reads in flight; never at the same time as operations.
+    reads: Option<Flight<Value>>,
+    closing: bool,
+}
+
+impl Session {
+    pub fn new(id: u64, link: NodeLink) -> Session {
+        Session {
+            id,
+            name: None,
+            link,
+            out: Vec::with_capacity(4096),
+            deferred: Vec::new(),
+            slots: Vec::new(),
+            pending_ops: Vec::new(),
+            ops: None,
+            reads: None,
+            closing: false,
+        }
+    }
+
+    /// Whether the client asked to close (`QUIT`) or the connection must close.
+    pub fn closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Bytes of replies held so far, ready or parked.
+    pub fn buffered(&self) -> usize {
+        self.out.len() + self.deferred.len()
+    }
+
+    /// Runs one non-empty request. `figures` is read only by `INFO` and `CONFIG GET`.
+    pub fn execute(
+        &mut self,
+        args: Args<'_>,
+        figures: impl FnOnce() -> ServerFigures,
+    ) -> Result<(), NodeGone> {
+        let command = match command::parse(args) {
+            Ok(c) => c,
+            Err(refusal) => {
+                self.ready(|out| reply::error(out, &refusal));
+                return Ok(());
+            }
+        };
+        match command {
+            Command::Op(op) => self.operation(op)?,
+            Command::Get(name) => self.read(&[name], Slot::Get { integer: false })?,
+            Command::Value(name) => self.read(&[name], Slot::Get { integer: true })?,
+            Command::MGet(names) => {
+                let slot = Slot::Many {
+                    n: names.len(),
+                    exists: false,
+                };
+                self.read(&names, slot)?
+            }
+            Command::Exists(names) => {
+                let slot = Slot::Many {
+                    n: names.len(),
+                    exists: true,
+                };
+                self.read(&names, slot)?
+            }
+            Command::Info(sections) => {
+                let status = self.status()?;
+                about::info(&mut self.out, sections, &status, &figures());
+            }
+            Command::ConfigGet(patterns) => {
+                let status = self.status()?;
+                about::config_get(&mut self.out, patterns, &status, &figures());
+            }
+            Command::Ping(None) => self.ready(|out| reply::simple(out, "PONG")),
+            Command::Ping(Some(text)) | Command::Echo(text) => {
+                self.ready(|out| reply::bulk(out, text))
+            }
+            Command::Select | Command::ClientSetInfo => self.ready(|out| reply::simple(out, "OK")),
+            Command::Quit => {
+                self.ready(|out| reply::simple(out, "OK"));
+                self.closing = true;
+            }
+            Command::Reset => {
+                self.name = None;
+                self.ready(|out| reply::simple(out, "RESET"));
+            }
+            Command::Hello(name) => {
+                if let Some(name) = name {
+                    self.set_name(name);
+                }
+                let id = self.id;
+                self.ready(|out| about::hello(out, id));
+            }
+            Command::ClientSetName(name) => {
+                self.set_name(name);
+                self.ready(|out| reply::simple(out, "OK"));
+            }
+            Command::ClientGetName => {
+                let name = self.name.clone();
+                self.ready(|out| match &name {
+                    Some(n) => reply::bulk(out, n),
+                    None => reply::nil(out),
+                });
+            }
+            Command::ClientId => {
+                let id = self.id as i64;
+                self.ready(|out| reply::integer(out, id));
+            }
+            Command::CommandInfo(names) => self.ready(|out| about::command_info(out, names)),
+            Command::CommandCount => self.ready(about::command_count),
+            Command::CommandDocs(names) => self.ready(|out| about::command_docs(out, names)),
+        }
+        Ok(())
+    }
+
+    /// Answers a request that broke the protocol, after everything before it; the
+    /// connection then closes.
+    pub fn protocol_error(&mut self, message: &str) {
+        self.ready(|out| reply::error(out, &format!("ERR {message}")));
+        self.closing = true;
+    }
+
+    /// Waits for everything in flight and returns every reply, in request order. The
+    /// caller writes them, then calls [`Session::written`].
+    pub fn finish(&mut self) -> Result<&[u8], NodeGone> {
+        self.settle()?;
+        Ok(&self.out)
+    }
+
+    /// The replies [`Session::finish`] returned have been written.
+    pub fn written(&mut self) {
+        self.out.clear();
+    }
+
+    fn set_name(&mut self, name: &[u8]) {
+        self.name = (!name.is_empty()).then(|| name.to_vec());
+    }
+
+    /// A reply that needs nothing from the node: straight to `out` when nothing is
+    /// waiting before it, else parked behind what is.
+    fn ready(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.slots.is_empty() {
+            write(&mut self.out);
+        } else {
+            let start = self.deferred.len();
+            write(&mut self.deferred);
+            self.slots.push(Slot::Deferred(start..self.deferred.len()));
+        }
+    }
+
+    fn operation(&mut self, op: LocalOp) -> Result<(), NodeGone> {
+        if self.reads.is_some() {
+            self.settle()?;
+        }
+        self.pending_ops.push(op);
+        self.slots.push(Slot::Op);
+        if self.pending_ops.len() >= MAX_BATCH {
+            self.send_ops()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the gathered operations as one request (one batch, one group commit).
+    fn send_ops(&mut self) -> Result<(), NodeGone> {
+        if self.pending_ops.is_empty() {
+            return Ok(());
+        }
+        let reply = self.ops.get_or_insert_with(Flight::new).reply()?;
+        let request = match self.pending_ops.pop() {
+            Some(op) if self.pending_ops.is_empty() => OpRequest::One { op, reply },
+            last => {
+                self.pending_ops.extend(last);
+                OpRequest::Many {
+                    ops: std::mem::take(&mut self.pending_ops),
+                    reply,
+                }
+            }
+        };
+        self.link.ops.send(request).map_err(|_| NodeGone)
+    }
+
+    /// Asks for `names` (one query each) after every earlier operation is answered.
+    fn read(&mut self, names: &[String], slot: Slot) -> Result<(), NodeGone> {
+        if !self.pending_ops.is_empty() || self.ops.is_some() {
+            self.settle()?;
+        }
+        let reply = self.reads.get_or_insert_with(Flight::new).reply()?;
+        for name in names {
+            let query = Query::Counter(name.clone(), reply.clone());
+            self.link.queries.send(query).map_err(|_| NodeGone)?;
+        }
+        self.slots.push(slot);
+        Ok(())
+    }
+
+    /// The node's status, after everything before it has been answered.
+    fn status(&mut self) -> Result<Value, NodeGone> {
+        self.settle()?;
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.link
+            .queries
+            .send(Query::Status(reply))
+            .map_err(|_| NodeGone)?;
+        answer.recv().map_err(|_| NodeGone)
+    }
+
+    /// Sends what is gathered, waits for every answer in flight and writes every slot
+    /// into `out` in order. Afterwards nothing is in flight or parked.
+    fn settle(&mut self) -> Result<(), NodeGone> {
+        self.send_ops()?;
+        let ops = self.ops.take().map(|f| Flight { reply: None, ..f });
+        let reads = self.reads.take().map(|f| Flight { reply: None, ..f });
+        let mut slots = std::mem::take(&mut self.slots);
+        let result = slots
+            .iter()
+            .try_for_each(|slot| self.write_slot(slot, &ops, &reads));
+        slots.clear();
+        self.slots = slots;
+        self.deferred.clear();
+        result
+    }
+
+    fn write_slot(
+        &mut self,
+        slot: &Slot,
+        ops: &Option<Flight<OpResult>>,
+        reads: &Option<Flight<Value>>,
+    ) -> Result<(), NodeGone> {
+        let out = &mut self.out;
+        match slot {
+            Slot::Deferred(range) => out.extend_from_slice(&self.deferred[range.clone()]),
+            Slot::Op => match next(ops)? {
+                Ok(value) => reply::integer(out, value),
+                Err(failure) => reply::error(out, &op_failure(&failure)),
+            },
+            Slot::Get { integer: true } => reply::integer(out, counter_value(&next(reads)?)),
+            Slot::Get { integer: false } => reply::bulk_integer(out, counter_value(&next(reads)?)),
+            Slot::Many { n, exists: true } => {
+                let mut count = 0;
+                for _ in 0..*n {
+                    count += i64::from(counter_exists(&next(reads)?));
+                }
+                reply::integer(out, count);
+            }
+            Slot::Many { n, exists: false } => {
+                reply::array(out, *n);
+                for _ in 0..*n {
+                    reply::bulk_integer(out, counter_value(&next(reads)?));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error line for an operation the node did not apply.
+fn op_failure(failure: &OpFailure) -> String {
+    match failure {
+        OpFailure::Refused(e @ OpError::Overflow { .. }) => {
+            format!("ERR increment or decrement would overflow: {e}")
+        }
+        OpFailure::Refused(e) => format!("ERR {e}"),
+        OpFailure::Storage(e) => format!("ERR {e}"),
+    }
+}
+
+/// `value` of a `GET /counters/{name}` view.
+fn counter_value(view: &Value) -> i64 {
+    view.get("value").and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// Whether a counter view has any origin's totals: the counter was written at least once.
+fn counter_exists(view: &Value) -> bool {
+    view.get("origins")
+        .and_then(Value::as_array)
+        .is_some_and(|origins| !origins.is_empty())
+}
