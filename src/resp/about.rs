@@ -78,6 +78,7 @@ fn acl_categories(spec: &Spec) -> Vec<&'static str> {
         "string" => "@string",
         "generic" => "@keyspace",
         "connection" => "@connection",
+        "transactions" => "@transaction",
         _ => "@admin",
     });
     categories
@@ -320,10 +321,17 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::ops::Range;
 
-    fn args<'a>(bytes: &'a [u8], ranges: &'a [Range<usize>]) -> Args<'a> {
-        Args::new(bytes, ranges)
+    /// Calls `f` with `words` as arguments.
+    fn with_args<T>(words: &[&str], f: impl FnOnce(Args<'_>) -> T) -> T {
+        let bytes = words.concat().into_bytes();
+        let mut ranges = Vec::new();
+        let mut at = 0;
+        for w in words {
+            ranges.push(at..at + w.len());
+            at += w.len();
+        }
+        f(Args::new(&bytes, &ranges))
     }
 
     #[test]
@@ -344,26 +352,21 @@ mod tests {
             json!({"storage": {"kind": "wal", "durable": true, "wal": {"fsync_policy": "always"}}});
         let figures = ServerFigures::default();
         let mut out = Vec::new();
-        config_get(
-            &mut out,
-            args(b"saveappendonly", &[0..4, 4..14]),
-            &status,
-            &figures,
-        );
+        with_args(&["save", "appendonly"], |a| {
+            config_get(&mut out, a, &status, &figures)
+        });
         assert_eq!(
             out,
             b"*4\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"
         );
         out.clear();
-        config_get(
-            &mut out,
-            args(b"appendfsync", &[0..11]),
-            &json!({"storage": {"kind": "memory"}}),
-            &figures,
-        );
+        let memory = json!({"storage": {"kind": "memory"}});
+        with_args(&["appendfsync"], |a| {
+            config_get(&mut out, a, &memory, &figures)
+        });
         assert_eq!(out, b"*2\r\n$11\r\nappendfsync\r\n$2\r\nno\r\n");
         out.clear();
-        config_get(&mut out, args(b"nothing", &[0..7]), &status, &figures);
+        with_args(&["nothing"], |a| config_get(&mut out, a, &status, &figures));
         assert_eq!(out, b"*0\r\n");
     }
 
@@ -376,12 +379,9 @@ mod tests {
             ..ServerFigures::default()
         };
         let mut out = Vec::new();
-        info(
-            &mut out,
-            args(b"CLIENTSkeyspace", &[0..7, 7..15]),
-            &status,
-            &figures,
-        );
+        with_args(&["CLIENTS", "keyspace"], |a| {
+            info(&mut out, a, &status, &figures)
+        });
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("# Clients\r\nconnected_clients:3\r\n"),
@@ -390,7 +390,7 @@ mod tests {
         assert!(text.contains("db0:keys=7,expires=0"), "{text}");
         assert!(!text.contains("# Server"), "{text}");
         let mut out = Vec::new();
-        info(&mut out, args(b"", &[]), &status, &figures);
+        with_args(&[], |a| info(&mut out, a, &status, &figures));
         let text = String::from_utf8(out).unwrap();
         for section in [
             "# Server",
@@ -406,15 +406,15 @@ mod tests {
     #[test]
     fn command_info_has_every_command_and_nil_for_unknown_ones() {
         let mut out = Vec::new();
-        command_info(&mut out, args(b"", &[]));
+        with_args(&[], |a| command_info(&mut out, a));
         assert!(out
             .starts_with(format!("*{}\r\n*10\r\n$4\r\nincr\r\n:2\r\n", COMMANDS.len()).as_bytes()));
         out.clear();
-        command_info(&mut out, args(b"GETnope", &[0..3, 3..7]));
+        with_args(&["GET", "nope"], |a| command_info(&mut out, a));
         assert!(out.starts_with(b"*2\r\n*10\r\n$3\r\nget\r\n:2\r\n"));
         assert!(out.ends_with(b"$-1\r\n"));
         out.clear();
-        command_docs(&mut out, args(b"mget", &[0..4]));
+        with_args(&["mget"], |a| command_docs(&mut out, a));
         assert!(out.starts_with(b"*2\r\n$4\r\nmget\r\n*8\r\n$7\r\nsummary\r\n"));
     }
 }

@@ -69,6 +69,9 @@ enum Id {
     Command,
     Info,
     Config,
+    Multi,
+    Exec,
+    Discard,
 }
 
 /// What a command is, for `COMMAND` and for dispatch.
@@ -135,6 +138,9 @@ pub const COMMANDS: &[Spec] = &[
     spec(Id::Command, "command", -1, SLOW, NO_KEYS, "server", "Describes the commands gctr answers (COMMAND, COUNT, INFO, DOCS)."),
     spec(Id::Info, "info", -1, SLOW, NO_KEYS, "server", "The server, clients, persistence and replication sections."),
     spec(Id::Config, "config", -2, SLOW, NO_KEYS, "server", "CONFIG GET of the settings clients ask about."),
+    spec(Id::Multi, "multi", 1, CONN, NO_KEYS, "transactions", "Starts queueing commands for EXEC."),
+    spec(Id::Exec, "exec", 1, SLOW, NO_KEYS, "transactions", "Runs the queued commands; their increments share one batch."),
+    spec(Id::Discard, "discard", 1, CONN, NO_KEYS, "transactions", "Drops the queued commands."),
 ];
 
 /// The commands that change or read counters, named in the error for any other command.
@@ -175,6 +181,9 @@ pub enum Command<'a> {
     Info(Args<'a>),
     /// `CONFIG GET pattern [pattern ...]`.
     ConfigGet(Args<'a>),
+    Multi,
+    Exec,
+    Discard,
 }
 
 impl PartialEq for Args<'_> {
@@ -221,7 +230,17 @@ pub fn parse<'a>(args: Args<'a>) -> Result<Command<'a>, Refusal> {
         Id::Command => command(args)?,
         Id::Info => Command::Info(args.skip(1)),
         Id::Config => config(args)?,
+        Id::Multi => Command::Multi,
+        Id::Exec => Command::Exec,
+        Id::Discard => Command::Discard,
     })
+}
+
+/// Whether a command runs at once even between `MULTI` and `EXEC`, as in Redis.
+pub fn runs_inside_multi(name: &[u8]) -> bool {
+    ["exec", "discard", "multi", "quit", "reset"]
+        .iter()
+        .any(|c| c.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// The table entry for a command name, whatever its case.

@@ -20,5 +20,8 @@ pub mod reply;
 pub mod server;
 pub mod session;
 
+#[cfg(test)]
+mod tests;
+
 pub use server::{RespServer, Settings};
 pub use session::NodeLink;

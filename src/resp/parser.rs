@@ -276,7 +276,7 @@ mod tests {
     fn empty_requests_are_skipped_not_errors() {
         assert_eq!(
             all(b"*0\r\n*-1\r\n\r\n  \r\n"),
-            vec![vec![], vec![], vec![], vec![]]
+            vec![Vec::<Vec<u8>>::new(); 4]
         );
     }
 
@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn every_strict_prefix_is_incomplete_and_any_split_gives_the_same_requests() {
         let input: &[u8] = b"*3\r\n$6\r\nINCRBY\r\n$3\r\nkey\r\n$2\r\n-7\r\nGET key\r\n";
-        let first_len = 36;
+        let first_len = 33;
         let mut args = Vec::new();
         for cut in 0..first_len {
             assert_eq!(
@@ -344,7 +344,7 @@ mod tests {
         // At the limits exactly, everything is accepted.
         assert_eq!(
             parse(b"*1\r\n$10\r\n0123456789\r\n", &limits, &mut args),
-            Ok(Some(23))
+            Ok(Some(21))
         );
         assert_eq!(parse(b"a b c\r\n", &limits, &mut args), Ok(Some(7)));
     }

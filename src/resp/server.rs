@@ -284,7 +284,7 @@ fn run_round(
                 }
                 commands += 1;
                 if session
-                    .execute(Args::new(data, ranges), || shared.figures())
+                    .execute(Args::new(data, ranges), &|| shared.figures())
                     .is_err()
                 {
                     // `finish` reports the node gone.

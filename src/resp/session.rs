@@ -13,6 +13,11 @@
 //!
 //! An answer that must wait for the node leaves a slot; any reply ready meanwhile is
 //! parked in `deferred` behind it, and [`Session::finish`] assembles everything in order.
+//!
+//! `MULTI` queues checked copies of the commands after it; `EXEC` runs them like a
+//! pipeline inside one array reply, so their increments share one batch (unless a read
+//! is queued between them). A command refused while queueing makes `EXEC` refuse the
+//! whole transaction (`EXECABORT`), so nothing of it is applied, as in Redis.
 
 use super::about::{self, ServerFigures};
 use super::command::{self, Args, Command};
@@ -83,6 +88,22 @@ fn next<T>(flight: &Option<Flight<T>>) -> Result<T, NodeGone> {
         .map_err(|_| NodeGone)
 }
 
+/// Commands queued between `MULTI` and `EXEC`: copies of their arguments.
+#[derive(Debug, Default)]
+struct Transaction {
+    bytes: Vec<u8>,
+    ranges: Vec<Range<usize>>,
+    /// Each command's arguments, as a range of `ranges`.
+    commands: Vec<Range<usize>>,
+    /// A command was refused while queueing: `EXEC` runs nothing.
+    refused: bool,
+}
+
+/// Most commands one transaction may queue.
+const MAX_QUEUED: usize = MAX_BATCH;
+/// Most argument bytes one transaction may queue.
+const MAX_QUEUED_BYTES: usize = 1 << 20;
+
 pub struct Session {
     id: u64,
     name: Option<Vec<u8>>,
@@ -96,6 +117,7 @@ pub struct Session {
     ops: Option<Flight<OpResult>>,
     /// Reads in flight; never at the same time as operations.
     reads: Option<Flight<Value>>,
+    transaction: Option<Transaction>,
     closing: bool,
 }
 
@@ -111,6 +133,7 @@ impl Session {
             pending_ops: Vec::new(),
             ops: None,
             reads: None,
+            transaction: None,
             closing: false,
         }
     }
@@ -129,8 +152,12 @@ impl Session {
     pub fn execute(
         &mut self,
         args: Args<'_>,
-        figures: impl FnOnce() -> ServerFigures,
+        figures: &dyn Fn() -> ServerFigures,
     ) -> Result<(), NodeGone> {
+        if self.transaction.is_some() && !command::runs_inside_multi(args.get(0)) {
+            self.queue(args);
+            return Ok(());
+        }
         let command = match command::parse(args) {
             Ok(c) => c,
             Err(refusal) => {
@@ -175,6 +202,7 @@ impl Session {
             }
             Command::Reset => {
                 self.name = None;
+                self.transaction = None;
                 self.ready(|out| reply::simple(out, "RESET"));
             }
             Command::Hello(name) => {
@@ -202,8 +230,66 @@ impl Session {
             Command::CommandInfo(names) => self.ready(|out| about::command_info(out, names)),
             Command::CommandCount => self.ready(about::command_count),
             Command::CommandDocs(names) => self.ready(|out| about::command_docs(out, names)),
+            Command::Multi if self.transaction.is_some() => {
+                self.ready(|out| reply::error(out, "ERR MULTI calls can not be nested"))
+            }
+            Command::Multi => {
+                self.transaction = Some(Transaction::default());
+                self.ready(|out| reply::simple(out, "OK"));
+            }
+            Command::Discard => match self.transaction.take() {
+                Some(_) => self.ready(|out| reply::simple(out, "OK")),
+                None => self.ready(|out| reply::error(out, "ERR DISCARD without MULTI")),
+            },
+            Command::Exec => match self.transaction.take() {
+                None => self.ready(|out| reply::error(out, "ERR EXEC without MULTI")),
+                Some(t) if t.refused => self.ready(|out| {
+                    reply::error(
+                        out,
+                        "EXECABORT Transaction discarded because of previous errors.",
+                    )
+                }),
+                Some(t) => {
+                    self.ready(|out| reply::array(out, t.commands.len()));
+                    for command in &t.commands {
+                        let args = Args::new(&t.bytes, &t.ranges[command.clone()]);
+                        self.execute(args, figures)?;
+                    }
+                }
+            },
         }
         Ok(())
+    }
+
+    /// Between `MULTI` and `EXEC`: checks the command and keeps a copy, or refuses it
+    /// and marks the transaction refused.
+    fn queue(&mut self, args: Args<'_>) {
+        let Some(t) = &mut self.transaction else {
+            return;
+        };
+        let size: usize = args.iter().map(<[u8]>::len).sum();
+        let refusal = match command::parse(args) {
+            Err(refusal) => Some(refusal),
+            Ok(_) if t.commands.len() >= MAX_QUEUED || t.bytes.len() + size > MAX_QUEUED_BYTES => {
+                Some(format!(
+                    "ERR transaction too large: at most {MAX_QUEUED} commands and {MAX_QUEUED_BYTES} bytes of arguments"
+                ))
+            }
+            Ok(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            t.refused = true;
+            self.ready(|out| reply::error(out, &refusal));
+            return;
+        }
+        let first = t.ranges.len();
+        for arg in args.iter() {
+            let start = t.bytes.len();
+            t.bytes.extend_from_slice(arg);
+            t.ranges.push(start..t.bytes.len());
+        }
+        t.commands.push(first..t.ranges.len());
+        self.ready(|out| reply::simple(out, "QUEUED"));
     }
 
     /// Answers a request that broke the protocol, after everything before it; the
