@@ -29,7 +29,9 @@ pub const MAX_ROUND_COMMANDS: usize = 4096;
 /// Reply bytes held before they are written, in one round of a pipeline.
 pub const MAX_ROUND_REPLY: usize = 1 << 20;
 /// A connection's read buffer starts at this size and doubles up to `max_request`.
-const INITIAL_BUFFER: usize = 16 * 1024;
+/// Large enough that a pipeline of 1,000 counter commands is read, and so committed,
+/// in one round.
+const INITIAL_BUFFER: usize = 64 * 1024;
 const CONNECTION_STACK: usize = 256 * 1024;
 
 /// Default connection cap.
