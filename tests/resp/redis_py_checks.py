@@ -17,8 +17,13 @@ PORT = int(sys.argv[1])
 HTTP = sys.argv[2]
 I64_MAX = 2**63 - 1
 
-# redis-py 8 asks for RESP3 by default; gctr speaks RESP2 (see the README).
-r = redis.Redis(host="127.0.0.1", port=PORT, protocol=2, decode_responses=True)
+# redis-py 8 asks for RESP3 by default; gctr speaks RESP2 (see the README). Before 5.0
+# (Debian 12 ships 4.3) there is no `protocol` option: RESP2 is all it speaks.
+try:
+    r = redis.Redis(host="127.0.0.1", port=PORT, protocol=2, decode_responses=True)
+except TypeError:
+    r = redis.Redis(host="127.0.0.1", port=PORT, decode_responses=True)
+print(f"redis-py {redis.__version__}")
 
 
 def http_get(path):
