@@ -99,6 +99,9 @@ struct Transaction {
     refused: bool,
 }
 
+/// Most counter answers a session waits for at once (a round's reads beyond it wait for
+/// those before them).
+const MAX_READS_IN_FLIGHT: usize = MAX_BATCH;
 /// Most commands one transaction may queue.
 const MAX_QUEUED: usize = MAX_BATCH;
 /// Most argument bytes one transaction may queue.
@@ -117,6 +120,7 @@ pub struct Session {
     ops: Option<Flight<OpResult>>,
     /// Reads in flight; never at the same time as operations.
     reads: Option<Flight<Value>>,
+    reads_in_flight: usize,
     transaction: Option<Transaction>,
     closing: bool,
 }
@@ -133,6 +137,7 @@ impl Session {
             pending_ops: Vec::new(),
             ops: None,
             reads: None,
+            reads_in_flight: 0,
             transaction: None,
             closing: false,
         }
@@ -359,8 +364,13 @@ impl Session {
     }
 
     /// Asks for `names` (one query each) after every earlier operation is answered.
+    /// At most [`MAX_READS_IN_FLIGHT`] answers wait at once (plus one command's), so a
+    /// pipeline of huge `MGET`s cannot pile up answers without bound.
     fn read(&mut self, names: &[String], slot: Slot) -> Result<(), NodeGone> {
-        if !self.pending_ops.is_empty() || self.ops.is_some() {
+        if !self.pending_ops.is_empty()
+            || self.ops.is_some()
+            || self.reads_in_flight >= MAX_READS_IN_FLIGHT
+        {
             self.settle()?;
         }
         let reply = self.reads.get_or_insert_with(Flight::new).reply()?;
@@ -368,6 +378,7 @@ impl Session {
             let query = Query::Counter(name.clone(), reply.clone());
             self.link.queries.send(query).map_err(|_| NodeGone)?;
         }
+        self.reads_in_flight += names.len();
         self.slots.push(slot);
         Ok(())
     }
@@ -387,6 +398,7 @@ impl Session {
     /// into `out` in order. Afterwards nothing is in flight or parked.
     fn settle(&mut self) -> Result<(), NodeGone> {
         self.send_ops()?;
+        self.reads_in_flight = 0;
         let ops = self.ops.take().map(|f| Flight { reply: None, ..f });
         let reads = self.reads.take().map(|f| Flight { reply: None, ..f });
         let mut slots = std::mem::take(&mut self.slots);

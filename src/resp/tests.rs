@@ -208,6 +208,28 @@ fn reads_see_the_writes_before_them_and_not_those_after() {
 }
 
 #[test]
+fn reads_beyond_the_in_flight_cap_are_answered_in_order() {
+    let node = FakeNode::start();
+    let mut session = Session::new(1, node.link());
+    let keys: String = (0..2000).map(|i| format!(" k{i}")).collect();
+    let input = format!("INCR k1999\r\nMGET{keys}\r\nMGET{keys}\r\nMGET{keys}\r\nGET k1999\r\n");
+    let out = run(&mut session, input.as_bytes()).unwrap();
+    let one_mget: String = std::iter::once("*2000\r\n".to_owned())
+        .chain((0..2000).map(|i| {
+            if i == 1999 {
+                "$1\r\n1\r\n".into()
+            } else {
+                "$1\r\n0\r\n".into()
+            }
+        }))
+        .collect();
+    assert_eq!(
+        out,
+        format!(":1\r\n{one_mget}{one_mget}{one_mget}$1\r\n1\r\n")
+    );
+}
+
+#[test]
 fn refused_commands_apply_nothing_and_the_rest_of_the_pipeline_runs() {
     let node = FakeNode::start();
     let mut session = Session::new(1, node.link());
