@@ -53,9 +53,9 @@ Options:
 
 Without --wal the node keeps its state in memory only and starts under a new
 incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
-(followed by ` redis ADDR` with --redis) once it is serving. Stops cleanly on SIGINT or SIGTERM (exit 0), deregistering from
-discovery first. While discovery is down the node keeps gossiping with the peers it
-knows.
+(followed by ` redis ADDR` with --redis) once it is serving. Stops cleanly on SIGINT or
+SIGTERM (exit 0), deregistering from discovery first. While discovery is down the node
+keeps gossiping with the peers it knows.
 ";
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {

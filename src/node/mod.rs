@@ -219,9 +219,9 @@ impl Node {
         self.control.clone()
     }
 
-    /// Stops cleanly: no new requests (those in progress, HTTP or Redis, are answered), then the event
-    /// loop stops and closes the storage, then inbound connections are closed. Outbound
-    /// connections close as their writers see their links dropped.
+    /// Stops cleanly: no new requests (those in progress, HTTP or Redis, are answered),
+    /// then the event loop stops and closes the storage, then inbound connections are
+    /// closed. Outbound connections close as their writers see their links dropped.
     pub fn stop(mut self) {
         self.http.stop();
         if let Some(redis) = &mut self.redis {
