@@ -104,7 +104,10 @@ WAL_BENCH=$(bench_exe wal_recovery)
 }
 lg() { run "$1" "$LOADGEN" "${@:2}"; }
 
-if "$GCTR" node --help | grep -q -- '--wal'; then
+# Read whole, not piped into `grep -q`: grep quitting early makes the pipe fail under
+# pipefail, and the check with it.
+NODE_HELP=$("$GCTR" node --help)
+if [[ $NODE_HELP == *--wal* ]]; then
     HAS_WAL=1
 else
     HAS_WAL=0
@@ -342,7 +345,7 @@ stop_pids "$REDIS_PID" "$MEMORY_PID"
 # ---------------------------------------------------------------- 2b. RESP
 # The same client against both: redis-benchmark INCR on a fresh Redis (AOF, fsync
 # always) and on a fresh durable gctr node over --redis, interleaved round by round.
-if ((HAS_WAL)) && "$GCTR" node --help | grep -q -- '--redis'; then
+if ((HAS_WAL)) && [[ $NODE_HELP == *--redis* ]]; then
     echo "== 2b. redis-benchmark INCR, Redis against gctr over RESP, durable"
     start_redis redis-resp
     log_cmd "$GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --redis 127.0.0.1:0 --name resp --log-level warn --wal $WORK/data/resp --fsync always"
