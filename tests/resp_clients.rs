@@ -132,7 +132,9 @@ fn redis_cli_runs_every_listed_command() {
         "# Server",
         "redis_version:",
         "# Clients",
-        "connected_clients:1",
+        // Earlier redis-cli connections may still be closing: any count will do.
+        "connected_clients:",
+        "maxclients:1024",
         "# Persistence",
         "aof_enabled:1",
         "gctr_fsync_policy:always",
