@@ -377,6 +377,21 @@ if ((HAS_WAL)) && [[ $NODE_HELP == *--redis* ]]; then
                 "$target" "$met"
         done
     done
+    # Cross-check with another client: loadgen's one blocking thread per connection,
+    # INCR over RESP, on the same two servers. redis-benchmark (one epoll thread)
+    # has drawn far less from Redis than this client on this machine, so both are shown.
+    for c in 16 64; do
+        common=(--connections "$c" --warmup "$WARMUP" --duration "$DURATION")
+        for ((r = 1; r <= ROUNDS; r++)); do
+            lg "lg-resp-redis-$c-$r" throughput --redis "127.0.0.1:$REDIS_PORT" "${common[@]}"
+            lg "lg-resp-gctr-$c-$r" throughput --redis "127.0.0.1:$RESP_PORT" "${common[@]}"
+        done
+        REDIS=$(median "lg-resp-redis-$c" ops_per_s)
+        GCTR_RPS=$(median "lg-resp-gctr-$c" ops_per_s)
+        row "Cross-check: loadgen INCR/s over RESP, durable, $c connections (p99 latency)" \
+            "$(fmt "$GCTR_RPS")/s ($(median "lg-resp-gctr-$c" p99_ms) ms); gctr/Redis = **$(ratio "$GCTR_RPS" "$REDIS")**" \
+            "Redis, AOF fsync always: $(fmt "$REDIS")/s ($(median "lg-resp-redis-$c" p99_ms) ms)" "-" "-"
+    done
     # Every INCR redis-benchmark sent is counted, exactly once.
     COUNTED=$(redis-cli -p "$RESP_PORT" get counter:__rand_int__)
     for key in /requests/ops /requests/batches /storage/wal/fsyncs; do
@@ -555,7 +570,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
         redis-1-\* durable-1-\* memory-1-\* health-1 redis-benchmark-1 \
         redis-16-\* durable-16-\* memory-16-\* health-16 redis-benchmark-16 \
         redis-64-\* durable-64-\* memory-64-\* health-64 redis-benchmark-64 \
-        durable-batches rb-redis-\* rb-gctr-\* wal-recovery-\* restart-fill restart-records restart-health \
+        durable-batches rb-redis-\* rb-gctr-\* lg-resp-\* wal-recovery-\* restart-fill restart-records restart-health \
         restart-replayed idle size-5 size-10 size-25 size-50; do
         for f in "$WORK"/out/$pattern.txt; do
             [[ -f $f ]] || continue
