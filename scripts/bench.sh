@@ -534,6 +534,17 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo 'hand-off. Candidates: an epoll front end for RESP (a change to the fixed'
     echo 'thread-per-connection choice), and a reply path that parks without spinning.'
     echo
+    echo 'Read the redis-benchmark ratios with the cross-check rows. On this machine'
+    echo 'redis-benchmark draws far less from a durable Redis than loadgen does over the same'
+    echo 'RESP INCR (2-5k/s against 11-31k/s at 16 and 64 connections, 2026-12-02), while the'
+    echo 'two clients roughly agree on gctr (9-14k/s against 14-17k/s). Under strace Redis'
+    echo 'gathered about as many commands per fsync for either client (14-16), so the gap is in'
+    echo 'how that client'"'"'s requests reach Redis, not in what Redis makes durable; its cause was'
+    echo 'not found. With loadgen as the client gctr stays below Redis: the RESP path costs more'
+    echo 'CPU per INCR, and on 2 shared cores that decides. The machine was also shared with'
+    echo 'other work during these runs (load averages from 10 to several hundred), which gives a'
+    echo 'many-threaded server like gctr a larger share of the CPU than single-threaded Redis.'
+    echo
     echo "## How each figure is measured"
     echo
     echo "- Convergence: \`loadgen converge\` sends 1000 increments of a fresh counter, each to a"
