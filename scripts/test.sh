@@ -9,10 +9,25 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v ip >/dev/null || need_packages+=(iproute2)
 command -v python3 >/dev/null || need_packages+=(python3)
+# The Redis-protocol tests drive the node with redis-cli and redis-benchmark.
+command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null ||
+    need_packages+=(redis-tools)
 if ((${#need_packages[@]})); then
     echo "test.sh: installing ${need_packages[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+# ... and with the Python redis package: Debian's when python3 is the system one,
+# else (or if that is not enough) from PyPI.
+if ! python3 -c 'import redis' 2>/dev/null; then
+    echo "test.sh: installing the Python redis package"
+    if [[ $(command -v python3) == /usr/bin/python3 ]]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-redis >/dev/null || true
+    fi
+    python3 -c 'import redis' 2>/dev/null ||
+        python3 -m pip install -q redis 2>/dev/null ||
+        python3 -m pip install -q --break-system-packages redis
 fi
 
 cargo fmt --check

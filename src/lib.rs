@@ -20,5 +20,6 @@ pub mod metrics;
 pub mod node;
 pub mod node_core;
 pub mod replication;
+pub mod resp;
 pub mod status;
 pub mod wal;

@@ -24,7 +24,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// `GET /status`: one node's whole report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct NodeStatus {
     pub name: String,
     /// `node/incarnation`, the origin this run writes under.
@@ -141,7 +141,7 @@ pub struct StateStats {
 }
 
 /// The engine's figures as a report.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct GossipStatus {
     #[serde(flatten)]
     pub stats: Stats,
@@ -235,7 +235,7 @@ pub struct MemoryStorageStatus {
     pub durable: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct WalStorageStatus {
     /// Whether an acknowledged write survives a crash (the fsync policy is `always`).
     pub durable: bool,
@@ -243,6 +243,12 @@ pub struct WalStorageStatus {
     pub wal: Option<WalStatus>,
     /// What start-up recovery found and did.
     pub recovery: RecoveryReport,
+}
+
+impl Default for StorageStatus {
+    fn default() -> StorageStatus {
+        StorageStatus::MEMORY
+    }
 }
 
 impl StorageStatus {

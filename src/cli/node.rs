@@ -31,6 +31,12 @@ fn help() -> String {
             format!("the --addr host, the --addr port + {HTTP_PORT_OFFSET}"),
         ),
         FlagHelp::with_default(
+            "--redis HOST:PORT",
+            "also serve the Redis protocol (RESP2) here, for redis-cli, redis-benchmark and \
+             Redis client libraries (INCR, INCRBY, DECR, DECRBY, GET, MGET, EXISTS)",
+            "off",
+        ),
+        FlagHelp::with_default(
             "--name NAME",
             "the node's name, unique in the cluster",
             "the --addr value",
@@ -79,9 +85,9 @@ Options:
 {}
 Without --wal the node keeps its state in memory only and starts under a new
 incarnation every time. Prints one line `gctr node NAME gossip ADDR http ADDR` on stdout
-once it is serving. Gossip uses TCP on --addr, membership probes UDP on the same port.
-Stops cleanly on SIGINT or SIGTERM (exit 0): the members are told it left, and it
-deregisters from discovery. Seeds, discovery, LAN discovery and `gctr join` are all
+(followed by ` redis ADDR` with --redis) once it is serving. Gossip uses TCP on --addr,
+membership probes UDP on the same port. Stops cleanly on SIGINT or SIGTERM (exit 0):
+the members are told it left, and it deregisters from discovery. Seeds, discovery, LAN discovery and `gctr join` are all
 ways in; membership (SWIM) spreads the rest.
 
 Membership options:
@@ -119,8 +125,11 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
     let node =
         Node::start(config, storage, origin, state).map_err(|e| CliError::Failed(e.to_string()))?;
+    let redis = node
+        .redis_addr()
+        .map_or_else(String::new, |addr| format!(" redis {addr}"));
     println!(
-        "gctr node {} gossip {} http {}",
+        "gctr node {} gossip {} http {}{redis}",
         node.name(),
         node.gossip_addr(),
         node.http_addr()
@@ -162,6 +171,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     use lexopt::prelude::*;
     let mut addr: Option<SocketAddr> = None;
     let mut http: Option<SocketAddr> = None;
+    let mut redis: Option<SocketAddr> = None;
     let mut name: Option<String> = None;
     let mut seeds: Vec<String> = Vec::new();
     let mut gossip = GossipFlags::default();
@@ -177,6 +187,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
             Short('h') | Long("help") => return Ok(None),
             Long("addr") => addr = Some(socket_addr("--addr", parser.value()?.string()?)?),
             Long("http") => http = Some(socket_addr("--http", parser.value()?.string()?)?),
+            Long("redis") => redis = Some(socket_addr("--redis", parser.value()?.string()?)?),
             Long("name") => {
                 let n = parser.value()?.string()?;
                 validate_node_name(&n).map_err(|e| usage(format!("--name: {e}")))?;
@@ -224,6 +235,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     };
     let wal = wal.finish()?;
     let mut config = NodeConfig::new(addr, http);
+    config.redis_addr = redis;
     let name_given = name.is_some();
     if let Some(n) = name {
         config.name = n;
@@ -336,6 +348,15 @@ mod tests {
         let o = parse_args(&["--addr", "127.0.0.1:9000"]).unwrap().unwrap();
         assert_eq!(o.config.http_addr.to_string(), "127.0.0.1:9010");
         assert_eq!(o.config.name, "127.0.0.1:9000");
+        assert_eq!(o.config.redis_addr, None);
+        let o = parse_args(&["--addr", "127.0.0.1:9000", "--redis", "127.0.0.1:6380"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.config.redis_addr, Some("127.0.0.1:6380".parse().unwrap()));
+        assert!(matches!(
+            parse_args(&["--addr", "127.0.0.1:9000", "--redis", "6380"]),
+            Err(CliError::Usage(_))
+        ));
         assert!(matches!(
             parse_args(&["--addr", "127.0.0.1:65530"]),
             Err(CliError::Usage(_))

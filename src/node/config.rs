@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub gossip_addr: SocketAddr,
     /// Where to serve the HTTP API.
     pub http_addr: SocketAddr,
+    /// Where to serve the Redis protocol (RESP2), if anywhere.
+    pub redis_addr: Option<SocketAddr>,
     /// Gossip addresses (`host:port`, the host an IP or a DNS name) of nodes to join
     /// through; contacted while some of them is not a live member.
     pub seeds: Vec<String>,
@@ -58,6 +60,7 @@ impl NodeConfig {
             name: gossip_addr.to_string(),
             gossip_addr,
             http_addr,
+            redis_addr: None,
             seeds: Vec::new(),
             engine: engine::Config::default(),
             membership: membership::Config::default(),

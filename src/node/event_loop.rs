@@ -17,6 +17,7 @@ use super::views::{
     PeerView, PeersView, SelfView, MAX_DASHBOARD_COUNTERS,
 };
 use crate::codec::{self, Frame, FrameType, PerFrameType};
+use crate::crdt::LocalOp;
 use crate::member::{Member, NodeName};
 use crate::membership::{MemberChange, MemberView, State};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
@@ -55,6 +56,29 @@ pub enum Control {
 /// Where an operation's answer goes.
 pub type OpReply = Sender<OpResult>;
 
+/// A client's increments or decrements, each answered once applied and durable.
+#[derive(Debug)]
+pub enum ClientOps {
+    /// One operation (an HTTP request).
+    One { op: LocalOp, reply: OpReply },
+    /// Operations committed in the same batch, answered in their order on one channel
+    /// (a RESP pipeline). At most [`MAX_BATCH`] of them.
+    Many { ops: Vec<LocalOp>, reply: OpReply },
+}
+
+impl ClientOps {
+    /// The operations, each with where to answer it, appended to `batch`.
+    fn unpack(self, batch: &mut Vec<OpRequest<OpReply>>) {
+        match self {
+            ClientOps::One { op, reply } => batch.push(OpRequest { op, reply }),
+            ClientOps::Many { ops, reply } => batch.extend(ops.into_iter().map(|op| OpRequest {
+                op,
+                reply: reply.clone(),
+            })),
+        }
+    }
+}
+
 /// A client's read or membership request, answered on its channel.
 #[derive(Debug)]
 pub enum Query {
@@ -74,7 +98,7 @@ pub enum Query {
 pub struct Inputs {
     pub inbound: Receiver<Inbound>,
     pub datagrams: Receiver<Datagram>,
-    pub ops: Receiver<OpRequest<OpReply>>,
+    pub ops: Receiver<ClientOps>,
     pub queries: Receiver<Query>,
     pub control: Receiver<Control>,
     /// Handed to each link's writer to report connects and failures.
@@ -201,10 +225,17 @@ impl EventLoop {
         self.start.elapsed()
     }
 
-    /// Hands `first` and every operation waiting behind it to the core as one batch.
-    fn commit(&mut self, first: OpRequest<OpReply>) {
-        let waiting = self.inputs.ops.try_iter().take(MAX_BATCH - 1);
-        let batch: Vec<OpRequest<OpReply>> = std::iter::once(first).chain(waiting).collect();
+    /// Hands `first` and every operation waiting behind it (up to [`MAX_BATCH`] of them)
+    /// to the core as one batch.
+    fn commit(&mut self, first: ClientOps) {
+        let mut batch = Vec::new();
+        first.unpack(&mut batch);
+        while batch.len() < MAX_BATCH {
+            match self.inputs.ops.try_recv() {
+                Ok(more) => more.unpack(&mut batch),
+                Err(_) => break,
+            }
+        }
         let now = self.now();
         self.core.commit(now, batch);
     }

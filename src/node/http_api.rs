@@ -13,13 +13,13 @@
 //! (`GET /metrics`, rendered here from the status, off the event loop). Each operation's
 //! time from request received to answer sent goes into the `op_durations` histogram.
 
-use super::event_loop::{OpReply, Query};
+use super::event_loop::{ClientOps, Query};
 use super::views::ValueView;
 use crate::crdt::{validate_counter_name, LocalOp, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
 use crate::member::NodeName;
 use crate::metrics::{self, NodeMetrics};
-use crate::node_core::{OpFailure, OpRequest};
+use crate::node_core::OpFailure;
 use crate::status::histogram::Histogram;
 use crossbeam_channel::Sender;
 use percent_encoding::percent_decode_str;
@@ -68,7 +68,7 @@ struct JoinRequest {
 pub fn spawn(
     listener: TcpListener,
     config: &HttpConfig,
-    ops: Sender<OpRequest<OpReply>>,
+    ops: Sender<ClientOps>,
     queries: Sender<Query>,
     op_durations: Histogram,
 ) -> std::io::Result<HttpServer> {
@@ -81,7 +81,7 @@ pub fn spawn(
 }
 
 struct NodeApi {
-    ops: Sender<OpRequest<OpReply>>,
+    ops: Sender<ClientOps>,
     queries: Sender<Query>,
     op_durations: Histogram,
 }
@@ -171,7 +171,7 @@ impl NodeApi {
             amount,
         };
         self.ops
-            .send(OpRequest { op, reply: tx })
+            .send(ClientOps::One { op, reply: tx })
             .map_err(|_| stopping())?;
         match rx.recv().map_err(|_| stopping())? {
             Ok(value) => Ok(Reply::ok(&ValueView { name, value })),

@@ -13,6 +13,12 @@
 //! - `http_api` and `views`: the HTTP API (with the dashboard and metrics) and its JSON
 //!   shapes.
 //!
+//! With `redis_addr` set, the RESP server (`crate::resp`) is started beside the HTTP
+//! API, on the same channels to the event loop.
+//!
+//! With `redis_addr` set, the RESP server (`crate::resp`) is started beside the HTTP
+//! API, on the same channels to the event loop.
+//!
 //! [`Node::start`] takes a storage plus the origin and state it recovered, so a
 //! durable storage plugs in without touching the rest.
 
@@ -39,6 +45,7 @@ use crate::http::HttpServer;
 use crate::member::{Member, NodeName};
 use crate::membership::Membership;
 use crate::node_core::{NodeCore, Storage};
+use crate::resp::{self, NodeLink, RespServer};
 use crate::status::histogram::{Histogram, DURATION_BUCKETS};
 use crossbeam_channel::Sender;
 use event_loop::{EventLoop, Inputs, SharedFigures};
@@ -71,6 +78,7 @@ pub struct Node {
     control: Sender<Control>,
     shutdown: Sender<()>,
     http: HttpServer,
+    redis: Option<RespServer>,
     listener: GossipListener,
     seeds: SeedResolver,
     lan: Option<LanDiscovery>,
@@ -89,6 +97,10 @@ impl Node {
         let start = Instant::now();
         let gossip_listener = bind(config.gossip_addr, "gossip")?;
         let http_listener = bind(config.http_addr, "HTTP")?;
+        let redis_listener = config
+            .redis_addr
+            .map(|addr| bind(addr, "Redis clients"))
+            .transpose()?;
         let gossip_addr = gossip_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         let me = Member {
@@ -169,10 +181,22 @@ impl Node {
         let http = http_api::spawn(
             http_listener,
             &config.http,
-            ops_tx,
-            queries_tx,
+            ops_tx.clone(),
+            queries_tx.clone(),
             op_durations,
         )?;
+        let redis = match redis_listener {
+            Some(listener) => {
+                let link = NodeLink {
+                    ops: ops_tx,
+                    queries: queries_tx,
+                };
+                let server = RespServer::spawn(listener, resp::Config::default(), link)?;
+                log::info!("Redis protocol (RESP2) on {}", server.local_addr());
+                Some(server)
+            }
+            None => None,
+        };
         Ok(Node {
             me,
             gossip_addr,
@@ -180,6 +204,7 @@ impl Node {
             control: control_tx,
             shutdown: shutdown_tx,
             http,
+            redis,
             listener,
             seeds,
             lan,
@@ -209,17 +234,25 @@ impl Node {
         self.http_addr
     }
 
+    /// Where Redis clients connect, when the node serves them.
+    pub fn redis_addr(&self) -> Option<SocketAddr> {
+        self.redis.as_ref().map(RespServer::local_addr)
+    }
+
     /// Where a membership source sends [`Control::Discovered`] addresses.
     pub fn control(&self) -> Sender<Control> {
         self.control.clone()
     }
 
-    /// Stops cleanly: no new requests (those in progress are answered), then the event
-    /// loop announces the leave to the members, stops and closes the storage, then
-    /// inbound connections are closed. Outbound connections close as their writers see
-    /// their links dropped.
+    /// Stops cleanly: no new requests (those in progress, HTTP or Redis, are answered),
+    /// then the event loop announces the leave to the members, stops and closes the
+    /// storage, then inbound connections are closed. Outbound connections close as their
+    /// writers see their links dropped.
     pub fn stop(mut self) {
         self.http.stop();
+        if let Some(redis) = &mut self.redis {
+            redis.stop();
+        }
         drop(self.seeds);
         drop(self.lan);
         let _ = self.shutdown.send(());
