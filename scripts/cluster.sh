@@ -26,11 +26,14 @@ Usage: scripts/cluster.sh COMMAND [ARGS]
   status                which processes run, and every node's health
   inc [NODE] [COUNTER]  increment COUNTER (default: default) on NODE (default 1)
   dec [NODE] [COUNTER]  decrement
-  counter [NODE]        the value on NODE, or on every node with whether they agree
-  peers [NODE]          NODE's view of the cluster (default 1)
+  counter [NODE]        the value on NODE, or on every live member with whether they
+                        agree (dead and left members listed apart; exit 1 if not)
+  members [NODE]        NODE's members and their states (default 1)
+  peers [NODE]          NODE's view of the other members (default 1)
   logs [NODE|discovery] the last lines of a log (default: discovery)
   kill NODE             SIGKILL a node (its WAL stays)
-  restart NODE          start a stopped or killed node again on its WAL
+  restart NODE          start a stopped or killed node again on its WAL, and wait until
+                        it has caught up with the others
   add                   start one more node, found through discovery
   simulation [SECONDS]  random increments and decrements across nodes (default 10 s),
                         then check every node reaches the exact expected value
@@ -99,7 +102,7 @@ start_discovery() {
     # The binary itself goes in the background, so $! is the process to signal.
     "$GCTR" discovery --port "$DISCOVERY_PORT" >>"$DIR/logs/discovery.log" 2>&1 &
     echo $! >"$DIR/pids/discovery.pid"
-    wait_for "discovery" port_open "$DISCOVERY_PORT"
+    wait_for discovery discovery http_ok "$DISCOVERY_PORT" /health
 }
 
 start_node() {
@@ -116,23 +119,63 @@ start_node() {
     "$GCTR" node --name "$i" --addr "$gossip" --http "$http" --wal "$DIR/data/$i" \
         --discovery "$DISCOVERY_URL" ${GCTR_NODE_ARGS:-} >>"$DIR/logs/$i.log" 2>&1 &
     echo $! >"$DIR/pids/$i.pid"
-    wait_for "node $i" "$GCTR" get --http "$http"
+    wait_for "$i" "node $i" "$GCTR" get --http "$http"
     echo "node $i: gossip $gossip, http $http"
 }
 
-# Succeeds when something accepts connections on 127.0.0.1:PORT.
-port_open() {
-    (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+# Prints the body of GET http://127.0.0.1:PORT/PATH, and succeeds on a 200 answer.
+http_get() {
+    local port="$1" path="$2" answer
+    answer="$(
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
+        cat <&3
+    )" 2>/dev/null || return 1
+    [[ "$answer" == "HTTP/1."?" 200"* ]] || return 1
+    printf '%s' "${answer#*$'\r\n\r\n'}"
 }
 
-# Runs CMD until it succeeds, or fails naming WHAT after 30 s.
+http_ok() {
+    http_get "$@" >/dev/null 2>&1
+}
+
+# Runs CMD until it succeeds; fails after 30 s, or at once if the process NAME exits,
+# showing the last lines of its log.
 wait_for() {
-    local what="$1" deadline=$((SECONDS + 30))
-    shift
+    local name="$1" what="$2" deadline=$((SECONDS + 30))
+    shift 2
     until "$@" >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || die "$what did not come up (see $DIR/logs)"
+        if ! running "$name"; then
+            echo "cluster.sh: $what exited; the end of $DIR/logs/$name.log:" >&2
+            tail -n 5 "$DIR/logs/$name.log" >&2
+            exit 1
+        fi
+        ((SECONDS < deadline)) || die "$what did not come up within 30 s (see $DIR/logs/$name.log)"
         sleep 0.1
     done
+}
+
+# Fails unless the cluster (its discovery server) runs.
+require_running() {
+    running discovery || die "the cluster is stopped: run 'scripts/cluster.sh start' first"
+}
+
+# Waits until node N holds every counter of another running node with the same value.
+wait_caught_up() {
+    local n="$1" other m
+    for m in $(nodes); do
+        if [[ "$m" != "$n" ]] && running "$m"; then other="$m" && break; fi
+    done
+    [[ -n "${other:-}" ]] || return 0
+    local mine theirs deadline=$((SECONDS + 30))
+    while :; do
+        mine="$(http_get $((HTTP_BASE + n - 1)) /counters 2>/dev/null || true)"
+        theirs="$(http_get $((HTTP_BASE + other - 1)) /counters 2>/dev/null || true)"
+        [[ -n "$mine" && "$mine" == "$theirs" ]] && break
+        ((SECONDS < deadline)) || die "node $n did not catch up with node $other within 30 s"
+        sleep 0.1
+    done
+    echo "node $n caught up with node $other"
 }
 
 stop_all() {
@@ -238,10 +281,10 @@ main() {
             gctr get --all --node "$(nodes | head -n1)"
         fi
         ;;
-    peers)
+    peers | members)
         local node="${1:-1}"
         check_node "$node"
-        gctr peers --node "$node"
+        gctr "$cmd" --node "$node"
         ;;
     logs)
         local name="${1:-discovery}"
@@ -261,13 +304,17 @@ main() {
     restart)
         [[ -n "${1:-}" ]] || die "restart takes a node"
         check_node "$1"
+        [[ -d "$DIR/data/$1" ]] || die "node $1 never existed here (use 'add' for a new node)"
+        require_running
         if running "$1"; then
             kill -TERM "$(pid_of "$1")"
             while running "$1"; do sleep 0.1; done
         fi
         start_node "$1"
+        wait_caught_up "$1"
         ;;
     add)
+        require_running
         local last
         last="$(nodes | tail -n1)"
         start_node "$((${last:-0} + 1))"
