@@ -8,7 +8,9 @@
 #      (--redis), at 1, 16 and 64 clients, without and with -P 16;
 #   3. WAL recovery speed (the wal_recovery bench) and a real node restart;
 #   4. idle gossip bytes/s and resident memory per node (5 nodes, 100 counters);
-#   5. convergence against cluster size: 5, 10, 25 and 50 node processes.
+#   5. convergence against cluster size: 5, 10, 25 and 50 node processes;
+#   6. membership: crash detection and join time with 5 real nodes, idle membership
+#      bytes with 10, detection and join in the simulator at 100 and 1000 nodes.
 # Prints a table and writes BENCHMARKS.md (machine, disk, every command). Not run by CI.
 # Installs redis-server/redis-tools with apt-get when missing (needs root).
 #
@@ -31,8 +33,10 @@ case "${1:-}" in
 esac
 if ((QUICK)); then
     REPS=5 REPS_BIG=3 ROUNDS=1 DURATION=2s WARMUP=500ms IDLE_WINDOW=3s RESTART_FILL=3s
+    MEMBER_REPS=4 SIM_SIZES=100
 else
     REPS=20 REPS_BIG=10 ROUNDS=3 DURATION=4s WARMUP=1s IDLE_WINDOW=5s RESTART_FILL=20s
+    MEMBER_REPS=10 SIM_SIZES=100,1000
 fi
 CONNECTIONS=(1 16 64)
 # Concurrency of the runs with a dashboard left open, and the page's poll interval.
@@ -161,6 +165,7 @@ start_cluster() {
     local prefix=$1 n=$2 i seeds=() wal=()
     shift 2
     CLUSTER_PIDS=()
+    CLUSTER_GOSSIP=()
     local http=()
     log_cmd "for i in 1..$n: $GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name $prefix-\$i --log-level warn$( ((HAS_WAL)) && printf ' --wal %s' "$WORK/data/$prefix-\$i") $* --seeds <gossip addresses of nodes 1..i-1>"
     for ((i = 1; i <= n; i++)); do
@@ -175,6 +180,7 @@ start_cluster() {
             start_node "$prefix-$i" "${wal[@]}" "$@"
         fi
         CLUSTER_PIDS+=("$NODE_PID")
+        CLUSTER_GOSSIP+=("$NODE_GOSSIP")
         seeds+=("$NODE_GOSSIP")
         http+=("$NODE_HTTP")
     done
@@ -491,6 +497,73 @@ for n in "${SIZES[@]}"; do
         "$REF_CONV_SIZE" "-" "-"
 done
 
+# ---------------------------------------------------------------- 6. membership
+echo "== 6. membership"
+# nearest LIST P: the P-th percentile (0..100) of the numbers in LIST, by nearest rank.
+nearest() {
+    printf '%s\n' $1 | sort -n | awk -v p="$2" '{v[NR] = $1} END {
+        if (NR == 0) { print "n/a"; exit }
+        r = int(p / 100 * NR + 0.999999); if (r < 1) r = 1; print v[r] }'
+}
+start_cluster memb 5
+DETECT=""
+for ((r = 0; r < MEMBER_REPS; r++)); do
+    v=$((r % 5))
+    others=()
+    for ((i = 0; i < 5; i++)); do
+        ((i == v)) || others+=("$(echo "$CLUSTER_HTTP" | cut -d, -f$((i + 1)))")
+    done
+    kill -KILL "${CLUSTER_PIDS[$v]}"
+    lg "detect-$r" wait-member --nodes "$(IFS=,; echo "${others[*]}")" \
+        --member "memb-$((v + 1))" --state dead --timeout 30s >/dev/null
+    DETECT+=" $(result "detect-$r" ms)"
+    # The same name again on new ports: a new run, which replaces the dead entry.
+    start_node "memb-$((v + 1))" --seeds "${CLUSTER_GOSSIP[$(((v + 1) % 5))]}"
+    CLUSTER_PIDS[v]=$NODE_PID
+    CLUSTER_GOSSIP[v]=$NODE_GOSSIP
+    CLUSTER_HTTP=$(echo "$CLUSTER_HTTP" | awk -F, -v i=$((v + 1)) -v h="$NODE_HTTP" \
+        'BEGIN {OFS = ","} {$i = h; print}')
+    lg "rejoin-$r" wait-member --nodes "$CLUSTER_HTTP" --member "memb-$((v + 1))" \
+        --state alive --timeout 30s >/dev/null
+done
+row "Crash detection, 5 real nodes: SIGKILL until every other member says dead, p50 / p99 ($MEMBER_REPS kills)" \
+    "$(nearest "$DETECT" 50) / $(nearest "$DETECT" 99) ms" \
+    "memberlist LAN defaults: about 6-10 s; chitchat: under 10 s" "<= 5000 ms" \
+    "$(check "$(nearest "$DETECT" 99)" '<' 5001)"
+JOIN=""
+for ((r = 0; r < MEMBER_REPS; r++)); do
+    start_node "joiner-$r" --seeds "${CLUSTER_GOSSIP[0]}"
+    lg "join-$r" wait-member --nodes "$CLUSTER_HTTP,$NODE_HTTP" --member "joiner-$r" \
+        --state alive --timeout 30s >/dev/null
+    JOIN+=" $(result "join-$r" ms)"
+    stop_pids "$NODE_PID"
+done
+stop_pids "${CLUSTER_PIDS[@]}"
+row "Join time, 5 real nodes + 1: start-up line until every member lists it alive, p50 / p99 ($MEMBER_REPS joins)" \
+    "$(nearest "$JOIN" 50) / $(nearest "$JOIN" 99) ms" "Serf: 99.99 % spread in about 2 s at 100 nodes" "-" "-"
+
+start_cluster idle10 10
+lg idle10 idle --nodes "$CLUSTER_HTTP" --counters 10 --window "$IDLE_WINDOW"
+stop_pids "${CLUSTER_PIDS[@]}"
+row "Membership bytes/s per node, out, 10 idle nodes (probes, acks, digest checks)" \
+    "$(result idle10 member_out_mean_bps) B/s (all gossip: $(result idle10 out_mean_bps) B/s)" \
+    "chitchat: under 15 KB/s per node at 10 nodes" "< 15000 B/s" \
+    "$(check "$(result idle10 member_out_mean_bps)" '<' 15000)"
+
+log_cmd "GCTR_BENCH_SIZES=$SIM_SIZES cargo test --release --test membership_sim bench_detection_and_join_at_scale -- --ignored --nocapture"
+(cd "$ROOT" && GCTR_BENCH_SIZES=$SIM_SIZES cargo test --release --quiet --test membership_sim \
+    bench_detection_and_join_at_scale -- --ignored --nocapture) >"$WORK/out/membership-sim.txt" 2>&1 ||
+    { cat "$WORK/out/membership-sim.txt"; exit 1; }
+for n in ${SIM_SIZES//,/ }; do
+    line=$(grep "^RESULT n=$n " "$WORK/out/membership-sim.txt")
+    field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    row "Crash detection, simulated $n nodes: p50 / p99 / max over every member's view" \
+        "$(field detect_p50_ms) / $(field detect_p99_ms) / $(field detect_max_ms) ms" \
+        "memberlist: about 6-10 s" "-" "-"
+    row "Join time, simulated $n nodes: until every member lists the joiner alive" \
+        "$(field join_ms) ms" "Serf: about 2 s at 100 nodes" "-" "-"
+done
+
 # ---------------------------------------------------------------- report
 ELAPSED=$((SECONDS - T0))
 TABLE=$(
@@ -587,6 +660,10 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "- Recovery: \`cargo bench --bench wal_recovery\`, best of 3 (files in the page cache: the CPU cost of replay)."
     echo "- Idle gossip: the gossip frame bytes each node counts in \`GET /status\`, over ${IDLE_WINDOW}, after"
     echo "  100 counters converged on 5 nodes. Memory: VmRSS from /proc/PID/status."
+    echo "- Membership: \`loadgen wait-member\` polls every other node's \`GET /members\` every 5 ms"
+    echo "  from right after the SIGKILL (detection) or the joiner's start-up line (join);"
+    echo "  membership bytes are the \`member\` frames each node counts (UDP probes included)."
+    echo "  The simulated rows come from \`tests/membership_sim.rs\`'s benchmark test (virtual time)."
     echo
     echo "## Commands run"
     echo
@@ -602,7 +679,8 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
         redis-16-\* durable-16-\* dashboard-16-\* memory-16-\* health-16 redis-benchmark-16 \
         redis-64-\* durable-64-\* memory-64-\* health-64 redis-benchmark-64 \
         durable-batches rb-redis-\* rb-gctr-\* lg-resp-\* wal-recovery-\* restart-fill restart-records restart-health \
-        restart-replayed idle size-5 size-10 size-25 size-50; do
+        restart-replayed idle size-5 size-10 size-25 size-50 detect-\* join-\* idle10 \
+        membership-sim; do
         for f in "$WORK"/out/$pattern.txt; do
             [[ -f $f ]] || continue
             echo "### $(basename "$f" .txt)"

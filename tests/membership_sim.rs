@@ -646,3 +646,30 @@ fn idle_traffic_per_node_and_join_time() {
         );
     }
 }
+
+/// For `scripts/bench.sh`: detection and join times at the cluster sizes in
+/// `GCTR_BENCH_SIZES` (default 100 and 1000), one `RESULT` line each. Run in release
+/// with `--ignored`; at 1000 nodes it takes a few CPU-minutes.
+#[test]
+#[ignore = "a benchmark: scripts/bench.sh runs it"]
+fn bench_detection_and_join_at_scale() {
+    let sizes = std::env::var("GCTR_BENCH_SIZES").unwrap_or_else(|_| "100,1000".into());
+    for n in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+        let crashes = if n >= 500 { 2 } else { 5 };
+        let times = detection_times(n, crashes, seed_or(70), Config::default());
+        let mut sim = converged_cluster(n - 1, seed_or(71), Config::default());
+        let joiner = sim.add_node(&[n / 2]);
+        let join = sim.run_until(secs(60), ms(10), "the join everywhere", |s| {
+            all_hold(s, joiner, State::Alive, s.nodes[joiner].incarnation)
+                && s.live_view(joiner) == n - 1
+        });
+        println!(
+            "RESULT n={n} detections={} detect_p50_ms={} detect_p99_ms={} detect_max_ms={} join_ms={}",
+            times.len(),
+            percentile(&times, 0.5).as_millis(),
+            percentile(&times, 0.99).as_millis(),
+            times.last().map_or(0, Duration::as_millis),
+            join.as_millis()
+        );
+    }
+}

@@ -1,8 +1,8 @@
 //! The load generator `scripts/bench.sh` drives: synchronous threads, keep-alive
 //! connections, a hand-written HTTP/1.1 client (`http`) and a RESP client (`resp`).
 //!
-//! Commands: `throughput`, `converge`, `idle`, `wait-peers`, `wait-health`, `get` and
-//! `free-port`; `loadgen --help` shows their options.
+//! Commands: `throughput`, `converge`, `idle`, `wait-peers`, `wait-member`,
+//! `wait-health`, `get` and `free-port`; `loadgen --help` shows their options.
 //!
 //! Each measuring command ends with one `RESULT key=value ...` line for the script to
 //! read. `cargo bench` appends `--bench` to the arguments; it is ignored.
@@ -11,6 +11,7 @@ mod converge;
 mod dashboard;
 mod http;
 mod idle;
+mod members;
 mod resp;
 mod stats;
 mod throughput;
@@ -30,6 +31,7 @@ Usage:
                      [--pollers N] [--reps N] [--timeout DUR] [--tag TAG]
   loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
   loadgen wait-peers --nodes HTTP,HTTP,... [--timeout DUR]
+  loadgen wait-member --nodes HTTP,HTTP,... --member NAME --state STATE [--timeout DUR]
   loadgen wait-health --http ADDR --since-unix-ns NS [--timeout DUR]
   loadgen get --http ADDR --path PATH [--pointer /JSON/POINTER]
   loadgen free-port
@@ -65,6 +67,8 @@ struct Options {
     path: String,
     pointer: Option<String>,
     dashboard_poll: Option<Duration>,
+    member: Option<String>,
+    state: Option<String>,
 }
 
 fn run() -> Result<(), Error> {
@@ -90,6 +94,8 @@ fn run() -> Result<(), Error> {
         path: "/status".into(),
         pointer: None,
         dashboard_poll: None,
+        member: None,
+        state: None,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -124,6 +130,8 @@ fn run() -> Result<(), Error> {
             Long("path") => o.path = parser.value()?.string()?,
             Long("pointer") => o.pointer = Some(parser.value()?.string()?),
             Long("dashboard-poll") => o.dashboard_poll = Some(duration(parser.value()?.string()?)?),
+            Long("member") => o.member = Some(parser.value()?.string()?),
+            Long("state") => o.state = Some(parser.value()?.string()?),
             _ => return Err(arg.unexpected().into()),
         }
     }
@@ -177,6 +185,12 @@ fn run() -> Result<(), Error> {
             timeout: o.timeout,
         })?,
         Some("wait-peers") => wait_peers(&need_nodes(o.nodes)?, o.timeout)?,
+        Some("wait-member") => members::wait_member(
+            &need_nodes(o.nodes)?,
+            &o.member.ok_or("wait-member needs --member NAME")?,
+            &o.state.ok_or("wait-member needs --state STATE")?,
+            o.timeout,
+        )?,
         Some("wait-health") => {
             let http = o.http.ok_or("wait-health needs --http ADDR")?;
             let since = o
