@@ -654,7 +654,10 @@ fn idle_traffic_per_node_and_join_time() {
 #[ignore = "a benchmark: scripts/bench.sh runs it"]
 fn bench_detection_and_join_at_scale() {
     let sizes = std::env::var("GCTR_BENCH_SIZES").unwrap_or_else(|_| "100,1000".into());
-    for n in sizes.split(',').filter_map(|s| s.trim().parse::<usize>().ok()) {
+    for n in sizes
+        .split(',')
+        .filter_map(|s| s.trim().parse::<usize>().ok())
+    {
         let crashes = if n >= 500 { 2 } else { 5 };
         let times = detection_times(n, crashes, seed_or(70), Config::default());
         let mut sim = converged_cluster(n - 1, seed_or(71), Config::default());

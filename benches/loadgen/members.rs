@@ -24,9 +24,10 @@ pub fn wait_member(
         for (conn, done) in conns.iter_mut().zip(done.iter_mut()).filter(|(_, d)| !**d) {
             let body = conn.expect_ok("GET", "/members")?;
             let v: serde_json::Value = serde_json::from_slice(&body)?;
-            *done = v["members"]
-                .as_array()
-                .is_some_and(|ms| ms.iter().any(|m| m["name"] == member && m["state"] == state));
+            *done = v["members"].as_array().is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m["name"] == member && m["state"] == state)
+            });
         }
         if start.elapsed() > timeout {
             return Err(format!("{member} not {state} everywhere within {timeout:?}").into());

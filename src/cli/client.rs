@@ -64,7 +64,12 @@ impl Command {
 }
 
 fn help(cmd: Command) -> String {
-    let common = format!(
+    format!("{}{}", command_help(cmd), common_help())
+}
+
+/// The options every client command takes, and the exit codes.
+fn common_help() -> String {
+    format!(
         "  --http ADDR    the node's HTTP address, HOST:PORT or http://HOST:PORT
                  [default: {DEFAULT_HTTP}]
   --node NAME    the node named NAME, looked up in discovery (not with --http)
@@ -77,26 +82,28 @@ fn help(cmd: Command) -> String {
 Exit codes: 0 success, 1 the operation failed (node or discovery unreachable, unknown
 node name, refused), 2 usage error.
 "
-    );
+    )
+}
+
+/// What the command does, its usage and its own arguments.
+fn command_help(cmd: Command) -> String {
     let name = cmd.name();
     match cmd {
-        Command::Inc | Command::Dec => {
-            let verb = if cmd == Command::Inc {
-                "increment"
-            } else {
-                "decrement"
-            };
-            format!(
-                "gctr {name}: {verb} a counter and print its new value
+        Command::Inc | Command::Dec => format!(
+            "gctr {name}: {} a counter and print its new value
 
 Usage: gctr {name} [COUNTER] [--by N] [--node NAME | --http ADDR] [--json]
 
   COUNTER        the counter's name [default: {DEFAULT_COUNTER}]
   --by N         the amount, 1 to {} [default: 1]
-{common}",
-                i64::MAX
-            )
-        }
+",
+            if cmd == Command::Inc {
+                "increment"
+            } else {
+                "decrement"
+            },
+            i64::MAX
+        ),
         Command::Get => format!(
             "gctr get: print a counter's value
 
@@ -107,45 +114,41 @@ Usage: gctr get [COUNTER] [--node NAME | --http ADDR] [--all] [--json]
                  counter, and print each one's value and whether they all agree
                  (dead and left members are listed apart); exits 1 if live members
                  disagree or one could not be asked
-{common}"
+"
         ),
-        Command::Peers => format!(
-            "gctr peers: show a node's view of the cluster
+        Command::Peers => "gctr peers: show a node's view of the cluster
 
 Usage: gctr peers [--node NAME | --http ADDR] [--json]
 
 Prints the node itself, then one line per other member: name, gossip and HTTP
 addresses, state, whether it is reachable (alive), and when it was last heard from.
 
-{common}"
-        ),
-        Command::Members => format!(
-            "gctr members: list the members a node knows, itself included
+"
+        .into(),
+        Command::Members => "gctr members: list the members a node knows, itself included
 
 Usage: gctr members [--node NAME | --http ADDR] [--json]
 
 One line per member: name, state (alive, suspect, dead or left), gossip and HTTP
 addresses, how long it has been in that state, and its origin.
 
-{common}"
-        ),
-        Command::Join => format!(
-            "gctr join: make a node join a cluster through another node
+"
+        .into(),
+        Command::Join => "gctr join: make a node join a cluster through another node
 
 Usage: gctr join ADDR [--node NAME | --http ADDR] [--json]
 
   ADDR           the gossip address (HOST:PORT) of any member of the cluster to join
-{common}"
-        ),
-        Command::Remove => format!(
-            "gctr remove: mark a member left, cluster-wide
+"
+        .into(),
+        Command::Remove => "gctr remove: mark a member left, cluster-wide
 
 Usage: gctr remove NAME [--node NAME | --http ADDR] [--json]
 
   NAME           the member to remove. A live node so removed stays out until it
                  restarts with a new data directory or is joined again explicitly
-{common}"
-        ),
+"
+        .into(),
     }
 }
 

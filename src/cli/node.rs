@@ -21,37 +21,10 @@ pub const HTTP_PORT_OFFSET: u16 = 10;
 fn help() -> String {
     let options = [
         FlagHelp::new(
-            "--addr HOST:PORT",
-            "listen for gossip here; peers reach this node at this address (required; an IP \
-             address, port 0 picks a free port)",
-        ),
-        FlagHelp::with_default(
-            "--http HOST:PORT",
-            "serve the HTTP API here",
-            format!("the --addr host, the --addr port + {HTTP_PORT_OFFSET}"),
-        ),
-        FlagHelp::with_default(
-            "--redis HOST:PORT",
-            "also serve the Redis protocol (RESP2) here, for redis-cli, redis-benchmark and \
-             Redis client libraries (INCR, INCRBY, DECR, DECRBY, GET, MGET, EXISTS)",
-            "off",
-        ),
-        FlagHelp::with_default(
-            "--name NAME",
-            "the node's name, unique in the cluster",
-            "the --addr value",
-        ),
-        FlagHelp::new(
-            "--seeds ADDR,...",
-            "gossip addresses of nodes to join through (repeatable), each HOST:PORT with an IP \
-             or a DNS name (resolved again every 10s, so a headless service or a service name \
-             works); contacted whenever one of them is not a live member",
-        ),
-        FlagHelp::new(
             "--discovery URL",
-            "register with this discovery server (e.g. http://127.0.0.1:8000) and take peers \
-             from it; without it the node uses no discovery (GCTR_DISCOVERY is for the client \
-             commands only)",
+            "register with this discovery server (e.g. http://127.0.0.1:8000) and join through \
+             the members it lists; without it the node uses no discovery (GCTR_DISCOVERY is \
+             for the client commands only)",
         ),
         FlagHelp::with_default(
             "--heartbeat-interval DUR",
@@ -71,8 +44,9 @@ fn help() -> String {
         flags::log_format_help(),
         FlagHelp::new("-h, --help", "show this help"),
     ];
-    let all: Vec<FlagHelp> = options
+    let all: Vec<FlagHelp> = AddressFlags::help()
         .into_iter()
+        .chain(options)
         .chain(GossipFlags::help())
         .chain(more)
         .collect();
@@ -169,11 +143,7 @@ struct DiscoveryOptions {
 /// Parses the options; `None` means `--help` was asked for.
 fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     use lexopt::prelude::*;
-    let mut addr: Option<SocketAddr> = None;
-    let mut http: Option<SocketAddr> = None;
-    let mut redis: Option<SocketAddr> = None;
-    let mut name: Option<String> = None;
-    let mut seeds: Vec<String> = Vec::new();
+    let mut addresses = AddressFlags::default();
     let mut gossip = GossipFlags::default();
     let mut discovery_url: Option<String> = None;
     let mut heartbeat_interval: Option<Duration> = None;
@@ -185,18 +155,9 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
-            Long("addr") => addr = Some(socket_addr("--addr", parser.value()?.string()?)?),
-            Long("http") => http = Some(socket_addr("--http", parser.value()?.string()?)?),
-            Long("redis") => redis = Some(socket_addr("--redis", parser.value()?.string()?)?),
-            Long("name") => {
-                let n = parser.value()?.string()?;
-                validate_node_name(&n).map_err(|e| usage(format!("--name: {e}")))?;
-                name = Some(n);
-            }
-            Long("seeds") => {
-                for seed in parser.value()?.string()?.split(',') {
-                    seeds.push(seed_addr(seed.trim())?);
-                }
+            Long(flag) if AddressFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                addresses.take(&flag, parser)?;
             }
             Long("discovery") => discovery_url = Some(parser.value()?.string()?),
             Long("heartbeat-interval") => {
@@ -228,19 +189,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let addr = addr.ok_or_else(|| usage("`gctr node` needs --addr HOST:PORT"))?;
-    let http = match http {
-        Some(h) => h,
-        None => derive_http(addr)?,
-    };
     let wal = wal.finish()?;
-    let mut config = NodeConfig::new(addr, http);
-    config.redis_addr = redis;
-    let name_given = name.is_some();
-    if let Some(n) = name {
-        config.name = n;
-    }
-    config.seeds = seeds;
+    let (mut config, name_given) = addresses.finish()?;
     config.engine = gossip.finish();
     (config.membership, config.lan) = membership.finish()?;
     if let Some(d) = http_read_timeout {
@@ -255,6 +205,92 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         name_given,
         wal,
     }))
+}
+
+/// Where the node listens, its name and its seeds, as given.
+#[derive(Default)]
+struct AddressFlags {
+    addr: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    redis: Option<SocketAddr>,
+    name: Option<String>,
+    seeds: Vec<String>,
+}
+
+impl AddressFlags {
+    fn help() -> [FlagHelp; 5] {
+        [        FlagHelp::new(
+                "--addr HOST:PORT",
+                "listen for gossip here; peers reach this node at this address (required; an IP \
+                 address, port 0 picks a free port)",
+            ),
+            FlagHelp::with_default(
+                "--http HOST:PORT",
+                "serve the HTTP API here",
+                format!("the --addr host, the --addr port + {HTTP_PORT_OFFSET}"),
+            ),
+            FlagHelp::with_default(
+                "--redis HOST:PORT",
+                "also serve the Redis protocol (RESP2) here, for redis-cli, redis-benchmark and \
+                 Redis client libraries (INCR, INCRBY, DECR, DECRBY, GET, MGET, EXISTS)",
+                "off",
+            ),
+            FlagHelp::with_default(
+                "--name NAME",
+                "the node's name, unique in the cluster",
+                "the --addr value",
+            ),
+            FlagHelp::new(
+                "--seeds ADDR,...",
+                "gossip addresses of nodes to join through (repeatable), each HOST:PORT with an IP \
+                 or a DNS name (resolved again every 10s, so a headless service or a service name \
+                 works); contacted whenever one of them is not a live member",
+            ),
+        ]
+    }
+
+    fn is_flag(flag: &str) -> bool {
+        matches!(flag, "addr" | "http" | "redis" | "name" | "seeds")
+    }
+
+    fn take(&mut self, flag: &str, parser: &mut lexopt::Parser) -> Result<(), CliError> {
+        let value = lexopt::ValueExt::string(parser.value()?)?;
+        match flag {
+            "addr" => self.addr = Some(socket_addr("--addr", value)?),
+            "http" => self.http = Some(socket_addr("--http", value)?),
+            "redis" => self.redis = Some(socket_addr("--redis", value)?),
+            "name" => {
+                validate_node_name(&value).map_err(|e| usage(format!("--name: {e}")))?;
+                self.name = Some(value);
+            }
+            _ => {
+                for seed in value.split(',') {
+                    self.seeds.push(seed_addr(seed.trim())?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A configuration with these addresses, name and seeds; and whether `--name` was
+    /// given.
+    fn finish(self) -> Result<(NodeConfig, bool), CliError> {
+        let addr = self
+            .addr
+            .ok_or_else(|| usage("`gctr node` needs --addr HOST:PORT"))?;
+        let http = match self.http {
+            Some(h) => h,
+            None => derive_http(addr)?,
+        };
+        let mut config = NodeConfig::new(addr, http);
+        config.redis_addr = self.redis;
+        config.seeds = self.seeds;
+        let name_given = self.name.is_some();
+        if let Some(n) = self.name {
+            config.name = n;
+        }
+        Ok((config, name_given))
+    }
 }
 
 /// The discovery settings, checked against the node's: a heartbeat interval needs a URL.

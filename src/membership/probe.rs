@@ -106,6 +106,11 @@ impl Membership {
             nacks: 0,
         });
         self.stats.probes += 1;
+        self.send_ping(seq, target, target_addr);
+    }
+
+    /// Pings `target` at `target_addr`, its own record (if it is in doubt) riding along.
+    fn send_ping(&mut self, seq: u64, target: NodeName, target_addr: String) {
         let ping = Message::Ping {
             seq,
             from: self.me.clone(),
@@ -215,13 +220,7 @@ impl Membership {
                 .then_some(now + self.config.probe_timeout),
             expire_at: now + self.config.probe_interval,
         });
-        let ping = Message::Ping {
-            seq,
-            from: self.me.clone(),
-            target: target.clone(),
-            updates: Vec::new(),
-        };
-        self.send_probe_lane(target_addr, ping, &[&target]);
+        self.send_ping(seq, target, target_addr);
     }
 
     /// Sends due nacks and drops relays whose time is up.

@@ -48,9 +48,11 @@ use crate::node_core::{NodeCore, Storage};
 use crate::resp::{self, NodeLink, RespServer};
 use crate::status::histogram::{Histogram, DURATION_BUCKETS};
 use crossbeam_channel::Sender;
-use event_loop::{EventLoop, Inputs, SharedFigures};
+use event_loop::{ClientOps, EventLoop, Inputs, OpReply, Query, SharedFigures};
 use lan_discovery::LanDiscovery;
+use listener::Inbound;
 use listener::{GossipListener, InboundCounters, ListenerConfig};
+use probe_lane::Datagram;
 use probe_lane::ProbeLane;
 use seeds::SeedResolver;
 use std::io;
@@ -103,52 +105,20 @@ impl Node {
             .transpose()?;
         let gossip_addr = gossip_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
-        let me = Member {
-            name: NodeName::new(&origin.node)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
-            incarnation: origin.incarnation,
-            started_at: wall_clock_millis(),
-            gossip_addr: gossip_addr.to_string(),
-            http_addr: http_addr.to_string(),
-        };
+        let me = this_run(&origin, gossip_addr, http_addr)?;
         log::info!(
-            "node {} ({}) gossip on {}, HTTP on {}, {} seed(s)",
+            "node {} ({}) gossip on {gossip_addr}, HTTP on {http_addr}, {} seed(s)",
             me.name,
             me.origin(),
-            me.gossip_addr,
-            me.http_addr,
             config.seeds.len()
         );
 
-        let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(INBOUND_QUEUE);
-        let (datagrams_tx, datagrams_rx) = crossbeam_channel::bounded(DATAGRAM_QUEUE);
-        let (ops_tx, ops_rx) = crossbeam_channel::unbounded();
-        let (queries_tx, queries_rx) = crossbeam_channel::unbounded();
-        let (control_tx, control_rx) = crossbeam_channel::unbounded();
-        let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded(1);
+        let (tx, inputs) = channels();
         let counters = Arc::new(InboundCounters::default());
-        let probes = ProbeLane::bind(gossip_addr, datagrams_tx)?;
+        let probes = ProbeLane::bind(gossip_addr, tx.datagrams)?;
         let op_durations = Histogram::new(DURATION_BUCKETS);
-        let inputs = Inputs {
-            inbound: inbound_rx,
-            datagrams: datagrams_rx,
-            ops: ops_rx,
-            queries: queries_rx,
-            control: control_rx,
-            control_tx: control_tx.clone(),
-            shutdown: shutdown_rx,
-        };
-        let now = start.elapsed();
-        let engine = Engine::new(origin, config.engine.clone(), state, fastrand::u64(..), now);
-        let membership = Membership::new(
-            me.clone(),
-            config.membership.clone(),
-            Vec::new(),
-            fastrand::u64(..),
-            now,
-        );
         let event_loop = EventLoop::new(
-            NodeCore::new(engine, storage).with_membership(membership),
+            core(&config, storage, origin, state, &me, start.elapsed()),
             me.clone(),
             link_config(&config, &me),
             probes,
@@ -162,47 +132,36 @@ impl Node {
         let event_loop = std::thread::Builder::new()
             .name("event-loop".into())
             .spawn(move || event_loop.run())?;
-        let seeds = SeedResolver::spawn(config.seeds.clone(), control_tx.clone())?;
-        let lan = match &config.lan {
-            Some(lan) => Some(LanDiscovery::spawn(
-                lan.clone(),
-                me.gossip_addr.clone(),
-                control_tx.clone(),
-            )?),
-            None => None,
-        };
+        let seeds = SeedResolver::spawn(config.seeds.clone(), tx.control.clone())?;
+        let lan = config
+            .lan
+            .clone()
+            .map(|lan| LanDiscovery::spawn(lan, me.gossip_addr.clone(), tx.control.clone()))
+            .transpose()?;
 
         let listener = GossipListener::spawn(
             gossip_listener,
             listener_config(&config),
-            inbound_tx,
+            tx.inbound,
             counters,
         )?;
         let http = http_api::spawn(
             http_listener,
             &config.http,
-            ops_tx.clone(),
-            queries_tx.clone(),
+            tx.ops.clone(),
+            tx.queries.clone(),
             op_durations,
         )?;
         let redis = match redis_listener {
-            Some(listener) => {
-                let link = NodeLink {
-                    ops: ops_tx,
-                    queries: queries_tx,
-                };
-                let server = RespServer::spawn(listener, resp::Config::default(), link)?;
-                log::info!("Redis protocol (RESP2) on {}", server.local_addr());
-                Some(server)
-            }
+            Some(listener) => Some(spawn_redis(listener, tx.ops, tx.queries)?),
             None => None,
         };
         Ok(Node {
             me,
             gossip_addr,
             http_addr,
-            control: control_tx,
-            shutdown: shutdown_tx,
+            control: tx.control,
+            shutdown: tx.shutdown,
             http,
             redis,
             listener,
@@ -272,6 +231,87 @@ fn listener_config(config: &NodeConfig) -> ListenerConfig {
         idle_timeout: config.idle_timeout,
         max_payload: config.engine.max_payload,
     }
+}
+
+/// This run of the node: its name and origin, started now, reached at these addresses.
+fn this_run(origin: &Origin, gossip: SocketAddr, http: SocketAddr) -> io::Result<Member> {
+    Ok(Member {
+        name: NodeName::new(&origin.node)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+        incarnation: origin.incarnation,
+        started_at: wall_clock_millis(),
+        gossip_addr: gossip.to_string(),
+        http_addr: http.to_string(),
+    })
+}
+
+/// The sending ends of the event loop's inputs.
+struct Senders {
+    inbound: Sender<Inbound>,
+    datagrams: Sender<Datagram>,
+    ops: Sender<ClientOps>,
+    queries: Sender<Query>,
+    control: Sender<Control>,
+    shutdown: Sender<()>,
+}
+
+/// The event loop's input channels: the ends the other threads send on, and its own.
+fn channels() -> (Senders, Inputs) {
+    let (inbound, inbound_rx) = crossbeam_channel::bounded(INBOUND_QUEUE);
+    let (datagrams, datagrams_rx) = crossbeam_channel::bounded(DATAGRAM_QUEUE);
+    let (ops, ops_rx) = crossbeam_channel::unbounded();
+    let (queries, queries_rx) = crossbeam_channel::unbounded();
+    let (control, control_rx) = crossbeam_channel::unbounded();
+    let (shutdown, shutdown_rx) = crossbeam_channel::bounded(1);
+    let inputs = Inputs {
+        inbound: inbound_rx,
+        datagrams: datagrams_rx,
+        ops: ops_rx,
+        queries: queries_rx,
+        control: control_rx,
+        control_tx: control.clone(),
+        shutdown: shutdown_rx,
+    };
+    let senders = Senders {
+        inbound,
+        datagrams,
+        ops,
+        queries,
+        control,
+        shutdown,
+    };
+    (senders, inputs)
+}
+
+/// The node core over what the storage recovered, with membership starting from `me`.
+fn core(
+    config: &NodeConfig,
+    storage: Box<dyn Storage>,
+    origin: Origin,
+    state: State,
+    me: &Member,
+    now: std::time::Duration,
+) -> NodeCore<OpReply> {
+    let engine = Engine::new(origin, config.engine.clone(), state, fastrand::u64(..), now);
+    let membership = Membership::new(
+        me.clone(),
+        config.membership.clone(),
+        Vec::new(),
+        fastrand::u64(..),
+        now,
+    );
+    NodeCore::new(engine, storage).with_membership(membership)
+}
+
+/// The RESP server on `listener`, on the same channels to the event loop as HTTP.
+fn spawn_redis(
+    listener: TcpListener,
+    ops: Sender<ClientOps>,
+    queries: Sender<Query>,
+) -> io::Result<RespServer> {
+    let server = RespServer::spawn(listener, resp::Config::default(), NodeLink { ops, queries })?;
+    log::info!("Redis protocol (RESP2) on {}", server.local_addr());
+    Ok(server)
 }
 
 /// Milliseconds since the Unix epoch: when this run started, which orders it after

@@ -2,13 +2,14 @@
 //! `HELLO`, `INFO` and `CONFIG GET`, so that redis-cli, redis-benchmark and client
 //! libraries start cleanly and operators see gctr's own figures in Redis's shapes.
 //!
-//! `INFO` and `CONFIG GET` are rendered from the node's `GET /status` JSON (the event
-//! loop's `Query::Status`) plus the RESP server's own connection figures; fields missing
-//! from the status read as 0 or empty rather than failing the command.
+//! `INFO` and `CONFIG GET` are rendered from the node's typed status (the event loop's
+//! `Query::Status`, the same model `GET /status` serializes) plus the RESP server's own
+//! connection figures.
 
 use super::command::{Args, Spec, COMMANDS};
 use super::reply;
-use serde_json::Value;
+use crate::status::{NodeStatus, StorageStatus};
+use crate::wal::WalStatus;
 use std::io::Write;
 
 /// The Redis version whose RESP2 commands gctr follows, reported as `redis_version` for
@@ -142,7 +143,7 @@ const SECTIONS: &[&str] = &[
 
 /// `INFO [section ...]` as one bulk string. No section, `default`, `all` or
 /// `everything` give every section; unknown names are ignored, as Redis does.
-pub fn info(out: &mut Vec<u8>, sections: Args<'_>, status: &Value, figures: &ServerFigures) {
+pub fn info(out: &mut Vec<u8>, sections: Args<'_>, status: &NodeStatus, figures: &ServerFigures) {
     let every = sections.is_empty()
         || sections.iter().any(|s| {
             [&b"default"[..], b"all", b"everything"]
@@ -165,16 +166,7 @@ pub fn info(out: &mut Vec<u8>, sections: Args<'_>, status: &Value, figures: &Ser
     reply::bulk(out, &text);
 }
 
-fn info_section(text: &mut Vec<u8>, section: &str, status: &Value, figures: &ServerFigures) {
-    let num = |pointer: &str| status.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
-    let string = |pointer: &str| {
-        status
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    let wal = status.pointer("/storage/kind").and_then(Value::as_str) == Some("wal");
+fn info_section(text: &mut Vec<u8>, section: &str, status: &NodeStatus, figures: &ServerFigures) {
     let _ = write!(
         text,
         "# {}{}\r\n",
@@ -185,91 +177,101 @@ fn info_section(text: &mut Vec<u8>, section: &str, status: &Value, figures: &Ser
         let _ = write!(text, "{key}:{value}\r\n");
     };
     match section {
-        "server" => {
-            let uptime = num("/uptime_ms") / 1000;
-            field("redis_version", &REDIS_VERSION);
-            field("gctr_version", &env!("CARGO_PKG_VERSION"));
-            field("redis_mode", &"standalone");
-            field("os", &std::env::consts::OS);
-            field("arch_bits", &(usize::BITS));
-            field("process_id", &std::process::id());
-            field("tcp_port", &figures.port);
-            field("uptime_in_seconds", &uptime);
-            field("uptime_in_days", &(uptime / 86_400));
-            field("gctr_node", &string("/name"));
-            field("gctr_origin", &string("/origin"));
-            field("gctr_gossip_addr", &string("/gossip_addr"));
-            field("gctr_http_addr", &string("/http_addr"));
-        }
+        "server" => server_section(&mut field, status, figures),
         "clients" => {
             field("connected_clients", &figures.connected_clients);
             field("maxclients", &figures.max_clients);
         }
-        "persistence" => {
-            let failed = status
-                .pointer("/storage/wal/failed")
-                .and_then(Value::as_bool);
-            field("loading", &0);
-            field("aof_enabled", &u8::from(wal));
-            field(
-                "aof_last_write_status",
-                &if failed == Some(true) { "err" } else { "ok" },
-            );
-            field("gctr_storage", &string("/storage/kind"));
-            let durable = status.pointer("/storage/durable").and_then(Value::as_bool);
-            field("gctr_durable", &u8::from(durable == Some(true)));
-            if wal {
-                field("gctr_fsync_policy", &string("/storage/wal/fsync_policy"));
-                field("gctr_wal_last_seq", &num("/storage/wal/last_seq"));
-                field("gctr_wal_segments", &num("/storage/wal/segments"));
-                field("gctr_wal_bytes", &num("/storage/wal/bytes"));
-                field("gctr_wal_fsyncs", &num("/storage/wal/fsyncs"));
-                field("gctr_snapshots_taken", &num("/storage/wal/snapshots_taken"));
-            }
-        }
+        "persistence" => persistence_section(&mut field, status),
         "stats" => {
+            let r = &status.requests;
             field("total_connections_received", &figures.total_connections);
             field("rejected_connections", &figures.rejected_connections);
-            field("gctr_batches", &num("/requests/batches"));
-            field("gctr_ops", &num("/requests/ops"));
-            field("gctr_refused_ops", &num("/requests/refused"));
-            field("gctr_storage_failures", &num("/requests/storage_failures"));
+            field("gctr_batches", &r.batches);
+            field("gctr_ops", &r.ops);
+            field("gctr_refused_ops", &r.refused);
+            field("gctr_storage_failures", &r.storage_failures);
         }
         "replication" => {
             // Every gctr node takes writes; its peers are replicas of the same kind.
             field("role", &"master");
             field("connected_slaves", &0);
-            field("gctr_peers_known", &num("/peers/known"));
-            field("gctr_peers_reachable", &num("/peers/reachable"));
-            field("gctr_origins", &num("/state/origins"));
-            field("gctr_gossip_rounds", &num("/gossip/rounds"));
+            field("gctr_peers_known", &status.peers.known);
+            field("gctr_peers_reachable", &status.peers.reachable);
+            field("gctr_origins", &status.state.origins);
+            field("gctr_gossip_rounds", &status.gossip.stats.rounds);
         }
         _ => {
-            let keys = num("/state/counters");
+            let keys = status.state.counters;
             field("db0", &format!("keys={keys},expires=0,avg_ttl=0"));
         }
     }
 }
 
+type Field<'a> = dyn FnMut(&str, &dyn std::fmt::Display) + 'a;
+
+fn server_section(field: &mut Field, status: &NodeStatus, figures: &ServerFigures) {
+    let uptime = status.uptime_ms / 1000;
+    field("redis_version", &REDIS_VERSION);
+    field("gctr_version", &env!("CARGO_PKG_VERSION"));
+    field("redis_mode", &"standalone");
+    field("os", &std::env::consts::OS);
+    field("arch_bits", &(usize::BITS));
+    field("process_id", &std::process::id());
+    field("tcp_port", &figures.port);
+    field("uptime_in_seconds", &uptime);
+    field("uptime_in_days", &(uptime / 86_400));
+    field("gctr_node", &status.name);
+    field("gctr_origin", &status.origin);
+    field("gctr_gossip_addr", &status.gossip_addr);
+    field("gctr_http_addr", &status.http_addr);
+}
+
+fn persistence_section(field: &mut Field, status: &NodeStatus) {
+    let (kind, durable, wal) = storage(status);
+    field("loading", &0);
+    field("aof_enabled", &u8::from(kind == "wal"));
+    let failed = wal.is_some_and(|w| w.failed);
+    field("aof_last_write_status", &if failed { "err" } else { "ok" });
+    field("gctr_storage", &kind);
+    field("gctr_durable", &u8::from(durable));
+    if let Some(w) = wal {
+        field("gctr_fsync_policy", &w.fsync_policy);
+        field("gctr_wal_last_seq", &w.last_seq);
+        field("gctr_wal_segments", &w.segments);
+        field("gctr_wal_bytes", &w.bytes);
+        field("gctr_wal_fsyncs", &w.fsyncs);
+        field("gctr_snapshots_taken", &w.snapshots_taken);
+    }
+}
+
+/// The storage's kind, whether it is durable, and the WAL's figures when it has a WAL.
+fn storage(status: &NodeStatus) -> (&'static str, bool, Option<&WalStatus>) {
+    match &status.storage {
+        StorageStatus::Memory(_) => ("memory", false, None),
+        StorageStatus::Wal(w) => ("wal", w.durable, w.wal.as_ref()),
+    }
+}
+
 /// `CONFIG GET pattern ...`: each setting whose name matches a pattern (`*` and `?`
 /// globs), as name, value pairs.
-pub fn config_get(out: &mut Vec<u8>, patterns: Args<'_>, status: &Value, figures: &ServerFigures) {
-    let storage = status.pointer("/storage/kind").and_then(Value::as_str);
-    let policy = status
-        .pointer("/storage/wal/fsync_policy")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let appendfsync = match (storage, policy) {
-        (Some("wal"), "always") => "always",
-        (Some("wal"), "never") | (Some("wal"), "") | (None, _) => "no",
-        (Some("wal"), _) => "everysec",
-        (Some(_), _) => "no",
+pub fn config_get(
+    out: &mut Vec<u8>,
+    patterns: Args<'_>,
+    status: &NodeStatus,
+    figures: &ServerFigures,
+) {
+    let (kind, _, wal) = storage(status);
+    let appendfsync = match wal.map(|w| w.fsync_policy.as_str()) {
+        Some("always") => "always",
+        Some("never") | None => "no",
+        Some(_) => "everysec",
     };
     let settings: [(&str, String); 8] = [
         ("save", String::new()),
         (
             "appendonly",
-            if storage == Some("wal") { "yes" } else { "no" }.into(),
+            if kind == "wal" { "yes" } else { "no" }.into(),
         ),
         ("appendfsync", appendfsync.into()),
         ("databases", "1".into()),
@@ -320,7 +322,6 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     /// Calls `f` with `words` as arguments.
     fn with_args<T>(words: &[&str], f: impl FnOnce(Args<'_>) -> T) -> T {
@@ -332,6 +333,21 @@ mod tests {
             at += w.len();
         }
         f(Args::new(&bytes, &ranges))
+    }
+
+    fn wal_status(policy: &str) -> NodeStatus {
+        let wal = crate::status::WalStorageStatus {
+            durable: policy == "always",
+            wal: Some(WalStatus {
+                fsync_policy: policy.into(),
+                ..WalStatus::default()
+            }),
+            ..Default::default()
+        };
+        NodeStatus {
+            storage: StorageStatus::Wal(Box::new(wal)),
+            ..NodeStatus::default()
+        }
     }
 
     #[test]
@@ -348,8 +364,7 @@ mod tests {
 
     #[test]
     fn config_get_answers_what_redis_benchmark_asks() {
-        let status =
-            json!({"storage": {"kind": "wal", "durable": true, "wal": {"fsync_policy": "always"}}});
+        let status = wal_status("always");
         let figures = ServerFigures::default();
         let mut out = Vec::new();
         with_args(&["save", "appendonly"], |a| {
@@ -360,7 +375,7 @@ mod tests {
             b"*4\r\n$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n"
         );
         out.clear();
-        let memory = json!({"storage": {"kind": "memory"}});
+        let memory = NodeStatus::default();
         with_args(&["appendfsync"], |a| {
             config_get(&mut out, a, &memory, &figures)
         });
@@ -372,8 +387,13 @@ mod tests {
 
     #[test]
     fn info_sections_are_chosen_by_name() {
-        let status =
-            json!({"name": "n1", "peers": {"known": 2, "reachable": 1}, "state": {"counters": 7}});
+        let mut status = NodeStatus {
+            name: "n1".into(),
+            ..NodeStatus::default()
+        };
+        status.peers.known = 2;
+        status.peers.reachable = 1;
+        status.state.counters = 7;
         let figures = ServerFigures {
             connected_clients: 3,
             ..ServerFigures::default()

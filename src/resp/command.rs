@@ -423,26 +423,25 @@ fn config(args: Args<'_>) -> Result<Command<'_>, Refusal> {
 mod tests {
     use super::*;
 
-    /// Parses `words` as one request.
-    fn check(words: &[&[u8]]) -> Result<String, Refusal> {
-        let bytes: Vec<u8> = words.concat();
+    /// `words` laid end to end, and where each one is.
+    fn laid_out(words: &[&[u8]]) -> (Vec<u8>, Vec<std::ops::Range<usize>>) {
         let mut ranges = Vec::new();
         let mut at = 0;
         for w in words {
             ranges.push(at..at + w.len());
             at += w.len();
         }
+        (words.concat(), ranges)
+    }
+
+    /// Parses `words` as one request.
+    fn check(words: &[&[u8]]) -> Result<String, Refusal> {
+        let (bytes, ranges) = laid_out(words);
         parse(Args::new(&bytes, &ranges)).map(|c| format!("{c:?}"))
     }
 
     fn op_of(words: &[&[u8]]) -> Result<(OpKind, u64), Refusal> {
-        let bytes: Vec<u8> = words.concat();
-        let mut ranges = Vec::new();
-        let mut at = 0;
-        for w in words {
-            ranges.push(at..at + w.len());
-            at += w.len();
-        }
+        let (bytes, ranges) = laid_out(words);
         match parse(Args::new(&bytes, &ranges))? {
             Command::Op(op) => Ok((op.kind, op.amount)),
             other => panic!("not an op: {other:?}"),

@@ -26,8 +26,8 @@ use crate::crdt::{LocalOp, OpError};
 use crate::node::event_loop::{ClientOps, Query};
 use crate::node::views::CounterView;
 use crate::node_core::{OpFailure, MAX_BATCH};
+use crate::status::NodeStatus;
 use crossbeam_channel::{Receiver, Sender};
-use serde_json::Value;
 use std::ops::Range;
 
 /// The node's channels, as the HTTP API uses them.
@@ -175,20 +175,8 @@ impl Session {
             Command::Op(op) => self.operation(op)?,
             Command::Get(name) => self.read(&[name], Slot::Get { integer: false })?,
             Command::Value(name) => self.read(&[name], Slot::Get { integer: true })?,
-            Command::MGet(names) => {
-                let slot = Slot::Many {
-                    n: names.len(),
-                    exists: false,
-                };
-                self.read(&names, slot)?
-            }
-            Command::Exists(names) => {
-                let slot = Slot::Many {
-                    n: names.len(),
-                    exists: true,
-                };
-                self.read(&names, slot)?
-            }
+            Command::MGet(names) => self.read_many(&names, false)?,
+            Command::Exists(names) => self.read_many(&names, true)?,
             Command::Info(sections) => {
                 let status = self.status()?;
                 about::info(&mut self.out, sections, &status, &figures());
@@ -202,33 +190,14 @@ impl Session {
                 self.ready(|out| reply::bulk(out, text))
             }
             Command::Select | Command::ClientSetInfo => self.ready(|out| reply::simple(out, "OK")),
-            Command::Quit => {
-                self.ready(|out| reply::simple(out, "OK"));
-                self.closing = true;
-            }
-            Command::Reset => {
-                self.name = None;
-                self.transaction = None;
-                self.ready(|out| reply::simple(out, "RESET"));
-            }
-            Command::Hello(name) => {
-                if let Some(name) = name {
-                    self.set_name(name);
-                }
-                let id = self.id;
-                self.ready(|out| about::hello(out, id));
-            }
+            Command::Quit => self.quit(),
+            Command::Reset => self.reset(),
+            Command::Hello(name) => self.hello(name),
             Command::ClientSetName(name) => {
                 self.set_name(name);
                 self.ready(|out| reply::simple(out, "OK"));
             }
-            Command::ClientGetName => {
-                let name = self.name.clone();
-                self.ready(|out| match &name {
-                    Some(n) => reply::bulk(out, n),
-                    None => reply::nil(out),
-                });
-            }
+            Command::ClientGetName => self.get_name(),
             Command::ClientId => {
                 let id = self.id as i64;
                 self.ready(|out| reply::integer(out, id));
@@ -236,33 +205,82 @@ impl Session {
             Command::CommandInfo(names) => self.ready(|out| about::command_info(out, names)),
             Command::CommandCount => self.ready(about::command_count),
             Command::CommandDocs(names) => self.ready(|out| about::command_docs(out, names)),
-            Command::Multi if self.transaction.is_some() => {
-                self.ready(|out| reply::error(out, "ERR MULTI calls can not be nested"))
-            }
-            Command::Multi => {
-                self.transaction = Some(Transaction::default());
-                self.ready(|out| reply::simple(out, "OK"));
-            }
-            Command::Discard => match self.transaction.take() {
-                Some(_) => self.ready(|out| reply::simple(out, "OK")),
-                None => self.ready(|out| reply::error(out, "ERR DISCARD without MULTI")),
-            },
-            Command::Exec => match self.transaction.take() {
-                None => self.ready(|out| reply::error(out, "ERR EXEC without MULTI")),
-                Some(t) if t.refused => self.ready(|out| {
-                    reply::error(
-                        out,
-                        "EXECABORT Transaction discarded because of previous errors.",
-                    )
-                }),
-                Some(t) => {
-                    self.ready(|out| reply::array(out, t.commands.len()));
-                    for command in &t.commands {
-                        let args = Args::new(&t.bytes, &t.ranges[command.clone()]);
-                        self.execute(args, figures)?;
-                    }
+            Command::Multi => self.multi(),
+            Command::Discard => self.discard(),
+            Command::Exec => self.exec(figures)?,
+        }
+        Ok(())
+    }
+
+    /// `MGET` (values) or `EXISTS` (how many were ever written) of `names`.
+    fn read_many(&mut self, names: &[String], exists: bool) -> Result<(), NodeGone> {
+        let slot = Slot::Many {
+            n: names.len(),
+            exists,
+        };
+        self.read(names, slot)
+    }
+
+    fn quit(&mut self) {
+        self.ready(|out| reply::simple(out, "OK"));
+        self.closing = true;
+    }
+
+    fn reset(&mut self) {
+        self.name = None;
+        self.transaction = None;
+        self.ready(|out| reply::simple(out, "RESET"));
+    }
+
+    fn hello(&mut self, name: Option<&[u8]>) {
+        if let Some(name) = name {
+            self.set_name(name);
+        }
+        let id = self.id;
+        self.ready(|out| about::hello(out, id));
+    }
+
+    fn get_name(&mut self) {
+        let name = self.name.clone();
+        self.ready(|out| match &name {
+            Some(n) => reply::bulk(out, n),
+            None => reply::nil(out),
+        });
+    }
+
+    fn multi(&mut self) {
+        if self.transaction.is_some() {
+            return self.ready(|out| reply::error(out, "ERR MULTI calls can not be nested"));
+        }
+        self.transaction = Some(Transaction::default());
+        self.ready(|out| reply::simple(out, "OK"));
+    }
+
+    fn discard(&mut self) {
+        match self.transaction.take() {
+            Some(_) => self.ready(|out| reply::simple(out, "OK")),
+            None => self.ready(|out| reply::error(out, "ERR DISCARD without MULTI")),
+        }
+    }
+
+    /// Runs the queued commands, answering with an array of their answers, unless one
+    /// was refused while queueing: then nothing runs.
+    fn exec(&mut self, figures: &dyn Fn() -> ServerFigures) -> Result<(), NodeGone> {
+        match self.transaction.take() {
+            None => self.ready(|out| reply::error(out, "ERR EXEC without MULTI")),
+            Some(t) if t.refused => self.ready(|out| {
+                reply::error(
+                    out,
+                    "EXECABORT Transaction discarded because of previous errors.",
+                )
+            }),
+            Some(t) => {
+                self.ready(|out| reply::array(out, t.commands.len()));
+                for command in &t.commands {
+                    let args = Args::new(&t.bytes, &t.ranges[command.clone()]);
+                    self.execute(args, figures)?;
                 }
-            },
+            }
         }
         Ok(())
     }
@@ -385,16 +403,15 @@ impl Session {
     }
 
     /// The node's status, after everything before it has been answered.
-    /// The node's status as JSON, which `INFO` and `CONFIG GET` read by path.
-    fn status(&mut self) -> Result<Value, NodeGone> {
+    /// The node's status, after everything before it has been answered.
+    fn status(&mut self) -> Result<NodeStatus, NodeGone> {
         self.settle()?;
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.link
             .queries
             .send(Query::Status(reply))
             .map_err(|_| NodeGone)?;
-        let status = answer.recv().map_err(|_| NodeGone)?;
-        Ok(serde_json::to_value(&status).unwrap_or_default())
+        answer.recv().map_err(|_| NodeGone)
     }
 
     /// Sends what is gathered, waits for every answer in flight and writes every slot
