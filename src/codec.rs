@@ -7,14 +7,15 @@
 //!
 //! Decoding trusts nothing: the payload length is checked against the caller's limit
 //! before anything is allocated, every element count against the bytes that remain, and
-//! every name against the naming rules. Any byte string decodes to a frame or an error.
+//! every name against the naming rules, every version against [`MAX_VERSION`] and every
+//! total against i64::MAX. Any byte string decodes to a frame or an error.
 //!
 //! Encoding and measuring share one walk over the frame ([`Sink`]), so the engine can
 //! size frames without building them.
 
 use crate::crdt::{
     validate_counter_name, validate_node_name, CounterEntry, Digest, Origin, OriginDelta,
-    OriginVersion,
+    OriginVersion, MAX_TOTAL, MAX_VERSION,
 };
 use crate::member::NodeName;
 use crate::membership;
@@ -600,13 +601,31 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// A version, refused above [`MAX_VERSION`]: no peer can have made one.
+    fn version(&mut self) -> Result<u64, CodecError> {
+        let v = self.varint()?;
+        if v > MAX_VERSION {
+            return Err(CodecError::Invalid("a version above 2^62"));
+        }
+        Ok(v)
+    }
+
+    /// A total of increments or decrements, refused above [`MAX_TOTAL`] (i64::MAX).
+    fn total(&mut self) -> Result<u64, CodecError> {
+        let t = self.varint()?;
+        if t > MAX_TOTAL {
+            return Err(CodecError::Invalid("a total above i64::MAX"));
+        }
+        Ok(t)
+    }
+
     fn digest(&mut self) -> Result<Digest, CodecError> {
         let n = self.count(MIN_DIGEST_ENTRY_LEN)?;
         let mut d = Vec::with_capacity(n);
         for _ in 0..n {
             d.push(OriginVersion {
                 origin: self.origin()?,
-                version: self.varint()?,
+                version: self.version()?,
             });
         }
         Ok(d)
@@ -625,8 +644,8 @@ impl<'a> Decoder<'a> {
     /// One delta: origin, range, entries, each name checked against the naming rules.
     pub fn delta(&mut self) -> Result<OriginDelta, CodecError> {
         let origin = self.origin()?;
-        let from = self.varint()?;
-        let to = self.varint()?;
+        let from = self.version()?;
+        let to = self.version()?;
         if to < from {
             return Err(CodecError::Invalid("delta range runs backwards"));
         }
@@ -637,9 +656,9 @@ impl<'a> Decoder<'a> {
             validate_counter_name(&counter).map_err(|e| CodecError::BadName(e.0))?;
             entries.push(CounterEntry {
                 counter,
-                p: self.varint()?,
-                n: self.varint()?,
-                version: self.varint()?,
+                p: self.total()?,
+                n: self.total()?,
+                version: self.version()?,
             });
         }
         Ok(OriginDelta {

@@ -27,6 +27,13 @@ pub const DEFAULT_COUNTER: &str = "default";
 pub const MAX_COUNTER_NAME_BYTES: usize = 128;
 /// Longest node name, in bytes.
 pub const MAX_NODE_NAME_BYTES: usize = 128;
+/// The highest version an origin may reach, and the highest a frame or record may name.
+/// At a billion changes a second an origin needs 146 years to get there; a claim above it
+/// can only be forged or corrupt, and keeping every version under it leaves room for
+/// arithmetic on versions that can never wrap.
+pub const MAX_VERSION: u64 = 1 << 62;
+/// The highest total `p` or `n` an entry may hold: a counter's value is an i64.
+pub const MAX_TOTAL: u64 = i64::MAX as u64;
 
 /// Checks a counter name: UTF-8 (guaranteed by `&str`), 1 to 128 bytes, no control characters.
 pub fn validate_counter_name(name: &str) -> Result<(), NameError> {
@@ -172,6 +179,8 @@ pub enum OpError {
     Overflow {
         counter: String,
     },
+    /// The origin has used every version up to [`MAX_VERSION`].
+    VersionsExhausted,
 }
 
 impl fmt::Display for OpError {
@@ -183,6 +192,10 @@ impl fmt::Display for OpError {
                 f,
                 "counter {counter:?} would pass {} in total; nothing was applied",
                 i64::MAX
+            ),
+            OpError::VersionsExhausted => write!(
+                f,
+                "this node's origin has used every version up to {MAX_VERSION}; nothing was applied"
             ),
         }
     }
@@ -283,6 +296,15 @@ impl State {
     /// The version this replica knows `origin` up to (0 if never heard of).
     pub fn known(&self, origin: &Origin) -> u64 {
         self.origins.get(origin).map_or(0, |o| o.known)
+    }
+
+    /// Whether this replica's entry of `origin` in `counter` has totals of at least
+    /// `p` and `n`.
+    pub fn holds(&self, origin: &Origin, counter: &str, p: u64, n: u64) -> bool {
+        self.counters
+            .get(counter)
+            .and_then(|slots| slots.get(origin))
+            .is_some_and(|t| t.p >= p && t.n >= n)
     }
 
     /// For every origin heard of, the version it is known up to.
@@ -422,6 +444,17 @@ impl State {
         }
         let mut touched: Vec<(&str, Pending)> = pending.into_iter().collect();
         touched.sort_by_key(|(_, p)| p.first_touch);
+        let last = from
+            .checked_add(touched.len() as u64)
+            .filter(|v| *v <= MAX_VERSION);
+        if last.is_none() {
+            touched.clear();
+            for result in &mut results {
+                if result.is_ok() {
+                    *result = Err(OpError::VersionsExhausted);
+                }
+            }
+        }
         let mut version = from;
         let entries = touched
             .into_iter()

@@ -68,6 +68,14 @@ pub enum Output {
     /// Deltas from peers that changed the state or advanced a digest; a runtime with a
     /// WAL logs them so a restart does not have to fetch them again.
     Learned(Vec<OriginDelta>),
+    /// The peer `from` claims this node's own origin beyond what this node wrote (up to
+    /// `claimed`; this node is at `own`): another process writes under it, or this
+    /// node's data is older than what it once gossiped. Nothing of the claim was merged.
+    OwnOriginAhead {
+        from: NodeName,
+        claimed: u64,
+        own: u64,
+    },
 }
 
 /// Figures for status pages and tests.
@@ -86,6 +94,9 @@ pub struct Stats {
     pub forwarded: u64,
     /// Immediate pulls made because a push revealed a gap.
     pub repairs: u64,
+    /// Deltas and digests from peers that claimed this node's own origin beyond what it
+    /// wrote (refused; see [`Output::OwnOriginAhead`]).
+    pub own_origin_claims: u64,
     /// The last time a frame from a peer changed the state (reports show how long ago).
     #[serde(skip)]
     pub last_learned: Option<Duration>,
@@ -135,6 +146,13 @@ impl Engine {
 
     pub fn origin(&self) -> &Origin {
         &self.me
+    }
+
+    /// Writes from now on under `origin` (a new incarnation of this node). What the old
+    /// origin wrote stays in the state as any other origin's changes.
+    pub fn set_origin(&mut self, origin: Origin) {
+        self.me = origin;
+        self.replication = ReplicationTracker::default();
     }
 
     pub fn state(&self) -> &State {
@@ -215,6 +233,7 @@ impl Engine {
         match frame {
             Frame::Hello { .. } | Frame::Member(_) => {}
             Frame::Syn { digest } => {
+                self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
                 let mine = self.state.digest();
                 let mut chunks = self.chunk_missing(&digest, codec::digest_len(&mine));
@@ -237,18 +256,19 @@ impl Engine {
                 }
             }
             Frame::SynAck { digest, delta } => {
+                self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
-                self.apply(now, &delta);
+                self.apply(now, from, &delta);
                 for chunk in self.chunk_missing(&digest, 0) {
                     self.send_deltas_counted(&chunk);
                     self.send(from.clone(), Frame::Delta { delta: chunk });
                 }
             }
             Frame::Delta { delta } => {
-                self.apply(now, &delta);
+                self.apply(now, from, &delta);
             }
             Frame::Push { delta } => {
-                let learned = self.apply(now, &delta);
+                let learned = self.apply(now, from, &delta);
                 // Still not knowing the origin up to the push's end means a change is missing.
                 let gap = delta.iter().any(|d| self.state.known(&d.origin) < d.to);
                 if !learned.is_empty() {
@@ -324,10 +344,21 @@ impl Engine {
         changed
     }
 
-    fn apply(&mut self, now: Duration, deltas: &[OriginDelta]) -> Vec<OriginDelta> {
+    /// Merges the deltas of peer `from`, except any of this node's own origin: only this
+    /// node writes under it, so a peer can only echo it back ([`Engine::check_own_delta`]).
+    fn apply(
+        &mut self,
+        now: Duration,
+        from: &NodeName,
+        deltas: &[OriginDelta],
+    ) -> Vec<OriginDelta> {
         let mut learned = Vec::new();
         for d in deltas {
             self.stats.entries_in += d.entries.len() as u64;
+            if d.origin == self.me {
+                self.check_own_delta(from, d);
+                continue;
+            }
             let Applied { changed, advanced } = self.state.apply_delta(d);
             if changed {
                 self.stats.last_learned = Some(now);
@@ -340,6 +371,46 @@ impl Engine {
             self.outbox.push(Output::Learned(learned.clone()));
         }
         learned
+    }
+
+    /// A delta of this node's own origin from a peer: an echo of what it wrote changes
+    /// nothing; anything beyond it (a later range or version, or larger totals) is a
+    /// claim another writer made, refused and reported.
+    fn check_own_delta(&mut self, from: &NodeName, delta: &OriginDelta) {
+        let own = self.state.known(&self.me);
+        let claimed = delta
+            .entries
+            .iter()
+            .map(|e| e.version)
+            .fold(delta.to, u64::max);
+        let beyond = claimed > own
+            || delta
+                .entries
+                .iter()
+                .any(|e| !self.state.holds(&self.me, &e.counter, e.p, e.n));
+        if beyond {
+            self.own_origin_ahead(from, claimed, own);
+        }
+    }
+
+    /// A digest that says peer `from` knows this node's own origin beyond what it wrote.
+    fn check_digest(&mut self, from: &NodeName, digest: &Digest) {
+        let own = self.state.known(&self.me);
+        if let Some(d) = digest
+            .iter()
+            .find(|d| d.origin == self.me && d.version > own)
+        {
+            self.own_origin_ahead(from, d.version, own);
+        }
+    }
+
+    fn own_origin_ahead(&mut self, from: &NodeName, claimed: u64, own: u64) {
+        self.stats.own_origin_claims += 1;
+        self.outbox.push(Output::OwnOriginAhead {
+            from: from.clone(),
+            claimed,
+            own,
+        });
     }
 
     /// Notes how much of this node's own origin the digest of peer `from` holds.

@@ -16,6 +16,7 @@ pub mod process;
 use crate::crdt::OpKind;
 use crate::engine::Stats;
 use crate::membership::{MemberView, State};
+use crate::node_core::GuardStatus;
 use crate::replication::PeerLag;
 use crate::wal::{RecoveryReport, WalStatus};
 use histogram::HistogramSnapshot;
@@ -39,6 +40,8 @@ pub struct NodeStatus {
     pub transport: TransportStatus,
     pub requests: RequestStats,
     pub storage: StorageStatus,
+    /// Whether writes are accepted, and why not (see the README's Security section).
+    pub writes: GuardStatus,
     /// Every member this node knows of, itself included, with its state.
     pub members: Vec<MemberStatus>,
     /// The peers this node gossips with now, by name.
@@ -197,6 +200,9 @@ pub struct RequestStats {
     pub storage_failures: u64,
     /// Learned state the storage could not log (peers resend it).
     pub learned_log_failures: u64,
+    /// Operations refused because writes were held (a starting node's fence, another
+    /// process running under this node's name).
+    pub unavailable: u64,
 }
 
 impl RequestStats {

@@ -47,7 +47,7 @@ fn sends(e: &mut Engine) -> Vec<(String, Frame)> {
         .into_iter()
         .filter_map(|o| match o {
             Output::Send { to, frame } => Some((to.to_string(), frame)),
-            Output::Learned(_) => None,
+            Output::Learned(_) | Output::OwnOriginAhead { .. } => None,
         })
         .collect()
 }

@@ -7,7 +7,7 @@ mod common;
 use common::{free_addr, http_get, http_post};
 use gctr::crdt::{Origin, OriginDelta, State};
 use gctr::node::{Node, NodeConfig};
-use gctr::node_core::Storage;
+use gctr::node_core::{fresh_incarnation, Storage};
 use gctr::status::StorageStatus;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,10 @@ impl Storage for TestStorage {
 
     fn after_turn(&mut self, _state: &State) -> io::Result<()> {
         Ok(())
+    }
+
+    fn renew_incarnation(&mut self, current: &Origin, _reason: String) -> io::Result<Origin> {
+        Ok(fresh_incarnation(current))
     }
 
     fn status(&self) -> StorageStatus {

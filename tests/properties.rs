@@ -5,7 +5,8 @@
 
 use gctr::codec::{self, CodecError, Frame, FrameType, HEADER_LEN, MAGIC, PROTOCOL_VERSION};
 use gctr::crdt::{
-    CounterEntry, LocalOp, OpKind, Origin, OriginDelta, OriginVersion, State, Totals,
+    CounterEntry, LocalOp, OpKind, Origin, OriginDelta, OriginVersion, State, Totals, MAX_TOTAL,
+    MAX_VERSION,
 };
 use gctr::engine::{Config, Engine, Output, MIN_PAYLOAD};
 use gctr::member::NodeName;
@@ -273,27 +274,35 @@ fn origin() -> impl Strategy<Value = Origin> {
     (name(), any::<u64>()).prop_map(|(node, incarnation)| Origin { node, incarnation })
 }
 
+/// Any version a frame may carry, the bound included.
+fn version() -> impl Strategy<Value = u64> {
+    prop_oneof![0..=MAX_VERSION, Just(MAX_VERSION)]
+}
+
+/// Any total an entry may hold, the bound included.
+fn total() -> impl Strategy<Value = u64> {
+    prop_oneof![0..=MAX_TOTAL, Just(MAX_TOTAL)]
+}
+
 fn digest() -> impl Strategy<Value = Vec<OriginVersion>> {
     prop::collection::vec(
-        (origin(), any::<u64>()).prop_map(|(origin, version)| OriginVersion { origin, version }),
+        (origin(), version()).prop_map(|(origin, version)| OriginVersion { origin, version }),
         0..6,
     )
 }
 
 fn deltas() -> impl Strategy<Value = Vec<OriginDelta>> {
     let entry =
-        (name(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(counter, p, n, version)| {
-            CounterEntry {
-                counter,
-                p,
-                n,
-                version,
-            }
+        (name(), total(), total(), version()).prop_map(|(counter, p, n, version)| CounterEntry {
+            counter,
+            p,
+            n,
+            version,
         });
     let delta = (
         origin(),
-        any::<u64>(),
-        any::<u64>(),
+        version(),
+        version(),
         prop::collection::vec(entry, 0..6),
     )
         .prop_map(|(origin, a, b, entries)| OriginDelta {
@@ -331,6 +340,44 @@ proptest! {
         prop_assert_eq!(codec::decode(&bytes, MAX), Ok(frame.clone()));
         let read = codec::read_frame(&mut bytes.as_slice(), MAX).expect("read_frame");
         prop_assert_eq!(read, frame);
+    }
+
+    #[test]
+    fn a_version_or_total_past_its_bound_is_refused_at_decode(
+        frame in frame(),
+        pick in any::<usize>(),
+        over in 1u64..=(u64::MAX - MAX_VERSION),
+    ) {
+        // Push one version above 2^62 or one total above i64::MAX, whichever `pick` lands on.
+        let mut frame = frame;
+        let mut fields: Vec<(&mut u64, u64)> = Vec::new();
+        let (digest, deltas) = match &mut frame {
+            Frame::Syn { digest } => (Some(digest), None),
+            Frame::SynAck { digest, delta } => (Some(digest), Some(delta)),
+            Frame::Delta { delta } | Frame::Push { delta } => (None, Some(delta)),
+            _ => (None, None),
+        };
+        for d in digest.into_iter().flatten() {
+            fields.push((&mut d.version, MAX_VERSION));
+        }
+        for d in deltas.into_iter().flatten() {
+            // `to` keeps the range forwards; `from` past the bound is refused either way.
+            fields.push((&mut d.to, MAX_VERSION));
+            for e in &mut d.entries {
+                fields.push((&mut e.p, MAX_TOTAL));
+                fields.push((&mut e.n, MAX_TOTAL));
+                fields.push((&mut e.version, MAX_VERSION));
+            }
+        }
+        prop_assume!(!fields.is_empty());
+        let k = pick % fields.len();
+        let (field, bound) = fields.swap_remove(k);
+        *field = bound.saturating_add(over);
+        let bytes = codec::encode(&frame);
+        prop_assert!(
+            matches!(codec::decode(&bytes, MAX), Err(CodecError::Invalid(_))),
+            "{:?}", codec::decode(&bytes, MAX)
+        );
     }
 
     #[test]

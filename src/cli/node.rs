@@ -2,7 +2,7 @@
 
 use super::flags::{self, FlagHelp, GossipFlags};
 use super::node_membership::{self, MembershipFlags};
-use super::node_wal::{self, WalDir, WalFlags};
+use super::node_wal::{self, Opened, WalDir, WalFlags};
 use super::CliError;
 use crate::codec::MAX_ADDR_BYTES;
 use crate::crdt::{validate_node_name, State};
@@ -10,7 +10,7 @@ use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
 use crate::http::server::DEFAULT_READ_TIMEOUT;
 use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, Node, NodeConfig};
-use crate::node_core::{MemoryStorage, Storage};
+use crate::node_core::MemoryStorage;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -81,15 +81,26 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     };
     crate::logging::init_with_format(options.log_level, options.log_format);
     let mut config = options.config;
-    let (storage, origin, state): (Box<dyn Storage>, _, _) = match options.wal {
+    let opened = match options.wal {
         Some(wal) => node_wal::open(wal, &config.name, options.name_given)?,
-        None => (
-            Box::new(MemoryStorage),
-            fresh_origin(&config.name),
-            State::new(),
-        ),
+        None => Opened {
+            storage: Box::new(MemoryStorage),
+            origin: fresh_origin(&config.name),
+            state: State::new(),
+            fence: None,
+        },
     };
+    let Opened {
+        storage,
+        origin,
+        state,
+        fence,
+    } = opened;
     config.name.clone_from(&origin.node);
+    // Without a way to find members at start-up there is no one to ask.
+    let finds_members =
+        !config.seeds.is_empty() || options.discovery.is_some() || config.lan.is_some();
+    config.fence = fence.filter(|_| finds_members);
     // Installed before the node serves, so a SIGTERM that comes as soon as it answers
     // still stops it cleanly.
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// Under `--fsync interval` without `--fsync-interval`.
 const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a node that recovered its state waits for a member to confirm its origin.
+pub const DEFAULT_FENCE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The durability options' help entries.
 pub fn help() -> Vec<FlagHelp> {
@@ -53,6 +55,14 @@ pub fn help() -> Vec<FlagHelp> {
             "... or after BYTES of records (0: never by size)",
             defaults.snapshot_bytes,
         ),
+        FlagHelp::with_default(
+            "--fence-timeout DUR",
+            "after recovering an existing DIR, a node with seeds, discovery or LAN discovery \
+             answers writes 503 until a live member's digest shows that no other process holds \
+             its origin beyond its log (a restored backup, a copied DIR), at most this long; 0 \
+             turns the check off",
+            flags::show_duration(DEFAULT_FENCE_TIMEOUT),
+        ),
         FlagHelp::new(
             "--repair",
             "start even if the log is corrupt: keep every record before the bad one, set the \
@@ -72,6 +82,7 @@ pub struct WalFlags {
     segment_bytes: Option<u64>,
     snapshot_records: Option<u64>,
     snapshot_bytes: Option<u64>,
+    fence_timeout: Option<Duration>,
     repair: bool,
 }
 
@@ -80,6 +91,19 @@ pub struct WalFlags {
 pub struct WalDir {
     pub dir: PathBuf,
     pub config: WalConfig,
+    /// How long to hold writes after recovering an existing directory (zero: not at all).
+    pub fence_timeout: Duration,
+}
+
+/// A data directory opened and recovered.
+pub struct Opened {
+    pub storage: Box<dyn Storage>,
+    /// The origin to run under, and the state recovered.
+    pub origin: Origin,
+    pub state: State,
+    /// How long to hold writes until a member confirms the origin: set when the state
+    /// was recovered from an existing directory.
+    pub fence: Option<Duration>,
 }
 
 /// The durability options' long names.
@@ -90,6 +114,7 @@ const FLAGS: &[&str] = &[
     "segment-size",
     "snapshot-records",
     "snapshot-bytes",
+    "fence-timeout",
     "repair",
 ];
 
@@ -124,6 +149,10 @@ impl WalFlags {
                 let v = parser.value()?.string()?;
                 self.snapshot_bytes = Some(flags::number("--snapshot-bytes", &v, 0..=u64::MAX)?);
             }
+            "fence-timeout" => {
+                let v = parser.value()?.string()?;
+                self.fence_timeout = Some(flags::duration("--fence-timeout", &v, Duration::ZERO)?);
+            }
             "repair" => self.repair = true,
             _ => return Err(usage(format!("--{flag} is not a durability option"))),
         }
@@ -139,6 +168,7 @@ impl WalFlags {
                 || self.segment_bytes.is_some()
                 || self.snapshot_records.is_some()
                 || self.snapshot_bytes.is_some()
+                || self.fence_timeout.is_some()
                 || self.repair;
             if given {
                 return Err(usage("the durability options need --wal DIR"));
@@ -169,20 +199,23 @@ impl WalFlags {
             snapshot_bytes: self.snapshot_bytes.unwrap_or(defaults.snapshot_bytes),
             repair: self.repair,
         };
-        Ok(Some(WalDir { dir, config }))
+        Ok(Some(WalDir {
+            dir,
+            config,
+            fence_timeout: self.fence_timeout.unwrap_or(DEFAULT_FENCE_TIMEOUT),
+        }))
     }
 }
 
 /// Opens the data directory and recovers from it. `name` is the node's name and
 /// `name_given` whether it came from `--name`: a given name must match an existing
-/// directory's, and a default name is used only for a new directory. Returns the storage,
-/// the origin to run under and the recovered state.
-pub fn open(
-    wal_dir: WalDir,
-    name: &str,
-    name_given: bool,
-) -> Result<(Box<dyn Storage>, Origin, State), CliError> {
-    let WalDir { dir, mut config } = wal_dir;
+/// directory's, and a default name is used only for a new directory.
+pub fn open(wal_dir: WalDir, name: &str, name_given: bool) -> Result<Opened, CliError> {
+    let WalDir {
+        dir,
+        mut config,
+        fence_timeout,
+    } = wal_dir;
     if name_given || !dir.join(IDENTITY_FILE).exists() {
         config.node_name = Some(name.to_owned());
     }
@@ -202,8 +235,13 @@ pub fn open(
     for notes in lines {
         log::warn!("{notes}");
     }
-    let storage = Box::new(WalStorage::new(wal, report));
-    Ok((storage, origin, recovered.state))
+    let fence = (!report.created && !fence_timeout.is_zero()).then_some(fence_timeout);
+    Ok(Opened {
+        storage: Box::new(WalStorage::new(wal, report)),
+        origin,
+        state: recovered.state,
+        fence,
+    })
 }
 
 fn usage(msg: impl Into<String>) -> CliError {

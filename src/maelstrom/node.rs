@@ -327,7 +327,10 @@ impl Node {
                     self.outbox.push(Outgoing::gossip(to.as_str(), &frame))
                 }
                 // This runtime runs without membership: its peers are the init's node ids.
-                Effect::SendMember { .. } | Effect::MemberChanged(_) | Effect::NameConflict(_) => {}
+                Effect::SendMember { .. }
+                | Effect::MemberChanged(_)
+                | Effect::NameConflict(_)
+                | Effect::NewIncarnation(_) => {}
                 Effect::Reply {
                     to: (src, msg_id, delta),
                     result,

@@ -78,13 +78,21 @@ impl Membership {
     /// News about this node itself. Within this run, a suspect or dead claim at or above
     /// our liveness is refuted by raising it; a left claim at or above it is accepted (a
     /// removal, or our own leave echoed back). A record of an earlier run is stale and
-    /// answered by spreading ours. A later run that is dead or left is a past run under
+    /// answered by spreading ours; if it is live at another address it is reported, as it
+    /// may be another process with our name rather than our own past. A later run that is dead or left is a past run under
     /// a clock that went back: we start a run just after it. A later run that is alive is
     /// another live process with our name: reported, never fought over.
     fn about_me(&mut self, now: Duration, update: Update) {
         let mine = self.entries[&self.me].update.clone();
         let (theirs, ours) = (update.member.run(), mine.member.run());
         if theirs < ours {
+            let elsewhere = update.member.gossip_addr != mine.member.gossip_addr;
+            if update.state.is_live() && elsewhere && self.older_run_reported != Some(theirs) {
+                self.older_run_reported = Some(theirs);
+                self.outputs.push(Output::OlderRun {
+                    other: update.member,
+                });
+            }
             if !self.broadcasts.contains(&self.me) {
                 self.broadcasts.push(mine);
             }

@@ -61,6 +61,10 @@ pub enum Output {
     /// Another live process uses this node's name with a later run: the cluster follows
     /// it, not this node. Reported once per such run; an operator must resolve it.
     NameConflict { other: Member },
+    /// A live record of this node's name from an earlier run at another gossip address:
+    /// this node's past run not yet found dead, or another process with its name (a
+    /// copied data directory). Reported once per such run; only a direct probe can tell.
+    OlderRun { other: Member },
 }
 
 /// Running totals, for status pages and tests.
@@ -124,6 +128,7 @@ pub struct Membership {
     /// When this node last sent its full state to an address (rate limit).
     full_sent: BTreeMap<String, Duration>,
     conflict_reported: Option<Run>,
+    older_run_reported: Option<Run>,
     /// Reaped members: their last key and when they were forgotten.
     forgotten: BTreeMap<NodeName, (Update, Duration)>,
     outputs: Vec<Output>,
@@ -174,6 +179,7 @@ impl Membership {
             seeds,
             full_sent: BTreeMap::new(),
             conflict_reported: None,
+            older_run_reported: None,
             forgotten: BTreeMap::new(),
             outputs: Vec::new(),
             stats: Stats::default(),
@@ -403,6 +409,22 @@ impl Membership {
         self.probe = None;
         self.store(now, left.clone(), true);
         self.announce(left, None);
+    }
+
+    /// This node now writes under a new data incarnation: its record becomes a new run
+    /// (just after the current one, so it supersedes it everywhere) and spreads.
+    pub fn renew_incarnation(&mut self, now: Duration, incarnation: u64) {
+        let mine = self.entries[&self.me].update.clone();
+        let mut member = mine.member;
+        member.incarnation = incarnation;
+        member.started_at = member.started_at.saturating_add(1);
+        let renewed = Update {
+            member,
+            liveness: 0,
+            state: mine.state,
+            by: self.me.clone(),
+        };
+        self.store(now, renewed, true);
     }
 
     /// Operator force-removal: marks `name` left cluster-wide (with a liveness above its

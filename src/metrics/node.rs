@@ -43,8 +43,8 @@ fn operations(f: &mut Families, s: &NodeStatus) -> fmt::Result {
     f.counters(
         "gctr_ops",
         "Client increments and decrements by outcome: ok (durable, applied, acknowledged), \
-         refused (bad input or overflow, nothing applied), failed (not made durable, \
-         nothing applied).",
+         refused (bad input or overflow, nothing applied), failed (not made durable, or \
+         writes held; nothing applied).",
         None,
         by_outcome("increment", &r.increment)
             .into_iter()
@@ -66,6 +66,19 @@ fn operations(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         "gctr_learned_log_failures",
         "Times state learned from peers could not be logged (peers resend it).",
         r.learned_log_failures,
+    )?;
+    f.gauges(
+        "gctr_writes_held",
+        "1 while writes are refused with 503: a restarted node's fence, or another live \
+         process running under this node's name.",
+        None,
+        [(Labels::new(), if s.writes.writable { 0.0 } else { 1.0 })],
+    )?;
+    f.counter(
+        "gctr_new_incarnations",
+        "Times this run moved its writes to a new incarnation because a peer held its \
+         origin beyond its log.",
+        s.writes.new_incarnations,
     )
 }
 
@@ -168,6 +181,12 @@ fn gossip(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         "gctr_gap_repairs",
         "Immediate pulls made because a push revealed a gap.",
         g.repairs,
+    )?;
+    f.counter(
+        "gctr_own_origin_claims",
+        "Deltas and digests from peers that claimed this node's own origin beyond what it \
+         wrote (never merged).",
+        g.own_origin_claims,
     )
 }
 

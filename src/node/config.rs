@@ -51,6 +51,9 @@ pub struct NodeConfig {
     pub io_timeout: Duration,
     pub max_backoff: Duration,
     pub http: HttpConfig,
+    /// Hold writes at start until a live member confirms this node's origin, at most
+    /// this long (for a node that recovered its state; see `node_core::OriginGuard`).
+    pub fence: Option<Duration>,
 }
 
 impl NodeConfig {
@@ -75,6 +78,7 @@ impl NodeConfig {
                 workers: DEFAULT_HTTP_WORKERS,
                 ..HttpConfig::default()
             },
+            fence: None,
         }
     }
 }

@@ -277,6 +277,15 @@ impl EventLoop {
                     let _ = to.send(result);
                 }
                 Effect::MemberChanged(change) => self.member_changed(change),
+                Effect::NewIncarnation(origin) => {
+                    self.me = match self.core.membership() {
+                        Some(m) => m.me().member.clone(),
+                        None => Member {
+                            incarnation: origin.incarnation,
+                            ..self.me.clone()
+                        },
+                    };
+                }
                 Effect::NameConflict(other) => log::error!(
                     "another process runs as {} (incarnation {:016x}, gossip {}) and started after \
                      this one: the cluster follows it; stop one of the two",
@@ -598,6 +607,7 @@ impl EventLoop {
                 inbound,
             },
             requests: self.core.request_stats(),
+            writes: self.core.guard_status(),
             storage: self.core.storage_status(),
             members,
             gossip_peers: self.core.peers().iter().map(|p| p.to_string()).collect(),

@@ -15,7 +15,7 @@
 
 use super::event_loop::{ClientOps, Query};
 use super::views::ValueView;
-use crate::crdt::{validate_counter_name, LocalOp, OpKind, DEFAULT_COUNTER};
+use crate::crdt::{validate_counter_name, LocalOp, OpError, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
 use crate::member::NodeName;
 use crate::metrics::{self, NodeMetrics};
@@ -175,8 +175,11 @@ impl NodeApi {
             .map_err(|_| stopping())?;
         match rx.recv().map_err(|_| stopping())? {
             Ok(value) => Ok(Reply::ok(&ValueView { name, value })),
+            Err(OpFailure::Refused(e @ OpError::VersionsExhausted)) => {
+                Err(Reply::error(503, e.to_string()))
+            }
             Err(OpFailure::Refused(e)) => Err(bad(e.to_string())),
-            Err(OpFailure::Storage(e)) => Err(Reply::error(503, e)),
+            Err(OpFailure::Storage(e) | OpFailure::Unavailable(e)) => Err(Reply::error(503, e)),
         }
     }
 }

@@ -300,7 +300,11 @@ fn core(
         fastrand::u64(..),
         now,
     );
-    NodeCore::new(engine, storage).with_membership(membership)
+    let mut core = NodeCore::new(engine, storage).with_membership(membership);
+    if let Some(timeout) = config.fence {
+        core.fence(now, timeout);
+    }
+    core
 }
 
 /// The RESP server on `listener`, on the same channels to the event loop as HTTP.

@@ -6,7 +6,7 @@
 //! batch with nothing applied; the WAL cuts the failed write away on its next append, so
 //! later writes succeed once the fault clears.
 
-use crate::crdt::{OriginDelta, State};
+use crate::crdt::{Origin, OriginDelta, State};
 use crate::node_core::Storage;
 use crate::status::{StorageStatus, WalStorageStatus};
 use crate::wal::{RecoveryReport, Wal, WalError};
@@ -50,6 +50,10 @@ impl Storage for WalStorage {
             log::info!("WAL snapshot taken at record {}", wal.status().last_seq);
         }
         Ok(())
+    }
+
+    fn renew_incarnation(&mut self, _current: &Origin, reason: String) -> io::Result<Origin> {
+        self.wal()?.renew_incarnation(reason).map_err(to_io)
     }
 
     fn status(&self) -> StorageStatus {

@@ -15,10 +15,14 @@
 //! Without membership (the Maelstrom runtime) the runtime sets the peer set itself.
 //!
 //! - `storage`: the `Storage` trait and the in-memory storage.
+//! - `origin_guard`: when writes must wait so that no two processes write under one
+//!   origin (a recovered node's fence, another live process with this node's name).
 
+mod origin_guard;
 mod storage;
 
-pub use storage::{MemoryStorage, Storage};
+pub use origin_guard::{GuardStatus, OriginGuard, TWIN_PING_INTERVAL};
+pub use storage::{fresh_incarnation, MemoryStorage, Storage};
 
 use crate::codec::Frame;
 use crate::crdt::{LocalOp, OpError, Origin, OriginDelta, State};
@@ -49,13 +53,15 @@ pub enum OpFailure {
     Refused(OpError),
     /// The storage could not make the batch durable; nothing of it was applied.
     Storage(String),
+    /// Writes are held for now (see `origin_guard`); nothing was applied.
+    Unavailable(String),
 }
 
 impl fmt::Display for OpFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpFailure::Refused(e) => e.fmt(f),
-            OpFailure::Storage(e) => f.write_str(e),
+            OpFailure::Storage(e) | OpFailure::Unavailable(e) => f.write_str(e),
         }
     }
 }
@@ -80,6 +86,8 @@ pub enum Effect<R> {
     MemberChanged(MemberChange),
     /// Another live process runs under this node's name with a later run.
     NameConflict(Member),
+    /// This node now writes under a new incarnation (a peer held its origin ahead).
+    NewIncarnation(Origin),
 }
 
 pub struct NodeCore<R> {
@@ -92,6 +100,7 @@ pub struct NodeCore<R> {
     batch_sizes: Histogram,
     /// The state changed since the storage last saw it.
     housekeeping_due: bool,
+    guard: OriginGuard,
 }
 
 impl<R> NodeCore<R> {
@@ -105,13 +114,26 @@ impl<R> NodeCore<R> {
             requests: RequestStats::default(),
             batch_sizes: Histogram::new(BATCH_BUCKETS),
             housekeeping_due: false,
+            guard: OriginGuard::default(),
         }
+    }
+
+    /// Holds writes until a live member's digest shows that no other process holds this
+    /// node's origin beyond what it recovered, at most `timeout` from `now`. For a node
+    /// that recovered its state from disk and has members to ask.
+    pub fn fence(&mut self, now: Duration, timeout: Duration) {
+        self.guard.fence(now, timeout);
+    }
+
+    /// Whether writes are accepted now, and why not.
+    pub fn guard_status(&self) -> GuardStatus {
+        self.guard.status(&self.name())
     }
 
     /// The core with `membership` deciding the engine's peers: the live members.
     pub fn with_membership(mut self, membership: Membership) -> NodeCore<R> {
         self.membership = Some(membership);
-        self.route_membership_outputs();
+        self.route_membership_outputs(Duration::ZERO);
         self
     }
 
@@ -124,6 +146,15 @@ impl<R> NodeCore<R> {
         if ops.is_empty() {
             return;
         }
+        if let Some(reason) = self.guard.refusal(&self.name()) {
+            self.requests.unavailable += ops.len() as u64;
+            for (to, op) in replies.into_iter().zip(&ops) {
+                self.requests.outcomes_mut(op.kind).failed += 1;
+                let result = Err(OpFailure::Unavailable(reason.clone()));
+                self.effects.push(Effect::Reply { to, result });
+            }
+            return;
+        }
         let batch = self.engine.prepare_local(&ops);
         self.requests.batches += 1;
         self.requests.ops += ops.len() as u64;
@@ -133,7 +164,7 @@ impl<R> NodeCore<R> {
             match self.storage.commit_local(&batch.delta) {
                 Ok(()) => {
                     self.engine.apply_local(now, &batch);
-                    self.route_engine_outputs();
+                    self.route_engine_outputs(now);
                     self.housekeeping_due = true;
                 }
                 Err(e) => {
@@ -166,9 +197,15 @@ impl<R> NodeCore<R> {
 
     /// One gossip frame from the peer `from` (a membership frame goes to membership).
     pub fn handle_frame(&mut self, now: Duration, from: &NodeName, frame: Frame) {
+        let digest = matches!(frame, Frame::Syn { .. } | Frame::SynAck { .. });
         self.engine.handle_frame(now, from, frame);
-        if self.route_engine_outputs() {
+        if self.route_engine_outputs(now) {
             self.housekeeping_due = true;
+        }
+        // The engine checked the digest against this node's origin (and any claim beyond
+        // it made the core take a new incarnation): from a live member, that lifts the fence.
+        if digest && self.is_live_member(from) {
+            self.guard.digest_checked();
         }
     }
 
@@ -179,9 +216,12 @@ impl<R> NodeCore<R> {
         from_addr: &str,
         msg: membership::Message,
     ) {
+        if self.guard.take_ack(&self.name(), from_addr, &msg) {
+            return;
+        }
         if let Some(m) = &mut self.membership {
             m.handle_message(now, from_addr, msg);
-            self.route_membership_outputs();
+            self.route_membership_outputs(now);
         }
     }
 
@@ -195,13 +235,16 @@ impl<R> NodeCore<R> {
             .filter(|m| now >= m.next_deadline())
         {
             m.handle_timer(now);
-            self.route_membership_outputs();
+            self.route_membership_outputs(now);
+        }
+        if let Some((to, msg)) = self.guard.handle_timer(now, &self.name()) {
+            self.effects.push(Effect::SendMember { to, msg });
         }
         if now < self.engine.next_deadline() {
             return;
         }
         self.engine.handle_timer(now);
-        self.route_engine_outputs();
+        self.route_engine_outputs(now);
         self.housekeeping_due = true;
         self.settle();
     }
@@ -209,16 +252,17 @@ impl<R> NodeCore<R> {
     /// When [`NodeCore::handle_timer`] must next run.
     pub fn next_deadline(&self) -> Duration {
         let engine = self.engine.next_deadline();
+        let core = self.guard.next_deadline().map_or(engine, |g| engine.min(g));
         self.membership
             .as_ref()
-            .map_or(engine, |m| engine.min(m.next_deadline()))
+            .map_or(core, |m| core.min(m.next_deadline()))
     }
 
     /// Joins the cluster through the node at the gossip address `addr`.
     pub fn join(&mut self, now: Duration, addr: &str) {
         if let Some(m) = &mut self.membership {
             m.join(now, addr);
-            self.route_membership_outputs();
+            self.route_membership_outputs(now);
         }
     }
 
@@ -233,7 +277,7 @@ impl<R> NodeCore<R> {
     pub fn leave(&mut self, now: Duration) {
         if let Some(m) = &mut self.membership {
             m.leave(now);
-            self.route_membership_outputs();
+            self.route_membership_outputs(now);
         }
     }
 
@@ -244,7 +288,7 @@ impl<R> NodeCore<R> {
             return false;
         };
         let removed = m.remove(now, name.as_str());
-        self.route_membership_outputs();
+        self.route_membership_outputs(now);
         removed
     }
 
@@ -332,10 +376,11 @@ impl<R> NodeCore<R> {
         self.storage.close()
     }
 
-    /// Moves the engine's frames to the effects and logs what it learned; returns
-    /// whether it learned anything.
-    fn route_engine_outputs(&mut self) -> bool {
+    /// Moves the engine's frames to the effects, logs what it learned and answers a
+    /// claim on this node's origin; returns whether it learned anything.
+    fn route_engine_outputs(&mut self, now: Duration) -> bool {
         let mut learned = false;
+        let origin = self.engine.origin().clone();
         for output in self.engine.drain_outputs() {
             match output {
                 Output::Send { to, frame } => self.effects.push(Effect::Send { to, frame }),
@@ -343,14 +388,58 @@ impl<R> NodeCore<R> {
                     learned = true;
                     self.log_learned(&deltas);
                 }
+                // Claims about an origin this node already left behind need no answer.
+                Output::OwnOriginAhead { from, claimed, own } if origin == *self.origin() => {
+                    let reason = format!(
+                        "{from} holds this node's origin {origin} up to version {claimed},                          beyond the {own} this node wrote (a copied or restored data                          directory, or another process writing under it)"
+                    );
+                    self.renew_incarnation(now, reason);
+                }
+                Output::OwnOriginAhead { .. } => {}
             }
         }
         learned
     }
 
+    /// Writes from now on under a new incarnation, so nothing this node writes can share
+    /// versions with the other writer of its old origin. What the old origin holds stays.
+    fn renew_incarnation(&mut self, now: Duration, reason: String) {
+        let current = self.engine.origin().clone();
+        match self.storage.renew_incarnation(&current, reason.clone()) {
+            Ok(origin) => {
+                log::warn!("{reason}: now writing under the new incarnation {origin}");
+                self.engine.set_origin(origin.clone());
+                if let Some(m) = &mut self.membership {
+                    m.renew_incarnation(now, origin.incarnation);
+                    self.route_membership_outputs(now);
+                }
+                self.guard.renewed();
+                self.effects.push(Effect::NewIncarnation(origin));
+            }
+            Err(e) => {
+                log::error!("{reason}; cannot record a new incarnation: {e}");
+                self.guard.break_with(format!(
+                    "origin conflict and the storage failed to record a new incarnation                      ({e}): writes refused until the node restarts"
+                ));
+            }
+        }
+    }
+
+    /// This node's name (its origin's node).
+    fn name(&self) -> NodeName {
+        NodeName::new(&self.engine.origin().node).expect("an origin's node name is valid")
+    }
+
+    fn is_live_member(&self, name: &NodeName) -> bool {
+        self.membership
+            .as_ref()
+            .and_then(|m| m.get(name.as_str()))
+            .is_some_and(|u| u.state.is_live())
+    }
+
     /// Carries membership's outputs over: messages to send, changes to report, and the
     /// engine's peer set kept to the live members.
-    fn route_membership_outputs(&mut self) {
+    fn route_membership_outputs(&mut self, now: Duration) {
         let Some(m) = &mut self.membership else {
             return;
         };
@@ -370,8 +459,10 @@ impl<R> NodeCore<R> {
                     self.effects.push(Effect::MemberChanged(change));
                 }
                 membership::Output::NameConflict { other } => {
+                    self.guard.suspect_twin(now, other.clone());
                     self.effects.push(Effect::NameConflict(other))
                 }
+                membership::Output::OlderRun { other } => self.guard.suspect_twin(now, other),
             }
         }
     }

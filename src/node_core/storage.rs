@@ -6,7 +6,7 @@
 //! gossiped, read or acknowledged before it is durable. One call covers every operation
 //! gathered into one batch (group commit).
 
-use crate::crdt::{OriginDelta, State};
+use crate::crdt::{Origin, OriginDelta, State};
 use crate::status::StorageStatus;
 use std::io;
 
@@ -23,6 +23,10 @@ pub trait Storage: Send {
     /// Called after every input that changed the state and at every gossip tick, with
     /// that state, so the storage can sync or snapshot when it sees fit.
     fn after_turn(&mut self, state: &State) -> io::Result<()>;
+
+    /// Records that this node now writes under a new incarnation of `current` (for
+    /// `reason`) and returns it; nothing is written under it before this returns `Ok`.
+    fn renew_incarnation(&mut self, current: &Origin, reason: String) -> io::Result<Origin>;
 
     /// Figures for the node's status.
     fn status(&self) -> StorageStatus;
@@ -49,11 +53,26 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
+    fn renew_incarnation(&mut self, current: &Origin, reason: String) -> io::Result<Origin> {
+        log::warn!("{reason}: writing under a new incarnation");
+        Ok(fresh_incarnation(current))
+    }
+
     fn status(&self) -> StorageStatus {
         StorageStatus::MEMORY
     }
 
     fn close(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// `current` under a random incarnation other than its own.
+pub fn fresh_incarnation(current: &Origin) -> Origin {
+    loop {
+        let incarnation = fastrand::u64(1..);
+        if incarnation != current.incarnation {
+            return Origin::new(current.node.clone(), incarnation);
+        }
     }
 }

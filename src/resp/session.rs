@@ -472,6 +472,7 @@ fn op_failure(failure: &OpFailure) -> String {
         }
         OpFailure::Refused(e) => format!("ERR {e}"),
         OpFailure::Storage(e) => format!("ERR {e}"),
+        OpFailure::Unavailable(e) => format!("TRYAGAIN {e}"),
     }
 }
 

@@ -238,6 +238,16 @@ impl Wal {
         &self.config
     }
 
+    /// Writes from now on under a new incarnation (another process holds this node's
+    /// origin ahead of this log): the identity file names it before anything is written
+    /// under it. The old origin's records stay and replay as any other origin's.
+    pub fn renew_incarnation(&mut self, reason: String) -> Result<Origin, WalError> {
+        let mut origin = self.origin.clone();
+        open::take_new_incarnation(self.fs.as_ref(), &self.dir, &mut origin, reason)?;
+        self.origin = origin.clone();
+        Ok(origin)
+    }
+
     /// Logs a local batch (one delta of this node's origin) and, under `Always`, fsyncs
     /// it with everything written before. Returns the record's sequence number. On error
     /// nothing of the batch will replay: the caller must not apply it.

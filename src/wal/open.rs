@@ -180,7 +180,7 @@ fn new_incarnation_reason(
 }
 
 /// Gives `origin` a new random incarnation and records it in the identity file.
-fn take_new_incarnation(
+pub(super) fn take_new_incarnation(
     f: &dyn FileSystem,
     dir: &Path,
     origin: &mut Origin,

@@ -115,7 +115,7 @@ fn malformed(e: CodecError) -> RecordError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crdt::{CounterEntry, Origin};
+    use crate::crdt::{CounterEntry, Origin, MAX_TOTAL};
 
     fn delta(node: &str, counters: &[(&str, u64)]) -> OriginDelta {
         let entries: Vec<CounterEntry> = counters
@@ -124,7 +124,7 @@ mod tests {
             .map(|(i, (c, p))| CounterEntry {
                 counter: (*c).into(),
                 p: *p,
-                n: u64::MAX,
+                n: MAX_TOTAL,
                 version: i as u64 + 1,
             })
             .collect();
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_measure_what_they_encode() {
         let a = delta("a", &[("x", 1), ("y", 300)]);
-        let b = delta("node-b", &[("z", u64::MAX)]);
+        let b = delta("node-b", &[("z", MAX_TOTAL)]);
         let mut buf = Vec::new();
         encode_local(&a, &mut buf);
         assert_eq!(buf.len(), 1 + delta_len(&a));

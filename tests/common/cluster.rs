@@ -121,3 +121,12 @@ pub fn apply_op(agent: &ureq::Agent, http: &str, counter: &str, increment: bool,
     let v: serde_json::Value = resp.into_json().expect("JSON answer");
     v["value"].as_i64().expect("value")
 }
+
+/// Polls until the node accepts writes (`/status` says `writes.writable`): a node that
+/// recovered its data holds writes until a member confirms its origin.
+pub fn wait_writable(node: &TestNode, timeout: Duration) {
+    wait_until(&format!("{} to accept writes", node.name), timeout, || {
+        super::get_json(&node.http, "/status")
+            .is_some_and(|s| s["writes"]["writable"].as_bool() == Some(true))
+    });
+}

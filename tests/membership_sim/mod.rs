@@ -434,7 +434,7 @@ impl Sim {
             match output {
                 Output::Send { to, msg } => self.send(i, &to, &msg),
                 Output::Changed(change) => self.observe(i, change),
-                Output::NameConflict { .. } => self.conflicts += 1,
+                Output::NameConflict { .. } | Output::OlderRun { .. } => self.conflicts += 1,
             }
         }
         if self.nodes[i].timer_at != Some(deadline) && self.nodes[i].membership.is_some() {

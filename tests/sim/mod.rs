@@ -28,7 +28,7 @@ use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
 use gctr::engine::{Config, Engine, Stats};
 use gctr::member::{Member, NodeName};
 use gctr::membership::{self, Membership};
-use gctr::node_core::{Effect, NodeCore, OpRequest, OpResult, Storage};
+use gctr::node_core::{fresh_incarnation, Effect, NodeCore, OpRequest, OpResult, Storage};
 use gctr::status::StorageStatus;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -147,6 +147,8 @@ pub struct SimLog {
     pub deltas: Vec<OriginDelta>,
     /// Commits still to fail.
     pub fail_commits: usize,
+    /// The incarnation the node took while running, which a restart resumes under.
+    pub renewed: Option<Origin>,
 }
 
 /// The storage double: logs in memory (kept across a crash by the simulator), fails
@@ -177,6 +179,12 @@ impl Storage for SimStorage {
 
     fn after_turn(&mut self, _state: &State) -> io::Result<()> {
         Ok(())
+    }
+
+    fn renew_incarnation(&mut self, current: &Origin, _reason: String) -> io::Result<Origin> {
+        let origin = fresh_incarnation(current);
+        self.log().renewed = Some(origin.clone());
+        Ok(origin)
     }
 
     fn status(&self) -> StorageStatus {
@@ -428,6 +436,10 @@ impl Sim {
 
     pub fn restart_durable(&mut self, i: usize) {
         self.crash(i);
+        let renewed = self.log(i).renewed.take();
+        if let Some(origin) = renewed {
+            self.nodes[i].origin = origin;
+        }
         let mut state = State::new();
         for delta in &self.log(i).deltas {
             state.apply_delta(delta);
@@ -435,10 +447,32 @@ impl Sim {
         self.start(i, state);
     }
 
+    /// Restarts node `i` from `backup`, an older copy of its log (a restored backup),
+    /// fenced for at most `fence` as the TCP node is after recovering a data directory.
+    pub fn restore_backup(&mut self, i: usize, backup: Vec<OriginDelta>, fence: Duration) {
+        self.crash(i);
+        let mut state = State::new();
+        for delta in &backup {
+            state.apply_delta(delta);
+        }
+        self.log(i).deltas = backup;
+        self.start(i, state);
+        let now = self.now;
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.fence(now, fence);
+        }
+    }
+
+    /// Node `i`'s core, if it is up.
+    pub fn core(&self, i: usize) -> Option<&Core> {
+        self.nodes[i].core.as_ref()
+    }
+
     pub fn restart_fresh(&mut self, i: usize) {
         self.crash(i);
         self.nodes[i].origin.incarnation = self.rng.u64(..);
         self.log(i).deltas.clear();
+        self.log(i).renewed = None;
         self.start(i, State::new());
     }
 
@@ -596,7 +630,7 @@ impl Sim {
                     }
                 }
                 Effect::Reply { to, result } => replies.push((to, result)),
-                Effect::MemberChanged(_) | Effect::NameConflict(_) => {}
+                Effect::MemberChanged(_) | Effect::NameConflict(_) | Effect::NewIncarnation(_) => {}
             }
         }
         replies
