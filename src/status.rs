@@ -166,8 +166,10 @@ impl GossipStatus {
 pub struct TransportStatus {
     /// Frames dropped from full peer queues (the oldest go first).
     pub queue_drops: u64,
-    /// Frames for a peer that had no link any more.
+    /// Frames for a peer that had no link any more, or no room for one.
     pub unroutable_frames: u64,
+    /// Outbound links (one writer thread each) open now.
+    pub links: usize,
     pub inbound: InboundStats,
 }
 

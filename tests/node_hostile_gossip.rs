@@ -1,11 +1,13 @@
 //! Hostile bytes on the gossip port: garbage, a frame header claiming a huge payload, a
 //! first frame that is not a Hello, and thousands of connections. The node closes what
 //! it must, counts it, stays up, keeps serving HTTP and keeps gossiping with its peer.
+//! Thousands of made-up registrations in discovery leave it with a bounded number of
+//! outbound links and threads.
 
 mod common;
 
 use common::cluster::{apply_op, node_addrs, start_node, wait_converged, TestNode};
-use common::{agent, http_get, wait_until};
+use common::{agent, free_addr, get_json, http_get, http_post, wait_until, Proc};
 use gctr::codec::{self, Frame};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -102,5 +104,61 @@ fn thousands_of_connections_do_not_take_the_node_down() {
 
     apply_op(&agent(), &node.http, "after", true, 4);
     let expected = BTreeMap::from([("during".to_owned(), 3), ("after".to_owned(), 4)]);
+    wait_converged(&[&node, &peer], &expected, Duration::from_secs(20));
+}
+
+fn figure(node: &TestNode, path: &[&str]) -> u64 {
+    let mut v = get_json(&node.http, "/status").expect("status");
+    for p in path {
+        v = v[*p].clone();
+    }
+    v.as_u64().unwrap_or_else(|| panic!("{path:?} in /status"))
+}
+
+#[test]
+fn thousands_of_made_up_discovery_entries_open_a_bounded_number_of_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let discovery = free_addr().to_string();
+    let port = discovery.rsplit_once(':').unwrap().1.to_owned();
+    let _discovery = Proc::spawn(
+        "discovery",
+        &["discovery", "--port", &port, "--ttl", "120s"],
+        Some(&dir.path().join("discovery.log")),
+    );
+    wait_until("discovery to answer", Duration::from_secs(10), || {
+        matches!(http_get(&discovery, "/health"), Ok((200, _)))
+    });
+    // 3,000 entries whose addresses nothing listens on (TEST-NET-1: never answers).
+    for i in 0..3000 {
+        let body = format!(
+            r#"{{"name":"junk-{i}","addr":"192.0.2.{}:{}","http":"192.0.2.1:1"}}"#,
+            i % 250 + 1,
+            10_000 + i
+        );
+        let (status, text) = http_post(&discovery, "/register", &body).expect("register");
+        assert_eq!(status, 200, "{text}");
+    }
+    let url = format!("http://{discovery}");
+    let discovery_args = ["--discovery", url.as_str(), "--heartbeat-interval", "200ms"];
+    let (g, h) = node_addrs();
+    let node = start_node(dir.path(), "target", (&g, &h), &[], &discovery_args);
+    let (g2, h2) = node_addrs();
+    let peer = start_node(dir.path(), "peer", (&g2, &h2), &[], &discovery_args);
+
+    // Twenty refreshes of the whole list later, the links stay few and writes flow.
+    let refreshes = || figure(&node, &["gossip", "rounds"]);
+    let start = refreshes();
+    let mut most_links = 0;
+    let mut most_threads = 0;
+    wait_until("40 gossip rounds", Duration::from_secs(60), || {
+        most_links = most_links.max(figure(&node, &["transport", "links"]));
+        most_threads = most_threads.max(figure(&node, &["process", "threads"]));
+        refreshes() >= start + 40
+    });
+    assert!(most_links <= 300, "{most_links} links open");
+    assert!(most_threads <= 450, "{most_threads} threads");
+    apply_op(&agent(), &node.http, "c", true, 2);
+    apply_op(&agent(), &peer.http, "c", true, 3);
+    let expected = BTreeMap::from([("c".to_owned(), 5)]);
     wait_converged(&[&node, &peer], &expected, Duration::from_secs(20));
 }

@@ -13,6 +13,12 @@ use std::time::Duration;
 
 /// Reaped members whose last record is remembered (about 100 bytes each).
 pub(super) const FORGOTTEN_CAP: usize = 4096;
+/// Most members a node keeps (tombstones included): past it, new names are turned away
+/// (with one log line per minute), so a flood of made-up joins cannot grow the table, the
+/// probe rotation and the gossip peer set without bound.
+pub const MAX_MEMBERS: usize = 16_384;
+/// Time between two "member list full" log lines.
+const FULL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Membership {
     /// Applies one record from another node. `spread`: a change it makes is queued for
@@ -35,6 +41,10 @@ impl Membership {
                 }
             }
             if update.state.is_live() {
+                if self.entries.len() >= MAX_MEMBERS {
+                    self.turn_away(now, &update.member.name);
+                    return;
+                }
                 let revived = self.forgotten.remove(&update.member.name).is_some();
                 self.store(now, update, spread || revived);
             }
@@ -55,6 +65,23 @@ impl Membership {
         } else if update.key() == entry.update.key() && update.state == State::Suspect {
             let (name, by) = (update.member.name.clone(), update.by.clone());
             self.confirm_suspicion(&name, &by);
+        }
+    }
+
+    /// The member list is full: `name` is not added, counted, and logged at most once a
+    /// minute.
+    fn turn_away(&mut self, now: Duration, name: &NodeName) {
+        self.stats.turned_away += 1;
+        if self
+            .full_logged_at
+            .is_none_or(|t| now >= t + FULL_LOG_INTERVAL)
+        {
+            self.full_logged_at = Some(now);
+            log::warn!(
+                "member list full ({MAX_MEMBERS} members and tombstones): not adding {name} \
+                 ({} turned away so far)",
+                self.stats.turned_away
+            );
         }
     }
 

@@ -36,6 +36,7 @@ pub mod wire;
 
 pub use config::Config;
 pub use member::{Member, MemberChange, MemberView, Run, State, Update};
+pub use merge::MAX_MEMBERS;
 pub use message::{Message, MAX_PROBE_BYTES};
 
 use crate::member::NodeName;
@@ -77,6 +78,8 @@ pub struct Stats {
     pub suspicions_raised: u64,
     pub refutations: u64,
     pub full_exchanges: u64,
+    /// New members not added because the member list was full.
+    pub turned_away: u64,
 }
 
 #[derive(Debug)]
@@ -129,6 +132,8 @@ pub struct Membership {
     full_sent: BTreeMap<String, Duration>,
     conflict_reported: Option<Run>,
     older_run_reported: Option<Run>,
+    /// When "member list full" was last logged.
+    full_logged_at: Option<Duration>,
     /// Reaped members: their last key and when they were forgotten.
     forgotten: BTreeMap<NodeName, (Update, Duration)>,
     outputs: Vec<Output>,
@@ -180,6 +185,7 @@ impl Membership {
             full_sent: BTreeMap::new(),
             conflict_reported: None,
             older_run_reported: None,
+            full_logged_at: None,
             forgotten: BTreeMap::new(),
             outputs: Vec::new(),
             stats: Stats::default(),

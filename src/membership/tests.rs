@@ -243,6 +243,86 @@ fn records_of_other_runs_of_my_name() {
 }
 
 #[test]
+fn a_live_earlier_run_of_my_name_elsewhere_is_reported_once() {
+    let mut n = node("me", Config::default());
+    let here = member("me", 9, 500);
+    n.handle_message(ms(1), "y:7946", gossip("y", vec![alive(&here)]));
+    let elsewhere = Member {
+        gossip_addr: "copy:7946".into(),
+        ..member("me", 1, 600)
+    };
+    for t in 2..4 {
+        n.handle_message(ms(t), "y:7946", gossip("y", vec![alive(&elsewhere)]));
+    }
+    let dead_elsewhere = Member {
+        gossip_addr: "old:7946".into(),
+        ..member("me", 1, 700)
+    };
+    n.handle_message(
+        ms(5),
+        "y:7946",
+        gossip("y", vec![record(&dead_elsewhere, 0, State::Dead, "y")]),
+    );
+    let reported: Vec<Member> = n
+        .drain_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::OlderRun { other } => Some(other),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        vec![elsewhere],
+        "the run at this node's own address is its past; a dead one is no process"
+    );
+}
+
+#[test]
+fn a_new_incarnation_is_a_new_run_that_supersedes_the_old_record() {
+    let mut n = node("me", Config::default());
+    let old = n.me().clone();
+    n.renew_incarnation(ms(1), 77);
+    let new = n.me().clone();
+    assert_eq!(new.member.incarnation, 77);
+    assert_eq!(new.state, State::Alive);
+    assert!(new.supersedes(&old));
+    assert!(n.pending_changes() >= 1, "the new record spreads");
+    // Elsewhere the new record replaces the old one.
+    let mut other = node("other", Config::default());
+    other.handle_message(ms(1), "me:7946", gossip("me", vec![old]));
+    other.handle_message(ms(2), "me:7946", gossip("me", vec![new.clone()]));
+    assert_eq!(other.get("me"), Some(&new));
+}
+
+#[test]
+fn past_the_member_cap_new_names_are_turned_away() {
+    let mut n = node("me", Config::default());
+    let members: Vec<Update> = (0..MAX_MEMBERS + 10)
+        .map(|i| alive(&member(&format!("m{i}"), 1, 1000)))
+        .collect();
+    n.handle_message(
+        ms(1),
+        "m0:7946",
+        Message::Full {
+            from: nn("m0"),
+            want_reply: false,
+            members,
+        },
+    );
+    assert_eq!(n.members().count(), MAX_MEMBERS);
+    assert_eq!(
+        n.stats().turned_away,
+        11,
+        "every name past the cap, none before"
+    );
+    // Known members still change.
+    let back = record(&member("m1", 1, 1000), 1, State::Alive, "m1");
+    n.handle_message(ms(2), "m1:7946", gossip("m1", vec![back]));
+    assert_eq!(held(&n, "m1"), Some((1, State::Alive)));
+}
+
+#[test]
 fn a_restart_replaces_the_old_entry_and_the_old_run_cannot_come_back() {
     let mut n = node("me", Config::default());
     let old = member("x", 1, 1000);

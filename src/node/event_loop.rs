@@ -38,6 +38,16 @@ const LINK_IDLE: Duration = Duration::from_secs(30);
 const LINK_SWEEP: Duration = Duration::from_secs(1);
 /// Most time a clean stop waits for the links to send the leave announcement.
 const LEAVE_FLUSH: Duration = Duration::from_millis(500);
+/// Most outbound links (one writer thread each). Past it, a new link first evicts the
+/// least recently used link to an address that is no live member's; if there is none,
+/// the frame is dropped and counted as unroutable.
+const MAX_LINKS: usize = 2048;
+/// Most addresses from one discovery or LAN report that a node tries to join through:
+/// joining one member is enough, and a report full of made-up addresses must not make
+/// the node open a connection to each.
+const MAX_JOINS_PER_REPORT: usize = 8;
+/// Time between two "too many links" log lines.
+const LINKS_FULL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Messages for the event loop from the links, the seed resolver and membership sources.
 #[derive(Debug)]
@@ -135,6 +145,8 @@ pub struct EventLoop {
     member_frames: MemberFrames,
     /// Frames to members whose address was unknown, or datagrams to bad addresses.
     unroutable: u64,
+    /// When "too many links" was last logged.
+    links_full_logged_at: Option<Duration>,
     /// Queue drops of links since removed.
     removed_link_drops: u64,
     /// Datagrams that were not a membership frame.
@@ -171,6 +183,7 @@ impl EventLoop {
             last_heard: HashMap::new(),
             member_frames: MemberFrames::default(),
             unroutable: 0,
+            links_full_logged_at: None,
             removed_link_drops: 0,
             malformed_datagrams: 0,
         }
@@ -305,6 +318,19 @@ impl EventLoop {
             l.link.send(frame);
             return;
         }
+        if self.links.len() >= MAX_LINKS && !self.evict_a_link(now) {
+            self.unroutable += 1;
+            if self
+                .links_full_logged_at
+                .is_none_or(|t| now >= t + LINKS_FULL_LOG_INTERVAL)
+            {
+                self.links_full_logged_at = Some(now);
+                log::warn!(
+                    "{MAX_LINKS} outbound links, all to live members: not connecting to {addr}"
+                );
+            }
+            return;
+        }
         match PeerLink::spawn(
             addr.clone(),
             &self.link_config,
@@ -410,10 +436,13 @@ impl EventLoop {
             Control::LinkUp(addr) => log::debug!("connected to {addr}"),
             Control::LinkDown(addr, why) => log::debug!("link to {addr} down: {why}"),
             Control::Discovered(addrs) => {
-                for addr in addrs {
-                    if addr != self.me.gossip_addr && !self.is_live_member_addr(&addr) {
-                        self.core.join(now, &addr);
-                    }
+                let mut new: Vec<String> = addrs
+                    .into_iter()
+                    .filter(|a| *a != self.me.gossip_addr && !self.is_live_member_addr(a))
+                    .collect();
+                fastrand::shuffle(&mut new);
+                for addr in new.into_iter().take(MAX_JOINS_PER_REPORT) {
+                    self.core.join(now, &addr);
                 }
             }
             Control::Seeds(seeds) => self.core.set_seeds(seeds),
@@ -424,6 +453,25 @@ impl EventLoop {
         self.core
             .members()
             .any(|m| m.state.is_live() && m.member.gossip_addr == addr)
+    }
+
+    /// Drops the least recently used link to an address that is no live member's; returns
+    /// whether there was one.
+    fn evict_a_link(&mut self, now: Duration) -> bool {
+        let oldest = self
+            .links
+            .iter()
+            .filter(|(addr, _)| !self.is_live_member_addr(addr))
+            .min_by_key(|(_, l)| l.last_used)
+            .map(|(addr, _)| addr.clone());
+        let Some(addr) = oldest else {
+            return false;
+        };
+        log::debug!("too many links at {now:?}: dropping the one to {addr}");
+        if let Some(l) = self.links.remove(&addr) {
+            self.removed_link_drops += l.link.dropped;
+        }
+        true
     }
 
     /// Drops links to addresses no live member has that have gone unused a while.
@@ -604,6 +652,7 @@ impl EventLoop {
             transport: TransportStatus {
                 queue_drops,
                 unroutable_frames: self.unroutable,
+                links: self.links.len(),
                 inbound,
             },
             requests: self.core.request_stats(),
