@@ -1,7 +1,8 @@
 //! How fast `Wal::open` replays: writes 1,000,000 local batches (one counter each, over
 //! 1,000 counters) with fsync off for setup speed, then times recovery without a
 //! snapshot, and after a snapshot of all of it. Run with `cargo bench --bench
-//! wal_recovery`; set `WAL_BENCH_RECORDS` to change the count. The files are in the page
+//! wal_recovery`; set `WAL_BENCH_RECORDS` to change the count and `WAL_BENCH_COUNTERS`
+//! the number of counters they spread over. The files are in the page
 //! cache by then, so this measures the CPU cost of replay, not the disk.
 
 use gctr::crdt::{LocalOp, OpKind};
@@ -13,6 +14,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    let counters: u64 = std::env::var("WAL_BENCH_COUNTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&c| c > 0)
+        .unwrap_or(1_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let options = WalConfig {
         node_name: Some("bench".into()),
@@ -27,7 +33,7 @@ fn main() {
     let mut state = recovered.state;
     for i in 0..records {
         let op = LocalOp {
-            counter: format!("c{}", i % 1000),
+            counter: format!("c{}", i % counters),
             kind: OpKind::Increment,
             amount: 1,
         };
@@ -39,7 +45,7 @@ fn main() {
     let status = wal.status();
     wal.close().expect("close");
     println!(
-        "setup: {records} records, {} segments, {:.1} MiB, written in {:.2?}",
+        "setup: {records} records over {counters} counters, {} segments, {:.1} MiB, written in {:.2?}",
         status.segments,
         status.bytes as f64 / (1 << 20) as f64,
         started.elapsed()

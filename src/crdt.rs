@@ -17,9 +17,12 @@
 //! with every delta for their origin, beyond its range: if the origin is gone for good and
 //! no replica holds the change in the gap, its later changes still reach every replica.
 
+mod table;
+
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use table::{CounterId, CounterTable, OriginId, Slot};
 
 /// The counter used when none is named.
 pub const DEFAULT_COUNTER: &str = "default";
@@ -181,6 +184,10 @@ pub enum OpError {
     },
     /// The origin has used every version up to [`MAX_VERSION`].
     VersionsExhausted,
+    /// The operation would create a counter beyond the replica's limit.
+    TooManyCounters {
+        limit: usize,
+    },
 }
 
 impl fmt::Display for OpError {
@@ -196,6 +203,10 @@ impl fmt::Display for OpError {
             OpError::VersionsExhausted => write!(
                 f,
                 "this node's origin has used every version up to {MAX_VERSION}; nothing was applied"
+            ),
+            OpError::TooManyCounters { limit } => write!(
+                f,
+                "this node holds its limit of {limit} counters; a new counter cannot be created"
             ),
         }
     }
@@ -236,18 +247,35 @@ impl PreparedBatch {
     }
 }
 
-#[derive(Clone, Debug, Default)]
-struct OriginIndex {
+/// What a replica keeps per origin.
+#[derive(Clone, Debug)]
+struct OriginRecord {
+    id: OriginId,
     known: u64,
     /// version → counter, one per (counter, this origin) entry; drives deltas in version order.
-    by_version: BTreeMap<u64, String>,
+    by_version: BTreeMap<u64, CounterId>,
 }
 
 /// The whole replicated state of one replica.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct State {
-    counters: BTreeMap<String, HashMap<Origin, Totals>>,
-    origins: BTreeMap<Origin, OriginIndex>,
+    counters: CounterTable,
+    origins: BTreeMap<Origin, OriginRecord>,
+    /// Origins by id.
+    origin_ids: Vec<Origin>,
+    /// Most counters a local operation may create; see [`State::set_counter_limit`].
+    counter_limit: usize,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            counters: CounterTable::default(),
+            origins: BTreeMap::new(),
+            origin_ids: Vec::new(),
+            counter_limit: usize::MAX,
+        }
+    }
 }
 
 impl State {
@@ -255,25 +283,57 @@ impl State {
         State::default()
     }
 
+    /// Caps the number of counters: a local operation that would create a counter beyond
+    /// `limit` is refused with [`OpError::TooManyCounters`]. Counters learned from peers
+    /// are always merged (refusing them would keep replicas apart for good), so a replica
+    /// can hold more than its limit when its peers allow more.
+    pub fn set_counter_limit(&mut self, limit: usize) {
+        self.counter_limit = limit;
+    }
+
     /// The counter's value, Σp − Σn. A counter never written reads 0. Concurrent writes on
     /// different replicas can, together, pass the i64 range; the value then saturates.
     pub fn value(&self, counter: &str) -> i64 {
-        self.counters.get(counter).map_or(0, value_of)
+        self.counters
+            .id(counter)
+            .map_or(0, |id| value_of(self.counters.slots(id)))
     }
 
     /// Every counter with its value, in name order.
     pub fn values(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.counters
-            .iter()
-            .map(|(name, origins)| (name.as_str(), value_of(origins)))
+        self.first_values(usize::MAX).into_iter()
+    }
+
+    /// The first `limit` counters by name with their values, in name order, without
+    /// sorting all of them when `limit` is small.
+    pub fn first_values(&self, limit: usize) -> Vec<(&str, i64)> {
+        let mut names: Vec<(&str, CounterId)> = self
+            .counters
+            .ids()
+            .map(|id| (self.counters.name(id), id))
+            .collect();
+        if limit < names.len() {
+            names.select_nth_unstable_by(limit, |a, b| a.0.cmp(b.0));
+            names.truncate(limit);
+        }
+        names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        names
+            .into_iter()
+            .map(|(name, id)| (name, value_of(self.counters.slots(id))))
+            .collect()
     }
 
     /// The per-origin totals of one counter, in origin order.
     pub fn counter_totals(&self, counter: &str) -> Vec<(Origin, Totals)> {
         let mut totals: Vec<(Origin, Totals)> = self
             .counters
-            .get(counter)
-            .map(|o| o.iter().map(|(o, t)| (o.clone(), *t)).collect())
+            .id(counter)
+            .map(|id| {
+                self.counters
+                    .slots(id)
+                    .map(|s| (self.origin_ids[s.origin as usize].clone(), s.totals))
+                    .collect()
+            })
             .unwrap_or_default();
         totals.sort_by(|a, b| a.0.cmp(&b.0));
         totals
@@ -290,7 +350,7 @@ impl State {
 
     /// Number of (counter, origin) entries.
     pub fn entry_count(&self) -> usize {
-        self.counters.values().map(HashMap::len).sum()
+        self.counters.entries()
     }
 
     /// The version this replica knows `origin` up to (0 if never heard of).
@@ -301,19 +361,22 @@ impl State {
     /// Whether this replica's entry of `origin` in `counter` has totals of at least
     /// `p` and `n`.
     pub fn holds(&self, origin: &Origin, counter: &str, p: u64, n: u64) -> bool {
-        self.counters
-            .get(counter)
-            .and_then(|slots| slots.get(origin))
+        self.totals_of(origin, counter)
             .is_some_and(|t| t.p >= p && t.n >= n)
+    }
+
+    fn totals_of(&self, origin: &Origin, counter: &str) -> Option<Totals> {
+        let origin = self.origins.get(origin)?.id;
+        self.counters.get(self.counters.id(counter)?, origin)
     }
 
     /// For every origin heard of, the version it is known up to.
     pub fn digest(&self) -> Digest {
         self.origins
             .iter()
-            .map(|(origin, index)| OriginVersion {
+            .map(|(origin, record)| OriginVersion {
                 origin: origin.clone(),
-                version: index.known,
+                version: record.known,
             })
             .collect()
     }
@@ -322,19 +385,19 @@ impl State {
     /// `(after, known]`, then any held beyond `known`. These are what a peer that knows
     /// `origin` up to `after` may lack.
     pub fn entries_after(&self, origin: &Origin, after: u64) -> Vec<CounterEntry> {
-        let Some(index) = self.origins.get(origin) else {
+        let Some(record) = self.origins.get(origin) else {
             return Vec::new();
         };
         if after == u64::MAX {
             return Vec::new();
         }
-        index
+        record
             .by_version
             .range(after + 1..)
-            .filter_map(|(_, counter)| {
-                let t = self.counters.get(counter)?.get(origin)?;
+            .filter_map(|(_, &counter)| {
+                let t = self.counters.get(counter, record.id)?;
                 Some(CounterEntry {
-                    counter: counter.clone(),
+                    counter: self.counters.name(counter).to_owned(),
                     p: t.p,
                     n: t.n,
                     version: t.version,
@@ -351,10 +414,10 @@ impl State {
             digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
         self.origins
             .iter()
-            .filter_map(|(origin, index)| {
+            .filter_map(|(origin, record)| {
                 let their = theirs.get(origin).copied().unwrap_or(0);
-                let held = index.by_version.keys().next_back().copied().unwrap_or(0);
-                (index.known.max(held) > their).then(|| (origin.clone(), their))
+                let held = record.by_version.keys().next_back().copied().unwrap_or(0);
+                (record.known.max(held) > their).then(|| (origin.clone(), their))
             })
             .collect()
     }
@@ -367,50 +430,70 @@ impl State {
         for entry in &delta.entries {
             applied.changed |= self.merge_entry(&delta.origin, &entry.counter, entry.totals());
         }
-        let index = self.origins.entry(delta.origin.clone()).or_default();
-        let before = index.known;
-        if delta.from <= index.known && delta.to > index.known {
-            index.known = delta.to;
+        let record = self.origin_record(&delta.origin);
+        let before = record.known;
+        if delta.from <= record.known && delta.to > record.known {
+            record.known = delta.to;
         }
         // Holding the change numbered `known + 1` itself is knowing it.
-        while index
+        while record
             .known
             .checked_add(1)
-            .is_some_and(|next| index.by_version.contains_key(&next))
+            .is_some_and(|next| record.by_version.contains_key(&next))
         {
-            index.known += 1;
+            record.known += 1;
         }
-        applied.advanced = index.known > before;
+        applied.advanced = record.known > before;
         applied
     }
 
     /// Merges one entry by maximum and keeps the version index in step; returns whether
     /// the totals grew. Also used by recovery and by runtimes that receive whole totals.
     pub fn merge_entry(&mut self, origin: &Origin, counter: &str, incoming: Totals) -> bool {
-        let slots = self.counters.entry(counter.to_owned()).or_default();
-        let slot = slots.entry(origin.clone()).or_default();
-        let old_version = slot.version;
-        let changed = slot.merge(incoming);
-        let new_version = slot.version;
-        let index = self.origins.entry(origin.clone()).or_default();
-        if new_version != old_version {
-            if index.by_version.get(&old_version).map(String::as_str) == Some(counter) {
-                index.by_version.remove(&old_version);
+        let Some(counter) = self.counters.id_or_insert(counter) else {
+            return false;
+        };
+        let origin_id = self.origin_record(origin).id;
+        let old = self.counters.get(counter, origin_id).unwrap_or_default();
+        let mut merged = old;
+        let changed = merged.merge(incoming);
+        if changed || self.counters.get(counter, origin_id).is_none() {
+            self.counters.set(counter, origin_id, merged);
+        }
+        if merged.version != old.version {
+            let record = self.origin_record(origin);
+            if record.by_version.get(&old.version) == Some(&counter) {
+                record.by_version.remove(&old.version);
             }
-            index.by_version.insert(new_version, counter.to_owned());
+            record.by_version.insert(merged.version, counter);
         }
         changed
+    }
+
+    /// The record of `origin`, made (with the next id) if it is new.
+    fn origin_record(&mut self, origin: &Origin) -> &mut OriginRecord {
+        let next_id = self.origin_ids.len() as OriginId;
+        self.origins.entry(origin.clone()).or_insert_with(|| {
+            self.origin_ids.push(origin.clone());
+            OriginRecord {
+                id: next_id,
+                known: 0,
+                by_version: BTreeMap::new(),
+            }
+        })
     }
 
     /// Every entry of every origin, origin by origin in version order, each as a delta
     /// covering `(0, known]`. Snapshots and full transfers use it. Walks the counters, not
     /// the version index, so entries merged without a version (all at version 0) are kept.
     pub fn to_deltas(&self) -> Vec<OriginDelta> {
-        let mut entries: BTreeMap<&Origin, Vec<CounterEntry>> = BTreeMap::new();
-        for (counter, slots) in &self.counters {
-            for (origin, t) in slots {
-                entries.entry(origin).or_default().push(CounterEntry {
-                    counter: counter.clone(),
+        let mut entries: Vec<Vec<CounterEntry>> = vec![Vec::new(); self.origin_ids.len()];
+        for id in self.counters.ids() {
+            let name = self.counters.name(id);
+            for slot in self.counters.slots(id) {
+                let t = slot.totals;
+                entries[slot.origin as usize].push(CounterEntry {
+                    counter: name.to_owned(),
                     p: t.p,
                     n: t.n,
                     version: t.version,
@@ -419,13 +502,13 @@ impl State {
         }
         self.origins
             .iter()
-            .map(|(origin, index)| {
-                let mut entries = entries.remove(origin).unwrap_or_default();
+            .map(|(origin, record)| {
+                let mut entries = std::mem::take(&mut entries[record.id as usize]);
                 entries.sort_by_key(|e| e.version);
                 OriginDelta {
                     origin: origin.clone(),
                     from: 0,
-                    to: index.known,
+                    to: record.known,
                     entries,
                 }
             })
@@ -438,9 +521,10 @@ impl State {
     pub fn prepare_local(&self, me: &Origin, ops: &[LocalOp]) -> PreparedBatch {
         let from = self.known(me);
         let mut pending: BTreeMap<&str, Pending> = BTreeMap::new();
+        let mut new_counters = 0;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
-            results.push(self.prepare_one(me, op, &mut pending));
+            results.push(self.prepare_one(me, op, &mut pending, &mut new_counters));
         }
         let mut touched: Vec<(&str, Pending)> = pending.into_iter().collect();
         touched.sort_by_key(|(_, p)| p.first_touch);
@@ -484,6 +568,7 @@ impl State {
         me: &Origin,
         op: &'a LocalOp,
         pending: &mut BTreeMap<&'a str, Pending>,
+        new_counters: &mut usize,
     ) -> Result<i64, OpError> {
         validate_counter_name(&op.counter).map_err(OpError::BadName)?;
         if op.amount == 0 || op.amount > i64::MAX as u64 {
@@ -493,14 +578,20 @@ impl State {
         let slot = match pending.get(op.counter.as_str()) {
             Some(p) => *p,
             None => {
-                let slots = self.counters.get(&op.counter);
-                let own = slots.and_then(|s| s.get(me)).copied().unwrap_or_default();
-                let (sum_p, sum_n) = slots.map_or((0, 0), sums);
+                let id = self.counters.id(&op.counter);
+                if id.is_none() && self.counters.len() + *new_counters >= self.counter_limit {
+                    return Err(OpError::TooManyCounters {
+                        limit: self.counter_limit,
+                    });
+                }
+                let own = self.totals_of(me, &op.counter).unwrap_or_default();
+                let (sum_p, sum_n) = id.map_or((0, 0), |id| sums(self.counters.slots(id)));
                 Pending {
                     own,
                     sum_p,
                     sum_n,
                     first_touch: next_touch,
+                    new: id.is_none(),
                 }
             }
         };
@@ -527,7 +618,9 @@ impl State {
                 next.own.n += op.amount;
             }
         }
-        pending.insert(op.counter.as_str(), next);
+        if pending.insert(op.counter.as_str(), next).is_none() && next.new {
+            *new_counters += 1;
+        }
         Ok(saturate(next.sum_p as i128 - next.sum_n as i128))
     }
 
@@ -545,16 +638,18 @@ struct Pending {
     sum_p: u128,
     sum_n: u128,
     first_touch: usize,
+    /// The counter does not exist yet.
+    new: bool,
 }
 
-fn sums(origins: &HashMap<Origin, Totals>) -> (u128, u128) {
-    origins.values().fold((0u128, 0u128), |(p, n), t| {
-        (p + t.p as u128, n + t.n as u128)
+fn sums(slots: impl Iterator<Item = Slot>) -> (u128, u128) {
+    slots.fold((0u128, 0u128), |(p, n), s| {
+        (p + s.totals.p as u128, n + s.totals.n as u128)
     })
 }
 
-fn value_of(origins: &HashMap<Origin, Totals>) -> i64 {
-    let (p, n) = sums(origins);
+fn value_of(slots: impl Iterator<Item = Slot>) -> i64 {
+    let (p, n) = sums(slots);
     saturate(p as i128 - n as i128)
 }
 
@@ -603,6 +698,54 @@ mod tests {
         state.apply_local(&batch);
         assert_eq!(state.value("x"), i64::MAX);
         assert_eq!(state.value("z"), 5);
+    }
+
+    #[test]
+    fn a_new_counter_past_the_limit_is_refused_and_changes_nothing() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        state.set_counter_limit(2);
+        let batch = state.prepare_local(&me, &[inc("x", 1), inc("y", 1), inc("z", 1), inc("x", 1)]);
+        assert_eq!(batch.results[..2], [Ok(1), Ok(1)]);
+        assert_eq!(batch.results[2], Err(OpError::TooManyCounters { limit: 2 }));
+        assert_eq!(batch.results[3], Ok(2));
+        state.apply_local(&batch);
+        assert_eq!(state.counter_count(), 2);
+        assert_eq!(state.value("z"), 0);
+        let peer = Origin::new("b", 1);
+        let learned = CounterEntry {
+            counter: "w".into(),
+            p: 4,
+            n: 0,
+            version: 1,
+        };
+        state.apply_delta(&OriginDelta {
+            origin: peer,
+            from: 0,
+            to: 1,
+            entries: vec![learned],
+        });
+        assert_eq!(
+            state.value("w"),
+            4,
+            "what peers wrote is kept past the limit"
+        );
+    }
+
+    #[test]
+    fn values_come_in_name_order_and_first_values_takes_the_smallest_names() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        let ops: Vec<LocalOp> = ["m", "b", "z", "a", "q"]
+            .iter()
+            .map(|c| inc(c, 1))
+            .collect();
+        let batch = state.prepare_local(&me, &ops);
+        state.apply_local(&batch);
+        let names: Vec<&str> = state.values().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b", "m", "q", "z"]);
+        let first: Vec<&str> = state.first_values(2).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(first, ["a", "b"]);
     }
 
     #[test]

@@ -129,3 +129,27 @@ fn bad_input_gets_its_status_and_an_error_and_changes_nothing() {
 
     assert_eq!(http_get(http, "/counters").unwrap(), before);
 }
+
+#[test]
+fn a_node_at_its_counter_limit_refuses_new_counters_with_507_and_keeps_serving_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, h) = node_addrs();
+    let node = start_node(dir.path(), "cap", (&g, &h), &[], &["--max-counters", "2"]);
+    let http = node.http.as_str();
+
+    assert_eq!(http_post(http, "/counters/a/increment", "").unwrap().0, 200);
+    assert_eq!(http_post(http, "/counters/b/increment", "").unwrap().0, 200);
+    let (s, b) = http_post(http, "/counters/c/increment", "").unwrap();
+    assert_eq!(s, 507, "{b}");
+    assert!(
+        json(&b)["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 2 counters"),
+        "{b}"
+    );
+    let (s, b) = http_post(http, "/counters/a/increment?by=2", "").unwrap();
+    assert_eq!((s, json(&b)["value"].as_i64()), (200, Some(3)));
+    let (_, b) = http_get(http, "/counters").unwrap();
+    assert_eq!(json(&b)["counters"], serde_json::json!({"a": 3, "b": 1}));
+}

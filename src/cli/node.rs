@@ -8,6 +8,7 @@ use crate::codec::MAX_ADDR_BYTES;
 use crate::crdt::{validate_node_name, State};
 use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
 use crate::http::server::DEFAULT_READ_TIMEOUT;
+use crate::node::config::DEFAULT_MAX_COUNTERS;
 use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, Node, NodeConfig};
 use crate::node_core::MemoryStorage;
@@ -34,6 +35,12 @@ fn help() -> String {
         ),
     ];
     let more = [
+        FlagHelp::with_default(
+            "--max-counters N",
+            "most counters writes to this node may create; a write that would create one more \
+             is refused with 507 (counters learned from peers are always kept)",
+            DEFAULT_MAX_COUNTERS,
+        ),
         FlagHelp::with_default(
             "--http-read-timeout DUR",
             "an HTTP client silent this long in the middle of a request (headers or body) gets \
@@ -159,6 +166,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut discovery_url: Option<String> = None;
     let mut heartbeat_interval: Option<Duration> = None;
     let mut http_read_timeout: Option<Duration> = None;
+    let mut max_counters = DEFAULT_MAX_COUNTERS;
     let mut log_level = log::LevelFilter::Info;
     let mut log_format = crate::logging::LogFormat::Text;
     let mut wal = WalFlags::default();
@@ -180,6 +188,10 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 let v = parser.value()?.string()?;
                 http_read_timeout =
                     Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
+            }
+            Long("max-counters") => {
+                let v = parser.value()?.string()?;
+                max_counters = flags::number("--max-counters", &v, 1..=u32::MAX as usize)?;
             }
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
             Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
@@ -207,6 +219,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     if let Some(d) = http_read_timeout {
         config.http.read_timeout = d;
     }
+    config.max_counters = max_counters;
     let discovery = discovery_options(discovery_url, heartbeat_interval, &config, name_given)?;
     Ok(Some(Options {
         config,

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// Frames a peer's outbound queue holds before the oldest is dropped.
 pub const DEFAULT_PEER_QUEUE: usize = 256;
+/// Most counters local writes may create (see `State::set_counter_limit`).
+pub const DEFAULT_MAX_COUNTERS: usize = 10_000_000;
 /// Inbound gossip connections served at once; more are closed at once.
 pub const DEFAULT_MAX_INBOUND: usize = 256;
 /// How long a new inbound connection may take to send its Hello.
@@ -54,6 +56,9 @@ pub struct NodeConfig {
     /// Hold writes at start until a live member confirms this node's origin, at most
     /// this long (for a node that recovered its state; see `node_core::OriginGuard`).
     pub fence: Option<Duration>,
+    /// Most counters local writes may create; a write that would create one more is
+    /// refused (HTTP 507).
+    pub max_counters: usize,
 }
 
 impl NodeConfig {
@@ -79,6 +84,7 @@ impl NodeConfig {
                 ..HttpConfig::default()
             },
             fence: None,
+            max_counters: DEFAULT_MAX_COUNTERS,
         }
     }
 }

@@ -609,8 +609,8 @@ impl EventLoop {
     fn dashboard(&self) -> DashboardView {
         let state = self.core.state();
         let shown: Vec<String> = state
-            .values()
-            .take(MAX_DASHBOARD_COUNTERS)
+            .first_values(MAX_DASHBOARD_COUNTERS)
+            .into_iter()
             .map(|(name, _)| name.to_owned())
             .collect();
         DashboardView {

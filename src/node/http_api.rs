@@ -178,6 +178,9 @@ impl NodeApi {
             Err(OpFailure::Refused(e @ OpError::VersionsExhausted)) => {
                 Err(Reply::error(503, e.to_string()))
             }
+            Err(OpFailure::Refused(e @ OpError::TooManyCounters { .. })) => {
+                Err(Reply::error(507, e.to_string()))
+            }
             Err(OpFailure::Refused(e)) => Err(bad(e.to_string())),
             Err(OpFailure::Storage(e) | OpFailure::Unavailable(e)) => Err(Reply::error(503, e)),
         }

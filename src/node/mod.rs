@@ -288,10 +288,11 @@ fn core(
     config: &NodeConfig,
     storage: Box<dyn Storage>,
     origin: Origin,
-    state: State,
+    mut state: State,
     me: &Member,
     now: std::time::Duration,
 ) -> NodeCore<OpReply> {
+    state.set_counter_limit(config.max_counters);
     let engine = Engine::new(origin, config.engine.clone(), state, fastrand::u64(..), now);
     let membership = Membership::new(
         me.clone(),

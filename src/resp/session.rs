@@ -470,6 +470,7 @@ fn op_failure(failure: &OpFailure) -> String {
         OpFailure::Refused(e @ OpError::Overflow { .. }) => {
             format!("ERR increment or decrement would overflow: {e}")
         }
+        OpFailure::Refused(e @ OpError::TooManyCounters { .. }) => format!("OOM {e}"),
         OpFailure::Refused(e) => format!("ERR {e}"),
         OpFailure::Storage(e) => format!("ERR {e}"),
         OpFailure::Unavailable(e) => format!("TRYAGAIN {e}"),
