@@ -6,7 +6,9 @@
 #      and at 16 connections with a dashboard left open on the node, against without;
 #      then redis-benchmark INCR against Redis and a durable gctr node over RESP
 #      (--redis), at 1, 16 and 64 clients, without and with -P 16;
-#   3. WAL recovery speed (the wal_recovery bench) and a real node restart;
+#   3. WAL recovery speed (the wal_recovery bench; also at 1M counters, snapshot against
+#      replay), memory per (counter, origin) entry (the state_memory bench), and a real
+#      node restart;
 #   4. idle gossip bytes/s and resident memory per node (5 nodes, 100 counters);
 #   5. convergence against cluster size: 5, 10, 25 and 50 node processes;
 #   6. membership: crash detection and join time with 5 real nodes, idle membership
@@ -98,16 +100,17 @@ else
     run build cargo build --release --quiet --bin gctr
     GCTR=$ROOT/target/release/gctr
 fi
-log_cmd "cargo bench --no-run --bench loadgen --bench wal_recovery"
+log_cmd "cargo bench --no-run --bench loadgen --bench wal_recovery --bench state_memory"
 bench_exe() {
-    cargo bench --no-run --quiet --bench loadgen --bench wal_recovery \
+    cargo bench --no-run --quiet --bench loadgen --bench wal_recovery --bench state_memory \
         --message-format=json 2>/dev/null |
         grep -o "\"executable\":\"[^\"]*/$1-[^\"]*\"" | tail -1 | cut -d'"' -f4
 }
 LOADGEN=$(bench_exe loadgen)
 WAL_BENCH=$(bench_exe wal_recovery)
-[[ -x $LOADGEN && -x $WAL_BENCH ]] || {
-    echo "bench.sh: cannot find the built loadgen / wal_recovery benches" >&2
+STATE_BENCH=$(bench_exe state_memory)
+[[ -x $LOADGEN && -x $WAL_BENCH && -x $STATE_BENCH ]] || {
+    echo "bench.sh: cannot find the built loadgen / wal_recovery / state_memory benches" >&2
     exit 1
 }
 lg() { run "$1" "$LOADGEN" "${@:2}"; }
@@ -445,6 +448,22 @@ SNAP_WRITE=$(sed -n 's/^snapshot of the same state written in \([^;]*\);.*/\1/p'
 SNAP_OPEN=$(sed -n 's/.*; open from it in \([^ ]*\) .*/\1/p' "$BEST_FILE")
 row "WAL replay, 1,000,000 records, no snapshot (best of 3 runs: $REPLAY_ALL records/s)" "**$(fmt "$REPLAY") records/s** ($REPLAY_LINE)" "-" ">= 1M records/s" "$(check "$REPLAY" '>=' 1000000)"
 row "WAL open from a snapshot covering the same 1,000,000 records" "$SNAP_OPEN (snapshot written in $SNAP_WRITE)" "-" "-" "-"
+# A large state: 1,000,000 counters, one record each. The snapshot holds each entry once,
+# so opening from it must beat replaying the records that made it.
+run wal-recovery-1m env WAL_BENCH_COUNTERS=1000000 "$WAL_BENCH" --bench
+# as_ms DURATION: a Rust Debug duration (1.35s, 980.2ms, 15µs) in milliseconds.
+as_ms() { awk -v d="$1" 'BEGIN { v = d + 0; if (d ~ /ms$/) print v; else if (d ~ /s$/ && d !~ /[µn]s$/) print v * 1000; else print v / 1000 }'; }
+REPLAY_1M=$(sed -n 's/^replay without a snapshot: [0-9]* records in \([^ ]*\) .*/\1/p' "$WORK/out/wal-recovery-1m.txt")
+SNAP_1M=$(sed -n 's/.*; open from it in \([^ ]*\) .*/\1/p' "$WORK/out/wal-recovery-1m.txt")
+row "1,000,000 counters: WAL open from a snapshot vs replay of the same 1,000,000 records" \
+    "**$SNAP_1M** from the snapshot" "$REPLAY_1M replaying" "snapshot faster" \
+    "$(check "$(ratio "$(as_ms "$SNAP_1M")" "$(as_ms "$REPLAY_1M")")" '<' 1)"
+run state-memory "$STATE_BENCH" --bench
+STATE_HEAP=$(sed -n 's/^heap bytes per entry *//p' "$WORK/out/state-memory.txt")
+STATE_RSS=$(sed -n 's/^resident bytes per entry *//p' "$WORK/out/state-memory.txt")
+row "Memory per (counter, origin) entry, 1,000,000 counters written by 3 origins (state_memory bench)" \
+    "**$STATE_RSS B resident**, $STATE_HEAP B allocated" "Redis: 60 B per key (RSS)" "<= 100 B" \
+    "$(check "$STATE_RSS" '<' 100.01)"
 if ((HAS_WAL)); then
     # A real restart: fill a node's WAL (fsync never, to fill it fast: each increment
     # from one connection is one record), stop it cleanly, then time a start with the

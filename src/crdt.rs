@@ -250,7 +250,7 @@ impl PreparedBatch {
 /// What a replica keeps per origin.
 #[derive(Clone, Debug)]
 struct OriginRecord {
-    id: OriginId,
+    origin: Origin,
     known: u64,
     /// version → counter, one per (counter, this origin) entry; drives deltas in version order.
     by_version: BTreeMap<u64, CounterId>,
@@ -260,9 +260,10 @@ struct OriginRecord {
 #[derive(Clone, Debug)]
 pub struct State {
     counters: CounterTable,
-    origins: BTreeMap<Origin, OriginRecord>,
-    /// Origins by id.
-    origin_ids: Vec<Origin>,
+    /// Origin → id, in origin order.
+    origins: BTreeMap<Origin, OriginId>,
+    /// What is kept per origin, by id.
+    origin_records: Vec<OriginRecord>,
     /// Most counters a local operation may create; see [`State::set_counter_limit`].
     counter_limit: usize,
 }
@@ -272,7 +273,7 @@ impl Default for State {
         State {
             counters: CounterTable::default(),
             origins: BTreeMap::new(),
-            origin_ids: Vec::new(),
+            origin_records: Vec::new(),
             counter_limit: usize::MAX,
         }
     }
@@ -331,7 +332,12 @@ impl State {
             .map(|id| {
                 self.counters
                     .slots(id)
-                    .map(|s| (self.origin_ids[s.origin as usize].clone(), s.totals))
+                    .map(|s| {
+                        (
+                            self.origin_records[s.origin as usize].origin.clone(),
+                            s.totals,
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -355,7 +361,7 @@ impl State {
 
     /// The version this replica knows `origin` up to (0 if never heard of).
     pub fn known(&self, origin: &Origin) -> u64 {
-        self.origins.get(origin).map_or(0, |o| o.known)
+        self.record(origin).map_or(0, |o| o.known)
     }
 
     /// Whether this replica's entry of `origin` in `counter` has totals of at least
@@ -366,7 +372,7 @@ impl State {
     }
 
     fn totals_of(&self, origin: &Origin, counter: &str) -> Option<Totals> {
-        let origin = self.origins.get(origin)?.id;
+        let origin = *self.origins.get(origin)?;
         self.counters.get(self.counters.id(counter)?, origin)
     }
 
@@ -374,9 +380,9 @@ impl State {
     pub fn digest(&self) -> Digest {
         self.origins
             .iter()
-            .map(|(origin, record)| OriginVersion {
+            .map(|(origin, &id)| OriginVersion {
                 origin: origin.clone(),
-                version: record.known,
+                version: self.origin_records[id as usize].known,
             })
             .collect()
     }
@@ -385,9 +391,10 @@ impl State {
     /// `(after, known]`, then any held beyond `known`. These are what a peer that knows
     /// `origin` up to `after` may lack.
     pub fn entries_after(&self, origin: &Origin, after: u64) -> Vec<CounterEntry> {
-        let Some(record) = self.origins.get(origin) else {
+        let Some(&id) = self.origins.get(origin) else {
             return Vec::new();
         };
+        let record = &self.origin_records[id as usize];
         if after == u64::MAX {
             return Vec::new();
         }
@@ -395,7 +402,7 @@ impl State {
             .by_version
             .range(after + 1..)
             .filter_map(|(_, &counter)| {
-                let t = self.counters.get(counter, record.id)?;
+                let t = self.counters.get(counter, id)?;
                 Some(CounterEntry {
                     counter: self.counters.name(counter).to_owned(),
                     p: t.p,
@@ -414,7 +421,8 @@ impl State {
             digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
         self.origins
             .iter()
-            .filter_map(|(origin, record)| {
+            .filter_map(|(origin, &id)| {
+                let record = &self.origin_records[id as usize];
                 let their = theirs.get(origin).copied().unwrap_or(0);
                 let held = record.by_version.keys().next_back().copied().unwrap_or(0);
                 (record.known.max(held) > their).then(|| (origin.clone(), their))
@@ -427,10 +435,11 @@ impl State {
     /// version held next in line.
     pub fn apply_delta(&mut self, delta: &OriginDelta) -> Applied {
         let mut applied = Applied::default();
+        let origin = self.origin_id(&delta.origin);
         for entry in &delta.entries {
-            applied.changed |= self.merge_entry(&delta.origin, &entry.counter, entry.totals());
+            applied.changed |= self.merge_slot(origin, &entry.counter, entry.totals());
         }
-        let record = self.origin_record(&delta.origin);
+        let record = &mut self.origin_records[origin as usize];
         let before = record.known;
         if delta.from <= record.known && delta.to > record.known {
             record.known = delta.to;
@@ -450,10 +459,14 @@ impl State {
     /// Merges one entry by maximum and keeps the version index in step; returns whether
     /// the totals grew. Also used by recovery and by runtimes that receive whole totals.
     pub fn merge_entry(&mut self, origin: &Origin, counter: &str, incoming: Totals) -> bool {
+        let origin = self.origin_id(origin);
+        self.merge_slot(origin, counter, incoming)
+    }
+
+    fn merge_slot(&mut self, origin_id: OriginId, counter: &str, incoming: Totals) -> bool {
         let Some(counter) = self.counters.id_or_insert(counter) else {
             return false;
         };
-        let origin_id = self.origin_record(origin).id;
         let old = self.counters.get(counter, origin_id).unwrap_or_default();
         let mut merged = old;
         let changed = merged.merge(incoming);
@@ -461,7 +474,7 @@ impl State {
             self.counters.set(counter, origin_id, merged);
         }
         if merged.version != old.version {
-            let record = self.origin_record(origin);
+            let record = &mut self.origin_records[origin_id as usize];
             if record.by_version.get(&old.version) == Some(&counter) {
                 record.by_version.remove(&old.version);
             }
@@ -470,24 +483,31 @@ impl State {
         changed
     }
 
-    /// The record of `origin`, made (with the next id) if it is new.
-    fn origin_record(&mut self, origin: &Origin) -> &mut OriginRecord {
-        let next_id = self.origin_ids.len() as OriginId;
-        self.origins.entry(origin.clone()).or_insert_with(|| {
-            self.origin_ids.push(origin.clone());
-            OriginRecord {
-                id: next_id,
-                known: 0,
-                by_version: BTreeMap::new(),
-            }
-        })
+    fn record(&self, origin: &Origin) -> Option<&OriginRecord> {
+        let id = *self.origins.get(origin)?;
+        Some(&self.origin_records[id as usize])
+    }
+
+    /// The id of `origin`, given (the next one) if it is new.
+    fn origin_id(&mut self, origin: &Origin) -> OriginId {
+        if let Some(&id) = self.origins.get(origin) {
+            return id;
+        }
+        let id = self.origin_records.len() as OriginId;
+        self.origin_records.push(OriginRecord {
+            origin: origin.clone(),
+            known: 0,
+            by_version: BTreeMap::new(),
+        });
+        self.origins.insert(origin.clone(), id);
+        id
     }
 
     /// Every entry of every origin, origin by origin in version order, each as a delta
     /// covering `(0, known]`. Snapshots and full transfers use it. Walks the counters, not
     /// the version index, so entries merged without a version (all at version 0) are kept.
     pub fn to_deltas(&self) -> Vec<OriginDelta> {
-        let mut entries: Vec<Vec<CounterEntry>> = vec![Vec::new(); self.origin_ids.len()];
+        let mut entries: Vec<Vec<CounterEntry>> = vec![Vec::new(); self.origin_records.len()];
         for id in self.counters.ids() {
             let name = self.counters.name(id);
             for slot in self.counters.slots(id) {
@@ -502,8 +522,9 @@ impl State {
         }
         self.origins
             .iter()
-            .map(|(origin, record)| {
-                let mut entries = std::mem::take(&mut entries[record.id as usize]);
+            .map(|(origin, &id)| {
+                let record = &self.origin_records[id as usize];
+                let mut entries = std::mem::take(&mut entries[id as usize]);
                 entries.sort_by_key(|e| e.version);
                 OriginDelta {
                     origin: origin.clone(),

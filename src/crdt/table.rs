@@ -74,11 +74,19 @@ fn record_slots(record: &[u8]) -> impl Iterator<Item = Slot> + '_ {
         .map(Slot::read)
 }
 
+/// The table's 64-bit hash from a stored 32-bit one: spread over every bit, since the
+/// table takes the bucket from the low bits and a tag from the high ones.
+fn spread(short: u32) -> u64 {
+    u64::from(short).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 /// Counters by id and by name, with their slots.
 #[derive(Clone, Default)]
 pub(super) struct CounterTable {
     records: Vec<Record>,
-    by_name: HashTable<CounterId>,
+    /// Every counter's id with its name's short hash, so growing the table rehashes
+    /// without reading a single name.
+    by_name: HashTable<(CounterId, u32)>,
     hasher: RandomState,
     entries: usize,
 }
@@ -103,12 +111,12 @@ impl CounterTable {
     }
 
     pub(super) fn id(&self, name: &str) -> Option<CounterId> {
-        let hash = self.hasher.hash_one(name.as_bytes());
+        let short = self.short_hash(name);
         self.by_name
-            .find(hash, |&id| {
-                record_name(&self.records[id as usize]) == name.as_bytes()
+            .find(spread(short), |&(id, h)| {
+                h == short && record_name(&self.records[id as usize]) == name.as_bytes()
             })
-            .copied()
+            .map(|&(id, _)| id)
     }
 
     /// The counter's id, adding it if new; `None` only for a name longer than a record
@@ -126,12 +134,15 @@ impl CounterTable {
         record.push(name.len() as u8);
         record.extend_from_slice(name.as_bytes());
         self.records.push(record.into_boxed_slice());
-        let hash = self.hasher.hash_one(name.as_bytes());
-        let (records, hasher) = (&self.records, &self.hasher);
-        self.by_name.insert_unique(hash, id, |&other| {
-            hasher.hash_one(record_name(&records[other as usize]))
-        });
+        let short = self.short_hash(name);
+        self.by_name
+            .insert_unique(spread(short), (id, short), |&(_, h)| spread(h));
         Some(id)
+    }
+
+    /// The name's keyed (SipHash) hash, cut to 32 bits.
+    fn short_hash(&self, name: &str) -> u32 {
+        self.hasher.hash_one(name.as_bytes()) as u32
     }
 
     pub(super) fn name(&self, id: CounterId) -> &str {
