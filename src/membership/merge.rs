@@ -199,20 +199,25 @@ impl Membership {
 
     /// Replaces the record held for `update.member.name`, keeping everything derived from
     /// the records in step.
+    /// Takes a removed entry out of the digest, the live count and the deadline queues.
+    fn unindex(&mut self, name: &NodeName, old: &Entry) {
+        self.digest ^= old.update.digest_share();
+        if old.update.state.is_live() {
+            self.live -= 1;
+        }
+        if let Some(d) = old.suspicion_deadline {
+            self.suspicion_deadlines.remove(&(d, name.clone()));
+        }
+        if let Some(t) = old.reap_at {
+            self.reap_queue.remove(&(t, name.clone()));
+        }
+    }
+
     pub(super) fn store(&mut self, now: Duration, update: Update, spread: bool) {
         let name = update.member.name.clone();
         let old = self.entries.remove(&name);
         if let Some(old) = &old {
-            self.digest ^= old.update.digest_share();
-            if old.update.state.is_live() {
-                self.live -= 1;
-            }
-            if let Some(d) = old.suspicion_deadline {
-                self.suspicion_deadlines.remove(&(d, name.clone()));
-            }
-            if let Some(t) = old.reap_at {
-                self.reap_queue.remove(&(t, name.clone()));
-            }
+            self.unindex(&name, old);
         }
         self.digest ^= update.digest_share();
         if update.state.is_live() {
