@@ -3,11 +3,13 @@
 use super::flags::{self, FlagHelp, GossipFlags};
 use super::node_membership::{self, MembershipFlags};
 use super::node_wal::{self, Opened, WalDir, WalFlags};
+use super::security::{DiscoveryCredentialFlags, SecurityFlags};
 use super::CliError;
 use crate::codec::MAX_ADDR_BYTES;
 use crate::crdt::{validate_node_name, State};
 use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
 use crate::http::server::DEFAULT_READ_TIMEOUT;
+use crate::http::Credentials;
 use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, Node, NodeConfig};
 use crate::node_core::MemoryStorage;
@@ -32,7 +34,9 @@ fn help() -> String {
              well below discovery's --ttl",
             flags::show_duration(DEFAULT_HEARTBEAT_INTERVAL),
         ),
-    ];
+    ]
+    .into_iter()
+    .chain(DiscoveryCredentialFlags::help());
     let more = [
         FlagHelp::with_default(
             "--http-read-timeout DUR",
@@ -48,6 +52,7 @@ fn help() -> String {
         .into_iter()
         .chain(options)
         .chain(GossipFlags::help())
+        .chain(SecurityFlags::help())
         .chain(more)
         .collect();
     format!(
@@ -121,7 +126,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     );
     let discovery = match &options.discovery {
         Some(d) => Some(
-            join_discovery(&node, &d.url, d.heartbeat_interval)
+            join_discovery(&node, &d.url, d.heartbeat_interval, d.credentials.clone())
                 .map_err(|e| CliError::Failed(format!("cannot start the discovery client: {e}")))?,
         ),
         None => None,
@@ -149,6 +154,14 @@ struct Options {
 struct DiscoveryOptions {
     url: String,
     heartbeat_interval: Duration,
+    credentials: Credentials,
+}
+
+/// The discovery flags as given.
+struct DiscoveryFlags {
+    url: Option<String>,
+    heartbeat_interval: Option<Duration>,
+    credentials: DiscoveryCredentialFlags,
 }
 
 /// Parses the options; `None` means `--help` was asked for.
@@ -163,6 +176,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut log_format = crate::logging::LogFormat::Text;
     let mut wal = WalFlags::default();
     let mut membership = MembershipFlags::default();
+    let mut security = SecurityFlags::default();
+    let mut discovery_credentials = DiscoveryCredentialFlags::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -187,6 +202,14 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 let flag = flag.to_owned();
                 wal.take(&flag, parser)?;
             }
+            Long(flag) if SecurityFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                security.take(&flag, parser)?;
+            }
+            Long(flag) if DiscoveryCredentialFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                discovery_credentials.take(&flag, parser)?;
+            }
             Long(flag) if node_membership::is_flag(flag) => {
                 let flag = flag.to_owned();
                 membership.take(&flag, parser)?;
@@ -207,7 +230,13 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     if let Some(d) = http_read_timeout {
         config.http.read_timeout = d;
     }
-    let discovery = discovery_options(discovery_url, heartbeat_interval, &config, name_given)?;
+    security.finish(&mut config.http)?;
+    let discovery = DiscoveryFlags {
+        url: discovery_url,
+        heartbeat_interval,
+        credentials: discovery_credentials,
+    };
+    let discovery = discovery_options(discovery, &config, name_given)?;
     Ok(Some(Options {
         config,
         discovery,
@@ -304,23 +333,29 @@ impl AddressFlags {
     }
 }
 
-/// The discovery settings, checked against the node's: a heartbeat interval needs a URL.
+/// The discovery settings, checked against the node's: a heartbeat interval or
+/// credentials need a URL.
 fn discovery_options(
-    url: Option<String>,
-    heartbeat_interval: Option<Duration>,
+    flags: DiscoveryFlags,
     config: &NodeConfig,
     name_given: bool,
 ) -> Result<Option<DiscoveryOptions>, CliError> {
-    match url {
+    match flags.url {
         Some(url) => {
             check_registrable(config, name_given)?;
             Ok(Some(DiscoveryOptions {
                 url,
-                heartbeat_interval: heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
+                heartbeat_interval: flags
+                    .heartbeat_interval
+                    .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
+                credentials: flags.credentials.finish()?,
             }))
         }
-        None if heartbeat_interval.is_some() => {
+        None if flags.heartbeat_interval.is_some() => {
             Err(usage("--heartbeat-interval needs --discovery URL"))
+        }
+        None if flags.credentials.given() => {
+            Err(usage("--discovery-token-file needs --discovery URL"))
         }
         None => Ok(None),
     }

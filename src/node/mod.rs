@@ -126,6 +126,7 @@ impl Node {
             SharedFigures {
                 inbound_counters: counters.clone(),
                 op_durations: op_durations.clone(),
+                access: config.http.access.clone(),
             },
             start,
         );
