@@ -12,10 +12,12 @@ use super::security::{ClientCredentialFlags, TOKEN_ENV};
 use super::CliError;
 use crate::crdt::{validate_counter_name, DEFAULT_COUNTER};
 use crate::discovery::resolve;
+use crate::http::client::base_url;
 use crate::http::{Credentials, JsonClient, Timeouts};
 use crate::node::views::{CounterView, ValueView};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The HTTP address used when `--http` is not given.
@@ -71,14 +73,17 @@ fn help(cmd: Command) -> String {
 /// The options every client command takes, and the exit codes.
 fn common_help() -> String {
     format!(
-        "  --http ADDR    the node's HTTP address, HOST:PORT or http://HOST:PORT
-                 [default: {DEFAULT_HTTP}]
-  --node NAME    the node named NAME, looked up in discovery (not with --http)
+        "  --http ADDR    the node's HTTP address, HOST:PORT, http://HOST:PORT or
+                 https://HOST:PORT [default: {DEFAULT_HTTP}]
+  --node NAME    the node named NAME, looked up in discovery (not with --http);
+                 asked over HTTPS when the discovery URL is https://
   --discovery URL
                  the discovery server for --node [default: ${DISCOVERY_ENV}, else
                  {DEFAULT_DISCOVERY}]
   --token TOKEN  the API token of a node (and discovery) started with
                  --api-token-file, sent to both [default: ${TOKEN_ENV}]
+  --ca FILE      trust only the PEM CA certificate(s) in FILE for https://
+                 addresses [default: the public web's roots]
   --json         print the node's JSON answer instead of text
   -h, --help     show this help
 
@@ -193,12 +198,11 @@ pub fn run(cmd: Command, parser: &mut lexopt::Parser) -> Result<(), CliError> {
     let credentials = &options.credentials;
     let client = match &options.target {
         Target::Http(http) => node_client(http, credentials),
-        Target::Node { name, discovery } => node_client(
-            &resolve(discovery, name, credentials)
-                .map_err(|e| CliError::Failed(e.to_string()))?
-                .to_string(),
-            credentials,
-        ),
+        Target::Node { name, discovery } => {
+            let addr = resolve(discovery, name, credentials)
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            node_client(&node_url(discovery, addr), credentials)
+        }
     };
     let (arg, json) = (options.argument.as_str(), options.json);
     match cmd {
@@ -353,6 +357,15 @@ pub fn path_segment(name: &str) -> String {
 
 fn counter_path(counter: &str) -> String {
     format!("/counters/{}", path_segment(counter))
+}
+
+/// The URL of a node found through `discovery`: over HTTPS when discovery is.
+fn node_url(discovery: &str, addr: SocketAddr) -> String {
+    if base_url(discovery).starts_with("https://") {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
 }
 
 /// A short-timeout client for the node at `http`.

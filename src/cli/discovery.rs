@@ -82,7 +82,12 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop())
         .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
-    println!("discovery listening on http://{}", server.local_addr());
+    let scheme = if options.config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("discovery listening on {scheme}://{}", server.local_addr());
     let _ = std::io::stdout().flush();
     log::info!(
         "discovery on {} (ttl {}, at most {} members)",

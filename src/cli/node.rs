@@ -354,10 +354,10 @@ fn discovery_options(
         None if flags.heartbeat_interval.is_some() => {
             Err(usage("--heartbeat-interval needs --discovery URL"))
         }
-        None if flags.credentials.given() => {
-            Err(usage("--discovery-token-file needs --discovery URL"))
-        }
-        None => Ok(None),
+        None => match flags.credentials.given() {
+            Some(flag) => Err(usage(format!("{flag} needs --discovery URL"))),
+            None => Ok(None),
+        },
     }
 }
 

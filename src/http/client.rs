@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest answer read (a discovery table of 10,000 members is about 1 MB).
@@ -37,10 +38,12 @@ pub struct JsonClient {
     token: Option<String>,
 }
 
-/// What a client proves to a server: an API token, if the server needs one.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// What a client proves to a server and whom it trusts: an API token, if the server
+/// needs one, and the TLS roots for `https://` (the public web's roots without them).
+#[derive(Clone, Default)]
 pub struct Credentials {
     pub token: Option<String>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl fmt::Debug for Credentials {
@@ -49,6 +52,7 @@ impl fmt::Debug for Credentials {
         let token = self.token.as_ref().map(|_| "<hidden>");
         f.debug_struct("Credentials")
             .field("token", &token)
+            .field("own_ca", &self.tls.is_some())
             .finish()
     }
 }
@@ -68,10 +72,13 @@ impl JsonClient {
         timeouts: Timeouts,
         credentials: &Credentials,
     ) -> JsonClient {
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(timeouts.connect)
-            .timeout(timeouts.total)
-            .build();
+            .timeout(timeouts.total);
+        if let Some(tls) = &credentials.tls {
+            agent = agent.tls_config(tls.clone());
+        }
+        let agent = agent.build();
         JsonClient {
             base: base_url(url),
             what,
@@ -147,7 +154,7 @@ impl JsonClient {
             }),
             Err(e) => Err(HttpError::Unreachable {
                 url: url(),
-                reason: e.to_string(),
+                reason: transport_failure(&self.base, &e),
             }),
         }
     }
@@ -170,6 +177,22 @@ impl fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
+
+/// Why no answer came, with what to do about an untrusted certificate or an HTTPS
+/// server asked in plain HTTP (it answers with a TLS alert record: 21, 3, ...).
+fn transport_failure(base: &str, e: &ureq::Error) -> String {
+    let reason = e.to_string();
+    if reason.contains("invalid peer certificate") {
+        format!(
+            "{reason}: the server's TLS certificate is not signed by a trusted CA (give its \
+             CA certificate with --ca FILE)"
+        )
+    } else if base.starts_with("http://") && reason.contains("[21, 3, ") {
+        format!("{reason}: the server speaks HTTPS; use an https:// address")
+    } else {
+        reason
+    }
+}
 
 fn read_json<T: DeserializeOwned>(response: ureq::Response) -> Result<T, String> {
     let mut body = Vec::new();

@@ -17,6 +17,7 @@
 //! for a worker) goes into the histogram it names.
 
 use super::access::{Access, Refusal};
+use super::tls::ServerTls;
 use super::ErrorBody;
 use crate::status::histogram::Histogram;
 use serde::Serialize;
@@ -45,6 +46,8 @@ pub struct HttpConfig {
     pub max_header: usize,
     /// Who may do what (open to all unless it has tokens).
     pub access: Access,
+    /// Serve HTTPS with this certificate and key (plain HTTP without).
+    pub tls: Option<ServerTls>,
 }
 
 /// Threads answering requests unless configured otherwise.
@@ -65,6 +68,7 @@ impl Default for HttpConfig {
             max_body: DEFAULT_MAX_BODY,
             max_header: DEFAULT_MAX_HEADER,
             access: Access::default(),
+            tls: None,
         }
     }
 }
@@ -204,9 +208,13 @@ impl HttpServer {
         handler: Arc<dyn Handler>,
     ) -> io::Result<HttpServer> {
         let local_addr = listener.local_addr()?;
+        let tls = config.tls.as_ref().map(|tls| tiny_http::SslConfig {
+            certificate: tls.certificate_pem.clone(),
+            private_key: tls.private_key_pem.clone(),
+        });
         let server = tiny_http::Server::from_listener_with_limits(
             listener,
-            None,
+            tls,
             Some(config.read_timeout),
             Some(config.max_header),
         )
