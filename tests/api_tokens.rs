@@ -3,11 +3,13 @@
 //! read-write token may do anything, `/health` is always open, every refusal is counted
 //! in `/status` and `/metrics`; the CLI sends `--token` / `GCTR_TOKEN`; a node with a
 //! token registers with a discovery that needs one and the cluster forms, one without
-//! is refused; a malformed token file stops the server naming its line.
+//! is refused; the Redis protocol asks for `AUTH TOKEN` and keeps read-only tokens to
+//! reads; a malformed token file stops the server naming its line.
 
 mod common;
 
 use common::cluster::{node_addrs, start_node};
+use common::redis::{cmd, need, redis_cli, start_redis_node, RespClient};
 use common::{free_addr, gctr_bin, get_json, run_gctr, stderr, stdout, wait_until, Proc};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -279,4 +281,45 @@ fn discovery_with_tokens_refuses_strangers_and_admits_nodes_with_a_token() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
+}
+
+#[test]
+fn redis_clients_must_auth_and_read_only_tokens_only_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(dir.path());
+    let extra = ["--api-token-file", tokens.to_str().unwrap()];
+    let node = start_redis_node(dir.path(), "resp", &[], &extra);
+    let mut c = RespClient::connect(&node.redis).unwrap();
+    let mut ask = |words: &[&str]| {
+        c.send(&[cmd(words)]).unwrap();
+        c.read_reply().unwrap()
+    };
+    assert!(ask(&["GET", "c"]).starts_with("-NOAUTH"));
+    assert!(ask(&["INCR", "c"]).starts_with("-NOAUTH"));
+    assert!(ask(&["AUTH", "not-a-token-0123456789"]).starts_with("-WRONGPASS"));
+    assert_eq!(ask(&["AUTH", RO]), "+OK");
+    assert_eq!(ask(&["GET", "c"]), "$0");
+    assert!(ask(&["INCR", "c"]).starts_with("-NOPERM"));
+    assert_eq!(ask(&["MULTI"]), "+OK");
+    assert!(ask(&["INCRBY", "c", "5"]).starts_with("-NOPERM"));
+    assert!(ask(&["EXEC"]).starts_with("-EXECABORT"));
+    assert_eq!(ask(&["AUTH", "default", RW]), "+OK");
+    assert_eq!(ask(&["INCR", "c"]), ":1");
+    assert_eq!(ask(&["RESET"]), "+RESET");
+    assert!(ask(&["GET", "c"]).starts_with("-NOAUTH"));
+
+    let (_, body, _) = call("GET", &node.http, "/status", Some(RO));
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["access"]["unauthenticated"], 4);
+    assert_eq!(status["access"]["forbidden"], 2);
+    assert_eq!(value(&node.http, "c"), 1);
+
+    need("redis-cli");
+    let o = redis_cli(&node, &["-a", RW, "--no-auth-warning", "INCRBY", "c", "2"]);
+    assert_eq!(stdout(&o).trim(), "3", "{}", stderr(&o));
+    let o = redis_cli(&node, &["-a", RO, "--no-auth-warning", "INCR", "c"]);
+    assert!(stdout(&o).contains("NOPERM"), "{}", stdout(&o));
+    let o = redis_cli(&node, &["INCR", "c"]);
+    assert!(stdout(&o).contains("NOAUTH"), "{}", stdout(&o));
+    assert_eq!(value(&node.http, "c"), 3);
 }
