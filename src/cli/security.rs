@@ -68,7 +68,7 @@ impl SecurityFlags {
                 "require an API token (`Authorization: Bearer TOKEN`) on every HTTP request but \
              GET /health: FILE has one token a line, `ro TOKEN` (may read) or `rw TOKEN` \
              (may also change); 401 without a known token, 403 for a read-only token on a \
-             change",
+             change; a node's --redis then needs AUTH TOKEN",
             ),
             FlagHelp::new(
                 "--tls-cert FILE",

@@ -219,6 +219,7 @@ impl HttpServer {
             Some(config.max_header),
         )
         .map_err(|e| io::Error::other(format!("cannot serve HTTP on {local_addr}: {e}")))?;
+        log_security(name, local_addr, config);
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
@@ -270,6 +271,24 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Says at start what a server requires, and warns when its tokens would cross the
+/// network in clear.
+fn log_security(name: &str, addr: SocketAddr, config: &HttpConfig) {
+    let tls = config.tls.is_some();
+    let tokens = config.access.required();
+    if tls || tokens {
+        let scheme = if tls { "HTTPS" } else { "plain HTTP" };
+        let needs = if tokens { ", API tokens required" } else { "" };
+        log::info!("{name} on {addr}: {scheme}{needs}");
+    }
+    if tokens && !tls && !addr.ip().is_loopback() {
+        log::warn!(
+            "{name} on {addr}: API tokens over plain HTTP cross the network in clear; \
+             add --tls-cert and --tls-key"
+        );
     }
 }
 
