@@ -322,7 +322,8 @@ impl Worker {
     }
 
     /// The request's body, once its token allows it and its body is within the cap.
-    /// A refused request's body is not read: tiny_http drains it before the next request.
+    /// A refused request's body is never read into memory: tiny_http drains it (through
+    /// a fixed buffer, within the read timeout) before the connection's next request.
     fn admit(&self, request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
         let reads = matches!(request.method(), Method::Get | Method::Head);
         let url = request.url();
@@ -377,8 +378,7 @@ impl Worker {
     }
 }
 
-/// 401 (with the `WWW-Authenticate` challenge of RFC 6750) or 403. The connection
-/// closes: the refused request's body is not worth reading.
+/// 401 (with the `WWW-Authenticate` challenge of RFC 6750) or 403.
 fn refused(refusal: Refusal) -> Reply {
     let (status, message, challenge) = match refusal {
         Refusal::Unauthenticated(message) => (401, message, "Bearer realm=\"gctr\""),
@@ -388,9 +388,7 @@ fn refused(refusal: Refusal) -> Reply {
             "Bearer realm=\"gctr\", error=\"insufficient_scope\"",
         ),
     };
-    Reply::error(status, message)
-        .with_header("WWW-Authenticate", challenge)
-        .with_header("Connection", "close")
+    Reply::error(status, message).with_header("WWW-Authenticate", challenge)
 }
 
 /// Reads the whole body if it is within `max` bytes, whatever length was declared.
