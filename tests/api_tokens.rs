@@ -259,7 +259,7 @@ fn discovery_with_tokens_refuses_strangers_and_admits_nodes_with_a_token() {
         Duration::from_secs(10),
         || {
             std::fs::read_to_string(dir.path().join("stranger.log"))
-                .is_ok_and(|log| log.contains("HTTP 401"))
+                .is_ok_and(|log| log.contains("HTTP 401") && log.contains("--discovery-token-file"))
         },
     );
     assert_eq!(registered(&d), ["a", "b"], "the stranger registered");

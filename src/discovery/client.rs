@@ -203,7 +203,8 @@ impl Worker {
             Err(e) => {
                 if self.reachable != Some(false) {
                     let known = self.last.lock().unwrap_or_else(|p| p.into_inner()).len();
-                    log::warn!("{e}; carrying on with the {known} peers known");
+                    let hint = credentials_hint(&e);
+                    log::warn!("{e}{hint}; carrying on with the {known} peers known");
                 }
                 self.reachable = Some(false);
             }
@@ -242,6 +243,19 @@ impl Worker {
             Ok(_) => log::info!("deregistered {} from discovery", self.me.name),
             Err(e) => log::debug!("deregistering {} failed: {e}", self.me.name),
         }
+    }
+}
+
+/// What to do when discovery refused this node's credentials.
+fn credentials_hint(e: &DiscoveryError) -> &'static str {
+    match e {
+        DiscoveryError::Http(HttpError::Refused { status: 401, .. }) => {
+            " (give this node discovery's token with --discovery-token-file)"
+        }
+        DiscoveryError::Http(HttpError::Refused { status: 403, .. }) => {
+            " (registering needs a read-write token)"
+        }
+        _ => "",
     }
 }
 
