@@ -4,7 +4,8 @@
 //! in `/status` and `/metrics`; the CLI sends `--token` / `GCTR_TOKEN`; a node with a
 //! token registers with a discovery that needs one and the cluster forms, one without
 //! is refused; the Redis protocol asks for `AUTH TOKEN` and keeps read-only tokens to
-//! reads; a malformed token file stops the server naming its line.
+//! reads; a flood of requests without credentials changes nothing, is counted and
+//! costs no threads; a malformed token file stops the server naming its line.
 
 mod common;
 
@@ -322,4 +323,48 @@ fn redis_clients_must_auth_and_read_only_tokens_only_read() {
     let o = redis_cli(&node, &["INCR", "c"]);
     assert!(stdout(&o).contains("NOAUTH"), "{}", stdout(&o));
     assert_eq!(value(&node.http, "c"), 3);
+}
+
+#[test]
+fn a_flood_without_credentials_changes_nothing_and_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = token_file(dir.path());
+    let (_discovery, d) = start_discovery(dir.path(), &tokens);
+    let status = |token: &str| {
+        let (_, body, _) = call("GET", &d, "/status", Some(token));
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let threads_before = status(RO)["process"]["threads"].as_u64();
+    let agent = common::agent();
+    let rounds = 300;
+    for i in 0..rounds {
+        let body = format!(
+            r#"{{"name":"n{i}","addr":"127.0.0.1:{}","http":"127.0.0.1:2"}}"#,
+            i + 1
+        );
+        for (path, token) in [
+            ("/register", None),
+            ("/heartbeat", Some(RO)),
+            ("/deregister", Some("x")),
+        ] {
+            let mut request = agent.post(&format!("http://{d}{path}"));
+            if let Some(t) = token {
+                request = request.set("Authorization", &format!("Bearer {t}"));
+            }
+            match request.send_string(&body) {
+                Err(ureq::Error::Status(401 | 403, _)) => {}
+                other => panic!("{path} with {token:?} was not refused: {other:?}"),
+            }
+        }
+    }
+    let after = status(RO);
+    assert_eq!(after["members"], 0, "{after}");
+    assert_eq!(after["events"]["joined"], 0, "{after}");
+    assert_eq!(after["access"]["unauthenticated"], 2 * rounds);
+    assert_eq!(after["access"]["forbidden"], rounds);
+    // One keep-alive connection carried the flood: at most a thread or two of
+    // tiny_http's pool may come and go meanwhile, never one per request.
+    let before = threads_before.unwrap();
+    let now = after["process"]["threads"].as_u64().unwrap();
+    assert!(now <= before + 2, "threads {before} -> {now}");
 }
