@@ -1,7 +1,9 @@
 //! A minimal keep-alive HTTP/1.1 client over one `std::net::TcpStream`: writes a request
 //! with no body, reads the status line, the headers and exactly `Content-Length` bytes
 //! of body. It is all a load generator needs against the node's API, and it costs far
-//! less per request than a general client, so the figures measure the server.
+//! less per request than a general client, so the figures measure the server. With
+//! `GCTR_TOKEN` set, every request carries it as a bearer token (a node started with
+//! `--api-token-file`).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -26,6 +28,8 @@ pub struct HttpConn {
     line: String,
     /// The server said `Connection: close`: the next request opens a new connection.
     closed: bool,
+    /// The `Authorization` header line sent with every request, or "".
+    authorization: String,
     last_used: Instant,
 }
 
@@ -48,6 +52,9 @@ impl HttpConn {
             line: String::with_capacity(256),
             closed: false,
             last_used: Instant::now(),
+            authorization: std::env::var("GCTR_TOKEN")
+                .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                .unwrap_or_default(),
         };
         conn.expect_ok("GET", "/health")?;
         if conn.closed {
@@ -65,8 +72,8 @@ impl HttpConn {
         self.request.clear();
         write!(
             self.request,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
-            self.addr
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Length: 0\r\n\r\n",
+            self.addr, self.authorization
         )?;
         self.reader
             .get_mut()
