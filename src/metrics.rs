@@ -19,6 +19,7 @@ pub use node::NodeMetrics;
 
 use crate::status::histogram::HistogramSnapshot;
 use crate::status::process::ProcessStatus;
+use crate::status::AccessStatus;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{self, DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -139,6 +140,29 @@ impl Families<'_> {
             .0
             .encode_descriptor(name, help, unit, MetricType::Histogram)?;
         family.encode_histogram::<Labels>(h.sum, h.count, &h.per_bucket(), None)
+    }
+
+    /// Whether API tokens are required and the requests refused, shared by nodes and
+    /// discovery.
+    fn access(&mut self, a: &AccessStatus) -> fmt::Result {
+        self.gauge(
+            "gctr_api_tokens_required",
+            "1 when requests need an API token (--api-token-file), else 0.",
+            None,
+            if a.tokens_required { 1.0 } else { 0.0 },
+        )?;
+        self.counters(
+            "gctr_requests_refused",
+            "Requests refused for their API token: unauthenticated (HTTP 401, RESP NOAUTH or \
+             WRONGPASS: none or unknown), forbidden (HTTP 403, RESP NOPERM: a read-only token \
+             asked for a change).",
+            None,
+            [
+                ("unauthenticated", a.unauthenticated),
+                ("forbidden", a.forbidden),
+            ]
+            .map(|(reason, n)| (vec![label("reason", reason)], n)),
+        )
     }
 
     /// The process's own figures and its uptime, shared by nodes and discovery.

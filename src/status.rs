@@ -49,6 +49,8 @@ pub struct NodeStatus {
     /// Per peer, how far its latest digest is behind this node's own writes.
     pub replication: Vec<PeerReplication>,
     pub latency: LatencyStatus,
+    /// API tokens: required or not, and the requests (HTTP and RESP) refused.
+    pub access: AccessStatus,
     pub process: ProcessStatus,
 }
 
@@ -273,7 +275,19 @@ pub struct DiscoveryStatus {
     pub max_members: usize,
     pub ttl_ms: u64,
     pub events: RegistryEvents,
+    /// API tokens: required or not, and the requests refused.
+    pub access: AccessStatus,
     pub process: ProcessStatus,
+}
+
+/// Whether a server requires API tokens, and what it refused since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AccessStatus {
+    pub tokens_required: bool,
+    /// Refused with 401 (RESP: `-NOAUTH`, `-WRONGPASS`): no token or an unknown one.
+    pub unauthenticated: u64,
+    /// Refused with 403 (RESP: `-NOPERM`): a read-only token asked for a change.
+    pub forbidden: u64,
 }
 
 /// What happened to the discovery table since the server started.

@@ -8,7 +8,7 @@ use common::{free_addr, http_get, wait_until, Proc};
 use gctr::discovery::{
     fetch_peers, resolve, ClientConfig, DiscoveryClient, DiscoveryError, Member, NodeInfo,
 };
-use gctr::http::HttpError;
+use gctr::http::{Credentials, HttpError};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,7 +72,9 @@ fn others(i: u16, n: u16) -> Vec<String> {
 }
 
 fn listed(url: &str) -> Vec<String> {
-    fetch_peers(url).map(|m| names(&m)).unwrap_or_default()
+    fetch_peers(url, &Credentials::default())
+        .map(|m| names(&m))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -118,7 +120,7 @@ fn five_clients_find_each_other_survive_a_dead_discovery_and_refill_a_restarted_
         );
     }
     assert!(matches!(
-        fetch_peers(&url),
+        fetch_peers(&url, &Credentials::default()),
         Err(DiscoveryError::Http(HttpError::Unreachable { .. }))
     ));
 
@@ -176,8 +178,11 @@ fn resolve_finds_a_node_by_name_and_lists_the_known_ones_otherwise() {
         listed(&url) == ["n2", "n3"]
     });
 
-    assert_eq!(resolve(&url, "n3"), Ok(info(3).http));
-    let err = resolve(&url, "n9").expect_err("n9 is not registered");
+    assert_eq!(
+        resolve(&url, "n3", &Credentials::default()),
+        Ok(info(3).http)
+    );
+    let err = resolve(&url, "n9", &Credentials::default()).expect_err("n9 is not registered");
     assert_eq!(
         err,
         DiscoveryError::UnknownNode {
@@ -191,7 +196,7 @@ fn resolve_finds_a_node_by_name_and_lists_the_known_ones_otherwise() {
 #[test]
 fn lookups_against_a_dead_discovery_fail_clearly_and_quickly() {
     let url = format!("http://{}", free_addr());
-    let err = resolve(&url, "n1").expect_err("nothing listens there");
+    let err = resolve(&url, "n1", &Credentials::default()).expect_err("nothing listens there");
     assert!(
         matches!(err, DiscoveryError::Http(HttpError::Unreachable { .. })),
         "{err:?}"

@@ -1,10 +1,14 @@
 //! A minimal keep-alive HTTP/1.1 client over one `std::net::TcpStream`: writes a request
 //! with no body, reads the status line, the headers and exactly `Content-Length` bytes
 //! of body. It is all a load generator needs against the node's API, and it costs far
-//! less per request than a general client, so the figures measure the server.
+//! less per request than a general client, so the figures measure the server. With
+//! `GCTR_TOKEN` set, every request carries it as a bearer token (a node started with
+//! `--api-token-file`); with `GCTR_CA` set to a PEM CA file, connections are TLS (rustls)
+//! trusting only that CA (a node started with `--tls-cert`).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest response body accepted; anything bigger is taken as a broken server.
@@ -21,11 +25,13 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 /// One keep-alive connection to one server.
 pub struct HttpConn {
     addr: String,
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Stream>>,
     request: Vec<u8>,
     line: String,
     /// The server said `Connection: close`: the next request opens a new connection.
     closed: bool,
+    /// The `Authorization` header line sent with every request, or "".
+    authorization: String,
     last_used: Instant,
 }
 
@@ -48,6 +54,9 @@ impl HttpConn {
             line: String::with_capacity(256),
             closed: false,
             last_used: Instant::now(),
+            authorization: std::env::var("GCTR_TOKEN")
+                .map(|t| format!("Authorization: Bearer {t}\r\n"))
+                .unwrap_or_default(),
         };
         conn.expect_ok("GET", "/health")?;
         if conn.closed {
@@ -65,8 +74,8 @@ impl HttpConn {
         self.request.clear();
         write!(
             self.request,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
-            self.addr
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Length: 0\r\n\r\n",
+            self.addr, self.authorization
         )?;
         self.reader
             .get_mut()
@@ -144,12 +153,34 @@ impl HttpConn {
     }
 }
 
-fn open(addr: &str) -> io::Result<TcpStream> {
+/// A connection, plain or TLS.
+trait Stream: Read + Write + Send {}
+
+impl<T: Read + Write + Send> Stream for T {}
+
+fn open(addr: &str) -> io::Result<Box<dyn Stream>> {
     let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(stream)
+    let Some(config) = tls_config()? else {
+        return Ok(Box::new(stream));
+    };
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| broken(format!("{host}: {e}")))?;
+    let tls = rustls::ClientConnection::new(config, name).map_err(io::Error::other)?;
+    Ok(Box::new(rustls::StreamOwned::new(tls, stream)))
+}
+
+/// The TLS client configuration `GCTR_CA` asks for, if it is set.
+fn tls_config() -> io::Result<Option<Arc<rustls::ClientConfig>>> {
+    match std::env::var_os("GCTR_CA") {
+        None => Ok(None),
+        Some(ca) => gctr::http::tls::client_trusting(std::path::Path::new(&ca))
+            .map(Some)
+            .map_err(broken),
+    }
 }
 
 fn parse_status(line: &str) -> io::Result<u16> {

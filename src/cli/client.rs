@@ -8,13 +8,16 @@
 //! `http://127.0.0.1:8000`).
 
 use super::cluster;
+use super::security::{ClientCredentialFlags, TOKEN_ENV};
 use super::CliError;
 use crate::crdt::{validate_counter_name, DEFAULT_COUNTER};
 use crate::discovery::resolve;
-use crate::http::{JsonClient, Timeouts};
+use crate::http::client::base_url;
+use crate::http::{Credentials, JsonClient, Timeouts};
 use crate::node::views::{CounterView, ValueView};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The HTTP address used when `--http` is not given.
@@ -70,12 +73,17 @@ fn help(cmd: Command) -> String {
 /// The options every client command takes, and the exit codes.
 fn common_help() -> String {
     format!(
-        "  --http ADDR    the node's HTTP address, HOST:PORT or http://HOST:PORT
-                 [default: {DEFAULT_HTTP}]
-  --node NAME    the node named NAME, looked up in discovery (not with --http)
+        "  --http ADDR    the node's HTTP address, HOST:PORT, http://HOST:PORT or
+                 https://HOST:PORT [default: {DEFAULT_HTTP}]
+  --node NAME    the node named NAME, looked up in discovery (not with --http);
+                 asked over HTTPS when the discovery URL is https://
   --discovery URL
                  the discovery server for --node [default: ${DISCOVERY_ENV}, else
                  {DEFAULT_DISCOVERY}]
+  --token TOKEN  the API token of a node (and discovery) started with
+                 --api-token-file, sent to both [default: ${TOKEN_ENV}]
+  --ca FILE      trust only the PEM CA certificate(s) in FILE for https://
+                 addresses [default: the public web's roots]
   --json         print the node's JSON answer instead of text
   -h, --help     show this help
 
@@ -166,21 +174,35 @@ struct Options {
     target: Target,
     all: bool,
     json: bool,
+    credentials: Credentials,
+}
+
+/// The environment variables the client commands read.
+#[derive(Default)]
+struct Env {
+    /// `GCTR_DISCOVERY`.
+    discovery: Option<String>,
+    /// `GCTR_TOKEN`.
+    token: Option<String>,
 }
 
 pub fn run(cmd: Command, parser: &mut lexopt::Parser) -> Result<(), CliError> {
-    let env = std::env::var(DISCOVERY_ENV).ok();
+    let env = Env {
+        discovery: std::env::var(DISCOVERY_ENV).ok(),
+        token: std::env::var(TOKEN_ENV).ok(),
+    };
     let Some(options) = parse(cmd, parser, env)? else {
         print!("{}", help(cmd));
         return Ok(());
     };
+    let credentials = &options.credentials;
     let client = match &options.target {
-        Target::Http(http) => node_client(http),
-        Target::Node { name, discovery } => node_client(
-            &resolve(discovery, name)
-                .map_err(|e| CliError::Failed(e.to_string()))?
-                .to_string(),
-        ),
+        Target::Http(http) => node_client(http, credentials),
+        Target::Node { name, discovery } => {
+            let addr = resolve(discovery, name, credentials)
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            node_client(&node_url(discovery, addr), credentials)
+        }
     };
     let (arg, json) = (options.argument.as_str(), options.json);
     match cmd {
@@ -198,13 +220,8 @@ pub fn run(cmd: Command, parser: &mut lexopt::Parser) -> Result<(), CliError> {
     }
 }
 
-/// Parses the options; `None` means `--help` was asked for. `env_discovery` is the
-/// value of `GCTR_DISCOVERY`, if set.
-fn parse(
-    cmd: Command,
-    parser: &mut lexopt::Parser,
-    env_discovery: Option<String>,
-) -> Result<Option<Options>, CliError> {
+/// Parses the options; `None` means `--help` was asked for.
+fn parse(cmd: Command, parser: &mut lexopt::Parser, env: Env) -> Result<Option<Options>, CliError> {
     use lexopt::prelude::*;
     let mut argument: Option<String> = None;
     let mut by: Option<u64> = None;
@@ -213,9 +230,14 @@ fn parse(
     let mut discovery: Option<String> = None;
     let mut all = false;
     let mut json = false;
+    let mut credentials = ClientCredentialFlags::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
+            Long(flag) if ClientCredentialFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                credentials.take(&flag, parser)?;
+            }
             Long("by") if matches!(cmd, Command::Inc | Command::Dec) => {
                 let v = parser.value()?.string()?;
                 by = Some(super::flags::number("--by", &v, 1..=i64::MAX as u64)?);
@@ -232,13 +254,14 @@ fn parse(
             _ => return Err(arg.unexpected().into()),
         }
     }
-    let target = target(http, node, discovery, env_discovery)?;
+    let target = target(http, node, discovery, env.discovery)?;
     Ok(Some(Options {
         argument: check_argument(cmd, argument)?,
         by: by.unwrap_or(1),
         target,
         all,
         json,
+        credentials: credentials.finish(env.token)?,
     }))
 }
 
@@ -336,13 +359,22 @@ fn counter_path(counter: &str) -> String {
     format!("/counters/{}", path_segment(counter))
 }
 
+/// The URL of a node found through `discovery`: over HTTPS when discovery is.
+fn node_url(discovery: &str, addr: SocketAddr) -> String {
+    if base_url(discovery).starts_with("https://") {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
+}
+
 /// A short-timeout client for the node at `http`.
-pub fn node_client(http: &str) -> JsonClient {
+fn node_client(http: &str, credentials: &Credentials) -> JsonClient {
     let timeouts = Timeouts {
         connect: Duration::from_secs(2),
         total: Duration::from_secs(10),
     };
-    JsonClient::new(http, "the node", timeouts)
+    JsonClient::new(http, "the node", timeouts, credentials)
 }
 
 #[cfg(test)]
@@ -358,10 +390,14 @@ mod tests {
         args: &[&str],
         env: Option<&str>,
     ) -> Result<Option<Options>, CliError> {
+        let env = Env {
+            discovery: env.map(String::from),
+            token: None,
+        };
         parse(
             cmd,
             &mut lexopt::Parser::from_args(args.iter().copied()),
-            env.map(String::from),
+            env,
         )
     }
 

@@ -148,7 +148,7 @@ pub fn get_all(
         .members
         .iter()
         .filter(live)
-        .map(|m| ask(m, counter_path))
+        .map(|m| ask(client, m, counter_path))
         .collect();
     let gone = view
         .members
@@ -185,8 +185,9 @@ pub fn get_all(
     }
 }
 
-fn ask(m: &MemberEntryView, path: &str) -> NodeValue {
-    let (value, error) = match super::client::node_client(&m.http_addr).get::<CounterView>(path) {
+/// Asks member `m` through a client like `client` (same token, TLS and timeouts).
+fn ask(client: &JsonClient, m: &MemberEntryView, path: &str) -> NodeValue {
+    let (value, error) = match client.at(&m.http_addr).get::<CounterView>(path) {
         Ok(v) => (Some(v.value), None),
         Err(e) => (None, Some(e.to_string())),
     };

@@ -2,6 +2,7 @@
 //! or SIGTERM.
 
 use super::flags::{self, FlagHelp};
+use super::security::SecurityFlags;
 use super::CliError;
 use crate::discovery::registry::DEFAULT_MAX_MEMBERS;
 use crate::discovery::server::{DiscoveryServer, ServerConfig, DEFAULT_TTL};
@@ -39,10 +40,15 @@ fn help() -> String {
              error and is disconnected",
             flags::show_duration(DEFAULT_READ_TIMEOUT),
         ),
+    ]
+    .into_iter()
+    .chain(SecurityFlags::help())
+    .chain([
         flags::log_level_help(),
         flags::log_format_help(),
         FlagHelp::new("-h, --help", "print this help"),
-    ];
+    ])
+    .collect::<Vec<_>>();
     format!(
         "Usage: gctr discovery [OPTIONS]
 
@@ -76,7 +82,12 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     let stop = server.stop_handle();
     ctrlc::set_handler(move || stop.stop())
         .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
-    println!("discovery listening on http://{}", server.local_addr());
+    let scheme = if options.config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("discovery listening on {scheme}://{}", server.local_addr());
     let _ = std::io::stdout().flush();
     log::info!(
         "discovery on {} (ttl {}, at most {} members)",
@@ -96,6 +107,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut config = ServerConfig::default();
     let mut log_level = LevelFilter::Info;
     let mut log_format = LogFormat::Text;
+    let mut security = SecurityFlags::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -114,11 +126,16 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 let text = parser.value()?.string()?;
                 config.max_members = flags::number("--max-members", &text, 1..=usize::MAX)?;
             }
+            Long(flag) if SecurityFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                security.take(&flag, parser)?;
+            }
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
             Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
             _ => return Err(arg.unexpected().into()),
         }
     }
+    security.finish(&mut config.http)?;
     Ok(Some(Options {
         addr: SocketAddr::new(bind, port),
         config,

@@ -12,6 +12,7 @@ mod maelstrom;
 mod node;
 mod node_membership;
 mod node_wal;
+mod security;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -55,8 +56,18 @@ impl fmt::Display for CliError {
 }
 
 impl From<crate::http::HttpError> for CliError {
+    /// The server's answer, with what to do about a missing or read-only token.
     fn from(e: crate::http::HttpError) -> CliError {
-        CliError::Failed(e.to_string())
+        let hint = match &e {
+            crate::http::HttpError::Refused { status: 401, .. } => {
+                " (give a token with --token or GCTR_TOKEN)"
+            }
+            crate::http::HttpError::Refused { status: 403, .. } => {
+                " (changes need a read-write token)"
+            }
+            _ => "",
+        };
+        CliError::Failed(format!("{e}{hint}"))
     }
 }
 

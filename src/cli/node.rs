@@ -3,11 +3,13 @@
 use super::flags::{self, FlagHelp, GossipFlags};
 use super::node_membership::{self, MembershipFlags};
 use super::node_wal::{self, Opened, WalDir, WalFlags};
+use super::security::{DiscoveryCredentialFlags, SecurityFlags};
 use super::CliError;
 use crate::codec::MAX_ADDR_BYTES;
 use crate::crdt::{validate_node_name, State};
 use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
 use crate::http::server::DEFAULT_READ_TIMEOUT;
+use crate::http::Credentials;
 use crate::node::config::DEFAULT_MAX_COUNTERS;
 use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, Node, NodeConfig};
@@ -33,7 +35,9 @@ fn help() -> String {
              well below discovery's --ttl",
             flags::show_duration(DEFAULT_HEARTBEAT_INTERVAL),
         ),
-    ];
+    ]
+    .into_iter()
+    .chain(DiscoveryCredentialFlags::help());
     let more = [
         FlagHelp::with_default(
             "--max-counters N",
@@ -55,6 +59,7 @@ fn help() -> String {
         .into_iter()
         .chain(options)
         .chain(GossipFlags::help())
+        .chain(SecurityFlags::help())
         .chain(more)
         .collect();
     format!(
@@ -128,7 +133,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
     );
     let discovery = match &options.discovery {
         Some(d) => Some(
-            join_discovery(&node, &d.url, d.heartbeat_interval)
+            join_discovery(&node, &d.url, d.heartbeat_interval, d.credentials.clone())
                 .map_err(|e| CliError::Failed(format!("cannot start the discovery client: {e}")))?,
         ),
         None => None,
@@ -156,6 +161,14 @@ struct Options {
 struct DiscoveryOptions {
     url: String,
     heartbeat_interval: Duration,
+    credentials: Credentials,
+}
+
+/// The discovery flags as given.
+struct DiscoveryFlags {
+    url: Option<String>,
+    heartbeat_interval: Option<Duration>,
+    credentials: DiscoveryCredentialFlags,
 }
 
 /// Parses the options; `None` means `--help` was asked for.
@@ -171,6 +184,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut log_format = crate::logging::LogFormat::Text;
     let mut wal = WalFlags::default();
     let mut membership = MembershipFlags::default();
+    let mut security = SecurityFlags::default();
+    let mut discovery_credentials = DiscoveryCredentialFlags::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -199,6 +214,14 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 let flag = flag.to_owned();
                 wal.take(&flag, parser)?;
             }
+            Long(flag) if SecurityFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                security.take(&flag, parser)?;
+            }
+            Long(flag) if DiscoveryCredentialFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                discovery_credentials.take(&flag, parser)?;
+            }
             Long(flag) if node_membership::is_flag(flag) => {
                 let flag = flag.to_owned();
                 membership.take(&flag, parser)?;
@@ -220,7 +243,13 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         config.http.read_timeout = d;
     }
     config.max_counters = max_counters;
-    let discovery = discovery_options(discovery_url, heartbeat_interval, &config, name_given)?;
+    security.finish(&mut config.http)?;
+    let discovery = DiscoveryFlags {
+        url: discovery_url,
+        heartbeat_interval,
+        credentials: discovery_credentials,
+    };
+    let discovery = discovery_options(discovery, &config, name_given)?;
     Ok(Some(Options {
         config,
         discovery,
@@ -317,25 +346,31 @@ impl AddressFlags {
     }
 }
 
-/// The discovery settings, checked against the node's: a heartbeat interval needs a URL.
+/// The discovery settings, checked against the node's: a heartbeat interval or
+/// credentials need a URL.
 fn discovery_options(
-    url: Option<String>,
-    heartbeat_interval: Option<Duration>,
+    flags: DiscoveryFlags,
     config: &NodeConfig,
     name_given: bool,
 ) -> Result<Option<DiscoveryOptions>, CliError> {
-    match url {
+    match flags.url {
         Some(url) => {
             check_registrable(config, name_given)?;
             Ok(Some(DiscoveryOptions {
                 url,
-                heartbeat_interval: heartbeat_interval.unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
+                heartbeat_interval: flags
+                    .heartbeat_interval
+                    .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL),
+                credentials: flags.credentials.finish()?,
             }))
         }
-        None if heartbeat_interval.is_some() => {
+        None if flags.heartbeat_interval.is_some() => {
             Err(usage("--heartbeat-interval needs --discovery URL"))
         }
-        None => Ok(None),
+        None => match flags.credentials.given() {
+            Some(flag) => Err(usage(format!("{flag} needs --discovery URL"))),
+            None => Ok(None),
+        },
     }
 }
 

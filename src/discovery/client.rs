@@ -8,7 +8,7 @@
 //! (`fetch_peers`, `resolve` for `--node NAME`).
 
 use super::api::{Deregister, Member, NodeInfo, Registered};
-use crate::http::{HttpError, JsonClient, Timeouts};
+use crate::http::{Credentials, HttpError, JsonClient, Timeouts};
 use crate::status::millis;
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use std::fmt;
@@ -36,6 +36,8 @@ pub struct ClientConfig {
     pub interval: Duration,
     /// Timeout of each request.
     pub timeout: Duration,
+    /// The API token (and TLS roots) discovery needs, if any.
+    pub credentials: Credentials,
 }
 
 impl ClientConfig {
@@ -46,6 +48,7 @@ impl ClientConfig {
             me,
             interval: DEFAULT_HEARTBEAT_INTERVAL,
             timeout: DEFAULT_REQUEST_TIMEOUT,
+            credentials: Credentials::default(),
         }
     }
 }
@@ -101,7 +104,7 @@ impl DiscoveryClient {
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let last = Arc::new(Mutex::new(Vec::new()));
         let mut worker = Worker {
-            client: client(&config.url, config.timeout),
+            client: client(&config.url, config.timeout, &config.credentials),
             me: config.me,
             interval: config.interval,
             on_peers: Box::new(on_peers),
@@ -200,7 +203,8 @@ impl Worker {
             Err(e) => {
                 if self.reachable != Some(false) {
                     let known = self.last.lock().unwrap_or_else(|p| p.into_inner()).len();
-                    log::warn!("{e}; carrying on with the {known} peers known");
+                    let hint = credentials_hint(&e);
+                    log::warn!("{e}{hint}; carrying on with the {known} peers known");
                 }
                 self.reachable = Some(false);
             }
@@ -242,14 +246,31 @@ impl Worker {
     }
 }
 
+/// What to do when discovery refused this node's credentials.
+fn credentials_hint(e: &DiscoveryError) -> &'static str {
+    match e {
+        DiscoveryError::Http(HttpError::Refused { status: 401, .. }) => {
+            " (give this node discovery's token with --discovery-token-file)"
+        }
+        DiscoveryError::Http(HttpError::Refused { status: 403, .. }) => {
+            " (registering needs a read-write token)"
+        }
+        _ => "",
+    }
+}
+
 /// Every live member discovery knows, sorted by name.
-pub fn fetch_peers(url: &str) -> Result<Vec<Member>, DiscoveryError> {
-    Ok(client(url, DEFAULT_REQUEST_TIMEOUT * 2).get("/peers")?)
+pub fn fetch_peers(url: &str, credentials: &Credentials) -> Result<Vec<Member>, DiscoveryError> {
+    Ok(client(url, DEFAULT_REQUEST_TIMEOUT * 2, credentials).get("/peers")?)
 }
 
 /// The HTTP address of the node named `name`, looked up in discovery.
-pub fn resolve(url: &str, name: &str) -> Result<SocketAddr, DiscoveryError> {
-    let peers = fetch_peers(url)?;
+pub fn resolve(
+    url: &str,
+    name: &str,
+    credentials: &Credentials,
+) -> Result<SocketAddr, DiscoveryError> {
+    let peers = fetch_peers(url, credentials)?;
     match peers.iter().find(|m| m.name == name) {
         Some(member) => Ok(member.http),
         None => Err(DiscoveryError::UnknownNode {
@@ -259,12 +280,12 @@ pub fn resolve(url: &str, name: &str) -> Result<SocketAddr, DiscoveryError> {
     }
 }
 
-fn client(url: &str, timeout: Duration) -> JsonClient {
+fn client(url: &str, timeout: Duration, credentials: &Credentials) -> JsonClient {
     let timeouts = Timeouts {
         connect: timeout,
         total: timeout,
     };
-    JsonClient::new(url, WHAT, timeouts)
+    JsonClient::new(url, WHAT, timeouts, credentials)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 use super::api::{Deregister, Deregistered, Health, NodeInfo, Registered};
 use super::registry::{Registry, Upsert, DEFAULT_MAX_MEMBERS};
 use crate::http::server::StopHandle;
-use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
+use crate::http::{Access, Handler, HttpConfig, HttpServer, Reply, Request};
 use crate::metrics::{self, DiscoveryMetrics};
 use crate::status::process::ProcessStatus;
 use crate::status::{millis, DiscoveryStatus, RegistryEvents};
@@ -58,6 +58,7 @@ impl DiscoveryServer {
                 .local_addr()
                 .map_or(addr.to_string(), |a| a.to_string()),
             started: Instant::now(),
+            access: config.http.access.clone(),
         };
         let http = HttpServer::spawn(listener, &config.http, "discovery", Arc::new(api))
             .map_err(|e| e.to_string())?;
@@ -85,6 +86,8 @@ struct Discovery {
     events: Mutex<RegistryEvents>,
     addr: String,
     started: Instant,
+    /// Checked by the HTTP server; read here for its refusal counts.
+    access: Access,
 }
 
 impl Handler for Discovery {
@@ -130,6 +133,7 @@ impl Discovery {
             max_members: registry.max_members(),
             ttl_ms: millis(registry.ttl()),
             events: *self.events.lock().unwrap_or_else(|p| p.into_inner()),
+            access: self.access.status(),
             process: ProcessStatus::read(),
         }
     }

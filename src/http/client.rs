@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest answer read (a discovery table of 10,000 members is about 1 MB).
@@ -33,6 +34,27 @@ pub struct JsonClient {
     base: String,
     what: &'static str,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer TOKEN` on every request.
+    token: Option<String>,
+}
+
+/// What a client proves to a server and whom it trusts: an API token, if the server
+/// needs one, and the TLS roots for `https://` (the public web's roots without them).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    pub token: Option<String>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl fmt::Debug for Credentials {
+    /// Never the token itself.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = self.token.as_ref().map(|_| "<hidden>");
+        f.debug_struct("Credentials")
+            .field("token", &token)
+            .field("own_ca", &self.tls.is_some())
+            .finish()
+    }
 }
 
 /// Connect and whole-request timeouts.
@@ -44,15 +66,38 @@ pub struct Timeouts {
 
 impl JsonClient {
     /// A client for the server at `url` (`HOST:PORT`, or with an `http://` scheme).
-    pub fn new(url: &str, what: &'static str, timeouts: Timeouts) -> JsonClient {
-        let agent = ureq::AgentBuilder::new()
+    pub fn new(
+        url: &str,
+        what: &'static str,
+        timeouts: Timeouts,
+        credentials: &Credentials,
+    ) -> JsonClient {
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(timeouts.connect)
-            .timeout(timeouts.total)
-            .build();
+            .timeout(timeouts.total);
+        if let Some(tls) = &credentials.tls {
+            agent = agent.tls_config(tls.clone());
+        }
+        let agent = agent.build();
         JsonClient {
             base: base_url(url),
             what,
             agent,
+            token: credentials.token.clone(),
+        }
+    }
+
+    /// A client like this one (timeouts, token, TLS) for another server: `url` with
+    /// this client's scheme when it has none.
+    pub fn at(&self, url: &str) -> JsonClient {
+        let scheme = if self.base.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        JsonClient {
+            base: base_url_with(url, scheme),
+            ..self.clone()
         }
     }
 
@@ -62,16 +107,16 @@ impl JsonClient {
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
-        self.answer(self.agent.get(&self.url(path)).call())
+        self.answer(self.request("GET", path).call())
     }
 
     /// A POST without a body.
     pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
-        self.answer(self.agent.post(&self.url(path)).call())
+        self.answer(self.request("POST", path).call())
     }
 
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
-        self.answer(self.agent.delete(&self.url(path)).call())
+        self.answer(self.request("DELETE", path).call())
     }
 
     pub fn post_json<B: Serialize, T: DeserializeOwned>(
@@ -79,11 +124,16 @@ impl JsonClient {
         path: &str,
         body: &B,
     ) -> Result<T, HttpError> {
-        self.answer(self.agent.post(&self.url(path)).send_json(body))
+        self.answer(self.request("POST", path).send_json(body))
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+    /// A request for `path`, with the token if there is one.
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let request = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.set("Authorization", &format!("Bearer {token}")),
+            None => request,
+        }
     }
 
     fn answer<T: DeserializeOwned>(
@@ -104,7 +154,7 @@ impl JsonClient {
             }),
             Err(e) => Err(HttpError::Unreachable {
                 url: url(),
-                reason: e.to_string(),
+                reason: transport_failure(&self.base, &e),
             }),
         }
     }
@@ -128,6 +178,22 @@ impl fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
+/// Why no answer came, with what to do about an untrusted certificate or an HTTPS
+/// server asked in plain HTTP (it answers with a TLS alert record: 21, 3, ...).
+fn transport_failure(base: &str, e: &ureq::Error) -> String {
+    let reason = e.to_string();
+    if reason.contains("invalid peer certificate") {
+        format!(
+            "{reason}: the server's TLS certificate is not signed by a trusted CA (give its \
+             CA certificate with --ca FILE)"
+        )
+    } else if base.starts_with("http://") && reason.contains("[21, 3, ") {
+        format!("{reason}: the server speaks HTTPS; use an https:// address")
+    } else {
+        reason
+    }
+}
+
 fn read_json<T: DeserializeOwned>(response: ureq::Response) -> Result<T, String> {
     let mut body = Vec::new();
     response
@@ -144,11 +210,16 @@ fn read_json<T: DeserializeOwned>(response: ureq::Response) -> Result<T, String>
 /// `url` with an `http://` scheme when it has none, without surrounding blanks or
 /// trailing slashes.
 pub fn base_url(url: &str) -> String {
+    base_url_with(url, "http")
+}
+
+/// `url` with `scheme` when it has none, without surrounding blanks or trailing slashes.
+fn base_url_with(url: &str, scheme: &str) -> String {
     let url = url.trim().trim_end_matches('/');
     if url.starts_with("http://") || url.starts_with("https://") {
         url.to_owned()
     } else {
-        format!("http://{url}")
+        format!("{scheme}://{url}")
     }
 }
 
@@ -161,6 +232,19 @@ mod tests {
         assert_eq!(base_url("127.0.0.1:8000"), "http://127.0.0.1:8000");
         assert_eq!(base_url("http://h:1/"), "http://h:1");
         assert_eq!(base_url(" https://h:1 "), "https://h:1");
+    }
+
+    #[test]
+    fn a_client_for_another_server_keeps_the_scheme() {
+        let timeouts = Timeouts {
+            connect: std::time::Duration::from_secs(1),
+            total: std::time::Duration::from_secs(1),
+        };
+        let tls = JsonClient::new("https://a:1", "the node", timeouts, &Credentials::default());
+        assert_eq!(tls.at("b:2").base(), "https://b:2");
+        assert_eq!(tls.at("http://c:3").base(), "http://c:3");
+        let plain = JsonClient::new("a:1", "the node", timeouts, &Credentials::default());
+        assert_eq!(plain.at("b:2").base(), "http://b:2");
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! - a cap on the body, read here before the handler runs: over it, 413 and the
 //!   connection closes (its unread rest would be taken for the next request);
 //! - every answer JSON, every error `{"error": "..."}`, 405 with `Allow`, and the same
-//!   wording for the same error whichever server sends it.
+//!   wording for the same error whichever server sends it;
+//! - the API tokens ([`Access`]): checked here, before any handler, so no route can
+//!   forget them: 401 without a known token, 403 for a read-only token on a change.
 //!
 //! A [`Handler`] sees a [`Request`] whose body is already read and within the cap, and
 //! returns a [`Reply`]. A reply can ask to be timed ([`Reply::timed`]): once its answer
 //! is sent, the time since the request was received (its headers read, before it waited
 //! for a worker) goes into the histogram it names.
 
+use super::access::{Access, Refusal};
+use super::tls::ServerTls;
 use super::ErrorBody;
 use crate::status::histogram::Histogram;
 use serde::Serialize;
@@ -28,7 +32,7 @@ use tiny_http::{Header, Method};
 /// How often an idle worker checks whether it should stop (and calls [`Handler::idle`]).
 const POLL: Duration = Duration::from_millis(100);
 
-/// Limits and threads of one server.
+/// Limits, threads and access of one server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpConfig {
     /// Threads answering requests.
@@ -40,6 +44,10 @@ pub struct HttpConfig {
     pub max_body: usize,
     /// Largest request line plus headers accepted, in bytes.
     pub max_header: usize,
+    /// Who may do what (open to all unless it has tokens).
+    pub access: Access,
+    /// Serve HTTPS with this certificate and key (plain HTTP without).
+    pub tls: Option<ServerTls>,
 }
 
 /// Threads answering requests unless configured otherwise.
@@ -59,6 +67,8 @@ impl Default for HttpConfig {
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             max_header: DEFAULT_MAX_HEADER,
+            access: Access::default(),
+            tls: None,
         }
     }
 }
@@ -198,13 +208,18 @@ impl HttpServer {
         handler: Arc<dyn Handler>,
     ) -> io::Result<HttpServer> {
         let local_addr = listener.local_addr()?;
+        let tls = config.tls.as_ref().map(|tls| tiny_http::SslConfig {
+            certificate: tls.certificate_pem.clone(),
+            private_key: tls.private_key_pem.clone(),
+        });
         let server = tiny_http::Server::from_listener_with_limits(
             listener,
-            None,
+            tls,
             Some(config.read_timeout),
             Some(config.max_header),
         )
         .map_err(|e| io::Error::other(format!("cannot serve HTTP on {local_addr}: {e}")))?;
+        log_security(name, local_addr, config);
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = Vec::new();
@@ -214,6 +229,7 @@ impl HttpServer {
                 handler: handler.clone(),
                 stop: stop.clone(),
                 max_body: config.max_body,
+                access: config.access.clone(),
             };
             workers.push(
                 std::thread::Builder::new()
@@ -258,6 +274,24 @@ impl Drop for HttpServer {
     }
 }
 
+/// Says at start what a server requires, and warns when its tokens would cross the
+/// network in clear.
+fn log_security(name: &str, addr: SocketAddr, config: &HttpConfig) {
+    let tls = config.tls.is_some();
+    let tokens = config.access.required();
+    if tls || tokens {
+        let scheme = if tls { "HTTPS" } else { "plain HTTP" };
+        let needs = if tokens { ", API tokens required" } else { "" };
+        log::info!("{name} on {addr}: {scheme}{needs}");
+    }
+    if tokens && !tls && !addr.ip().is_loopback() {
+        log::warn!(
+            "{name} on {addr}: API tokens over plain HTTP cross the network in clear; \
+             add --tls-cert and --tls-key"
+        );
+    }
+}
+
 /// Asks a server to stop; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct StopHandle(Arc<AtomicBool>);
@@ -273,6 +307,7 @@ struct Worker {
     handler: Arc<dyn Handler>,
     stop: Arc<AtomicBool>,
     max_body: usize,
+    access: Access,
 }
 
 impl Worker {
@@ -286,9 +321,27 @@ impl Worker {
         }
     }
 
+    /// The request's body, once its token allows it and its body is within the cap.
+    /// A refused request's body is never read into memory: tiny_http drains it (through
+    /// a fixed buffer, within the read timeout) before the connection's next request.
+    fn admit(&self, request: &mut tiny_http::Request) -> Result<Vec<u8>, Reply> {
+        let reads = matches!(request.method(), Method::Get | Method::Head);
+        let url = request.url();
+        let path = url.split_once('?').map_or(url, |(path, _)| path);
+        let authorization = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Authorization"))
+            .map(|h| h.value.as_str());
+        self.access
+            .check_http(path, reads, authorization)
+            .map_err(refused)?;
+        read_body(request, self.max_body)
+    }
+
     fn serve(&self, mut request: tiny_http::Request) {
         let received = request.received_at();
-        let reply = match read_body(&mut request, self.max_body) {
+        let reply = match self.admit(&mut request) {
             Ok(body) => {
                 let url = request.url().to_owned();
                 let (path, query) = url.split_once('?').unwrap_or((&url, ""));
@@ -323,6 +376,19 @@ impl Worker {
             timer.observe_duration(received.elapsed());
         }
     }
+}
+
+/// 401 (with the `WWW-Authenticate` challenge of RFC 6750) or 403.
+fn refused(refusal: Refusal) -> Reply {
+    let (status, message, challenge) = match refusal {
+        Refusal::Unauthenticated(message) => (401, message, "Bearer realm=\"gctr\""),
+        Refusal::Forbidden(message) => (
+            403,
+            message,
+            "Bearer realm=\"gctr\", error=\"insufficient_scope\"",
+        ),
+    };
+    Reply::error(status, message).with_header("WWW-Authenticate", challenge)
 }
 
 /// Reads the whole body if it is within `max` bytes, whatever length was declared.

@@ -49,6 +49,7 @@ impl Collector for DiscoveryMetrics {
             ]
             .map(|(event, n)| (vec![label("event", event)], n)),
         )?;
+        f.access(&s.access)?;
         f.process(s.uptime_ms, &s.process)
     }
 }

@@ -30,6 +30,7 @@ impl Collector for NodeMetrics {
         gossip(&mut f, s)?;
         transport(&mut f, s)?;
         cluster(&mut f, s)?;
+        f.access(&s.access)?;
         f.process(s.uptime_ms, &s.process)
     }
 }

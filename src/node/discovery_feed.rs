@@ -9,11 +9,17 @@
 
 use super::{Control, Node};
 use crate::discovery::{ClientConfig, DiscoveryClient, NodeInfo};
+use crate::http::Credentials;
 use std::io;
 use std::time::Duration;
 
 /// Starts the discovery client for `node`; stopping (or dropping) it deregisters the node.
-pub fn join_discovery(node: &Node, url: &str, interval: Duration) -> io::Result<DiscoveryClient> {
+pub fn join_discovery(
+    node: &Node,
+    url: &str,
+    interval: Duration,
+    credentials: Credentials,
+) -> io::Result<DiscoveryClient> {
     let me = NodeInfo {
         name: node.name().to_owned(),
         addr: node.gossip_addr(),
@@ -21,6 +27,7 @@ pub fn join_discovery(node: &Node, url: &str, interval: Duration) -> io::Result<
     };
     let mut config = ClientConfig::new(url, me);
     config.interval = interval;
+    config.credentials = credentials;
     let control = node.control();
     DiscoveryClient::start(config, move |members| {
         let addrs = members.iter().map(|m| m.addr.to_string()).collect();

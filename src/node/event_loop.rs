@@ -18,6 +18,7 @@ use super::views::{
 };
 use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::crdt::LocalOp;
+use crate::http::Access;
 use crate::member::{Member, NodeName};
 use crate::membership::{MemberChange, MemberView, State};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
@@ -159,6 +160,8 @@ pub struct SharedFigures {
     pub inbound_counters: Arc<InboundCounters>,
     /// Recorded by the HTTP API: request received to answer sent, per operation.
     pub op_durations: Histogram,
+    /// The API tokens and their refusals, counted by the HTTP API and the RESP server.
+    pub access: Access,
 }
 
 impl EventLoop {
@@ -670,6 +673,7 @@ impl EventLoop {
                 op_duration_seconds: self.figures.op_durations.snapshot(),
                 group_commit_ops: self.core.group_commit_sizes(),
             },
+            access: self.figures.access.status(),
             process: ProcessStatus::read(),
         }
     }

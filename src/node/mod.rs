@@ -41,6 +41,7 @@ pub use wal_storage::WalStorage;
 use crate::codec::Frame;
 use crate::crdt::{Origin, State};
 use crate::engine::Engine;
+use crate::http::Access;
 use crate::http::HttpServer;
 use crate::member::{Member, NodeName};
 use crate::membership::Membership;
@@ -126,6 +127,7 @@ impl Node {
             SharedFigures {
                 inbound_counters: counters.clone(),
                 op_durations: op_durations.clone(),
+                access: config.http.access.clone(),
             },
             start,
         );
@@ -153,7 +155,14 @@ impl Node {
             op_durations,
         )?;
         let redis = match redis_listener {
-            Some(listener) => Some(spawn_redis(listener, tx.ops, tx.queries)?),
+            Some(listener) => Some(spawn_redis(
+                listener,
+                NodeLink {
+                    ops: tx.ops,
+                    queries: tx.queries,
+                },
+                config.http.access.clone(),
+            )?),
             None => None,
         };
         Ok(Node {
@@ -309,12 +318,8 @@ fn core(
 }
 
 /// The RESP server on `listener`, on the same channels to the event loop as HTTP.
-fn spawn_redis(
-    listener: TcpListener,
-    ops: Sender<ClientOps>,
-    queries: Sender<Query>,
-) -> io::Result<RespServer> {
-    let server = RespServer::spawn(listener, resp::Config::default(), NodeLink { ops, queries })?;
+fn spawn_redis(listener: TcpListener, link: NodeLink, access: Access) -> io::Result<RespServer> {
+    let server = RespServer::spawn(listener, resp::Config::default(), link, access)?;
     log::info!("Redis protocol (RESP2) on {}", server.local_addr());
     Ok(server)
 }

@@ -133,7 +133,7 @@ pub const COMMANDS: &[Spec] = &[
     spec(Id::Quit, "quit", -1, CONN, NO_KEYS, "connection", "Closes the connection."),
     spec(Id::Reset, "reset", 1, CONN, NO_KEYS, "connection", "Resets the connection's state (its name)."),
     spec(Id::Hello, "hello", -1, CONN, NO_KEYS, "connection", "Handshakes in protocol 2 (RESP2) only."),
-    spec(Id::Auth, "auth", -2, CONN, NO_KEYS, "connection", "Refused: gctr has no passwords yet."),
+    spec(Id::Auth, "auth", -2, CONN, NO_KEYS, "connection", "Authenticates with an API token of --api-token-file."),
     spec(Id::Client, "client", -2, SLOW, NO_KEYS, "connection", "CLIENT SETNAME, GETNAME, ID and SETINFO."),
     spec(Id::Command, "command", -1, SLOW, NO_KEYS, "server", "Describes the commands gctr answers (COMMAND, COUNT, INFO, DOCS)."),
     spec(Id::Info, "info", -1, SLOW, NO_KEYS, "server", "The server, clients, persistence and replication sections."),
@@ -146,8 +146,9 @@ pub const COMMANDS: &[Spec] = &[
 /// The commands that change or read counters, named in the error for any other command.
 const COUNTER_COMMANDS: &str = "INCR, INCRBY, DECR, DECRBY, GET, MGET, EXISTS";
 
-const NO_AUTH: &str =
-    "ERR AUTH is not supported: gctr has no passwords or API tokens yet; connect without one";
+/// The answer to `AUTH` on a node without API tokens.
+pub const NO_AUTH: &str =
+    "ERR AUTH is not supported: this node has no API tokens (--api-token-file); connect without one";
 
 /// A request that passed every check.
 #[derive(Debug, PartialEq, Eq)]
@@ -165,8 +166,14 @@ pub enum Command<'a> {
     Select,
     Quit,
     Reset,
-    /// `HELLO` or `HELLO 2`, with the name to set if `SETNAME` was given.
-    Hello(Option<&'a [u8]>),
+    /// `HELLO` or `HELLO 2`, with the name to set if `SETNAME` was given and the token
+    /// if `AUTH` was.
+    Hello {
+        name: Option<&'a [u8]>,
+        token: Option<&'a [u8]>,
+    },
+    /// `AUTH [username] token`: the username is ignored (a token carries its role).
+    Auth(&'a [u8]),
     /// `CLIENT SETNAME`; an empty name clears it.
     ClientSetName(&'a [u8]),
     ClientGetName,
@@ -225,7 +232,8 @@ pub fn parse<'a>(args: Args<'a>) -> Result<Command<'a>, Refusal> {
         Id::Quit => Command::Quit,
         Id::Reset => Command::Reset,
         Id::Hello => hello(args)?,
-        Id::Auth => return Err(NO_AUTH.into()),
+        Id::Auth if n > 3 => return Err(wrong_arity("auth")),
+        Id::Auth => Command::Auth(args.get(args.len() - 1)),
         Id::Client => client(args)?,
         Id::Command => command(args)?,
         Id::Info => Command::Info(args.skip(1)),
@@ -305,7 +313,10 @@ fn select<'a>(index: &[u8]) -> Result<Command<'a>, Refusal> {
 /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
 fn hello(args: Args<'_>) -> Result<Command<'_>, Refusal> {
     if args.len() == 1 {
-        return Ok(Command::Hello(None));
+        return Ok(Command::Hello {
+            name: None,
+            token: None,
+        });
     }
     match parse_i64(args.get(1)) {
         Some(2) => {}
@@ -318,13 +329,14 @@ fn hello(args: Args<'_>) -> Result<Command<'_>, Refusal> {
         Some(_) => return Err("NOPROTO sorry, this protocol version is not supported".into()),
         None => return Err("ERR Protocol version is not an integer or out of range".into()),
     }
-    let mut name = None;
+    let (mut name, mut token) = (None, None);
     let mut i = 2;
     while i < args.len() {
         let option = args.get(i);
         let remaining = args.len() - i - 1;
         if option.eq_ignore_ascii_case(b"AUTH") && remaining >= 2 {
-            return Err(NO_AUTH.into());
+            token = Some(args.get(i + 2));
+            i += 3;
         } else if option.eq_ignore_ascii_case(b"SETNAME") && remaining >= 1 {
             let candidate = args.get(i + 1);
             check_client_name(candidate)?;
@@ -337,7 +349,7 @@ fn hello(args: Args<'_>) -> Result<Command<'_>, Refusal> {
             ));
         }
     }
-    Ok(Command::Hello(name))
+    Ok(Command::Hello { name, token })
 }
 
 fn check_client_name(name: &[u8]) -> Result<(), Refusal> {
@@ -515,17 +527,24 @@ mod tests {
         assert!(check(&[b"SELECT", b"1"])
             .unwrap_err()
             .contains("out of range"));
-        assert_eq!(check(&[b"HELLO", b"2"]), Ok("Hello(None)".into()));
+        assert_eq!(
+            check(&[b"HELLO", b"2"]),
+            Ok("Hello { name: None, token: None }".into())
+        );
         assert!(check(&[b"HELLO", b"3"]).unwrap_err().starts_with("NOPROTO"));
         assert!(check(&[b"HELLO", b"x"]).unwrap_err().starts_with("ERR"));
-        assert!(check(&[b"HELLO", b"2", b"AUTH", b"u", b"p"])
-            .unwrap_err()
-            .contains("AUTH is not supported"));
+        assert_eq!(
+            check(&[b"HELLO", b"2", b"AUTH", b"u", b"p"]),
+            Ok("Hello { name: None, token: Some([112]) }".into())
+        );
         assert!(check(&[b"HELLO", b"2", b"SETNAME", b"me"]).is_ok());
         assert!(check(&[b"HELLO", b"2", b"SETNAME"]).is_err());
-        assert!(check(&[b"AUTH", b"secret"])
-            .unwrap_err()
-            .contains("AUTH is not supported"));
+        assert_eq!(check(&[b"AUTH", b"p"]), Ok("Auth([112])".into()));
+        assert_eq!(
+            check(&[b"AUTH", b"default", b"p"]),
+            Ok("Auth([112])".into())
+        );
+        assert!(check(&[b"AUTH", b"a", b"b", b"c"]).is_err());
         assert!(check(&[b"CLIENT", b"SETNAME", b"a b"]).is_err());
         assert!(check(&[b"CLIENT", b"setname", b"worker-1"]).is_ok());
         assert!(check(&[b"CLIENT", b"SETINFO", b"LIB-NAME", b"redis-py"]).is_ok());

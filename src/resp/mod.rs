@@ -9,11 +9,13 @@
 //! - `parser`: where bytes become requests (incremental, bounded, inline commands too);
 //! - `command`: the command table and the checks that turn a request into a command;
 //! - `session`: one connection's state and its pipeline, run against the node in order;
+//! - `auth`: API tokens (`AUTH`) and what a connection's token lets it do;
 //! - `about`: what the server says about itself (`COMMAND`, `HELLO`, `INFO`, `CONFIG`);
 //! - `reply`: RESP2 reply encoding;
 //! - `server`: the listener and the connection threads.
 
 pub mod about;
+pub mod auth;
 pub mod command;
 pub mod parser;
 pub mod reply;

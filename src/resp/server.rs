@@ -15,6 +15,7 @@ use super::about::ServerFigures;
 use super::command::Args;
 use super::parser::{self, Limits, DEFAULT_LIMITS};
 use super::session::{NodeGone, NodeLink, Session};
+use crate::http::Access;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -66,6 +67,8 @@ struct Shared {
     config: Config,
     port: u16,
     link: NodeLink,
+    /// API tokens, checked by every session.
+    access: Access,
     stop: AtomicBool,
     total: AtomicU64,
     rejected: AtomicU64,
@@ -100,12 +103,18 @@ pub struct RespServer {
 }
 
 impl RespServer {
-    pub fn spawn(listener: TcpListener, config: Config, link: NodeLink) -> io::Result<RespServer> {
+    pub fn spawn(
+        listener: TcpListener,
+        config: Config,
+        link: NodeLink,
+        access: Access,
+    ) -> io::Result<RespServer> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
             port: addr.port(),
             link,
+            access,
             stop: AtomicBool::new(false),
             total: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -217,7 +226,7 @@ fn accept(listener: TcpListener, shared: Arc<Shared>) {
 fn serve(id: u64, mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_write_timeout(Some(shared.config.write_timeout))?;
-    let mut session = Session::new(id, shared.link.clone());
+    let mut session = Session::new(id, shared.link.clone(), shared.access.clone());
     let mut input = Input::new(shared.config.max_request);
     let mut ranges: Vec<Range<usize>> = Vec::new();
     loop {

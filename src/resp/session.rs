@@ -20,9 +20,11 @@
 //! whole transaction (`EXECABORT`), so nothing of it is applied, as in Redis.
 
 use super::about::{self, ServerFigures};
+use super::auth::Gate;
 use super::command::{self, Args, Command};
 use super::reply;
 use crate::crdt::{LocalOp, OpError};
+use crate::http::Access;
 use crate::node::event_loop::{ClientOps, Query};
 use crate::node::views::CounterView;
 use crate::node_core::{OpFailure, MAX_BATCH};
@@ -124,14 +126,17 @@ pub struct Session {
     reads_in_flight: usize,
     transaction: Option<Transaction>,
     closing: bool,
+    /// API tokens: what this connection may do.
+    gate: Gate,
 }
 
 impl Session {
-    pub fn new(id: u64, link: NodeLink) -> Session {
+    pub fn new(id: u64, link: NodeLink, access: Access) -> Session {
         Session {
             id,
             name: None,
             link,
+            gate: Gate::new(access),
             out: Vec::with_capacity(4096),
             deferred: Vec::new(),
             slots: Vec::new(),
@@ -164,7 +169,7 @@ impl Session {
             self.queue(args);
             return Ok(());
         }
-        let command = match command::parse(args) {
+        let command = match command::parse(args).and_then(|c| self.gate.admit(&c).map(|()| c)) {
             Ok(c) => c,
             Err(refusal) => {
                 self.ready(|out| reply::error(out, &refusal));
@@ -192,7 +197,8 @@ impl Session {
             Command::Select | Command::ClientSetInfo => self.ready(|out| reply::simple(out, "OK")),
             Command::Quit => self.quit(),
             Command::Reset => self.reset(),
-            Command::Hello(name) => self.hello(name),
+            Command::Hello { name, token } => self.hello(name, token),
+            Command::Auth(token) => self.auth(token),
             Command::ClientSetName(name) => {
                 self.set_name(name);
                 self.ready(|out| reply::simple(out, "OK"));
@@ -229,10 +235,22 @@ impl Session {
     fn reset(&mut self) {
         self.name = None;
         self.transaction = None;
+        self.gate.reset();
         self.ready(|out| reply::simple(out, "RESET"));
     }
 
-    fn hello(&mut self, name: Option<&[u8]>) {
+    fn auth(&mut self, token: &[u8]) {
+        match self.gate.authenticate(token) {
+            Ok(()) => self.ready(|out| reply::simple(out, "OK")),
+            Err(refusal) => self.ready(|out| reply::error(out, &refusal)),
+        }
+    }
+
+    fn hello(&mut self, name: Option<&[u8]>, token: Option<&[u8]>) {
+        if let Some(Err(refusal)) = token.map(|t| self.gate.authenticate(t)) {
+            self.ready(|out| reply::error(out, &refusal));
+            return;
+        }
         if let Some(name) = name {
             self.set_name(name);
         }
@@ -292,7 +310,7 @@ impl Session {
             return;
         };
         let size: usize = args.iter().map(<[u8]>::len).sum();
-        let refusal = match command::parse(args) {
+        let refusal = match command::parse(args).and_then(|c| self.gate.admit(&c)) {
             Err(refusal) => Some(refusal),
             Ok(_) if t.commands.len() >= MAX_QUEUED || t.bytes.len() + size > MAX_QUEUED_BYTES => {
                 Some(format!(

@@ -8,6 +8,7 @@ use super::parser::{self, DEFAULT_LIMITS};
 use super::server::{Config, RespServer};
 use super::session::{NodeGone, NodeLink, Session};
 use crate::crdt::{LocalOp, OpError, OpKind};
+use crate::http::Access;
 use crate::node::event_loop::{ClientOps, Query};
 use crate::node::views::{CounterView, OriginTotalsView};
 use crate::node_core::OpFailure;
@@ -191,7 +192,7 @@ fn run(session: &mut Session, input: &[u8]) -> Result<String, NodeGone> {
 #[test]
 fn a_pipeline_of_increments_is_one_request_and_replies_keep_their_order() {
     let node = FakeNode::start();
-    let mut session = Session::new(1, node.link());
+    let mut session = Session::new(1, node.link(), Access::default());
     let input = "INCR a\r\n".repeat(1000);
     let out = run(&mut session, input.as_bytes()).unwrap();
     let expected: String = (1..=1000).map(|i| format!(":{i}\r\n")).collect();
@@ -210,7 +211,7 @@ fn a_pipeline_of_increments_is_one_request_and_replies_keep_their_order() {
 #[test]
 fn reads_see_the_writes_before_them_and_not_those_after() {
     let node = FakeNode::start();
-    let mut session = Session::new(1, node.link());
+    let mut session = Session::new(1, node.link(), Access::default());
     let out = run(
         &mut session,
         b"INCR a\r\nINCR a\r\nGET a\r\nMGET a b\r\nINCRBY a 10\r\nEXISTS a b a\r\nGET a\r\nDECRBY a 0\r\n",
@@ -233,7 +234,7 @@ fn reads_see_the_writes_before_them_and_not_those_after() {
 #[test]
 fn reads_beyond_the_in_flight_cap_are_answered_in_order() {
     let node = FakeNode::start();
-    let mut session = Session::new(1, node.link());
+    let mut session = Session::new(1, node.link(), Access::default());
     let keys: String = (0..2000).map(|i| format!(" k{i}")).collect();
     let input = format!("INCR k1999\r\nMGET{keys}\r\nMGET{keys}\r\nMGET{keys}\r\nGET k1999\r\n");
     let out = run(&mut session, input.as_bytes()).unwrap();
@@ -255,7 +256,7 @@ fn reads_beyond_the_in_flight_cap_are_answered_in_order() {
 #[test]
 fn refused_commands_apply_nothing_and_the_rest_of_the_pipeline_runs() {
     let node = FakeNode::start();
-    let mut session = Session::new(1, node.link());
+    let mut session = Session::new(1, node.link(), Access::default());
     let out = run(
         &mut session,
         b"SET a 1\r\nINCRBY a x\r\nINCR a\r\nINCRBY a 2000000\r\nDEL a\r\nGET a\r\n",
@@ -277,7 +278,7 @@ fn refused_commands_apply_nothing_and_the_rest_of_the_pipeline_runs() {
 #[test]
 fn connection_commands_and_client_name() {
     let node = FakeNode::start();
-    let mut session = Session::new(7, node.link());
+    let mut session = Session::new(7, node.link(), Access::default());
     let out = run(
         &mut session,
         b"CLIENT GETNAME\r\nCLIENT SETNAME w1\r\nCLIENT GETNAME\r\nCLIENT ID\r\nSELECT 0\r\nRESET\r\nCLIENT GETNAME\r\nHELLO 2 SETNAME w2\r\nCLIENT GETNAME\r\n",
@@ -297,7 +298,7 @@ fn connection_commands_and_client_name() {
 #[test]
 fn info_and_config_come_from_the_node_status() {
     let node = FakeNode::start();
-    let mut session = Session::new(1, node.link());
+    let mut session = Session::new(1, node.link(), Access::default());
     let out = run(
         &mut session,
         b"INCR a\r\nCONFIG GET appendfsync\r\nINFO persistence\r\n",
@@ -313,7 +314,7 @@ fn info_and_config_come_from_the_node_status() {
 #[test]
 fn multi_exec_runs_queued_commands_in_one_batch_and_a_refusal_aborts_it_all() {
     let node = FakeNode::start();
-    let mut session = Session::new(1, node.link());
+    let mut session = Session::new(1, node.link(), Access::default());
     let out = run(
         &mut session,
         b"MULTI\r\nINCR a\r\nINCRBY a 4\r\nDECR b\r\nEXEC\r\n",
@@ -360,7 +361,7 @@ fn a_stopped_node_is_reported_not_waited_for() {
         ops: crossbeam_channel::unbounded().0,
         queries: crossbeam_channel::unbounded().0,
     };
-    let mut session = Session::new(1, link);
+    let mut session = Session::new(1, link, Access::default());
     assert_eq!(run(&mut session, b"PING\r\n"), Ok("+PONG\r\n".into()));
     assert_eq!(run(&mut session, b"INCR a\r\n"), Err(NodeGone));
     assert_eq!(run(&mut session, b"GET a\r\n"), Err(NodeGone));
@@ -379,7 +380,7 @@ fn a_stopped_node_is_reported_not_waited_for() {
         }
         taken
     });
-    let mut session = Session::new(2, NodeLink { ops, queries });
+    let mut session = Session::new(2, NodeLink { ops, queries }, Access::default());
     assert_eq!(run(&mut session, b"INCR a\r\nINCR b\r\n"), Err(NodeGone));
     assert_eq!(run(&mut session, b"GET a\r\n"), Err(NodeGone));
     drop(session);
@@ -398,7 +399,7 @@ impl TestServer {
     fn start(config: Config) -> TestServer {
         let node = FakeNode::start();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = RespServer::spawn(listener, config, node.link()).unwrap();
+        let server = RespServer::spawn(listener, config, node.link(), Access::default()).unwrap();
         TestServer {
             addr: server.local_addr(),
             server: Some(server),
