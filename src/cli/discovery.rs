@@ -1,6 +1,7 @@
 //! `gctr discovery`: its options and start-up. Runs the discovery server until SIGINT
 //! or SIGTERM.
 
+use super::env;
 use super::flags::{self, FlagHelp};
 use super::CliError;
 use crate::discovery::registry::DEFAULT_MAX_MEMBERS;
@@ -15,8 +16,8 @@ use std::time::Duration;
 /// The port `--port` defaults to.
 pub const DEFAULT_PORT: u16 = 8000;
 
-fn help() -> String {
-    let flags = [
+fn options() -> [FlagHelp; 8] {
+    [
         FlagHelp::with_default("--port PORT", "port to listen on", DEFAULT_PORT),
         FlagHelp::with_default(
             "--bind ADDR",
@@ -42,7 +43,10 @@ fn help() -> String {
         flags::log_level_help(),
         flags::log_format_help(),
         FlagHelp::new("-h, --help", "print this help"),
-    ];
+    ]
+}
+
+fn help() -> String {
     format!(
         "Usage: gctr discovery [OPTIONS]
 
@@ -53,8 +57,10 @@ Options:
 API (JSON): POST /register, POST /heartbeat {{\"name\",\"addr\",\"http\"}};
 POST /deregister {{\"name\"}}; GET /peers; GET /health; GET /status.
 GET /metrics: Prometheus metrics.
-",
-        flags::render(&flags)
+
+{}",
+        flags::render(&options()),
+        env::HELP
     )
 }
 
@@ -66,7 +72,8 @@ struct Options {
 }
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
-    let Some(options) = parse(parser)? else {
+    let args = env::with_process_env(&options(), parser.raw_args()?.collect())?;
+    let Some(options) = parse(&mut lexopt::Parser::from_args(args))? else {
         print!("{}", help());
         return Ok(());
     };
