@@ -25,7 +25,9 @@
 #   wait_all_equal COUNTER EXPECTED SECS   every node reports EXPECTED, else fail
 #   start_stream K COUNTER SERVICE...  increments by 1..3 until $TEST_DIR/stop exists,
 #                              round robin over SERVICE...; each request that fails is
-#                              counted sent, not acknowledged; writes "sent acked" to
+#                              counted sent, not acknowledged (with
+#                              STREAM_STOP_ON_FAILURE=1, a failure after the stream's
+#                              first acknowledgement ends it); writes "sent acked" to
 #                              $TEST_DIR/stream-K.result
 #   stop_streams               create the stop file, wait for the streams; sets SENT
 #                              and ACKED to their sums
@@ -240,6 +242,10 @@ _stream() {
         if "$GCTR" inc "$counter" --by "$by" \
             --http "$(http_of "${targets[i % ${#targets[@]}]}")" >/dev/null 2>&1; then
             acked=$((acked + by))
+        elif [[ ${STREAM_STOP_ON_FAILURE:-0} == 1 ]] && ((acked > 0)); then
+            # This request may or may not have been applied; sending no more keeps
+            # "sent" tight.
+            break
         else
             sleep 0.05
         fi
