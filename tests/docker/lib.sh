@@ -31,7 +31,8 @@
 #                              $TEST_DIR/stream-K.result
 #   stop_streams               create the stop file, wait for the streams; sets SENT
 #                              and ACKED to their sums
-#   track_container ID         remove container ID on exit (one started by hand)
+#   track_container ID         remove container ID and its anonymous volumes on exit
+#                              (one started by hand)
 #   now_ms                     milliseconds since the epoch (for reporting durations)
 #   wait_until / fail / pass / step, as in tests/cluster/lib.sh
 
@@ -123,7 +124,7 @@ _cleanup() {
     fi
     local id
     for id in "${_tracked_containers[@]}"; do
-        docker rm -f "$id" >/dev/null 2>&1
+        docker rm -f -v "$id" >/dev/null 2>&1
     done
     compose down --volumes --remove-orphans --timeout 3 >/dev/null 2>&1 ||
         echo "$TEST_NAME: compose down failed for project $TEST_ID" >&2
