@@ -35,7 +35,7 @@ wait_until "node1's container is healthy" 30 healthy "$id"
 
 step "increments on every node"
 expected=0
-for round in 1 2 3; do
+for _ in 1 2 3; do
     for s in "${NODES[@]}"; do
         by=$((RANDOM % 9 + 1))
         inc_on "$s" "$by" hits

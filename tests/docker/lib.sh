@@ -143,7 +143,8 @@ track_container() {
 
 cid() {
     local id
-    id=$(compose ps -q "$1") && [[ -n $id ]] || fail "$1 has no container"
+    id=$(compose ps -q "$1") || fail "compose ps $1 failed"
+    [[ -n $id ]] || fail "$1 has no container"
     echo "$id"
 }
 
