@@ -36,8 +36,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     stop_streams
     sent_total=$((sent_total + SENT)) acked_total=$((acked_total + ACKED))
     step "round $round: $ACKED acknowledged of $SENT sent; starting $VICTIM on its volume"
-    docker start "$id" >/dev/null
-    wait_until "$VICTIM answers" 30 "$GCTR" health --http "$(http_of "$VICTIM")" --timeout 1s
+    "$DOCKER_SH" restart "$VICTIM" >/dev/null
+    [[ $(cid "$VICTIM") == "$id" ]] || fail "$VICTIM has another container"
     recovered=$(value_on "$VICTIM" "$COUNTER")
     ((acked_total <= recovered && recovered <= sent_total)) ||
         fail "$VICTIM recovered $recovered, not within [$acked_total, $sent_total]"
