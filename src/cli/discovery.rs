@@ -78,11 +78,24 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         return Ok(());
     };
     logging::init_with_format(options.log_level, options.log_format);
+    // Installed before the server answers, so a SIGTERM that comes as soon as it does
+    // (a container stopped right after its health check passed) still stops it cleanly.
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = signal_tx.try_send(());
+    })
+    .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
     let server =
         DiscoveryServer::start(options.addr, options.config.clone()).map_err(CliError::Failed)?;
     let stop = server.stop_handle();
-    ctrlc::set_handler(move || stop.stop())
-        .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signal_rx.recv().is_ok() {
+                stop.stop();
+            }
+        })
+        .map_err(|e| CliError::Failed(format!("cannot start the signal thread: {e}")))?;
     println!("discovery listening on http://{}", server.local_addr());
     let _ = std::io::stdout().flush();
     log::info!(
