@@ -12,7 +12,9 @@
 #   4. idle gossip bytes/s and resident memory per node (5 nodes, 100 counters);
 #   5. convergence against cluster size: 5, 10, 25 and 50 node processes;
 #   6. membership: crash detection and join time with 5 real nodes, idle membership
-#      bytes with 10, detection and join in the simulator at 100 and 1000 nodes.
+#      bytes with 10, detection and join in the simulator at 100 and 1000 nodes;
+#   7. the container image (when a Docker engine answers): its size, and cold start
+#      (docker run until /health answers) against the same binary started as a process.
 # Prints a table and writes BENCHMARKS.md (machine, disk, every command). Not run by CI.
 # Installs redis-server/redis-tools with apt-get when missing (needs root).
 #
@@ -64,16 +66,23 @@ WORK=$(cd "$WORK" && pwd)
 COMMANDS=$WORK/commands.txt
 : >"$COMMANDS"
 
-# Every process this script starts, so the trap can stop each one by its id.
+# Every process this script starts, so the trap can stop each one by its id; and every
+# container and the image section 7 makes.
 PIDS=()
+CONTAINERS=()
+BENCH_IMAGE=""
 cleanup() {
-    local pid
+    local pid id
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
+    for id in "${CONTAINERS[@]}"; do
+        docker rm -f -v "$id" >/dev/null 2>&1 || true
+    done
+    [[ -z $BENCH_IMAGE ]] || docker image rm "$BENCH_IMAGE" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -583,6 +592,40 @@ for n in ${SIM_SIZES//,/ }; do
         "$(field join_ms) ms" "Serf: about 2 s at 100 nodes" "-" "-"
 done
 
+# ---------------------------------------------------------------- 7. container
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    echo "== 7. container image"
+    BENCH_IMAGE=gctr-bench:$$
+    GCTR_IMAGE=$BENCH_IMAGE run docker-build scripts/docker.sh build
+    IMAGE_BYTES=$(docker image inspect -f '{{.Size}}' "$BENCH_IMAGE")
+    row "Container image (FROM scratch, static binary)" \
+        "$(awk -v b="$IMAGE_BYTES" 'BEGIN { printf "%.1f MB", b / 1e6 }') ($IMAGE_BYTES bytes)" \
+        "-" "< 10 MB" "$(check "$IMAGE_BYTES" '<' 10000000)"
+    # Cold start: a new container (new volume, empty WAL) from `docker run` until /health
+    # answers on its published port; against the same binary started as a process here,
+    # with a new WAL directory, until its /health answers.
+    for ((r = 1; r <= REPS_BIG; r++)); do
+        port=$("$LOADGEN" free-port)
+        log_cmd "docker run -d -p 127.0.0.1:$port:9010 -e GCTR_ADVERTISE=127.0.0.1 --mount type=volume,dst=/data $BENCH_IMAGE   # timed until GET /health answers"
+        SINCE=$(date +%s%N)
+        CONTAINERS+=("$(docker run -d -p "127.0.0.1:$port:9010" -e GCTR_ADVERTISE=127.0.0.1 \
+            --mount type=volume,dst=/data "$BENCH_IMAGE")")
+        lg "cold-container-$r" wait-health --http "127.0.0.1:$port" --since-unix-ns "$SINCE"
+        docker rm -f -v "${CONTAINERS[-1]}" >/dev/null
+        SINCE=$(date +%s%N)
+        start_node "cold-process-$r" --wal "$WORK/data/cold-$r"
+        lg "cold-process-$r" wait-health --http "$NODE_HTTP" --since-unix-ns "$SINCE"
+        stop_pids "$NODE_PID"
+    done
+    COLD_CONTAINER=$(median cold-container health_ms)
+    COLD_PROCESS=$(median cold-process health_ms)
+    row "Cold start, median of $REPS_BIG: docker run (new container and volume) until /health answers" \
+        "$(fmt "$COLD_CONTAINER") ms ($(ratio "$COLD_CONTAINER" "$COLD_PROCESS") x the process)" \
+        "the same binary as a process, new WAL, until /health: $(fmt "$COLD_PROCESS") ms" "-" "-"
+else
+    echo "== 7. container image: skipped, no Docker engine answers"
+fi
+
 # ---------------------------------------------------------------- report
 ELAPSED=$((SECONDS - T0))
 TABLE=$(
@@ -683,6 +726,10 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "  from right after the SIGKILL (detection) or the joiner's start-up line (join);"
     echo "  membership bytes are the \`member\` frames each node counts (UDP probes included)."
     echo "  The simulated rows come from \`tests/membership_sim.rs\`'s benchmark test (virtual time)."
+    echo "- Container: the image \`scripts/docker.sh build\` makes; its size as \`docker image"
+    echo "  inspect\` reports it. Cold start: \`loadgen wait-health\` polls the published port"
+    echo "  from just before \`docker run -d\` (a new container with a new volume) until"
+    echo "  \`/health\` answers, interleaved with the same binary started as a process here."
     echo
     echo "## Commands run"
     echo
@@ -699,7 +746,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
         redis-64-\* durable-64-\* memory-64-\* health-64 redis-benchmark-64 \
         durable-batches rb-redis-\* rb-gctr-\* lg-resp-\* wal-recovery-\* restart-fill restart-records restart-health \
         restart-replayed idle size-5 size-10 size-25 size-50 detect-\* join-\* idle10 \
-        membership-sim; do
+        membership-sim docker-build cold-container-\* cold-process-\*; do
         for f in "$WORK"/out/$pattern.txt; do
             [[ -f $f ]] || continue
             echo "### $(basename "$f" .txt)"

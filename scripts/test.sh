@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test gctr has: cargo's unit and integration tests, then each shell-script
-# cluster test in tests/cluster/, then the observability tests in tests/observability/.
+# Runs every test gctr has: cargo's unit and integration tests, the check of the
+# Kubernetes example, each shell-script cluster test in tests/cluster/, the observability
+# tests in tests/observability/, then the container tests in tests/docker/ (each skipped,
+# saying why, when no Docker engine answers).
 # Installs what a fresh machine lacks (needs root for that) and exits non-zero on the
 # first failure.
 set -euo pipefail
@@ -9,6 +11,8 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v ip >/dev/null || need_packages+=(iproute2)
 command -v python3 >/dev/null || need_packages+=(python3)
+# The Kubernetes example is parsed with PyYAML.
+python3 -c 'import yaml' 2>/dev/null || need_packages+=(python3-yaml)
 # The Redis-protocol tests drive the node with redis-cli and redis-benchmark.
 command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null ||
     need_packages+=(redis-tools)
@@ -38,6 +42,8 @@ cargo test --quiet
 # Release builds do not check integer overflow: the version-bound tests again there, so a
 # wrap would show as a wrong answer instead of being caught by a debug-build panic.
 cargo test --release --quiet --test origin_ownership
+# The Kubernetes example names only options the binary accepts.
+python3 tests/deploy/check_kubernetes.py "${CARGO_TARGET_DIR:-target}/debug/gctr"
 
 shopt -s nullglob
 for t in tests/cluster/*.sh; do
@@ -48,4 +54,10 @@ done
 # runner installs Prometheus, Chromium and the Python packages when missing.
 echo "=== tests/observability"
 bash tests/observability/run.sh
+# The image, the Compose cluster and faults across containers (tests/docker/lib.sh).
+for t in tests/docker/*.sh; do
+    [[ $t == */lib.sh ]] && continue
+    echo "=== $t"
+    bash "$t"
+done
 echo "test.sh: all tests passed"

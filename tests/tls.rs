@@ -217,6 +217,15 @@ fn https_end_to_end_with_tokens_discovery_and_the_cli() {
             "{e}"
         );
     }
+    let o = gctr(&["health", "--http", &a_url, "--ca", s(&f.ca)]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).trim()),
+        (Some(0), "ok"),
+        "gctr health over HTTPS needs no token: {}",
+        stderr(&o)
+    );
+    let o = gctr(&["health", "--http", &a_url, "--ca", s(&f.other_ca)]);
+    assert_eq!(o.status.code(), Some(1), "health trusting another CA");
     let o = run_gctr(&["get", "hits", "--http", &a_http, "--token", RO]);
     assert_eq!(
         o.status.code(),

@@ -1,6 +1,7 @@
 //! `gctr discovery`: its options and start-up. Runs the discovery server until SIGINT
 //! or SIGTERM.
 
+use super::env;
 use super::flags::{self, FlagHelp};
 use super::security::SecurityFlags;
 use super::CliError;
@@ -16,8 +17,8 @@ use std::time::Duration;
 /// The port `--port` defaults to.
 pub const DEFAULT_PORT: u16 = 8000;
 
-fn help() -> String {
-    let flags = [
+fn options() -> Vec<FlagHelp> {
+    [
         FlagHelp::with_default("--port PORT", "port to listen on", DEFAULT_PORT),
         FlagHelp::with_default(
             "--bind ADDR",
@@ -48,7 +49,10 @@ fn help() -> String {
         flags::log_format_help(),
         FlagHelp::new("-h, --help", "print this help"),
     ])
-    .collect::<Vec<_>>();
+    .collect()
+}
+
+fn help() -> String {
     format!(
         "Usage: gctr discovery [OPTIONS]
 
@@ -59,8 +63,10 @@ Options:
 API (JSON): POST /register, POST /heartbeat {{\"name\",\"addr\",\"http\"}};
 POST /deregister {{\"name\"}}; GET /peers; GET /health; GET /status.
 GET /metrics: Prometheus metrics.
-",
-        flags::render(&flags)
+
+{}",
+        flags::render(&options()),
+        env::HELP
     )
 }
 
@@ -72,16 +78,30 @@ struct Options {
 }
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
-    let Some(options) = parse(parser)? else {
+    let args = env::with_process_env(&options(), parser.raw_args()?.collect())?;
+    let Some(options) = parse(&mut lexopt::Parser::from_args(args))? else {
         print!("{}", help());
         return Ok(());
     };
     logging::init_with_format(options.log_level, options.log_format);
+    // Installed before the server answers, so a SIGTERM that comes as soon as it does
+    // (a container stopped right after its health check passed) still stops it cleanly.
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = signal_tx.try_send(());
+    })
+    .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
     let server =
         DiscoveryServer::start(options.addr, options.config.clone()).map_err(CliError::Failed)?;
     let stop = server.stop_handle();
-    ctrlc::set_handler(move || stop.stop())
-        .map_err(|e| CliError::Failed(format!("cannot install the signal handler: {e}")))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signal_rx.recv().is_ok() {
+                stop.stop();
+            }
+        })
+        .map_err(|e| CliError::Failed(format!("cannot start the signal thread: {e}")))?;
     let scheme = if options.config.http.tls.is_some() {
         "https"
     } else {

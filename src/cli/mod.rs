@@ -7,7 +7,9 @@
 mod client;
 mod cluster;
 mod discovery;
+mod env;
 mod flags;
+mod health;
 mod maelstrom;
 mod node;
 mod node_membership;
@@ -32,6 +34,7 @@ Commands:
   members     list the members a node knows, with their states
   join        make a node join a cluster through another node
   remove      mark a member left, cluster-wide
+  health      check that a node or discovery server answers (for health checks)
   maelstrom   run a node under the Maelstrom protocol (stdin/stdout)
 
 Run `gctr <COMMAND> --help` for a command's options.
@@ -117,6 +120,7 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
                 "members" => client::run(client::Command::Members, &mut parser),
                 "join" => client::run(client::Command::Join, &mut parser),
                 "remove" => client::run(client::Command::Remove, &mut parser),
+                "health" => health::run(&mut parser),
                 "maelstrom" => maelstrom::run(&mut parser),
                 other => Err(CliError::Usage(format!("unknown command `{other}`"))),
             }

@@ -1,5 +1,6 @@
 //! `gctr node`: its options, start-up, and clean stop on SIGINT/SIGTERM.
 
+use super::env;
 use super::flags::{self, FlagHelp, GossipFlags};
 use super::node_membership::{self, MembershipFlags};
 use super::node_wal::{self, Opened, WalDir, WalFlags};
@@ -15,19 +16,19 @@ use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, Node, NodeConfig};
 use crate::node_core::MemoryStorage;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 /// Added to the gossip port to make the HTTP port when `--http` is not given.
 pub const HTTP_PORT_OFFSET: u16 = 10;
 
-fn help() -> String {
+/// The help entries of every option, in three groups: general, membership, durability.
+fn option_groups() -> [Vec<FlagHelp>; 3] {
     let options = [
         FlagHelp::new(
             "--discovery URL",
             "register with this discovery server (e.g. http://127.0.0.1:8000) and join through \
-             the members it lists; without it the node uses no discovery (GCTR_DISCOVERY is \
-             for the client commands only)",
+             the members it lists; without it the node uses no discovery",
         ),
         FlagHelp::with_default(
             "--heartbeat-interval DUR",
@@ -55,13 +56,18 @@ fn help() -> String {
         flags::log_format_help(),
         FlagHelp::new("-h, --help", "show this help"),
     ];
-    let all: Vec<FlagHelp> = AddressFlags::help()
+    let general = AddressFlags::help()
         .into_iter()
         .chain(options)
         .chain(GossipFlags::help())
         .chain(SecurityFlags::help())
         .chain(more)
         .collect();
+    [general, node_membership::help(), node_wal::help()]
+}
+
+fn help() -> String {
+    let [general, membership, durability] = option_groups();
     format!(
         "gctr node: run a node
 
@@ -79,20 +85,27 @@ ways in; membership (SWIM) spreads the rest.
 Membership options:
 {}
 Durability options:
+{}
 {}",
-        flags::render(&all),
-        flags::render(&node_membership::help()),
-        flags::render(&node_wal::help())
+        flags::render(&general),
+        flags::render(&membership),
+        flags::render(&durability),
+        env::HELP,
     )
 }
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
-    let Some(options) = parse(parser)? else {
+    let all: Vec<FlagHelp> = option_groups().into_iter().flatten().collect();
+    let args = env::with_process_env(&all, parser.raw_args()?.collect())?;
+    let Some(options) = parse(&mut lexopt::Parser::from_args(args))? else {
         print!("{}", help());
         return Ok(());
     };
     crate::logging::init_with_format(options.log_level, options.log_format);
     let mut config = options.config;
+    if let Some(host) = &options.advertise {
+        config.advertise = Some(resolve_host(host, config.gossip_addr.ip())?);
+    }
     let opened = match options.wal {
         Some(wal) => node_wal::open(wal, &config.name, options.name_given)?,
         None => Opened {
@@ -153,6 +166,8 @@ struct Options {
     discovery: Option<DiscoveryOptions>,
     log_level: log::LevelFilter,
     log_format: crate::logging::LogFormat,
+    /// `--advertise`, resolved when the node starts.
+    advertise: Option<String>,
     /// `--name` was given (a WAL directory's own name is used otherwise).
     name_given: bool,
     wal: Option<WalDir>,
@@ -236,6 +251,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         }
     }
     let wal = wal.finish()?;
+    let advertise = addresses.advertise.clone();
     let (mut config, name_given) = addresses.finish()?;
     config.engine = gossip.finish();
     (config.membership, config.lan) = membership.finish()?;
@@ -249,12 +265,17 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         heartbeat_interval,
         credentials: discovery_credentials,
     };
-    let discovery = discovery_options(discovery, &config, name_given)?;
+    let reachable = Reachable {
+        name_given,
+        advertised: advertise.is_some(),
+    };
+    let discovery = discovery_options(discovery, &config, reachable)?;
     Ok(Some(Options {
         config,
         discovery,
         log_level,
         log_format,
+        advertise,
         name_given,
         wal,
     }))
@@ -268,14 +289,23 @@ struct AddressFlags {
     redis: Option<SocketAddr>,
     name: Option<String>,
     seeds: Vec<String>,
+    advertise: Option<String>,
 }
 
 impl AddressFlags {
-    fn help() -> [FlagHelp; 5] {
-        [        FlagHelp::new(
+    fn help() -> [FlagHelp; 6] {
+        [
+            FlagHelp::new(
                 "--addr HOST:PORT",
-                "listen for gossip here; peers reach this node at this address (required; an IP \
-                 address, port 0 picks a free port)",
+                "listen for gossip here; peers reach this node at this address unless \
+                 --advertise says otherwise (required; an IP address, port 0 picks a free port)",
+            ),
+            FlagHelp::with_default(
+                "--advertise HOST",
+                "the host peers and clients are told to reach this node at, with the ports \
+                 listened on: an IP address or a DNS name resolved once at start (a container's \
+                 own name, so the node can listen on 0.0.0.0)",
+                "the --addr and --http addresses",
             ),
             FlagHelp::with_default(
                 "--http HOST:PORT",
@@ -303,7 +333,10 @@ impl AddressFlags {
     }
 
     fn is_flag(flag: &str) -> bool {
-        matches!(flag, "addr" | "http" | "redis" | "name" | "seeds")
+        matches!(
+            flag,
+            "addr" | "http" | "redis" | "name" | "seeds" | "advertise"
+        )
     }
 
     fn take(&mut self, flag: &str, parser: &mut lexopt::Parser) -> Result<(), CliError> {
@@ -315,6 +348,12 @@ impl AddressFlags {
             "name" => {
                 validate_node_name(&value).map_err(|e| usage(format!("--name: {e}")))?;
                 self.name = Some(value);
+            }
+            "advertise" => {
+                if value.is_empty() || value.len() > MAX_ADDR_BYTES {
+                    return Err(usage(format!("--advertise {value:?} is not a host")));
+                }
+                self.advertise = Some(value);
             }
             _ => {
                 for seed in value.split(',') {
@@ -351,11 +390,11 @@ impl AddressFlags {
 fn discovery_options(
     flags: DiscoveryFlags,
     config: &NodeConfig,
-    name_given: bool,
+    reachable: Reachable,
 ) -> Result<Option<DiscoveryOptions>, CliError> {
     match flags.url {
         Some(url) => {
-            check_registrable(config, name_given)?;
+            check_registrable(config, reachable)?;
             Ok(Some(DiscoveryOptions {
                 url,
                 heartbeat_interval: flags
@@ -374,14 +413,29 @@ fn discovery_options(
     }
 }
 
+/// What makes the node's addresses and name fit for discovery besides the addresses.
+#[derive(Clone, Copy)]
+struct Reachable {
+    /// `--name` was given.
+    name_given: bool,
+    /// `--advertise` was given: peers are told that host, not the listening address.
+    advertised: bool,
+}
+
 /// Discovery hands this node's addresses to its peers as they are, and tells members
-/// apart by name: an unspecified address cannot be dialled, and with port 0 the default
-/// name (the --addr value) would be the same for every node.
-fn check_registrable(config: &NodeConfig, name_given: bool) -> Result<(), CliError> {
+/// apart by name: an unspecified address cannot be dialled (unless `--advertise` names
+/// another), and with port 0 the default name (the --addr value) would be the same for
+/// every node.
+fn check_registrable(config: &NodeConfig, reachable: Reachable) -> Result<(), CliError> {
+    let Reachable {
+        name_given,
+        advertised,
+    } = reachable;
     for (flag, addr) in [("--addr", config.gossip_addr), ("--http", config.http_addr)] {
-        if addr.ip().is_unspecified() {
+        if addr.ip().is_unspecified() && !advertised {
             return Err(usage(format!(
-                "with --discovery, {flag} must be an address peers can reach, not {}",
+                "with --discovery, {flag} must be an address peers can reach, not {} (or give \
+                 --advertise HOST)",
                 addr.ip()
             )));
         }
@@ -404,6 +458,18 @@ fn derive_http(addr: SocketAddr) -> Result<SocketAddr, CliError> {
         })?,
     };
     Ok(SocketAddr::new(addr.ip(), port))
+}
+
+/// The IP address `host` names (itself when it is one): the first the resolver gives of
+/// the same family (IPv4 or IPv6) as `listening`, the address the node listens on.
+fn resolve_host(host: &str, listening: IpAddr) -> Result<IpAddr, CliError> {
+    let failed = |why: &str| CliError::Failed(format!("--advertise {host:?}: {why}"));
+    (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| failed(&e.to_string()))?
+        .map(|a| a.ip())
+        .find(|ip| ip.is_ipv4() == listening.is_ipv4())
+        .ok_or_else(|| failed("no address of the family the node listens on"))
 }
 
 fn socket_addr(flag: &str, value: String) -> Result<SocketAddr, CliError> {

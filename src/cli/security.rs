@@ -184,7 +184,7 @@ fn read_token_file(path: &Path) -> Result<String, CliError> {
 }
 
 /// A TLS client configuration trusting the CA certificates in `ca`.
-fn trusting(ca: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, CliError> {
+pub fn trusting(ca: &Path) -> Result<std::sync::Arc<rustls::ClientConfig>, CliError> {
     client_trusting(ca).map_err(CliError::Failed)
 }
 

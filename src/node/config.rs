@@ -5,7 +5,7 @@ use super::lan_discovery::LanConfig;
 use crate::engine;
 use crate::http::HttpConfig;
 use crate::membership;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Frames a peer's outbound queue holds before the oldest is dropped.
@@ -37,6 +37,10 @@ pub struct NodeConfig {
     pub gossip_addr: SocketAddr,
     /// Where to serve the HTTP API.
     pub http_addr: SocketAddr,
+    /// The IP peers and clients are told to reach this node at, with the gossip and HTTP
+    /// ports listened on, when it is not the one listened on (a node listening on
+    /// 0.0.0.0 in a container).
+    pub advertise: Option<IpAddr>,
     /// Where to serve the Redis protocol (RESP2), if anywhere.
     pub redis_addr: Option<SocketAddr>,
     /// Gossip addresses (`host:port`, the host an IP or a DNS name) of nodes to join
@@ -68,6 +72,7 @@ impl NodeConfig {
             name: gossip_addr.to_string(),
             gossip_addr,
             http_addr,
+            advertise: None,
             redis_addr: None,
             seeds: Vec::new(),
             engine: engine::Config::default(),

@@ -104,19 +104,27 @@ impl Node {
             .redis_addr
             .map(|addr| bind(addr, "Redis clients"))
             .transpose()?;
-        let gossip_addr = gossip_listener.local_addr()?;
-        let http_addr = http_listener.local_addr()?;
+        let gossip_bound = gossip_listener.local_addr()?;
+        let http_bound = http_listener.local_addr()?;
+        let advertised = |bound: SocketAddr| match config.advertise {
+            Some(ip) => SocketAddr::new(ip, bound.port()),
+            None => bound,
+        };
+        let (gossip_addr, http_addr) = (advertised(gossip_bound), advertised(http_bound));
         let me = this_run(&origin, gossip_addr, http_addr)?;
         log::info!(
-            "node {} ({}) gossip on {gossip_addr}, HTTP on {http_addr}, {} seed(s)",
+            "node {} ({}) gossip on {gossip_bound}, HTTP on {http_bound}{}, {} seed(s)",
             me.name,
             me.origin(),
+            config
+                .advertise
+                .map_or_else(String::new, |ip| format!(", advertised as {ip}")),
             config.seeds.len()
         );
 
         let (tx, inputs) = channels();
         let counters = Arc::new(InboundCounters::default());
-        let probes = ProbeLane::bind(gossip_addr, tx.datagrams)?;
+        let probes = ProbeLane::bind(gossip_bound, tx.datagrams)?;
         let op_durations = Histogram::new(DURATION_BUCKETS);
         let event_loop = EventLoop::new(
             core(&config, storage, origin, state, &me, start.elapsed()),
@@ -194,10 +202,12 @@ impl Node {
         self.me.origin()
     }
 
+    /// The gossip address peers reach this node at (the advertised one, if any).
     pub fn gossip_addr(&self) -> SocketAddr {
         self.gossip_addr
     }
 
+    /// The HTTP address clients reach this node at (the advertised one, if any).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
     }
