@@ -68,7 +68,7 @@ fn help(cmd: Command) -> String {
 }
 
 /// The options every client command takes, and the exit codes.
-fn common_help() -> String {
+pub(super) fn common_help() -> String {
     format!(
         "  --http ADDR    the node's HTTP address, HOST:PORT or http://HOST:PORT
                  [default: {DEFAULT_HTTP}]
@@ -154,7 +154,7 @@ Usage: gctr remove NAME [--node NAME | --http ADDR] [--json]
 
 /// Which node a command talks to.
 #[derive(Debug, PartialEq, Eq)]
-enum Target {
+pub(super) enum Target {
     Http(String),
     Node { name: String, discovery: String },
 }
@@ -174,14 +174,7 @@ pub fn run(cmd: Command, parser: &mut lexopt::Parser) -> Result<(), CliError> {
         print!("{}", help(cmd));
         return Ok(());
     };
-    let client = match &options.target {
-        Target::Http(http) => node_client(http),
-        Target::Node { name, discovery } => node_client(
-            &resolve(discovery, name)
-                .map_err(|e| CliError::Failed(e.to_string()))?
-                .to_string(),
-        ),
-    };
+    let client = client_for(&options.target)?;
     let (arg, json) = (options.argument.as_str(), options.json);
     match cmd {
         Command::Peers => cluster::peers(&client, json),
@@ -280,9 +273,21 @@ fn check_argument(cmd: Command, argument: Option<String>) -> Result<String, CliE
     }
 }
 
+/// A client for the node `target` names (looked up in discovery for `--node`).
+pub(super) fn client_for(target: &Target) -> Result<JsonClient, CliError> {
+    Ok(match target {
+        Target::Http(http) => node_client(http),
+        Target::Node { name, discovery } => node_client(
+            &resolve(discovery, name)
+                .map_err(|e| CliError::Failed(e.to_string()))?
+                .to_string(),
+        ),
+    })
+}
+
 /// Which node to ask: `--http`, else `--node` through discovery (`--discovery`, else
 /// `GCTR_DISCOVERY`, else the default), else the default HTTP address.
-fn target(
+pub(super) fn target(
     http: Option<String>,
     node: Option<String>,
     discovery: Option<String>,

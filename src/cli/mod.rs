@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod discovery;
 mod flags;
+mod keys;
 mod maelstrom;
 mod node;
 mod node_membership;
@@ -31,6 +32,8 @@ Commands:
   members     list the members a node knows, with their states
   join        make a node join a cluster through another node
   remove      mark a member left, cluster-wide
+  keygen      print a new gossip key
+  keys        list, install, use and remove gossip keys in a running cluster
   maelstrom   run a node under the Maelstrom protocol (stdin/stdout)
 
 Run `gctr <COMMAND> --help` for a command's options.
@@ -106,6 +109,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
                 "members" => client::run(client::Command::Members, &mut parser),
                 "join" => client::run(client::Command::Join, &mut parser),
                 "remove" => client::run(client::Command::Remove, &mut parser),
+                "keygen" => keys::keygen(&mut parser),
+                "keys" => keys::run(&mut parser),
                 "maelstrom" => maelstrom::run(&mut parser),
                 other => Err(CliError::Usage(format!("unknown command `{other}`"))),
             }

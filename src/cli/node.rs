@@ -9,7 +9,7 @@ use crate::crdt::{validate_node_name, State};
 use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
 use crate::http::server::DEFAULT_READ_TIMEOUT;
 use crate::node::discovery_feed::join_discovery;
-use crate::node::{fresh_origin, Node, NodeConfig};
+use crate::node::{fresh_origin, KeyringConfig, Node, NodeConfig};
 use crate::node_core::MemoryStorage;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -34,6 +34,19 @@ fn help() -> String {
         ),
     ];
     let more = [
+        FlagHelp::with_default(
+            "--keyring FILE",
+            "encrypt and authenticate all gossip with the keys in FILE (one base64 key a line, \
+             the first is the primary; `gctr keygen` makes one); the node rewrites FILE when \
+             `gctr keys` changes the keyring, so it must be writable",
+            "off",
+        ),
+        FlagHelp::new(
+            "--keyring-transition",
+            "with --keyring, for turning encryption on in a running cluster: also accept \
+             plaintext gossip and send it to nodes without a keyring, until `gctr keys \
+             enforce`; ignored once the keyring file records that encryption was enforced",
+        ),
         FlagHelp::with_default(
             "--http-read-timeout DUR",
             "an HTTP client silent this long in the middle of a request (headers or body) gets \
@@ -163,6 +176,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut log_format = crate::logging::LogFormat::Text;
     let mut wal = WalFlags::default();
     let mut membership = MembershipFlags::default();
+    let mut keyring: Option<std::path::PathBuf> = None;
+    let mut transition = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -181,6 +196,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 http_read_timeout =
                     Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
             }
+            Long("keyring") => keyring = Some(parser.value()?.into()),
+            Long("keyring-transition") => transition = true,
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
             Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
             Long(flag) if node_wal::is_flag(flag) => {
@@ -207,6 +224,11 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     if let Some(d) = http_read_timeout {
         config.http.read_timeout = d;
     }
+    config.keyring = match (keyring, transition) {
+        (Some(file), transition) => Some(KeyringConfig { file, transition }),
+        (None, true) => return Err(usage("--keyring-transition needs --keyring FILE")),
+        (None, false) => None,
+    };
     let discovery = discovery_options(discovery_url, heartbeat_interval, &config, name_given)?;
     Ok(Some(Options {
         config,
@@ -523,12 +545,36 @@ mod tests {
                 "1s",
             ],
             &["--addr", "127.0.0.1:1", "--wal", "d", "--segment-size", "0"],
+            &["--addr", "127.0.0.1:1", "--keyring-transition"],
+            &["--addr", "127.0.0.1:1", "--keyring"],
         ] {
             assert!(
                 matches!(parse_args(args), Err(CliError::Usage(_))),
                 "{args:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn keyring_settings() {
+        let o = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert_eq!(o.config.keyring, None);
+        let o = parse_args(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--keyring",
+            "k",
+            "--keyring-transition",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            o.config.keyring,
+            Some(KeyringConfig {
+                file: "k".into(),
+                transition: true
+            })
+        );
     }
 
     #[test]

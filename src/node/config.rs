@@ -6,6 +6,7 @@ use crate::engine;
 use crate::http::HttpConfig;
 use crate::membership;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Frames a peer's outbound queue holds before the oldest is dropped.
@@ -54,6 +55,17 @@ pub struct NodeConfig {
     /// Hold writes at start until a live member confirms this node's origin, at most
     /// this long (for a node that recovered its state; see `node_core::OriginGuard`).
     pub fence: Option<Duration>,
+    /// The gossip keyring, when gossip is encrypted.
+    pub keyring: Option<KeyringConfig>,
+}
+
+/// `--keyring FILE` and `--keyring-transition`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyringConfig {
+    /// The keyring file: read at start, rewritten at every change.
+    pub file: PathBuf,
+    /// A file never changed by a command starts in the transition (mode `open`).
+    pub transition: bool,
 }
 
 impl NodeConfig {
@@ -79,6 +91,7 @@ impl NodeConfig {
                 ..HttpConfig::default()
             },
             fence: None,
+            keyring: None,
         }
     }
 }

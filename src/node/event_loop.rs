@@ -10,6 +10,7 @@
 //! core together: one group commit.
 
 use super::listener::{Inbound, InboundCounters};
+use super::node_keys::{KeysCommandError, NodeKeys};
 use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
 use super::transport::{LinkConfig, PeerLink};
 use super::views::{
@@ -18,6 +19,7 @@ use super::views::{
 };
 use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::crdt::LocalOp;
+use crate::keyring::cluster::{Command, KeysView, Send};
 use crate::member::{Member, NodeName};
 use crate::membership::{MemberChange, MemberView, State};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
@@ -48,6 +50,9 @@ const MAX_LINKS: usize = 2048;
 const MAX_JOINS_PER_REPORT: usize = 8;
 /// Time between two "too many links" log lines.
 const LINKS_FULL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// How long an address that failed the keyed handshake gets no new link, unless it is a
+/// live member's.
+const HANDSHAKE_RETRY: Duration = Duration::from_secs(5);
 
 /// Messages for the event loop from the links, the seed resolver and membership sources.
 #[derive(Debug)]
@@ -56,6 +61,8 @@ pub enum Control {
     LinkUp(String),
     /// The outbound connection to this gossip address failed, and why.
     LinkDown(String, String),
+    /// The peer at this gossip address did not complete the keyed handshake, and why.
+    HandshakeFailed(String, String),
     /// Gossip addresses of nodes to join through (from discovery or LAN discovery); those
     /// already live members are skipped.
     Discovered(Vec<String>),
@@ -102,7 +109,13 @@ pub enum Query {
     /// Mark this member left cluster-wide; answers whether it was a live member.
     Remove(NodeName, Sender<bool>),
     Dashboard(Sender<DashboardView>),
+    /// The keyring: a command to carry out (none for a listing), answered with the
+    /// listing after it; `None` when the node has no keyring.
+    Keys(Option<Command>, Sender<KeysAnswer>),
 }
+
+/// What a keyring query gets back.
+pub type KeysAnswer = Option<Result<KeysView, KeysCommandError>>;
 
 /// The receiving ends the event loop waits on.
 pub struct Inputs {
@@ -151,6 +164,10 @@ pub struct EventLoop {
     removed_link_drops: u64,
     /// Datagrams that were not a membership frame.
     malformed_datagrams: u64,
+    /// The keyring, with `--keyring`.
+    keys: Option<NodeKeys>,
+    /// Addresses whose keyed handshake failed, and when.
+    refused_addrs: HashMap<String, Duration>,
 }
 
 /// Figures other threads record that the event loop reports.
@@ -186,7 +203,15 @@ impl EventLoop {
             links_full_logged_at: None,
             removed_link_drops: 0,
             malformed_datagrams: 0,
+            keys: None,
+            refused_addrs: HashMap::new(),
         }
+    }
+
+    /// Gossip under this keyring.
+    pub fn with_keys(mut self, keys: Option<NodeKeys>) -> EventLoop {
+        self.keys = keys;
+        self
     }
 
     /// Runs until told to stop; then announces the leave, closes the storage and returns.
@@ -222,7 +247,10 @@ impl EventLoop {
                 recv(control) -> msg => if let Ok(c) = msg {
                     self.handle_control(c);
                 },
-                recv(sweep) -> _ => self.drop_idle_links(),
+                recv(sweep) -> _ => {
+                    self.drop_idle_links();
+                    self.advertise_keys();
+                }
                 recv(shutdown) -> _ => break,
                 default(wait) => {}
             }
@@ -318,6 +346,10 @@ impl EventLoop {
             l.link.send(frame);
             return;
         }
+        if self.recently_refused(&addr, now) {
+            self.unroutable += 1;
+            return;
+        }
         if self.links.len() >= MAX_LINKS && !self.evict_a_link(now) {
             self.unroutable += 1;
             if self
@@ -351,10 +383,95 @@ impl EventLoop {
     }
 
     fn send_datagram(&mut self, to: &str, frame: &Frame) {
-        match to.parse() {
-            Ok(addr) => self.probes.send(addr, &codec::encode(frame)),
-            Err(_) => self.unroutable += 1,
+        let Ok(addr) = to.parse() else {
+            self.unroutable += 1;
+            return;
+        };
+        let bytes = codec::encode(frame);
+        let bytes = match &mut self.keys {
+            Some(keys) => keys.seal_datagram(bytes),
+            None => bytes,
+        };
+        self.probes.send(addr, &bytes);
+    }
+
+    /// Whether `addr` failed the keyed handshake lately and is no live member's.
+    fn recently_refused(&mut self, addr: &str, now: Duration) -> bool {
+        let Some(at) = self.refused_addrs.get(addr) else {
+            return false;
+        };
+        if now.saturating_sub(*at) >= HANDSHAKE_RETRY || self.is_live_member_addr(addr) {
+            self.refused_addrs.remove(addr);
+            return false;
         }
+        true
+    }
+
+    /// An address that did not complete the keyed handshake: its link goes unless it is
+    /// a live member's, and no new link is made to it for [`HANDSHAKE_RETRY`].
+    fn handshake_failed(&mut self, addr: String, why: String) {
+        log::debug!("link to {addr}: keyed handshake failed: {why}");
+        if self.is_live_member_addr(&addr) {
+            return;
+        }
+        if let Some(l) = self.links.remove(&addr) {
+            self.removed_link_drops += l.link.dropped;
+        }
+        let now = self.now();
+        if self.refused_addrs.len() >= MAX_LINKS {
+            self.refused_addrs
+                .retain(|_, at| now.saturating_sub(*at) < HANDSHAKE_RETRY);
+        }
+        if self.refused_addrs.len() < MAX_LINKS {
+            self.refused_addrs.insert(addr, now);
+        }
+    }
+
+    /// Names of the live members, this node included.
+    fn live_names(&self) -> Vec<NodeName> {
+        self.core
+            .members()
+            .filter(|m| m.state.is_live())
+            .map(|m| m.member.name.clone())
+            .collect()
+    }
+
+    /// Sends the keyring's messages on the reliable lane.
+    fn send_keys(&mut self, sends: Vec<Send>) {
+        for send in sends {
+            let (targets, msg) = match send {
+                Send::To(to, msg) => (vec![to], msg),
+                Send::Everyone(msg) => (
+                    self.live_names()
+                        .into_iter()
+                        .filter(|n| *n != self.me.name)
+                        .collect(),
+                    msg,
+                ),
+            };
+            for to in targets {
+                match self.core.member_addr(&to) {
+                    Some(addr) => {
+                        let addr = addr.to_owned();
+                        self.send_reliable(addr, Frame::Keys(msg.clone()));
+                    }
+                    None => self.unroutable += 1,
+                }
+            }
+        }
+    }
+
+    /// Every second: the keyring advert to one random live member.
+    fn advertise_keys(&mut self) {
+        let live = self.live_names();
+        let Some(send) = self
+            .keys
+            .as_ref()
+            .and_then(|k| k.tick(&live, &self.me.name))
+        else {
+            return;
+        };
+        self.send_keys(vec![send]);
     }
 
     /// One log line per membership change; links to members that left the cluster go.
@@ -374,12 +491,28 @@ impl EventLoop {
             ),
             (_, None) => log::info!("member {label} forgotten after the reap time"),
         }
-        if !change.to.is_some_and(State::is_live) {
+        let live_now = change.to.is_some_and(State::is_live);
+        if !live_now {
             self.last_heard.remove(&m.name);
             if let Some(l) = self.links.remove(&m.gossip_addr) {
                 self.removed_link_drops += l.link.dropped;
             }
         }
+        self.keys_member_changed(&m.name, live_now, change.from.is_some_and(State::is_live));
+    }
+
+    /// A member became live (it hears where this node's keyring stands) or stopped being
+    /// live (what it said is dropped); either way the mode may move on.
+    fn keys_member_changed(&mut self, name: &NodeName, live_now: bool, was_live: bool) {
+        let live = self.live_names();
+        let Some(keys) = &mut self.keys else {
+            return;
+        };
+        let mut sends = keys.members_changed((!live_now).then_some(name), &live);
+        if live_now && !was_live && *name != self.me.name {
+            sends.push(keys.greet(name.clone()));
+        }
+        self.send_keys(sends);
     }
 
     fn handle_inbound(
@@ -397,6 +530,13 @@ impl EventLoop {
         self.last_heard.insert(from.clone(), now);
         match frame {
             Frame::Hello { .. } => {}
+            Frame::Keys(msg) => {
+                let live = self.live_names();
+                if let Some(keys) = &mut self.keys {
+                    let sends = keys.handle(msg, &live);
+                    self.send_keys(sends);
+                }
+            }
             Frame::Member(msg) => {
                 self.member_frames.frames_in += 1;
                 self.member_frames.bytes_in +=
@@ -408,6 +548,13 @@ impl EventLoop {
     }
 
     fn handle_datagram(&mut self, Datagram { from, bytes }: Datagram) {
+        let bytes = match &mut self.keys {
+            Some(keys) => match keys.open_datagram(from, bytes) {
+                Some(plain) => plain,
+                None => return,
+            },
+            None => bytes,
+        };
         match codec::decode(&bytes, MAX_DATAGRAM) {
             Ok(Frame::Member(msg)) => {
                 let now = self.now();
@@ -435,6 +582,7 @@ impl EventLoop {
         match control {
             Control::LinkUp(addr) => log::debug!("connected to {addr}"),
             Control::LinkDown(addr, why) => log::debug!("link to {addr} down: {why}"),
+            Control::HandshakeFailed(addr, why) => self.handshake_failed(addr, why),
             Control::Discovered(addrs) => {
                 let mut new: Vec<String> = addrs
                     .into_iter()
@@ -528,7 +676,23 @@ impl EventLoop {
             Query::Dashboard(reply) => {
                 let _ = reply.send(self.dashboard());
             }
+            Query::Keys(command, reply) => {
+                let _ = reply.send(self.keys_query(command));
+            }
         }
+    }
+
+    /// Lists the keyring, after carrying out `command` if there is one.
+    fn keys_query(&mut self, command: Option<Command>) -> KeysAnswer {
+        let live = self.live_names();
+        let keys = self.keys.as_mut()?;
+        if let Some(command) = command {
+            match keys.command(command, &live) {
+                Ok(sends) => self.send_keys(sends),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        self.keys.as_ref().map(|k| Ok(k.list(&live)))
     }
 
     fn counter_view(&self, name: String) -> CounterView {
@@ -671,6 +835,7 @@ impl EventLoop {
                 group_commit_ops: self.core.group_commit_sizes(),
             },
             process: ProcessStatus::read(),
+            keyring: self.keys.as_ref().map(NodeKeys::status),
         }
     }
 }
