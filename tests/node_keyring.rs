@@ -289,6 +289,11 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
             threads(node) <= before + 4
         });
     }
+    let (_, metrics) = common::http_get(&nodes[0].http, "/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"gctr_keyring_rejections_total{lane="tcp",reason="plaintext"} 1004"#),
+        "{metrics}"
+    );
     // Logged once a minute per kind, not once per attempt.
     let log = std::fs::read_to_string(dir.path().join("a1.log")).unwrap();
     let lines = log

@@ -219,18 +219,6 @@ impl Keyring {
         text
     }
 
-    /// Reads a keyring file.
-    pub fn load(path: &Path) -> Result<Keyring, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the keyring {}: {e}", path.display()))?;
-        Keyring::parse(&text).map_err(|e| format!("keyring {}: {e}", path.display()))
-    }
-
-    /// Writes the keyring file atomically ([`write_private`]).
-    pub fn save(&self, path: &Path) -> io::Result<()> {
-        write_private(path, &self.to_text())
-    }
-
     pub fn primary(&self) -> &Key {
         &self.keys[0]
     }
