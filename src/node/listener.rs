@@ -196,6 +196,16 @@ struct Reader {
     stats: Arc<InboundCounters>,
 }
 
+/// The name and gossip address a Hello announces.
+fn sender(frame: &Frame) -> Option<(NodeName, String)> {
+    match frame {
+        Frame::Hello {
+            name, gossip_addr, ..
+        } => Some((name.clone(), gossip_addr.clone())),
+        _ => None,
+    }
+}
+
 /// Where a connection's frames come from, once it opened.
 struct Source {
     keyring: Option<SharedKeyring>,
@@ -287,28 +297,20 @@ impl Reader {
         let Some(mut source) = self.open(&stream, &mut input, &peer) else {
             return;
         };
-        let (from, hello) = match source.next(&mut input, &peer) {
-            Ok(hello @ Frame::Hello { .. }) => {
-                let Frame::Hello {
-                    name, gossip_addr, ..
-                } = &hello
-                else {
-                    return;
-                };
-                ((name.clone(), gossip_addr.clone()), hello)
-            }
-            Ok(other) => {
-                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                log::debug!(
-                    "closing connection from {peer}: first frame is {:?}, not a hello",
-                    other.frame_type()
-                );
-                return;
-            }
+        let hello = match source.next(&mut input, &peer) {
+            Ok(frame) => frame,
             Err(e) => {
                 self.count_failure(&peer, &e, true);
                 return;
             }
+        };
+        let Some(from) = sender(&hello) else {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "closing connection from {peer}: first frame is {:?}, not a hello",
+                hello.frame_type()
+            );
+            return;
         };
         let hello = Inbound {
             from: from.0.clone(),
