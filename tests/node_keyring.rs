@@ -64,6 +64,12 @@ fn threads(node: &TestNode) -> u64 {
         .unwrap()
 }
 
+fn resident_bytes(node: &TestNode) -> u64 {
+    get_json(&node.http, "/status").unwrap()["process"]["resident_memory_bytes"]
+        .as_u64()
+        .unwrap()
+}
+
 #[test]
 fn a_node_with_another_key_is_refused_never_a_member_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,13 +85,26 @@ fn a_node_with_another_key_is_refused_never_a_member_and_changes_nothing() {
     apply_op(&a, &wrong.http, "c", true, 1000);
     apply_op(&a, &wrong.http, "mine", true, 1);
     // It tries on both lanes: its join on TCP, its probes on UDP.
-    let (status, _) = http_post(
-        &wrong.http,
-        "/members",
-        &format!(r#"{{"addr":"{}"}}"#, nodes[1].gossip),
-    )
-    .unwrap();
-    assert_eq!(status, 202);
+    let join = format!(r#"{{"addr":"{}"}}"#, nodes[1].gossip);
+    assert_eq!(http_post(&wrong.http, "/members", &join).unwrap().0, 202);
+    // Its link to an address that never completed a handshake is dropped, and a join
+    // through that address within 5 s makes no new link.
+    let log = dir.path().join("wrong.log");
+    let links = |n: &TestNode| get_json(&n.http, "/status").unwrap()["transport"]["links"].clone();
+    wait_until("the wrong node to drop its link", WAIT, || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("keyed handshake failed")
+            && links(&wrong) == 0
+    });
+    // (Membership sends one join a second per address: ask until one goes out.)
+    wait_until("a join through it to find no route", WAIT, || {
+        assert_eq!(http_post(&wrong.http, "/members", &join).unwrap().0, 202);
+        let s = get_json(&wrong.http, "/status").unwrap();
+        s["transport"]["unroutable_frames"].as_u64() > Some(0)
+    });
+    assert_eq!(links(&wrong), 0);
+
     wait_until("the wrong key's attempts to be refused", WAIT, || {
         rejections(&nodes[0], "udp", "not_authentic") > 0
             && rejections(&nodes[1], "tcp", "unknown_key") > 0
@@ -219,6 +238,7 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
     let expected = BTreeMap::from([("c".to_owned(), 3)]);
     wait_converged(&all, &expected, WAIT);
     let threads_before: Vec<u64> = nodes.iter().map(threads).collect();
+    let rss_before: Vec<u64> = nodes.iter().map(resident_bytes).collect();
 
     let delta = |origin: Origin, to: u64, p: u64| OriginDelta {
         origin,
@@ -288,6 +308,14 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
         wait_until("reader threads to finish", WAIT, || {
             threads(node) <= before + 4
         });
+    }
+    for (node, before) in nodes.iter().zip(rss_before) {
+        let after = resident_bytes(node);
+        assert!(
+            after < before + (16 << 20),
+            "{}: resident memory {before} -> {after} bytes",
+            node.name
+        );
     }
     let (_, metrics) = common::http_get(&nodes[0].http, "/metrics").unwrap();
     assert!(

@@ -113,12 +113,15 @@ impl fmt::Display for KeyId {
     }
 }
 
-/// Writes `text` to `path` atomically: a temporary file readable by its owner only,
-/// fsynced, renamed over it, then the directory fsynced.
+/// Writes `text` to `path` atomically: a temporary file readable by its owner only
+/// (named after this process, so two nodes given one file never share it), fsynced,
+/// renamed over it, then the directory fsynced.
 pub fn write_private(path: &Path, text: &str) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
