@@ -200,13 +200,14 @@ fn a_captured_datagram_replayed_is_refused() {
     assert_eq!(rejections(&n2, "udp", "replayed"), 0);
 }
 
-/// A plaintext connection sending a Hello then `frames`; the node closes it at once.
-fn plaintext_attack(gossip: &str, frames: &[Frame]) {
+/// A plaintext connection sending a Hello claiming `addr`, then `frames`; the node
+/// closes it at once.
+fn plaintext_attack(gossip: &str, addr: &str, frames: &[Frame]) {
     let mut s = TcpStream::connect(gossip).unwrap();
     let hello = Frame::Hello {
         name: NodeName::new("intruder").unwrap(),
-        gossip_addr: "127.0.0.1:1".into(),
-        http_addr: "127.0.0.1:1".into(),
+        gossip_addr: addr.into(),
+        http_addr: addr.into(),
     };
     let mut bytes = codec::encode(&hello);
     for f in frames {
@@ -253,24 +254,28 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
     };
     let own = delta(origin_of(&nodes[0]), (1 << 62) - 1, 1_000_000_000_000_000);
     let made_up = delta(Origin::new("made-up", 1), 1, 1_000_000_000_000_000);
+    let at_max = delta(Origin::new("made-up", 2), 1, i64::MAX as u64);
     let attacks: Vec<Vec<Frame>> = vec![
         vec![Frame::Push { delta: vec![own] }],
         vec![Frame::Push {
             delta: vec![made_up.clone()],
         }],
+        vec![Frame::Push {
+            delta: vec![at_max],
+        }],
         vec![Frame::Syn { digest: vec![] }],
         vec![],
     ];
-    // Every attack on every node, and 1,000 Hellos with new addresses on the first.
+    // Every attack on every node, and 3,000 Hellos with new addresses on the first.
     for node in &nodes {
         for frames in &attacks {
-            plaintext_attack(&node.gossip, frames);
+            plaintext_attack(&node.gossip, "127.0.0.1:1", frames);
         }
     }
-    for _ in 0..1000 {
-        plaintext_attack(&nodes[0].gossip, &[]);
+    for i in 0..3000 {
+        plaintext_attack(&nodes[0].gossip, &format!("127.0.0.1:{}", 10_000 + i), &[]);
     }
-    // Plaintext datagrams: a made-up member announcing itself.
+    // Plaintext datagrams carrying a made-up origin.
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let full = codec::encode(&Frame::Push {
         delta: vec![made_up],
@@ -281,7 +286,7 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
         }
     }
     for (i, node) in nodes.iter().enumerate() {
-        let extra = if i == 0 { 1000 } else { 0 };
+        let extra = if i == 0 { 3000 } else { 0 };
         wait_until(
             &format!("{}'s refusals to be counted", node.name),
             WAIT,
@@ -319,7 +324,7 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
     }
     let (_, metrics) = common::http_get(&nodes[0].http, "/metrics").unwrap();
     assert!(
-        metrics.contains(r#"gctr_keyring_rejections_total{lane="tcp",reason="plaintext"} 1004"#),
+        metrics.contains(r#"gctr_keyring_rejections_total{lane="tcp",reason="plaintext"} 3005"#),
         "{metrics}"
     );
     // Logged once a minute per kind, not once per attempt.
