@@ -9,6 +9,8 @@
 //! or snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to the
 //! core together: one group commit.
 
+mod keyring;
+
 use super::listener::{Inbound, InboundCounters};
 use super::node_keys::{KeysCommandError, NodeKeys};
 use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
@@ -19,7 +21,7 @@ use super::views::{
 };
 use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::crdt::LocalOp;
-use crate::keyring::cluster::{Command, KeysView, Send};
+use crate::keyring::cluster::{Command, KeysView};
 use crate::member::{Member, NodeName};
 use crate::membership::{MemberChange, MemberView, State};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
@@ -395,85 +397,6 @@ impl EventLoop {
         self.probes.send(addr, &bytes);
     }
 
-    /// Whether `addr` failed the keyed handshake lately and is no live member's.
-    fn recently_refused(&mut self, addr: &str, now: Duration) -> bool {
-        let Some(at) = self.refused_addrs.get(addr) else {
-            return false;
-        };
-        if now.saturating_sub(*at) >= HANDSHAKE_RETRY || self.is_live_member_addr(addr) {
-            self.refused_addrs.remove(addr);
-            return false;
-        }
-        true
-    }
-
-    /// An address that did not complete the keyed handshake: its link goes unless it is
-    /// a live member's, and no new link is made to it for [`HANDSHAKE_RETRY`].
-    fn handshake_failed(&mut self, addr: String, why: String) {
-        log::debug!("link to {addr}: keyed handshake failed: {why}");
-        if self.is_live_member_addr(&addr) {
-            return;
-        }
-        if let Some(l) = self.links.remove(&addr) {
-            self.removed_link_drops += l.link.dropped;
-        }
-        let now = self.now();
-        if self.refused_addrs.len() >= MAX_LINKS {
-            self.refused_addrs
-                .retain(|_, at| now.saturating_sub(*at) < HANDSHAKE_RETRY);
-        }
-        if self.refused_addrs.len() < MAX_LINKS {
-            self.refused_addrs.insert(addr, now);
-        }
-    }
-
-    /// Names of the live members, this node included.
-    fn live_names(&self) -> Vec<NodeName> {
-        self.core
-            .members()
-            .filter(|m| m.state.is_live())
-            .map(|m| m.member.name.clone())
-            .collect()
-    }
-
-    /// Sends the keyring's messages on the reliable lane.
-    fn send_keys(&mut self, sends: Vec<Send>) {
-        for send in sends {
-            let (targets, msg) = match send {
-                Send::To(to, msg) => (vec![to], msg),
-                Send::Everyone(msg) => (
-                    self.live_names()
-                        .into_iter()
-                        .filter(|n| *n != self.me.name)
-                        .collect(),
-                    msg,
-                ),
-            };
-            for to in targets {
-                match self.core.member_addr(&to) {
-                    Some(addr) => {
-                        let addr = addr.to_owned();
-                        self.send_reliable(addr, Frame::Keys(msg.clone()));
-                    }
-                    None => self.unroutable += 1,
-                }
-            }
-        }
-    }
-
-    /// Every second: the keyring advert to one random live member.
-    fn advertise_keys(&mut self) {
-        let live = self.live_names();
-        let Some(send) = self
-            .keys
-            .as_ref()
-            .and_then(|k| k.tick(&live, &self.me.name))
-        else {
-            return;
-        };
-        self.send_keys(vec![send]);
-    }
-
     /// One log line per membership change; links to members that left the cluster go.
     fn member_changed(&mut self, change: MemberChange) {
         let m = &change.member;
@@ -501,20 +424,6 @@ impl EventLoop {
         self.keys_member_changed(&m.name, live_now, change.from.is_some_and(State::is_live));
     }
 
-    /// A member became live (it hears where this node's keyring stands) or stopped being
-    /// live (what it said is dropped); either way the mode may move on.
-    fn keys_member_changed(&mut self, name: &NodeName, live_now: bool, was_live: bool) {
-        let live = self.live_names();
-        let Some(keys) = &mut self.keys else {
-            return;
-        };
-        let mut sends = keys.members_changed((!live_now).then_some(name), &live);
-        if live_now && !was_live && *name != self.me.name {
-            sends.push(keys.greet(name.clone()));
-        }
-        self.send_keys(sends);
-    }
-
     fn handle_inbound(
         &mut self,
         Inbound {
@@ -530,13 +439,7 @@ impl EventLoop {
         self.last_heard.insert(from.clone(), now);
         match frame {
             Frame::Hello { .. } => {}
-            Frame::Keys(msg) => {
-                let live = self.live_names();
-                if let Some(keys) = &mut self.keys {
-                    let sends = keys.handle(msg, &live);
-                    self.send_keys(sends);
-                }
-            }
+            Frame::Keys(msg) => self.handle_keys(msg),
             Frame::Member(msg) => {
                 self.member_frames.frames_in += 1;
                 self.member_frames.bytes_in +=
@@ -680,19 +583,6 @@ impl EventLoop {
                 let _ = reply.send(self.keys_query(command));
             }
         }
-    }
-
-    /// Lists the keyring, after carrying out `command` if there is one.
-    fn keys_query(&mut self, command: Option<Command>) -> KeysAnswer {
-        let live = self.live_names();
-        let keys = self.keys.as_mut()?;
-        if let Some(command) = command {
-            match keys.command(command, &live) {
-                Ok(sends) => self.send_keys(sends),
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        self.keys.as_ref().map(|k| Ok(k.list(&live)))
     }
 
     fn counter_view(&self, name: String) -> CounterView {
