@@ -8,6 +8,9 @@
 //! sent to the waiting clients, membership changes logged — and the core may then sync
 //! or snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to the
 //! core together: one group commit.
+//!
+//! With a keyring, the `keyring` child module carries the keyring's messages and the
+//! operator's commands, and keeps the addresses whose keyed handshake failed.
 
 mod keyring;
 
