@@ -285,7 +285,28 @@ fn turning_encryption_on_takes_one_rolling_restart_and_one_command() {
     let acked = stream.finish();
     let expected = BTreeMap::from([(COUNTER.to_owned(), acked as i64)]);
     wait_converged(&all, &expected, WAIT);
-    // A restart keeps the enforced keyring, whatever the command line says.
-    let file = std::fs::read_to_string(dir.path().join("p3.keyring")).unwrap();
-    assert!(file.contains(" enforced "), "{file}");
+
+    // A restart keeps the enforced keyring, whatever the command line still says.
+    let file = dir.path().join("p3.keyring");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(" enforced "), "{text}");
+    let (name, gossip, http) = (
+        nodes[2].name.clone(),
+        nodes[2].gossip.clone(),
+        nodes[2].http.clone(),
+    );
+    assert_eq!(nodes[2].proc.terminate(WAIT), Some(0));
+    let mut extra: Vec<&str> = wal_args[2].iter().map(String::as_str).collect();
+    extra.extend(["--keyring", file.to_str().unwrap(), "--keyring-transition"]);
+    nodes[2] = start_node(
+        dir.path(),
+        &name,
+        (&gossip, &http),
+        &[&nodes[0].gossip],
+        &extra,
+    );
+    assert_eq!(keys_view(&nodes[2])["mode"], "strict");
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    wait_listing(&all, &[row(&key, 5, 5)], "strict");
+    wait_converged(&all, &expected, WAIT);
 }
