@@ -338,3 +338,60 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
     let expected = BTreeMap::from([("c".to_owned(), 4)]);
     wait_converged(&all, &expected, WAIT);
 }
+
+#[test]
+fn the_keys_routes_answer_their_documented_statuses_and_never_show_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = Key::generate().unwrap();
+    let (g, h) = node_addrs();
+    let node = keyed_node(dir.path(), "s1", (&g, &h), &[], &[&key], &[]);
+    let (g2, h2) = node_addrs();
+    let plain = common::cluster::start_node(dir.path(), "s2", (&g2, &h2), &[], &[]);
+    let status = |r: Result<(u16, String), String>| r.unwrap().0;
+    let install = |k: &str| http_post(&node.http, "/keys", &format!(r#"{{"key":"{k}"}}"#));
+
+    assert_eq!(status(common::http_get(&plain.http, "/keys")), 404);
+    assert_eq!(status(install("not a key")), 400);
+    assert_eq!(status(http_post(&node.http, "/keys", r#"{"k":1}"#)), 400);
+    assert_eq!(status(install(&key.to_base64())), 409, "installed already");
+    let other = Key::generate().unwrap();
+    let unknown = format!(r#"{{"key":"{}"}}"#, other.id());
+    assert_eq!(
+        status(http_post(&node.http, "/keys/primary", &unknown)),
+        404
+    );
+    let remove = |id: String| {
+        common::agent()
+            .delete(&format!("http://{}/keys/{id}", node.http))
+            .call()
+            .map_or_else(
+                |e| match e {
+                    ureq::Error::Status(s, _) => s,
+                    e => panic!("{e}"),
+                },
+                |r| r.status(),
+            )
+    };
+    assert_eq!(remove(key.id().to_string()), 409, "the primary");
+    assert_eq!(remove(other.id().to_string()), 404);
+    assert_eq!(remove("nonsense".into()), 400);
+    assert_eq!(status(common::http_get(&node.http, "/keys/enforce")), 405);
+    let view = keys_view_text(&node);
+    assert!(!view.contains(&key.to_base64()), "{view}");
+
+    assert_eq!(status(install(&other.to_base64())), 200);
+    let (_, text) = http_post(
+        &node.http,
+        "/keys/primary",
+        &format!(r#"{{"key":"{}"}}"#, other.to_base64()),
+    )
+    .unwrap();
+    assert!(!text.contains(&other.to_base64()), "{text}");
+    assert_eq!(remove(key.id().to_string()), 200);
+    let file = std::fs::read_to_string(dir.path().join("s1.keyring")).unwrap();
+    assert!(file.contains(&other.to_base64()) && !file.contains(&key.to_base64()));
+}
+
+fn keys_view_text(node: &TestNode) -> String {
+    common::http_get(&node.http, "/keys").unwrap().1
+}

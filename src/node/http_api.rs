@@ -404,6 +404,23 @@ mod tests {
     }
 
     #[test]
+    fn a_key_is_named_by_its_id_or_given_whole() {
+        let key = Key::generate().unwrap();
+        let id = key.id();
+        assert_eq!(key_ref(&id.to_string()).ok(), Some(id));
+        assert_eq!(key_ref(&key.to_base64()).ok(), Some(id));
+        let encoded: String = percent_encoding::utf8_percent_encode(
+            &key.to_base64(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .collect();
+        assert_eq!(key_ref(&encoded).ok(), Some(id));
+        for bad in ["", "primary", "0123456", "zzzzzzzz", "AAAA"] {
+            assert!(key_ref(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
     fn query_takes_by_once_and_only_on_operations() {
         assert_eq!(parse_query("", true).ok(), Some(1));
         assert_eq!(parse_query("by=5", true).ok(), Some(5));
