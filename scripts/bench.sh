@@ -15,6 +15,9 @@
 #      bytes with 10, detection and join in the simulator at 100 and 1000 nodes;
 #   7. the container image (when a Docker engine answers): its size, and cold start
 #      (docker run until /health answers) against the same binary started as a process.
+#   8. gossip encryption (--keyring): bytes a sealed frame and datagram add, time to
+#      seal and open, and convergence and increments/s of a keyed 5-node cluster
+#      against a plain one, interleaved in the same run.
 # Prints a table and writes BENCHMARKS.md (machine, disk, every command). Not run by CI.
 # Installs redis-server/redis-tools with apt-get when missing (needs root).
 #
@@ -625,6 +628,41 @@ if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
 else
     echo "== 7. container image: skipped, no Docker engine answers"
 fi
+# ---------------------------------------------------------------- 8. gossip encryption
+echo "== 8. gossip encryption: keyed against plain, 5 nodes each"
+log_cmd "$GCTR keygen > $WORK/keyring"
+"$GCTR" keygen >"$WORK/keyring"
+lg seal seal --reps "$REPS"
+row "Gossip encryption, bytes added: per TCP frame / per UDP datagram / per connection (handshake)" \
+    "$(result seal tcp_overhead_bytes) B / $(result seal udp_overhead_bytes) B / $(result seal handshake_bytes) B" \
+    "memberlist and Serf (AES-GCM): 33 B per TCP message, 29 B per UDP packet" "<= 29 B a frame" \
+    "$(check "$(max2 "$(result seal tcp_overhead_bytes)" "$(result seal udp_overhead_bytes)")" '<' 30)"
+row "Gossip encryption, seal + open: $(result seal small_frame_bytes)-byte push / $(result seal large_frame_bytes)-byte frame / probe datagram" \
+    "$(result seal small_ns) ns / $(result seal large_ns) ns ($(result seal large_mib_s) MiB/s) / $(result seal udp_ns) ns" \
+    "-" "-" "-"
+start_cluster keyed 5 --keyring "$WORK/keyring"
+KEYED_HTTP=$CLUSTER_HTTP KEYED_PIDS=("${CLUSTER_PIDS[@]}")
+start_cluster plain 5
+PLAIN_HTTP=$CLUSTER_HTTP PLAIN_PIDS=("${CLUSTER_PIDS[@]}")
+lg enc-conv-plain converge --nodes "$PLAIN_HTTP" --increments 1000 --connections 8 \
+    --reps "$REPS" --tag plain
+lg enc-conv-keyed converge --nodes "$KEYED_HTTP" --increments 1000 --connections 8 \
+    --reps "$REPS" --tag keyed
+for ((r = 1; r <= ROUNDS; r++)); do
+    common=(--connections 16 --warmup "$WARMUP" --duration "$DURATION")
+    lg "enc-tput-plain-$r" throughput --gctr "${PLAIN_HTTP%%,*}" "${common[@]}"
+    lg "enc-tput-keyed-$r" throughput --gctr "${KEYED_HTTP%%,*}" "${common[@]}"
+done
+stop_pids "${KEYED_PIDS[@]}" "${PLAIN_PIDS[@]}"
+row "Gossip encryption, convergence of 5 nodes after 1000 increments: keyed p50 / p99 ($REPS reps)" \
+    "$(result enc-conv-keyed p50_ms) / $(result enc-conv-keyed p99_ms) ms; keyed/plain p99 = **$(ratio "$(result enc-conv-keyed p99_ms)" "$(result enc-conv-plain p99_ms)")**" \
+    "plain, same run: $(result enc-conv-plain p50_ms) / $(result enc-conv-plain p99_ms) ms" "-" "-"
+ENC_KEYED=$(median enc-tput-keyed ops_per_s)
+ENC_PLAIN=$(median enc-tput-plain ops_per_s)
+row "Gossip encryption, in-memory increments/s on one node of 5, 16 connections (each pushed to the others)" \
+    "keyed $(fmt "$ENC_KEYED")/s; keyed/plain = **$(ratio "$ENC_KEYED" "$ENC_PLAIN")**" \
+    "plain, same run: $(fmt "$ENC_PLAIN")/s" "keyed/plain >= 0.9" \
+    "$(check "$(ratio "$ENC_KEYED" "$ENC_PLAIN")" '>=' 0.9)"
 
 # ---------------------------------------------------------------- report
 ELAPSED=$((SECONDS - T0))

@@ -17,6 +17,7 @@ use crate::crdt::{
     validate_counter_name, validate_node_name, CounterEntry, Digest, Origin, OriginDelta,
     OriginVersion, MAX_TOTAL, MAX_VERSION,
 };
+use crate::keyring::{self, cluster::KeysMessage};
 use crate::member::NodeName;
 use crate::membership;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,9 @@ pub enum Frame {
     /// lane, as the message says. Not part of the Maelstrom runtime's JSON.
     #[serde(skip)]
     Member(membership::Message),
+    /// The sender's keyring (`crate::keyring::cluster`); only on keyed connections.
+    #[serde(skip)]
+    Keys(KeysMessage),
 }
 
 /// Declares the frame types once: their wire bytes, their names in status figures, and
@@ -100,6 +104,7 @@ frame_types! {
     Delta = 4, "delta";
     Push = 5, "push";
     Member = 6, "member";
+    Keys = 7, "keys";
 }
 
 impl FrameType {
@@ -171,6 +176,7 @@ impl Frame {
             Frame::Delta { .. } => FrameType::Delta,
             Frame::Push { .. } => FrameType::Push,
             Frame::Member(_) => FrameType::Member,
+            Frame::Keys(_) => FrameType::Keys,
         }
     }
 }
@@ -336,6 +342,7 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
         }
         Frame::Delta { delta } | Frame::Push { delta } => put_deltas(out, delta),
         Frame::Member(msg) => membership::wire::put_message(out, msg),
+        Frame::Keys(msg) => keyring::wire::put_keys(out, msg),
     }
 }
 
@@ -505,6 +512,7 @@ pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecErr
         FrameType::Delta => Frame::Delta { delta: r.deltas()? },
         FrameType::Push => Frame::Push { delta: r.deltas()? },
         FrameType::Member => Frame::Member(membership::wire::decode(r.take_rest())?),
+        FrameType::Keys => Frame::Keys(keyring::wire::decode_keys(&mut r)?),
     };
     if !r.buf.is_empty() {
         return Err(CodecError::TrailingBytes(r.buf.len()));
@@ -539,7 +547,7 @@ impl<'a> Decoder<'a> {
         std::mem::take(&mut self.buf)
     }
 
-    fn bytes(&mut self, n: usize) -> Result<&[u8], CodecError> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&[u8], CodecError> {
         if self.buf.len() < n {
             return Err(CodecError::Truncated);
         }

@@ -231,7 +231,7 @@ impl Engine {
         self.stats.frames_in[kind] += 1;
         self.stats.bytes_in[kind] += codec::encoded_len(&frame) as u64;
         match frame {
-            Frame::Hello { .. } | Frame::Member(_) => {}
+            Frame::Hello { .. } | Frame::Member(_) | Frame::Keys(_) => {}
             Frame::Syn { digest } => {
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);

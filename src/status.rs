@@ -15,6 +15,7 @@ pub mod process;
 
 use crate::crdt::OpKind;
 use crate::engine::Stats;
+use crate::keyring::shared::{Mode, RejectionCount};
 use crate::membership::{MemberView, State};
 use crate::node_core::GuardStatus;
 use crate::replication::PeerLag;
@@ -52,6 +53,21 @@ pub struct NodeStatus {
     /// API tokens: required or not, and the requests (HTTP and RESP) refused.
     pub access: AccessStatus,
     pub process: ProcessStatus,
+    /// The gossip keyring, when the node has one (`--keyring`).
+    pub keyring: Option<KeyringStatus>,
+}
+
+/// The gossip keyring as `/status` shows it: never a key, only key ids.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyringStatus {
+    pub mode: Mode,
+    pub enforced: bool,
+    /// The record's version counter (0: the file as written, no command yet).
+    pub version: u64,
+    /// Installed key ids, the primary first.
+    pub keys: Vec<String>,
+    /// Connections, frames and datagrams refused, per lane and reason.
+    pub rejections: Vec<RejectionCount>,
 }
 
 /// How this node sees one member of the cluster.

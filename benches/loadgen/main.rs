@@ -1,7 +1,7 @@
 //! The load generator `scripts/bench.sh` drives: synchronous threads, keep-alive
 //! connections, a hand-written HTTP/1.1 client (`http`) and a RESP client (`resp`).
 //!
-//! Commands: `throughput`, `converge`, `idle`, `wait-peers`, `wait-member`,
+//! Commands: `throughput`, `converge`, `idle`, `seal`, `wait-peers`, `wait-member`,
 //! `wait-health`, `get` and `free-port`; `loadgen --help` shows their options.
 //!
 //! Each measuring command ends with one `RESULT key=value ...` line for the script to
@@ -13,6 +13,7 @@ mod http;
 mod idle;
 mod members;
 mod resp;
+mod seal;
 mod stats;
 mod throughput;
 
@@ -30,6 +31,7 @@ Usage:
   loadgen converge   --nodes HTTP,HTTP,... [--increments N] [--connections N]
                      [--pollers N] [--reps N] [--timeout DUR] [--tag TAG]
   loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
+  loadgen seal       [--reps N]   (gossip keyring: bytes and time to seal and open)
   loadgen wait-peers --nodes HTTP,HTTP,... [--timeout DUR]
   loadgen wait-member --nodes HTTP,HTTP,... --member NAME --state STATE [--timeout DUR]
   loadgen wait-health --http ADDR --since-unix-ns NS [--timeout DUR]
@@ -184,6 +186,7 @@ fn run() -> Result<(), Error> {
             window: o.window,
             timeout: o.timeout,
         })?,
+        Some("seal") => seal::run(&seal::Settings { reps: o.reps })?,
         Some("wait-peers") => wait_peers(&need_nodes(o.nodes)?, o.timeout)?,
         Some("wait-member") => members::wait_member(
             &need_nodes(o.nodes)?,

@@ -71,7 +71,7 @@ fn help(cmd: Command) -> String {
 }
 
 /// The options every client command takes, and the exit codes.
-fn common_help() -> String {
+pub(super) fn common_help() -> String {
     format!(
         "  --http ADDR    the node's HTTP address, HOST:PORT, http://HOST:PORT or
                  https://HOST:PORT [default: {DEFAULT_HTTP}]
@@ -162,7 +162,7 @@ Usage: gctr remove NAME [--node NAME | --http ADDR] [--json]
 
 /// Which node a command talks to.
 #[derive(Debug, PartialEq, Eq)]
-enum Target {
+pub(super) enum Target {
     Http(String),
     Node { name: String, discovery: String },
 }
@@ -195,15 +195,7 @@ pub fn run(cmd: Command, parser: &mut lexopt::Parser) -> Result<(), CliError> {
         print!("{}", help(cmd));
         return Ok(());
     };
-    let credentials = &options.credentials;
-    let client = match &options.target {
-        Target::Http(http) => node_client(http, credentials),
-        Target::Node { name, discovery } => {
-            let addr = resolve(discovery, name, credentials)
-                .map_err(|e| CliError::Failed(e.to_string()))?;
-            node_client(&node_url(discovery, addr), credentials)
-        }
-    };
+    let client = client_for(&options.target, &options.credentials)?;
     let (arg, json) = (options.argument.as_str(), options.json);
     match cmd {
         Command::Peers => cluster::peers(&client, json),
@@ -303,9 +295,25 @@ fn check_argument(cmd: Command, argument: Option<String>) -> Result<String, CliE
     }
 }
 
+/// A client for the node `target` names (looked up in discovery for `--node`).
+/// A client of the node `target` names, proving `credentials`.
+pub(super) fn client_for(
+    target: &Target,
+    credentials: &Credentials,
+) -> Result<JsonClient, CliError> {
+    Ok(match target {
+        Target::Http(http) => node_client(http, credentials),
+        Target::Node { name, discovery } => {
+            let addr = resolve(discovery, name, credentials)
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            node_client(&node_url(discovery, addr), credentials)
+        }
+    })
+}
+
 /// Which node to ask: `--http`, else `--node` through discovery (`--discovery`, else
 /// `GCTR_DISCOVERY`, else the default), else the default HTTP address.
-fn target(
+pub(super) fn target(
     http: Option<String>,
     node: Option<String>,
     discovery: Option<String>,

@@ -230,7 +230,7 @@ fn print_all(view: &AllView) {
 }
 
 /// Prints a table with a header, columns padded to their widest cell.
-fn print_rows(header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn print_rows(header: &[&str], rows: &[Vec<String>]) {
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
     let mut widths = vec![0; header.len()];
     for row in std::iter::once(&header).chain(rows) {
@@ -258,7 +258,7 @@ fn ago(ms: Option<u64>) -> String {
     }
 }
 
-fn print_json(view: &impl Serialize) -> Result<(), CliError> {
+pub(super) fn print_json(view: &impl Serialize) -> Result<(), CliError> {
     let text = serde_json::to_string(view).map_err(|e| CliError::Failed(e.to_string()))?;
     println!("{text}");
     Ok(())

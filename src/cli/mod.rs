@@ -10,6 +10,7 @@ mod discovery;
 mod env;
 mod flags;
 mod health;
+mod keys;
 mod maelstrom;
 mod node;
 mod node_membership;
@@ -35,6 +36,8 @@ Commands:
   join        make a node join a cluster through another node
   remove      mark a member left, cluster-wide
   health      check that a node or discovery server answers (for health checks)
+  keygen      print a new gossip key
+  keys        list, install, use and remove gossip keys in a running cluster
   maelstrom   run a node under the Maelstrom protocol (stdin/stdout)
 
 Run `gctr <COMMAND> --help` for a command's options.
@@ -121,6 +124,8 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
                 "join" => client::run(client::Command::Join, &mut parser),
                 "remove" => client::run(client::Command::Remove, &mut parser),
                 "health" => health::run(&mut parser),
+                "keygen" => keys::keygen(&mut parser),
+                "keys" => keys::run(&mut parser),
                 "maelstrom" => maelstrom::run(&mut parser),
                 other => Err(CliError::Usage(format!("unknown command `{other}`"))),
             }

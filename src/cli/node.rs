@@ -13,7 +13,7 @@ use crate::http::server::DEFAULT_READ_TIMEOUT;
 use crate::http::Credentials;
 use crate::node::config::DEFAULT_MAX_COUNTERS;
 use crate::node::discovery_feed::join_discovery;
-use crate::node::{fresh_origin, Node, NodeConfig};
+use crate::node::{fresh_origin, KeyringConfig, Node, NodeConfig};
 use crate::node_core::MemoryStorage;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -45,6 +45,19 @@ fn option_groups() -> [Vec<FlagHelp>; 3] {
             "most counters writes to this node may create; a write that would create one more \
              is refused with 507 (counters learned from peers are always kept)",
             DEFAULT_MAX_COUNTERS,
+        ),
+        FlagHelp::with_default(
+            "--keyring FILE",
+            "encrypt and authenticate all gossip with the keys in FILE (one base64 key a line, \
+             the first is the primary; `gctr keygen` makes one); the node rewrites FILE when \
+             `gctr keys` changes the keyring, so it must be writable",
+            "off",
+        ),
+        FlagHelp::new(
+            "--keyring-transition",
+            "with --keyring, for turning encryption on in a running cluster: also accept \
+             plaintext gossip and send it to nodes without a keyring, until `gctr keys \
+             enforce`; ignored once the keyring file records that encryption was enforced",
         ),
         FlagHelp::with_default(
             "--http-read-timeout DUR",
@@ -201,6 +214,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut membership = MembershipFlags::default();
     let mut security = SecurityFlags::default();
     let mut discovery_credentials = DiscoveryCredentialFlags::default();
+    let mut keyring: Option<std::path::PathBuf> = None;
+    let mut transition = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -223,6 +238,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 let v = parser.value()?.string()?;
                 max_counters = flags::number("--max-counters", &v, 1..=u32::MAX as usize)?;
             }
+            Long("keyring") => keyring = Some(parser.value()?.into()),
+            Long("keyring-transition") => transition = true,
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
             Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
             Long(flag) if node_wal::is_flag(flag) => {
@@ -260,6 +277,11 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     }
     config.max_counters = max_counters;
     security.finish(&mut config.http)?;
+    config.keyring = match (keyring, transition) {
+        (Some(file), transition) => Some(KeyringConfig { file, transition }),
+        (None, true) => return Err(usage("--keyring-transition needs --keyring FILE")),
+        (None, false) => None,
+    };
     let discovery = DiscoveryFlags {
         url: discovery_url,
         heartbeat_interval,
@@ -637,12 +659,36 @@ mod tests {
                 "1s",
             ],
             &["--addr", "127.0.0.1:1", "--wal", "d", "--segment-size", "0"],
+            &["--addr", "127.0.0.1:1", "--keyring-transition"],
+            &["--addr", "127.0.0.1:1", "--keyring"],
         ] {
             assert!(
                 matches!(parse_args(args), Err(CliError::Usage(_))),
                 "{args:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn keyring_settings() {
+        let o = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert_eq!(o.config.keyring, None);
+        let o = parse_args(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--keyring",
+            "k",
+            "--keyring-transition",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            o.config.keyring,
+            Some(KeyringConfig {
+                file: "k".into(),
+                transition: true
+            })
+        );
     }
 
     #[test]

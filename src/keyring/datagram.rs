@@ -1,10 +1,12 @@
 //! Keyed datagrams on the probe lane (UDP).
 //!
 //! A sealed datagram is: a key hint (the first byte of the sealing key's id), a 12-byte
-//! nonce — the sender's wall clock in microseconds (8 bytes, strictly rising within a
-//! run) and its run id (4 random bytes chosen at start) — then the ChaCha20-Poly1305
-//! ciphertext and its 16-byte tag: 29 bytes more than the plaintext. The hint lets a
-//! receiver try only the keys it names.
+//! nonce — the sender's wall clock in microseconds (7 bytes, strictly rising within a
+//! run; 2^56 microseconds last until the year 4254) and its run id (5 random bytes chosen
+//! at start) — then the ChaCha20-Poly1305 ciphertext and its 16-byte tag: 29 bytes more
+//! than the plaintext. The hint lets a receiver try only the keys it names. Every node
+//! holding a key seals with it, so a nonce must never repeat across nodes: two runs would
+//! need the same 40-bit run id and the same microsecond stamp at once.
 //!
 //! Replays are refused after authentication, so forged datagrams cannot disturb the
 //! bookkeeping: a datagram whose clock is more than [`MAX_AGE`] behind the receiver's (or
@@ -30,6 +32,9 @@ pub const WINDOW: usize = 256;
 pub const MAX_RUNS: usize = 4096;
 
 const NONCE_LEN: usize = 12;
+const STAMP_LEN: usize = 7;
+const RUN_LEN: usize = NONCE_LEN - STAMP_LEN;
+const MAX_STAMP: u64 = (1 << (8 * STAMP_LEN)) - 1;
 const TAG_LEN: usize = 16;
 
 /// Why a datagram was refused. Nothing is remembered of a refused datagram.
@@ -66,13 +71,13 @@ impl std::error::Error for DatagramError {}
 
 /// Seals the datagrams one node sends.
 pub struct DatagramSealer {
-    run: [u8; 4],
+    run: [u8; RUN_LEN],
     last_micros: u64,
 }
 
 impl DatagramSealer {
     pub fn new() -> std::io::Result<DatagramSealer> {
-        let mut run = [0u8; 4];
+        let mut run = [0u8; RUN_LEN];
         getrandom::getrandom(&mut run).map_err(std::io::Error::other)?;
         Ok(DatagramSealer {
             run,
@@ -83,12 +88,14 @@ impl DatagramSealer {
     /// `plaintext` sealed with the keyring's primary key, stamped with `now_micros`
     /// (microseconds since the Unix epoch).
     pub fn seal(&mut self, keyring: &Keyring, now_micros: u64, plaintext: &[u8]) -> Vec<u8> {
-        let stamp = now_micros.max(self.last_micros.saturating_add(1));
+        let stamp = now_micros
+            .max(self.last_micros.saturating_add(1))
+            .min(MAX_STAMP);
         self.last_micros = stamp;
         let key = keyring.primary();
         let mut nonce = [0u8; NONCE_LEN];
-        nonce[..8].copy_from_slice(&stamp.to_be_bytes());
-        nonce[8..].copy_from_slice(&self.run);
+        nonce[..STAMP_LEN].copy_from_slice(&stamp.to_be_bytes()[8 - STAMP_LEN..]);
+        nonce[STAMP_LEN..].copy_from_slice(&self.run);
         let hint = key.id().hint();
         let mut body = plaintext.to_vec();
         let tag = cipher(key)
@@ -106,7 +113,7 @@ impl DatagramSealer {
 /// Opens datagrams and refuses replays.
 #[derive(Default)]
 pub struct DatagramOpener {
-    runs: HashMap<[u8; 4], RunWindow>,
+    runs: HashMap<[u8; RUN_LEN], RunWindow>,
 }
 
 #[derive(Default)]
@@ -129,10 +136,10 @@ impl DatagramOpener {
         let hint = datagram[0];
         let nonce = Nonce::from_slice(&datagram[1..1 + NONCE_LEN]);
         let mut stamp_bytes = [0u8; 8];
-        stamp_bytes.copy_from_slice(&nonce[..8]);
+        stamp_bytes[8 - STAMP_LEN..].copy_from_slice(&nonce[..STAMP_LEN]);
         let stamp = u64::from_be_bytes(stamp_bytes);
-        let mut run = [0u8; 4];
-        run.copy_from_slice(&nonce[8..]);
+        let mut run = [0u8; RUN_LEN];
+        run.copy_from_slice(&nonce[STAMP_LEN..]);
         let max_age = MAX_AGE.as_micros() as u64;
         if stamp.saturating_add(max_age) < now_micros || stamp > now_micros.saturating_add(max_age)
         {
@@ -154,7 +161,12 @@ impl DatagramOpener {
         Ok(plaintext)
     }
 
-    fn remember(&mut self, run: [u8; 4], stamp: u64, now_micros: u64) -> Result<(), DatagramError> {
+    fn remember(
+        &mut self,
+        run: [u8; RUN_LEN],
+        stamp: u64,
+        now_micros: u64,
+    ) -> Result<(), DatagramError> {
         if !self.runs.contains_key(&run) && self.runs.len() >= MAX_RUNS {
             let horizon = now_micros.saturating_sub(MAX_AGE.as_micros() as u64);
             self.runs

@@ -20,8 +20,11 @@
 //! The cipher is ChaCha20-Poly1305 and the key derivation HKDF-SHA256, from RustCrypto;
 //! nothing here is hand-rolled but the framing around them.
 
+pub mod cluster;
 pub mod datagram;
 pub mod session;
+pub mod shared;
+pub mod wire;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -83,6 +86,18 @@ impl fmt::Debug for Key {
 }
 
 impl KeyId {
+    /// An id written as 8 hex digits, as [`KeyId`]'s `Display` writes it.
+    pub fn parse(text: &str) -> Option<KeyId> {
+        if text.len() != 8 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut id = [0u8; 4];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(KeyId(id))
+    }
+
     /// The byte a datagram carries to say which key sealed it.
     pub fn hint(self) -> u8 {
         self.0[0]
@@ -96,6 +111,28 @@ impl fmt::Display for KeyId {
         }
         Ok(())
     }
+}
+
+/// Writes `text` to `path` atomically: a temporary file readable by its owner only
+/// (named after this process, so two nodes given one file never share it), fsynced,
+/// renamed over it, then the directory fsynced.
+pub fn write_private(path: &Path, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// Why a keyring or a key was refused. Nothing changes when one is.
@@ -185,34 +222,13 @@ impl Keyring {
         text
     }
 
-    /// Reads a keyring file.
-    pub fn load(path: &Path) -> Result<Keyring, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the keyring {}: {e}", path.display()))?;
-        Keyring::parse(&text).map_err(|e| format!("keyring {}: {e}", path.display()))
-    }
-
-    /// Writes the keyring file atomically: a temporary file, fsynced, renamed over it,
-    /// then the directory fsynced; readable by its owner only.
-    pub fn save(&self, path: &Path) -> io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(self.to_text().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
-    }
-
     pub fn primary(&self) -> &Key {
         &self.keys[0]
+    }
+
+    /// Every installed key, the primary first.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
     }
 
     /// Every installed key's id, the primary first.
@@ -333,5 +349,8 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(format!("{a:?}"), format!("Key({})", a.id()));
         assert_eq!(Key::parse(&a.to_base64()).unwrap(), a);
+        assert_eq!(KeyId::parse(&a.id().to_string()), Some(a.id()));
+        assert_eq!(KeyId::parse("0123456"), None);
+        assert_eq!(KeyId::parse("0123456g"), None);
     }
 }

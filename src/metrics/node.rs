@@ -3,7 +3,7 @@
 
 use super::{label, seconds, Families, Labels, BYTES, SECONDS};
 use crate::codec::PerFrameType;
-use crate::status::{NodeStatus, OpOutcomes, StorageStatus, MEMBER_STATES};
+use crate::status::{KeyringStatus, NodeStatus, OpOutcomes, StorageStatus, MEMBER_STATES};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use std::fmt;
@@ -31,6 +31,9 @@ impl Collector for NodeMetrics {
         transport(&mut f, s)?;
         cluster(&mut f, s)?;
         f.access(&s.access)?;
+        if let Some(k) = &s.keyring {
+            keyring(&mut f, k)?;
+        }
         f.process(s.uptime_ms, &s.process)
     }
 }
@@ -240,6 +243,45 @@ fn transport(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         "Inbound gossip connections open now.",
         None,
         t.inbound.open as f64,
+    )
+}
+
+fn keyring(f: &mut Families, k: &KeyringStatus) -> fmt::Result {
+    f.counters(
+        "gctr_keyring_rejections",
+        "Gossip refused by the keyring, per lane (tcp connections and frames, udp \
+         datagrams) and reason; nothing refused changes anything.",
+        None,
+        k.rejections.iter().map(|r| {
+            (
+                vec![label("lane", r.lane), label("reason", r.reason)],
+                r.count,
+            )
+        }),
+    )?;
+    f.gauges(
+        "gctr_keyring_info",
+        "The gossip keyring: its mode (open, keyed, strict) and primary key id (always 1).",
+        None,
+        [(
+            vec![
+                label("mode", k.mode.name()),
+                label("primary", k.keys.first().map_or("", String::as_str)),
+            ],
+            1.0,
+        )],
+    )?;
+    f.gauge(
+        "gctr_keyring_keys",
+        "Keys installed in the gossip keyring.",
+        None,
+        k.keys.len() as f64,
+    )?;
+    f.gauge(
+        "gctr_keyring_version",
+        "Version of the cluster keyring this node holds (0: its file, no command yet).",
+        None,
+        k.version as f64,
     )
 }
 

@@ -6,6 +6,7 @@ use crate::engine;
 use crate::http::HttpConfig;
 use crate::membership;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Frames a peer's outbound queue holds before the oldest is dropped.
@@ -63,6 +64,17 @@ pub struct NodeConfig {
     /// Most counters local writes may create; a write that would create one more is
     /// refused (HTTP 507).
     pub max_counters: usize,
+    /// The gossip keyring, when gossip is encrypted.
+    pub keyring: Option<KeyringConfig>,
+}
+
+/// `--keyring FILE` and `--keyring-transition`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyringConfig {
+    /// The keyring file: read at start, rewritten at every change.
+    pub file: PathBuf,
+    /// A file never changed by a command starts in the transition (mode `open`).
+    pub transition: bool,
 }
 
 impl NodeConfig {
@@ -90,6 +102,7 @@ impl NodeConfig {
             },
             fence: None,
             max_counters: DEFAULT_MAX_COUNTERS,
+            keyring: None,
         }
     }
 }

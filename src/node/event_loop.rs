@@ -8,8 +8,14 @@
 //! sent to the waiting clients, membership changes logged — and the core may then sync
 //! or snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to the
 //! core together: one group commit.
+//!
+//! With a keyring, the `keyring` child module carries the keyring's messages and the
+//! operator's commands, and keeps the addresses whose keyed handshake failed.
+
+mod keyring;
 
 use super::listener::{Inbound, InboundCounters};
+use super::node_keys::{KeysCommandError, NodeKeys};
 use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
 use super::transport::{LinkConfig, PeerLink};
 use super::views::{
@@ -19,6 +25,7 @@ use super::views::{
 use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::crdt::LocalOp;
 use crate::http::Access;
+use crate::keyring::cluster::{Command, KeysView};
 use crate::member::{Member, NodeName};
 use crate::membership::{MemberChange, MemberView, State};
 use crate::node_core::{Effect, NodeCore, OpRequest, OpResult, MAX_BATCH};
@@ -49,6 +56,9 @@ const MAX_LINKS: usize = 2048;
 const MAX_JOINS_PER_REPORT: usize = 8;
 /// Time between two "too many links" log lines.
 const LINKS_FULL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// How long an address that failed the keyed handshake gets no new link, unless it is a
+/// live member's.
+const HANDSHAKE_RETRY: Duration = Duration::from_secs(5);
 
 /// Messages for the event loop from the links, the seed resolver and membership sources.
 #[derive(Debug)]
@@ -57,6 +67,8 @@ pub enum Control {
     LinkUp(String),
     /// The outbound connection to this gossip address failed, and why.
     LinkDown(String, String),
+    /// The peer at this gossip address did not complete the keyed handshake, and why.
+    HandshakeFailed(String, String),
     /// Gossip addresses of nodes to join through (from discovery or LAN discovery); those
     /// already live members are skipped.
     Discovered(Vec<String>),
@@ -103,7 +115,13 @@ pub enum Query {
     /// Mark this member left cluster-wide; answers whether it was a live member.
     Remove(NodeName, Sender<bool>),
     Dashboard(Sender<DashboardView>),
+    /// The keyring: a command to carry out (none for a listing), answered with the
+    /// listing after it; `None` when the node has no keyring.
+    Keys(Option<Command>, Sender<KeysAnswer>),
 }
+
+/// What a keyring query gets back.
+pub type KeysAnswer = Option<Result<KeysView, KeysCommandError>>;
 
 /// The receiving ends the event loop waits on.
 pub struct Inputs {
@@ -152,6 +170,10 @@ pub struct EventLoop {
     removed_link_drops: u64,
     /// Datagrams that were not a membership frame.
     malformed_datagrams: u64,
+    /// The keyring, with `--keyring`.
+    keys: Option<NodeKeys>,
+    /// Addresses whose keyed handshake failed, and when.
+    refused_addrs: HashMap<String, Duration>,
 }
 
 /// Figures other threads record that the event loop reports.
@@ -189,7 +211,15 @@ impl EventLoop {
             links_full_logged_at: None,
             removed_link_drops: 0,
             malformed_datagrams: 0,
+            keys: None,
+            refused_addrs: HashMap::new(),
         }
+    }
+
+    /// Gossip under this keyring.
+    pub fn with_keys(mut self, keys: Option<NodeKeys>) -> EventLoop {
+        self.keys = keys;
+        self
     }
 
     /// Runs until told to stop; then announces the leave, closes the storage and returns.
@@ -225,7 +255,10 @@ impl EventLoop {
                 recv(control) -> msg => if let Ok(c) = msg {
                     self.handle_control(c);
                 },
-                recv(sweep) -> _ => self.drop_idle_links(),
+                recv(sweep) -> _ => {
+                    self.drop_idle_links();
+                    self.advertise_keys();
+                }
                 recv(shutdown) -> _ => break,
                 default(wait) => {}
             }
@@ -321,6 +354,10 @@ impl EventLoop {
             l.link.send(frame);
             return;
         }
+        if self.recently_refused(&addr, now) {
+            self.unroutable += 1;
+            return;
+        }
         if self.links.len() >= MAX_LINKS && !self.evict_a_link(now) {
             self.unroutable += 1;
             if self
@@ -354,10 +391,16 @@ impl EventLoop {
     }
 
     fn send_datagram(&mut self, to: &str, frame: &Frame) {
-        match to.parse() {
-            Ok(addr) => self.probes.send(addr, &codec::encode(frame)),
-            Err(_) => self.unroutable += 1,
-        }
+        let Ok(addr) = to.parse() else {
+            self.unroutable += 1;
+            return;
+        };
+        let bytes = codec::encode(frame);
+        let bytes = match &mut self.keys {
+            Some(keys) => keys.seal_datagram(bytes),
+            None => bytes,
+        };
+        self.probes.send(addr, &bytes);
     }
 
     /// One log line per membership change; links to members that left the cluster go.
@@ -377,12 +420,14 @@ impl EventLoop {
             ),
             (_, None) => log::info!("member {label} forgotten after the reap time"),
         }
-        if !change.to.is_some_and(State::is_live) {
+        let live_now = change.to.is_some_and(State::is_live);
+        if !live_now {
             self.last_heard.remove(&m.name);
             if let Some(l) = self.links.remove(&m.gossip_addr) {
                 self.removed_link_drops += l.link.dropped;
             }
         }
+        self.keys_member_changed(&m.name, live_now, change.from.is_some_and(State::is_live));
     }
 
     fn handle_inbound(
@@ -400,6 +445,7 @@ impl EventLoop {
         self.last_heard.insert(from.clone(), now);
         match frame {
             Frame::Hello { .. } => {}
+            Frame::Keys(msg) => self.handle_keys(msg),
             Frame::Member(msg) => {
                 self.member_frames.frames_in += 1;
                 self.member_frames.bytes_in +=
@@ -411,6 +457,13 @@ impl EventLoop {
     }
 
     fn handle_datagram(&mut self, Datagram { from, bytes }: Datagram) {
+        let bytes = match &mut self.keys {
+            Some(keys) => match keys.open_datagram(from, bytes) {
+                Some(plain) => plain,
+                None => return,
+            },
+            None => bytes,
+        };
         match codec::decode(&bytes, MAX_DATAGRAM) {
             Ok(Frame::Member(msg)) => {
                 let now = self.now();
@@ -438,6 +491,7 @@ impl EventLoop {
         match control {
             Control::LinkUp(addr) => log::debug!("connected to {addr}"),
             Control::LinkDown(addr, why) => log::debug!("link to {addr} down: {why}"),
+            Control::HandshakeFailed(addr, why) => self.handshake_failed(addr, why),
             Control::Discovered(addrs) => {
                 let mut new: Vec<String> = addrs
                     .into_iter()
@@ -530,6 +584,9 @@ impl EventLoop {
             }
             Query::Dashboard(reply) => {
                 let _ = reply.send(self.dashboard());
+            }
+            Query::Keys(command, reply) => {
+                let _ = reply.send(self.keys_query(command));
             }
         }
     }
@@ -675,6 +732,7 @@ impl EventLoop {
             },
             access: self.figures.access.status(),
             process: ProcessStatus::read(),
+            keyring: self.keys.as_ref().map(NodeKeys::status),
         }
     }
 }

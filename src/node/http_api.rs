@@ -14,9 +14,12 @@
 //! time from request received to answer sent goes into the `op_durations` histogram.
 
 use super::event_loop::{ClientOps, Query};
+use super::node_keys::KeysCommandError;
 use super::views::ValueView;
 use crate::crdt::{validate_counter_name, LocalOp, OpError, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
+use crate::keyring::cluster::{Command, CommandError};
+use crate::keyring::{Key, KeyId, KeyringError};
 use crate::member::NodeName;
 use crate::metrics::{self, NodeMetrics};
 use crate::node_core::OpFailure;
@@ -44,6 +47,14 @@ enum Route {
     Peers,
     Members,
     Member(NodeName),
+    /// `GET` lists the keyring, `POST` installs a key.
+    Keys,
+    /// `POST`: make a key primary.
+    KeysPrimary,
+    /// `POST`: end the transition.
+    KeysEnforce,
+    /// `DELETE`: remove a key.
+    Key(KeyId),
 }
 
 impl Route {
@@ -51,7 +62,9 @@ impl Route {
         match self {
             Route::Op(..) => &[Method::Post],
             Route::Members => &[Method::Get, Method::Post],
-            Route::Member(_) => &[Method::Delete],
+            Route::Member(_) | Route::Key(_) => &[Method::Delete],
+            Route::Keys => &[Method::Get, Method::Post],
+            Route::KeysPrimary | Route::KeysEnforce => &[Method::Post],
             _ => &[Method::Get],
         }
     }
@@ -62,6 +75,20 @@ impl Route {
 #[serde(deny_unknown_fields)]
 struct JoinRequest {
     addr: String,
+}
+
+/// `POST /keys`: a key to install, in base64.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstallRequest {
+    key: String,
+}
+
+/// `POST /keys/primary`: the key to make primary, by id (8 hex digits) or in base64.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UseRequest {
+    key: String,
 }
 
 /// Starts the node's HTTP API on `listener`.
@@ -115,6 +142,18 @@ impl NodeApi {
             Route::Members if *request.method() == Method::Get => self.ask(Query::Members),
             Route::Members => self.join(request.json()?),
             Route::Member(name) => self.remove(name),
+            Route::Keys if *request.method() == Method::Get => self.keys(None),
+            Route::Keys => {
+                let InstallRequest { key } = request.json()?;
+                let key = Key::parse(&key).map_err(|e| bad(e.to_string()))?;
+                self.keys(Some(Command::Install(key)))
+            }
+            Route::KeysPrimary => {
+                let UseRequest { key } = request.json()?;
+                self.keys(Some(Command::Use(key_ref(&key)?)))
+            }
+            Route::KeysEnforce => self.keys(Some(Command::Enforce)),
+            Route::Key(id) => self.keys(Some(Command::Remove(id))),
             Route::Op(name, kind) => {
                 let timed = |reply: Reply| reply.timed(&self.op_durations);
                 self.apply(name, kind, by).map(timed).map_err(timed)
@@ -153,6 +192,32 @@ impl NodeApi {
             Ok(Reply::ok(&serde_json::json!({ "removed": name })))
         } else {
             Err(Reply::error(404, format!("no live member named {name:?}")))
+        }
+    }
+
+    /// The keyring, after `command` if one is given. Refusals: 404 for an unknown key or
+    /// a node without a keyring, 409 for a command the cluster is not ready for, 500 when
+    /// the keyring file cannot be written; nothing changes in each case.
+    fn keys(&self, command: Option<Command>) -> Result<Reply, Reply> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.queries
+            .send(Query::Keys(command, tx))
+            .map_err(|_| stopping())?;
+        match rx.recv().map_err(|_| stopping())? {
+            None => Err(Reply::error(
+                404,
+                "this node has no keyring: gossip is not encrypted (see --keyring)",
+            )),
+            Some(Ok(view)) => Ok(Reply::ok(&view)),
+            Some(Err(KeysCommandError::Save(e))) => Err(Reply::error(500, e)),
+            Some(Err(KeysCommandError::Refused(e))) => {
+                let status = match &e {
+                    CommandError::Keyring(KeyringError::Unknown(_)) => 404,
+                    CommandError::Keyring(KeyringError::TooMany) => 400,
+                    _ => 409,
+                };
+                Err(Reply::error(status, e.to_string()))
+            }
         }
     }
 
@@ -206,6 +271,10 @@ fn route(path: &str) -> Result<Route, Reply> {
         ["peers"] => Route::Peers,
         ["members"] => Route::Members,
         ["members", name] => Route::Member(member_name(name)?),
+        ["keys"] => Route::Keys,
+        ["keys", "primary"] => Route::KeysPrimary,
+        ["keys", "enforce"] => Route::KeysEnforce,
+        ["keys", id] => Route::Key(key_ref(id)?),
         ["counters"] => Route::Counters,
         ["counter"] => Route::Counter(DEFAULT_COUNTER.into()),
         ["increment"] => Route::Op(DEFAULT_COUNTER.into(), OpKind::Increment),
@@ -232,6 +301,19 @@ fn member_name(segment: &str) -> Result<NodeName, Reply> {
         .decode_utf8()
         .map_err(|_| bad("member name is not UTF-8 once percent-decoded"))?;
     NodeName::new(&name).map_err(|e| bad(e.to_string()))
+}
+
+/// A key named by its id (8 hex digits) or given whole in base64 (of which only the id
+/// is kept).
+fn key_ref(text: &str) -> Result<KeyId, Reply> {
+    let text = percent_decode_str(text).decode_utf8_lossy();
+    KeyId::parse(&text)
+        .or_else(|| Key::parse(&text).ok().map(|k| k.id()))
+        .ok_or_else(|| {
+            bad(format!(
+                "{text:?} is neither a key id (8 hex digits) nor a key"
+            ))
+        })
 }
 
 /// An address to join through: `HOST:PORT`, resolved here so the event loop never waits
@@ -322,6 +404,23 @@ mod tests {
         assert!(counter_name("a%0Ab").is_err());
         assert!(counter_name("").is_err());
         assert!(counter_name(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_key_is_named_by_its_id_or_given_whole() {
+        let key = Key::generate().unwrap();
+        let id = key.id();
+        assert_eq!(key_ref(&id.to_string()).ok(), Some(id));
+        assert_eq!(key_ref(&key.to_base64()).ok(), Some(id));
+        let encoded: String = percent_encoding::utf8_percent_encode(
+            &key.to_base64(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .collect();
+        assert_eq!(key_ref(&encoded).ok(), Some(id));
+        for bad in ["", "primary", "0123456", "zzzzzzzz", "AAAA"] {
+            assert!(key_ref(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -8,8 +8,18 @@
 //! lengths are checked against the payload limit before anything is allocated; and a
 //! malformed frame closes its connection and is counted. A connection silent for
 //! `idle_timeout` is closed too (its peer reconnects when it next has something to say).
+//!
+//! With a keyring, a connection opens with the keyed handshake and every frame must
+//! open under the session's key before it is decoded; a plaintext opening is refused
+//! unless the mode accepts plaintext, and a `keys` frame is refused on a plaintext
+//! connection. Each refusal is counted and logged through the shared keyring. A session
+//! whose key was removed, or a plaintext connection once plaintext is refused, is closed
+//! at its next frame.
 
-use crate::codec::{self, Frame, ReadError};
+use super::keyed_stream::{self, Opening, OpeningError, SealedReadError};
+use crate::codec::{self, CodecError, Frame, ReadError, HEADER_LEN};
+use crate::keyring::session::{Opener, SessionError};
+use crate::keyring::shared::{Rejection, SharedKeyring};
 use crate::member::NodeName;
 use crate::status::InboundStats;
 use crossbeam_channel::Sender;
@@ -37,6 +47,8 @@ pub struct ListenerConfig {
     pub hello_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_payload: usize,
+    /// The node's keyring, when it has one.
+    pub keyring: Option<SharedKeyring>,
 }
 
 /// Counters shared by the listener and its readers.
@@ -184,6 +196,92 @@ struct Reader {
     stats: Arc<InboundCounters>,
 }
 
+/// The name and gossip address a Hello announces.
+fn sender(frame: &Frame) -> Option<(NodeName, String)> {
+    match frame {
+        Frame::Hello {
+            name, gossip_addr, ..
+        } => Some((name.clone(), gossip_addr.clone())),
+        _ => None,
+    }
+}
+
+/// Where a connection's frames come from, once it opened.
+struct Source {
+    keyring: Option<SharedKeyring>,
+    /// `None` on a plaintext connection.
+    opener: Option<Opener>,
+    /// A plaintext connection's first header, read while telling it from a keyed hello.
+    first_header: Option<[u8; HEADER_LEN]>,
+    generation: u64,
+    max_payload: usize,
+}
+
+/// Why a connection ends.
+enum Failure {
+    Read(ReadError),
+    /// Counted and logged as a keyring rejection already.
+    Rejected,
+    /// The keyring changed so that this connection may not go on.
+    Closed,
+}
+
+impl Source {
+    /// The next frame, authenticated first on a keyed connection.
+    fn next(&mut self, input: &mut impl std::io::Read, peer: &str) -> Result<Frame, Failure> {
+        self.check_keyring()?;
+        let Some(opener) = &mut self.opener else {
+            let frame = match self.first_header.take() {
+                Some(header) => keyed_stream::read_plain_after(header, input, self.max_payload),
+                None => codec::read_frame(input, self.max_payload),
+            }
+            .map_err(Failure::Read)?;
+            if keyed_stream::keyed_only(frame.frame_type()) {
+                if let Some(k) = &self.keyring {
+                    let why = "a keyring frame on a plaintext connection";
+                    k.reject(Rejection::TcpKeysOnPlaintext, peer, why);
+                }
+                return Err(Failure::Rejected);
+            }
+            return Ok(frame);
+        };
+        match keyed_stream::read_sealed(input, self.max_payload, opener) {
+            Ok(raw) => raw.decode().map_err(|e| Failure::Read(ReadError::Codec(e))),
+            Err(SealedReadError::Read(e)) => Err(Failure::Read(e)),
+            Err(SealedReadError::Open(e)) => {
+                if let Some(k) = &self.keyring {
+                    k.reject(
+                        Rejection::TcpBadFrame,
+                        peer,
+                        &format!("{e} (forged, replayed or cut)"),
+                    );
+                }
+                Err(Failure::Rejected)
+            }
+        }
+    }
+
+    fn check_keyring(&mut self) -> Result<(), Failure> {
+        let Some(keyring) = &self.keyring else {
+            return Ok(());
+        };
+        let generation = keyring.generation();
+        if generation == self.generation {
+            return Ok(());
+        }
+        self.generation = generation;
+        let still_fine = match &self.opener {
+            Some(opener) => keyring.still_holds(opener.key_id()),
+            None => keyring.current().mode.accepts_plaintext(),
+        };
+        if still_fine {
+            Ok(())
+        } else {
+            Err(Failure::Closed)
+        }
+    }
+}
+
 impl Reader {
     fn run(&self, stream: TcpStream) {
         let peer = stream
@@ -196,49 +294,38 @@ impl Reader {
             return;
         }
         let mut input = BufReader::new(&stream);
-        let from = match codec::read_frame(&mut input, self.config.max_payload) {
-            Ok(Frame::Hello {
-                name,
-                gossip_addr,
-                http_addr,
-            }) => {
-                let from = (name.clone(), gossip_addr.clone());
-                let hello = Frame::Hello {
-                    name,
-                    gossip_addr,
-                    http_addr,
-                };
-                let inbound = Inbound {
-                    from: from.0.clone(),
-                    from_addr: from.1.clone(),
-                    frame: hello,
-                };
-                if self.frames.send(inbound).is_err() {
-                    return;
-                }
-                from
-            }
-            Ok(other) => {
-                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                log::debug!(
-                    "closing connection from {peer}: first frame is {:?}, not a hello",
-                    other.frame_type()
-                );
-                return;
-            }
+        let Some(mut source) = self.open(&stream, &mut input, &peer) else {
+            return;
+        };
+        let hello = match source.next(&mut input, &peer) {
+            Ok(frame) => frame,
             Err(e) => {
                 self.count_failure(&peer, &e, true);
                 return;
             }
         };
-        if stream
-            .set_read_timeout(Some(self.config.idle_timeout))
-            .is_err()
+        let Some(from) = sender(&hello) else {
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "closing connection from {peer}: first frame is {:?}, not a hello",
+                hello.frame_type()
+            );
+            return;
+        };
+        let hello = Inbound {
+            from: from.0.clone(),
+            from_addr: from.1.clone(),
+            frame: hello,
+        };
+        if self.frames.send(hello).is_err()
+            || stream
+                .set_read_timeout(Some(self.config.idle_timeout))
+                .is_err()
         {
             return;
         }
         loop {
-            match codec::read_frame(&mut input, self.config.max_payload) {
+            match source.next(&mut input, &peer) {
                 Ok(frame) => {
                     let inbound = Inbound {
                         from: from.0.clone(),
@@ -257,7 +344,101 @@ impl Reader {
         }
     }
 
-    fn count_failure(&self, peer: &str, e: &ReadError, waiting_for_hello: bool) {
+    /// Reads how the connection opens and answers a keyed hello; `None` when the
+    /// connection must close (counted).
+    fn open(
+        &self,
+        stream: &TcpStream,
+        input: &mut BufReader<&TcpStream>,
+        peer: &str,
+    ) -> Option<Source> {
+        let keyring = self.config.keyring.clone();
+        let mut source = Source {
+            generation: keyring.as_ref().map_or(0, SharedKeyring::generation),
+            keyring,
+            opener: None,
+            first_header: None,
+            max_payload: self.config.max_payload,
+        };
+        let opening = match keyed_stream::read_opening(input) {
+            Ok(o) => o,
+            Err(OpeningError::Io(e)) => {
+                self.count_failure(peer, &Failure::Read(ReadError::Io(e)), true);
+                return None;
+            }
+            Err(OpeningError::Codec(e)) => {
+                self.count_failure(peer, &Failure::Read(ReadError::Codec(e)), true);
+                return None;
+            }
+            Err(OpeningError::Session(e)) => {
+                self.refuse_hello(&source, peer, e);
+                return None;
+            }
+        };
+        let Some(keyring) = &source.keyring else {
+            return match opening {
+                Opening::Plain(header) => {
+                    source.first_header = Some(header);
+                    Some(source)
+                }
+                Opening::Keyed(_) => {
+                    let bad = Failure::Read(ReadError::Codec(CodecError::BadMagic));
+                    self.count_failure(peer, &bad, true);
+                    None
+                }
+            };
+        };
+        let active = keyring.current();
+        match opening {
+            Opening::Plain(header) if active.mode.accepts_plaintext() => {
+                source.first_header = Some(header);
+                Some(source)
+            }
+            Opening::Plain(_) => {
+                let why = "a plaintext connection; this node accepts keyed connections only";
+                keyring.reject(Rejection::TcpPlaintext, peer, why);
+                None
+            }
+            Opening::Keyed(hello) => {
+                match keyed_stream::answer_hello(stream, &active.keyring, &hello) {
+                    Ok(opener) => {
+                        source.opener = Some(opener);
+                        Some(source)
+                    }
+                    Err(e) => {
+                        self.refuse_hello(&source, peer, e);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn refuse_hello(&self, source: &Source, peer: &str, e: SessionError) {
+        match &source.keyring {
+            Some(k) => {
+                let what = match e {
+                    SessionError::UnknownKey(_) => Rejection::TcpUnknownKey,
+                    _ => Rejection::TcpBadHello,
+                };
+                k.reject(what, peer, &e.to_string());
+            }
+            None => {
+                let bad = Failure::Read(ReadError::Codec(CodecError::BadMagic));
+                self.count_failure(peer, &bad, true);
+            }
+        }
+    }
+
+    fn count_failure(&self, peer: &str, e: &Failure, waiting_for_hello: bool) {
+        let e = match e {
+            Failure::Read(e) => e,
+            Failure::Rejected => return,
+            Failure::Closed => {
+                log::debug!("closing connection from {peer}: the keyring changed");
+                return;
+            }
+        };
         match e {
             ReadError::Codec(c) => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);

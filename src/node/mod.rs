@@ -13,8 +13,9 @@
 //! - `http_api` and `views`: the HTTP API (with the dashboard and metrics) and its JSON
 //!   shapes.
 //!
-//! With `redis_addr` set, the RESP server (`crate::resp`) is started beside the HTTP
-//! API, on the same channels to the event loop.
+//! - `keyed_stream`: the keyed handshake and sealed frames on gossip connections;
+//! - `node_keys`: the keyring at run time (`--keyring`): its file, the probe lane's
+//!   sealed datagrams, the cluster keyring's messages.
 //!
 //! With `redis_addr` set, the RESP server (`crate::resp`) is started beside the HTTP
 //! API, on the same channels to the event loop.
@@ -26,15 +27,17 @@ pub(crate) mod config;
 pub(crate) mod discovery_feed;
 pub(crate) mod event_loop;
 pub(crate) mod http_api;
+pub(crate) mod keyed_stream;
 pub(crate) mod lan_discovery;
 pub(crate) mod listener;
+pub(crate) mod node_keys;
 pub(crate) mod probe_lane;
 pub(crate) mod seeds;
 pub(crate) mod transport;
 pub(crate) mod views;
 pub(crate) mod wal_storage;
 
-pub use config::NodeConfig;
+pub use config::{KeyringConfig, NodeConfig};
 pub use event_loop::Control;
 pub use wal_storage::WalStorage;
 
@@ -43,6 +46,8 @@ use crate::crdt::{Origin, State};
 use crate::engine::Engine;
 use crate::http::Access;
 use crate::http::HttpServer;
+use crate::keyring::cluster::{ClusterKeys, Record};
+use crate::keyring::shared::SharedKeyring;
 use crate::member::{Member, NodeName};
 use crate::membership::Membership;
 use crate::node_core::{NodeCore, Storage};
@@ -53,6 +58,7 @@ use event_loop::{ClientOps, EventLoop, Inputs, OpReply, Query, SharedFigures};
 use lan_discovery::LanDiscovery;
 use listener::Inbound;
 use listener::{GossipListener, InboundCounters, ListenerConfig};
+use node_keys::NodeKeys;
 use probe_lane::Datagram;
 use probe_lane::ProbeLane;
 use seeds::SeedResolver;
@@ -122,6 +128,8 @@ impl Node {
             config.seeds.len()
         );
 
+        let keys = load_keys(&config, &me.name)?;
+        let shared = keys.as_ref().map(|(_, shared)| shared.clone());
         let (tx, inputs) = channels();
         let counters = Arc::new(InboundCounters::default());
         let probes = ProbeLane::bind(gossip_bound, tx.datagrams)?;
@@ -129,7 +137,7 @@ impl Node {
         let event_loop = EventLoop::new(
             core(&config, storage, origin, state, &me, start.elapsed()),
             me.clone(),
-            link_config(&config, &me),
+            link_config(&config, &me, shared.clone()),
             probes,
             inputs,
             SharedFigures {
@@ -138,7 +146,8 @@ impl Node {
                 access: config.http.access.clone(),
             },
             start,
-        );
+        )
+        .with_keys(keys.map(|(keys, _)| keys));
         let event_loop = std::thread::Builder::new()
             .name("event-loop".into())
             .spawn(move || event_loop.run())?;
@@ -151,7 +160,7 @@ impl Node {
 
         let listener = GossipListener::spawn(
             gossip_listener,
-            listener_config(&config),
+            listener_config(&config, shared),
             tx.inbound,
             counters,
         )?;
@@ -242,14 +251,39 @@ impl Node {
     }
 }
 
-/// The limits on inbound gossip connections.
-fn listener_config(config: &NodeConfig) -> ListenerConfig {
+/// The limits on inbound gossip connections, and the keyring they are checked with.
+fn listener_config(config: &NodeConfig, keyring: Option<SharedKeyring>) -> ListenerConfig {
     ListenerConfig {
         max_inbound: config.max_inbound,
         hello_timeout: config.hello_timeout,
         idle_timeout: config.idle_timeout,
         max_payload: config.engine.max_payload,
+        keyring,
     }
+}
+
+/// Reads the keyring file, if the node has one: the event loop's keyring and the shared
+/// view the gossip threads consult.
+fn load_keys(config: &NodeConfig, me: &NodeName) -> io::Result<Option<(NodeKeys, SharedKeyring)>> {
+    let Some(k) = &config.keyring else {
+        return Ok(None);
+    };
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let text = std::fs::read_to_string(&k.file)
+        .map_err(|e| invalid(format!("cannot read the keyring {}: {e}", k.file.display())))?;
+    let record = Record::from_file_text(&text, me, k.transition)
+        .map_err(|e| invalid(format!("keyring {}: {e}", k.file.display())))?;
+    let cluster = ClusterKeys::new(me.clone(), record);
+    let shared = SharedKeyring::new(cluster.active());
+    log::info!(
+        "keyring {}: mode {}, primary key {}, version {}",
+        k.file.display(),
+        cluster.mode().name(),
+        cluster.record().keyring.primary().id(),
+        cluster.record().version
+    );
+    let keys = NodeKeys::new(cluster, shared.clone(), k.file.clone())?;
+    Ok(Some((keys, shared)))
 }
 
 /// This run of the node: its name and origin, started now, reached at these addresses.
@@ -342,8 +376,9 @@ fn wall_clock_millis() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// What every outbound link needs: limits, and the Hello that announces this node.
-fn link_config(config: &NodeConfig, me: &Member) -> LinkConfig {
+/// What every outbound link needs: limits, the Hello that announces this node, and the
+/// keyring.
+fn link_config(config: &NodeConfig, me: &Member, keyring: Option<SharedKeyring>) -> LinkConfig {
     LinkConfig {
         queue: config.peer_queue,
         io_timeout: config.io_timeout,
@@ -353,6 +388,7 @@ fn link_config(config: &NodeConfig, me: &Member) -> LinkConfig {
             gossip_addr: me.gossip_addr.clone(),
             http_addr: me.http_addr.clone(),
         },
+        keyring,
     }
 }
 

@@ -9,9 +9,19 @@
 //! its Hello first, writes with a timeout, and after any failure reconnects with
 //! exponential backoff; frames queued while the peer is unreachable are discarded.
 //! Every connect and every failure is reported to the event loop, which logs transitions.
+//!
+//! With a keyring, a connection starts with the keyed handshake (`keyed_stream`) and
+//! every frame is sealed; a peer that does not complete the handshake is reported as
+//! such, so the event loop can drop a link to an address that is no member's. During the
+//! transition (mode `open`) a peer that refuses the handshake gets plaintext instead,
+//! never a `keys` frame. When the keyring changes so that the connection's key is gone,
+//! or plaintext is no longer sent, the writer reconnects at once, keeping its queue.
 
 use super::event_loop::Control;
+use super::keyed_stream::{self, HandshakeError};
 use crate::codec::{self, Frame};
+use crate::keyring::session::Sealer;
+use crate::keyring::shared::{Rejection, SharedKeyring};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -35,6 +45,8 @@ pub struct LinkConfig {
     pub max_backoff: Duration,
     /// Sent first on every new connection.
     pub hello: Frame,
+    /// The node's keyring, when it has one.
+    pub keyring: Option<SharedKeyring>,
 }
 
 /// The event loop's handle on one peer's writer. Dropping it stops the writer.
@@ -109,27 +121,52 @@ enum Ended {
     /// The link was dropped: the writer stops.
     Stopped,
     Failed(String),
+    /// The keyring changed under the connection: reconnect at once, then send this frame.
+    Rekey(Frame),
+}
+
+/// Why a connection could not be made.
+enum ConnectError {
+    Failed(String),
+    /// The peer did not complete the keyed handshake.
+    Handshake(String),
+}
+
+/// One connection and how its frames are written.
+struct Connection {
+    stream: TcpStream,
+    /// `None` on a plaintext connection.
+    sealer: Option<Sealer>,
+    /// The keyring generation the connection was checked against.
+    generation: u64,
 }
 
 impl Writer {
     fn run(self) {
         let mut backoff = FIRST_BACKOFF;
         let mut buf = Vec::new();
+        let mut carried = None;
         loop {
             let failure = match self.connect() {
-                Ok(stream) => {
+                Ok(conn) => {
                     backoff = FIRST_BACKOFF;
                     let _ = self.events.send(Control::LinkUp(self.addr.clone()));
-                    match self.pump(stream, &mut buf) {
+                    match self.pump(conn, &mut buf, carried.take()) {
                         Ended::Stopped => return,
-                        Ended::Failed(why) => why,
+                        Ended::Rekey(frame) => {
+                            carried = Some(frame);
+                            continue;
+                        }
+                        Ended::Failed(why) => Control::LinkDown(self.addr.clone(), why),
                     }
                 }
-                Err(why) => why,
+                Err(ConnectError::Failed(why)) => Control::LinkDown(self.addr.clone(), why),
+                Err(ConnectError::Handshake(why)) => {
+                    Control::HandshakeFailed(self.addr.clone(), why)
+                }
             };
-            let _ = self
-                .events
-                .send(Control::LinkDown(self.addr.clone(), failure));
+            carried = None;
+            let _ = self.events.send(failure);
             let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
             if !self.discard_until(Instant::now() + backoff + jitter) {
                 return;
@@ -138,43 +175,139 @@ impl Writer {
         }
     }
 
-    fn connect(&self) -> Result<TcpStream, String> {
+    /// A new TCP connection to the peer, set up for writing.
+    fn dial(&self) -> Result<TcpStream, ConnectError> {
+        let failed = ConnectError::Failed;
         let target = self
             .addr
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve: {e}"))?
+            .map_err(|e| failed(format!("cannot resolve: {e}")))?
             .next()
-            .ok_or_else(|| "address resolves to nothing".to_owned())?;
+            .ok_or_else(|| failed("address resolves to nothing".to_owned()))?;
         let timeout = self.config.io_timeout;
-        let mut stream =
-            TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("connect: {e}"))?;
+        let stream = TcpStream::connect_timeout(&target, timeout)
+            .map_err(|e| failed(format!("connect: {e}")))?;
         stream
             .set_nodelay(true)
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .and_then(|()| stream.set_read_timeout(Some(timeout)))
             .and_then(|()| {
                 socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_TIMEOUT))
             })
-            .and_then(|()| stream.write_all(&codec::encode(&self.config.hello)))
-            .map_err(|e| format!("hello: {e}"))?;
+            .map_err(|e| failed(format!("socket options: {e}")))?;
         Ok(stream)
     }
 
-    /// Writes queued frames, coalescing what is queued at the moment into one write.
-    fn pump(&self, mut stream: TcpStream, buf: &mut Vec<u8>) -> Ended {
+    /// Connects and sends the Hello: keyed when the node has a keyring (or plaintext to
+    /// a peer that refuses the handshake, during the transition).
+    fn connect(&self) -> Result<Connection, ConnectError> {
+        let mut stream = self.dial()?;
+        let Some(keyring) = &self.config.keyring else {
+            return self.start(stream, None, 0);
+        };
+        let generation = keyring.generation();
+        let active = keyring.current();
+        match keyed_stream::handshake(&mut stream, &active.keyring) {
+            Ok(sealer) => self.start(stream, Some(sealer), generation),
+            Err(HandshakeError::Refused(_)) if !active.mode.always_seals() => {
+                self.start(self.dial()?, None, generation)
+            }
+            Err(HandshakeError::Refused(why)) => Err(ConnectError::Handshake(why)),
+            Err(HandshakeError::Confirmation) => {
+                let why = "the peer answered the keyed hello without proving it holds the key";
+                keyring.reject(Rejection::TcpBadConfirmation, &self.addr, why);
+                Err(ConnectError::Handshake(why.to_owned()))
+            }
+            Err(HandshakeError::Local(e)) => Err(ConnectError::Failed(e.to_string())),
+        }
+    }
+
+    fn start(
+        &self,
+        stream: TcpStream,
+        sealer: Option<Sealer>,
+        generation: u64,
+    ) -> Result<Connection, ConnectError> {
+        let mut conn = Connection {
+            stream,
+            sealer,
+            generation,
+        };
+        let mut hello = Vec::new();
+        self.encode(&mut conn, &self.config.hello, &mut hello)?;
+        conn.stream
+            .write_all(&hello)
+            .map_err(|e| ConnectError::Failed(format!("hello: {e}")))?;
+        Ok(conn)
+    }
+
+    /// Appends `frame` as this connection sends it: sealed, plain, or (a `keys` frame on
+    /// a plaintext connection) not at all.
+    fn encode(
+        &self,
+        conn: &mut Connection,
+        frame: &Frame,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), ConnectError> {
+        match &mut conn.sealer {
+            Some(sealer) => keyed_stream::encode_sealed(frame, sealer, buf)
+                .map_err(|e| ConnectError::Failed(e.to_string())),
+            None if keyed_stream::keyed_only(frame.frame_type()) => Ok(()),
+            None => {
+                codec::encode_into(frame, buf);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the keyring changed so that this connection must be replaced: its key
+    /// was removed, or it is plaintext and plaintext is no longer sent.
+    fn must_rekey(&self, conn: &mut Connection) -> bool {
+        let Some(keyring) = &self.config.keyring else {
+            return false;
+        };
+        let generation = keyring.generation();
+        if generation == conn.generation {
+            return false;
+        }
+        conn.generation = generation;
+        match &conn.sealer {
+            Some(sealer) => !keyring.still_holds(sealer.key_id()),
+            None => keyring.current().mode.always_seals(),
+        }
+    }
+
+    /// Writes queued frames (`carried` first), coalescing what is queued at the moment
+    /// into one write.
+    fn pump(&self, mut conn: Connection, buf: &mut Vec<u8>, carried: Option<Frame>) -> Ended {
+        let mut next = carried;
         loop {
-            let Ok(frame) = self.rx.recv() else {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                return Ended::Stopped;
+            let frame = match next.take() {
+                Some(f) => f,
+                None => match self.rx.recv() {
+                    Ok(f) => f,
+                    Err(_) => {
+                        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                        return Ended::Stopped;
+                    }
+                },
             };
+            if self.must_rekey(&mut conn) {
+                let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                return Ended::Rekey(frame);
+            }
             buf.clear();
-            codec::encode_into(&frame, buf);
-            while buf.len() < WRITE_BATCH_BYTES {
+            let mut encoded = self.encode(&mut conn, &frame, buf);
+            while encoded.is_ok() && buf.len() < WRITE_BATCH_BYTES {
                 match self.rx.try_recv() {
-                    Ok(frame) => codec::encode_into(&frame, buf),
+                    Ok(frame) => encoded = self.encode(&mut conn, &frame, buf),
                     Err(_) => break,
                 }
             }
-            if let Err(e) = stream.write_all(buf) {
+            if let Err(ConnectError::Failed(why) | ConnectError::Handshake(why)) = encoded {
+                return Ended::Failed(why);
+            }
+            if let Err(e) = conn.stream.write_all(buf) {
                 return Ended::Failed(format!("write: {e}"));
             }
         }
@@ -226,6 +359,7 @@ mod tests {
             io_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(1),
             hello: Frame::Syn { digest: vec![] },
+            keyring: None,
         };
         let (events_tx, events) = crossbeam_channel::unbounded();
         let addr = black_hole.local_addr().unwrap().to_string();
