@@ -30,7 +30,11 @@ pub fn join_discovery(
     config.credentials = credentials;
     let control = node.control();
     DiscoveryClient::start(config, move |members| {
-        let addrs = members.iter().map(|m| m.addr.to_string()).collect();
+        // Members heard from most recently first: a live node heartbeats, so it leads
+        // the list however many stale entries discovery holds.
+        let mut fresh: Vec<_> = members.iter().collect();
+        fresh.sort_by_key(|m| m.seen_ms_ago);
+        let addrs = fresh.iter().map(|m| m.addr.to_string()).collect();
         let _ = control.send(Control::Discovered(addrs));
     })
 }

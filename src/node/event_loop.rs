@@ -69,8 +69,8 @@ pub enum Control {
     LinkDown(String, String),
     /// The peer at this gossip address did not complete the keyed handshake, and why.
     HandshakeFailed(String, String),
-    /// Gossip addresses of nodes to join through (from discovery or LAN discovery); those
-    /// already live members are skipped.
+    /// Gossip addresses of nodes to join through (from discovery or LAN discovery), the
+    /// source's first choices first; those already live members are skipped.
     Discovered(Vec<String>),
     /// The seeds, freshly resolved to addresses.
     Seeds(Vec<String>),
@@ -497,7 +497,12 @@ impl EventLoop {
                     .into_iter()
                     .filter(|a| *a != self.me.gossip_addr && !self.is_live_member_addr(a))
                     .collect();
-                fastrand::shuffle(&mut new);
+                // Half the joins go to the source's first choices (discovery: the members
+                // it heard from last), half to random others, so neither stale entries
+                // nor a few fresh made-up ones can crowd out the rest for long.
+                let mut others = new.split_off(new.len().min(MAX_JOINS_PER_REPORT / 2));
+                fastrand::shuffle(&mut others);
+                new.extend(others);
                 for addr in new.into_iter().take(MAX_JOINS_PER_REPORT) {
                     self.core.join(now, &addr);
                 }
