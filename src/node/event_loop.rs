@@ -27,8 +27,9 @@ use crate::status::{
     millis, GossipStatus, LatencyStatus, MemberStatus, NodeStatus, PeerCounts, PeerReplication,
     StateStats, TransportStatus,
 };
-use crossbeam_channel::{never, select, tick, Receiver, Sender};
+use crossbeam_channel::{never, select, tick, Receiver, RecvError, Sender};
 use std::collections::HashMap;
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,17 +196,33 @@ impl EventLoop {
         let mut queries = self.inputs.queries.clone();
         let mut inbound = self.inputs.inbound.clone();
         let mut datagrams = self.inputs.datagrams.clone();
+        let mut completions = self.core.storage_completions().unwrap_or_else(never);
         let control = self.inputs.control.clone();
         let shutdown = self.inputs.shutdown.clone();
         let sweep = tick(LINK_SWEEP);
+        // Operations are taken only while no batch is pending: those that come meanwhile
+        // wait in their channel and all go into the next batch.
+        let held = never();
         loop {
             self.core.handle_timer(self.now());
             self.carry_out_effects();
             let wait = self.core.next_deadline().saturating_sub(self.now());
+            let next_ops = if self.core.commit_pending() {
+                &held
+            } else {
+                &ops
+            };
+            let mut ops_closed = false;
             select! {
-                recv(ops) -> msg => match msg {
-                    Ok(first) => self.commit(first),
-                    Err(_) => ops = never(),
+                recv(next_ops) -> msg => match msg {
+                    Ok(first) => self.commit(Some(first)),
+                    Err(_) => ops_closed = true,
+                },
+                recv(completions) -> msg => {
+                    if msg.is_err() {
+                        completions = never();
+                    }
+                    self.commit_finished(msg);
                 },
                 recv(inbound) -> msg => match msg {
                     Ok(frame) => self.handle_inbound(frame),
@@ -226,8 +243,12 @@ impl EventLoop {
                 recv(shutdown) -> _ => break,
                 default(wait) => {}
             }
+            if ops_closed {
+                ops = never();
+            }
             self.carry_out_effects();
         }
+        self.finish_pending(&completions);
         self.leave();
         if let Err(e) = self.core.close() {
             log::error!("closing storage: {e}");
@@ -240,9 +261,11 @@ impl EventLoop {
 
     /// Hands `first` and every operation waiting behind it (up to [`MAX_BATCH`] of them)
     /// to the core as one batch.
-    fn commit(&mut self, first: ClientOps) {
+    fn commit(&mut self, first: Option<ClientOps>) {
         let mut batch = Vec::new();
-        first.unpack(&mut batch);
+        if let Some(first) = first {
+            first.unpack(&mut batch);
+        }
         while batch.len() < MAX_BATCH {
             match self.inputs.ops.try_recv() {
                 Ok(more) => more.unpack(&mut batch),
@@ -251,6 +274,35 @@ impl EventLoop {
         }
         let now = self.now();
         self.core.commit(now, batch);
+    }
+
+    /// The pending batch's outcome from the storage (a closed channel: the storage's
+    /// thread is gone, and the batch failed); then the operations that came meanwhile
+    /// start the next batch.
+    fn commit_finished(&mut self, outcome: Result<io::Result<()>, RecvError>) {
+        let outcome =
+            outcome.unwrap_or_else(|_| Err(io::Error::other("the storage thread has stopped")));
+        self.core.commit_finished(self.now(), outcome);
+        if !self.core.commit_pending() {
+            self.commit(None);
+        }
+    }
+
+    /// Waits for the pending batch, so a batch made durable is also answered before the
+    /// node stops.
+    fn finish_pending(&mut self, completions: &Receiver<io::Result<()>>) {
+        while self.core.commit_pending() {
+            let outcome = completions.recv();
+            let gone = outcome.is_err();
+            self.core.commit_finished(
+                self.now(),
+                outcome.unwrap_or_else(|_| Err(io::Error::other("the storage thread has stopped"))),
+            );
+            self.carry_out_effects();
+            if gone {
+                break;
+            }
+        }
     }
 
     /// Announces the leave and gives the links a moment to carry it.

@@ -2,6 +2,8 @@
 //!
 //! - `config`: settings and defaults;
 //! - `wal_storage`: the node core's `Storage` over the write-ahead log (`--wal`);
+//! - `wal_thread`: the thread that writes, fsyncs and snapshots that log, off the event
+//!   loop;
 //! - `event_loop`: the one thread that owns the node core and routes its effects;
 //! - `transport`: outbound connections to gossip addresses (writer threads, bounded
 //!   queues): the reliable lane;
@@ -33,6 +35,7 @@ pub(crate) mod seeds;
 pub(crate) mod transport;
 pub(crate) mod views;
 pub(crate) mod wal_storage;
+pub(crate) mod wal_thread;
 
 pub use config::NodeConfig;
 pub use event_loop::Control;
