@@ -64,7 +64,9 @@ struct JoinRequest {
     addr: String,
 }
 
-/// Starts the node's HTTP API on `listener`.
+/// Starts the node's HTTP API on `listener`. Each request is answered on its
+/// connection's thread: an increment waits there for its group commit, so as many
+/// increments can share one fsync as there are connections.
 pub fn spawn(
     listener: TcpListener,
     config: &HttpConfig,
@@ -77,7 +79,7 @@ pub fn spawn(
         queries,
         op_durations,
     };
-    HttpServer::spawn(listener, config, "http", Arc::new(api))
+    HttpServer::spawn_on_connections(listener, config, Arc::new(api))
 }
 
 struct NodeApi {
