@@ -198,6 +198,7 @@ impl WalFlags {
             snapshot_records: self.snapshot_records.unwrap_or(defaults.snapshot_records),
             snapshot_bytes: self.snapshot_bytes.unwrap_or(defaults.snapshot_bytes),
             repair: self.repair,
+            preallocate: defaults.preallocate,
         };
         Ok(Some(WalDir {
             dir,

@@ -147,6 +147,10 @@ impl WalFile for FaultyFile {
         self.fs.check(Op::Truncate)?;
         self.inner.truncate(len)
     }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.preallocate(len)
+    }
 }
 
 impl FileSystem for FaultyFs {

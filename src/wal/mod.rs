@@ -119,12 +119,33 @@ pub struct WalConfig {
     pub snapshot_bytes: u64,
     /// Keep what can be kept from a corrupt log instead of refusing to open. Default off.
     pub repair: bool,
+    /// Keep the active segment's file up to [`PREALLOCATE_STEP`] (or `segment_bytes`, if
+    /// smaller) of zeros ahead of its last record, cut back when the segment is done, so
+    /// most fsyncs do not have to extend the file. Default on; tests that read segment
+    /// files byte by byte turn it off.
+    pub preallocate: bool,
 }
 
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 pub const DEFAULT_SNAPSHOT_RECORDS: u64 = 1_000_000;
 pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 << 20;
+/// How much a segment's file is extended at a time when preallocating: one fsync in
+/// every this many bytes of records pays for extending the file, and a crash leaves at
+/// most this many zeros for recovery to read and cut.
+pub const PREALLOCATE_STEP: u64 = 1 << 20;
+
+impl WalConfig {
+    /// How far ahead of its last record a segment's file is made long: 0 without
+    /// preallocation.
+    pub fn preallocation(&self) -> u64 {
+        if self.preallocate {
+            self.segment_bytes.min(PREALLOCATE_STEP)
+        } else {
+            0
+        }
+    }
+}
 
 impl Default for WalConfig {
     fn default() -> WalConfig {
@@ -135,6 +156,7 @@ impl Default for WalConfig {
             snapshot_records: DEFAULT_SNAPSHOT_RECORDS,
             snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
             repair: false,
+            preallocate: true,
         }
     }
 }
@@ -357,12 +379,20 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the active segment (fsynced, so only the last segment can have a torn
-    /// tail) and starts the next one.
+    /// Closes the active segment (cut to its last record and fsynced, so only the last
+    /// segment can have a torn or zero tail) and starts the next one.
     fn rotate(&mut self) -> Result<(), WalError> {
         self.sync()?;
-        let next = ActiveSegment::create(self.fs.as_ref(), &self.dir, self.next_seq)
-            .map_err(|e| WalError::io(format!("start a segment in {}", self.dir.display()), e))?;
+        self.active
+            .finish()
+            .map_err(|e| self.io_error("finish", e))?;
+        let next = ActiveSegment::create(
+            self.fs.as_ref(),
+            &self.dir,
+            self.next_seq,
+            self.config.preallocation(),
+        )
+        .map_err(|e| WalError::io(format!("start a segment in {}", self.dir.display()), e))?;
         let old = std::mem::replace(&mut self.active, next);
         self.closed.push(SegmentFile {
             first_seq: old.first_seq,
@@ -509,10 +539,8 @@ impl Wal {
     /// incarnation even under a weaker policy.
     pub fn close(mut self) -> Result<(), WalError> {
         self.active
-            .ensure_clean()
-            .map_err(|e| self.io_error("cut back a failed write in", e))?;
-        self.unsynced = true;
-        self.sync()?;
+            .finish()
+            .map_err(|e| self.io_error("finish", e))?;
         identity::set_marker(self.fs.as_ref(), &self.dir, CLEAN_SHUTDOWN_FILE)
     }
 
