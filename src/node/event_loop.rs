@@ -10,6 +10,7 @@
 //! core together: one group commit.
 
 use super::listener::{Inbound, InboundCounters};
+use super::oneshot;
 use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
 use super::transport::{LinkConfig, PeerLink};
 use super::views::{
@@ -65,16 +66,42 @@ pub enum Control {
 }
 
 /// Where an operation's answer goes.
-pub type OpReply = Sender<OpResult>;
+#[derive(Debug)]
+pub enum OpReply {
+    /// A thread waiting for this one answer (an HTTP request).
+    Once(oneshot::Sender<OpResult>),
+    /// A channel that takes answers in order (a RESP session).
+    Channel(Sender<OpResult>),
+}
+
+impl OpReply {
+    pub fn send(self, result: OpResult) {
+        match self {
+            OpReply::Once(tx) => tx.send(result),
+            OpReply::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+impl From<Sender<OpResult>> for OpReply {
+    fn from(tx: Sender<OpResult>) -> OpReply {
+        OpReply::Channel(tx)
+    }
+}
 
 /// A client's increments or decrements, each answered once applied and durable.
 #[derive(Debug)]
 pub enum ClientOps {
-    /// One operation (an HTTP request).
+    /// One operation.
     One { op: LocalOp, reply: OpReply },
     /// Operations committed in the same batch, answered in their order on one channel
     /// (a RESP pipeline). At most [`MAX_BATCH`] of them.
-    Many { ops: Vec<LocalOp>, reply: OpReply },
+    Many {
+        ops: Vec<LocalOp>,
+        reply: Sender<OpResult>,
+    },
 }
 
 impl ClientOps {
@@ -84,7 +111,7 @@ impl ClientOps {
             ClientOps::One { op, reply } => batch.push(OpRequest { op, reply }),
             ClientOps::Many { ops, reply } => batch.extend(ops.into_iter().map(|op| OpRequest {
                 op,
-                reply: reply.clone(),
+                reply: OpReply::Channel(reply.clone()),
             })),
         }
     }
@@ -338,9 +365,7 @@ impl EventLoop {
                         self.send_reliable(to, frame);
                     }
                 }
-                Effect::Reply { to, result } => {
-                    let _ = to.send(result);
-                }
+                Effect::Reply { to, result } => to.send(result),
                 Effect::MemberChanged(change) => self.member_changed(change),
                 Effect::NewIncarnation(origin) => {
                     self.me = match self.core.membership() {

@@ -13,7 +13,8 @@
 //! (`GET /metrics`, rendered here from the status, off the event loop). Each operation's
 //! time from request received to answer sent goes into the `op_durations` histogram.
 
-use super::event_loop::{ClientOps, Query};
+use super::event_loop::{ClientOps, OpReply, Query};
+use super::oneshot;
 use super::views::ValueView;
 use crate::crdt::{validate_counter_name, LocalOp, OpError, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
@@ -166,16 +167,17 @@ impl NodeApi {
     }
 
     fn apply(&self, name: String, kind: OpKind, amount: u64) -> Result<Reply, Reply> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = oneshot::channel();
         let op = LocalOp {
             counter: name.clone(),
             kind,
             amount,
         };
+        let reply = OpReply::Once(tx);
         self.ops
-            .send(ClientOps::One { op, reply: tx })
+            .send(ClientOps::One { op, reply })
             .map_err(|_| stopping())?;
-        match rx.recv().map_err(|_| stopping())? {
+        match rx.recv().ok_or_else(stopping)? {
             Ok(value) => Ok(Reply::ok(&ValueView { name, value })),
             Err(OpFailure::Refused(e @ OpError::VersionsExhausted)) => {
                 Err(Reply::error(503, e.to_string()))

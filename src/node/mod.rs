@@ -13,7 +13,7 @@
 //! - `lan_discovery`: nodes of one cluster finding each other by UDP broadcast;
 //! - `discovery_feed`: addresses to join from the discovery server;
 //! - `http_api` and `views`: the HTTP API (with the dashboard and metrics) and its JSON
-//!   shapes.
+//!   shapes; `oneshot`: how an HTTP increment waits for its answer.
 //!
 //! With `redis_addr` set, the RESP server (`crate::resp`) is started beside the HTTP
 //! API, on the same channels to the event loop.
@@ -30,6 +30,7 @@ pub(crate) mod event_loop;
 pub(crate) mod http_api;
 pub(crate) mod lan_discovery;
 pub(crate) mod listener;
+pub(crate) mod oneshot;
 pub(crate) mod probe_lane;
 pub(crate) mod seeds;
 pub(crate) mod transport;
