@@ -5,9 +5,12 @@
 //! join, resolved seeds) and the core's next deadline. Each input goes to the core; the
 //! core's effects are then carried out here — gossip frames queued on the links to
 //! members' addresses (never blocking), membership probes sent as datagrams, answers
-//! sent to the waiting clients, membership changes logged — and the core may then sync
-//! or snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to the
-//! core together: one group commit.
+//! sent to the waiting clients, membership changes logged — and the core may then ask
+//! for a snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to
+//! the core together: one group commit, handed to the WAL thread. While it is on the
+//! disk the loop takes no operations (they wait in their channel) but goes on with
+//! everything else; when the storage's completion arrives the batch is applied and
+//! answered, and the operations that waited become the next batch.
 
 use super::listener::{Inbound, InboundCounters};
 use super::oneshot;

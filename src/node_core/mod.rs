@@ -5,9 +5,12 @@
 //! It owns the gossip engine, the node's storage and (in the TCP node and the simulator)
 //! its SWIM membership, and keeps the durability invariant by construction:
 //! [`NodeCore::commit`] is the only way a local operation reaches the state, and it
-//! prepares the batch, hands it to the storage and applies it only if the storage made
-//! it durable — nothing can run in between. State learned from peers is logged as soon
-//! as it is learned. The engine gossips with the live members: every membership change
+//! prepares the batch, hands it to the storage and applies it only once the storage
+//! made it durable — at once, or later through [`NodeCore::commit_finished`] when the
+//! storage works in the background (the TCP node's WAL thread). Meanwhile frames, reads
+//! and timers go on against the state without the batch, and new operations wait for
+//! the next batch: one batch is pending at a time, so each is prepared from a state that
+//! holds every earlier one. State learned from peers is logged as soon as it is learned. The engine gossips with the live members: every membership change
 //! updates its peer set. A runtime feeds inputs (operations, frames, timer ticks, joins),
 //! each with the current time, and carries out the effects the core queued: frames to
 //! send, answers to operations, membership changes to log. The reply handle `R` is
