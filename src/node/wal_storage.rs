@@ -251,6 +251,47 @@ mod tests {
             .and_then(|m| m["last_heard_ms_ago"].as_u64())
     }
 
+    fn snapshots_taken(http: &str) -> u64 {
+        get_json(http, "/status")["storage"]["wal"]["snapshots_taken"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[test]
+    fn snapshots_are_taken_while_writes_go_on_and_recovery_counts_each_write_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let few = WalConfig {
+            snapshot_records: 20,
+            ..options()
+        };
+        let (wal, recovered) = Wal::open(dir.path(), few.clone()).unwrap();
+        let storage = Box::new(WalStorage::new(wal, recovered.report).unwrap());
+        let node = Node::start(local_config(), storage, recovered.origin, recovered.state).unwrap();
+        let http = node.http_addr().to_string();
+        // Eight writers keep going until two snapshots were taken (and 40 writes each).
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let http = http.clone();
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + DEADLINE;
+                    let mut acked = 0;
+                    while acked < 40 || snapshots_taken(&http) < 2 {
+                        assert!(Instant::now() < deadline, "no snapshot under writes");
+                        assert_eq!(post(&http, "/counters/c/increment").0, 200);
+                        acked += 1;
+                    }
+                    acked
+                })
+            })
+            .collect();
+        let acked: i64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(value(&http, "c"), acked);
+        node.stop();
+        let (_, again) = Wal::open(dir.path(), few).unwrap();
+        assert_eq!(again.state.value("c"), acked);
+        assert!(again.report.snapshot_seq.is_some(), "{:?}", again.report);
+    }
+
     struct ReleaseOnDrop(FaultyFs);
 
     impl Drop for ReleaseOnDrop {

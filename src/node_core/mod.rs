@@ -23,6 +23,8 @@
 
 mod origin_guard;
 mod storage;
+#[cfg(test)]
+mod tests;
 
 pub use origin_guard::{GuardStatus, OriginGuard, TWIN_PING_INTERVAL};
 pub use storage::{fresh_incarnation, CommitStarted, MemoryStorage, Storage};
@@ -164,12 +166,15 @@ impl<R> NodeCore<R> {
     }
 
     /// The outcome of the pending batch, from [`Storage::completions`]: it is applied
-    /// and answered (or failed), then the operations that waited start the next batch.
+    /// and answered (or failed), the storage gets its turn (the state now holds every
+    /// record it was given: the one moment a snapshot can be asked for under steady
+    /// writes), then the operations that waited start the next batch.
     pub fn commit_finished(&mut self, now: Duration, outcome: io::Result<()>) {
         match self.pending.take() {
             Some(pending) => self.finish_batch(now, pending, outcome),
             None => log::error!("storage: an outcome arrived with no batch pending"),
         }
+        self.settle();
         self.start_waiting(now);
     }
 
