@@ -31,6 +31,8 @@ pub struct WalStorage {
     durable: bool,
     /// What start-up recovery found, shown in `GET /status`.
     recovery: RecoveryReport,
+    /// The WAL thread's failed appends of learned state already reported.
+    learned_failures_seen: u64,
 }
 
 impl WalStorage {
@@ -45,6 +47,7 @@ impl WalStorage {
             thread: Some(handle.thread),
             durable,
             recovery,
+            learned_failures_seen: 0,
         })
     }
 
@@ -84,8 +87,18 @@ impl Storage for WalStorage {
         Some(self.completions.clone())
     }
 
+    /// Hands the deltas to the WAL thread. An append that failed there is reported by
+    /// the next call, so the core still counts it.
     fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()> {
-        self.send(Request::Learned(deltas.to_vec()))
+        self.send(Request::Learned(deltas.to_vec()))?;
+        let failed = self.shared.learned_failures.load(Ordering::SeqCst);
+        if failed > self.learned_failures_seen {
+            self.learned_failures_seen = failed;
+            return Err(io::Error::other(
+                "an earlier append of learned state failed (see the WAL's log line)",
+            ));
+        }
+        Ok(())
     }
 
     fn after_turn(&mut self, state: &State) -> io::Result<()> {

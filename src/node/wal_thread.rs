@@ -15,7 +15,7 @@ use crate::crdt::{Origin, OriginDelta, State};
 use crate::wal::{FsyncPolicy, SnapshotJob, Wal, WalError, WalStatus};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -47,6 +47,8 @@ pub struct Shared {
     pub status: Mutex<WalStatus>,
     /// Set once a snapshot is due; the event loop takes it and sends the state.
     pub snapshot_wanted: AtomicBool,
+    /// Appends of learned state that failed so far.
+    pub learned_failures: AtomicU64,
 }
 
 /// The event loop's ends of a running WAL thread.
@@ -66,6 +68,7 @@ pub fn spawn(wal: Wal) -> io::Result<Handle> {
     let shared = Arc::new(Shared {
         status: Mutex::new(wal.status()),
         snapshot_wanted: AtomicBool::new(false),
+        learned_failures: AtomicU64::new(0),
     });
     let thread = WalThread {
         wal,
@@ -142,6 +145,7 @@ impl WalThread {
             Request::Learned(deltas) => {
                 if let Err(e) = self.wal.append_learned(&deltas) {
                     log::warn!("WAL: cannot log state learned from peers: {e}");
+                    self.shared.learned_failures.fetch_add(1, Ordering::SeqCst);
                 }
             }
             Request::Snapshot(state) => self.start_snapshot(state),
