@@ -198,6 +198,7 @@ impl WalFlags {
             snapshot_records: self.snapshot_records.unwrap_or(defaults.snapshot_records),
             snapshot_bytes: self.snapshot_bytes.unwrap_or(defaults.snapshot_bytes),
             repair: self.repair,
+            preallocate: defaults.preallocate,
         };
         Ok(Some(WalDir {
             dir,
@@ -237,7 +238,10 @@ pub fn open(wal_dir: WalDir, name: &str, name_given: bool) -> Result<Opened, Cli
     }
     let fence = (!report.created && !fence_timeout.is_zero()).then_some(fence_timeout);
     Ok(Opened {
-        storage: Box::new(WalStorage::new(wal, report)),
+        storage: Box::new(
+            WalStorage::new(wal, report)
+                .map_err(|e| CliError::Failed(format!("cannot start the WAL thread: {e}")))?,
+        ),
         origin,
         state: recovered.state,
         fence,

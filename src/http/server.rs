@@ -11,6 +11,12 @@
 //! - the API tokens ([`Access`]): checked here, before any handler, so no route can
 //!   forget them: 401 without a known token, 403 for a read-only token on a change.
 //!
+//! Requests are answered either by a pool of worker threads ([`HttpServer::spawn`]) or on
+//! the thread of each request's connection ([`HttpServer::spawn_on_connections`]): the
+//! latter saves two thread hand-offs per request and suits a handler that waits (the
+//! node's increments wait for their group commit), since the requests in progress are
+//! then bounded by the connections, not by a pool.
+//!
 //! A [`Handler`] sees a [`Request`] whose body is already read and within the cap, and
 //! returns a [`Reply`]. A reply can ask to be timed ([`Reply::timed`]): once its answer
 //! is sent, the time since the request was received (its headers read, before it waited
@@ -23,7 +29,7 @@ use crate::status::histogram::Histogram;
 use serde::Serialize;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -197,6 +203,9 @@ pub struct HttpServer {
     local_addr: SocketAddr,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
+    /// Serving on connection threads: the server (kept open until stopped) and its
+    /// requests in progress.
+    on_connections: Option<(Arc<tiny_http::Server>, Arc<AtomicUsize>)>,
 }
 
 impl HttpServer {
@@ -208,13 +217,9 @@ impl HttpServer {
         handler: Arc<dyn Handler>,
     ) -> io::Result<HttpServer> {
         let local_addr = listener.local_addr()?;
-        let tls = config.tls.as_ref().map(|tls| tiny_http::SslConfig {
-            certificate: tls.certificate_pem.clone(),
-            private_key: tls.private_key_pem.clone(),
-        });
         let server = tiny_http::Server::from_listener_with_limits(
             listener,
-            tls,
+            ssl_config(config),
             Some(config.read_timeout),
             Some(config.max_header),
         )
@@ -226,10 +231,12 @@ impl HttpServer {
         for i in 0..config.workers.max(1) {
             let worker = Worker {
                 server: server.clone(),
-                handler: handler.clone(),
+                service: Service {
+                    handler: handler.clone(),
+                    max_body: config.max_body,
+                    access: config.access.clone(),
+                },
                 stop: stop.clone(),
-                max_body: config.max_body,
-                access: config.access.clone(),
             };
             workers.push(
                 std::thread::Builder::new()
@@ -241,6 +248,56 @@ impl HttpServer {
             local_addr,
             stop,
             workers,
+            on_connections: None,
+        })
+    }
+
+    /// Serves `listener` answering each request on the thread of its connection (one
+    /// per open connection, as tiny_http keeps them); `config.workers` is not used and
+    /// [`Handler::idle`] never called. Once stopped, a request gets 503 and its
+    /// connection is closed.
+    pub fn spawn_on_connections(
+        listener: TcpListener,
+        config: &HttpConfig,
+        name: &str,
+        handler: Arc<dyn Handler>,
+    ) -> io::Result<HttpServer> {
+        let local_addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let service = Service {
+            handler,
+            max_body: config.max_body,
+            access: config.access.clone(),
+        };
+        let (stopped, counted) = (stop.clone(), in_flight.clone());
+        let serve = move |request: tiny_http::Request| {
+            // Counted before the stop flag is read, so `stop` waits for this request if
+            // it is let in.
+            counted.fetch_add(1, Ordering::SeqCst);
+            if stopped.load(Ordering::SeqCst) {
+                let reply =
+                    Reply::error(503, "the server is stopping").with_header("Connection", "close");
+                respond(request, reply);
+            } else {
+                service.serve(request);
+            }
+            counted.fetch_sub(1, Ordering::SeqCst);
+        };
+        let server = tiny_http::Server::from_listener_with_handler(
+            listener,
+            ssl_config(config),
+            Some(config.read_timeout),
+            Some(config.max_header),
+            Arc::new(serve),
+        )
+        .map_err(|e| io::Error::other(format!("cannot serve HTTP on {local_addr}: {e}")))?;
+        log_security(name, local_addr, config);
+        Ok(HttpServer {
+            local_addr,
+            stop,
+            workers: Vec::new(),
+            on_connections: Some((Arc::new(server), in_flight)),
         })
     }
 
@@ -260,10 +317,15 @@ impl HttpServer {
     }
 
     /// Returns once the server has been stopped (through a [`StopHandle`]) and every
-    /// worker has finished.
+    /// request in progress has been answered.
     pub fn join(&mut self) {
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+        if let Some((_server, in_flight)) = self.on_connections.take() {
+            while !self.stop.load(Ordering::SeqCst) || in_flight.load(Ordering::SeqCst) > 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
 }
@@ -272,6 +334,14 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// tiny_http's TLS settings from `config`, when it serves HTTPS.
+fn ssl_config(config: &HttpConfig) -> Option<tiny_http::SslConfig> {
+    config.tls.as_ref().map(|tls| tiny_http::SslConfig {
+        certificate: tls.certificate_pem.clone(),
+        private_key: tls.private_key_pem.clone(),
+    })
 }
 
 /// Says at start what a server requires, and warns when its tokens would cross the
@@ -304,23 +374,30 @@ impl StopHandle {
 
 struct Worker {
     server: Arc<tiny_http::Server>,
-    handler: Arc<dyn Handler>,
+    service: Service,
     stop: Arc<AtomicBool>,
-    max_body: usize,
-    access: Access,
 }
 
 impl Worker {
     fn run(&self) {
         while !self.stop.load(Ordering::SeqCst) {
             match self.server.recv_timeout(POLL) {
-                Ok(Some(request)) => self.serve(request),
-                Ok(None) => self.handler.idle(),
+                Ok(Some(request)) => self.service.serve(request),
+                Ok(None) => self.service.handler.idle(),
                 Err(e) => log::debug!("http: {e}"),
             }
         }
     }
+}
 
+/// What answers a request, on whichever thread.
+struct Service {
+    handler: Arc<dyn Handler>,
+    max_body: usize,
+    access: Access,
+}
+
+impl Service {
     /// The request's body, once its token allows it and its body is within the cap.
     /// A refused request's body is never read into memory: tiny_http drains it (through
     /// a fixed buffer, within the read timeout) before the connection's next request.
@@ -364,15 +441,9 @@ impl Worker {
                 reply.body
             );
         }
-        let mut response =
-            tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-        for h in reply.headers {
-            response.add_header(h);
-        }
-        if let Err(e) = request.respond(response) {
-            log::debug!("http: cannot answer: {e}");
-        }
-        if let Some(timer) = reply.timer {
+        let timer = reply.timer.clone();
+        respond(request, reply);
+        if let Some(timer) = timer {
             timer.observe_duration(received.elapsed());
         }
     }
@@ -389,6 +460,16 @@ fn refused(refusal: Refusal) -> Reply {
         ),
     };
     Reply::error(status, message).with_header("WWW-Authenticate", challenge)
+}
+
+fn respond(request: tiny_http::Request, reply: Reply) {
+    let mut response = tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+    for h in reply.headers {
+        response.add_header(h);
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("http: cannot answer: {e}");
+    }
 }
 
 /// Reads the whole body if it is within `max` bytes, whatever length was declared.
@@ -416,4 +497,80 @@ fn read_body(request: &mut tiny_http::Request, max: usize) -> Result<Vec<u8>, Re
 /// A header from gctr's own ASCII names and values.
 fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("gctr's headers are ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    //! Serving on connection threads: a stop waits for the requests in progress, and a
+    //! request after it is refused.
+
+    use super::*;
+    use crossbeam_channel::{bounded, Receiver, Sender};
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+
+    /// Tells when a request starts, then answers it once let go.
+    struct Gate {
+        started: Sender<()>,
+        go: Receiver<()>,
+    }
+
+    impl Handler for Gate {
+        fn handle(&self, _request: &Request) -> Reply {
+            let _ = self.started.send(());
+            let _ = self.go.recv();
+            Reply::ok(&"done")
+        }
+    }
+
+    fn status_of(reader: &mut BufReader<TcpStream>) -> String {
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut line = String::new();
+        let mut len = 0;
+        while reader.read_line(&mut line).unwrap() > 2 {
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            line.clear();
+        }
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(reader, &mut body).unwrap();
+        status.trim().to_owned()
+    }
+
+    #[test]
+    fn stop_waits_for_the_requests_in_progress_and_later_ones_get_503() {
+        let (started_tx, started) = bounded(1);
+        let (go_tx, go) = bounded(1);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gate = Arc::new(Gate {
+            started: started_tx,
+            go,
+        });
+        let mut server =
+            HttpServer::spawn_on_connections(listener, &HttpConfig::default(), "test", gate)
+                .unwrap();
+        let mut conn = TcpStream::connect(server.local_addr()).unwrap();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        conn.write_all(request).unwrap();
+        started.recv().unwrap();
+
+        let (stopped_tx, stopped) = bounded(1);
+        std::thread::spawn(move || {
+            server.stop();
+            stopped_tx.send(()).unwrap();
+        });
+        // Cannot pass wrongly: a correct stop never returns while the request waits.
+        let early = stopped.recv_timeout(Duration::from_millis(100));
+        assert!(early.is_err(), "stop returned with a request in progress");
+        go_tx.send(()).unwrap();
+        assert_eq!(status_of(&mut reader), "HTTP/1.1 200 OK");
+        stopped.recv().unwrap();
+
+        // The same keep-alive connection, after the stop.
+        conn.write_all(request).unwrap();
+        assert_eq!(status_of(&mut reader), "HTTP/1.1 503 Service Unavailable");
+    }
 }

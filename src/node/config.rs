@@ -24,10 +24,6 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest wait between two reconnection attempts to an unreachable peer.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(1);
-/// Threads answering HTTP requests. Each waits for its operation's batch to be durable,
-/// so this bounds the operations one group commit can gather: it must cover the client
-/// concurrency the node is meant to serve (a worker parked on a channel costs a stack).
-pub const DEFAULT_HTTP_WORKERS: usize = 64;
 
 /// Everything `Node::start` needs besides the storage and the recovered state.
 #[derive(Clone, Debug)]
@@ -96,10 +92,7 @@ impl NodeConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             io_timeout: DEFAULT_IO_TIMEOUT,
             max_backoff: DEFAULT_MAX_BACKOFF,
-            http: HttpConfig {
-                workers: DEFAULT_HTTP_WORKERS,
-                ..HttpConfig::default()
-            },
+            http: HttpConfig::default(),
             fence: None,
             max_counters: DEFAULT_MAX_COUNTERS,
             keyring: None,

@@ -5,9 +5,12 @@
 //! join, resolved seeds) and the core's next deadline. Each input goes to the core; the
 //! core's effects are then carried out here — gossip frames queued on the links to
 //! members' addresses (never blocking), membership probes sent as datagrams, answers
-//! sent to the waiting clients, membership changes logged — and the core may then sync
-//! or snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to the
-//! core together: one group commit.
+//! sent to the waiting clients, membership changes logged — and the core may then ask
+//! for a snapshot. Every operation waiting at the moment (up to [`MAX_BATCH`]) goes to
+//! the core together: one group commit, handed to the WAL thread. While it is on the
+//! disk the loop takes no operations (they wait in their channel) but goes on with
+//! everything else; when the storage's completion arrives the batch is applied and
+//! answered, and the operations that waited become the next batch.
 //!
 //! With a keyring, the `keyring` child module carries the keyring's messages and the
 //! operator's commands, and keeps the addresses whose keyed handshake failed.
@@ -16,6 +19,7 @@ mod keyring;
 
 use super::listener::{Inbound, InboundCounters};
 use super::node_keys::{KeysCommandError, NodeKeys};
+use super::oneshot;
 use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
 use super::transport::{LinkConfig, PeerLink};
 use super::views::{
@@ -35,8 +39,9 @@ use crate::status::{
     millis, GossipStatus, LatencyStatus, MemberStatus, NodeStatus, PeerCounts, PeerReplication,
     StateStats, TransportStatus,
 };
-use crossbeam_channel::{never, select, tick, Receiver, Sender};
+use crossbeam_channel::{never, select, tick, Receiver, RecvError, Sender};
 use std::collections::HashMap;
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,16 +82,42 @@ pub enum Control {
 }
 
 /// Where an operation's answer goes.
-pub type OpReply = Sender<OpResult>;
+#[derive(Debug)]
+pub enum OpReply {
+    /// A thread waiting for this one answer (an HTTP request).
+    Once(oneshot::Sender<OpResult>),
+    /// A channel that takes answers in order (a RESP session).
+    Channel(Sender<OpResult>),
+}
+
+impl OpReply {
+    pub fn send(self, result: OpResult) {
+        match self {
+            OpReply::Once(tx) => tx.send(result),
+            OpReply::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+impl From<Sender<OpResult>> for OpReply {
+    fn from(tx: Sender<OpResult>) -> OpReply {
+        OpReply::Channel(tx)
+    }
+}
 
 /// A client's increments or decrements, each answered once applied and durable.
 #[derive(Debug)]
 pub enum ClientOps {
-    /// One operation (an HTTP request).
+    /// One operation.
     One { op: LocalOp, reply: OpReply },
     /// Operations committed in the same batch, answered in their order on one channel
     /// (a RESP pipeline). At most [`MAX_BATCH`] of them.
-    Many { ops: Vec<LocalOp>, reply: OpReply },
+    Many {
+        ops: Vec<LocalOp>,
+        reply: Sender<OpResult>,
+    },
 }
 
 impl ClientOps {
@@ -96,7 +127,7 @@ impl ClientOps {
             ClientOps::One { op, reply } => batch.push(OpRequest { op, reply }),
             ClientOps::Many { ops, reply } => batch.extend(ops.into_iter().map(|op| OpRequest {
                 op,
-                reply: reply.clone(),
+                reply: OpReply::Channel(reply.clone()),
             })),
         }
     }
@@ -228,17 +259,33 @@ impl EventLoop {
         let mut queries = self.inputs.queries.clone();
         let mut inbound = self.inputs.inbound.clone();
         let mut datagrams = self.inputs.datagrams.clone();
+        let mut completions = self.core.storage_completions().unwrap_or_else(never);
         let control = self.inputs.control.clone();
         let shutdown = self.inputs.shutdown.clone();
         let sweep = tick(LINK_SWEEP);
+        // Operations are taken only while no batch is pending: those that come meanwhile
+        // wait in their channel and all go into the next batch.
+        let held = never();
         loop {
             self.core.handle_timer(self.now());
             self.carry_out_effects();
             let wait = self.core.next_deadline().saturating_sub(self.now());
+            let next_ops = if self.core.commit_pending() {
+                &held
+            } else {
+                &ops
+            };
+            let mut ops_closed = false;
             select! {
-                recv(ops) -> msg => match msg {
-                    Ok(first) => self.commit(first),
-                    Err(_) => ops = never(),
+                recv(next_ops) -> msg => match msg {
+                    Ok(first) => self.commit(Some(first)),
+                    Err(_) => ops_closed = true,
+                },
+                recv(completions) -> msg => {
+                    if msg.is_err() {
+                        completions = never();
+                    }
+                    self.commit_finished(msg);
                 },
                 recv(inbound) -> msg => match msg {
                     Ok(frame) => self.handle_inbound(frame),
@@ -262,8 +309,12 @@ impl EventLoop {
                 recv(shutdown) -> _ => break,
                 default(wait) => {}
             }
+            if ops_closed {
+                ops = never();
+            }
             self.carry_out_effects();
         }
+        self.finish_pending(&completions);
         self.leave();
         if let Err(e) = self.core.close() {
             log::error!("closing storage: {e}");
@@ -276,9 +327,11 @@ impl EventLoop {
 
     /// Hands `first` and every operation waiting behind it (up to [`MAX_BATCH`] of them)
     /// to the core as one batch.
-    fn commit(&mut self, first: ClientOps) {
+    fn commit(&mut self, first: Option<ClientOps>) {
         let mut batch = Vec::new();
-        first.unpack(&mut batch);
+        if let Some(first) = first {
+            first.unpack(&mut batch);
+        }
         while batch.len() < MAX_BATCH {
             match self.inputs.ops.try_recv() {
                 Ok(more) => more.unpack(&mut batch),
@@ -287,6 +340,35 @@ impl EventLoop {
         }
         let now = self.now();
         self.core.commit(now, batch);
+    }
+
+    /// The pending batch's outcome from the storage (a closed channel: the storage's
+    /// thread is gone, and the batch failed); then the operations that came meanwhile
+    /// start the next batch.
+    fn commit_finished(&mut self, outcome: Result<io::Result<()>, RecvError>) {
+        let outcome =
+            outcome.unwrap_or_else(|_| Err(io::Error::other("the storage thread has stopped")));
+        self.core.commit_finished(self.now(), outcome);
+        if !self.core.commit_pending() {
+            self.commit(None);
+        }
+    }
+
+    /// Waits for the pending batch, so a batch made durable is also answered before the
+    /// node stops.
+    fn finish_pending(&mut self, completions: &Receiver<io::Result<()>>) {
+        while self.core.commit_pending() {
+            let outcome = completions.recv();
+            let gone = outcome.is_err();
+            self.core.commit_finished(
+                self.now(),
+                outcome.unwrap_or_else(|_| Err(io::Error::other("the storage thread has stopped"))),
+            );
+            self.carry_out_effects();
+            if gone {
+                break;
+            }
+        }
     }
 
     /// Announces the leave and gives the links a moment to carry it.
@@ -322,9 +404,7 @@ impl EventLoop {
                         self.send_reliable(to, frame);
                     }
                 }
-                Effect::Reply { to, result } => {
-                    let _ = to.send(result);
-                }
+                Effect::Reply { to, result } => to.send(result),
                 Effect::MemberChanged(change) => self.member_changed(change),
                 Effect::NewIncarnation(origin) => {
                     self.me = match self.core.membership() {

@@ -13,8 +13,9 @@
 //! (`GET /metrics`, rendered here from the status, off the event loop). Each operation's
 //! time from request received to answer sent goes into the `op_durations` histogram.
 
-use super::event_loop::{ClientOps, Query};
+use super::event_loop::{ClientOps, OpReply, Query};
 use super::node_keys::KeysCommandError;
+use super::oneshot;
 use super::views::ValueView;
 use crate::crdt::{validate_counter_name, LocalOp, OpError, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
@@ -91,7 +92,9 @@ struct UseRequest {
     key: String,
 }
 
-/// Starts the node's HTTP API on `listener`.
+/// Starts the node's HTTP API on `listener`. Each request is answered on its
+/// connection's thread: an increment waits there for its group commit, so as many
+/// increments can share one fsync as there are connections.
 pub fn spawn(
     listener: TcpListener,
     config: &HttpConfig,
@@ -104,7 +107,7 @@ pub fn spawn(
         queries,
         op_durations,
     };
-    HttpServer::spawn(listener, config, "http", Arc::new(api))
+    HttpServer::spawn_on_connections(listener, config, "http", Arc::new(api))
 }
 
 struct NodeApi {
@@ -229,16 +232,17 @@ impl NodeApi {
     }
 
     fn apply(&self, name: String, kind: OpKind, amount: u64) -> Result<Reply, Reply> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (tx, rx) = oneshot::channel();
         let op = LocalOp {
             counter: name.clone(),
             kind,
             amount,
         };
+        let reply = OpReply::Once(tx);
         self.ops
-            .send(ClientOps::One { op, reply: tx })
+            .send(ClientOps::One { op, reply })
             .map_err(|_| stopping())?;
-        match rx.recv().map_err(|_| stopping())? {
+        match rx.recv().ok_or_else(stopping)? {
             Ok(value) => Ok(Reply::ok(&ValueView { name, value })),
             Err(OpFailure::Refused(e @ OpError::VersionsExhausted)) => {
                 Err(Reply::error(503, e.to_string()))

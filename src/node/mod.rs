@@ -2,6 +2,8 @@
 //!
 //! - `config`: settings and defaults;
 //! - `wal_storage`: the node core's `Storage` over the write-ahead log (`--wal`);
+//! - `wal_thread`: the thread that writes, fsyncs and snapshots that log, off the event
+//!   loop;
 //! - `event_loop`: the one thread that owns the node core and routes its effects;
 //! - `transport`: outbound connections to gossip addresses (writer threads, bounded
 //!   queues): the reliable lane;
@@ -11,7 +13,7 @@
 //! - `lan_discovery`: nodes of one cluster finding each other by UDP broadcast;
 //! - `discovery_feed`: addresses to join from the discovery server;
 //! - `http_api` and `views`: the HTTP API (with the dashboard and metrics) and its JSON
-//!   shapes.
+//!   shapes; `oneshot`: how an HTTP increment waits for its answer.
 //!
 //! - `keyed_stream`: the keyed handshake and sealed frames on gossip connections;
 //! - `node_keys`: the keyring at run time (`--keyring`): its file, the probe lane's
@@ -31,11 +33,13 @@ pub(crate) mod keyed_stream;
 pub(crate) mod lan_discovery;
 pub(crate) mod listener;
 pub(crate) mod node_keys;
+pub(crate) mod oneshot;
 pub(crate) mod probe_lane;
 pub(crate) mod seeds;
 pub(crate) mod transport;
 pub(crate) mod views;
 pub(crate) mod wal_storage;
+pub(crate) mod wal_thread;
 
 pub use config::{KeyringConfig, NodeConfig};
 pub use event_loop::Control;

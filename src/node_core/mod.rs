@@ -5,9 +5,12 @@
 //! It owns the gossip engine, the node's storage and (in the TCP node and the simulator)
 //! its SWIM membership, and keeps the durability invariant by construction:
 //! [`NodeCore::commit`] is the only way a local operation reaches the state, and it
-//! prepares the batch, hands it to the storage and applies it only if the storage made
-//! it durable — nothing can run in between. State learned from peers is logged as soon
-//! as it is learned. The engine gossips with the live members: every membership change
+//! prepares the batch, hands it to the storage and applies it only once the storage
+//! made it durable — at once, or later through [`NodeCore::commit_finished`] when the
+//! storage works in the background (the TCP node's WAL thread). Meanwhile frames, reads
+//! and timers go on against the state without the batch, and new operations wait for
+//! the next batch: one batch is pending at a time, so each is prepared from a state that
+//! holds every earlier one. State learned from peers is logged as soon as it is learned. The engine gossips with the live members: every membership change
 //! updates its peer set. A runtime feeds inputs (operations, frames, timer ticks, joins),
 //! each with the current time, and carries out the effects the core queued: frames to
 //! send, answers to operations, membership changes to log. The reply handle `R` is
@@ -20,18 +23,21 @@
 
 mod origin_guard;
 mod storage;
+#[cfg(test)]
+mod tests;
 
 pub use origin_guard::{GuardStatus, OriginGuard, TWIN_PING_INTERVAL};
-pub use storage::{fresh_incarnation, MemoryStorage, Storage};
+pub use storage::{fresh_incarnation, CommitStarted, MemoryStorage, Storage};
 
 use crate::codec::Frame;
-use crate::crdt::{LocalOp, OpError, Origin, OriginDelta, State};
+use crate::crdt::{LocalOp, OpError, OpKind, Origin, OriginDelta, PreparedBatch, State};
 use crate::engine::{Engine, Output, Stats};
 use crate::member::{Member, NodeName};
 use crate::membership::{self, MemberChange, MemberView, Membership};
 use crate::replication::PeerLag;
 use crate::status::histogram::{Histogram, HistogramSnapshot, BATCH_BUCKETS};
 use crate::status::{RequestStats, StorageStatus};
+use crossbeam_channel::Receiver;
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -90,6 +96,13 @@ pub enum Effect<R> {
     NewIncarnation(Origin),
 }
 
+/// A batch handed to the storage and not yet durable, with whom to answer.
+struct PendingBatch<R> {
+    batch: PreparedBatch,
+    kinds: Vec<OpKind>,
+    replies: Vec<R>,
+}
+
 pub struct NodeCore<R> {
     engine: Engine,
     storage: Box<dyn Storage>,
@@ -101,6 +114,10 @@ pub struct NodeCore<R> {
     /// The state changed since the storage last saw it.
     housekeeping_due: bool,
     guard: OriginGuard,
+    /// The batch the storage is making durable in the background, if any.
+    pending: Option<PendingBatch<R>>,
+    /// Operations that came while a batch was pending: the next batch.
+    waiting: Vec<OpRequest<R>>,
 }
 
 impl<R> NodeCore<R> {
@@ -115,6 +132,8 @@ impl<R> NodeCore<R> {
             batch_sizes: Histogram::new(BATCH_BUCKETS),
             housekeeping_due: false,
             guard: OriginGuard::default(),
+            pending: None,
+            waiting: Vec::new(),
         }
     }
 
@@ -139,13 +158,49 @@ impl<R> NodeCore<R> {
 
     /// Group commit: the operations become one prepared batch, one durable write and one
     /// apply (at `now`), then each gets its answer. If the storage fails, every operation
-    /// of the batch fails with it and nothing is applied.
+    /// of the batch fails with it and nothing is applied. While a batch is pending (see
+    /// [`CommitStarted::Pending`]) the operations wait and go into the next batch.
     pub fn commit(&mut self, now: Duration, requests: impl IntoIterator<Item = OpRequest<R>>) {
+        self.waiting.extend(requests);
+        self.start_waiting(now);
+    }
+
+    /// The outcome of the pending batch, from [`Storage::completions`]: it is applied
+    /// and answered (or failed), the storage gets its turn (the state now holds every
+    /// record it was given: the one moment a snapshot can be asked for under steady
+    /// writes), then the operations that waited start the next batch.
+    pub fn commit_finished(&mut self, now: Duration, outcome: io::Result<()>) {
+        match self.pending.take() {
+            Some(pending) => self.finish_batch(now, pending, outcome),
+            None => log::error!("storage: an outcome arrived with no batch pending"),
+        }
+        self.settle();
+        self.start_waiting(now);
+    }
+
+    /// Whether a batch is being made durable in the background.
+    pub fn commit_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Where the storage reports the outcomes of pending batches, if it ever leaves one
+    /// pending.
+    pub fn storage_completions(&self) -> Option<Receiver<io::Result<()>>> {
+        self.storage.completions()
+    }
+
+    /// Starts one batch of every waiting operation, unless a batch is pending.
+    fn start_waiting(&mut self, now: Duration) {
+        if self.pending.is_none() && !self.waiting.is_empty() {
+            let requests = std::mem::take(&mut self.waiting);
+            self.start_batch(now, requests);
+        }
+    }
+
+    /// Prepares one batch and hands it to the storage.
+    fn start_batch(&mut self, now: Duration, requests: Vec<OpRequest<R>>) {
         let (ops, replies): (Vec<LocalOp>, Vec<R>) =
             requests.into_iter().map(|r| (r.op, r.reply)).unzip();
-        if ops.is_empty() {
-            return;
-        }
         if let Some(reason) = self.guard.refusal(&self.name()) {
             self.requests.unavailable += ops.len() as u64;
             for (to, op) in replies.into_iter().zip(&ops) {
@@ -155,13 +210,34 @@ impl<R> NodeCore<R> {
             }
             return;
         }
-        let batch = self.engine.prepare_local(&ops);
+        let pending = PendingBatch {
+            batch: self.engine.prepare_local(&ops),
+            kinds: ops.iter().map(|op| op.kind).collect(),
+            replies,
+        };
         self.requests.batches += 1;
         self.requests.ops += ops.len() as u64;
         self.batch_sizes.observe(ops.len() as f64);
+        if pending.batch.is_empty() {
+            return self.finish_batch(now, pending, Ok(()));
+        }
+        match self.storage.start_commit(&pending.batch.delta) {
+            CommitStarted::Done(outcome) => self.finish_batch(now, pending, outcome),
+            CommitStarted::Pending => self.pending = Some(pending),
+        }
+    }
+
+    /// Applies a batch the storage made durable (nothing if it failed) and answers each
+    /// of its operations.
+    fn finish_batch(&mut self, now: Duration, pending: PendingBatch<R>, outcome: io::Result<()>) {
+        let PendingBatch {
+            batch,
+            kinds,
+            replies,
+        } = pending;
         let mut storage_error = None;
         if !batch.is_empty() {
-            match self.storage.commit_local(&batch.delta) {
+            match outcome {
                 Ok(()) => {
                     self.engine.apply_local(now, &batch);
                     self.route_engine_outputs(now);
@@ -174,8 +250,8 @@ impl<R> NodeCore<R> {
                 }
             }
         }
-        for ((to, result), op) in replies.into_iter().zip(batch.results).zip(&ops) {
-            let outcomes = self.requests.outcomes_mut(op.kind);
+        for ((to, result), kind) in replies.into_iter().zip(batch.results).zip(kinds) {
+            let outcomes = self.requests.outcomes_mut(kind);
             let result = match (result, &storage_error) {
                 (Err(refused), _) => {
                     outcomes.refused += 1;
@@ -477,8 +553,10 @@ impl<R> NodeCore<R> {
     /// Lets the storage sync or snapshot if the state changed since it last could. A
     /// runtime calls it after carrying out an input's effects, so answers and frames do
     /// not wait for a snapshot; if it does not, the next timer tick does it.
+    /// While a batch is pending the state lacks a record the storage holds, so this
+    /// waits for its outcome.
     pub fn settle(&mut self) {
-        if !std::mem::take(&mut self.housekeeping_due) {
+        if self.pending.is_some() || !std::mem::take(&mut self.housekeeping_due) {
             return;
         }
         if let Err(e) = self.storage.after_turn(self.engine.state()) {

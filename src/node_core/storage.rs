@@ -2,13 +2,31 @@
 //! the in-memory storage used without `--wal`.
 //!
 //! The core keeps the durability invariant through this trait: a local batch is handed to
-//! [`Storage::commit_local`] and applied only once that returns `Ok`, so nothing is
-//! gossiped, read or acknowledged before it is durable. One call covers every operation
-//! gathered into one batch (group commit).
+//! [`Storage::start_commit`] and applied only once the storage says it is durable, so
+//! nothing is gossiped, read or acknowledged before it is. One call covers every
+//! operation gathered into one batch (group commit).
+//!
+//! A storage either makes the batch durable in the call (the default, through
+//! [`Storage::commit_local`]: the in-memory storage, the simulator's) or in the
+//! background (the TCP node's WAL thread): then the call returns
+//! [`CommitStarted::Pending`], the outcome comes later on [`Storage::completions`], and
+//! the runtime hands it to [`crate::node_core::NodeCore::commit_finished`]. At most one
+//! batch is pending at a time; the next one gathers meanwhile (pipelined group commit).
 
 use crate::crdt::{Origin, OriginDelta, State};
 use crate::status::StorageStatus;
+use crossbeam_channel::Receiver;
 use std::io;
+
+/// What became of a batch handed to [`Storage::start_commit`].
+#[derive(Debug)]
+pub enum CommitStarted {
+    /// Made durable (or failed) in the call.
+    Done(io::Result<()>),
+    /// Being made durable in the background; the outcome comes on
+    /// [`Storage::completions`].
+    Pending,
+}
 
 /// Durable storage for one node, driven by the thread that owns the node core.
 pub trait Storage: Send {
@@ -16,12 +34,25 @@ pub trait Storage: Send {
     /// error nothing of the batch is applied and every operation in it is refused.
     fn commit_local(&mut self, delta: &OriginDelta) -> io::Result<()>;
 
+    /// Starts making one local batch durable; see the module comment. Never called while
+    /// an earlier batch is pending.
+    fn start_commit(&mut self, delta: &OriginDelta) -> CommitStarted {
+        CommitStarted::Done(self.commit_local(delta))
+    }
+
+    /// Where the outcomes of pending batches arrive, in order; `None` for a storage that
+    /// never answers [`CommitStarted::Pending`].
+    fn completions(&self) -> Option<Receiver<io::Result<()>>> {
+        None
+    }
+
     /// Records deltas learned from peers (already applied), so a restart need not fetch
     /// them again. An error is logged; peers can always resend what is lost.
     fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()>;
 
     /// Called after every input that changed the state and at every gossip tick, with
-    /// that state, so the storage can sync or snapshot when it sees fit.
+    /// that state, so the storage can sync or snapshot when it sees fit. Never called
+    /// while a batch is pending: `state` holds every record the storage was given.
     fn after_turn(&mut self, state: &State) -> io::Result<()>;
 
     /// Records that this node now writes under a new incarnation of `current` (for

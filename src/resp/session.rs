@@ -388,7 +388,10 @@ impl Session {
         }
         let reply = self.ops.get_or_insert_with(Flight::new).reply()?;
         let request = match self.pending_ops.pop() {
-            Some(op) if self.pending_ops.is_empty() => ClientOps::One { op, reply },
+            Some(op) if self.pending_ops.is_empty() => ClientOps::One {
+                op,
+                reply: reply.into(),
+            },
             last => {
                 self.pending_ops.extend(last);
                 ClientOps::Many {

@@ -91,7 +91,7 @@ fn serve(ops: Receiver<ClientOps>, queries: Receiver<Query>, seen: &Mutex<Seen>)
                 Ok(ClientOps::One { op, reply }) => {
                     let mut seen = seen.lock().unwrap();
                     seen.requests.push(1);
-                    let _ = reply.send(apply(&mut values, op, &mut seen));
+                    reply.send(apply(&mut values, op, &mut seen));
                 }
                 Ok(ClientOps::Many { ops, reply }) => {
                     let mut seen = seen.lock().unwrap();

@@ -1,12 +1,14 @@
 //! A test double for the file layer: the real file system, except that the Nth write,
 //! fsync or truncate from now on fails (and every later one too while `stuck` is set),
-//! so tests can check what a failed append leaves behind.
+//! so tests can check what a failed append leaves behind; and fsyncs can be held until
+//! released, a disk as slow as a test needs (a 50 ms fsync, or one that never ends until
+//! the test has checked what goes on meanwhile).
 
 use super::fs::{DirLock, FileSystem, RealFs, WalFile};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Which operation to fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +27,15 @@ struct Plan {
     failing: [AtomicBool; 3],
     /// Failures injected so far.
     injected: AtomicU64,
+    /// Whether fsyncs are held, and how many wait right now.
+    held: Mutex<Held>,
+    released: Condvar,
+}
+
+#[derive(Default)]
+struct Held {
+    holding: bool,
+    waiting: u64,
 }
 
 #[derive(Clone, Default)]
@@ -55,6 +66,35 @@ impl FaultyFs {
 
     pub fn injected(&self) -> u64 {
         self.plan.injected.load(Ordering::SeqCst)
+    }
+
+    /// Makes every fsync from now on (file or directory) wait until
+    /// [`FaultyFs::release_syncs`].
+    pub fn hold_syncs(&self) {
+        self.plan.held.lock().unwrap().holding = true;
+    }
+
+    /// Lets held fsyncs finish, and later ones run at once.
+    pub fn release_syncs(&self) {
+        self.plan.held.lock().unwrap().holding = false;
+        self.plan.released.notify_all();
+    }
+
+    /// How many fsyncs are waiting to be released right now.
+    pub fn syncs_held(&self) -> u64 {
+        self.plan.held.lock().unwrap().waiting
+    }
+
+    fn wait_while_held(&self) {
+        let mut held = self.plan.held.lock().unwrap();
+        if !held.holding {
+            return;
+        }
+        held.waiting += 1;
+        while held.holding {
+            held = self.plan.released.wait(held).unwrap();
+        }
+        held.waiting -= 1;
     }
 
     fn check(&self, op: Op) -> io::Result<()> {
@@ -98,6 +138,7 @@ impl WalFile for FaultyFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        self.fs.wait_while_held();
         self.fs.check(Op::Sync)?;
         self.inner.sync()
     }
@@ -105,6 +146,10 @@ impl WalFile for FaultyFile {
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.fs.check(Op::Truncate)?;
         self.inner.truncate(len)
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.preallocate(len)
     }
 }
 
@@ -148,6 +193,7 @@ impl FileSystem for FaultyFs {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.wait_while_held();
         self.check(Op::Sync)?;
         RealFs.sync_dir(dir)
     }

@@ -6,17 +6,22 @@
 //! and nothing else, which keeps the double small and honest.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// An open file the WAL appends to.
+/// An open file the WAL appends to. It writes at its own position: the end of the file
+/// when opened, moved by each append and by `truncate`, and left alone by `preallocate`.
 pub trait WalFile: Send {
-    /// Writes all of `buf` at the end of the file.
+    /// Writes all of `buf` at the file's position, and moves the position past it.
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes everything written so far durable (fdatasync).
     fn sync(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes; later appends go after that point.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Makes the file at least `len` bytes long (zeros), without moving the position, so
+    /// the appends that fill it need not extend the file before their fsync.
+    fn preallocate(&mut self, len: u64) -> io::Result<()>;
 }
 
 /// A held exclusive lock; dropping it releases the lock.
@@ -48,20 +53,34 @@ pub trait FileSystem: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RealFs;
 
-struct RealFile(File);
+struct RealFile {
+    file: File,
+    /// Where the next append goes.
+    pos: u64,
+}
 
 impl WalFile for RealFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.0.write_all(buf)
+        self.file.write_all_at(buf, self.pos)?;
+        self.pos += buf.len() as u64;
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        // The file is opened in append mode, so the next write goes to the new end.
-        self.0.set_len(len)
+        self.file.set_len(len)?;
+        self.pos = len;
+        Ok(())
+    }
+
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        if self.file.metadata()?.len() < len {
+            self.file.set_len(len)?;
+        }
+        Ok(())
     }
 }
 
@@ -113,14 +132,13 @@ impl FileSystem for RealFs {
             .truncate(true)
             .write(true)
             .open(path)?;
-        // Reopen in append mode so writes always land at the end, even after a truncate.
-        drop(file);
-        self.open_append(path)
+        Ok(Box::new(RealFile { file, pos: 0 }))
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Box::new(RealFile(file)))
+        let file = OpenOptions::new().write(true).open(path)?;
+        let pos = file.metadata()?.len();
+        Ok(Box::new(RealFile { file, pos }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -119,12 +119,33 @@ pub struct WalConfig {
     pub snapshot_bytes: u64,
     /// Keep what can be kept from a corrupt log instead of refusing to open. Default off.
     pub repair: bool,
+    /// Keep the active segment's file up to [`PREALLOCATE_STEP`] (or `segment_bytes`, if
+    /// smaller) of zeros ahead of its last record, cut back when the segment is done, so
+    /// most fsyncs do not have to extend the file. Default on; tests that read segment
+    /// files byte by byte turn it off.
+    pub preallocate: bool,
 }
 
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 pub const DEFAULT_SNAPSHOT_RECORDS: u64 = 1_000_000;
 pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 << 20;
+/// How much a segment's file is extended at a time when preallocating: one fsync in
+/// every this many bytes of records pays for extending the file, and a crash leaves at
+/// most this many zeros for recovery to read and cut.
+pub const PREALLOCATE_STEP: u64 = 1 << 20;
+
+impl WalConfig {
+    /// How far ahead of its last record a segment's file is made long: 0 without
+    /// preallocation.
+    pub fn preallocation(&self) -> u64 {
+        if self.preallocate {
+            self.segment_bytes.min(PREALLOCATE_STEP)
+        } else {
+            0
+        }
+    }
+}
 
 impl Default for WalConfig {
     fn default() -> WalConfig {
@@ -135,6 +156,7 @@ impl Default for WalConfig {
             snapshot_records: DEFAULT_SNAPSHOT_RECORDS,
             snapshot_bytes: DEFAULT_SNAPSHOT_BYTES,
             repair: false,
+            preallocate: true,
         }
     }
 }
@@ -199,6 +221,38 @@ pub struct WalStatus {
     pub snapshot_age_ms: Option<u64>,
     /// A failed write could not be cut away yet; appends retry the cut first.
     pub failed: bool,
+}
+
+/// A snapshot begun by [`Wal::begin_snapshot`], written by [`SnapshotJob::write`] and
+/// recorded by [`Wal::finish_snapshot`] (or [`Wal::abandon_snapshot`] when it failed).
+pub struct SnapshotJob {
+    fs: Arc<dyn FileSystem>,
+    dir: PathBuf,
+    last: u64,
+    /// Records and bytes since the previous snapshot, given back if this one fails.
+    records: u64,
+    bytes: u64,
+}
+
+impl SnapshotJob {
+    /// The last record the snapshot covers.
+    pub fn last_seq(&self) -> u64 {
+        self.last
+    }
+
+    /// Writes `state`, which must hold every record up to [`SnapshotJob::last_seq`]
+    /// (holding later ones too does no harm: replay is a merge): temporary file, fsync,
+    /// rename, directory fsync.
+    pub fn write(&self, state: &State) -> Result<(), WalError> {
+        snapshot::write(self.fs.as_ref(), &self.dir, state, self.last)
+            .map(drop)
+            .map_err(|e| {
+                WalError::io(
+                    format!("write snapshot {}", snapshot::snapshot_name(self.last)),
+                    e,
+                )
+            })
+    }
 }
 
 /// An open WAL. One process at a time holds a directory.
@@ -325,12 +379,20 @@ impl Wal {
         Ok(())
     }
 
-    /// Closes the active segment (fsynced, so only the last segment can have a torn
-    /// tail) and starts the next one.
+    /// Closes the active segment (cut to its last record and fsynced, so only the last
+    /// segment can have a torn or zero tail) and starts the next one.
     fn rotate(&mut self) -> Result<(), WalError> {
         self.sync()?;
-        let next = ActiveSegment::create(self.fs.as_ref(), &self.dir, self.next_seq)
-            .map_err(|e| WalError::io(format!("start a segment in {}", self.dir.display()), e))?;
+        self.active
+            .finish()
+            .map_err(|e| self.io_error("finish", e))?;
+        let next = ActiveSegment::create(
+            self.fs.as_ref(),
+            &self.dir,
+            self.next_seq,
+            self.config.preallocation(),
+        )
+        .map_err(|e| WalError::io(format!("start a segment in {}", self.dir.display()), e))?;
         let old = std::mem::replace(&mut self.active, next);
         self.closed.push(SegmentFile {
             first_seq: old.first_seq,
@@ -372,15 +434,19 @@ impl Wal {
         WalError::io(format!("{what} {}", self.active.path.display()), e)
     }
 
-    /// Takes a snapshot if the records or bytes since the last one reached a threshold.
-    /// `state` must hold every record appended so far (call it after applying them).
-    /// Returns whether a snapshot was taken.
-    pub fn maybe_snapshot(&mut self, state: &State) -> Result<bool, WalError> {
+    /// Whether the records or bytes since the last snapshot reached a threshold.
+    pub fn snapshot_due(&self) -> bool {
         let by_records = self.config.snapshot_records > 0
             && self.records_since_snapshot >= self.config.snapshot_records;
         let by_bytes = self.config.snapshot_bytes > 0
             && self.bytes_since_snapshot >= self.config.snapshot_bytes;
-        if !(by_records || by_bytes) {
+        by_records || by_bytes
+    }
+
+    /// Takes a snapshot if [`Wal::snapshot_due`]. `state` must hold every record
+    /// appended so far (call it after applying them). Returns whether one was taken.
+    pub fn maybe_snapshot(&mut self, state: &State) -> Result<bool, WalError> {
+        if !self.snapshot_due() {
             return Ok(false);
         }
         self.snapshot(state)?;
@@ -391,28 +457,58 @@ impl Wal {
     /// segments and older snapshots it makes redundant. `state` must hold every record
     /// appended so far. On error the log is unchanged and still complete.
     pub fn snapshot(&mut self, state: &State) -> Result<(), WalError> {
+        let Some(job) = self.begin_snapshot()? else {
+            return Ok(());
+        };
+        match job.write(state) {
+            Ok(()) => self.finish_snapshot(job),
+            Err(e) => {
+                self.abandon_snapshot(job);
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a snapshot of every record so far, to be written by [`SnapshotJob::write`]
+    /// (on any thread, from a state holding at least those records) while appends go on.
+    /// The records are made durable first, so a snapshot never stands for records a
+    /// crash could still tear away, and a new segment is started at the next record, so
+    /// the segments before it can go once the snapshot is written. `None` when the
+    /// newest snapshot already covers every record.
+    pub fn begin_snapshot(&mut self) -> Result<Option<SnapshotJob>, WalError> {
         let last = self.next_seq - 1;
         if self.last_snapshot_seq == Some(last) {
-            return Ok(());
+            return Ok(None);
         }
-        // The records the snapshot covers are made durable first, so a snapshot never
-        // stands for records a crash could still tear away.
         self.sync()?;
-        snapshot::write(self.fs.as_ref(), &self.dir, state, last).map_err(|e| {
-            WalError::io(
-                format!("write snapshot {}", snapshot::snapshot_name(last)),
-                e,
-            )
-        })?;
-        self.last_snapshot_seq = Some(last);
-        self.last_snapshot_time = Some(SystemTime::now());
-        self.snapshots_taken += 1;
-        self.records_since_snapshot = 0;
-        self.bytes_since_snapshot = 0;
         if self.active.len() > SEGMENT_HEADER_LEN {
             self.rotate()?;
         }
-        self.delete_covered(last)
+        let job = SnapshotJob {
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+            last,
+            records: self.records_since_snapshot,
+            bytes: self.bytes_since_snapshot,
+        };
+        self.records_since_snapshot = 0;
+        self.bytes_since_snapshot = 0;
+        Ok(Some(job))
+    }
+
+    /// Records the snapshot `job` wrote and deletes the segments and older snapshots it
+    /// makes redundant.
+    pub fn finish_snapshot(&mut self, job: SnapshotJob) -> Result<(), WalError> {
+        self.last_snapshot_seq = Some(job.last);
+        self.last_snapshot_time = Some(SystemTime::now());
+        self.snapshots_taken += 1;
+        self.delete_covered(job.last)
+    }
+
+    /// Forgets a snapshot that could not be written: its records count towards the next.
+    pub fn abandon_snapshot(&mut self, job: SnapshotJob) {
+        self.records_since_snapshot += job.records;
+        self.bytes_since_snapshot += job.bytes;
     }
 
     /// Deletes closed segments and snapshots older than the snapshot at `last`.
@@ -425,9 +521,12 @@ impl Wal {
             .filter(|(seq, _)| *seq < last)
             .map(|(_, p)| p)
             .collect();
-        if self.active.first_seq == last + 1 {
-            doomed.extend(self.closed.drain(..).map(|s| s.path));
-        }
+        // `begin_snapshot` started a segment at `last + 1`: every one before it is covered.
+        let (covered, kept) = std::mem::take(&mut self.closed)
+            .into_iter()
+            .partition(|s| s.first_seq <= last);
+        self.closed = kept;
+        doomed.extend(covered.into_iter().map(|s: SegmentFile| s.path));
         for path in &doomed {
             fs.remove(path)
                 .map_err(|e| WalError::io(format!("remove {}", path.display()), e))?;
@@ -440,10 +539,8 @@ impl Wal {
     /// incarnation even under a weaker policy.
     pub fn close(mut self) -> Result<(), WalError> {
         self.active
-            .ensure_clean()
-            .map_err(|e| self.io_error("cut back a failed write in", e))?;
-        self.unsynced = true;
-        self.sync()?;
+            .finish()
+            .map_err(|e| self.io_error("finish", e))?;
         identity::set_marker(self.fs.as_ref(), &self.dir, CLEAN_SHUTDOWN_FILE)
     }
 

@@ -46,7 +46,7 @@ impl Wal {
             report.new_incarnation = Some(change);
         }
         mark_running(f, dir, config.fsync)?;
-        let active = active_segment(f, dir, &mut replayed)?;
+        let active = active_segment(f, dir, &mut replayed, config.preallocation())?;
         report_replay(&mut report, &replayed);
         log::info!(
             "WAL {}: origin {origin}, {} records replayed from {} segments{}",
@@ -215,17 +215,18 @@ fn active_segment(
     f: &dyn FileSystem,
     dir: &Path,
     replayed: &mut Replayed,
+    preallocate: u64,
 ) -> Result<ActiveSegment, WalError> {
     let next_seq = replayed.next_seq;
     let reuse_last = replayed.last_segment_next == Some(next_seq);
     match replayed.segments.pop() {
         Some(last) if reuse_last => {
-            ActiveSegment::open(f, last.path.clone(), last.first_seq, last.len)
+            ActiveSegment::open(f, last.path.clone(), last.first_seq, last.len, preallocate)
                 .map_err(|e| WalError::io(format!("open {}", last.path.display()), e))
         }
         other => {
             replayed.segments.extend(other);
-            ActiveSegment::create(f, dir, next_seq)
+            ActiveSegment::create(f, dir, next_seq, preallocate)
                 .map_err(|e| WalError::io(format!("create a segment in {}", dir.display()), e))
         }
     }

@@ -243,7 +243,9 @@ fn replay_segment(
             _ => WalError::io(format!("read {}", seg.path.display()), e),
         })?;
     let bad = |offset: usize, reason: String, valid_crc: bool, bytes: Vec<u8>, seq: u64| {
-        let has_valid_after = !valid_crc && valid_frame_after(&bytes, offset, seq);
+        // Zeros to the end (a preallocated segment's unused space) hold no frame: no scan.
+        let zeros = bytes[offset..].iter().all(|b| *b == 0);
+        let has_valid_after = !valid_crc && !zeros && valid_frame_after(&bytes, offset, seq);
         Ok(Err(BadRecord {
             offset: offset as u64,
             reason,
@@ -346,7 +348,8 @@ fn save_and_cut(
         .file_name()
         .and_then(|n| n.to_str())
         .expect("segment names are ASCII");
-    let saved = if tail.is_empty() {
+    // A tail of zeros (a preallocated segment's unused end) holds nothing to keep.
+    let saved = if tail.iter().all(|b| *b == 0) {
         None
     } else {
         let copy = format!("{name}.{tag}-{offset}");

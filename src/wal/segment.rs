@@ -6,6 +6,12 @@
 //! segment is made whole before it appears: header written to a temporary file, fsynced,
 //! renamed, directory fsynced.
 //!
+//! A segment can be preallocated: the file is kept up to one step (zeros) ahead of its
+//! last record, so most appends need not extend the file, and their fdatasync need not
+//! write the file's new size too. A finished segment is cut back to its last record, so
+//! only the last segment can end in zeros (at most a step of them, after a crash), which
+//! recovery cuts as a torn tail.
+//!
 //! The active segment remembers the end of its last good record. A failed write or fsync
 //! cuts the file back to it, so nothing of a failed record can replay; if the cut itself
 //! fails, the segment stays failed and the cut is retried before anything else is written.
@@ -53,38 +59,71 @@ pub struct ActiveSegment {
     good_len: u64,
     /// A failed cut left bytes after `good_len` that must go before the next write.
     needs_cut: bool,
+    /// How far ahead of the last record the file is made long (0: not preallocated).
+    step: u64,
+    /// How long the file was made.
+    allocated: u64,
 }
 
 impl ActiveSegment {
-    /// Creates a new, empty segment whose first record will be `first_seq`.
-    pub fn create(fs: &dyn FileSystem, dir: &Path, first_seq: u64) -> io::Result<ActiveSegment> {
+    /// Creates a new, empty segment whose first record will be `first_seq`, preallocated
+    /// `step` bytes past its header (0: not at all).
+    pub fn create(
+        fs: &dyn FileSystem,
+        dir: &Path,
+        first_seq: u64,
+        step: u64,
+    ) -> io::Result<ActiveSegment> {
         let name = segment_name(first_seq);
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
         let mut file = fs.create(&tmp)?;
         file.append(&segment_header())?;
+        let allocated = SEGMENT_HEADER_LEN + step;
+        file.preallocate(allocated)?;
         file.sync()?;
-        drop(file);
         fs.rename(&tmp, &path)?;
         fs.sync_dir(dir)?;
-        ActiveSegment::open(fs, path, first_seq, SEGMENT_HEADER_LEN)
+        Ok(ActiveSegment {
+            path,
+            first_seq,
+            file,
+            good_len: SEGMENT_HEADER_LEN,
+            needs_cut: false,
+            step,
+            allocated,
+        })
     }
 
-    /// Opens a recovered segment whose good records end at `len` (the file is that long).
+    /// Opens a recovered segment whose good records end at `len` (the file is that long)
+    /// and preallocates `step` bytes past them.
     pub fn open(
         fs: &dyn FileSystem,
         path: PathBuf,
         first_seq: u64,
         len: u64,
+        step: u64,
     ) -> io::Result<ActiveSegment> {
-        let file = fs.open_append(&path)?;
+        let mut file = fs.open_append(&path)?;
+        let allocated = len + step;
+        file.preallocate(allocated)?;
         Ok(ActiveSegment {
             path,
             first_seq,
             file,
             good_len: len,
             needs_cut: false,
+            step,
+            allocated,
         })
+    }
+
+    /// Cuts the preallocated space after the last record away and fsyncs: for a segment
+    /// that is done (rotated away from, or closed).
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.ensure_clean()?;
+        self.file.truncate(self.good_len)?;
+        self.file.sync()
     }
 
     pub fn len(&self) -> u64 {
@@ -108,6 +147,11 @@ impl ActiveSegment {
     /// back to where it was, so the frames are gone; the error is returned either way.
     pub fn append(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
         self.ensure_clean()?;
+        let end = self.good_len + bytes.len() as u64;
+        if self.step > 0 && end > self.allocated {
+            self.allocated = end + self.step;
+            self.file.preallocate(self.allocated)?;
+        }
         let result = self
             .file
             .append(bytes)
@@ -140,6 +184,7 @@ impl ActiveSegment {
 
     fn cut_back(&mut self) -> io::Result<()> {
         self.file.truncate(self.good_len)?;
+        self.file.preallocate(self.allocated)?;
         self.file.sync()?;
         self.needs_cut = false;
         Ok(())

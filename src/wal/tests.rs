@@ -9,9 +9,11 @@ use crate::crdt::{CounterEntry, LocalOp, OpKind};
 use std::fs as stdfs;
 use std::path::Path;
 
+/// Without preallocation: these tests read and cut segment files byte by byte.
 fn options() -> WalConfig {
     WalConfig {
         node_name: Some("n1".into()),
+        preallocate: false,
         ..WalConfig::default()
     }
 }
@@ -647,4 +649,42 @@ fn wal_group_commit_fsyncs_local_batches_and_lets_learned_state_ride_along() {
     node.learned("peer", "x", 3);
     node.wal.sync_if_due().unwrap();
     assert_eq!(node.wal.status().fsyncs, 1, "due at once");
+}
+
+#[test]
+fn wal_preallocated_segments_end_on_their_records_once_done_and_a_crash_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalConfig {
+        preallocate: true,
+        ..tiny(400)
+    };
+    let (mut node, _) = Node::open(dir.path(), opts.clone());
+    node.write(12);
+    let history = node.history.clone();
+    let segs = segments(dir.path());
+    assert!(segs.len() > 1, "the test needs a rotation: {segs:?}");
+    for done in &segs[..segs.len() - 1] {
+        frame_offsets(&stdfs::read(done).unwrap());
+    }
+    let active = segs.last().unwrap();
+    let len = |path: &Path| stdfs::metadata(path).unwrap().len();
+    assert_eq!(len(active), SEGMENT_HEADER_LEN + 400, "preallocated");
+    drop(node);
+
+    // A crash leaves the active segment's zeros: cut as a torn tail, nothing saved.
+    let (mut node, report) = Node::open(dir.path(), opts.clone());
+    assert_eq!(image(&node.state), history[12]);
+    let torn = report.torn_tail.expect("the zero tail is cut");
+    assert_eq!(torn.saved_to, None);
+    assert!(files_ending(dir.path(), &format!(".torn-{}", torn.offset)).is_empty());
+    assert_eq!(len(active), torn.offset + 400, "preallocated again");
+    node.local("after", 1).unwrap();
+    let expected = image(&node.state);
+
+    // A clean close cuts the zeros itself.
+    node.wal.close().unwrap();
+    frame_offsets(&stdfs::read(active).unwrap());
+    let (node, report) = Node::open(dir.path(), opts);
+    assert_eq!(image(&node.state), expected);
+    assert!(report.torn_tail.is_none());
 }

@@ -125,6 +125,10 @@ mod ssl;
 mod test;
 mod util;
 
+/// gctr patch: what a server made by `Server::from_listener_with_handler` calls with each
+/// request, on the thread of the request's connection.
+pub type ConnectionHandler = Arc<dyn Fn(Request) + Send + Sync + 'static>;
+
 /// The main class of this library.
 ///
 /// Destroying this object will immediately close the listening socket and the reading
@@ -260,6 +264,38 @@ impl Server {
         read_timeout: Option<std::time::Duration>,
         max_header_bytes: Option<usize>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_options(listener, ssl_config, read_timeout, max_header_bytes, None)
+    }
+
+    /// gctr patch: like `from_listener_with_limits`, except that each request is handed
+    /// to `handler` on the thread that read it from its connection, instead of being
+    /// queued for `recv`. The next request of that connection is read once `handler`
+    /// returns. This saves two thread hand-offs per request (the queue to a `recv`
+    /// thread, and that thread's answer back to the connection), and a connection never
+    /// waits for a free `recv` thread. `recv` returns nothing on such a server.
+    pub fn from_listener_with_handler<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        read_timeout: Option<std::time::Duration>,
+        max_header_bytes: Option<usize>,
+        handler: ConnectionHandler,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_options(
+            listener,
+            ssl_config,
+            read_timeout,
+            max_header_bytes,
+            Some(handler),
+        )
+    }
+
+    fn from_listener_with_options<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        read_timeout: Option<std::time::Duration>,
+        max_header_bytes: Option<usize>,
+        handler: Option<ConnectionHandler>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -345,11 +381,17 @@ impl Server {
                 match new_client {
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let handler = handler.clone();
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
+                                // gctr patch: see `from_listener_with_handler`.
+                                if let Some(handler) = &handler {
+                                    for rq in client {
+                                        handler(rq);
+                                    }
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
+                                } else if client.secure() {
                                     let (sender, receiver) = mpsc::channel();
                                     for rq in client {
                                         messages.push(rq.with_notify_sender(sender.clone()).into());
