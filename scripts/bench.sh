@@ -491,8 +491,9 @@ row "Resident memory per idle node (VmRSS)" \
 # ---------------------------------------------------------------- 5. cluster size
 echo "== 5. dissemination against cluster size: ${SIZES[*]}"
 # size_run LABEL N [NODE ARGS...]: an N-node cluster of $GCTR, 1000 increments
-# over 8 connections per node, repeated; out/LABEL.txt gets loadgen's RESULT line plus
-# cpu_ms_per_increment (CPU of every node over the runs, per increment, per node).
+# over 8 connections per node, repeated; out/LABEL.txt gets loadgen's RESULT line and
+# out/LABEL-cpu.txt cpu_ms_per_increment (CPU of every node over the runs, per increment,
+# per node).
 size_run() {
     local label=$1 n=$2 reps before=0 after=0 pid
     shift 2
@@ -506,14 +507,14 @@ size_run() {
     stop_pids "${CLUSTER_PIDS[@]}"
     echo "RESULT reps=$reps cpu_ms_per_increment=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" \
         -v r="$reps" -v n="$n" 'BEGIN { printf "%.3f", t * 1000 / hz / (r * 1000) / n }')" \
-        >>"$WORK/out/$label.txt"
+        >"$WORK/out/$label-cpu.txt"
 }
 # size_text LABEL: the figures of one size_run.
 size_text() {
     local r
     r="$(result "$1" p50_ms) / $(result "$1" p99_ms) ms; 1000 absorbed in $(result "$1" absorb_p50_ms) ms"
     r+="; $(result "$1" frames_per_increment) frames per increment ($(result "$1" push_per_increment) push)"
-    echo "$r; CPU $(result "$1" cpu_ms_per_increment) ms per increment per node"
+    echo "$r; CPU $(result "$1-cpu" cpu_ms_per_increment) ms per increment per node"
 }
 GCTR_CURRENT=$GCTR
 for n in "${SIZES[@]}"; do
@@ -536,11 +537,11 @@ for n in "${SIZES[@]}"; do
         met="$(check "$(result "size-$n" frames_per_increment)" '<' 5.001) $(check "$(result "size-$n" p99_ms)" '<' 100) $(check "$(result "size-$n" absorb_p50_ms)" '<' 1000)"
         ;;
     esac
-    row "Dissemination, $n nodes, 1000 increments: convergence after the last p50 / p99 ($(result "size-$n" reps) reps)" \
+    row "Dissemination, $n nodes, 1000 increments: convergence after the last p50 / p99 ($(result "size-$n-cpu" reps) reps)" \
         "$(size_text "size-$n")" "$before_text" "$target" "$met"
 done
 size_run size-lazy-25 25 --no-eager-push
-row "Dissemination, 25 nodes, --no-eager-push (anti-entropy alone, 100 ms): p50 / p99 ($(result size-lazy-25 reps) reps)" \
+row "Dissemination, 25 nodes, --no-eager-push (anti-entropy alone, 100 ms): p50 / p99 ($(result size-lazy-25-cpu reps) reps)" \
     "$(size_text size-lazy-25)" "the floor of frames per increment" "-" "-"
 
 log_cmd "GCTR_BENCH_SIZES=5,10,25,50 cargo test --release --test dissemination bench_dissemination_against_cluster_size -- --ignored --nocapture"
