@@ -11,7 +11,10 @@
 #      replay), memory per (counter, origin) entry (the state_memory bench), and a real
 #      node restart;
 #   4. idle gossip bytes/s and resident memory per node (5 nodes, 100 counters);
-#   5. convergence against cluster size: 5, 10, 25 and 50 node processes;
+#   5. dissemination against cluster size: 5, 10, 25 and 50 node processes (convergence,
+#      time to absorb 1000 increments, gossip frames and CPU per increment), with the
+#      binary in GCTR_BASELINE_BIN as "before" when set, and --no-eager-push at 25 nodes;
+#      the same figures from the simulator;
 #   6. membership: crash detection and join time with 5 real nodes, idle membership
 #      bytes with 10, detection and join in the simulator at 100 and 1000 nodes;
 #   7. the container image (when a Docker engine answers): its size, and cold start
@@ -26,6 +29,8 @@
 # Environment: BENCH_DIR  where data directories go [default: target/bench-run]; the
 #                         node's WAL and Redis's AOF both go there, on the same disk.
 #              GCTR_BIN   benchmark this gctr binary instead of building one.
+#              GCTR_BASELINE_BIN  another gctr binary (an older build, say) to measure
+#                         section 5 with as well, reported as "before".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -319,7 +324,7 @@ stop_pids "${CLUSTER_PIDS[@]}"
 REF_CONV="Go reference: ~2.4 s for 1000 increments over 5 nodes"
 REF_CONV_SIZE="reference gossip counters: about 1 s at a 100 ms interval"
 row "Convergence, 5 nodes, eager push: p50 / p99 ($REPS reps)" \
-    "$(result conv-eager p50_ms) / $(result conv-eager p99_ms) ms (first send to converged: p50 $(result conv-eager total_p50_ms) ms)" \
+    "$(result conv-eager p50_ms) / $(result conv-eager p99_ms) ms (first send to converged: p50 $(result conv-eager total_p50_ms) ms; $(result conv-eager frames_per_increment) gossip frames per increment)" \
     "$REF_CONV" "p99 < 20 ms" \
     "$(check "$(result conv-eager p99_ms)" '<' 20)"
 row "Convergence, 5 nodes, no eager push, 100 ms interval: p50 / p99 ($REPS reps)" \
@@ -550,17 +555,70 @@ row "Resident memory per idle node (VmRSS)" \
     "-" "< 10 MiB" "$(check "$(awk -v k="$RSS_MAX" 'BEGIN {print k / 1024}')" '<' 10)"
 
 # ---------------------------------------------------------------- 5. cluster size
-echo "== 5. convergence against cluster size: ${SIZES[*]}"
-for n in "${SIZES[@]}"; do
+echo "== 5. dissemination against cluster size: ${SIZES[*]}"
+# size_run LABEL N [NODE ARGS...]: an N-node cluster of $GCTR, 1000 increments
+# over 8 connections per node, repeated; out/LABEL.txt gets loadgen's RESULT line and
+# out/LABEL-cpu.txt cpu_ms_per_increment (CPU of every node over the runs, per increment,
+# per node).
+size_run() {
+    local label=$1 n=$2 reps before=0 after=0 pid
+    shift 2
     reps=$((n <= 10 ? REPS : REPS_BIG))
     ((n >= 50)) && reps=$((REPS_BIG / 2 > 3 ? REPS_BIG / 2 : 3))
-    start_cluster "size$n" "$n"
-    lg "size-$n" converge --nodes "$CLUSTER_HTTP" --increments 1000 --connections 8 \
-        --reps "$reps" --tag "size$n"
+    start_cluster "$label" "$n" "$@"
+    for pid in "${CLUSTER_PIDS[@]}"; do before=$((before + $(cpu_ticks "$pid"))); done
+    lg "$label" converge --nodes "$CLUSTER_HTTP" --increments 1000 --connections 8 \
+        --reps "$reps" --tag "$label"
+    for pid in "${CLUSTER_PIDS[@]}"; do after=$((after + $(cpu_ticks "$pid"))); done
     stop_pids "${CLUSTER_PIDS[@]}"
-    row "Convergence, $n nodes, eager push: p50 / p99 ($reps reps)" \
-        "$(result "size-$n" p50_ms) / $(result "size-$n" p99_ms) ms (first send to converged: p50 $(result "size-$n" total_p50_ms) ms)" \
-        "$REF_CONV_SIZE" "-" "-"
+    echo "RESULT reps=$reps cpu_ms_per_increment=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" \
+        -v r="$reps" -v n="$n" 'BEGIN { printf "%.3f", t * 1000 / hz / (r * 1000) / n }')" \
+        >"$WORK/out/$label-cpu.txt"
+}
+# size_text LABEL: the figures of one size_run.
+size_text() {
+    local r
+    r="$(result "$1" p50_ms) / $(result "$1" p99_ms) ms; 1000 absorbed in $(result "$1" absorb_p50_ms) ms"
+    r+="; $(result "$1" frames_per_increment) frames per increment ($(result "$1" push_per_increment) push)"
+    echo "$r; CPU $(result "$1-cpu" cpu_ms_per_increment) ms per increment per node"
+}
+GCTR_CURRENT=$GCTR
+for n in "${SIZES[@]}"; do
+    size_run "size-$n" "$n"
+    before_text="-"
+    if [[ -n ${GCTR_BASELINE_BIN:-} ]]; then
+        GCTR=$(realpath "$GCTR_BASELINE_BIN")
+        size_run "size-before-$n" "$n"
+        GCTR=$GCTR_CURRENT
+        before_text="before ($GCTR_BASELINE_BIN): $(size_text "size-before-$n")"
+    fi
+    target="-" met="-"
+    case $n in
+    25)
+        target="frames <= 5, p99 < 50 ms"
+        met="$(check "$(result "size-$n" frames_per_increment)" '<' 5.001) $(check "$(result "size-$n" p99_ms)" '<' 50)"
+        ;;
+    50)
+        target="frames <= 5, p99 < 100 ms, absorbed < 1 s"
+        met="$(check "$(result "size-$n" frames_per_increment)" '<' 5.001) $(check "$(result "size-$n" p99_ms)" '<' 100) $(check "$(result "size-$n" absorb_p50_ms)" '<' 1000)"
+        ;;
+    esac
+    row "Dissemination, $n nodes, 1000 increments: convergence after the last p50 / p99 ($(result "size-$n-cpu" reps) reps)" \
+        "$(size_text "size-$n")" "$before_text" "$target" "$met"
+done
+size_run size-lazy-25 25 --no-eager-push
+row "Dissemination, 25 nodes, --no-eager-push (anti-entropy alone, 100 ms): p50 / p99 ($(result size-lazy-25-cpu reps) reps)" \
+    "$(size_text size-lazy-25)" "the floor of frames per increment" "-" "-"
+
+log_cmd "GCTR_BENCH_SIZES=5,10,25,50 cargo test --release --test dissemination bench_dissemination_against_cluster_size -- --ignored --nocapture"
+(cd "$ROOT" && GCTR_BENCH_SIZES=5,10,25,50 cargo test --release --quiet --test dissemination \
+    bench_dissemination_against_cluster_size -- --ignored --nocapture) >"$WORK/out/dissemination-sim.txt" 2>&1 ||
+    { cat "$WORK/out/dissemination-sim.txt"; exit 1; }
+for n in "${SIZES[@]}"; do
+    sim_field() { grep "^RESULT n=$n eager=$1 " "$WORK/out/dissemination-sim.txt" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+    row "Dissemination, simulated $n nodes, 1000 increments over 400 ms (0.1-0.5 ms links)" \
+        "$(sim_field true frames_per_increment) frames per increment ($(sim_field true push_per_increment) push), converged $(sim_field true convergence_ms) ms after the last" \
+        "no eager push: $(sim_field false frames_per_increment) frames per increment, $(sim_field false convergence_ms) ms" "-" "-"
 done
 
 # ---------------------------------------------------------------- 6. membership
@@ -779,6 +837,12 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "  \"first send to converged\" also counts the writing, as the reference figure does."
     echo "  p99 is by nearest rank: with 20 repetitions it is the slowest one. Clusters are"
     echo "  real \`gctr node\` processes, each seeded with every earlier one$( ((HAS_WAL)) && echo ', each with its own --wal')."
+    echo "- Dissemination: the same runs per cluster size, also reporting the time to absorb the"
+    echo "  1000 increments (first sent to last acknowledged, p50), the gossip frames every node"
+    echo "  sent (\`GET /status\`, membership frames left out) from just before the first increment"
+    echo "  until just after convergence, per increment, and every node's CPU time (/proc/PID/stat)"
+    echo "  over the runs per increment per node. \"before\" is the same with GCTR_BASELINE_BIN."
+    echo "  The simulated rows come from \`tests/dissemination.rs\`'s benchmark test (virtual time)."
     echo "- Throughput: \`loadgen throughput\`, closed loop: each connection sends its next"
     echo "  request when the last is answered; operations inside the ${DURATION} window after a"
     echo "  ${WARMUP} warm-up are counted. gctr's counter must then read exactly the number of"
@@ -818,7 +882,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
         redis-16-\* durable-16-\* dashboard-16-\* memory-16-\* health-16 redis-benchmark-16 \
         redis-64-\* durable-64-\* memory-64-\* health-64 redis-benchmark-64 \
         durable-batches rb-redis-\* rb-gctr-\* lg-resp-\* wal-recovery-\* restart-fill restart-records restart-health \
-        restart-replayed idle size-5 size-10 size-25 size-50 detect-\* join-\* idle10 \
+        restart-replayed idle size-\* dissemination-sim detect-\* join-\* idle10 \
         membership-sim docker-build cold-container-\* cold-process-\*; do
         for f in "$WORK"/out/$pattern.txt; do
             [[ -f $f ]] || continue

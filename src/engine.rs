@@ -12,11 +12,13 @@
 //! at most `max_payload` bytes in version order, each chunk closing its origin's range at
 //! the last version it carries, so a receiver that gets only a prefix advances only that far.
 //!
-//! Eager push: a durable local batch goes at once to random peers (Push); a peer that
-//! learns something from a push passes it to as many others, and a push that reveals a
+//! Eager push, coalesced ([`crate::push`]): a durable local batch, and whatever a push
+//! taught this node, waits for the next push batch (Push), which leaves at once when the
+//! push window is free, else when it ends, carrying everything new since the last one,
+//! one frame per target: every peer of a small cluster, two overlay neighbours of a
+//! larger one. A push that teaches nothing goes no further, and a push that reveals a
 //! gap makes the receiver pull from the pusher at once instead of waiting for the next
-//! round. A push goes to `fanout` peers or, in a cluster of n nodes, ln(n) + 3 if more
-//! (every peer in a small cluster; see [`Engine::push_fanout`]).
+//! round.
 //!
 //! Each peer's digest (in its Syn or SynAck) also tells how far it is behind this
 //! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
@@ -24,6 +26,7 @@
 use crate::codec::{self, Frame, PerFrameType};
 use crate::crdt::{Applied, Digest, LocalOp, Origin, OriginDelta, PreparedBatch, State};
 use crate::member::NodeName;
+use crate::push::{self, PushQueue, PushWindow};
 use crate::replication::{PeerLag, ReplicationTracker};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -43,6 +46,8 @@ pub struct Config {
     pub gossip_interval: Duration,
     pub fanout: usize,
     pub eager_push: bool,
+    /// How long a push window lasts: at most one push batch per window.
+    pub push_window: PushWindow,
     /// Largest frame payload the engine builds, in bytes.
     pub max_payload: usize,
 }
@@ -53,6 +58,7 @@ impl Default for Config {
             gossip_interval: DEFAULT_GOSSIP_INTERVAL,
             fanout: DEFAULT_FANOUT,
             eager_push: true,
+            push_window: PushWindow::Auto,
             max_payload: codec::DEFAULT_MAX_PAYLOAD,
         }
     }
@@ -90,8 +96,10 @@ pub struct Stats {
     /// Counter entries sent and received in deltas and pushes.
     pub entries_out: u64,
     pub entries_in: u64,
-    /// Pushes passed on after learning from them.
+    /// Pushes that taught this node something, passed on with its next push batch.
     pub forwarded: u64,
+    /// Push batches sent (each one frame per target).
+    pub push_batches: u64,
     /// Immediate pulls made because a push revealed a gap.
     pub repairs: u64,
     /// Deltas and digests from peers that claimed this node's own origin beyond what it
@@ -104,12 +112,15 @@ pub struct Stats {
 
 pub struct Engine {
     me: Origin,
+    /// The node's name, as its peers know it.
+    name: NodeName,
     config: Config,
     state: State,
     peers: Vec<NodeName>,
     rng: fastrand::Rng,
     outbox: Vec<Output>,
     next_round: Duration,
+    pushes: PushQueue,
     /// Per peer, when the next gap-repair pull may be sent to it.
     repair_after: HashMap<NodeName, Duration>,
     stats: Stats,
@@ -130,14 +141,17 @@ impl Engine {
                 .clamp(MIN_PAYLOAD, codec::MAX_PAYLOAD_LIMIT),
             ..config
         };
+        let name = NodeName::new(&me.node).expect("an origin's node name is valid");
         Engine {
             me,
+            name,
             config,
             state,
             peers: Vec::new(),
             rng,
             outbox: Vec::new(),
             next_round: now + offset,
+            pushes: PushQueue::default(),
             repair_after: HashMap::new(),
             stats: Stats::default(),
             replication: ReplicationTracker::default(),
@@ -197,9 +211,12 @@ impl Engine {
         self.replication.forget(peer);
     }
 
-    /// When the runtime must next call [`Engine::handle_timer`].
+    /// When the runtime must next call [`Engine::handle_timer`]: the next anti-entropy
+    /// round, or the end of the push window if changes wait for it.
     pub fn next_deadline(&self) -> Duration {
-        self.next_round
+        self.pushes
+            .deadline(self.push_window())
+            .map_or(self.next_round, |t| t.min(self.next_round))
     }
 
     /// Takes every output queued since the last call.
@@ -207,15 +224,16 @@ impl Engine {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Runs an anti-entropy round if one is due.
+    /// Sends the push batch and runs an anti-entropy round if they are due.
     pub fn handle_timer(&mut self, now: Duration) {
+        self.push_if_due(now);
         if now < self.next_round {
             return;
         }
         self.next_round = now + self.config.gossip_interval;
         self.stats.rounds += 1;
         let digest = self.state.digest();
-        for peer in self.pick_peers(self.config.fanout, None) {
+        for peer in self.pick_peers(self.config.fanout) {
             self.send(
                 peer,
                 Frame::Syn {
@@ -258,29 +276,29 @@ impl Engine {
             Frame::SynAck { digest, delta } => {
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
-                self.apply(now, from, &delta);
+                self.apply_pulled(now, from, &delta);
                 for chunk in self.chunk_missing(&digest, 0) {
                     self.send_deltas_counted(&chunk);
                     self.send(from.clone(), Frame::Delta { delta: chunk });
                 }
             }
             Frame::Delta { delta } => {
-                self.apply(now, from, &delta);
+                self.apply_pulled(now, from, &delta);
             }
             Frame::Push { delta } => {
-                let learned = self.apply(now, from, &delta);
+                self.apply(now, from, &delta);
                 // Still not knowing the origin up to the push's end means a change is missing.
                 let gap = delta.iter().any(|d| self.state.known(&d.origin) < d.to);
-                if !learned.is_empty() {
-                    self.stats.forwarded += 1;
-                    for peer in self.pick_peers(self.push_fanout(), Some(from)) {
-                        self.send_deltas_counted(&learned);
-                        self.send(
-                            peer,
-                            Frame::Push {
-                                delta: learned.clone(),
-                            },
-                        );
+                // In a mesh every node had the push from its origin; beyond, what it
+                // carries past this node's own batches goes on with the next one.
+                if !self.is_mesh() {
+                    let mut carried = false;
+                    for d in delta.iter().filter(|d| d.origin != self.me) {
+                        carried |= self.pushes.carry_on(d);
+                    }
+                    if carried {
+                        self.stats.forwarded += 1;
+                        self.push_if_due(now);
                     }
                 }
                 if gap {
@@ -297,8 +315,8 @@ impl Engine {
         self.state.prepare_local(&self.me, ops)
     }
 
-    /// Applies a durable local batch (made durable by `now`) and pushes it to
-    /// [`Engine::push_fanout`] peers at once.
+    /// Applies a durable local batch (made durable by `now`); it goes out with the next
+    /// push batch, at once if the push window is free.
     pub fn apply_local(&mut self, now: Duration, batch: &PreparedBatch) {
         if batch.is_empty() {
             return;
@@ -308,20 +326,60 @@ impl Engine {
         if !self.config.eager_push {
             return;
         }
-        let from = batch.delta.from;
-        let chunks = self.chunk(&[(self.me.clone(), from)], 0);
-        let peers = self.pick_peers(self.push_fanout(), None);
-        for chunk in chunks {
-            for peer in &peers {
-                self.send_deltas_counted(&chunk);
-                self.send(
-                    peer.clone(),
-                    Frame::Push {
-                        delta: chunk.clone(),
-                    },
-                );
+        self.pushes.hold(&self.me, batch.delta.from);
+        self.push_if_due(now);
+    }
+
+    /// Sends what waits to be pushed, if the push window allows it at `now`: one frame
+    /// to each of [`Engine::push_targets`]; what does not fit in one frame waits for the
+    /// next window.
+    fn push_if_due(&mut self, now: Duration) {
+        if !self.pushes.due(now, self.push_window()) {
+            return;
+        }
+        let mut frames = self.chunk(&self.pushes.waiting(), 0);
+        let first = if frames.is_empty() {
+            Vec::new()
+        } else {
+            frames.remove(0)
+        };
+        self.pushes.sent(now, &first, &frames);
+        if first.is_empty() {
+            return;
+        }
+        self.stats.push_batches += 1;
+        for peer in self.push_targets() {
+            // A node's own changes never go back to it.
+            let delta: Vec<OriginDelta> = first
+                .iter()
+                .filter(|d| d.origin.node != peer.as_str())
+                .cloned()
+                .collect();
+            if !delta.is_empty() {
+                self.send_deltas_counted(&delta);
+                self.send(peer, Frame::Push { delta });
             }
         }
+    }
+
+    /// Whether pushes go to every peer (a small cluster), so none need passing on.
+    fn is_mesh(&self) -> bool {
+        push::is_mesh(self.peers.len())
+    }
+
+    /// How long a push window lasts in this node's cluster.
+    pub fn push_window(&self) -> Duration {
+        push::window(
+            self.config.push_window,
+            self.peers.len() + 1,
+            self.config.gossip_interval,
+        )
+    }
+
+    /// Whom push batches go to: every peer of a cluster of up to [`push::MESH_NODES`]
+    /// nodes, else two overlay neighbours (see [`push::targets`]).
+    pub fn push_targets(&self) -> Vec<NodeName> {
+        push::targets(&self.name, &self.peers)
     }
 
     /// Merges totals that arrive without versions (whole p/n vectors from a foreign
@@ -342,6 +400,19 @@ impl Engine {
             self.stats.last_learned = Some(now);
         }
         changed
+    }
+
+    /// Merges deltas that anti-entropy or a repair brought; a gap they fill in a range
+    /// this node pushed on without vouching for it goes out with the next push batch.
+    fn apply_pulled(&mut self, now: Duration, from: &NodeName, deltas: &[OriginDelta]) {
+        let learned = self.apply(now, from, deltas);
+        if learned.is_empty() {
+            return;
+        }
+        for d in &learned {
+            self.pushes.gap_filled(&d.origin);
+        }
+        self.push_if_due(now);
     }
 
     /// Merges the deltas of peer `from`, except any of this node's own origin: only this
@@ -519,23 +590,9 @@ impl Engine {
         self.outbox.push(Output::Send { to, frame });
     }
 
-    /// How many peers a push goes to, from its origin and from each node it teaches.
-    /// When every node passes a push on to f random peers as it first learns from it, a
-    /// given node is missed with a probability of about e^-f, and a missed node waits for
-    /// an anti-entropy round: at f = 2 that is one node in seven, so a 5-node cluster
-    /// regularly converged a gossip interval late. With f = ln(n) + 3 for n nodes the
-    /// chance that a push misses any node at all is about e^-3 (5%); in a cluster of up to
-    /// six nodes it goes to every peer. Never fewer than `fanout`.
-    pub fn push_fanout(&self) -> usize {
-        let nodes = (self.peers.len() + 1) as f64;
-        let wide = nodes.ln().ceil() as usize + 3;
-        wide.max(self.config.fanout).min(self.peers.len())
-    }
-
-    /// Up to `k` distinct random peers, never `except`.
-    fn pick_peers(&mut self, k: usize, except: Option<&NodeName>) -> Vec<NodeName> {
-        let mut candidates: Vec<&NodeName> =
-            self.peers.iter().filter(|p| Some(*p) != except).collect();
+    /// Up to `k` distinct random peers.
+    fn pick_peers(&mut self, k: usize) -> Vec<NodeName> {
+        let mut candidates: Vec<&NodeName> = self.peers.iter().collect();
         let k = k.min(candidates.len());
         for i in 0..k {
             let j = self.rng.usize(i..candidates.len());

@@ -19,6 +19,7 @@ pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod node_core;
+pub mod push;
 pub mod replication;
 pub mod resp;
 pub mod status;

@@ -6,6 +6,7 @@ mod sim;
 
 use gctr::codec::{FrameType, HEADER_LEN};
 use gctr::engine::{Config, MIN_PAYLOAD};
+use gctr::push::PushWindow;
 use sim::{seed_or, Link, Sim, Step};
 use std::time::Duration;
 
@@ -254,11 +255,15 @@ fn writes_spread_before_a_data_loss_keep_the_live_nodes_in_agreement() {
 }
 
 /// Bytes sent per anti-entropy round, summed over nodes, once an idle cluster holding
-/// `counters` counters has converged; panics if any entry is sent while idle.
+/// `counters` counters, written by every node, has converged; panics if any entry is sent
+/// while idle. (Digests list one entry per origin: both runs must have the same ones.)
 fn idle_bytes_per_round(counters: usize, seed: u64) -> f64 {
     let mut sim = Sim::new(seed, Config::default(), Link::perfect());
+    sim.run(&[Step::AddNodes(5)]);
+    for node in 0..5 {
+        sim.op(node, "c0", 1);
+    }
     sim.run(&[
-        Step::AddNodes(5),
         Step::RandomOps {
             count: counters,
             counters,
@@ -407,7 +412,7 @@ fn chaos_seeds(first: u64) -> std::ops::Range<u64> {
 }
 
 /// Gossip settings drawn from the seed: fanout 1 to 3, eager push on or off, the
-/// smallest or the default frame size.
+/// smallest or the default frame size, the automatic push window or one of 1 to 30 ms.
 fn chaos_config(seed: u64) -> Config {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
     Config {
@@ -417,6 +422,11 @@ fn chaos_config(seed: u64) -> Config {
             MIN_PAYLOAD
         } else {
             Config::default().max_payload
+        },
+        push_window: if rng.bool() {
+            PushWindow::Auto
+        } else {
+            PushWindow::Fixed(Duration::from_millis(rng.u64(1..=30)))
         },
         ..Config::default()
     }

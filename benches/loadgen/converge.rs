@@ -4,6 +4,11 @@
 //! tight loop. The figure is the time from the last acknowledgement until the last node
 //! is first seen reporting the final value. A node reporting more than was acknowledged
 //! fails the run.
+//!
+//! Also per repetition: the time the cluster took to absorb the increments (first sent to
+//! last acknowledged), and the gossip frames every node sent (their `GET /status`
+//! figures, membership frames left out) from just before the first increment until just
+//! after convergence, per increment.
 
 use crate::http::{json_value, HttpConn};
 use crate::stats::{ms, percentile};
@@ -41,22 +46,34 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         .map(|_| connect_all())
         .collect::<io::Result<Vec<_>>>()?;
     let run_id = fastrand::u32(..);
+    let mut status = connect_all()?;
     let mut times = Vec::with_capacity(settings.reps);
     let mut totals = Vec::with_capacity(settings.reps);
+    let mut absorbs = Vec::with_capacity(settings.reps);
+    let mut frames = GossipFrames::default();
     for rep in 0..settings.reps {
         let counter = format!("conv-{}-{run_id:08x}-{rep}", settings.tag);
+        let before = GossipFrames::read(&mut status)?;
         let write_start = Instant::now();
         let (last_ack, seen) = write_then_poll(&mut writers, &mut pollers, &counter, settings)?;
+        let sent = GossipFrames::read(&mut status)?.minus(&before);
         let converged = seen.saturating_duration_since(last_ack);
+        let per_increment = |n: u64| n as f64 / settings.increments as f64;
         println!(
-            "rep {rep}: {} increments acknowledged in {:.1} ms, converged {:.2} ms after the last",
+            "rep {rep}: {} increments acknowledged in {:.1} ms, converged {:.2} ms after the \
+             last; {:.2} gossip frames per increment ({:.2} push)",
             settings.increments,
             ms(last_ack - write_start),
-            ms(converged)
+            ms(converged),
+            per_increment(sent.all),
+            per_increment(sent.push)
         );
         times.push(converged);
         totals.push(seen.saturating_duration_since(write_start));
+        absorbs.push(last_ack - write_start);
+        frames.add(&sent);
     }
+    absorbs.sort_unstable();
     times.sort_unstable();
     totals.sort_unstable();
     let (p50, p99, max) = (
@@ -79,15 +96,64 @@ pub fn run(settings: &Settings) -> io::Result<()> {
         "first increment sent to all nodes converged: p50 {:.1} ms",
         ms(total_p50)
     );
+    let increments = (settings.increments * settings.reps as u64) as f64;
     println!(
-        "RESULT reps={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} total_p50_ms={:.1}",
+        "RESULT reps={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} total_p50_ms={:.1} \
+         absorb_p50_ms={:.1} frames_per_increment={:.2} push_per_increment={:.2}",
         settings.reps,
         ms(p50),
         ms(p99),
         ms(max),
-        ms(total_p50)
+        ms(total_p50),
+        ms(percentile(&absorbs, 50.0)),
+        frames.all as f64 / increments,
+        frames.push as f64 / increments
     );
     Ok(())
+}
+
+/// Gossip frames sent, summed over nodes: every type but membership's, and pushes alone.
+#[derive(Default)]
+struct GossipFrames {
+    all: u64,
+    push: u64,
+}
+
+impl GossipFrames {
+    /// Every node's figures from `GET /status`.
+    fn read(conns: &mut [HttpConn]) -> io::Result<GossipFrames> {
+        let mut total = GossipFrames::default();
+        for conn in conns {
+            let body = conn.expect_ok("GET", "/status")?;
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(io::Error::other)?;
+            let out = v
+                .pointer("/gossip/frames_out")
+                .and_then(serde_json::Value::as_object)
+                .ok_or_else(|| io::Error::other("GET /status has no gossip.frames_out"))?;
+            for (kind, n) in out {
+                let n = n.as_u64().unwrap_or(0);
+                if kind != "member" {
+                    total.all += n;
+                }
+                if kind == "push" {
+                    total.push += n;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    fn minus(&self, earlier: &GossipFrames) -> GossipFrames {
+        GossipFrames {
+            all: self.all.saturating_sub(earlier.all),
+            push: self.push.saturating_sub(earlier.push),
+        }
+    }
+
+    fn add(&mut self, more: &GossipFrames) {
+        self.all += more.all;
+        self.push += more.push;
+    }
 }
 
 /// Sends the increments; returns when the last was acknowledged.

@@ -7,6 +7,7 @@ use super::CliError;
 use crate::codec::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
 use crate::engine::{self, DEFAULT_FANOUT, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
 use crate::logging::LogFormat;
+use crate::push::{self, PushWindow};
 use lexopt::ValueExt;
 use log::LevelFilter;
 use std::fmt::Display;
@@ -151,6 +152,25 @@ pub fn log_format_help() -> FlagHelp {
     )
 }
 
+/// The shortest and longest push windows `--push-window` takes.
+const MIN_PUSH_WINDOW: Duration = Duration::from_micros(100);
+const MAX_PUSH_WINDOW: Duration = Duration::from_secs(1);
+
+/// `--push-window`: `auto` or a duration within bounds.
+fn push_window(text: &str) -> Result<PushWindow, CliError> {
+    if text == "auto" {
+        return Ok(PushWindow::Auto);
+    }
+    let d = duration("--push-window", text, MIN_PUSH_WINDOW)?;
+    if d > MAX_PUSH_WINDOW {
+        return Err(CliError::Usage(format!(
+            "--push-window must be at most {}",
+            show_duration(MAX_PUSH_WINDOW)
+        )));
+    }
+    Ok(PushWindow::Fixed(d))
+}
+
 /// The engine's settings as `gctr node` and `gctr maelstrom` take them.
 #[derive(Debug, Default)]
 pub struct GossipFlags {
@@ -174,6 +194,7 @@ impl GossipFlags {
             }
             "fanout" => self.config.fanout = number("--fanout", &value(parser)?, 1..=1024)?,
             "no-eager-push" => self.config.eager_push = false,
+            "push-window" => self.config.push_window = push_window(&value(parser)?)?,
             "max-frame" => {
                 self.config.max_payload = number(
                     "--max-frame",
@@ -200,15 +221,23 @@ impl GossipFlags {
                 ),
                 show_duration(DEFAULT_GOSSIP_INTERVAL),
             ),
-            FlagHelp::with_default(
-                "--fanout N",
-                "peers per anti-entropy round, and the fewest a push goes to (ln(n) + 3 in \
-                 a cluster of n nodes when more)",
-                DEFAULT_FANOUT,
-            ),
+            FlagHelp::with_default("--fanout N", "peers per anti-entropy round", DEFAULT_FANOUT),
             FlagHelp::new(
                 "--no-eager-push",
                 "send local changes only by anti-entropy rounds",
+            ),
+            FlagHelp::with_default(
+                "--push-window DUR",
+                &format!(
+                    "at most one push batch per window, carrying every change since the \
+                     last; auto: {} per node in the cluster, {} to a quarter of the gossip \
+                     interval (range {}..={})",
+                    show_duration(push::WINDOW_PER_NODE),
+                    show_duration(push::MIN_WINDOW),
+                    show_duration(MIN_PUSH_WINDOW),
+                    show_duration(MAX_PUSH_WINDOW)
+                ),
+                "auto",
             ),
             FlagHelp::with_default(
                 "--max-frame BYTES",
@@ -247,6 +276,18 @@ mod tests {
         assert_eq!(number("--n", "3", 1..=5).ok(), Some(3usize));
         for bad in ["0", "6", "-1", "x", ""] {
             assert!(number::<usize>("--n", bad, 1..=5).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn push_windows_are_auto_or_a_duration_within_bounds() {
+        assert_eq!(push_window("auto").ok(), Some(PushWindow::Auto));
+        assert_eq!(
+            push_window("5ms").ok(),
+            Some(PushWindow::Fixed(Duration::from_millis(5)))
+        );
+        for bad in ["0s", "50us", "2s", "soon", ""] {
+            assert!(push_window(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -178,8 +178,13 @@ fn gossip(f: &mut Families, s: &NodeStatus) -> fmt::Result {
     )?;
     f.counter(
         "gctr_push_forwarded",
-        "Pushes passed on after learning from them.",
+        "Pushes whose changes this node passed on with its next push batch.",
         g.forwarded,
+    )?;
+    f.counter(
+        "gctr_push_batches",
+        "Push batches sent (one frame per target, at most one batch per push window).",
+        g.push_batches,
     )?;
     f.counter(
         "gctr_gap_repairs",

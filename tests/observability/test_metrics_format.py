@@ -33,6 +33,7 @@ NODE_FAMILIES = {
     "gctr_gossip_rounds": "counter",
     "gctr_gossip_entries": "counter",
     "gctr_push_forwarded": "counter",
+    "gctr_push_batches": "counter",
     "gctr_gap_repairs": "counter",
     "gctr_own_origin_claims": "counter",
     "gctr_queue_drops": "counter",

@@ -366,7 +366,8 @@ impl Sim {
     /// Runs until [`Sim::membership_whole`]; returns how long it took, or panics after
     /// `within`.
     pub fn membership_whole_within(&mut self, within: Duration) -> Duration {
-        self.run_until(within, "one whole membership", Sim::membership_whole)
+        let tick = self.config.gossip_interval / 10;
+        self.run_until(within, tick, "one whole membership", Sim::membership_whole)
     }
 
     pub fn add_node(&mut self) -> usize {
@@ -690,17 +691,29 @@ impl Sim {
     /// Runs until [`Sim::converged`], checking every tenth of a gossip interval; returns
     /// how long it took, or panics (naming the seed) after `within`.
     pub fn converge_within(&mut self, within: Duration) -> Duration {
-        self.run_until(within, "exact convergence", Sim::converged)
+        let tick = self.config.gossip_interval / 10;
+        self.run_until(within, tick, "exact convergence", Sim::converged)
+    }
+
+    /// As [`Sim::converge_within`], checking every `tick` (to time fast convergence).
+    pub fn converge_within_by(&mut self, within: Duration, tick: Duration) -> Duration {
+        self.run_until(within, tick, "exact convergence", Sim::converged)
     }
 
     /// Runs until [`Sim::agree`]; as [`Sim::converge_within`].
     pub fn agree_within(&mut self, within: Duration) -> Duration {
-        self.run_until(within, "agreement", Sim::agree)
+        let tick = self.config.gossip_interval / 10;
+        self.run_until(within, tick, "agreement", Sim::agree)
     }
 
-    fn run_until(&mut self, within: Duration, what: &str, cond: fn(&Sim) -> bool) -> Duration {
+    fn run_until(
+        &mut self,
+        within: Duration,
+        tick: Duration,
+        what: &str,
+        cond: fn(&Sim) -> bool,
+    ) -> Duration {
         let start = self.now;
-        let tick = self.config.gossip_interval / 10;
         loop {
             if cond(self) {
                 return self.now - start;
@@ -768,5 +781,6 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     total.entries_out += s.entries_out;
     total.entries_in += s.entries_in;
     total.forwarded += s.forwarded;
+    total.push_batches += s.push_batches;
     total.repairs += s.repairs;
 }
