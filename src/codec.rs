@@ -694,6 +694,34 @@ mod tests {
     }
 
     #[test]
+    fn an_element_count_one_above_what_the_bytes_left_can_hold_is_refused() {
+        // Refused from the count alone, so nothing is reserved for elements whose bytes
+        // are not there: at most (bytes left / smallest element) elements are ever reserved.
+        for (min, left) in [
+            (MIN_ENTRY_LEN, 10),
+            (MIN_DIGEST_ENTRY_LEN, 40),
+            (MIN_DELTA_LEN, 38),
+        ] {
+            let room = left / min;
+            for n in [room, room + 1] {
+                let mut bytes = Vec::new();
+                put_varint(&mut bytes, n as u64);
+                bytes.resize(bytes.len() + left, 0);
+                let expected = if n == room {
+                    Ok(room)
+                } else {
+                    Err(CodecError::Truncated)
+                };
+                assert_eq!(
+                    Decoder::new(&bytes).count(min),
+                    expected,
+                    "{n} × {min} in {left}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn varints_round_trip_at_the_edges() {
         for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
             let mut buf = Vec::new();

@@ -605,6 +605,49 @@ mod tests {
         assert_eq!(state.value("z"), 5);
     }
 
+    fn dec(counter: &str, amount: u64) -> LocalOp {
+        LocalOp {
+            counter: counter.into(),
+            kind: OpKind::Decrement,
+            amount,
+        }
+    }
+
+    #[test]
+    fn decrements_answer_the_value_after_them_and_stop_at_the_limit_of_every_origin() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        state.apply_local(&state.prepare_local(&me, &[inc("x", 10)]));
+        let batch = state.prepare_local(&me, &[dec("x", 3), dec("x", 4), inc("x", 1), dec("y", 2)]);
+        assert_eq!(batch.results, vec![Ok(7), Ok(3), Ok(4), Ok(-2)]);
+        state.apply_local(&batch);
+        assert_eq!((state.value("x"), state.value("y")), (4, -2));
+
+        // Another origin's decrements count towards the limit: 7 here, i64::MAX - 10 there.
+        let other = Origin::new("b", 2);
+        let far = i64::MAX as u64 - 10;
+        state.apply_delta(&OriginDelta {
+            origin: other.clone(),
+            from: 0,
+            to: 1,
+            entries: vec![CounterEntry {
+                counter: "x".into(),
+                p: 0,
+                n: far,
+                version: 1,
+            }],
+        });
+        let batch = state.prepare_local(&me, &[dec("x", 4), dec("x", 3), dec("x", 1)]);
+        assert!(matches!(batch.results[0], Err(OpError::Overflow { .. })));
+        assert_eq!(batch.results[1], Ok(11 - i64::MAX));
+        assert!(matches!(batch.results[2], Err(OpError::Overflow { .. })));
+        state.apply_local(&batch);
+        assert_eq!(state.value("x"), 11 - i64::MAX);
+        let own = state.counter_totals("x");
+        let mine = own.iter().find(|(o, _)| *o == me).map(|(_, t)| (t.p, t.n));
+        assert_eq!(mine, Some((11, 10)));
+    }
+
     #[test]
     fn a_delta_with_a_gap_merges_but_does_not_advance_the_digest() {
         let origin = Origin::new("a", 1);

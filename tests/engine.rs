@@ -4,7 +4,7 @@
 //! split delta chains its ranges so a receiver can apply the chunks in any order.
 
 use gctr::codec::{self, Frame};
-use gctr::crdt::{LocalOp, OpKind, Origin, State};
+use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, State};
 use gctr::engine::{Config, Engine, Output, MIN_PAYLOAD};
 use gctr::member::NodeName;
 use std::time::Duration;
@@ -47,7 +47,7 @@ fn sends(e: &mut Engine) -> Vec<(String, Frame)> {
         .into_iter()
         .filter_map(|o| match o {
             Output::Send { to, frame } => Some((to.to_string(), frame)),
-            Output::Learned(_) | Output::OwnOriginAhead { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -244,4 +244,114 @@ fn a_peers_digest_tells_how_far_behind_this_nodes_writes_it_is() {
     // A peer that leaves the peer set is no longer reported.
     a.remove_peer(&peer("b"));
     assert_eq!(a.replication(ms(200)), vec![]);
+}
+
+/// Engine `b`, peer of `a`, holding `origins` origins whose names take `name_len` bytes,
+/// each with three long entries: what a new peer lacks takes several frames.
+fn replier_knowing(origins: usize, name_len: usize, max_payload: usize) -> Engine {
+    let mut state = State::new();
+    for i in 0..origins {
+        let entries = (1..=3)
+            .map(|v| CounterEntry {
+                counter: format!("{}-{v}", "c".repeat(60)),
+                p: v,
+                n: 0,
+                version: v,
+            })
+            .collect();
+        state.apply_delta(&OriginDelta {
+            origin: Origin::new(format!("{i:0>name_len$}"), 7),
+            from: 0,
+            to: 3,
+            entries,
+        });
+    }
+    let config = Config {
+        max_payload,
+        eager_push: false,
+        ..Config::default()
+    };
+    let mut b = Engine::new(Origin::new("b", 7), config, state, 42, Duration::ZERO);
+    b.set_peers([peer("a")]);
+    b
+}
+
+/// Carries `frames` from `b` to a new engine `a` and checks that `a` then holds all `b` holds.
+fn check_everything_arrives(b: &Engine, frames: Vec<Frame>) {
+    let mut a = engine("a", &["b"], Config::default());
+    for f in frames {
+        a.handle_frame(NOW, &peer("b"), f);
+    }
+    assert_eq!(a.state().to_deltas(), b.state().to_deltas());
+}
+
+/// Every frame in `frames` checked against the payload limit, as the receiver checks it.
+fn assert_within(frames: &[Frame], max_payload: usize) {
+    for f in frames {
+        let (len, kind) = (codec::payload_len(f), f.frame_type());
+        assert!(
+            len <= max_payload,
+            "a {kind:?} frame of {len} bytes against a {max_payload}-byte limit"
+        );
+        assert_eq!(
+            codec::decode(&codec::encode(f), max_payload).as_ref(),
+            Ok(f)
+        );
+    }
+}
+
+#[test]
+fn a_reply_to_a_syn_fits_the_limit_with_a_large_digest_and_a_delta_over_several_frames() {
+    let mut b = replier_knowing(10, 20, MIN_PAYLOAD);
+    let digest_len = codec::digest_len(&b.state().digest());
+    assert!(
+        digest_len > MIN_PAYLOAD / 2,
+        "a digest of {digest_len} bytes"
+    );
+
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+    assert!(frames.len() > 3, "{} frames", frames.len());
+    assert!(matches!(&frames[0], Frame::SynAck { digest, .. } if digest.len() == 10));
+    assert_within(&frames, MIN_PAYLOAD);
+    check_everything_arrives(&b, frames);
+}
+
+#[test]
+fn a_digest_larger_than_a_frame_is_never_sent_and_the_missing_data_still_goes() {
+    let mut b = replier_knowing(40, 28, MIN_PAYLOAD);
+    let needs = codec::digest_len(&b.state().digest());
+    assert!(needs > MIN_PAYLOAD, "a digest of {needs} bytes");
+
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let outputs = b.drain_outputs();
+    let over: Vec<&Output> = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::DigestOverLimit { .. }))
+        .collect();
+    assert_eq!(
+        over,
+        vec![&Output::DigestOverLimit {
+            origins: 40,
+            needs,
+            max: MIN_PAYLOAD
+        }]
+    );
+    let frames: Vec<Frame> = outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert!(frames.iter().all(|f| matches!(f, Frame::Delta { .. })));
+    assert_within(&frames, MIN_PAYLOAD);
+    check_everything_arrives(&b, frames);
+
+    // Its own rounds send no Syn either, and the limit is reported once, not every round.
+    for round in 1..=3 {
+        b.handle_timer(NOW * round);
+        assert_eq!(b.drain_outputs(), vec![], "round {round}");
+    }
+    assert_eq!(b.stats().digests_over_limit, 4);
 }

@@ -47,6 +47,8 @@ mod segment;
 mod snapshot;
 
 #[cfg(test)]
+mod damage_tests;
+#[cfg(test)]
 pub(crate) mod faulty_fs;
 #[cfg(test)]
 mod tests;

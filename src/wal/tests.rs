@@ -9,14 +9,14 @@ use crate::crdt::{CounterEntry, LocalOp, OpKind};
 use std::fs as stdfs;
 use std::path::Path;
 
-fn options() -> WalConfig {
+pub(super) fn options() -> WalConfig {
     WalConfig {
         node_name: Some("n1".into()),
         ..WalConfig::default()
     }
 }
 
-fn tiny(segment_bytes: u64) -> WalConfig {
+pub(super) fn tiny(segment_bytes: u64) -> WalConfig {
     WalConfig {
         segment_bytes,
         ..options()
@@ -24,19 +24,19 @@ fn tiny(segment_bytes: u64) -> WalConfig {
 }
 
 /// What a test compares states by: every origin's entries and known version.
-fn image(state: &State) -> Vec<OriginDelta> {
+pub(super) fn image(state: &State) -> Vec<OriginDelta> {
     state.to_deltas()
 }
 
 /// A node's view in a test: its WAL, its state, and the state after each record.
-struct Node {
-    wal: Wal,
-    state: State,
-    history: Vec<Vec<OriginDelta>>,
+pub(super) struct Node {
+    pub(super) wal: Wal,
+    pub(super) state: State,
+    pub(super) history: Vec<Vec<OriginDelta>>,
 }
 
 impl Node {
-    fn open(dir: &Path, options: WalConfig) -> (Node, RecoveryReport) {
+    pub(super) fn open(dir: &Path, options: WalConfig) -> (Node, RecoveryReport) {
         let (wal, rec) = Wal::open(dir, options).expect("open");
         assert_eq!(&rec.origin, wal.origin());
         let node = Node {
@@ -47,7 +47,7 @@ impl Node {
         (node, rec.report)
     }
 
-    fn local(&mut self, counter: &str, amount: u64) -> Result<u64, WalError> {
+    pub(super) fn local(&mut self, counter: &str, amount: u64) -> Result<u64, WalError> {
         let op = LocalOp {
             counter: counter.into(),
             kind: OpKind::Increment,
@@ -80,7 +80,7 @@ impl Node {
         self.history.push(image(&self.state));
     }
 
-    fn write(&mut self, records: usize) {
+    pub(super) fn write(&mut self, records: usize) {
         for i in 0..records {
             if i % 4 == 3 {
                 self.learned("peer", "x", i as u64 + 1);
@@ -91,11 +91,11 @@ impl Node {
     }
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn segments(dir: &Path) -> Vec<PathBuf> {
     files_ending(dir, ".wal")
 }
 
-fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+pub(super) fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = stdfs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -106,7 +106,7 @@ fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// Start offsets of the frames of a segment file.
-fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+pub(super) fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut at = SEGMENT_HEADER_LEN as usize;
     while let Parsed::Frame { next, .. } = parse_frame(bytes, at) {
@@ -534,22 +534,22 @@ fn wal_an_unknown_record_type_is_an_error_naming_it() {
 }
 
 /// Opens `dir` through a fault-injecting file layer.
-fn open_faulty(dir: &Path) -> (Node, FaultyFs) {
+pub(super) fn open_faulty(dir: &Path, config: WalConfig) -> (Node, FaultyFs, RecoveryReport) {
     let fs = FaultyFs::new();
-    let (wal, rec) = Wal::open_with(Arc::new(fs.clone()), dir, options()).unwrap();
+    let (wal, rec) = Wal::open_with(Arc::new(fs.clone()), dir, config).unwrap();
     let node = Node {
         wal,
         history: vec![image(&rec.state)],
         state: rec.state,
     };
-    (node, fs)
+    (node, fs, rec.report)
 }
 
 #[test]
 fn wal_a_failed_write_or_fsync_leaves_nothing_and_later_appends_succeed() {
     for op in [Op::Write, Op::Sync] {
         let dir = tempfile::tempdir().unwrap();
-        let (mut node, fs) = open_faulty(dir.path());
+        let (mut node, fs, _) = open_faulty(dir.path(), options());
         node.write(3);
         let before = image(&node.state);
         fs.fail_nth(op, 1, false);
@@ -580,7 +580,7 @@ fn wal_a_failed_write_or_fsync_leaves_nothing_and_later_appends_succeed() {
 #[test]
 fn wal_a_failed_rollback_keeps_failing_until_the_fault_clears_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut node, fs) = open_faulty(dir.path());
+    let (mut node, fs, _) = open_faulty(dir.path(), options());
     node.write(3);
     let before = image(&node.state);
     fs.fail_nth(Op::Sync, 1, true);

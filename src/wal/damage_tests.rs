@@ -1,0 +1,182 @@
+//! Scenario tests for damage across segments: a segment missing from the middle or the
+//! start of the log, a last segment zero-filled header and all, and appends (one of them
+//! failing) after a repair cut the last segment short.
+
+use super::faulty_fs::Op;
+use super::tests::{files_ending, frame_offsets, image, open_faulty, segments, tiny, Node};
+use super::*;
+use std::fs as stdfs;
+use std::path::Path;
+
+/// The sequence number of a segment's first record, from its file name.
+fn first_seq(segment: &Path) -> usize {
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    segment::parse_segment_name(name).unwrap() as usize
+}
+
+/// The bytes of every segment in `dir`, as the file system reports them.
+fn bytes_on_disk(dir: &Path) -> u64 {
+    segments(dir)
+        .iter()
+        .map(|p| stdfs::metadata(p).unwrap().len())
+        .sum()
+}
+
+fn repairing(config: WalConfig) -> WalConfig {
+    WalConfig {
+        repair: true,
+        ..config
+    }
+}
+
+/// Opens `dir` expecting corruption, and returns the file, offset and reason.
+fn refused(dir: &Path, config: WalConfig) -> (PathBuf, u64, String) {
+    match Wal::open(dir, config) {
+        Err(WalError::Corruption {
+            file,
+            offset,
+            reason,
+        }) => (file, offset, reason),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
+    }
+}
+
+#[test]
+fn wal_a_missing_middle_segment_is_refused_and_repair_sets_the_segments_after_it_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), tiny(1));
+    node.write(20);
+    let origin = node.wal.origin().clone();
+    let history = node.history.clone();
+    drop(node);
+    let segs = segments(dir.path());
+    assert_eq!(segs.len(), 20, "one record per segment");
+    stdfs::remove_file(&segs[10]).unwrap();
+    let mut left = segs.clone();
+    left.remove(10);
+
+    let (file, offset, reason) = refused(dir.path(), tiny(1));
+    assert_eq!((&file, offset), (&segs[11], 0));
+    assert!(reason.contains("where 11 was due"), "{reason}");
+    assert_eq!(segments(dir.path()), left, "a refusal changes nothing");
+
+    let (mut node, report) = Node::open(dir.path(), repairing(tiny(1)));
+    assert_eq!(
+        image(&node.state),
+        history[10],
+        "records 1 to 10, none after the gap"
+    );
+    assert_eq!(report.records_replayed, 10);
+    assert_eq!(report.repairs.len(), 1);
+    let fix = &report.repairs[0];
+    assert_eq!(
+        (&fix.file, fix.offset, &fix.saved_to),
+        (&segs[11], 0, &None)
+    );
+    let dropped: Vec<PathBuf> = segs[11..]
+        .iter()
+        .map(|p| p.with_extension("wal.dropped"))
+        .collect();
+    assert_eq!(fix.dropped, dropped);
+    assert_eq!(files_ending(dir.path(), ".wal.dropped"), dropped);
+    assert_eq!(segments(dir.path()), segs[..10].to_vec());
+    assert_ne!(node.wal.origin(), &origin, "repair takes a new incarnation");
+
+    assert_eq!(node.local("after", 1).unwrap(), 11);
+    let expected = image(&node.state);
+    node.wal.close().unwrap();
+    let (node, report) = Node::open(dir.path(), tiny(1));
+    assert_eq!(image(&node.state), expected);
+    assert_eq!(report.records_replayed, 11);
+    assert!(report.repairs.is_empty() && report.torn_tail.is_none());
+}
+
+#[test]
+fn wal_a_missing_first_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), tiny(1));
+    node.write(3);
+    drop(node);
+    let segs = segments(dir.path());
+    stdfs::remove_file(&segs[0]).unwrap();
+    let (file, offset, reason) = refused(dir.path(), tiny(1));
+    assert_eq!((&file, offset), (&segs[1], 0));
+    assert!(reason.contains("records 1 to 1 are missing"), "{reason}");
+}
+
+#[test]
+fn wal_a_wholly_zeroed_last_segment_is_cut_as_a_torn_write_keeping_every_earlier_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), tiny(200));
+    node.write(20);
+    let origin = node.wal.origin().clone();
+    let history = node.history.clone();
+    drop(node);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "earlier segments to keep");
+    let last = segs.last().unwrap();
+    let kept = first_seq(last) - 1;
+    // What a file system can leave after a power loss while allocating: zeros throughout.
+    let zeros = vec![0u8; 4096];
+    stdfs::write(last, &zeros).unwrap();
+
+    let (mut node, report) = Node::open(dir.path(), tiny(200));
+    assert_eq!(node.wal.origin(), &origin, "a torn write keeps the origin");
+    assert_eq!(image(&node.state), history[kept]);
+    assert_eq!(report.records_replayed, kept as u64);
+    assert!(report.repairs.is_empty());
+    let torn = report.torn_tail.expect("a torn tail");
+    assert_eq!((&torn.file, torn.offset, torn.bytes_cut), (last, 0, 4096));
+    assert_eq!(stdfs::read(torn.saved_to.unwrap()).unwrap(), zeros);
+
+    assert_eq!(node.local("after", 1).unwrap(), kept as u64 + 1);
+    let expected = image(&node.state);
+    drop(node);
+    let (node, report) = Node::open(dir.path(), tiny(200));
+    assert_eq!(image(&node.state), expected);
+    assert!(report.torn_tail.is_none());
+}
+
+#[test]
+fn wal_after_repair_cuts_the_last_segment_its_bytes_match_the_disk_and_appends_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), tiny(400));
+    node.write(20);
+    let history = node.history.clone();
+    drop(node);
+    let last = segments(dir.path()).pop().unwrap();
+    let mut bytes = stdfs::read(&last).unwrap();
+    let offsets = frame_offsets(&bytes);
+    assert!(offsets.len() >= 3, "a middle record to damage");
+    bytes[offsets[1] + 20] ^= 0x04;
+    stdfs::write(&last, &bytes).unwrap();
+
+    let (mut node, fs, report) = open_faulty(dir.path(), repairing(tiny(400)));
+    assert_eq!(report.repairs[0].offset, offsets[1] as u64);
+    assert_eq!(image(&node.state), history[first_seq(&last)]);
+    assert_eq!(stdfs::metadata(&last).unwrap().len(), offsets[1] as u64);
+    assert_eq!(node.wal.status().bytes, bytes_on_disk(dir.path()));
+
+    node.local("after", 1).unwrap();
+    assert_eq!(node.wal.status().bytes, bytes_on_disk(dir.path()));
+    fs.fail_nth(Op::Write, 1, false);
+    assert!(node.local("after", 100).is_err());
+    assert_eq!(fs.injected(), 1);
+    assert_eq!(
+        node.wal.status().bytes,
+        bytes_on_disk(dir.path()),
+        "the failed append was cut back to the last good record"
+    );
+    node.local("after", 2).unwrap();
+    assert_eq!(node.wal.status().bytes, bytes_on_disk(dir.path()));
+    let expected = image(&node.state);
+    node.wal.close().unwrap();
+
+    let (node, report) = Node::open(dir.path(), tiny(400));
+    assert_eq!(image(&node.state), expected);
+    assert_eq!(node.state.value("after"), 3);
+    assert!(report.torn_tail.is_none() && report.repairs.is_empty());
+}
