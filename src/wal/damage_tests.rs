@@ -3,16 +3,12 @@
 //! failing) after a repair cut the last segment short.
 
 use super::faulty_fs::Op;
-use super::tests::{files_ending, frame_offsets, image, open_faulty, segments, tiny, Node};
+use super::tests::{
+    files_ending, first_seq, frame_offsets, image, open_faulty, refused, segments, tiny, Node,
+};
 use super::*;
 use std::fs as stdfs;
 use std::path::Path;
-
-/// The sequence number of a segment's first record, from its file name.
-fn first_seq(segment: &Path) -> usize {
-    let name = segment.file_name().unwrap().to_str().unwrap();
-    segment::parse_segment_name(name).unwrap() as usize
-}
 
 /// The bytes of every segment in `dir`, as the file system reports them.
 fn bytes_on_disk(dir: &Path) -> u64 {
@@ -29,29 +25,21 @@ fn repairing(config: WalConfig) -> WalConfig {
     }
 }
 
-/// Opens `dir` expecting corruption, and returns the file, offset and reason.
-fn refused(dir: &Path, config: WalConfig) -> (PathBuf, u64, String) {
-    match Wal::open(dir, config) {
-        Err(WalError::Corruption {
-            file,
-            offset,
-            reason,
-        }) => (file, offset, reason),
-        other => panic!(
-            "expected corruption, got {:?}",
-            other.map(|(_, r)| r.report)
-        ),
-    }
+/// A directory whose log holds `records` records, with the origin that wrote them and
+/// the state after each.
+fn written(
+    config: WalConfig,
+    records: usize,
+) -> (tempfile::TempDir, Origin, Vec<Vec<OriginDelta>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), config);
+    node.write(records);
+    (dir, node.wal.origin().clone(), node.history)
 }
 
 #[test]
 fn wal_a_missing_middle_segment_is_refused_and_repair_sets_the_segments_after_it_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut node, _) = Node::open(dir.path(), tiny(1));
-    node.write(20);
-    let origin = node.wal.origin().clone();
-    let history = node.history.clone();
-    drop(node);
+    let (dir, origin, history) = written(tiny(1), 20);
     let segs = segments(dir.path());
     assert_eq!(segs.len(), 20, "one record per segment");
     stdfs::remove_file(&segs[10]).unwrap();
@@ -96,10 +84,7 @@ fn wal_a_missing_middle_segment_is_refused_and_repair_sets_the_segments_after_it
 
 #[test]
 fn wal_a_missing_first_segment_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut node, _) = Node::open(dir.path(), tiny(1));
-    node.write(3);
-    drop(node);
+    let (dir, _, _) = written(tiny(1), 3);
     let segs = segments(dir.path());
     stdfs::remove_file(&segs[0]).unwrap();
     let (file, offset, reason) = refused(dir.path(), tiny(1));
@@ -109,12 +94,7 @@ fn wal_a_missing_first_segment_is_refused() {
 
 #[test]
 fn wal_a_wholly_zeroed_last_segment_is_cut_as_a_torn_write_keeping_every_earlier_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut node, _) = Node::open(dir.path(), tiny(200));
-    node.write(20);
-    let origin = node.wal.origin().clone();
-    let history = node.history.clone();
-    drop(node);
+    let (dir, origin, history) = written(tiny(200), 20);
     let segs = segments(dir.path());
     assert!(segs.len() >= 3, "earlier segments to keep");
     let last = segs.last().unwrap();
@@ -142,11 +122,7 @@ fn wal_a_wholly_zeroed_last_segment_is_cut_as_a_torn_write_keeping_every_earlier
 
 #[test]
 fn wal_after_repair_cuts_the_last_segment_its_bytes_match_the_disk_and_appends_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut node, _) = Node::open(dir.path(), tiny(400));
-    node.write(20);
-    let history = node.history.clone();
-    drop(node);
+    let (dir, _, history) = written(tiny(400), 20);
     let last = segments(dir.path()).pop().unwrap();
     let mut bytes = stdfs::read(&last).unwrap();
     let offsets = frame_offsets(&bytes);

@@ -117,6 +117,27 @@ pub(super) fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     offsets
 }
 
+/// The sequence number of a segment's first record, from its file name.
+pub(super) fn first_seq(segment: &Path) -> usize {
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    segment::parse_segment_name(name).unwrap() as usize
+}
+
+/// Opens `dir` expecting corruption, and returns the file, offset and reason.
+pub(super) fn refused(dir: &Path, config: WalConfig) -> (PathBuf, u64, String) {
+    match Wal::open(dir, config) {
+        Err(WalError::Corruption {
+            file,
+            offset,
+            reason,
+        }) => (file, offset, reason),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
+    }
+}
+
 #[test]
 fn wal_can_move_to_another_thread() {
     fn assert_send<T: Send>() {}
@@ -299,22 +320,13 @@ fn wal_a_flipped_bit_in_an_earlier_segment_is_refused_and_repair_keeps_what_it_c
     let mut bytes = stdfs::read(victim).unwrap();
     let offsets = frame_offsets(&bytes);
     assert!(offsets.len() >= 3, "a middle record to damage");
-    let first_seq = segment::parse_segment_name(victim.file_name().unwrap().to_str().unwrap())
-        .unwrap() as usize;
+    let first_seq = first_seq(victim);
     let bad_offset = offsets[1];
     bytes[bad_offset + 20] ^= 0x04;
     stdfs::write(victim, &bytes).unwrap();
 
-    match Wal::open(dir.path(), tiny(200)) {
-        Err(WalError::Corruption { file, offset, .. }) => {
-            assert_eq!(&file, victim);
-            assert_eq!(offset, bad_offset as u64);
-        }
-        other => panic!(
-            "expected corruption, got {:?}",
-            other.map(|(_, r)| r.report)
-        ),
-    }
+    let (file, offset, _) = refused(dir.path(), tiny(200));
+    assert_eq!((&file, offset), (victim, bad_offset as u64));
     assert_eq!(segments(dir.path()), segs, "a refusal changes nothing");
 
     let repair = WalConfig {
@@ -354,15 +366,8 @@ fn wal_a_bad_record_followed_by_good_ones_in_the_last_segment_is_corruption() {
     let offsets = frame_offsets(&bytes);
     bytes[offsets[1] + 18] ^= 0x01;
     stdfs::write(&seg, &bytes).unwrap();
-    match Wal::open(dir.path(), options()) {
-        Err(WalError::Corruption { file, offset, .. }) => {
-            assert_eq!((file, offset), (seg, offsets[1] as u64));
-        }
-        other => panic!(
-            "expected corruption, got {:?}",
-            other.map(|(_, r)| r.report)
-        ),
-    }
+    let (file, offset, _) = refused(dir.path(), options());
+    assert_eq!((file, offset), (seg, offsets[1] as u64));
 }
 
 #[test]
@@ -426,13 +431,7 @@ fn wal_a_damaged_snapshot_whose_log_is_gone_is_refused() {
     for seg in segments(dir.path()) {
         stdfs::remove_file(seg).unwrap();
     }
-    match Wal::open(dir.path(), options()) {
-        Err(WalError::Corruption { file, .. }) => assert_eq!(file, snap),
-        other => panic!(
-            "expected corruption, got {:?}",
-            other.map(|(_, r)| r.report)
-        ),
-    }
+    assert_eq!(refused(dir.path(), options()).0, snap);
 }
 
 #[test]
