@@ -12,7 +12,8 @@
 #   FILE   source files to mutate (default: the four above)
 #   e.g.   scripts/mutants.sh src/wal/recovery.rs -- --jobs 2
 # Installs cargo-mutants (cargo install cargo-mutants --locked) when missing. Results,
-# with each mutant's diff and test log, go to target/mutants/mutants.out/.
+# with each mutant's diff and test log, go to target/mutants/mutants.out/ (or
+# $GCTR_MUTANTS_OUT/mutants.out/, so two runs can go side by side).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ file_args=()
 for f in "${files[@]}"; do
     file_args+=(--file "$f")
 done
-out=target/mutants
+out=${GCTR_MUTANTS_OUT:-target/mutants}
 mkdir -p "$out"
 # The fast tests only: each -C goes to every cargo build and test cargo-mutants runs.
 tests=(-C --lib -C --test=properties -C --test=simulation -C --test=engine
