@@ -4,7 +4,8 @@
 
 use super::faulty_fs::Op;
 use super::tests::{
-    files_ending, first_seq, frame_offsets, image, open_faulty, refused, segments, tiny, Node,
+    files_ending, first_seq, frame_offsets, image, open_faulty, options, refused, segments, tiny,
+    Node,
 };
 use super::*;
 use std::fs as stdfs;
@@ -155,4 +156,93 @@ fn wal_after_repair_cuts_the_last_segment_its_bytes_match_the_disk_and_appends_r
     assert_eq!(image(&node.state), expected);
     assert_eq!(node.state.value("after"), 3);
     assert!(report.torn_tail.is_none() && report.repairs.is_empty());
+}
+
+/// Flips a byte in the middle of the only snapshot in `dir` and returns its path.
+fn damage_the_snapshot(dir: &Path) -> PathBuf {
+    let snap = files_ending(dir, ".snap").remove(0);
+    let mut bytes = stdfs::read(&snap).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    stdfs::write(&snap, &bytes).unwrap();
+    snap
+}
+
+/// A directory with a snapshot of 6 records and no segment, as after a snapshot and the
+/// loss of the empty segment started after it; with the origin and the snapshot's state.
+fn snapshot_and_no_segment() -> (tempfile::TempDir, Origin, Vec<OriginDelta>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), options());
+    node.write(6);
+    node.wal.snapshot(&node.state).unwrap();
+    let origin = node.wal.origin().clone();
+    let state = image(&node.state);
+    drop(node);
+    for seg in segments(dir.path()) {
+        stdfs::remove_file(seg).unwrap();
+    }
+    (dir, origin, state)
+}
+
+#[test]
+fn wal_a_snapshot_with_no_segment_after_it_opens_with_its_state() {
+    let (dir, origin, expected) = snapshot_and_no_segment();
+    let (mut node, report) = Node::open(dir.path(), options());
+    assert_eq!(image(&node.state), expected);
+    assert_eq!((report.snapshot_seq, report.records_replayed), (Some(6), 0));
+    assert_eq!(node.wal.origin(), &origin);
+    assert_eq!(node.local("after", 1).unwrap(), 7);
+}
+
+#[test]
+fn wal_a_damaged_snapshot_is_passed_over_when_the_log_still_holds_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), tiny(1));
+    node.write(6);
+    let kept: Vec<(PathBuf, Vec<u8>)> = segments(dir.path())
+        .into_iter()
+        .map(|p| (p.clone(), stdfs::read(p).unwrap()))
+        .collect();
+    // A crash after the snapshot was written, before the segments it covers were deleted.
+    node.wal.snapshot(&node.state).unwrap();
+    let expected = image(&node.state);
+    drop(node);
+    for (path, bytes) in kept {
+        stdfs::write(path, bytes).unwrap();
+    }
+    damage_the_snapshot(dir.path());
+    let (node, report) = Node::open(dir.path(), tiny(1));
+    assert_eq!(image(&node.state), expected);
+    assert_eq!((report.snapshot_seq, report.records_replayed), (None, 6));
+    assert_eq!(report.bad_snapshots.len(), 1);
+}
+
+#[test]
+fn wal_repair_of_a_damaged_snapshot_with_no_log_reports_it_and_takes_a_new_incarnation() {
+    let (dir, origin, _) = snapshot_and_no_segment();
+    let snap = damage_the_snapshot(dir.path());
+    assert_eq!(refused(dir.path(), options()).0, snap);
+
+    let (mut node, report) = Node::open(dir.path(), repairing(options()));
+    assert_eq!(
+        image(&node.state),
+        image(&State::new()),
+        "nothing could be kept"
+    );
+    assert_eq!(report.repairs.len(), 1, "{report:?}");
+    let fix = &report.repairs[0];
+    assert_eq!((&fix.file, fix.offset), (&snap, 0));
+    assert_eq!(fix.dropped, vec![snap.with_extension("snap.dropped")]);
+    assert_eq!(files_ending(dir.path(), ".snap"), Vec::<PathBuf>::new());
+    assert_ne!(
+        node.wal.origin(),
+        &origin,
+        "records 1 to 6 are gone: their versions must not be given out again"
+    );
+    node.local("after", 1).unwrap();
+    let expected = image(&node.state);
+    node.wal.close().unwrap();
+    let (node, report) = Node::open(dir.path(), options());
+    assert_eq!(image(&node.state), expected);
+    assert!(report.repairs.is_empty() && report.bad_snapshots.is_empty());
 }

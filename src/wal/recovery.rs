@@ -10,6 +10,8 @@
 //!   corruption. Open refuses with the file and offset, unless repair was asked for: then
 //!   the bad segment is cut at the bad record (the rest saved to `.corrupt-<offset>`),
 //!   later segments are renamed `.dropped`, and the report lists what was set aside.
+//!   A damaged snapshot with no segment left to replay is refused the same way; repair
+//!   renames it `.dropped` and starts empty.
 //! - A record type this version does not know is never cut away: it is data from a newer
 //!   gctr, and open refuses whatever the options say.
 
@@ -109,30 +111,56 @@ pub fn replay(
     load_snapshot(fs, snapshots, &mut out)?;
     let snap_seq = out.snapshot.as_ref().map_or(0, |(s, _)| *s);
     out.next_seq = snap_seq + 1;
-    if segments.is_empty() && !repair {
-        refuse_a_damaged_snapshot_alone(snapshots, &out)?;
+    if segments.is_empty() {
+        damaged_snapshots_alone(fs, dir, snapshots, repair, &mut out)?;
     }
     replay_segments(fs, dir, segments, snap_seq, repair, &mut out)?;
     Ok(out)
 }
 
 /// With no segment to replay, snapshots that all failed their checks held records that
-/// exist nowhere else: refuse, naming the newest.
-fn refuse_a_damaged_snapshot_alone(
+/// exist nowhere else: refuse, naming the newest, or with `repair` set them aside and
+/// report it, so the node takes a new incarnation (the lost records' versions may have
+/// been gossiped and must not be given out again).
+fn damaged_snapshots_alone(
+    fs: &dyn FileSystem,
+    dir: &Path,
     snapshots: &[(u64, PathBuf)],
-    out: &Replayed,
+    repair: bool,
+    out: &mut Replayed,
 ) -> Result<(), WalError> {
-    match snapshots.last() {
-        Some((seq, path)) if out.snapshot.is_none() => Err(WalError::Corruption {
-            file: path.clone(),
+    let Some((seq, newest)) = snapshots.last().filter(|_| out.snapshot.is_none()) else {
+        return Ok(());
+    };
+    let reason = format!(
+        "the snapshot is damaged and no log holds records 1 to {seq}: {}",
+        out.bad_snapshots[0]
+    );
+    if !repair {
+        return Err(WalError::Corruption {
+            file: newest.clone(),
             offset: 0,
-            reason: format!(
-                "the snapshot is damaged and no log holds records 1 to {seq}: {}",
-                out.bad_snapshots[0]
-            ),
-        }),
-        _ => Ok(()),
+            reason,
+        });
     }
+    let mut dropped = Vec::new();
+    for (_, path) in snapshots {
+        let to = path.with_extension("snap.dropped");
+        fs.rename(path, &to)
+            .map_err(|e| WalError::io(format!("set aside {}", path.display()), e))?;
+        dropped.push(to);
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| WalError::io(format!("sync {}", dir.display()), e))?;
+    log::warn!("repair: {reason}; set aside {dropped:?} and started empty");
+    out.repairs.push(Repair {
+        file: newest.clone(),
+        offset: 0,
+        reason,
+        saved_to: None,
+        dropped,
+    });
+    Ok(())
 }
 
 /// Replays each segment after the snapshot in turn: segments wholly covered by it are
