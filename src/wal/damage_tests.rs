@@ -195,21 +195,40 @@ fn wal_a_snapshot_with_no_segment_after_it_opens_with_its_state() {
 }
 
 #[test]
-fn wal_a_damaged_snapshot_is_passed_over_when_the_log_still_holds_every_record() {
+fn wal_segments_a_snapshot_covers_are_deleted_at_open_or_replayed_if_the_snapshot_is_damaged() {
     let dir = tempfile::tempdir().unwrap();
     let (mut node, _) = Node::open(dir.path(), tiny(1));
     node.write(6);
-    let kept: Vec<(PathBuf, Vec<u8>)> = segments(dir.path())
+    let covered: Vec<(PathBuf, Vec<u8>)> = segments(dir.path())
         .into_iter()
         .map(|p| (p.clone(), stdfs::read(p).unwrap()))
         .collect();
-    // A crash after the snapshot was written, before the segments it covers were deleted.
     node.wal.snapshot(&node.state).unwrap();
     let expected = image(&node.state);
     drop(node);
-    for (path, bytes) in kept {
-        stdfs::write(path, bytes).unwrap();
-    }
+    let after_snapshot = segments(dir.path());
+    assert_eq!(
+        after_snapshot,
+        vec![dir.path().join(segment::segment_name(7))]
+    );
+    // A crash after the snapshot was written, before the segments it covers were deleted.
+    let restore = || {
+        for (path, bytes) in &covered {
+            stdfs::write(path, bytes).unwrap();
+        }
+    };
+    restore();
+    let (node, report) = Node::open(dir.path(), tiny(1));
+    assert_eq!(image(&node.state), expected);
+    assert_eq!((report.snapshot_seq, report.records_replayed), (Some(6), 0));
+    assert_eq!(
+        segments(dir.path()),
+        after_snapshot,
+        "covered segments deleted"
+    );
+    drop(node);
+
+    restore();
     damage_the_snapshot(dir.path());
     let (node, report) = Node::open(dir.path(), tiny(1));
     assert_eq!(image(&node.state), expected);
