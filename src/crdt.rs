@@ -614,6 +614,37 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_operation_says_which_rule_it_broke() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        state.apply_local(&state.prepare_local(&me, &[inc("full", i64::MAX as u64)]));
+        let ops = [
+            inc("", 1),
+            inc(&"x".repeat(MAX_COUNTER_NAME_BYTES + 1), 1),
+            inc("a\nb", 1),
+            inc("x", 0),
+            inc("full", 1),
+        ];
+        let said: Vec<String> = state
+            .prepare_local(&me, &ops)
+            .results
+            .into_iter()
+            .map(|r| r.unwrap_err().to_string())
+            .collect();
+        let limit = i64::MAX;
+        assert_eq!(
+            said,
+            vec![
+                "counter name is empty".to_owned(),
+                format!("counter name is 129 bytes long; the limit is {MAX_COUNTER_NAME_BYTES}"),
+                "counter name contains a control character".to_owned(),
+                format!("amount 0 is out of range 1..={limit}"),
+                format!("counter \"full\" would pass {limit} in total; nothing was applied"),
+            ]
+        );
+    }
+
+    #[test]
     fn decrements_answer_the_value_after_them_and_stop_at_the_limit_of_every_origin() {
         let me = Origin::new("a", 1);
         let mut state = State::new();
