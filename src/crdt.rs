@@ -614,6 +614,11 @@ mod tests {
     }
 
     #[test]
+    fn an_origin_reads_as_its_name_and_incarnation_in_hex() {
+        assert_eq!(Origin::new("n1", 255).to_string(), "n1/00000000000000ff");
+    }
+
+    #[test]
     fn a_refused_operation_says_which_rule_it_broke() {
         let me = Origin::new("a", 1);
         let mut state = State::new();
