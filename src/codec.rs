@@ -722,6 +722,67 @@ mod tests {
     }
 
     #[test]
+    fn per_type_figures_add_up_and_read_as_a_map_of_type_names() {
+        let names: Vec<&str> = FrameType::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(
+            names,
+            ["hello", "syn", "syn_ack", "delta", "push", "member"]
+        );
+        for t in FrameType::ALL {
+            assert_eq!(FrameType::from_byte(t as u8), Some(t));
+        }
+        assert_eq!(FrameType::from_byte(0), None);
+        let mut a = PerFrameType::default();
+        a[FrameType::Syn] += 2;
+        a[FrameType::Member] += 5;
+        let mut b = PerFrameType::default();
+        b[FrameType::Syn] += 3;
+        a.add(&b);
+        assert_eq!(
+            (a[FrameType::Syn], a[FrameType::Member], a.total()),
+            (5, 5, 10)
+        );
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5}"#
+        );
+    }
+
+    #[test]
+    fn every_decoding_error_says_what_was_wrong() {
+        let said = [
+            CodecError::BadMagic,
+            CodecError::UnsupportedVersion(9),
+            CodecError::UnknownType(7),
+            CodecError::TooLarge { len: 600, max: 512 },
+            CodecError::Truncated,
+            CodecError::TrailingBytes(3),
+            CodecError::VarintOverflow,
+            CodecError::BadUtf8,
+            CodecError::BadName("node name is empty".into()),
+            CodecError::Invalid("delta range runs backwards"),
+        ]
+        .map(|e| ReadError::Codec(e).to_string());
+        assert_eq!(
+            said,
+            [
+                "bad magic: not a gctr frame",
+                "unsupported protocol version 9",
+                "unknown frame type 7",
+                "frame payload of 600 bytes is over the 512-byte limit",
+                "frame ends early",
+                "3 bytes after the end of the frame",
+                "integer does not fit 64 bits",
+                "string is not UTF-8",
+                "bad name: node name is empty",
+                "invalid frame: delta range runs backwards",
+            ]
+        );
+        let io = ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "eof"));
+        assert_eq!(io.to_string(), "read: eof");
+    }
+
+    #[test]
     fn varints_round_trip_at_the_edges() {
         for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
             let mut buf = Vec::new();
