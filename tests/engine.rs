@@ -3,9 +3,9 @@
 //! pushes that teach something are forwarded, a gap triggers one immediate pull, and a
 //! split delta chains its ranges so a receiver can apply the chunks in any order.
 
-use gctr::codec::{self, Frame};
+use gctr::codec::{self, Frame, FrameType};
 use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, State};
-use gctr::engine::{Config, Engine, Output, MIN_PAYLOAD};
+use gctr::engine::{Config, Engine, Output, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
 use gctr::member::NodeName;
 use std::time::Duration;
 
@@ -86,6 +86,73 @@ fn a_push_with_a_gap_is_forwarded_and_pulls_the_gap_from_the_pusher_once() {
     b.handle_frame(NOW, &peer("a"), push.clone());
     assert_eq!(sends(&mut b), vec![]);
     assert_eq!((b.stats().repairs, b.stats().forwarded), (1, 1));
+}
+
+#[test]
+fn a_gap_pulls_again_a_quarter_of_a_gossip_interval_later_not_sooner() {
+    let mut a = engine("a", &["b"], Config::default());
+    let mut b = engine("b", &["a"], Config::default());
+    write(&mut a, &[inc("x", 1)]); // lost on the way
+    let pushes: Vec<Frame> = (0..3)
+        .map(|i| write(&mut a, &[inc("y", i + 1)]).remove(0).1)
+        .collect();
+    let pulls = |b: &mut Engine, at: Duration, push: &Frame| {
+        b.handle_frame(at, &peer("a"), push.clone());
+        let out = sends(b);
+        out.iter()
+            .filter(|(_, f)| matches!(f, Frame::Syn { .. }))
+            .count()
+    };
+    let quarter = DEFAULT_GOSSIP_INTERVAL / 4;
+    assert_eq!(pulls(&mut b, NOW, &pushes[0]), 1);
+    assert_eq!(
+        pulls(&mut b, NOW + quarter - Duration::from_nanos(1), &pushes[1]),
+        0
+    );
+    assert_eq!(pulls(&mut b, NOW + quarter, &pushes[2]), 1);
+    assert_eq!(b.stats().repairs, 2);
+}
+
+#[test]
+fn a_round_runs_at_its_deadline_once_and_the_next_is_one_interval_later() {
+    let mut a = engine("a", &["b", "c"], Config::default());
+    let first = a.next_deadline();
+    assert!(
+        first < DEFAULT_GOSSIP_INTERVAL,
+        "the first round within one interval"
+    );
+    a.handle_timer(first - Duration::from_nanos(1));
+    assert_eq!(sends(&mut a), vec![]);
+    a.handle_timer(first);
+    let syns = sends(&mut a);
+    assert_eq!(syns.len(), 2, "fanout 2: {syns:?}");
+    assert!(syns.iter().all(|(_, f)| matches!(f, Frame::Syn { .. })));
+    a.handle_timer(first);
+    assert_eq!(sends(&mut a), vec![]);
+    assert_eq!(a.stats().rounds, 1);
+    assert_eq!(a.next_deadline(), first + DEFAULT_GOSSIP_INTERVAL);
+}
+
+#[test]
+fn figures_count_the_frames_bytes_and_entries_sent_and_received() {
+    let mut a = engine("a", &["b"], Config::default());
+    let mut b = engine("b", &["a"], Config::default());
+    let mut pushes = write(&mut a, &[inc("x", 1), inc("y", 2)]);
+    assert_eq!(pushes.len(), 1);
+    let (_, push) = pushes.remove(0);
+    let len = codec::encoded_len(&push) as u64;
+    b.handle_frame(NOW, &peer("a"), push);
+    let (out, into) = (a.stats(), b.stats());
+    let push = FrameType::Push;
+    assert_eq!(
+        (out.frames_out[push], out.bytes_out[push], out.entries_out),
+        (1, len, 2)
+    );
+    assert_eq!(
+        (into.frames_in[push], into.bytes_in[push], into.entries_in),
+        (1, len, 2)
+    );
+    assert_eq!(into.last_learned, Some(NOW));
 }
 
 #[test]
@@ -313,6 +380,19 @@ fn a_reply_to_a_syn_fits_the_limit_with_a_large_digest_and_a_delta_over_several_
     let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
     assert!(frames.len() > 3, "{} frames", frames.len());
     assert!(matches!(&frames[0], Frame::SynAck { digest, .. } if digest.len() == 10));
+    assert_within(&frames, MIN_PAYLOAD);
+    check_everything_arrives(&b, frames);
+}
+
+#[test]
+fn a_digest_that_fills_a_frame_is_not_sent_as_the_reply_would_pass_the_limit() {
+    // 7 origins of 63-byte names: a digest of exactly 512 bytes, and a SynAck carrying
+    // it would need one byte more for its (empty) delta count.
+    let mut b = replier_knowing(7, 63, MIN_PAYLOAD);
+    assert_eq!(codec::digest_len(&b.state().digest()), MIN_PAYLOAD);
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+    assert!(frames.iter().all(|f| matches!(f, Frame::Delta { .. })));
     assert_within(&frames, MIN_PAYLOAD);
     check_everything_arrives(&b, frames);
 }
