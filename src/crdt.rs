@@ -614,6 +614,24 @@ mod tests {
     }
 
     #[test]
+    fn sizes_count_counters_origins_and_entries() {
+        let mut state = State::new();
+        for (origin, counters) in [
+            (Origin::new("a", 1), ["x", "y"]),
+            (Origin::new("b", 2), ["y", "z"]),
+        ] {
+            let ops: Vec<LocalOp> = counters.iter().map(|c| inc(c, 1)).collect();
+            state.apply_local(&state.prepare_local(&origin, &ops));
+        }
+        let sizes = (
+            state.counter_count(),
+            state.origin_count(),
+            state.entry_count(),
+        );
+        assert_eq!(sizes, (3, 2, 4));
+    }
+
+    #[test]
     fn an_origin_reads_as_its_name_and_incarnation_in_hex() {
         assert_eq!(Origin::new("n1", 255).to_string(), "n1/00000000000000ff");
     }

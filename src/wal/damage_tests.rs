@@ -265,3 +265,20 @@ fn wal_repair_of_a_damaged_snapshot_with_no_log_reports_it_and_takes_a_new_incar
     assert_eq!(image(&node.state), expected);
     assert!(report.repairs.is_empty() && report.bad_snapshots.is_empty());
 }
+
+#[test]
+fn wal_a_snapshot_that_cannot_be_read_is_an_error_not_passed_over() {
+    let (dir, _, _) = written(options(), 3);
+    // A directory under a snapshot's name: opening it works, reading it fails.
+    let snap = dir.path().join(snapshot::snapshot_name(2));
+    stdfs::create_dir(&snap).unwrap();
+    match Wal::open(dir.path(), repairing(options())) {
+        Err(WalError::Io { context, .. }) => {
+            assert_eq!(context, format!("read {}", snap.display()))
+        }
+        other => panic!(
+            "expected an I/O error, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
+    }
+}
