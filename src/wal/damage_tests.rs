@@ -282,3 +282,16 @@ fn wal_a_snapshot_that_cannot_be_read_is_an_error_not_passed_over() {
         ),
     }
 }
+
+#[test]
+fn wal_a_segment_over_the_size_bound_is_refused_unread_naming_it() {
+    let (dir, _, _) = written(options(), 3);
+    let huge = dir.path().join(segment::segment_name(4));
+    // Sparse: the test writes nothing, and open must not read it either.
+    let file = stdfs::File::create(&huge).unwrap();
+    file.set_len(recovery::MAX_SEGMENT_FILE_BYTES + 1).unwrap();
+    drop(file);
+    let (file, offset, reason) = refused(dir.path(), options());
+    assert_eq!((file, offset), (huge, 0));
+    assert!(reason.contains("over the"), "{reason}");
+}
