@@ -55,7 +55,7 @@ echo "mutants.sh: caught $(count caught.txt), missed $(count missed.txt)," \
 
 # Missed mutants by file and description without line and column, which move with every
 # edit; the equivalence list names them the same way, then " | " and why.
-known=$(sed -n 's/ | .*//p' scripts/mutants-equivalent.txt | sort -u)
+known=$(grep -v '^#' scripts/mutants-equivalent.txt | sed -n 's/ | .*//p' | sort -u)
 new=$(sed -E 's/^([^:]+):[0-9]+:[0-9]+: /\1: /' "$results/missed.txt" 2>/dev/null |
     sort -u | comm -23 - <(echo "$known") || true)
 if [[ -n $new ]]; then

@@ -295,3 +295,17 @@ fn wal_a_segment_over_the_size_bound_is_refused_unread_naming_it() {
     assert_eq!((file, offset), (huge, 0));
     assert!(reason.contains("over the"), "{reason}");
 }
+
+#[test]
+fn wal_a_snapshot_over_the_size_bound_is_passed_over_unread() {
+    let (dir, _, history) = written(options(), 3);
+    let huge = dir.path().join(snapshot::snapshot_name(2));
+    let file = stdfs::File::create(&huge).unwrap();
+    file.set_len(snapshot::MAX_SNAPSHOT_BYTES + 1).unwrap();
+    drop(file);
+    let (node, report) = Node::open(dir.path(), options());
+    assert_eq!(image(&node.state), history[3], "the log holds every record");
+    assert_eq!(report.snapshot_seq, None);
+    assert_eq!(report.bad_snapshots.len(), 1);
+    assert!(report.bad_snapshots[0].contains("over the"), "{report:?}");
+}
