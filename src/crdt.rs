@@ -646,6 +646,7 @@ mod tests {
             inc(&"x".repeat(MAX_COUNTER_NAME_BYTES + 1), 1),
             inc("a\nb", 1),
             inc("x", 0),
+            inc("x", i64::MAX as u64 + 1),
             inc("full", 1),
         ];
         let said: Vec<String> = state
@@ -662,6 +663,7 @@ mod tests {
                 format!("counter name is 129 bytes long; the limit is {MAX_COUNTER_NAME_BYTES}"),
                 "counter name contains a control character".to_owned(),
                 format!("amount 0 is out of range 1..={limit}"),
+                format!("amount {} is out of range 1..={limit}", limit as u64 + 1),
                 format!("counter \"full\" would pass {limit} in total; nothing was applied"),
             ]
         );

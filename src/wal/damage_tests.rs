@@ -309,3 +309,35 @@ fn wal_a_snapshot_over_the_size_bound_is_passed_over_unread() {
     assert_eq!(report.bad_snapshots.len(), 1);
     assert!(report.bad_snapshots[0].contains("over the"), "{report:?}");
 }
+
+#[test]
+fn wal_records_a_snapshot_holds_are_not_replayed_again_from_a_segment_that_goes_on() {
+    let (dir, _, _) = written(options(), 3);
+    let seg = segments(dir.path()).remove(0);
+    let len = stdfs::metadata(&seg).unwrap().len();
+    let (mut node, report) = Node::open(dir.path(), options());
+    assert_eq!(report.records_replayed, 3);
+    assert_eq!(
+        node.wal.status().bytes_since_snapshot,
+        len - SEGMENT_HEADER_LEN,
+        "every replayed record's bytes count towards the next snapshot"
+    );
+    // A crash after the snapshot was written, before the segment was rotated and deleted.
+    let kept = stdfs::read(&seg).unwrap();
+    node.wal.snapshot(&node.state).unwrap();
+    drop(node);
+    for later in segments(dir.path()) {
+        stdfs::remove_file(later).unwrap();
+    }
+    stdfs::write(&seg, kept).unwrap();
+
+    let (mut node, report) = Node::open(dir.path(), options());
+    assert_eq!((report.snapshot_seq, report.records_replayed), (Some(3), 0));
+    assert_eq!(node.wal.status().bytes_since_snapshot, 0);
+    node.write(2);
+    let expected = image(&node.state);
+    drop(node);
+    let (node, report) = Node::open(dir.path(), options());
+    assert_eq!(image(&node.state), expected);
+    assert_eq!((report.snapshot_seq, report.records_replayed), (Some(3), 2));
+}
