@@ -3,6 +3,7 @@
 //! failing) after a repair cut the last segment short.
 
 use super::faulty_fs::Op;
+use super::frame::{encode_frame, FRAME_HEADER_LEN};
 use super::tests::{
     files_ending, first_seq, frame_offsets, image, open_faulty, options, refused, segments, tiny,
     Node,
@@ -340,4 +341,30 @@ fn wal_records_a_snapshot_holds_are_not_replayed_again_from_a_segment_that_goes_
     let (node, report) = Node::open(dir.path(), options());
     assert_eq!(image(&node.state), expected);
     assert_eq!((report.snapshot_seq, report.records_replayed), (Some(3), 2));
+}
+
+#[test]
+fn wal_a_valid_frame_numbered_too_far_ahead_after_a_torn_record_is_not_a_continuation() {
+    let (dir, origin, history) = written(options(), 3);
+    let seg = segments(dir.path()).remove(0);
+    let mut bytes = stdfs::read(&seg).unwrap();
+    let torn_at = bytes.len();
+    let mut record_4 = Vec::new();
+    encode_frame(4, &[1, 2, 3, 4, 5, 6, 7, 8], &mut record_4);
+    bytes.extend_from_slice(&record_4[..record_4.len() / 2]);
+    // A whole frame after it, numbered one past the most frames the bytes from it to the
+    // end could hold: leftovers of something else, not records written after record 4.
+    let mut stray = Vec::new();
+    encode_frame(0, &[9; 40], &mut stray);
+    let room = (stray.len() / FRAME_HEADER_LEN) as u64;
+    stray.clear();
+    encode_frame(4 + room + 1, &[9; 40], &mut stray);
+    bytes.extend_from_slice(&stray);
+    stdfs::write(&seg, &bytes).unwrap();
+
+    let (node, report) = Node::open(dir.path(), options());
+    assert_eq!(node.wal.origin(), &origin, "a torn write keeps the origin");
+    assert_eq!(image(&node.state), history[3]);
+    let torn = report.torn_tail.expect("a torn tail");
+    assert_eq!(torn.offset, torn_at as u64);
 }
