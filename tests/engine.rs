@@ -435,3 +435,21 @@ fn a_digest_larger_than_a_frame_is_never_sent_and_the_missing_data_still_goes() 
     }
     assert_eq!(b.stats().digests_over_limit, 4);
 }
+
+#[test]
+fn totals_merged_without_versions_say_whether_they_changed_anything() {
+    let mut a = engine("a", &["b"], Config::default());
+    let other = Origin::new("m", 3);
+    assert!(a.merge_unversioned(NOW, &other, "x", 5, 2));
+    assert!(
+        !a.merge_unversioned(NOW, &other, "x", 5, 2),
+        "the same totals again"
+    );
+    assert!(
+        !a.merge_unversioned(NOW, &other, "x", 4, 1),
+        "smaller totals"
+    );
+    assert!(a.merge_unversioned(NOW, &other, "x", 5, 3));
+    assert_eq!(a.state().value("x"), 2);
+    assert_eq!(a.stats().last_learned, Some(NOW));
+}
