@@ -702,6 +702,95 @@ mod tests {
     }
 
     #[test]
+    fn an_element_count_one_above_what_the_bytes_left_can_hold_is_refused() {
+        // Refused from the count alone, so nothing is reserved for elements whose bytes
+        // are not there: at most (bytes left / smallest element) elements are ever reserved.
+        for (min, left) in [
+            (MIN_ENTRY_LEN, 10),
+            (MIN_DIGEST_ENTRY_LEN, 40),
+            (MIN_DELTA_LEN, 38),
+        ] {
+            let room = left / min;
+            for n in [room, room + 1] {
+                let mut bytes = Vec::new();
+                put_varint(&mut bytes, n as u64);
+                bytes.resize(bytes.len() + left, 0);
+                let expected = if n == room {
+                    Ok(room)
+                } else {
+                    Err(CodecError::Truncated)
+                };
+                assert_eq!(
+                    Decoder::new(&bytes).count(min),
+                    expected,
+                    "{n} × {min} in {left}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn per_type_figures_add_up_and_read_as_a_map_of_type_names() {
+        let names: Vec<&str> = FrameType::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(
+            names,
+            ["hello", "syn", "syn_ack", "delta", "push", "member", "keys"]
+        );
+        for t in FrameType::ALL {
+            assert_eq!(FrameType::from_byte(t as u8), Some(t));
+        }
+        assert_eq!(FrameType::from_byte(0), None);
+        let mut a = PerFrameType::default();
+        a[FrameType::Syn] += 2;
+        a[FrameType::Member] += 5;
+        let mut b = PerFrameType::default();
+        b[FrameType::Syn] += 3;
+        a.add(&b);
+        assert_eq!(
+            (a[FrameType::Syn], a[FrameType::Member], a.total()),
+            (5, 5, 10)
+        );
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5,"keys":0}"#
+        );
+    }
+
+    #[test]
+    fn every_decoding_error_says_what_was_wrong() {
+        let said = [
+            CodecError::BadMagic,
+            CodecError::UnsupportedVersion(9),
+            CodecError::UnknownType(7),
+            CodecError::TooLarge { len: 600, max: 512 },
+            CodecError::Truncated,
+            CodecError::TrailingBytes(3),
+            CodecError::VarintOverflow,
+            CodecError::BadUtf8,
+            CodecError::BadName("node name is empty".into()),
+            CodecError::Invalid("delta range runs backwards"),
+        ]
+        .map(|e| ReadError::Codec(e).to_string());
+        assert_eq!(
+            said,
+            [
+                "bad magic: not a gctr frame",
+                "unsupported protocol version 9",
+                "unknown frame type 7",
+                "frame payload of 600 bytes is over the 512-byte limit",
+                "frame ends early",
+                "3 bytes after the end of the frame",
+                "integer does not fit 64 bits",
+                "string is not UTF-8",
+                "bad name: node name is empty",
+                "invalid frame: delta range runs backwards",
+            ]
+        );
+        let io = ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "eof"));
+        assert_eq!(io.to_string(), "read: eof");
+    }
+
+    #[test]
     fn varints_round_trip_at_the_edges() {
         for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
             let mut buf = Vec::new();

@@ -721,6 +721,105 @@ mod tests {
         assert_eq!(state.value("z"), 5);
     }
 
+    fn dec(counter: &str, amount: u64) -> LocalOp {
+        LocalOp {
+            counter: counter.into(),
+            kind: OpKind::Decrement,
+            amount,
+        }
+    }
+
+    #[test]
+    fn sizes_count_counters_origins_and_entries() {
+        let mut state = State::new();
+        for (origin, counters) in [
+            (Origin::new("a", 1), ["x", "y"]),
+            (Origin::new("b", 2), ["y", "z"]),
+        ] {
+            let ops: Vec<LocalOp> = counters.iter().map(|c| inc(c, 1)).collect();
+            state.apply_local(&state.prepare_local(&origin, &ops));
+        }
+        let sizes = (
+            state.counter_count(),
+            state.origin_count(),
+            state.entry_count(),
+        );
+        assert_eq!(sizes, (3, 2, 4));
+    }
+
+    #[test]
+    fn an_origin_reads_as_its_name_and_incarnation_in_hex() {
+        assert_eq!(Origin::new("n1", 255).to_string(), "n1/00000000000000ff");
+    }
+
+    #[test]
+    fn a_refused_operation_says_which_rule_it_broke() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        state.apply_local(&state.prepare_local(&me, &[inc("full", i64::MAX as u64)]));
+        let ops = [
+            inc("", 1),
+            inc(&"x".repeat(MAX_COUNTER_NAME_BYTES + 1), 1),
+            inc("a\nb", 1),
+            inc("x", 0),
+            inc("x", i64::MAX as u64 + 1),
+            inc("full", 1),
+        ];
+        let said: Vec<String> = state
+            .prepare_local(&me, &ops)
+            .results
+            .into_iter()
+            .map(|r| r.unwrap_err().to_string())
+            .collect();
+        let limit = i64::MAX;
+        assert_eq!(
+            said,
+            vec![
+                "counter name is empty".to_owned(),
+                format!("counter name is 129 bytes long; the limit is {MAX_COUNTER_NAME_BYTES}"),
+                "counter name contains a control character".to_owned(),
+                format!("amount 0 is out of range 1..={limit}"),
+                format!("amount {} is out of range 1..={limit}", limit as u64 + 1),
+                format!("counter \"full\" would pass {limit} in total; nothing was applied"),
+            ]
+        );
+    }
+
+    #[test]
+    fn decrements_answer_the_value_after_them_and_stop_at_the_limit_of_every_origin() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        state.apply_local(&state.prepare_local(&me, &[inc("x", 10)]));
+        let batch = state.prepare_local(&me, &[dec("x", 3), dec("x", 4), inc("x", 1), dec("y", 2)]);
+        assert_eq!(batch.results, vec![Ok(7), Ok(3), Ok(4), Ok(-2)]);
+        state.apply_local(&batch);
+        assert_eq!((state.value("x"), state.value("y")), (4, -2));
+
+        // Another origin's decrements count towards the limit: 7 here, i64::MAX - 10 there.
+        let other = Origin::new("b", 2);
+        let far = i64::MAX as u64 - 10;
+        state.apply_delta(&OriginDelta {
+            origin: other.clone(),
+            from: 0,
+            to: 1,
+            entries: vec![CounterEntry {
+                counter: "x".into(),
+                p: 0,
+                n: far,
+                version: 1,
+            }],
+        });
+        let batch = state.prepare_local(&me, &[dec("x", 4), dec("x", 3), dec("x", 1)]);
+        assert!(matches!(batch.results[0], Err(OpError::Overflow { .. })));
+        assert_eq!(batch.results[1], Ok(11 - i64::MAX));
+        assert!(matches!(batch.results[2], Err(OpError::Overflow { .. })));
+        state.apply_local(&batch);
+        assert_eq!(state.value("x"), 11 - i64::MAX);
+        let own = state.counter_totals("x");
+        let mine = own.iter().find(|(o, _)| *o == me).map(|(_, t)| (t.p, t.n));
+        assert_eq!(mine, Some((11, 10)));
+    }
+
     #[test]
     fn a_new_counter_past_the_limit_is_refused_and_changes_nothing() {
         let me = Origin::new("a", 1);

@@ -20,6 +20,10 @@
 //! gap makes the receiver pull from the pusher at once instead of waiting for the next
 //! round.
 //!
+//! A Syn or SynAck carries the node's whole digest. One that does not fit a frame is
+//! not sent (a peer would drop it): the node reports it once ([`Output::DigestOverLimit`])
+//! and answers Syns with Delta frames only, until the limit is raised.
+//!
 //! Each peer's digest (in its Syn or SynAck) also tells how far it is behind this
 //! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
 
@@ -82,6 +86,16 @@ pub enum Output {
         claimed: u64,
         own: u64,
     },
+    /// This node's digest of `origins` origins takes `needs` bytes and no longer fits a
+    /// frame's `max` payload bytes. Until digests are split across frames, the node sends
+    /// no Syn or SynAck (each carries the whole digest, and a peer drops a frame over the
+    /// limit); the deltas a SynAck would carry still go, as Delta frames. Reported when
+    /// the digest stops fitting, not again until it has fitted once more.
+    DigestOverLimit {
+        origins: usize,
+        needs: usize,
+        max: usize,
+    },
 }
 
 /// Figures for status pages and tests.
@@ -105,6 +119,9 @@ pub struct Stats {
     /// Deltas and digests from peers that claimed this node's own origin beyond what it
     /// wrote (refused; see [`Output::OwnOriginAhead`]).
     pub own_origin_claims: u64,
+    /// Syns and SynAcks not sent because this node's digest does not fit a frame (see
+    /// [`Output::DigestOverLimit`]).
+    pub digests_over_limit: u64,
     /// The last time a frame from a peer changed the state (reports show how long ago).
     #[serde(skip)]
     pub last_learned: Option<Duration>,
@@ -123,6 +140,8 @@ pub struct Engine {
     pushes: PushQueue,
     /// Per peer, when the next gap-repair pull may be sent to it.
     repair_after: HashMap<NodeName, Duration>,
+    /// The digest did not fit a frame the last time one was to be sent.
+    digest_over_limit: bool,
     stats: Stats,
     replication: ReplicationTracker,
 }
@@ -153,6 +172,7 @@ impl Engine {
             next_round: now + offset,
             pushes: PushQueue::default(),
             repair_after: HashMap::new(),
+            digest_over_limit: false,
             stats: Stats::default(),
             replication: ReplicationTracker::default(),
         }
@@ -233,6 +253,9 @@ impl Engine {
         self.next_round = now + self.config.gossip_interval;
         self.stats.rounds += 1;
         let digest = self.state.digest();
+        if !self.digest_fits(&digest) {
+            return;
+        }
         for peer in self.pick_peers(self.config.fanout) {
             self.send(
                 peer,
@@ -253,25 +276,7 @@ impl Engine {
             Frame::Syn { digest } => {
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
-                let mine = self.state.digest();
-                let mut chunks = self.chunk_missing(&digest, codec::digest_len(&mine));
-                let first = if chunks.is_empty() {
-                    Vec::new()
-                } else {
-                    chunks.remove(0)
-                };
-                self.send_deltas_counted(&first);
-                self.send(
-                    from.clone(),
-                    Frame::SynAck {
-                        digest: mine,
-                        delta: first,
-                    },
-                );
-                for chunk in chunks {
-                    self.send_deltas_counted(&chunk);
-                    self.send(from.clone(), Frame::Delta { delta: chunk });
-                }
+                self.answer_syn(from, &digest);
             }
             Frame::SynAck { digest, delta } => {
                 self.check_digest(from, &digest);
@@ -306,6 +311,51 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Answers a Syn: what the peer with `digest` lacks, the first chunk in a SynAck with
+    /// this node's digest, the rest in Delta frames; all in Delta frames when this node's
+    /// digest does not fit a frame.
+    fn answer_syn(&mut self, from: &NodeName, digest: &Digest) {
+        let mine = self.state.digest();
+        let ack = self.digest_fits(&mine);
+        let reserved = if ack { codec::digest_len(&mine) } else { 0 };
+        let mut chunks = self.chunk_missing(digest, reserved).into_iter();
+        if ack {
+            let first = chunks.next().unwrap_or_default();
+            self.send_deltas_counted(&first);
+            self.send(
+                from.clone(),
+                Frame::SynAck {
+                    digest: mine,
+                    delta: first,
+                },
+            );
+        }
+        for chunk in chunks {
+            self.send_deltas_counted(&chunk);
+            self.send(from.clone(), Frame::Delta { delta: chunk });
+        }
+    }
+
+    /// Whether `digest` fits a frame, with room for a SynAck's empty delta count. A Syn
+    /// or SynAck left unsent for it is counted, and reported when the digest stops fitting.
+    fn digest_fits(&mut self, digest: &Digest) -> bool {
+        let needs = codec::digest_len(digest);
+        let max = self.config.max_payload;
+        let fits = needs < max;
+        if !fits {
+            self.stats.digests_over_limit += 1;
+            if !self.digest_over_limit {
+                self.outbox.push(Output::DigestOverLimit {
+                    origins: digest.len(),
+                    needs,
+                    max,
+                });
+            }
+        }
+        self.digest_over_limit = !fits;
+        fits
     }
 
     /// Turns client operations into a batch of absolute entries without applying them.
@@ -503,9 +553,11 @@ impl Engine {
         }
         self.repair_after
             .insert(from.clone(), now + self.config.gossip_interval / 4);
-        self.stats.repairs += 1;
         let digest = self.state.digest();
-        self.send(from.clone(), Frame::Syn { digest });
+        if self.digest_fits(&digest) {
+            self.stats.repairs += 1;
+            self.send(from.clone(), Frame::Syn { digest });
+        }
     }
 
     /// What a peer with `digest` lacks, split into frames; the first frame has

@@ -4,9 +4,9 @@
 //! passed on to two neighbours in a large cluster, a gap triggers one immediate pull, and
 //! a split delta chains its ranges so a receiver can apply the chunks in any order.
 
-use gctr::codec::{self, Frame};
-use gctr::crdt::{LocalOp, OpKind, Origin, State};
-use gctr::engine::{Config, Engine, Output, MIN_PAYLOAD};
+use gctr::codec::{self, Frame, FrameType};
+use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, State};
+use gctr::engine::{Config, Engine, Output, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
 use gctr::member::NodeName;
 use std::time::Duration;
 
@@ -48,7 +48,7 @@ fn sends(e: &mut Engine) -> Vec<(String, Frame)> {
         .into_iter()
         .filter_map(|o| match o {
             Output::Send { to, frame } => Some((to.to_string(), frame)),
-            Output::Learned(_) | Output::OwnOriginAhead { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -102,6 +102,79 @@ fn a_push_with_a_gap_pulls_the_gap_from_the_pusher_once() {
     b.handle_frame(NOW, &peer("a"), push.clone());
     assert_eq!(sends(&mut b), vec![]);
     assert_eq!(b.stats().repairs, 1);
+}
+
+#[test]
+fn a_gap_pulls_again_a_quarter_of_a_gossip_interval_later_not_sooner() {
+    let mut a = engine("a", &["b"], Config::default());
+    let mut b = engine("b", &["a"], Config::default());
+    write(&mut a, &[inc("x", 1)]); // lost on the way
+                                   // One write a push window apart: each goes out at once, in its own push.
+    let window = a.push_window();
+    let pushes: Vec<Frame> = (0..3u32)
+        .map(|i| {
+            write_at(&mut a, window * (i + 1), &[inc("y", u64::from(i) + 1)])
+                .remove(0)
+                .1
+        })
+        .collect();
+    let pulls = |b: &mut Engine, at: Duration, push: &Frame| {
+        b.handle_frame(at, &peer("a"), push.clone());
+        let out = sends(b);
+        out.iter()
+            .filter(|(_, f)| matches!(f, Frame::Syn { .. }))
+            .count()
+    };
+    let quarter = DEFAULT_GOSSIP_INTERVAL / 4;
+    assert_eq!(pulls(&mut b, NOW, &pushes[0]), 1);
+    assert_eq!(
+        pulls(&mut b, NOW + quarter - Duration::from_nanos(1), &pushes[1]),
+        0
+    );
+    assert_eq!(pulls(&mut b, NOW + quarter, &pushes[2]), 1);
+    assert_eq!(b.stats().repairs, 2);
+}
+
+#[test]
+fn a_round_runs_at_its_deadline_once_and_the_next_is_one_interval_later() {
+    let mut a = engine("a", &["b", "c"], Config::default());
+    let first = a.next_deadline();
+    assert!(
+        first < DEFAULT_GOSSIP_INTERVAL,
+        "the first round within one interval"
+    );
+    a.handle_timer(first - Duration::from_nanos(1));
+    assert_eq!(sends(&mut a), vec![]);
+    a.handle_timer(first);
+    let syns = sends(&mut a);
+    assert_eq!(syns.len(), 2, "fanout 2: {syns:?}");
+    assert!(syns.iter().all(|(_, f)| matches!(f, Frame::Syn { .. })));
+    a.handle_timer(first);
+    assert_eq!(sends(&mut a), vec![]);
+    assert_eq!(a.stats().rounds, 1);
+    assert_eq!(a.next_deadline(), first + DEFAULT_GOSSIP_INTERVAL);
+}
+
+#[test]
+fn figures_count_the_frames_bytes_and_entries_sent_and_received() {
+    let mut a = engine("a", &["b"], Config::default());
+    let mut b = engine("b", &["a"], Config::default());
+    let mut pushes = write(&mut a, &[inc("x", 1), inc("y", 2)]);
+    assert_eq!(pushes.len(), 1);
+    let (_, push) = pushes.remove(0);
+    let len = codec::encoded_len(&push) as u64;
+    b.handle_frame(NOW, &peer("a"), push);
+    let (out, into) = (a.stats(), b.stats());
+    let push = FrameType::Push;
+    assert_eq!(
+        (out.frames_out[push], out.bytes_out[push], out.entries_out),
+        (1, len, 2)
+    );
+    assert_eq!(
+        (into.frames_in[push], into.bytes_in[push], into.entries_in),
+        (1, len, 2)
+    );
+    assert_eq!(into.last_learned, Some(NOW));
 }
 
 /// The distinct peers that received a Push.
@@ -268,4 +341,145 @@ fn a_peers_digest_tells_how_far_behind_this_nodes_writes_it_is() {
     // A peer that leaves the peer set is no longer reported.
     a.remove_peer(&peer("b"));
     assert_eq!(a.replication(ms(200)), vec![]);
+}
+
+/// Engine `b`, peer of `a`, holding `origins` origins whose names take `name_len` bytes,
+/// each with three long entries: what a new peer lacks takes several frames.
+fn replier_knowing(origins: usize, name_len: usize, max_payload: usize) -> Engine {
+    let mut state = State::new();
+    for i in 0..origins {
+        let entries = (1..=3)
+            .map(|v| CounterEntry {
+                counter: format!("{}-{v}", "c".repeat(60)),
+                p: v,
+                n: 0,
+                version: v,
+            })
+            .collect();
+        state.apply_delta(&OriginDelta {
+            origin: Origin::new(format!("{i:0>name_len$}"), 7),
+            from: 0,
+            to: 3,
+            entries,
+        });
+    }
+    let config = Config {
+        max_payload,
+        eager_push: false,
+        ..Config::default()
+    };
+    let mut b = Engine::new(Origin::new("b", 7), config, state, 42, Duration::ZERO);
+    b.set_peers([peer("a")]);
+    b
+}
+
+/// Carries `frames` from `b` to a new engine `a` and checks that `a` then holds all `b` holds.
+fn check_everything_arrives(b: &Engine, frames: Vec<Frame>) {
+    let mut a = engine("a", &["b"], Config::default());
+    for f in frames {
+        a.handle_frame(NOW, &peer("b"), f);
+    }
+    assert_eq!(a.state().to_deltas(), b.state().to_deltas());
+}
+
+/// Every frame in `frames` checked against the payload limit, as the receiver checks it.
+fn assert_within(frames: &[Frame], max_payload: usize) {
+    for f in frames {
+        let (len, kind) = (codec::payload_len(f), f.frame_type());
+        assert!(
+            len <= max_payload,
+            "a {kind:?} frame of {len} bytes against a {max_payload}-byte limit"
+        );
+        assert_eq!(
+            codec::decode(&codec::encode(f), max_payload).as_ref(),
+            Ok(f)
+        );
+    }
+}
+
+#[test]
+fn a_reply_to_a_syn_fits_the_limit_with_a_large_digest_and_a_delta_over_several_frames() {
+    let mut b = replier_knowing(10, 20, MIN_PAYLOAD);
+    let digest_len = codec::digest_len(&b.state().digest());
+    assert!(
+        digest_len > MIN_PAYLOAD / 2,
+        "a digest of {digest_len} bytes"
+    );
+
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+    assert!(frames.len() > 3, "{} frames", frames.len());
+    assert!(matches!(&frames[0], Frame::SynAck { digest, .. } if digest.len() == 10));
+    assert_within(&frames, MIN_PAYLOAD);
+    check_everything_arrives(&b, frames);
+}
+
+#[test]
+fn a_digest_that_fills_a_frame_is_not_sent_as_the_reply_would_pass_the_limit() {
+    // 7 origins of 63-byte names: a digest of exactly 512 bytes, and a SynAck carrying
+    // it would need one byte more for its (empty) delta count.
+    let mut b = replier_knowing(7, 63, MIN_PAYLOAD);
+    assert_eq!(codec::digest_len(&b.state().digest()), MIN_PAYLOAD);
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+    assert!(frames.iter().all(|f| matches!(f, Frame::Delta { .. })));
+    assert_within(&frames, MIN_PAYLOAD);
+    check_everything_arrives(&b, frames);
+}
+
+#[test]
+fn a_digest_larger_than_a_frame_is_never_sent_and_the_missing_data_still_goes() {
+    let mut b = replier_knowing(40, 28, MIN_PAYLOAD);
+    let needs = codec::digest_len(&b.state().digest());
+    assert!(needs > MIN_PAYLOAD, "a digest of {needs} bytes");
+
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let outputs = b.drain_outputs();
+    let over: Vec<&Output> = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::DigestOverLimit { .. }))
+        .collect();
+    assert_eq!(
+        over,
+        vec![&Output::DigestOverLimit {
+            origins: 40,
+            needs,
+            max: MIN_PAYLOAD
+        }]
+    );
+    let frames: Vec<Frame> = outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert!(frames.iter().all(|f| matches!(f, Frame::Delta { .. })));
+    assert_within(&frames, MIN_PAYLOAD);
+    check_everything_arrives(&b, frames);
+
+    // Its own rounds send no Syn either, and the limit is reported once, not every round.
+    for round in 1..=3 {
+        b.handle_timer(NOW * round);
+        assert_eq!(b.drain_outputs(), vec![], "round {round}");
+    }
+    assert_eq!(b.stats().digests_over_limit, 4);
+}
+
+#[test]
+fn totals_merged_without_versions_say_whether_they_changed_anything() {
+    let mut a = engine("a", &["b"], Config::default());
+    let other = Origin::new("m", 3);
+    assert!(a.merge_unversioned(NOW, &other, "x", 5, 2));
+    assert!(
+        !a.merge_unversioned(NOW, &other, "x", 5, 2),
+        "the same totals again"
+    );
+    assert!(
+        !a.merge_unversioned(NOW, &other, "x", 4, 1),
+        "smaller totals"
+    );
+    assert!(a.merge_unversioned(NOW, &other, "x", 5, 3));
+    assert_eq!(a.state().value("x"), 2);
+    assert_eq!(a.stats().last_learned, Some(NOW));
 }

@@ -13,7 +13,7 @@
 //! - `clean-shutdown` (written by [`Wal::close`], removed at open), `weak-fsync` (present
 //!   while a run under a policy weaker than `Always` has the directory open), `LOCK`
 //!   (held by the running process), and side files recovery leaves for an operator:
-//!   `*.torn-<offset>`, `*.corrupt-<offset>`, `*.wal.dropped`.
+//!   `*.torn-<offset>`, `*.corrupt-<offset>`, `*.wal.dropped`, `*.snap.dropped`.
 //!
 //! A frame is: sequence number (u64), data length (u32, at most 32 MiB), CRC32 of the
 //! sequence number, length and data (u32), then the data; little-endian. Sequence numbers
@@ -46,6 +46,8 @@ mod recovery;
 mod segment;
 mod snapshot;
 
+#[cfg(test)]
+mod damage_tests;
 #[cfg(test)]
 pub(crate) mod faulty_fs;
 #[cfg(test)]

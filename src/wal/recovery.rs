@@ -10,6 +10,8 @@
 //!   corruption. Open refuses with the file and offset, unless repair was asked for: then
 //!   the bad segment is cut at the bad record (the rest saved to `.corrupt-<offset>`),
 //!   later segments are renamed `.dropped`, and the report lists what was set aside.
+//!   A damaged snapshot with no segment left to replay is refused the same way; repair
+//!   renames it `.dropped` and starts empty.
 //! - A record type this version does not know is never cut away: it is data from a newer
 //!   gctr, and open refuses whatever the options say.
 
@@ -78,6 +80,24 @@ pub struct Replayed {
     pub repairs: Vec<Repair>,
 }
 
+impl Replayed {
+    fn empty() -> Replayed {
+        Replayed {
+            state: State::new(),
+            next_seq: 1,
+            snapshot: None,
+            bad_snapshots: Vec::new(),
+            segments: Vec::new(),
+            last_segment_next: None,
+            records_replayed: 0,
+            bytes_replayed: 0,
+            segments_read: 0,
+            torn_tail: None,
+            repairs: Vec::new(),
+        }
+    }
+}
+
 /// Replays `segments` (sorted by first sequence number) over the newest snapshot of
 /// `snapshots` (sorted) that checks out.
 pub fn replay(
@@ -87,74 +107,92 @@ pub fn replay(
     segments: Vec<SegmentFile>,
     repair: bool,
 ) -> Result<Replayed, WalError> {
-    let mut out = Replayed {
-        state: State::new(),
-        next_seq: 1,
-        snapshot: None,
-        bad_snapshots: Vec::new(),
-        segments: Vec::new(),
-        last_segment_next: None,
-        records_replayed: 0,
-        bytes_replayed: 0,
-        segments_read: 0,
-        torn_tail: None,
-        repairs: Vec::new(),
-    };
+    let mut out = Replayed::empty();
     load_snapshot(fs, snapshots, &mut out)?;
     let snap_seq = out.snapshot.as_ref().map_or(0, |(s, _)| *s);
     out.next_seq = snap_seq + 1;
-
-    let count = segments.len();
-    if count == 0 && out.snapshot.is_none() && !repair {
-        if let Some((seq, path)) = snapshots.last() {
-            return Err(WalError::Corruption {
-                file: path.clone(),
-                offset: 0,
-                reason: format!(
-                    "the snapshot is damaged and no log holds records 1 to {seq}: {}",
-                    out.bad_snapshots[0]
-                ),
-            });
-        }
+    if segments.is_empty() {
+        damaged_snapshots_alone(fs, dir, snapshots, repair, &mut out)?;
     }
+    replay_segments(fs, dir, segments, snap_seq, repair, &mut out)?;
+    Ok(out)
+}
+
+/// With no segment to replay, snapshots that all failed their checks held records that
+/// exist nowhere else: refuse, naming the newest, or with `repair` set them aside and
+/// report it, so the node takes a new incarnation (the lost records' versions may have
+/// been gossiped and must not be given out again).
+fn damaged_snapshots_alone(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    snapshots: &[(u64, PathBuf)],
+    repair: bool,
+    out: &mut Replayed,
+) -> Result<(), WalError> {
+    let Some((seq, newest)) = snapshots.last().filter(|_| out.snapshot.is_none()) else {
+        return Ok(());
+    };
+    let reason = format!(
+        "the snapshot is damaged and no log holds records 1 to {seq}: {}",
+        out.bad_snapshots[0]
+    );
+    if !repair {
+        return Err(WalError::Corruption {
+            file: newest.clone(),
+            offset: 0,
+            reason,
+        });
+    }
+    let mut dropped = Vec::new();
+    for (_, path) in snapshots {
+        let to = path.with_extension("snap.dropped");
+        fs.rename(path, &to)
+            .map_err(|e| WalError::io(format!("set aside {}", path.display()), e))?;
+        dropped.push(to);
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| WalError::io(format!("sync {}", dir.display()), e))?;
+    log::warn!("repair: {reason}; set aside {dropped:?} and started empty");
+    out.repairs.push(Repair {
+        file: newest.clone(),
+        offset: 0,
+        reason,
+        saved_to: None,
+        dropped,
+    });
+    Ok(())
+}
+
+/// Replays each segment after the snapshot in turn: segments wholly covered by it are
+/// removed, a torn end of the last one is cut, and a gap or a bad record ends replay
+/// there ([`set_aside`]).
+fn replay_segments(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    segments: Vec<SegmentFile>,
+    snap_seq: u64,
+    repair: bool,
+    out: &mut Replayed,
+) -> Result<(), WalError> {
+    let count = segments.len();
+    // The sequence number due next, once a segment was replayed.
     let mut expected: Option<u64> = None;
     let mut iter = segments.into_iter().enumerate().peekable();
     while let Some((i, seg)) = iter.next() {
-        let is_last = i + 1 == count;
         let next_first = iter.peek().map(|(_, s)| s.first_seq);
         if expected.is_none() && next_first.is_some_and(|n| n - 1 <= snap_seq) {
             // Wholly covered by the snapshot (a crash came before the snapshot deleted it).
-            fs.remove(&seg.path)
-                .and_then(|()| fs.sync_dir(dir))
-                .map_err(|e| WalError::io(format!("remove {}", seg.path.display()), e))?;
+            remove_segment(fs, dir, &seg.path)?;
             continue;
         }
-        let gap = match expected {
-            None if seg.first_seq > snap_seq + 1 => Some(format!(
-                "records {} to {} are missing (the log starts at {})",
-                snap_seq + 1,
-                seg.first_seq - 1,
-                seg.first_seq
-            )),
-            Some(e) if seg.first_seq != e => Some(format!(
-                "segment starts at record {} where {e} was due",
-                seg.first_seq
-            )),
-            _ => None,
-        }
-        .map(|reason| match out.bad_snapshots.first() {
-            Some(bad) => format!("{reason}; the snapshot that held them is damaged: {bad}"),
-            None => reason,
-        });
-        if let Some(reason) = gap {
-            let seg_next = expected.unwrap_or(seg.first_seq);
+        if let Some(reason) = gap_before(&seg, expected, snap_seq, &out.bad_snapshots) {
+            let next = expected.unwrap_or(seg.first_seq);
             let rest: Vec<SegmentFile> = std::iter::once(seg).chain(iter.map(|(_, s)| s)).collect();
-            set_aside(fs, dir, &rest, (0, reason), seg_next, repair, &mut out)?;
-            break;
+            return set_aside(fs, dir, &rest, (0, reason), next, repair, out);
         }
         let mut seq = seg.first_seq;
         out.segments_read += 1;
-        let outcome = replay_segment(fs, &seg, snap_seq, &mut seq, &mut out)?;
+        let outcome = replay_segment(fs, &seg, snap_seq, &mut seq, out)?;
         expected = Some(seq);
         out.next_seq = out.next_seq.max(seq);
         match outcome {
@@ -162,27 +200,51 @@ pub fn replay(
                 out.segments.push(SegmentFile { len, ..seg });
                 out.last_segment_next = Some(seq);
             }
+            Err(bad) if i + 1 == count && !bad.valid_crc && !bad.has_valid_after => {
+                cut_torn_tail(fs, dir, seg, bad, seq, out)?;
+            }
             Err(bad) => {
-                if is_last && !bad.valid_crc && !bad.has_valid_after {
-                    cut_torn_tail(fs, dir, seg, bad, seq, &mut out)?;
-                } else {
-                    let rest: Vec<SegmentFile> =
-                        std::iter::once(seg).chain(iter.map(|(_, s)| s)).collect();
-                    set_aside(
-                        fs,
-                        dir,
-                        &rest,
-                        (bad.offset, bad.reason),
-                        seq,
-                        repair,
-                        &mut out,
-                    )?;
-                    break;
-                }
+                let rest: Vec<SegmentFile> =
+                    std::iter::once(seg).chain(iter.map(|(_, s)| s)).collect();
+                return set_aside(fs, dir, &rest, (bad.offset, bad.reason), seq, repair, out);
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Why `seg` cannot come next, if it cannot: records are missing between the snapshot
+/// (`snap_seq`) and the first segment replayed, or between `expected`, the sequence
+/// number due after the segment before, and `seg`'s first.
+fn gap_before(
+    seg: &SegmentFile,
+    expected: Option<u64>,
+    snap_seq: u64,
+    bad_snapshots: &[String],
+) -> Option<String> {
+    let reason = match expected {
+        None if seg.first_seq > snap_seq + 1 => format!(
+            "records {} to {} are missing (the log starts at {})",
+            snap_seq + 1,
+            seg.first_seq - 1,
+            seg.first_seq
+        ),
+        Some(e) if seg.first_seq != e => format!(
+            "segment starts at record {} where {e} was due",
+            seg.first_seq
+        ),
+        _ => return None,
+    };
+    Some(match bad_snapshots.first() {
+        Some(bad) => format!("{reason}; the snapshot that held them is damaged: {bad}"),
+        None => reason,
+    })
+}
+
+fn remove_segment(fs: &dyn FileSystem, dir: &Path, path: &Path) -> Result<(), WalError> {
+    fs.remove(path)
+        .and_then(|()| fs.sync_dir(dir))
+        .map_err(|e| WalError::io(format!("remove {}", path.display()), e))
 }
 
 fn load_snapshot(
@@ -223,8 +285,16 @@ struct BadRecord {
     bytes: Vec<u8>,
 }
 
-/// Replays one segment, advancing `seq` past every record applied. Returns the first
-/// bad record, if any; I/O errors and unknown record types are errors.
+/// Where and why a segment's bytes stop being usable.
+struct Damage {
+    offset: usize,
+    reason: String,
+    /// The frame checked out (see [`BadRecord::valid_crc`]).
+    valid_crc: bool,
+}
+
+/// Replays one segment, advancing `seq` past every record applied. Returns the segment's
+/// length, or its first bad record; I/O errors and unknown record types are errors.
 fn replay_segment(
     fs: &dyn FileSystem,
     seg: &SegmentFile,
@@ -232,8 +302,29 @@ fn replay_segment(
     seq: &mut u64,
     out: &mut Replayed,
 ) -> Result<Result<u64, BadRecord>, WalError> {
-    let bytes = fs
-        .read(&seg.path, MAX_SEGMENT_FILE_BYTES)
+    let bytes = read_segment(fs, seg)?;
+    let damage = match check_header(&bytes) {
+        Err(damage) => damage,
+        Ok(()) => match replay_frames(seg, &bytes, snap_seq, seq, out)? {
+            Ok(()) => return Ok(Ok(bytes.len() as u64)),
+            Err(damage) => damage,
+        },
+    };
+    // Zeros to the end (a preallocated segment's unused space) hold no frame: no scan.
+    let zeros = bytes[damage.offset..].iter().all(|b| *b == 0);
+    let has_valid_after =
+        !damage.valid_crc && !zeros && valid_frame_after(&bytes, damage.offset, *seq);
+    Ok(Err(BadRecord {
+        offset: damage.offset as u64,
+        reason: damage.reason,
+        valid_crc: damage.valid_crc,
+        has_valid_after,
+        bytes,
+    }))
+}
+
+fn read_segment(fs: &dyn FileSystem, seg: &SegmentFile) -> Result<Vec<u8>, WalError> {
+    fs.read(&seg.path, MAX_SEGMENT_FILE_BYTES)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => WalError::Corruption {
                 file: seg.path.clone(),
@@ -241,77 +332,62 @@ fn replay_segment(
                 reason: e.to_string(),
             },
             _ => WalError::io(format!("read {}", seg.path.display()), e),
-        })?;
-    let bad = |offset: usize, reason: String, valid_crc: bool, bytes: Vec<u8>, seq: u64| {
-        // Zeros to the end (a preallocated segment's unused space) hold no frame: no scan.
-        let zeros = bytes[offset..].iter().all(|b| *b == 0);
-        let has_valid_after = !valid_crc && !zeros && valid_frame_after(&bytes, offset, seq);
-        Ok(Err(BadRecord {
-            offset: offset as u64,
-            reason,
-            valid_crc,
-            has_valid_after,
-            bytes,
-        }))
-    };
+        })
+}
+
+/// Checks the magic and format version. A header cut short or all zeros is what a crash
+/// while the segment was being made leaves: not a valid frame, so possibly torn.
+fn check_header(bytes: &[u8]) -> Result<(), Damage> {
     let header_len = SEGMENT_HEADER_LEN as usize;
+    let damage = |offset, reason: &str, valid_crc| {
+        Err(Damage {
+            offset,
+            reason: reason.to_owned(),
+            valid_crc,
+        })
+    };
     if bytes.len() < header_len || bytes[..header_len].iter().all(|b| *b == 0) {
-        let reason = "segment header is missing or zeroed".to_owned();
-        return bad(0, reason, false, bytes, *seq);
+        return damage(0, "segment header is missing or zeroed", false);
     }
     if bytes[..8] != SEGMENT_MAGIC {
-        return bad(0, "bad magic: not a gctr segment".into(), true, bytes, *seq);
+        return damage(0, "bad magic: not a gctr segment", true);
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != SEGMENT_VERSION {
-        return bad(
-            8,
-            format!("unsupported segment version {version}"),
-            true,
-            bytes,
-            *seq,
-        );
+        return damage(8, &format!("unsupported segment version {version}"), true);
     }
-    let mut offset = header_len;
+    Ok(())
+}
+
+/// Replays the frames after the header of `seg` (its `bytes`), advancing `seq` past
+/// each; records the snapshot already holds are checked but not applied.
+fn replay_frames(
+    seg: &SegmentFile,
+    bytes: &[u8],
+    snap_seq: u64,
+    seq: &mut u64,
+    out: &mut Replayed,
+) -> Result<Result<(), Damage>, WalError> {
+    let mut offset = SEGMENT_HEADER_LEN as usize;
     while offset < bytes.len() {
-        let (frame_seq, data, next) = match parse_frame(&bytes, offset) {
+        let damage = |reason, valid_crc| {
+            Ok(Err(Damage {
+                offset,
+                reason,
+                valid_crc,
+            }))
+        };
+        let (frame_seq, data, next) = match parse_frame(bytes, offset) {
             Parsed::Frame { seq, data, next } => (seq, data, next),
-            Parsed::Incomplete => {
-                return bad(offset, "record is cut short".into(), false, bytes, *seq)
-            }
-            Parsed::Bad(reason) => return bad(offset, reason, false, bytes, *seq),
+            Parsed::Incomplete => return damage("record is cut short".into(), false),
+            Parsed::Bad(reason) => return damage(reason, false),
         };
         if frame_seq != *seq {
-            let reason = format!("record {frame_seq} where {} was due", *seq);
-            return bad(offset, reason, true, bytes, *seq);
+            return damage(format!("record {frame_seq} where {} was due", *seq), true);
         }
         if frame_seq > snap_seq {
-            match record::decode(data) {
-                Ok(Record::LocalBatch(delta)) => {
-                    out.state.apply_delta(&delta);
-                }
-                Ok(Record::Learned(deltas)) => {
-                    for d in &deltas {
-                        out.state.apply_delta(d);
-                    }
-                }
-                Ok(Record::SnapshotEnd { .. }) => {
-                    return bad(
-                        offset,
-                        "snapshot record in a segment".into(),
-                        true,
-                        bytes,
-                        *seq,
-                    )
-                }
-                Err(RecordError::UnknownType(t)) => {
-                    return Err(WalError::UnknownRecordType {
-                        file: seg.path.clone(),
-                        offset: offset as u64,
-                        record_type: t,
-                    })
-                }
-                Err(e) => return bad(offset, e.to_string(), true, bytes, *seq),
+            if let Err(reason) = apply_record(seg, offset, data, &mut out.state)? {
+                return damage(reason, true);
             }
             out.records_replayed += 1;
             out.bytes_replayed += (next - offset) as u64;
@@ -319,7 +395,38 @@ fn replay_segment(
         *seq += 1;
         offset = next;
     }
-    Ok(Ok(bytes.len() as u64))
+    Ok(Ok(()))
+}
+
+/// Merges one record (at `offset` of `seg`) into `state`. A record that checked out but
+/// holds nothing a segment may hold is returned as the reason; a record type this
+/// version does not know is an error.
+fn apply_record(
+    seg: &SegmentFile,
+    offset: usize,
+    data: &[u8],
+    state: &mut State,
+) -> Result<Result<(), String>, WalError> {
+    match record::decode(data) {
+        Ok(Record::LocalBatch(delta)) => {
+            state.apply_delta(&delta);
+        }
+        Ok(Record::Learned(deltas)) => {
+            for d in &deltas {
+                state.apply_delta(d);
+            }
+        }
+        Ok(Record::SnapshotEnd { .. }) => return Ok(Err("snapshot record in a segment".into())),
+        Err(RecordError::UnknownType(t)) => {
+            return Err(WalError::UnknownRecordType {
+                file: seg.path.clone(),
+                offset: offset as u64,
+                record_type: t,
+            })
+        }
+        Err(e) => return Ok(Err(e.to_string())),
+    }
+    Ok(Ok(()))
 }
 
 /// Whether some valid frame, numbered at or after `seq`, starts after `offset`. Used to
@@ -384,9 +491,7 @@ fn cut_torn_tail(
     let saved_to = save_and_cut(fs, dir, &seg.path, &bad.bytes, bad.offset, "torn")?;
     if bad.offset < SEGMENT_HEADER_LEN {
         // Not even a header survived: the segment is rewritten from scratch.
-        fs.remove(&seg.path)
-            .and_then(|()| fs.sync_dir(dir))
-            .map_err(|e| WalError::io(format!("remove {}", seg.path.display()), e))?;
+        remove_segment(fs, dir, &seg.path)?;
     } else {
         seg.len = bad.offset;
         out.segments.push(seg.clone());

@@ -10,7 +10,7 @@ use std::fs as stdfs;
 use std::path::Path;
 
 /// Without preallocation: these tests read and cut segment files byte by byte.
-fn options() -> WalConfig {
+pub(super) fn options() -> WalConfig {
     WalConfig {
         node_name: Some("n1".into()),
         preallocate: false,
@@ -18,7 +18,7 @@ fn options() -> WalConfig {
     }
 }
 
-fn tiny(segment_bytes: u64) -> WalConfig {
+pub(super) fn tiny(segment_bytes: u64) -> WalConfig {
     WalConfig {
         segment_bytes,
         ..options()
@@ -26,19 +26,19 @@ fn tiny(segment_bytes: u64) -> WalConfig {
 }
 
 /// What a test compares states by: every origin's entries and known version.
-fn image(state: &State) -> Vec<OriginDelta> {
+pub(super) fn image(state: &State) -> Vec<OriginDelta> {
     state.to_deltas()
 }
 
 /// A node's view in a test: its WAL, its state, and the state after each record.
-struct Node {
-    wal: Wal,
-    state: State,
-    history: Vec<Vec<OriginDelta>>,
+pub(super) struct Node {
+    pub(super) wal: Wal,
+    pub(super) state: State,
+    pub(super) history: Vec<Vec<OriginDelta>>,
 }
 
 impl Node {
-    fn open(dir: &Path, options: WalConfig) -> (Node, RecoveryReport) {
+    pub(super) fn open(dir: &Path, options: WalConfig) -> (Node, RecoveryReport) {
         let (wal, rec) = Wal::open(dir, options).expect("open");
         assert_eq!(&rec.origin, wal.origin());
         let node = Node {
@@ -49,7 +49,7 @@ impl Node {
         (node, rec.report)
     }
 
-    fn local(&mut self, counter: &str, amount: u64) -> Result<u64, WalError> {
+    pub(super) fn local(&mut self, counter: &str, amount: u64) -> Result<u64, WalError> {
         let op = LocalOp {
             counter: counter.into(),
             kind: OpKind::Increment,
@@ -82,7 +82,7 @@ impl Node {
         self.history.push(image(&self.state));
     }
 
-    fn write(&mut self, records: usize) {
+    pub(super) fn write(&mut self, records: usize) {
         for i in 0..records {
             if i % 4 == 3 {
                 self.learned("peer", "x", i as u64 + 1);
@@ -93,11 +93,11 @@ impl Node {
     }
 }
 
-fn segments(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn segments(dir: &Path) -> Vec<PathBuf> {
     files_ending(dir, ".wal")
 }
 
-fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+pub(super) fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = stdfs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -108,7 +108,7 @@ fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 }
 
 /// Start offsets of the frames of a segment file.
-fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
+pub(super) fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut at = SEGMENT_HEADER_LEN as usize;
     while let Parsed::Frame { next, .. } = parse_frame(bytes, at) {
@@ -117,6 +117,27 @@ fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     }
     assert_eq!(at, bytes.len(), "test segment parses whole");
     offsets
+}
+
+/// The sequence number of a segment's first record, from its file name.
+pub(super) fn first_seq(segment: &Path) -> usize {
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    segment::parse_segment_name(name).unwrap() as usize
+}
+
+/// Opens `dir` expecting corruption, and returns the file, offset and reason.
+pub(super) fn refused(dir: &Path, config: WalConfig) -> (PathBuf, u64, String) {
+    match Wal::open(dir, config) {
+        Err(WalError::Corruption {
+            file,
+            offset,
+            reason,
+        }) => (file, offset, reason),
+        other => panic!(
+            "expected corruption, got {:?}",
+            other.map(|(_, r)| r.report)
+        ),
+    }
 }
 
 #[test]
@@ -301,22 +322,13 @@ fn wal_a_flipped_bit_in_an_earlier_segment_is_refused_and_repair_keeps_what_it_c
     let mut bytes = stdfs::read(victim).unwrap();
     let offsets = frame_offsets(&bytes);
     assert!(offsets.len() >= 3, "a middle record to damage");
-    let first_seq = segment::parse_segment_name(victim.file_name().unwrap().to_str().unwrap())
-        .unwrap() as usize;
+    let first_seq = first_seq(victim);
     let bad_offset = offsets[1];
     bytes[bad_offset + 20] ^= 0x04;
     stdfs::write(victim, &bytes).unwrap();
 
-    match Wal::open(dir.path(), tiny(200)) {
-        Err(WalError::Corruption { file, offset, .. }) => {
-            assert_eq!(&file, victim);
-            assert_eq!(offset, bad_offset as u64);
-        }
-        other => panic!(
-            "expected corruption, got {:?}",
-            other.map(|(_, r)| r.report)
-        ),
-    }
+    let (file, offset, _) = refused(dir.path(), tiny(200));
+    assert_eq!((&file, offset), (victim, bad_offset as u64));
     assert_eq!(segments(dir.path()), segs, "a refusal changes nothing");
 
     let repair = WalConfig {
@@ -356,15 +368,8 @@ fn wal_a_bad_record_followed_by_good_ones_in_the_last_segment_is_corruption() {
     let offsets = frame_offsets(&bytes);
     bytes[offsets[1] + 18] ^= 0x01;
     stdfs::write(&seg, &bytes).unwrap();
-    match Wal::open(dir.path(), options()) {
-        Err(WalError::Corruption { file, offset, .. }) => {
-            assert_eq!((file, offset), (seg, offsets[1] as u64));
-        }
-        other => panic!(
-            "expected corruption, got {:?}",
-            other.map(|(_, r)| r.report)
-        ),
-    }
+    let (file, offset, _) = refused(dir.path(), options());
+    assert_eq!((file, offset), (seg, offsets[1] as u64));
 }
 
 #[test]
@@ -428,13 +433,7 @@ fn wal_a_damaged_snapshot_whose_log_is_gone_is_refused() {
     for seg in segments(dir.path()) {
         stdfs::remove_file(seg).unwrap();
     }
-    match Wal::open(dir.path(), options()) {
-        Err(WalError::Corruption { file, .. }) => assert_eq!(file, snap),
-        other => panic!(
-            "expected corruption, got {:?}",
-            other.map(|(_, r)| r.report)
-        ),
-    }
+    assert_eq!(refused(dir.path(), options()).0, snap);
 }
 
 #[test]
@@ -536,22 +535,22 @@ fn wal_an_unknown_record_type_is_an_error_naming_it() {
 }
 
 /// Opens `dir` through a fault-injecting file layer.
-fn open_faulty(dir: &Path) -> (Node, FaultyFs) {
+pub(super) fn open_faulty(dir: &Path, config: WalConfig) -> (Node, FaultyFs, RecoveryReport) {
     let fs = FaultyFs::new();
-    let (wal, rec) = Wal::open_with(Arc::new(fs.clone()), dir, options()).unwrap();
+    let (wal, rec) = Wal::open_with(Arc::new(fs.clone()), dir, config).unwrap();
     let node = Node {
         wal,
         history: vec![image(&rec.state)],
         state: rec.state,
     };
-    (node, fs)
+    (node, fs, rec.report)
 }
 
 #[test]
 fn wal_a_failed_write_or_fsync_leaves_nothing_and_later_appends_succeed() {
     for op in [Op::Write, Op::Sync] {
         let dir = tempfile::tempdir().unwrap();
-        let (mut node, fs) = open_faulty(dir.path());
+        let (mut node, fs, _) = open_faulty(dir.path(), options());
         node.write(3);
         let before = image(&node.state);
         fs.fail_nth(op, 1, false);
@@ -582,7 +581,7 @@ fn wal_a_failed_write_or_fsync_leaves_nothing_and_later_appends_succeed() {
 #[test]
 fn wal_a_failed_rollback_keeps_failing_until_the_fault_clears_then_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut node, fs) = open_faulty(dir.path());
+    let (mut node, fs, _) = open_faulty(dir.path(), options());
     node.write(3);
     let before = image(&node.state);
     fs.fail_nth(Op::Sync, 1, true);
