@@ -206,16 +206,13 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let mut gossip = GossipFlags::default();
     let mut discovery_url: Option<String> = None;
     let mut heartbeat_interval: Option<Duration> = None;
-    let mut http_read_timeout: Option<Duration> = None;
-    let mut max_counters = DEFAULT_MAX_COUNTERS;
+    let mut limits = NodeLimitFlags::default();
     let mut log_level = log::LevelFilter::Info;
     let mut log_format = crate::logging::LogFormat::Text;
     let mut wal = WalFlags::default();
     let mut membership = MembershipFlags::default();
     let mut security = SecurityFlags::default();
     let mut discovery_credentials = DiscoveryCredentialFlags::default();
-    let mut keyring: Option<std::path::PathBuf> = None;
-    let mut transition = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(None),
@@ -229,17 +226,10 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 heartbeat_interval =
                     Some(flags::duration("--heartbeat-interval", &v, Duration::ZERO)?);
             }
-            Long("http-read-timeout") => {
-                let v = parser.value()?.string()?;
-                http_read_timeout =
-                    Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
+            Long(flag) if NodeLimitFlags::is_flag(flag) => {
+                let flag = flag.to_owned();
+                limits.take(&flag, parser)?;
             }
-            Long("max-counters") => {
-                let v = parser.value()?.string()?;
-                max_counters = flags::number("--max-counters", &v, 1..=u32::MAX as usize)?;
-            }
-            Long("keyring") => keyring = Some(parser.value()?.into()),
-            Long("keyring-transition") => transition = true,
             Long("log-level") => log_level = flags::log_level(&parser.value()?.string()?)?,
             Long("log-format") => log_format = flags::log_format(&parser.value()?.string()?)?,
             Long(flag) if node_wal::is_flag(flag) => {
@@ -272,16 +262,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     let (mut config, name_given) = addresses.finish()?;
     config.engine = gossip.finish();
     (config.membership, config.lan) = membership.finish()?;
-    if let Some(d) = http_read_timeout {
-        config.http.read_timeout = d;
-    }
-    config.max_counters = max_counters;
+    limits.finish(&mut config)?;
     security.finish(&mut config.http)?;
-    config.keyring = match (keyring, transition) {
-        (Some(file), transition) => Some(KeyringConfig { file, transition }),
-        (None, true) => return Err(usage("--keyring-transition needs --keyring FILE")),
-        (None, false) => None,
-    };
     let discovery = DiscoveryFlags {
         url: discovery_url,
         heartbeat_interval,
@@ -301,6 +283,59 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
         name_given,
         wal,
     }))
+}
+
+/// The node's own settings given one flag each: HTTP read timeout, counter limit and
+/// keyring.
+#[derive(Default)]
+struct NodeLimitFlags {
+    http_read_timeout: Option<Duration>,
+    max_counters: Option<usize>,
+    keyring: Option<std::path::PathBuf>,
+    transition: bool,
+}
+
+impl NodeLimitFlags {
+    fn is_flag(flag: &str) -> bool {
+        matches!(
+            flag,
+            "http-read-timeout" | "max-counters" | "keyring" | "keyring-transition"
+        )
+    }
+
+    fn take(&mut self, flag: &str, parser: &mut lexopt::Parser) -> Result<(), CliError> {
+        use lexopt::ValueExt;
+        if flag == "keyring-transition" {
+            self.transition = true;
+            return Ok(());
+        }
+        let v = parser.value()?.string()?;
+        match flag {
+            "http-read-timeout" => {
+                self.http_read_timeout =
+                    Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
+            }
+            "max-counters" => {
+                self.max_counters =
+                    Some(flags::number("--max-counters", &v, 1..=u32::MAX as usize)?);
+            }
+            _ => self.keyring = Some(v.into()),
+        }
+        Ok(())
+    }
+
+    fn finish(self, config: &mut NodeConfig) -> Result<(), CliError> {
+        if let Some(d) = self.http_read_timeout {
+            config.http.read_timeout = d;
+        }
+        config.max_counters = self.max_counters.unwrap_or(DEFAULT_MAX_COUNTERS);
+        config.keyring = match (self.keyring, self.transition) {
+            (Some(file), transition) => Some(KeyringConfig { file, transition }),
+            (None, true) => return Err(usage("--keyring-transition needs --keyring FILE")),
+            (None, false) => None,
+        };
+        Ok(())
+    }
 }
 
 /// Where the node listens, its name and its seeds, as given.

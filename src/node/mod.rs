@@ -108,29 +108,15 @@ impl Node {
         state: State,
     ) -> io::Result<Node> {
         let start = Instant::now();
-        let gossip_listener = bind(config.gossip_addr, "gossip")?;
-        let http_listener = bind(config.http_addr, "HTTP")?;
-        let redis_listener = config
-            .redis_addr
-            .map(|addr| bind(addr, "Redis clients"))
-            .transpose()?;
-        let gossip_bound = gossip_listener.local_addr()?;
-        let http_bound = http_listener.local_addr()?;
-        let advertised = |bound: SocketAddr| match config.advertise {
-            Some(ip) => SocketAddr::new(ip, bound.port()),
-            None => bound,
-        };
-        let (gossip_addr, http_addr) = (advertised(gossip_bound), advertised(http_bound));
-        let me = this_run(&origin, gossip_addr, http_addr)?;
-        log::info!(
-            "node {} ({}) gossip on {gossip_bound}, HTTP on {http_bound}{}, {} seed(s)",
-            me.name,
-            me.origin(),
-            config
-                .advertise
-                .map_or_else(String::new, |ip| format!(", advertised as {ip}")),
-            config.seeds.len()
-        );
+        let Bound {
+            gossip_listener,
+            http_listener,
+            redis_listener,
+            gossip_bound,
+            gossip_addr,
+            http_addr,
+            me,
+        } = bind_all(&config, &origin)?;
 
         let keys = load_keys(&config, &me.name)?;
         let shared = keys.as_ref().map(|(_, shared)| shared.clone());
@@ -338,6 +324,54 @@ fn channels() -> (Senders, Inputs) {
         shutdown,
     };
     (senders, inputs)
+}
+
+/// The node's listening sockets, and the addresses and identity it tells peers.
+struct Bound {
+    gossip_listener: TcpListener,
+    http_listener: TcpListener,
+    redis_listener: Option<TcpListener>,
+    gossip_bound: SocketAddr,
+    gossip_addr: SocketAddr,
+    http_addr: SocketAddr,
+    me: Member,
+}
+
+/// Binds every listener and makes this run's member entry (with `--advertise`, peers
+/// are told that IP with the bound ports).
+fn bind_all(config: &NodeConfig, origin: &Origin) -> io::Result<Bound> {
+    let gossip_listener = bind(config.gossip_addr, "gossip")?;
+    let http_listener = bind(config.http_addr, "HTTP")?;
+    let redis_listener = config
+        .redis_addr
+        .map(|addr| bind(addr, "Redis clients"))
+        .transpose()?;
+    let gossip_bound = gossip_listener.local_addr()?;
+    let http_bound = http_listener.local_addr()?;
+    let advertised = |bound: SocketAddr| match config.advertise {
+        Some(ip) => SocketAddr::new(ip, bound.port()),
+        None => bound,
+    };
+    let (gossip_addr, http_addr) = (advertised(gossip_bound), advertised(http_bound));
+    let me = this_run(origin, gossip_addr, http_addr)?;
+    log::info!(
+        "node {} ({}) gossip on {gossip_bound}, HTTP on {http_bound}{}, {} seed(s)",
+        me.name,
+        me.origin(),
+        config
+            .advertise
+            .map_or_else(String::new, |ip| format!(", advertised as {ip}")),
+        config.seeds.len()
+    );
+    Ok(Bound {
+        gossip_listener,
+        http_listener,
+        redis_listener,
+        gossip_bound,
+        gossip_addr,
+        http_addr,
+        me,
+    })
 }
 
 /// The node core over what the storage recovered, with membership starting from `me`.

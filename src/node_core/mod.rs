@@ -467,7 +467,9 @@ impl<R> NodeCore<R> {
                 // Claims about an origin this node already left behind need no answer.
                 Output::OwnOriginAhead { from, claimed, own } if origin == *self.origin() => {
                     let reason = format!(
-                        "{from} holds this node's origin {origin} up to version {claimed},                          beyond the {own} this node wrote (a copied or restored data                          directory, or another process writing under it)"
+                        "{from} holds this node's origin {origin} up to version {claimed}, beyond the \
+                         {own} this node wrote (a copied or restored data directory, or \
+                         another process writing under it)"
                     );
                     self.renew_incarnation(now, reason);
                 }
