@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::cluster::{apply_op, node_addrs, start_node, wait_converged, TestNode};
-use common::{agent, free_addr, get_json, http_get, http_post, wait_until, Proc};
+use common::cluster::{apply_op, figure, node_addrs, start_node, wait_converged, TestNode};
+use common::{agent, free_addr, http_get, http_post, wait_until, Proc};
 use gctr::codec::{self, Frame};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -105,14 +105,6 @@ fn thousands_of_connections_do_not_take_the_node_down() {
     apply_op(&agent(), &node.http, "after", true, 4);
     let expected = BTreeMap::from([("during".to_owned(), 3), ("after".to_owned(), 4)]);
     wait_converged(&[&node, &peer], &expected, Duration::from_secs(20));
-}
-
-fn figure(node: &TestNode, path: &[&str]) -> u64 {
-    let mut v = get_json(&node.http, "/status").expect("status");
-    for p in path {
-        v = v[*p].clone();
-    }
-    v.as_u64().unwrap_or_else(|| panic!("{path:?} in /status"))
 }
 
 #[test]

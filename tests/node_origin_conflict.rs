@@ -13,9 +13,9 @@
 mod common;
 
 use common::cluster::{
-    apply_op, counters, node_addrs, start_node, wait_converged, wait_writable, TestNode,
+    apply_op, counters, figure, node_addrs, start_node, wait_converged, wait_writable, TestNode,
 };
-use common::{agent, get_json, http_post, wait_until};
+use common::{agent, get_json, http_post, varint, wait_until};
 use gctr::codec::{self, Frame};
 use gctr::crdt::{CounterEntry, Origin, OriginDelta, MAX_VERSION};
 use gctr::member::NodeName;
@@ -246,27 +246,6 @@ fn patched(frame: &Frame, from: u64, to: u64) -> Vec<u8> {
     let len = (bytes.len() - codec::HEADER_LEN) as u32;
     bytes[codec::HEADER_LEN - 4..codec::HEADER_LEN].copy_from_slice(&len.to_be_bytes());
     bytes
-}
-
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn figure(node: &TestNode, path: &[&str]) -> u64 {
-    let mut v = get_json(&node.http, "/status").expect("status");
-    for p in path {
-        v = v[*p].clone();
-    }
-    v.as_u64().unwrap_or_else(|| panic!("{path:?} in /status"))
 }
 
 #[test]

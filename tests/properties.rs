@@ -3,6 +3,9 @@
 //! byte string — random, truncated, bit-flipped, with huge lengths or counts — panics
 //! the decoder.
 
+mod common;
+
+use common::varint;
 use gctr::codec::{self, CodecError, Frame, FrameType, HEADER_LEN, MAGIC, PROTOCOL_VERSION};
 use gctr::crdt::{
     CounterEntry, LocalOp, OpKind, Origin, OriginDelta, OriginVersion, State, Totals, MAX_TOTAL,
@@ -467,19 +470,6 @@ fn header(kind: u8, len: u32) -> Vec<u8> {
     bytes.push(kind);
     bytes.extend_from_slice(&len.to_be_bytes());
     bytes
-}
-
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 #[test]

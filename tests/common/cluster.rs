@@ -1,7 +1,7 @@
 //! Helpers for tests that run real `gctr node` processes on 127.0.0.1: start a node and
 //! wait until it serves HTTP, send operations, read counters, and poll for convergence.
 
-use super::{free_addr, http_get, wait_until, Proc};
+use super::{free_addr, get_json, http_get, wait_until, Proc};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -126,7 +126,16 @@ pub fn apply_op(agent: &ureq::Agent, http: &str, counter: &str, increment: bool,
 /// recovered its data holds writes until a member confirms its origin.
 pub fn wait_writable(node: &TestNode, timeout: Duration) {
     wait_until(&format!("{} to accept writes", node.name), timeout, || {
-        super::get_json(&node.http, "/status")
+        get_json(&node.http, "/status")
             .is_some_and(|s| s["writes"]["writable"].as_bool() == Some(true))
     });
+}
+
+/// The number at `path` in the node's `GET /status`.
+pub fn figure(node: &TestNode, path: &[&str]) -> u64 {
+    let mut v = get_json(&node.http, "/status").expect("status");
+    for p in path {
+        v = v[*p].clone();
+    }
+    v.as_u64().unwrap_or_else(|| panic!("{path:?} in /status"))
 }

@@ -159,3 +159,17 @@ pub fn run_gctr(args: &[&str]) -> Output {
         .output()
         .expect("run gctr")
 }
+
+/// `v` as the wire format's LEB128 varint, for hand-made frames.
+pub fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
