@@ -216,6 +216,20 @@ mod tests {
     }
 
     #[test]
+    fn a_record_is_the_name_then_28_bytes_an_origin_and_debug_shows_sizes_only() {
+        let mut table = CounterTable::default();
+        let id = table.id_or_insert("hits").unwrap();
+        for origin in 0..3 {
+            table.set(id, origin, totals(1));
+        }
+        assert_eq!(table.records[id as usize].len(), 1 + 4 + 3 * 28);
+        assert_eq!(
+            format!("{table:?}"),
+            "CounterTable { counters: 1, entries: 3 }"
+        );
+    }
+
+    #[test]
     fn a_name_longer_than_a_record_holds_is_refused() {
         let mut table = CounterTable::default();
         assert_eq!(table.id_or_insert(&"x".repeat(MAX_NAME_BYTES + 1)), None);
