@@ -136,6 +136,11 @@ write 1 3
 write 3 4
 write 2 -2
 wait_until "every node reports $TOTAL" 10 all_report "$TOTAL" "${NODES[@]}"
+# Each side can declare only members it knows of: a node that has not yet heard of one on
+# the other side when the cut falls never will until the heal.
+for n in "${NODES[@]}"; do
+    wait_until "n$n sees every node alive" 10 sees "$n" alive $(node_list "${NODES[@]}" | tr , ' ')
+done
 
 step "cutting the cluster: side A $(node_list "${SIDE_A[@]}"), side B $(node_list "${SIDE_B[@]}") on br1"
 for n in "${SIDE_B[@]}"; do
