@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Mutation testing of the core: cargo-mutants changes src/crdt.rs, src/engine.rs,
-# src/codec.rs and src/wal/recovery.rs one small edit at a time (an operator swapped, a
-# function body replaced by a default, a match arm deleted) and runs the fast tests
-# against each: the library's unit tests and tests/{properties,simulation,engine,
-# origin_ownership}.rs, with the build restricted to them too. A mutant no test fails on
-# is "missed". Prints how many were caught and missed, then every missed mutant that
-# scripts/mutants-equivalent.txt does not list as equivalent; exits 1 if there is one.
-# Not run in CI: 26 to 40 s a mutant on a shared 2-core machine; hours for 4 files
+# Mutation testing of the core: cargo-mutants changes src/crdt.rs (and its counter table,
+# src/crdt/table.rs), src/engine.rs, src/codec.rs and src/wal/recovery.rs one small edit
+# at a time (an operator swapped, a function body replaced by a default, a match arm
+# deleted) and runs the fast tests against each: the library's unit tests and
+# tests/{properties,simulation,engine,origin_ownership}.rs, with the build restricted
+# to them too. A mutant no test fails on is "missed". Prints how many were caught and
+# missed, then every missed mutant that scripts/mutants-equivalent.txt does not list as
+# equivalent; exits 1 if there is one.
+# Not run in CI: 26 to 40 s a mutant on a shared 2-core machine; hours for the core
 #
 # Usage: scripts/mutants.sh [FILE...] [-- CARGO-MUTANTS-ARGS...]
-#   FILE   source files to mutate (default: the four above)
+#   FILE   source files to mutate (default: the core files above)
 #   e.g.   scripts/mutants.sh src/wal/recovery.rs -- --jobs 2
 # Installs cargo-mutants (cargo install cargo-mutants --locked) when missing. Results,
 # with each mutant's diff and test log, go to target/mutants/mutants.out/ (or
@@ -23,7 +24,7 @@ while (($#)) && [[ $1 != -- ]]; do
     shift
 done
 [[ ${1:-} == -- ]] && shift
-((${#files[@]})) || files=(src/crdt.rs src/engine.rs src/codec.rs src/wal/recovery.rs)
+((${#files[@]})) || files=(src/crdt.rs src/crdt/table.rs src/engine.rs src/codec.rs src/wal/recovery.rs)
 
 if ! cargo mutants --version >/dev/null 2>&1; then
     echo "mutants.sh: installing cargo-mutants"
