@@ -987,6 +987,41 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_with_bytes_after_its_payload_says_how_many() {
+        let mut bytes = encode(&Frame::Syn { digest: Vec::new() });
+        bytes.extend([7, 7, 7]);
+        assert_eq!(
+            decode(&bytes, DEFAULT_MAX_PAYLOAD),
+            Err(CodecError::TrailingBytes(3))
+        );
+    }
+
+    #[test]
+    fn a_delta_head_never_takes_more_than_the_room_reserved_for_it() {
+        let origin = Origin::new("n".repeat(128), u64::MAX);
+        let mut head = Vec::new();
+        let widest = OriginDelta {
+            origin: origin.clone(),
+            from: MAX_VERSION,
+            to: MAX_VERSION,
+            entries: Vec::new(),
+        };
+        put_delta_head(&mut head, &widest);
+        // The entry count (0 here) at its widest: one entry per minimal entry's bytes.
+        head.pop();
+        head.extend(varint_bytes((MAX_PAYLOAD_LIMIT / MIN_ENTRY_LEN) as u64));
+        let reserved = delta_head_len(&origin);
+        assert!(head.len() <= reserved, "{} > {reserved}", head.len());
+        assert!(reserved <= head.len() + 12, "{reserved} reserves far too much");
+    }
+
+    fn varint_bytes(v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_varint(v, &mut out);
+        out
+    }
+
+    #[test]
     fn varints_round_trip_at_the_edges() {
         for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
             let mut buf = Vec::new();
