@@ -1012,7 +1012,10 @@ mod tests {
         head.extend(varint_bytes((MAX_PAYLOAD_LIMIT / MIN_ENTRY_LEN) as u64));
         let reserved = delta_head_len(&origin);
         assert!(head.len() <= reserved, "{} > {reserved}", head.len());
-        assert!(reserved <= head.len() + 12, "{reserved} reserves far too much");
+        assert!(
+            reserved <= head.len() + 12,
+            "{reserved} reserves far too much"
+        );
     }
 
     fn varint_bytes(v: u64) -> Vec<u8> {

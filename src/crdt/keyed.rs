@@ -129,6 +129,8 @@ pub(super) struct KeyStore {
     live: HashMap<CounterId, (u128, u128)>,
     /// Acceptances not yet resolved by their acceptor.
     unresolved: usize,
+    /// The (origin, counter) pairs with acceptances the origin has not resolved.
+    unresolved_ledgers: BTreeSet<(OriginId, CounterId)>,
     /// The keys whose acceptances are all resolved, by when the newest was made: the
     /// order they may be forgotten in.
     resolved_keys: BTreeSet<(u64, KeyId)>,
@@ -276,6 +278,8 @@ impl KeyStore {
         if !resolved {
             record.unresolved += 1;
             self.unresolved += 1;
+            self.unresolved_ledgers
+                .insert((acceptance.origin, acceptance.counter));
         }
         self.list(id);
         let after = self.contribution(id, origins);
@@ -339,6 +343,14 @@ impl KeyStore {
             .collect();
         let ledger = self.ledgers.get_mut(&(counter, origin)).expect("just made");
         ledger.folded.merge(incoming);
+        if ledger
+            .accepts
+            .range(ledger.folded.through + 1..)
+            .next()
+            .is_none()
+        {
+            self.unresolved_ledgers.remove(&(origin, counter));
+        }
         self.unresolved -= newly.len();
         for &id in &newly {
             let record = self.records[id as usize]
@@ -370,16 +382,10 @@ impl KeyStore {
 
     /// The counters `origin` has acceptances of that it has not resolved.
     pub(super) fn counters_unresolved_by(&self, origin: OriginId) -> Vec<CounterId> {
-        let mut counters: Vec<CounterId> = self
-            .ledgers
-            .iter()
-            .filter(|((_, o), l)| {
-                *o == origin && l.accepts.range(l.folded.through + 1..).next().is_some()
-            })
-            .map(|((c, _), _)| *c)
-            .collect();
-        counters.sort_unstable();
-        counters
+        self.unresolved_ledgers
+            .range((origin, 0)..=(origin, CounterId::MAX))
+            .map(|&(_, c)| c)
+            .collect()
     }
 
     /// Every key held, with its record.
