@@ -797,6 +797,31 @@ mod tests {
     }
 
     #[test]
+    fn the_count_bounds_are_the_smallest_encodings_there_are() {
+        let origin = Origin::new("a", 0);
+        let mut digest_entry = Vec::new();
+        put_digest(
+            &mut digest_entry,
+            &vec![OriginVersion {
+                origin: origin.clone(),
+                version: 0,
+            }],
+        );
+        assert_eq!(digest_entry.len() - 1, MIN_DIGEST_ENTRY_LEN, "less the count");
+        let delta = OriginDelta {
+            origin,
+            from: 0,
+            to: 0,
+            entries: Vec::new(),
+        };
+        assert_eq!(delta_len(&delta), MIN_DELTA_LEN);
+        assert_eq!(entry_len(&CounterEntry::plain("c", 0, 0, 0)), MIN_ENTRY_LEN);
+        let mut folded = CounterEntry::plain("c", 0, 0, 1);
+        folded.keyed = Some(Box::new(Keyed::Folded(Folded::default())));
+        assert!(entry_len(&folded) > MIN_ENTRY_LEN);
+    }
+
+    #[test]
     fn an_element_count_one_above_what_the_bytes_left_can_hold_is_refused() {
         // Refused from the count alone, so nothing is reserved for elements whose bytes
         // are not there: at most (bytes left / smallest element) elements are ever reserved.
