@@ -743,7 +743,11 @@ impl Decoder<'_> {
                     return Err(CodecError::Invalid("an acceptance of amount 0"));
                 }
                 let at_ms = self.varint()?;
-                let mut entry = CounterEntry::plain(counter, 0, 0, self.version()?);
+                let version = self.version()?;
+                if version == 0 {
+                    return Err(CodecError::Invalid("an acceptance at version 0"));
+                }
+                let mut entry = CounterEntry::plain(counter, 0, 0, version);
                 entry.keyed = Some(Box::new(Keyed::Accept(KeyAccept {
                     key,
                     kind,

@@ -378,6 +378,11 @@ impl Engine {
     /// Drops what is kept of a member that is gone for good.
     pub fn forget(&mut self, peer: &NodeName) {
         self.remove_peer(peer);
+        self.forget_digest(peer);
+    }
+
+    /// Drops the last digest of `peer` (it restarted: the digest was its earlier run's).
+    pub fn forget_digest(&mut self, peer: &NodeName) {
         self.peer_digests.remove(peer);
     }
 

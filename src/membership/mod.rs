@@ -136,6 +136,8 @@ pub struct Membership {
     full_logged_at: Option<Duration>,
     /// Reaped members: their last key and when they were forgotten.
     forgotten: BTreeMap<NodeName, (Update, Duration)>,
+    /// A member's full membership reached this node (it knows every member that one did).
+    synced: bool,
     outputs: Vec<Output>,
     stats: Stats,
 }
@@ -187,6 +189,7 @@ impl Membership {
             older_run_reported: None,
             full_logged_at: None,
             forgotten: BTreeMap::new(),
+            synced: false,
             outputs: Vec::new(),
             stats: Stats::default(),
         };
@@ -236,6 +239,12 @@ impl Membership {
     }
 
     /// The record held for `name`, if any.
+    /// Whether a member's full membership has reached this node since it started: until
+    /// then it may not know every member.
+    pub fn has_synced(&self) -> bool {
+        self.synced
+    }
+
     pub fn get(&self, name: &str) -> Option<&Update> {
         self.entries.get(name).map(|e| &e.update)
     }
@@ -365,6 +374,7 @@ impl Membership {
                 want_reply,
                 members,
             } => {
+                self.synced = true;
                 for update in members {
                     let own = update.member.name == from;
                     self.apply(now, update, own);

@@ -385,11 +385,12 @@ fn core(
 ) -> NodeCore<OpReply> {
     state.set_counter_limit(config.max_counters);
     state.set_key_limit(config.max_keys);
-    // A node with state of its own (recovered from its WAL) holds the keys it ever saw.
-    let key_start = if state.origin_count() > 0 {
-        KeyStart::Recovered
-    } else if config.finds_members() {
+    // A node that can find members catches up with one before it takes keys, even with
+    // state of its own (keys may have been accepted elsewhere since it was written).
+    let key_start = if config.finds_members() {
         KeyStart::Joining
+    } else if state.origin_count() > 0 {
+        KeyStart::Recovered
     } else {
         KeyStart::Alone
     };

@@ -316,17 +316,20 @@ impl<R> NodeCore<R> {
         }
     }
 
-    /// Which of this node's acceptances it may resolve now (see [`StabilityView`]).
+    /// Which of this node's acceptances it may resolve now (see [`StabilityView`]):
+    /// none before it is ready for keys and knows every member (a member's full
+    /// membership reached it, or it runs alone).
     fn plan_folds(&self) -> Vec<Fold> {
-        if self.engine.state().unresolved_acceptances() == 0 {
+        let knows_members = match &self.membership {
+            Some(m) => m.has_synced() || self.keys.start == KeyStart::Alone,
+            None => true,
+        };
+        if self.engine.state().unresolved_acceptances() == 0 || !self.keys.ready || !knows_members {
             return Vec::new();
         }
-        let members: Vec<(&NodeName, Option<u64>)> = match &self.membership {
-            Some(m) => m
-                .members()
-                .map(|v| (&v.member.name, Some(v.member.incarnation)))
-                .collect(),
-            None => self.engine.peers().iter().map(|p| (p, None)).collect(),
+        let members: Vec<&NodeName> = match &self.membership {
+            Some(m) => m.members().map(|v| &v.member.name).collect(),
+            None => self.engine.peers().iter().collect(),
         };
         let view = StabilityView::new(&self.engine, members);
         self.engine
@@ -744,6 +747,10 @@ impl<R> NodeCore<R> {
                 membership::Output::Changed(change) => {
                     let name = change.member.name.clone();
                     if change.member.name.as_str() != self.engine.origin().node {
+                        // A digest from an earlier run says nothing of what this run holds.
+                        if change.new_run {
+                            self.engine.forget_digest(&name);
+                        }
                         match change.to {
                             Some(state) if state.is_live() => self.engine.add_peer(name),
                             Some(_) => self.engine.remove_peer(&name),
