@@ -357,7 +357,6 @@ mod tests {
         let a = Origin::new("a", 1);
         let b = Origin::new("b", 1);
         let c = Origin::new("c", 1);
-        let a_name = name("a");
         let b_name = name("b");
         let c_name = name("c");
         let mut both = State::new();
