@@ -111,3 +111,93 @@ fn a_pending_batch_is_applied_and_answered_on_its_outcome_and_the_storage_settle
         ]
     );
 }
+
+/// Review 18, finding 3b, frame by frame. A node started without state, knowing one
+/// member `p`, pulls from it; `p` answers with a SynAck carrying the first frame of
+/// what the node lacks and Delta frames with the rest. Only the SynAck arrives (the
+/// Deltas are lost, late, or dropped from a full queue): the node says it is ready, and
+/// a retry of a key in the missing frames is accepted anew.
+#[test]
+fn review18_a_fresh_node_is_not_ready_after_only_the_first_frame_of_its_catch_up() {
+    use crate::codec::Frame;
+    use crate::engine::{Output, MIN_PAYLOAD};
+    use crate::member::Member;
+    let keyed = |k: usize| LocalOp {
+        counter: "c".into(),
+        kind: OpKind::Increment,
+        amount: 1,
+        key: Some(format!("order-{k:04}")),
+    };
+    let small = Config {
+        max_payload: MIN_PAYLOAD,
+        ..Config::default()
+    };
+    let n_name = NodeName::new("n").unwrap();
+    let p_name = NodeName::new("p").unwrap();
+    let p_origin = Origin::new("p", 1);
+    let mut p_state = State::new();
+    let ops: Vec<LocalOp> = (0..40).map(keyed).collect();
+    p_state.apply_local(&p_state.prepare_batch(&p_origin, &ops, 0, &[]));
+    let mut peer = Engine::new(p_origin, small.clone(), p_state, 1, Duration::ZERO);
+    peer.set_peers([n_name.clone()]);
+
+    let member = |name: &NodeName, incarnation| Member {
+        name: name.clone(),
+        incarnation,
+        started_at: 1,
+        gossip_addr: format!("{name}:9000"),
+        http_addr: String::new(),
+    };
+    let mut membership = Membership::new(
+        member(&n_name, 2),
+        membership::Config::default(),
+        Vec::new(),
+        1,
+        Duration::ZERO,
+    );
+    membership.apply_updates(
+        Duration::ZERO,
+        vec![membership::Update {
+            member: member(&p_name, 1),
+            liveness: 0,
+            state: membership::State::Alive,
+            by: p_name.clone(),
+        }],
+    );
+    let engine = Engine::new(Origin::new("n", 2), small, State::new(), 2, Duration::ZERO);
+    let mut core: NodeCore<u32> = NodeCore::new(engine, Box::new(MemoryStorage))
+        .with_membership(membership)
+        .with_keys(DEFAULT_KEY_WINDOW, 0, false);
+    assert_eq!(core.members().count(), 2, "n knows p");
+    assert!(!core.key_stats().ready);
+
+    peer.handle_frame(Duration::ZERO, &n_name, Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = peer
+        .drain_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert!(frames.len() > 1, "the catch-up takes several frames");
+    let ack = frames
+        .into_iter()
+        .find(|f| matches!(f, Frame::SynAck { .. }))
+        .unwrap();
+    core.handle_frame(Duration::ZERO, &p_name, ack);
+    let held = core.state().key_count();
+    core.commit(
+        Duration::ZERO,
+        [OpRequest {
+            op: keyed(39),
+            reply: 0,
+        }],
+    );
+    let stats = core.key_stats();
+    assert_eq!(
+        (stats.accepted, stats.retries),
+        (0, 1),
+        "ready holding {held} of 40 keys, n accepted a retry of p's last key anew"
+    );
+}
