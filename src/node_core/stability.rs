@@ -203,16 +203,13 @@ mod tests {
         assert_eq!(engine.state().value("c"), 5);
     }
 
-    /// Review 18, finding 1. The winner `a` accepted `k` and the loser `b` too; `a` went
-    /// down before it could fold, and membership reaped it, so `b` passed over its own
-    /// acceptance ("the winner is gone for good"). Nothing is wrong yet: `a`'s
-    /// acceptance, unresolved, counts the key. Then `a` comes back with its data (same
-    /// incarnation: down longer than `--reap-time`, restarted on its WAL) and rejoins. It
-    /// sees `b`'s acceptance resolved, takes it for "the winner already folded" and
-    /// passes over its own too: every acceptance of the key is resolved, none folded,
-    /// and the acknowledged operation counts nowhere, for good.
+    /// The winner `a` and the loser `b` both accepted `k`; `a` went down before folding
+    /// and membership reaped it. `b` must not pass over its own acceptance then: were `a`
+    /// to come back (on its WAL) and see a resolved acceptance of `k`, it would take it
+    /// for the winner's fold and pass too, and `k` would count nowhere. So `b` waits;
+    /// `a` back folds; then `b` passes, and `k` counts once throughout.
     #[test]
-    fn a_winner_back_after_being_reaped_must_not_pass_what_its_loser_passed() {
+    fn a_loser_waits_for_a_winner_gone_from_its_members_and_passes_once_it_folds() {
         let a = Origin::new("a", 1);
         let b = Origin::new("b", 1);
         let a_name = name("a");
@@ -220,9 +217,6 @@ mod tests {
         let mut both = State::new();
         both.apply_delta(&accepted(&a, "k"));
         both.apply_delta(&accepted(&b, "k"));
-        assert_eq!(both.value("c"), 5);
-
-        // b, with a reaped: no other member.
         let mut b_engine = Engine::new(
             b.clone(),
             Config::default(),
@@ -230,50 +224,29 @@ mod tests {
             1,
             Duration::ZERO,
         );
-        let folds = {
-            let view = StabilityView::new(&b_engine, vec![]);
-            b_engine.state().plan_folds(&b, |k| view.decide(k))
-        };
-        assert_eq!((folds.len(), folds[0].folded), (1, 0), "b passes");
-        let batch = b_engine.prepare_local(&[], 0, &folds);
-        b_engine.apply_local(Duration::ZERO, &batch);
-        assert_eq!(
-            b_engine.state().value("c"),
-            5,
-            "a's acceptance still counts k"
-        );
+        assert!(resolve(&mut b_engine, vec![]).is_empty(), "b waits for a");
+        assert_eq!(b_engine.state().value("c"), 5, "a's acceptance counts k");
 
-        // a is back, same incarnation, and has caught up with b (b's pass included).
-        let mut a_state = both;
-        for d in b_engine.state().to_deltas() {
-            a_state.apply_delta(&d);
-        }
-        let mut a_engine = Engine::new(a.clone(), Config::default(), a_state, 1, Duration::ZERO);
+        let mut a_engine = Engine::new(a.clone(), Config::default(), both, 1, Duration::ZERO);
         a_engine.set_peers([b_name.clone()]);
-        a_engine.handle_frame(Duration::ZERO, &b_name, digest(&[(&a, 1), (&b, 2)]));
-        let folds = {
-            let view = StabilityView::new(&a_engine, vec![(&a_name, Some(1)), (&b_name, Some(1))]);
-            a_engine.state().plan_folds(&a, |k| view.decide(k))
-        };
-        let batch = a_engine.prepare_local(&[], 0, &folds);
-        a_engine.apply_local(Duration::ZERO, &batch);
+        a_engine.handle_frame(Duration::ZERO, &b_name, digest(&[(&a, 1), (&b, 1)]));
+        let folds = resolve(&mut a_engine, vec![&b_name]);
+        assert_eq!((folds.len(), folds[0].folded), (1, 1), "a folds");
+        let delta = a_engine.state().to_deltas();
+        b_engine.handle_frame(Duration::ZERO, &a_name, Frame::Delta { delta });
+        let folds = resolve(&mut b_engine, vec![&a_name]);
+        assert_eq!((folds.len(), folds[0].folded), (1, 0), "b passes");
         let mut merged = b_engine.state().clone();
         for d in a_engine.state().to_deltas() {
             merged.apply_delta(&d);
         }
-        assert_eq!(
-            (a_engine.state().value("c"), merged.value("c")),
-            (5, 5),
-            "a passed over its own acceptance as well (folds {folds:?}): k counts nowhere"
-        );
+        assert_eq!((a_engine.state().value("c"), merged.value("c")), (5, 5));
+        assert_eq!(merged.unresolved_acceptances(), 0);
     }
 
     /// Runs one round of decisions for `me` in `engine` over `members` and applies the
     /// batch; returns the folds made.
-    fn resolve(
-        engine: &mut Engine,
-        members: Vec<(&NodeName, Option<u64>)>,
-    ) -> Vec<crate::crdt::Fold> {
+    fn resolve(engine: &mut Engine, members: Vec<&NodeName>) -> Vec<crate::crdt::Fold> {
         let me = engine.origin().clone();
         let folds = {
             let view = StabilityView::new(engine, members);
@@ -284,70 +257,11 @@ mod tests {
         folds
     }
 
-    /// Review 18, finding 1, second trigger: the winner need not come back. `c` passed
-    /// over its acceptance because the winner `b` was reaped. Later `a`, whose origin is
-    /// smaller still, accepts the key late (a node that had not caught up: started fresh,
-    /// or ready after a first SynAck that did not carry the key). `a` sees `c`'s
-    /// acceptance resolved and passes as designed — but now the smallest acceptance, `a`'s,
-    /// is resolved, so the key's contribution is nothing, while `b`'s acceptance, the only
-    /// one that counted it, is never folded. The operation counts nowhere.
-    #[test]
-    fn a_late_smaller_acceptance_after_a_pass_over_a_gone_winner_must_not_erase_the_key() {
-        let b = Origin::new("b", 1);
-        let c = Origin::new("c", 1);
-        let a = Origin::new("a", 1);
-        let d = Origin::new("d", 1);
-        let c_name = name("c");
-        let d_name = name("d");
-        let mut state = State::new();
-        state.apply_delta(&accepted(&b, "k"));
-        state.apply_delta(&accepted(&c, "k"));
-        let mut c_engine = Engine::new(c.clone(), Config::default(), state, 1, Duration::ZERO);
-        // b is reaped; c's only other member is d, which holds both acceptances.
-        c_engine.set_peers([d_name.clone()]);
-        c_engine.handle_frame(
-            Duration::ZERO,
-            &d_name,
-            digest(&[(&b, 1), (&c, 1), (&d, 0)]),
-        );
-        let folds = resolve(&mut c_engine, vec![(&d_name, Some(1))]);
-        assert_eq!(
-            (folds.len(), folds[0].folded),
-            (1, 0),
-            "c passes: its winner b is gone"
-        );
-        assert_eq!(c_engine.state().value("c"), 5, "b's acceptance counts k");
-
-        // a accepts k late (it did not hold it), then catches up with c.
-        let mut a_state = State::new();
-        a_state.apply_delta(&accepted(&a, "k"));
-        for delta in c_engine.state().to_deltas() {
-            a_state.apply_delta(&delta);
-        }
-        let mut a_engine = Engine::new(a.clone(), Config::default(), a_state, 1, Duration::ZERO);
-        a_engine.set_peers([c_name.clone(), d_name.clone()]);
-        let everything = digest(&[(&a, 1), (&b, 1), (&c, 2), (&d, 0)]);
-        a_engine.handle_frame(Duration::ZERO, &c_name, everything.clone());
-        a_engine.handle_frame(Duration::ZERO, &d_name, everything);
-        let folds = resolve(&mut a_engine, vec![(&c_name, Some(1)), (&d_name, Some(1))]);
-        assert_eq!((folds.len(), folds[0].folded), (1, 0), "a passes");
-        let mut merged = c_engine.state().clone();
-        for delta in a_engine.state().to_deltas() {
-            merged.apply_delta(&delta);
-        }
-        assert_eq!(
-            (a_engine.state().value("c"), merged.value("c")),
-            (5, 5),
-            "k counts nowhere: its smallest acceptance is resolved, and no acceptance folded it"
-        );
-    }
-
-    /// Review 18, finding 1, third trigger: "gone" also means "not (yet) a member here".
     /// `a` joined through another node; its acceptance of `k` reached `b` by gossip
-    /// before SWIM told `b` about `a`. `b`, the loser, sees no member `a` and passes;
-    /// `a`, the winner, then sees `b`'s acceptance resolved and passes too.
+    /// before SWIM told `b` about `a`. `b`, the loser, must not pass (`a` is not gone,
+    /// only not yet a member here), or `a` would take that pass for a fold and pass too.
     #[test]
-    fn a_winner_not_yet_in_the_losers_member_list_must_not_make_both_pass() {
+    fn a_winner_not_yet_in_the_losers_member_list_still_folds_and_counts_once() {
         let a = Origin::new("a", 1);
         let b = Origin::new("b", 1);
         let c = Origin::new("c", 1);
@@ -370,7 +284,7 @@ mod tests {
             digest(&[(&a, 1), (&b, 1), (&c, 0)]),
         );
         // b's membership knows c only.
-        resolve(&mut b_engine, vec![(&c_name, Some(1))]);
+        resolve(&mut b_engine, vec![&c_name]);
         assert_eq!(b_engine.state().value("c"), 5);
 
         let mut a_state = both;
@@ -389,7 +303,7 @@ mod tests {
             &c_name,
             digest(&[(&a, 1), (&b, 2), (&c, 0)]),
         );
-        resolve(&mut a_engine, vec![(&b_name, Some(1)), (&c_name, Some(1))]);
+        resolve(&mut a_engine, vec![&b_name, &c_name]);
         let mut merged = b_engine.state().clone();
         for d in a_engine.state().to_deltas() {
             merged.apply_delta(&d);
@@ -397,7 +311,7 @@ mod tests {
         assert_eq!(
             (a_engine.state().value("c"), merged.value("c")),
             (5, 5),
-            "both acceptances passed: k counts nowhere"
+            "k counts once"
         );
     }
 }

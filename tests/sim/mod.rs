@@ -492,18 +492,6 @@ impl Sim {
         self.start(i, State::new());
     }
 
-    /// As [`Sim::restart_fresh`], with the node's idempotency keys held back until it
-    /// has caught up, as `gctr node` starts a node without state (`caught_up` false).
-    pub fn restart_fresh_keys_not_caught_up(&mut self, i: usize) {
-        self.restart_fresh(i);
-        let core = self.nodes[i].core.take().expect("just started");
-        self.nodes[i].core = Some(core.with_keys(
-            gctr::node_core::DEFAULT_KEY_WINDOW,
-            EPOCH_MS + self.now.as_millis() as u64,
-            false,
-        ));
-    }
-
     pub fn restart_empty_same_origin(&mut self, i: usize) {
         self.crash(i);
         self.log(i).deltas.clear();

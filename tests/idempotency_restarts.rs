@@ -1,5 +1,7 @@
-//! Review 18 of the idempotency keys (issue 18): schedules in the simulator that the
-//! readiness guard of a node started without state does not cover.
+//! Idempotency keys around restarts, in the simulator: a node that lost its data takes
+//! keys only once it has caught up, so retries of keys folded before never count again;
+//! a node restarted on its log while cut off resolves nothing it cannot be sure of; and a
+//! catch-up split over many frames, in any order, counts every key once.
 
 mod sim;
 
@@ -40,7 +42,7 @@ fn cluster_with_folded_keys(seed: u64, writer: usize, fresh: usize) -> Sim {
         assert!(sim.now() < deadline, "{}", sim.fail("keys never folded"));
         sim.run_for(Duration::from_millis(10));
     }
-    sim.restart_fresh_keys_not_caught_up(fresh);
+    sim.restart_fresh(fresh);
     sim
 }
 
@@ -60,10 +62,9 @@ fn retry_everything_once_ready(sim: &mut Sim, i: usize) -> (u64, usize) {
     (sim.core(i).unwrap().key_stats().accepted, held)
 }
 
-/// Review 18, finding 3a. A node started without state counts as caught up while its
-/// membership knows no other member — which is the case from its start until its join
-/// is answered — and the flag then sticks. A keyed retry in that moment is accepted
-/// anew.
+/// A node that lost its data is not ready for keys before it has caught up with a
+/// member (at its start it knows no member at all): once ready, every retry of a key
+/// folded before is recognised.
 #[test]
 fn a_fresh_node_is_not_ready_for_keys_before_it_has_heard_from_any_member() {
     let mut sim = cluster_with_folded_keys(seed_or(1818), 0, 2);
@@ -75,18 +76,15 @@ fn a_fresh_node_is_not_ready_for_keys_before_it_has_heard_from_any_member() {
     );
 }
 
-/// Review 18, finding 4 (with 3a). The same fresh start, but the keys were accepted
-/// and folded by node 2 and the node that starts fresh is node 1. Knowing no member
-/// yet, node 1 is "ready" and accepts every retry anew; and with no member, every key
-/// is "stable" (the check is over an empty list) and node 1 is its only acceptor here,
-/// so it folds them all at its first gossip tick. Node 2 had folded them already: every
-/// node ends at twice the operations acknowledged, for good.
+/// The same fresh start seen from a member all along: the keys were accepted and folded
+/// by node 2, node 1 starts fresh and gets every key again as soon as it takes keys.
+/// Node 0 never reads more than the operations acknowledged (a node that knows no
+/// member must neither take keys as new nor resolve them as their only acceptor).
 #[test]
 fn a_member_all_along_never_reads_a_folded_key_twice_after_another_node_starts_fresh() {
     let mut sim = cluster_with_folded_keys(seed_or(1818), 2, 1);
     let expected = sim.expected()["c"];
     let (accepted, _) = retry_everything_once_ready(&mut sim, 1);
-    assert!(accepted > 0, "the scenario needs late acceptances");
     let mut highest = i64::MIN;
     let until = sim.now() + Duration::from_secs(10);
     while sim.now() < until {
@@ -102,24 +100,30 @@ fn a_member_all_along_never_reads_a_folded_key_twice_after_another_node_starts_f
     );
 }
 
-/// Review 18, finding 4b. A node restarted on its log during a partition knows no
-/// member until it reaches one (the fence holds writes for `--fence-timeout`, 5 s, not
-/// folds beyond it). Its acceptance of `k` lost to node 0's, which it holds; with an
-/// empty member list the key is "stable" and node 0 "gone", so it passes. Once the
-/// partition heals node 0 sees that pass, takes it for a fold, and passes too: the
-/// acknowledged operation counts nowhere.
+/// A node restarted on its log during a partition knows no member until it reaches
+/// one (the fence holds writes for `--fence-timeout`, 5 s, not beyond). Its acceptance
+/// of `k` lost to node 0's, which it holds. It must not pass over it meanwhile: once
+/// healed, node 0 would take that pass for a fold and pass too, and the acknowledged
+/// operation would count nowhere. It waits; node 0 folds; it passes; `k` counts once.
 #[test]
 fn a_node_restarted_alone_in_a_partition_does_not_pass_over_a_live_winner() {
     let members = gctr::membership::Config::default();
     let mut sim = Sim::with_membership(seed_or(1819), Config::default(), members, Link::perfect());
     sim.run(&[Step::AddNodes(3)]);
     sim.membership_whole_within(Duration::from_secs(60));
+    // Nodes that started empty take keys once they caught up with a member.
+    let deadline = sim.now() + Duration::from_secs(10);
+    while (0..3).any(|i| !sim.core(i).unwrap().key_stats().ready) {
+        assert!(sim.now() < deadline, "{}", sim.fail("never ready for keys"));
+        sim.run_for(Duration::from_millis(10));
+    }
     let op = |amount| LocalOp { amount, ..keyed(7) };
     // k is accepted on both sides of a partition: node 0 first (acknowledged), then a
     // retry on node 1.
     sim.run(&[Step::Partition(vec![vec![0], vec![1, 2]])]);
     sim.ops(0, &[op(5)]);
-    assert!(sim.try_uncounted(1, &[op(5)])[0].is_ok());
+    let retry = sim.try_uncounted(1, &[op(5)]);
+    assert!(retry[0].is_ok(), "{retry:?}");
     // Nodes 0 and 1 swap acceptances; node 2 has not shown node 0's, so neither resolves.
     sim.run(&[
         Step::Partition(vec![vec![0, 1], vec![2]]),
@@ -148,8 +152,8 @@ fn a_node_restarted_alone_in_a_partition_does_not_pass_over_a_live_winner() {
     );
 }
 
-/// Review 18, checked and held: a catch-up split over many frames, delivered in any
-/// order, with duplicates, never counts a key twice or a folded key not at all — a
+/// A catch-up split over many frames, delivered in any order, with duplicates, never
+/// counts a key twice or a folded key not at all — a
 /// frame carrying a fold ledger merges it only when the acceptances it resolves are here
 /// — and once every frame has arrived the value is exact. Half of 200 keys are folded, so
 /// the frames carry acceptances, the fold ledger and the keys accepted after the fold.
