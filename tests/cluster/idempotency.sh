@@ -335,19 +335,21 @@ acked_by() {
         awk -v n="n$1" -v p="$2" '$1 == "ack" && $5 == n && $7 == p { print $2, $3, $4; exit }'
 }
 
-# Sends KEY to node N with VERB and AMOUNT until N answers 422 (a 503 or no answer while
-# N is not ready is retried), for up to SECS seconds; fails if N accepts it.
+# Sends KEY to node N with VERB and AMOUNT (on COUNTER, default the test's) until N
+# answers 422 (a 503 or no answer while N is not ready is retried), for up to SECS
+# seconds; fails if N accepts it.
 expect_mismatch() {
-    local n=$1 key=$2 verb=$3 amount=$4 secs=$5 out rc deadline
+    local n=$1 key=$2 verb=$3 amount=$4 secs=$5 counter=${6:-$COUNTER} out rc deadline
     deadline=$(($(now_ms) + secs * 1000))
     while true; do
         rc=0
-        out=$(client "$n" "$verb" "$COUNTER" --by "$amount" --id "$key" 2>&1) || rc=$?
-        ((rc != 0)) || fail "n$n accepted $key as $verb --by $amount, but it was" \
+        out=$(client "$n" "$verb" "$counter" --by "$amount" --id "$key" 2>&1) || rc=$?
+        ((rc != 0)) || fail "n$n accepted $key as $verb $counter --by $amount, but it was" \
             "acknowledged with other parameters (it printed $out)"
         [[ $out == *"(HTTP 422)"* ]] && return 0
         (($(now_ms) < deadline)) ||
-            fail "n$n did not refuse $key as $verb --by $amount with 422 in ${secs}s: $out"
+            fail "n$n did not refuse $key as $verb $counter --by $amount with 422 in" \
+                "${secs}s: $out"
         sleep 0.1
     done
 }
@@ -532,14 +534,18 @@ pass "every node reports $sum: $keyed keyed operations ($retried retried after" 
     "sends ($dup_acks acknowledged, $splits accepted on both sides of the cut)" \
     "in ${stream_seconds}s of streams; converged $(($(now_ms) - healed_at)) ms after the heal"
 
-step "old keys again on every node: their own parameters answer $sum, others 422"
+step "an old key again on every node: its own parameters answer $sum; another amount," \
+    "direction or counter 422"
 read -r key verb amount <<<"$(awk '$1 == "ack" { print $2, $3, $4; exit }' "$TEST_DIR/ops-1.log")"
 for n in "${NODES[@]}"; do
     out=$(expect_retry_ok "$n" "$key" "$verb" "$amount" 10)
     [[ $out == "$sum" ]] || fail "n$n answered a retry of $key with $out, not the value $sum"
     expect_mismatch "$n" "$key" "$verb" $((amount + 1)) 10
     expect_mismatch "$n" "$key" "$(opposite "$verb")" "$amount" 10
+    expect_mismatch "$n" "$key" "$verb" "$amount" 10 "$COUNTER-other"
 done
 hold_for "every node at $sum after the mismatches" 1 all_report "$sum" "${NODES[@]}"
-pass "a retry of $key answers $sum on every node; another amount or direction is refused" \
-    "with 422 everywhere and changes nothing; $(($(now_ms) - started_at)) ms in all"
+COUNTER=$COUNTER-other all_report 0 "${NODES[@]}" >/dev/null ||
+    fail "a key refused on $COUNTER-other changed it: $(COUNTER=$COUNTER-other all_report 0 "${NODES[@]}")"
+pass "a retry of $key answers $sum on every node; another amount, direction or counter is" \
+    "refused with 422 everywhere and changes nothing; $(($(now_ms) - started_at)) ms in all"
