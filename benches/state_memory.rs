@@ -52,6 +52,7 @@ fn main() {
                 counter: name.clone(),
                 kind: OpKind::Increment,
                 amount: 1,
+                key: None,
             })
             .collect();
         let batch = state.prepare_local(&me, &ops);
@@ -69,6 +70,7 @@ fn main() {
                     p: 3,
                     n: 1,
                     version: from + j as u64 + 1,
+                    keyed: None,
                 })
                 .collect();
             let to = from + entries.len() as u64;

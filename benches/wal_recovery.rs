@@ -36,6 +36,7 @@ fn main() {
             counter: format!("c{}", i % counters),
             kind: OpKind::Increment,
             amount: 1,
+            key: None,
         };
         let batch = state.prepare_local(wal.origin(), &[op]);
         wal.append_local(&batch.delta).expect("append");

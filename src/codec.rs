@@ -14,8 +14,9 @@
 //! size frames without building them.
 
 use crate::crdt::{
-    validate_counter_name, validate_node_name, CounterEntry, Digest, Origin, OriginDelta,
-    OriginVersion, MAX_TOTAL, MAX_VERSION,
+    validate_counter_name, validate_key, validate_node_name, CounterEntry, Digest, Folded,
+    KeyAccept, Keyed, OpKind, Origin, OriginDelta, OriginVersion, MAX_KEY_BYTES, MAX_TOTAL,
+    MAX_VERSION,
 };
 use crate::keyring::{self, cluster::KeysMessage};
 use crate::member::NodeName;
@@ -296,7 +297,38 @@ fn put_digest(out: &mut impl Sink, d: &Digest) {
     }
 }
 
+/// A plain entry: counter, `p`, `n`, version. An entry with keyed data starts with an
+/// empty name (no counter has one), then a tag: [`TAG_FOLDED`], a plain entry and the
+/// ledger's `p`, `n` and `through`; or [`TAG_ACCEPT`], the counter, the key, the
+/// direction (0 increment, 1 decrement), the amount, the acceptor's clock and the version.
 fn put_entry(out: &mut impl Sink, e: &CounterEntry) {
+    match e.keyed.as_deref() {
+        None => put_plain_entry(out, e),
+        Some(Keyed::Folded(f)) => {
+            put_varint(out, 0);
+            out.put(&[TAG_FOLDED]);
+            put_plain_entry(out, e);
+            put_varint(out, f.p);
+            put_varint(out, f.n);
+            put_varint(out, f.through);
+        }
+        Some(Keyed::Accept(a)) => {
+            put_varint(out, 0);
+            out.put(&[TAG_ACCEPT]);
+            put_str(out, &e.counter);
+            put_str(out, &a.key);
+            out.put(&[match a.kind {
+                OpKind::Increment => 0,
+                OpKind::Decrement => 1,
+            }]);
+            put_varint(out, a.amount);
+            put_varint(out, a.at_ms);
+            put_varint(out, e.version);
+        }
+    }
+}
+
+fn put_plain_entry(out: &mut impl Sink, e: &CounterEntry) {
     put_str(out, &e.counter);
     put_varint(out, e.p);
     put_varint(out, e.n);
@@ -525,6 +557,9 @@ const MIN_ORIGIN_LEN: usize = 1 + 1 + 8;
 const MIN_DIGEST_ENTRY_LEN: usize = MIN_ORIGIN_LEN + 1;
 const MIN_DELTA_LEN: usize = MIN_ORIGIN_LEN + 3;
 const MIN_ENTRY_LEN: usize = 1 + 1 + 3;
+/// The tags of entries with keyed data (see `put_entry`).
+const TAG_FOLDED: u8 = 1;
+const TAG_ACCEPT: u8 = 2;
 
 /// Reads the payload encoding from a byte slice, trusting nothing: frames, and the WAL's
 /// records, which hold deltas in the same encoding.
@@ -660,14 +695,7 @@ impl<'a> Decoder<'a> {
         let count = self.count(MIN_ENTRY_LEN)?;
         let mut entries = Vec::with_capacity(count);
         for _ in 0..count {
-            let counter = self.string(crate::crdt::MAX_COUNTER_NAME_BYTES)?;
-            validate_counter_name(&counter).map_err(|e| CodecError::BadName(e.0))?;
-            entries.push(CounterEntry {
-                counter,
-                p: self.total()?,
-                n: self.total()?,
-                version: self.version()?,
-            });
+            entries.push(self.entry()?);
         }
         Ok(OriginDelta {
             origin,
@@ -675,6 +703,73 @@ impl<'a> Decoder<'a> {
             to,
             entries,
         })
+    }
+}
+
+impl Decoder<'_> {
+    /// One entry of a delta: plain, or with keyed data (see `put_entry`).
+    fn entry(&mut self) -> Result<CounterEntry, CodecError> {
+        if self.buf.first() != Some(&0) {
+            return self.plain_entry();
+        }
+        self.bytes(1)?;
+        match self.bytes(1)?[0] {
+            TAG_FOLDED => {
+                let mut entry = self.plain_entry()?;
+                let folded = Folded {
+                    p: self.total()?,
+                    n: self.total()?,
+                    through: self.version()?,
+                };
+                if folded.p > entry.p || folded.n > entry.n || folded.through >= entry.version {
+                    return Err(CodecError::Invalid(
+                        "a fold ledger beyond its entry's totals or version",
+                    ));
+                }
+                entry.keyed = Some(Box::new(Keyed::Folded(folded)));
+                Ok(entry)
+            }
+            TAG_ACCEPT => {
+                let counter = self.counter_name()?;
+                let key = self.string(MAX_KEY_BYTES)?;
+                validate_key(&key).map_err(|e| CodecError::BadName(e.0))?;
+                let kind = match self.bytes(1)?[0] {
+                    0 => OpKind::Increment,
+                    1 => OpKind::Decrement,
+                    _ => return Err(CodecError::Invalid("an unknown operation direction")),
+                };
+                let amount = self.total()?;
+                if amount == 0 {
+                    return Err(CodecError::Invalid("an acceptance of amount 0"));
+                }
+                let at_ms = self.varint()?;
+                let mut entry = CounterEntry::plain(counter, 0, 0, self.version()?);
+                entry.keyed = Some(Box::new(Keyed::Accept(KeyAccept {
+                    key,
+                    kind,
+                    amount,
+                    at_ms,
+                })));
+                Ok(entry)
+            }
+            _ => Err(CodecError::Invalid("an unknown entry tag")),
+        }
+    }
+
+    fn plain_entry(&mut self) -> Result<CounterEntry, CodecError> {
+        let counter = self.counter_name()?;
+        Ok(CounterEntry::plain(
+            counter,
+            self.total()?,
+            self.total()?,
+            self.version()?,
+        ))
+    }
+
+    fn counter_name(&mut self) -> Result<String, CodecError> {
+        let counter = self.string(crate::crdt::MAX_COUNTER_NAME_BYTES)?;
+        validate_counter_name(&counter).map_err(|e| CodecError::BadName(e.0))?;
+        Ok(counter)
     }
 }
 
@@ -788,6 +883,107 @@ mod tests {
         );
         let io = ReadError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "eof"));
         assert_eq!(io.to_string(), "read: eof");
+    }
+
+    fn keyed_delta() -> OriginDelta {
+        let mut folded = CounterEntry::plain("views", 9, 2, 7);
+        folded.keyed = Some(Box::new(Keyed::Folded(Folded {
+            p: 5,
+            n: 2,
+            through: 6,
+        })));
+        let mut accept = CounterEntry::plain("views", 0, 0, 8);
+        accept.keyed = Some(Box::new(Keyed::Accept(KeyAccept {
+            key: "order-17".into(),
+            kind: OpKind::Decrement,
+            amount: 3,
+            at_ms: 1_700_000_000_123,
+        })));
+        OriginDelta {
+            origin: Origin::new("a", 1),
+            from: 6,
+            to: 8,
+            entries: vec![CounterEntry::plain("plain", 1, 0, 6), folded, accept],
+        }
+    }
+
+    #[test]
+    fn keyed_entries_round_trip_and_measure_what_they_encode_to() {
+        let delta = keyed_delta();
+        let frame = Frame::Delta {
+            delta: vec![delta.clone()],
+        };
+        let bytes = encode(&frame);
+        assert_eq!(decode(&bytes, DEFAULT_MAX_PAYLOAD).unwrap(), frame);
+        let mut one = Vec::new();
+        encode_delta(&delta, &mut one);
+        assert_eq!(one.len(), delta_len(&delta));
+        let entries: usize = delta.entries.iter().map(entry_len).sum();
+        let mut head = Vec::new();
+        put_delta_head(&mut head, &delta);
+        assert_eq!(head.len() + entries, one.len());
+    }
+
+    #[test]
+    fn a_keyed_entry_that_cannot_be_true_is_refused() {
+        let decode_with = |edit: &dyn Fn(&mut OriginDelta)| {
+            let mut delta = keyed_delta();
+            edit(&mut delta);
+            let mut bytes = Vec::new();
+            encode_delta(&delta, &mut bytes);
+            Decoder::new(&bytes).delta().map(|_| ())
+        };
+        assert_eq!(decode_with(&|_| {}), Ok(()));
+        let ledger = |e: &mut CounterEntry, f: Folded| {
+            e.keyed = Some(Box::new(Keyed::Folded(f)));
+        };
+        let beyond = CodecError::Invalid("a fold ledger beyond its entry's totals or version");
+        for bad in [
+            Folded {
+                p: 10,
+                n: 0,
+                through: 1,
+            },
+            Folded {
+                p: 0,
+                n: 3,
+                through: 1,
+            },
+            Folded {
+                p: 0,
+                n: 0,
+                through: 7,
+            },
+        ] {
+            assert_eq!(
+                decode_with(&|d| ledger(&mut d.entries[1], bad)),
+                Err(beyond.clone())
+            );
+        }
+        let accept = |d: &mut OriginDelta, f: &dyn Fn(&mut KeyAccept)| {
+            if let Some(Keyed::Accept(a)) = d.entries[2].keyed.as_deref_mut() {
+                f(a);
+            }
+        };
+        assert_eq!(
+            decode_with(&|d| accept(d, &|a| a.amount = 0)),
+            Err(CodecError::Invalid("an acceptance of amount 0"))
+        );
+        assert_eq!(
+            decode_with(&|d| accept(d, &|a| a.key = "a\nb".into())),
+            Err(CodecError::BadName(
+                "idempotency key contains a control character".into()
+            ))
+        );
+        let mut bytes = Vec::new();
+        encode_delta(&keyed_delta(), &mut bytes);
+        let marker = [0, TAG_ACCEPT, 5, b'v'];
+        let at = bytes.windows(4).position(|w| w == marker).unwrap();
+        bytes[at + 1] = 9;
+        assert_eq!(
+            Decoder::new(&bytes).delta().map(|_| ()),
+            Err(CodecError::Invalid("an unknown entry tag"))
+        );
     }
 
     #[test]

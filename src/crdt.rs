@@ -17,8 +17,13 @@
 //! with every delta for their origin, beyond its range: if the origin is gone for good and
 //! no replica holds the change in the gap, its later changes still reach every replica.
 
+mod keyed;
+mod prepare;
 mod table;
 
+pub use keyed::{Folded, KeyAccept, Keyed, MAX_KEY_BYTES};
+
+use keyed::{Acceptance, KeyId, KeyStore};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -40,28 +45,31 @@ pub const MAX_TOTAL: u64 = i64::MAX as u64;
 
 /// Checks a counter name: UTF-8 (guaranteed by `&str`), 1 to 128 bytes, no control characters.
 pub fn validate_counter_name(name: &str) -> Result<(), NameError> {
-    validate_name(name, MAX_COUNTER_NAME_BYTES, "counter")
+    validate_name(name, MAX_COUNTER_NAME_BYTES, "counter name")
+}
+
+/// Checks an idempotency key with the same rules as a counter name.
+pub fn validate_key(key: &str) -> Result<(), NameError> {
+    validate_name(key, MAX_KEY_BYTES, "idempotency key")
 }
 
 /// Checks a node name with the same rules as a counter name.
 pub fn validate_node_name(name: &str) -> Result<(), NameError> {
-    validate_name(name, MAX_NODE_NAME_BYTES, "node")
+    validate_name(name, MAX_NODE_NAME_BYTES, "node name")
 }
 
 fn validate_name(name: &str, max: usize, what: &'static str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err(NameError(format!("{what} name is empty")));
+        return Err(NameError(format!("{what} is empty")));
     }
     if name.len() > max {
         return Err(NameError(format!(
-            "{what} name is {} bytes long; the limit is {max}",
+            "{what} is {} bytes long; the limit is {max}",
             name.len()
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(NameError(format!(
-            "{what} name contains a control character"
-        )));
+        return Err(NameError(format!("{what} contains a control character")));
     }
     Ok(())
 }
@@ -121,16 +129,47 @@ impl Totals {
     }
 }
 
-/// One counter's entry inside an [`OriginDelta`] (the origin is the delta's).
+/// One counter's entry inside an [`OriginDelta`] (the origin is the delta's): the
+/// origin's totals for the counter, or one acceptance of an idempotency key (see
+/// [`Keyed`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterEntry {
     pub counter: String,
     pub p: u64,
     pub n: u64,
     pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyed: Option<Box<Keyed>>,
 }
 
 impl CounterEntry {
+    /// A plain totals entry.
+    pub fn plain(counter: impl Into<String>, p: u64, n: u64, version: u64) -> CounterEntry {
+        CounterEntry {
+            counter: counter.into(),
+            p,
+            n,
+            version,
+            keyed: None,
+        }
+    }
+
+    /// The fold ledger of a totals entry, if it has one.
+    pub fn folded(&self) -> Option<Folded> {
+        match self.keyed.as_deref() {
+            Some(Keyed::Folded(f)) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The acceptance an entry carries, if it is one.
+    pub fn acceptance(&self) -> Option<&KeyAccept> {
+        match self.keyed.as_deref() {
+            Some(Keyed::Accept(a)) => Some(a),
+            _ => None,
+        }
+    }
+
     fn totals(&self) -> Totals {
         Totals {
             p: self.p,
@@ -184,6 +223,18 @@ pub enum OpError {
     },
     /// The origin has used every version up to [`MAX_VERSION`].
     VersionsExhausted,
+    /// The idempotency key breaks the naming rules.
+    BadKey(NameError),
+    /// The idempotency key was already used for a different operation (counter,
+    /// direction or amount).
+    KeyMismatch {
+        key: String,
+    },
+    /// A new idempotency key beyond the replica's limit of keys held (within their
+    /// retention window keys are never evicted to make room).
+    TooManyKeys {
+        limit: usize,
+    },
     /// The operation would create a counter beyond the replica's limit.
     TooManyCounters {
         limit: usize,
@@ -193,7 +244,17 @@ pub enum OpError {
 impl fmt::Display for OpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpError::BadName(e) => e.fmt(f),
+            OpError::BadName(e) | OpError::BadKey(e) => e.fmt(f),
+            OpError::TooManyKeys { limit } => write!(
+                f,
+                "this node holds its limit of {limit} idempotency keys within their retention \
+                 window; a new key cannot be accepted until older ones expire"
+            ),
+            OpError::KeyMismatch { key } => write!(
+                f,
+                "idempotency key {key:?} was already used for a different operation \
+                 (counter, direction or amount); nothing was applied"
+            ),
             OpError::BadAmount(by) => write!(f, "amount {by} is out of range 1..={}", i64::MAX),
             OpError::Overflow { counter } => write!(
                 f,
@@ -221,12 +282,50 @@ pub enum OpKind {
     Decrement,
 }
 
-/// One local operation a client asked for.
+/// One local operation a client asked for, with its idempotency key if it has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalOp {
     pub counter: String,
     pub kind: OpKind,
     pub amount: u64,
+    pub key: Option<String>,
+}
+
+/// What one origin resolves of its acceptances of one counter in a batch: every
+/// acceptance up to `through`, adding the won ones' amounts (`p`, `n`) to its totals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fold {
+    pub counter: String,
+    pub through: u64,
+    pub p: u64,
+    pub n: u64,
+    /// Acceptances resolved, and of those the ones folded (won).
+    pub resolved: u64,
+    pub folded: u64,
+}
+
+/// How an acceptor may resolve one of its acceptances: what the node core decides from
+/// what it knows of the cluster (see `node_core::stability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Not yet: the key may still be accepted elsewhere, or its winner has not folded it.
+    Wait,
+    /// Fold the amount into the acceptor's totals (it won the key).
+    Fold,
+    /// Pass over it (another acceptance won the key).
+    Pass,
+}
+
+/// One of this node's unresolved acceptances, as the node core sees it to decide.
+#[derive(Debug)]
+pub struct PendingKey<'a> {
+    pub key: &'a str,
+    /// Every acceptance of the key this replica holds: acceptor and version.
+    pub acceptances: Vec<(&'a Origin, u64)>,
+    /// The acceptor that decides the key (the smallest origin).
+    pub winner: &'a Origin,
+    /// Some acceptance of the key is already resolved by its acceptor.
+    pub resolved_elsewhere: bool,
 }
 
 /// A batch of local operations turned into the absolute entries that make them durable.
@@ -234,10 +333,14 @@ pub struct LocalOp {
 /// with [`State::apply_local`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreparedBatch {
-    /// The origin's changes, `(from, to]`, one entry per counter touched.
+    /// The origin's changes, `(from, to]`: one totals entry per counter touched, one
+    /// acceptance per new keyed operation.
     pub delta: OriginDelta,
     /// Per operation, in the order given: the counter's value after it, or why it was refused.
     pub results: Vec<Result<i64, OpError>>,
+    /// Keyed operations that were retries of an operation already accepted (they
+    /// change nothing).
+    pub retries: u64,
 }
 
 impl PreparedBatch {
@@ -252,8 +355,21 @@ impl PreparedBatch {
 struct OriginRecord {
     origin: Origin,
     known: u64,
-    /// version → counter, one per (counter, this origin) entry; drives deltas in version order.
-    by_version: BTreeMap<u64, CounterId>,
+    /// version → what holds it: one per (counter, this origin) totals entry and one per
+    /// acceptance; drives deltas in version order.
+    by_version: BTreeMap<u64, Item>,
+}
+
+/// What an origin's version holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Item {
+    /// The origin's totals entry of a counter.
+    Totals(CounterId),
+    /// An acceptance of a key.
+    Accept(KeyId),
+    /// A second acceptance of a key by the same origin (only a faulty origin makes one):
+    /// held so the version counts as known, never counted or sent.
+    Ignored,
 }
 
 /// The whole replicated state of one replica.
@@ -264,8 +380,12 @@ pub struct State {
     origins: BTreeMap<Origin, OriginId>,
     /// What is kept per origin, by id.
     origin_records: Vec<OriginRecord>,
+    /// Idempotency keys and their acceptances.
+    keys: KeyStore,
     /// Most counters a local operation may create; see [`State::set_counter_limit`].
     counter_limit: usize,
+    /// Most idempotency keys a local operation may add; see [`State::set_key_limit`].
+    key_limit: usize,
 }
 
 impl Default for State {
@@ -274,7 +394,9 @@ impl Default for State {
             counters: CounterTable::default(),
             origins: BTreeMap::new(),
             origin_records: Vec::new(),
+            keys: KeyStore::default(),
             counter_limit: usize::MAX,
+            key_limit: usize::MAX,
         }
     }
 }
@@ -292,12 +414,30 @@ impl State {
         self.counter_limit = limit;
     }
 
+    /// Caps the idempotency keys held: a keyed operation with a new key beyond `limit`
+    /// is refused with [`OpError::TooManyKeys`]. Keys learned from peers always merge.
+    pub fn set_key_limit(&mut self, limit: usize) {
+        self.key_limit = limit;
+    }
+
     /// The counter's value, Σp − Σn. A counter never written reads 0. Concurrent writes on
     /// different replicas can, together, pass the i64 range; the value then saturates.
     pub fn value(&self, counter: &str) -> i64 {
-        self.counters
-            .id(counter)
-            .map_or(0, |id| value_of(self.counters.slots(id)))
+        self.counters.id(counter).map_or(0, |id| self.value_of(id))
+    }
+
+    /// A counter's value: its totals and the keys it counts by acceptance.
+    fn value_of(&self, id: CounterId) -> i64 {
+        let (p, n) = self.sums(id);
+        saturate(p as i128 - n as i128)
+    }
+
+    /// A counter's increments and decrements: its totals and the keys it counts by
+    /// acceptance.
+    fn sums(&self, id: CounterId) -> (u128, u128) {
+        let (p, n) = sums(self.counters.slots(id));
+        let (kp, kn) = self.keys.live(id);
+        (p + kp, n + kn)
     }
 
     /// Every counter with its value, in name order.
@@ -320,7 +460,7 @@ impl State {
         names.sort_unstable_by(|a, b| a.0.cmp(b.0));
         names
             .into_iter()
-            .map(|(name, id)| (name, value_of(self.counters.slots(id))))
+            .map(|(name, id)| (name, self.value_of(id)))
             .collect()
     }
 
@@ -357,6 +497,29 @@ impl State {
     /// Number of (counter, origin) entries.
     pub fn entry_count(&self) -> usize {
         self.counters.entries()
+    }
+
+    /// Idempotency keys held, resolved ones (tombstones) included.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Acceptances of idempotency keys not yet resolved by their acceptor.
+    pub fn unresolved_acceptances(&self) -> usize {
+        self.keys.unresolved()
+    }
+
+    /// Forgets every key whose acceptances are all resolved and were all accepted at
+    /// least `window_ms` before `now_ms` (wall-clock milliseconds); a retry of one counts
+    /// again. Local to this replica: each forgets on its own clock. Returns how many.
+    pub fn expire_keys(&mut self, now_ms: u64, window_ms: u64) -> usize {
+        let before = self.keys.len();
+        for (origin, version) in self.keys.expire(now_ms, window_ms) {
+            self.origin_records[origin as usize]
+                .by_version
+                .remove(&version);
+        }
+        before - self.keys.len()
     }
 
     /// The version this replica knows `origin` up to (0 if never heard of).
@@ -401,16 +564,46 @@ impl State {
         record
             .by_version
             .range(after + 1..)
-            .filter_map(|(_, &counter)| {
-                let t = self.counters.get(counter, id)?;
-                Some(CounterEntry {
-                    counter: self.counters.name(counter).to_owned(),
-                    p: t.p,
-                    n: t.n,
-                    version: t.version,
-                })
-            })
+            .filter_map(|(&version, &item)| self.entry_of(id, version, item))
             .collect()
+    }
+
+    /// The entry an origin's version holds, as deltas carry it.
+    fn entry_of(&self, origin: OriginId, version: u64, item: Item) -> Option<CounterEntry> {
+        match item {
+            Item::Totals(counter) => Some(self.totals_entry(counter, origin)),
+            Item::Accept(key) => {
+                let record = self.keys.record(key);
+                let a = record
+                    .acceptances
+                    .iter()
+                    .find(|a| a.origin == origin && a.version == version)?;
+                Some(self.acceptance_entry(&record.key, a))
+            }
+            Item::Ignored => None,
+        }
+    }
+
+    /// An origin's totals entry of a counter, with its fold ledger if it has one.
+    fn totals_entry(&self, counter: CounterId, origin: OriginId) -> CounterEntry {
+        let t = self.counters.get(counter, origin).unwrap_or_default();
+        let mut entry = CounterEntry::plain(self.counters.name(counter), t.p, t.n, t.version);
+        entry.keyed = self
+            .keys
+            .folded(counter, origin)
+            .map(|f| Box::new(Keyed::Folded(f)));
+        entry
+    }
+
+    fn acceptance_entry(&self, key: &str, a: &Acceptance) -> CounterEntry {
+        let mut entry = CounterEntry::plain(self.counters.name(a.counter), 0, 0, a.version);
+        entry.keyed = Some(Box::new(Keyed::Accept(KeyAccept {
+            key: key.to_owned(),
+            kind: a.kind,
+            amount: a.amount,
+            at_ms: a.at_ms,
+        })));
+        entry
     }
 
     /// The origins this replica has something of that a peer with `digest` may lack (a
@@ -433,11 +626,26 @@ impl State {
     /// Merges one delta: every entry by maximum, and the origin's known version advanced
     /// to `to` if the delta starts at or below what is already known, then over every
     /// version held next in line.
+    ///
+    /// A totals entry with a fold ledger merges only when this replica holds every
+    /// acceptance the ledger resolves: when the ledger's `through` is already known, or
+    /// the entry lies in the part of this delta that continues what is known. Otherwise
+    /// it is left out, as if lost, and comes again once the gap before it is filled.
     pub fn apply_delta(&mut self, delta: &OriginDelta) -> Applied {
         let mut applied = Applied::default();
         let origin = self.origin_id(&delta.origin);
+        let known = self.origin_records[origin as usize].known;
+        let continues = delta.from <= known;
         for entry in &delta.entries {
-            applied.changed |= self.merge_slot(origin, &entry.counter, entry.totals());
+            applied.changed |= match entry.keyed.as_deref() {
+                None => self.merge_slot(origin, &entry.counter, entry.totals()),
+                Some(Keyed::Folded(f)) => {
+                    let holds_resolved =
+                        f.through <= known || (continues && entry.version <= delta.to);
+                    holds_resolved && self.merge_folded(origin, entry, *f)
+                }
+                Some(Keyed::Accept(a)) => self.merge_acceptance(origin, entry, a),
+            };
         }
         let record = &mut self.origin_records[origin as usize];
         let before = record.known;
@@ -467,6 +675,51 @@ impl State {
         let Some(counter) = self.counters.id_or_insert(counter) else {
             return false;
         };
+        self.merge_totals(origin_id, counter, incoming)
+    }
+
+    /// Merges a totals entry with its fold ledger, in one step: the keys the ledger
+    /// resolves stop counting by acceptance as their folded amounts join the totals.
+    fn merge_folded(&mut self, origin: OriginId, entry: &CounterEntry, folded: Folded) -> bool {
+        let Some(counter) = self.counters.id_or_insert(&entry.counter) else {
+            return false;
+        };
+        let before = self.keys.folded(counter, origin);
+        let changed = self.merge_totals(origin, counter, entry.totals());
+        self.keys
+            .merge_folded(counter, origin, folded, &self.origin_records);
+        changed || self.keys.folded(counter, origin) != before
+    }
+
+    /// Records an acceptance at its own version; returns whether it is new.
+    fn merge_acceptance(&mut self, origin: OriginId, entry: &CounterEntry, a: &KeyAccept) -> bool {
+        let record = &self.origin_records[origin as usize];
+        if record.by_version.contains_key(&entry.version) {
+            return false;
+        }
+        let Some(counter) = self.counters.id_or_insert(&entry.counter) else {
+            return false;
+        };
+        let acceptance = Acceptance {
+            origin,
+            counter,
+            version: entry.version,
+            kind: a.kind,
+            amount: a.amount,
+            at_ms: a.at_ms,
+        };
+        let new = self.keys.accept(&a.key, acceptance, &self.origin_records);
+        let item = match self.keys.id(&a.key) {
+            Some(key) if new => Item::Accept(key),
+            _ => Item::Ignored,
+        };
+        self.origin_records[origin as usize]
+            .by_version
+            .insert(entry.version, item);
+        new
+    }
+
+    fn merge_totals(&mut self, origin_id: OriginId, counter: CounterId, incoming: Totals) -> bool {
         let old = self.counters.get(counter, origin_id).unwrap_or_default();
         let mut merged = old;
         let changed = merged.merge(incoming);
@@ -475,10 +728,12 @@ impl State {
         }
         if merged.version != old.version {
             let record = &mut self.origin_records[origin_id as usize];
-            if record.by_version.get(&old.version) == Some(&counter) {
+            if record.by_version.get(&old.version) == Some(&Item::Totals(counter)) {
                 record.by_version.remove(&old.version);
             }
-            record.by_version.insert(merged.version, counter);
+            record
+                .by_version
+                .insert(merged.version, Item::Totals(counter));
         }
         changed
     }
@@ -509,15 +764,13 @@ impl State {
     pub fn to_deltas(&self) -> Vec<OriginDelta> {
         let mut entries: Vec<Vec<CounterEntry>> = vec![Vec::new(); self.origin_records.len()];
         for id in self.counters.ids() {
-            let name = self.counters.name(id);
             for slot in self.counters.slots(id) {
-                let t = slot.totals;
-                entries[slot.origin as usize].push(CounterEntry {
-                    counter: name.to_owned(),
-                    p: t.p,
-                    n: t.n,
-                    version: t.version,
-                });
+                entries[slot.origin as usize].push(self.totals_entry(id, slot.origin));
+            }
+        }
+        for (_, record) in self.keys.records() {
+            for a in &record.acceptances {
+                entries[a.origin as usize].push(self.acceptance_entry(&record.key, a));
             }
         }
         self.origins
@@ -536,115 +789,6 @@ impl State {
             .collect()
     }
 
-    /// Turns operations by `me` into absolute entries with fresh versions, without
-    /// changing the state. Each operation is checked on its own against the totals the
-    /// earlier operations of the batch produce; a refused one changes nothing.
-    pub fn prepare_local(&self, me: &Origin, ops: &[LocalOp]) -> PreparedBatch {
-        let from = self.known(me);
-        let mut pending: BTreeMap<&str, Pending> = BTreeMap::new();
-        let mut new_counters = 0;
-        let mut results = Vec::with_capacity(ops.len());
-        for op in ops {
-            results.push(self.prepare_one(me, op, &mut pending, &mut new_counters));
-        }
-        let mut touched: Vec<(&str, Pending)> = pending.into_iter().collect();
-        touched.sort_by_key(|(_, p)| p.first_touch);
-        let last = from
-            .checked_add(touched.len() as u64)
-            .filter(|v| *v <= MAX_VERSION);
-        if last.is_none() {
-            touched.clear();
-            for result in &mut results {
-                if result.is_ok() {
-                    *result = Err(OpError::VersionsExhausted);
-                }
-            }
-        }
-        let mut version = from;
-        let entries = touched
-            .into_iter()
-            .map(|(counter, p)| {
-                version += 1;
-                CounterEntry {
-                    counter: counter.to_owned(),
-                    p: p.own.p,
-                    n: p.own.n,
-                    version,
-                }
-            })
-            .collect();
-        PreparedBatch {
-            delta: OriginDelta {
-                origin: me.clone(),
-                from,
-                to: version,
-                entries,
-            },
-            results,
-        }
-    }
-
-    fn prepare_one<'a>(
-        &self,
-        me: &Origin,
-        op: &'a LocalOp,
-        pending: &mut BTreeMap<&'a str, Pending>,
-        new_counters: &mut usize,
-    ) -> Result<i64, OpError> {
-        validate_counter_name(&op.counter).map_err(OpError::BadName)?;
-        if op.amount == 0 || op.amount > i64::MAX as u64 {
-            return Err(OpError::BadAmount(op.amount));
-        }
-        let next_touch = pending.len();
-        let slot = match pending.get(op.counter.as_str()) {
-            Some(p) => *p,
-            None => {
-                let id = self.counters.id(&op.counter);
-                if id.is_none() && self.counters.len() + *new_counters >= self.counter_limit {
-                    return Err(OpError::TooManyCounters {
-                        limit: self.counter_limit,
-                    });
-                }
-                let own = self.totals_of(me, &op.counter).unwrap_or_default();
-                let (sum_p, sum_n) = id.map_or((0, 0), |id| sums(self.counters.slots(id)));
-                Pending {
-                    own,
-                    sum_p,
-                    sum_n,
-                    first_touch: next_touch,
-                    new: id.is_none(),
-                }
-            }
-        };
-        let limit = i64::MAX as u128;
-        let amount = op.amount as u128;
-        let mut next = slot;
-        match op.kind {
-            OpKind::Increment => {
-                if slot.sum_p + amount > limit {
-                    return Err(OpError::Overflow {
-                        counter: op.counter.clone(),
-                    });
-                }
-                next.sum_p += amount;
-                next.own.p += op.amount;
-            }
-            OpKind::Decrement => {
-                if slot.sum_n + amount > limit {
-                    return Err(OpError::Overflow {
-                        counter: op.counter.clone(),
-                    });
-                }
-                next.sum_n += amount;
-                next.own.n += op.amount;
-            }
-        }
-        if pending.insert(op.counter.as_str(), next).is_none() && next.new {
-            *new_counters += 1;
-        }
-        Ok(saturate(next.sum_p as i128 - next.sum_n as i128))
-    }
-
     /// Applies a batch made by [`State::prepare_local`] once it is durable. The batch must
     /// be the last one prepared: preparing two batches before applying either would give
     /// both the same versions.
@@ -653,25 +797,10 @@ impl State {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Pending {
-    own: Totals,
-    sum_p: u128,
-    sum_n: u128,
-    first_touch: usize,
-    /// The counter does not exist yet.
-    new: bool,
-}
-
 fn sums(slots: impl Iterator<Item = Slot>) -> (u128, u128) {
     slots.fold((0u128, 0u128), |(p, n), s| {
         (p + s.totals.p as u128, n + s.totals.n as u128)
     })
-}
-
-fn value_of(slots: impl Iterator<Item = Slot>) -> i64 {
-    let (p, n) = sums(slots);
-    saturate(p as i128 - n as i128)
 }
 
 fn saturate(v: i128) -> i64 {
@@ -687,6 +816,7 @@ mod tests {
             counter: counter.into(),
             kind: OpKind::Increment,
             amount,
+            key: None,
         }
     }
 
@@ -726,6 +856,7 @@ mod tests {
             counter: counter.into(),
             kind: OpKind::Decrement,
             amount,
+            key: None,
         }
     }
 
@@ -807,6 +938,7 @@ mod tests {
                 p: 0,
                 n: far,
                 version: 1,
+                keyed: None,
             }],
         });
         let batch = state.prepare_local(&me, &[dec("x", 4), dec("x", 3), dec("x", 1)]);
@@ -838,6 +970,7 @@ mod tests {
             p: 4,
             n: 0,
             version: 1,
+            keyed: None,
         };
         state.apply_delta(&OriginDelta {
             origin: peer,
@@ -881,6 +1014,7 @@ mod tests {
                 p: 9,
                 n: 0,
                 version: 4,
+                keyed: None,
             }],
         };
         let applied = state.apply_delta(&gap);
@@ -922,6 +1056,7 @@ mod tests {
             p: version,
             n: 0,
             version,
+            keyed: None,
         };
         let mut state = State::new();
         let late = OriginDelta {
@@ -955,6 +1090,7 @@ mod tests {
                 p: 1,
                 n: 0,
                 version: 7,
+                keyed: None,
             }],
         });
         let theirs = vec![OriginVersion {

@@ -28,7 +28,7 @@
 //! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
 
 use crate::codec::{self, Frame, PerFrameType};
-use crate::crdt::{Applied, Digest, LocalOp, Origin, OriginDelta, PreparedBatch, State};
+use crate::crdt::{Applied, Digest, Fold, LocalOp, Origin, OriginDelta, PreparedBatch, State};
 use crate::member::NodeName;
 use crate::push::{self, PushQueue, PushWindow};
 use crate::replication::{PeerLag, ReplicationTracker};
@@ -144,6 +144,8 @@ pub struct Engine {
     digest_over_limit: bool,
     stats: Stats,
     replication: ReplicationTracker,
+    /// Each peer's last digest: what the node core decides idempotency keys' stability by.
+    peer_digests: HashMap<NodeName, HashMap<Origin, u64>>,
 }
 
 impl Engine {
@@ -175,6 +177,7 @@ impl Engine {
             digest_over_limit: false,
             stats: Stats::default(),
             replication: ReplicationTracker::default(),
+            peer_digests: HashMap::new(),
         }
     }
 
@@ -358,11 +361,30 @@ impl Engine {
         fits
     }
 
-    /// Turns client operations into a batch of absolute entries without applying them.
+    /// Turns client operations (keyed ones accepted at `at_ms`, wall-clock milliseconds)
+    /// and this node's `folds` into a batch of absolute entries without applying them.
     /// The runtime makes the batch durable, then calls [`Engine::apply_local`]; no other
     /// batch may be prepared in between.
-    pub fn prepare_local(&self, ops: &[LocalOp]) -> PreparedBatch {
-        self.state.prepare_local(&self.me, ops)
+    pub fn prepare_local(&self, ops: &[LocalOp], at_ms: u64, folds: &[Fold]) -> PreparedBatch {
+        self.state.prepare_batch(&self.me, ops, at_ms, folds)
+    }
+
+    /// The last digest the live peer `peer` sent (in a Syn or SynAck): how far it knew
+    /// each origin then. Kept when the peer stops being live, until [`Engine::forget`].
+    pub fn peer_digest(&self, peer: &NodeName) -> Option<&HashMap<Origin, u64>> {
+        self.peer_digests.get(peer)
+    }
+
+    /// Drops what is kept of a member that is gone for good.
+    pub fn forget(&mut self, peer: &NodeName) {
+        self.remove_peer(peer);
+        self.peer_digests.remove(peer);
+    }
+
+    /// Drops the idempotency keys whose retention window has passed at `now_ms`; see
+    /// [`State::expire_keys`]. Returns how many.
+    pub fn expire_keys(&mut self, now_ms: u64, window_ms: u64) -> usize {
+        self.state.expire_keys(now_ms, window_ms)
     }
 
     /// Applies a durable local batch (made durable by `now`); it goes out with the next
@@ -539,6 +561,13 @@ impl Engine {
         if self.peers.binary_search(from).is_err() {
             return;
         }
+        self.peer_digests.insert(
+            from.clone(),
+            digest
+                .iter()
+                .map(|ov| (ov.origin.clone(), ov.version))
+                .collect(),
+        );
         let holds = digest
             .iter()
             .find(|d| d.origin == self.me)

@@ -235,6 +235,29 @@ impl RequestStats {
     }
 }
 
+/// Idempotency keys: what this node holds and what it did with them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KeyStats {
+    /// Keys held, resolved ones (tombstones) included.
+    pub held: u64,
+    /// Acceptances held that their acceptor has not resolved yet (live keys).
+    pub live: u64,
+    /// Keyed operations this node accepted (first acceptances here).
+    pub accepted: u64,
+    /// Keyed operations recognised as retries of an accepted one (nothing applied).
+    pub retries: u64,
+    /// Keyed operations refused for reusing a key with other parameters (422).
+    pub mismatches: u64,
+    /// This node's acceptances resolved: folded into its totals or passed over.
+    pub resolved: u64,
+    /// Of those, the ones folded (this node won the key).
+    pub folded: u64,
+    /// Keys forgotten at the end of their retention window.
+    pub expired: u64,
+    /// Keyed operations refused while this node had not caught up with a peer.
+    pub not_ready: u64,
+}
+
 /// What became of operations of one kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OpOutcomes {

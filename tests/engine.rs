@@ -33,12 +33,13 @@ fn inc(counter: &str, amount: u64) -> LocalOp {
         counter: counter.into(),
         kind: OpKind::Increment,
         amount,
+        key: None,
     }
 }
 
 /// Runs one durable local batch and returns the frames it sent.
 fn write(e: &mut Engine, ops: &[LocalOp]) -> Vec<(String, Frame)> {
-    let batch = e.prepare_local(ops);
+    let batch = e.prepare_local(ops, 0, &[]);
     e.apply_local(Duration::ZERO, &batch);
     sends(e)
 }
@@ -55,7 +56,7 @@ fn sends(e: &mut Engine) -> Vec<(String, Frame)> {
 
 /// Runs one durable local batch at `now` and returns the frames it sent.
 fn write_at(e: &mut Engine, now: Duration, ops: &[LocalOp]) -> Vec<(String, Frame)> {
-    let batch = e.prepare_local(ops);
+    let batch = e.prepare_local(ops, 0, &[]);
     e.apply_local(now, &batch);
     sends(e)
 }
@@ -310,7 +311,7 @@ fn a_peers_digest_tells_how_far_behind_this_nodes_writes_it_is() {
 
     // Two writes whose pushes are lost; b's next Syn shows it lacks both.
     for (at, counter) in [(10, "x"), (20, "y")] {
-        let batch = a.prepare_local(&[inc(counter, 1)]);
+        let batch = a.prepare_local(&[inc(counter, 1)], 0, &[]);
         a.apply_local(ms(at), &batch);
         sends(&mut a);
     }
@@ -354,6 +355,7 @@ fn replier_knowing(origins: usize, name_len: usize, max_payload: usize) -> Engin
                 p: v,
                 n: 0,
                 version: v,
+                keyed: None,
             })
             .collect();
         state.apply_delta(&OriginDelta {

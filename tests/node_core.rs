@@ -20,6 +20,7 @@ fn op(counter: &str, by: i64) -> LocalOp {
             OpKind::Decrement
         },
         amount: by.unsigned_abs(),
+        key: None,
     }
 }
 

@@ -250,6 +250,7 @@ fn the_issues_attacks_against_a_keyed_cluster_change_nothing_and_are_counted() {
             p,
             n: 0,
             version: to.min(1),
+            keyed: None,
         }],
     };
     let own = delta(origin_of(&nodes[0]), (1 << 62) - 1, 1_000_000_000_000_000);

@@ -275,6 +275,7 @@ fn own_origin_and_out_of_bound_frames_from_a_bare_connection_change_nothing() {
             p: 1_000_000_000_000_000,
             n: 0,
             version: MAX_VERSION,
+            keyed: None,
         }],
     };
     send_frames(&nodes[0].gossip, &[Frame::Push { delta: vec![claim] }]);
@@ -296,6 +297,7 @@ fn own_origin_and_out_of_bound_frames_from_a_bare_connection_change_nothing() {
             p,
             n: 0,
             version: 1,
+            keyed: None,
         }],
     };
     for node in &nodes {

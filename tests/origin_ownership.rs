@@ -28,6 +28,7 @@ fn inc(counter: &str, amount: u64) -> LocalOp {
         counter: counter.into(),
         kind: OpKind::Increment,
         amount,
+        key: None,
     }
 }
 
@@ -47,6 +48,7 @@ fn own_delta(origin: &Origin, from: u64, to: u64, entries: &[(&str, u64, u64)]) 
                 p,
                 n: 0,
                 version,
+                keyed: None,
             })
             .collect(),
     }
@@ -141,7 +143,7 @@ fn claims(e: &mut Engine) -> Vec<(String, u64, u64)> {
 fn a_peer_can_neither_raise_nor_advance_a_nodes_own_origin() {
     let me = Origin::new("a", 1);
     let mut e = engine(&me, &["b"]);
-    let batch = e.prepare_local(&[inc("x", 1)]);
+    let batch = e.prepare_local(&[inc("x", 1)], 0, &[]);
     e.apply_local(Duration::ZERO, &batch);
     e.drain_outputs();
     let now = Duration::from_millis(1);
@@ -186,7 +188,7 @@ fn a_peer_can_neither_raise_nor_advance_a_nodes_own_origin() {
     let echo = own_delta(&me, 0, 1, &[("x", 1, 1)]);
     e.handle_frame(now, &name("b"), Frame::Push { delta: vec![echo] });
     assert!(claims(&mut e).is_empty());
-    let batch = e.prepare_local(&[inc("x", 1)]);
+    let batch = e.prepare_local(&[inc("x", 1)], 0, &[]);
     assert_eq!((batch.delta.from, batch.delta.to), (1, 2));
 }
 

@@ -61,6 +61,7 @@ fn history() -> impl Strategy<Value = Vec<OriginDelta>> {
                     OpKind::Decrement
                 },
                 amount,
+                key: None,
             });
             if close {
                 let ops = std::mem::take(&mut pending[who]);
@@ -301,6 +302,7 @@ fn deltas() -> impl Strategy<Value = Vec<OriginDelta>> {
             p,
             n,
             version,
+            keyed: None,
         });
     let delta = (
         origin(),

@@ -322,6 +322,7 @@ fn small_frames_split_large_deltas_and_converge_despite_lost_chunks() {
                     counter: format!("{}-{node}-{batch}-{k}", "long".repeat(28)),
                     kind: gctr::crdt::OpKind::Increment,
                     amount: 1 + k as u64,
+                    key: None,
                 })
                 .collect();
             sim.ops(node, &ops);

@@ -27,6 +27,7 @@ fn push(entries: u64) -> Vec<u8> {
                 p: v,
                 n: 0,
                 version: v,
+                keyed: None,
             })
             .collect(),
     };

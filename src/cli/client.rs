@@ -100,10 +100,14 @@ fn command_help(cmd: Command) -> String {
         Command::Inc | Command::Dec => format!(
             "gctr {name}: {} a counter and print its new value
 
-Usage: gctr {name} [COUNTER] [--by N] [--node NAME | --http ADDR] [--json]
+Usage: gctr {name} [COUNTER] [--by N] [--id KEY] [--node NAME | --http ADDR] [--json]
 
   COUNTER        the counter's name [default: {DEFAULT_COUNTER}]
   --by N         the amount, 1 to {} [default: 1]
+  --id KEY       an idempotency key (1 to 128 bytes): the operation counts once
+                 however often it is sent with this key, to any node, within the
+                 nodes' --idempotency-window; the same key with another counter,
+                 direction or amount is refused (HTTP 422)
 ",
             if cmd == Command::Inc {
                 "increment"
@@ -171,6 +175,8 @@ struct Options {
     /// The counter, address or member name the command takes.
     argument: String,
     by: u64,
+    /// `--id KEY`: the idempotency key of an increment or decrement.
+    id: Option<String>,
     target: Target,
     all: bool,
     json: bool,
@@ -217,6 +223,7 @@ fn parse(cmd: Command, parser: &mut lexopt::Parser, env: Env) -> Result<Option<O
     use lexopt::prelude::*;
     let mut argument: Option<String> = None;
     let mut by: Option<u64> = None;
+    let mut id: Option<String> = None;
     let mut http: Option<String> = None;
     let mut node: Option<String> = None;
     let mut discovery: Option<String> = None;
@@ -234,6 +241,11 @@ fn parse(cmd: Command, parser: &mut lexopt::Parser, env: Env) -> Result<Option<O
                 let v = parser.value()?.string()?;
                 by = Some(super::flags::number("--by", &v, 1..=i64::MAX as u64)?);
             }
+            Long("id") if matches!(cmd, Command::Inc | Command::Dec) => {
+                let v = parser.value()?.string()?;
+                crate::crdt::validate_key(&v).map_err(|e| CliError::Usage(format!("--id: {e}")))?;
+                id = Some(v);
+            }
             Long("http") => http = Some(parser.value()?.string()?),
             Long("node") => node = Some(parser.value()?.string()?),
             Long("discovery") => discovery = Some(parser.value()?.string()?),
@@ -250,6 +262,7 @@ fn parse(cmd: Command, parser: &mut lexopt::Parser, env: Env) -> Result<Option<O
     Ok(Some(Options {
         argument: check_argument(cmd, argument)?,
         by: by.unwrap_or(1),
+        id,
         target,
         all,
         json,
@@ -344,7 +357,12 @@ fn change(client: &JsonClient, options: &Options, verb: &str) -> Result<(), CliE
         counter_path(&options.argument),
         options.by
     );
-    let view: ValueView = client.post(&path)?;
+    let headers: Vec<(&str, &str)> = options
+        .id
+        .iter()
+        .map(|key| ("Idempotency-Key", key.as_str()))
+        .collect();
+    let view: ValueView = client.post(&path, &headers)?;
     print_value(&view, view.value, options.json)
 }
 

@@ -109,7 +109,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
             &serde_json::json!({ "key": id.to_string() }),
         )?,
         Action::Remove(id) => client.delete(&format!("/keys/{id}"))?,
-        Action::Enforce => client.post("/keys/enforce")?,
+        Action::Enforce => client.post("/keys/enforce", &[])?,
     };
     if json {
         return print_json(&view);

@@ -14,7 +14,7 @@ use crate::http::Credentials;
 use crate::node::config::DEFAULT_MAX_COUNTERS;
 use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, KeyringConfig, Node, NodeConfig};
-use crate::node_core::MemoryStorage;
+use crate::node_core::{MemoryStorage, DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -45,6 +45,18 @@ fn option_groups() -> [Vec<FlagHelp>; 3] {
             "most counters writes to this node may create; a write that would create one more \
              is refused with 507 (counters learned from peers are always kept)",
             DEFAULT_MAX_COUNTERS,
+        ),
+        FlagHelp::with_default(
+            "--idempotency-window DUR",
+            "how long an idempotency key (Idempotency-Key, `gctr inc --id`) is remembered: a \
+             retry within it counts once on any node; after it, the key counts again",
+            flags::show_duration(DEFAULT_KEY_WINDOW),
+        ),
+        FlagHelp::with_default(
+            "--max-keys N",
+            "most idempotency keys this node holds; a keyed write with a new key beyond it is \
+             refused with 503 (keys are never evicted within their window)",
+            DEFAULT_MAX_KEYS,
         ),
         FlagHelp::with_default(
             "--keyring FILE",
@@ -285,12 +297,14 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
     }))
 }
 
-/// The node's own settings given one flag each: HTTP read timeout, counter limit and
-/// keyring.
+/// The node's own settings given one flag each: HTTP read timeout, counter and key
+/// limits, the idempotency-key window and keyring.
 #[derive(Default)]
 struct NodeLimitFlags {
     http_read_timeout: Option<Duration>,
     max_counters: Option<usize>,
+    max_keys: Option<usize>,
+    key_window: Option<Duration>,
     keyring: Option<std::path::PathBuf>,
     transition: bool,
 }
@@ -299,7 +313,12 @@ impl NodeLimitFlags {
     fn is_flag(flag: &str) -> bool {
         matches!(
             flag,
-            "http-read-timeout" | "max-counters" | "keyring" | "keyring-transition"
+            "http-read-timeout"
+                | "max-counters"
+                | "max-keys"
+                | "idempotency-window"
+                | "keyring"
+                | "keyring-transition"
         )
     }
 
@@ -319,6 +338,16 @@ impl NodeLimitFlags {
                 self.max_counters =
                     Some(flags::number("--max-counters", &v, 1..=u32::MAX as usize)?);
             }
+            "max-keys" => {
+                self.max_keys = Some(flags::number("--max-keys", &v, 1..=u32::MAX as usize)?);
+            }
+            "idempotency-window" => {
+                self.key_window = Some(flags::duration(
+                    "--idempotency-window",
+                    &v,
+                    Duration::from_secs(1),
+                )?);
+            }
             _ => self.keyring = Some(v.into()),
         }
         Ok(())
@@ -329,6 +358,8 @@ impl NodeLimitFlags {
             config.http.read_timeout = d;
         }
         config.max_counters = self.max_counters.unwrap_or(DEFAULT_MAX_COUNTERS);
+        config.max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
+        config.key_window = self.key_window.unwrap_or(DEFAULT_KEY_WINDOW);
         config.keyring = match (self.keyring, self.transition) {
             (Some(file), transition) => Some(KeyringConfig { file, transition }),
             (None, true) => return Err(usage("--keyring-transition needs --keyring FILE")),

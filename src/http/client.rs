@@ -110,9 +110,18 @@ impl JsonClient {
         self.answer(self.request("GET", path).call())
     }
 
-    /// A POST without a body.
-    pub fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {
-        self.answer(self.request("POST", path).call())
+    /// A POST without a body, with the extra `headers` (name, value).
+    pub fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<T, HttpError> {
+        let request = headers
+            .iter()
+            .fold(self.request("POST", path), |r, (name, value)| {
+                r.set(name, value)
+            });
+        self.answer(request.call())
     }
 
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, HttpError> {

@@ -223,6 +223,7 @@ impl Node {
             adds.into_iter().partition(|(_, _, delta)| *delta == 0);
         let requests = nonzero.into_iter().map(|add| OpRequest {
             op: LocalOp {
+                key: None,
                 counter: DEFAULT_COUNTER.to_owned(),
                 kind: if add.2 > 0 {
                     OpKind::Increment

@@ -5,6 +5,7 @@ use super::lan_discovery::LanConfig;
 use crate::engine;
 use crate::http::HttpConfig;
 use crate::membership;
+use crate::node_core::{DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +63,10 @@ pub struct NodeConfig {
     pub max_counters: usize,
     /// The gossip keyring, when gossip is encrypted.
     pub keyring: Option<KeyringConfig>,
+    /// How long idempotency keys are kept: a retry within it counts once.
+    pub key_window: Duration,
+    /// Most idempotency keys held; a new key beyond it is refused (HTTP 503).
+    pub max_keys: usize,
 }
 
 /// `--keyring FILE` and `--keyring-transition`.
@@ -96,6 +101,8 @@ impl NodeConfig {
             fence: None,
             max_counters: DEFAULT_MAX_COUNTERS,
             keyring: None,
+            key_window: DEFAULT_KEY_WINDOW,
+            max_keys: DEFAULT_MAX_KEYS,
         }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Served by the shared HTTP server (`crate::http`), so limits, JSON errors and 405 with
 //! `Allow` behave as everywhere else. Errors: 400 (bad input), 404 (unknown route), 405
-//! (wrong method), 413 (body too large), 431 (headers too large) or 503 (the change could
-//! not be made durable, or the node is stopping). Nothing is sent to the event loop
+//! (wrong method), 413 (body too large), 422 (an idempotency key reused for another
+//! operation), 431 (headers too large) or 503 (the change could not be made durable, the
+//! node holds its limit of idempotency keys, or the node is stopping). Nothing is sent to the event loop
 //! until the request is known to be well formed, so bad input changes nothing.
 //!
 //! Besides the JSON API it serves the dashboard (`GET /`, one page embedded in the
@@ -17,7 +18,7 @@ use super::event_loop::{ClientOps, OpReply, Query};
 use super::node_keys::KeysCommandError;
 use super::oneshot;
 use super::views::ValueView;
-use crate::crdt::{validate_counter_name, LocalOp, OpError, OpKind, DEFAULT_COUNTER};
+use crate::crdt::{validate_counter_name, validate_key, LocalOp, OpError, OpKind, DEFAULT_COUNTER};
 use crate::http::{Handler, HttpConfig, HttpServer, Reply, Request};
 use crate::keyring::cluster::{Command, CommandError};
 use crate::keyring::{Key, KeyId, KeyringError};
@@ -159,7 +160,8 @@ impl NodeApi {
             Route::Key(id) => self.keys(Some(Command::Remove(id))),
             Route::Op(name, kind) => {
                 let timed = |reply: Reply| reply.timed(&self.op_durations);
-                self.apply(name, kind, by).map(timed).map_err(timed)
+                let key = idempotency_key(request)?;
+                self.apply(name, kind, by, key).map(timed).map_err(timed)
             }
         }
     }
@@ -231,12 +233,19 @@ impl NodeApi {
         Ok(Reply::ok(&view))
     }
 
-    fn apply(&self, name: String, kind: OpKind, amount: u64) -> Result<Reply, Reply> {
+    fn apply(
+        &self,
+        name: String,
+        kind: OpKind,
+        amount: u64,
+        key: Option<String>,
+    ) -> Result<Reply, Reply> {
         let (tx, rx) = oneshot::channel();
         let op = LocalOp {
             counter: name.clone(),
             kind,
             amount,
+            key,
         };
         let reply = OpReply::Once(tx);
         self.ops
@@ -250,10 +259,25 @@ impl NodeApi {
             Err(OpFailure::Refused(e @ OpError::TooManyCounters { .. })) => {
                 Err(Reply::error(507, e.to_string()))
             }
+            Err(OpFailure::Refused(e @ OpError::KeyMismatch { .. })) => {
+                Err(Reply::error(422, e.to_string()))
+            }
+            Err(OpFailure::Refused(e @ OpError::TooManyKeys { .. })) => {
+                Err(Reply::error(503, e.to_string()))
+            }
             Err(OpFailure::Refused(e)) => Err(bad(e.to_string())),
             Err(OpFailure::Storage(e) | OpFailure::Unavailable(e)) => Err(Reply::error(503, e)),
         }
     }
+}
+
+/// The `Idempotency-Key` header, checked against the key rules (400 if it breaks one).
+fn idempotency_key(request: &Request) -> Result<Option<String>, Reply> {
+    let Some(key) = request.header("Idempotency-Key") else {
+        return Ok(None);
+    };
+    validate_key(key).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(key.to_owned()))
 }
 
 fn bad(msg: impl Into<String>) -> Reply {

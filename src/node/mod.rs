@@ -384,6 +384,9 @@ fn core(
     now: std::time::Duration,
 ) -> NodeCore<OpReply> {
     state.set_counter_limit(config.max_counters);
+    state.set_key_limit(config.max_keys);
+    // A node with state of its own (recovered from its WAL) holds the keys it ever saw.
+    let caught_up = state.origin_count() > 0;
     let engine = Engine::new(origin, config.engine.clone(), state, fastrand::u64(..), now);
     let membership = Membership::new(
         me.clone(),
@@ -392,7 +395,9 @@ fn core(
         fastrand::u64(..),
         now,
     );
-    let mut core = NodeCore::new(engine, storage).with_membership(membership);
+    let mut core = NodeCore::new(engine, storage)
+        .with_membership(membership)
+        .with_keys(config.key_window, wall_epoch_ms(now), caught_up);
     if let Some(timeout) = config.fence {
         core.fence(now, timeout);
     }
@@ -404,6 +409,15 @@ fn spawn_redis(listener: TcpListener, link: NodeLink, access: Access) -> io::Res
     let server = RespServer::spawn(listener, resp::Config::default(), link, access)?;
     log::info!("Redis protocol (RESP2) on {}", server.local_addr());
     Ok(server)
+}
+
+/// The wall clock, in milliseconds since the Unix epoch, at the event loop's time zero
+/// (`now` after it).
+fn wall_epoch_ms(now: std::time::Duration) -> u64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    wall.saturating_sub(now).as_millis() as u64
 }
 
 /// Milliseconds since the Unix epoch: when this run started, which orders it after

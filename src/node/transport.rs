@@ -339,6 +339,7 @@ mod tests {
                 p: i,
                 n: 0,
                 version: c + 1,
+                keyed: None,
             })
             .collect();
         Frame::Push {

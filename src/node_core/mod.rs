@@ -22,21 +22,23 @@
 //!   origin (a recovered node's fence, another live process with this node's name).
 
 mod origin_guard;
+mod stability;
 mod storage;
 #[cfg(test)]
 mod tests;
 
 pub use origin_guard::{GuardStatus, OriginGuard, TWIN_PING_INTERVAL};
+pub use stability::StabilityView;
 pub use storage::{fresh_incarnation, CommitStarted, MemoryStorage, Storage};
 
 use crate::codec::Frame;
-use crate::crdt::{LocalOp, OpError, OpKind, Origin, OriginDelta, PreparedBatch, State};
+use crate::crdt::{Fold, LocalOp, OpError, OpKind, Origin, OriginDelta, PreparedBatch, State};
 use crate::engine::{Engine, Output, Stats};
 use crate::member::{Member, NodeName};
 use crate::membership::{self, MemberChange, MemberView, Membership};
 use crate::replication::PeerLag;
 use crate::status::histogram::{Histogram, HistogramSnapshot, BATCH_BUCKETS};
-use crate::status::{RequestStats, StorageStatus};
+use crate::status::{KeyStats, RequestStats, StorageStatus};
 use crossbeam_channel::Receiver;
 use std::fmt;
 use std::io;
@@ -44,6 +46,13 @@ use std::time::Duration;
 
 /// Most client operations gathered into one batch (one durable write).
 pub const MAX_BATCH: usize = 4096;
+/// How long idempotency keys are kept unless configured otherwise: a day, like the
+/// payment APIs that made idempotency keys common.
+pub const DEFAULT_KEY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Most idempotency keys a node holds unless configured otherwise.
+pub const DEFAULT_MAX_KEYS: usize = 10_000_000;
+/// How often keys past their window are looked for.
+const KEY_EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A client's increment or decrement and where to send its answer.
 #[derive(Debug)]
@@ -100,7 +109,23 @@ pub enum Effect<R> {
 struct PendingBatch<R> {
     batch: PreparedBatch,
     kinds: Vec<OpKind>,
+    keyed: Vec<bool>,
     replies: Vec<R>,
+    folds: Vec<Fold>,
+}
+
+/// Idempotency keys: how long they are kept, the wall clock, and whether this node may
+/// accept them yet.
+struct KeyPolicy {
+    window: Duration,
+    /// Wall-clock milliseconds at the runtime's time zero.
+    wall_epoch_ms: u64,
+    /// Whether this node holds what its peers hold of keys (it recovered its state, or
+    /// a peer answered its pull, or it has no member to ask): until then a keyed
+    /// operation could miss an acceptance made elsewhere, so it is refused.
+    ready: bool,
+    next_expiry: Duration,
+    stats: KeyStats,
 }
 
 pub struct NodeCore<R> {
@@ -118,6 +143,7 @@ pub struct NodeCore<R> {
     pending: Option<PendingBatch<R>>,
     /// Operations that came while a batch was pending: the next batch.
     waiting: Vec<OpRequest<R>>,
+    keys: KeyPolicy,
 }
 
 impl<R> NodeCore<R> {
@@ -134,7 +160,41 @@ impl<R> NodeCore<R> {
             guard: OriginGuard::default(),
             pending: None,
             waiting: Vec::new(),
+            keys: KeyPolicy {
+                window: DEFAULT_KEY_WINDOW,
+                wall_epoch_ms: 0,
+                ready: true,
+                next_expiry: Duration::ZERO,
+                stats: KeyStats::default(),
+            },
         }
+    }
+
+    /// Keeps idempotency keys for `window`, reading the wall clock as `wall_epoch_ms`
+    /// (milliseconds since the Unix epoch) at the runtime's time zero. With `caught_up`
+    /// false (a node that starts with no state of its own) keyed operations are refused
+    /// until a peer answered a pull, or no member other than this node is known.
+    pub fn with_keys(mut self, window: Duration, wall_epoch_ms: u64, caught_up: bool) -> Self {
+        self.keys.window = window;
+        self.keys.wall_epoch_ms = wall_epoch_ms;
+        self.keys.ready = caught_up;
+        self
+    }
+
+    /// Idempotency-key figures for reports.
+    pub fn key_stats(&self) -> KeyStats {
+        let state = self.engine.state();
+        KeyStats {
+            held: state.key_count() as u64,
+            live: state.unresolved_acceptances() as u64,
+            ..self.keys.stats
+        }
+    }
+
+    fn wall_ms(&self, now: Duration) -> u64 {
+        self.keys
+            .wall_epoch_ms
+            .saturating_add(now.as_millis() as u64)
     }
 
     /// Holds writes until a live member's digest shows that no other process holds this
@@ -197,8 +257,64 @@ impl<R> NodeCore<R> {
         }
     }
 
-    /// Prepares one batch and hands it to the storage.
+    /// Starts a batch of folds alone when no batch is pending and some of this node's
+    /// acceptances can be resolved.
+    fn start_folds(&mut self, now: Duration) {
+        if self.pending.is_none()
+            && self.waiting.is_empty()
+            && self.engine.state().unresolved_acceptances() > 0
+            && self.guard.refusal(&self.name()).is_none()
+        {
+            self.start_batch(now, Vec::new());
+        }
+    }
+
+    /// Which of this node's acceptances it may resolve now (see [`StabilityView`]).
+    fn plan_folds(&self) -> Vec<Fold> {
+        if self.engine.state().unresolved_acceptances() == 0 {
+            return Vec::new();
+        }
+        let members: Vec<&NodeName> = match &self.membership {
+            Some(m) => m.members().map(|v| &v.member.name).collect(),
+            None => self.engine.peers().iter().collect(),
+        };
+        let view = StabilityView::new(&self.engine, members);
+        self.engine
+            .state()
+            .plan_folds(self.engine.origin(), |key| view.decide(key))
+    }
+
+    /// Refuses the keyed operations among `requests` while this node is not ready for
+    /// keys; returns the others.
+    fn refuse_keyed_until_ready(&mut self, requests: Vec<OpRequest<R>>) -> Vec<OpRequest<R>> {
+        if !self.keys.ready && self.members().all(|m| m.is_self) {
+            self.keys.ready = true;
+        }
+        if self.keys.ready {
+            return requests;
+        }
+        let (keyed, plain): (Vec<_>, Vec<_>) =
+            requests.into_iter().partition(|r| r.op.key.is_some());
+        for r in keyed {
+            self.keys.stats.not_ready += 1;
+            self.requests.unavailable += 1;
+            self.requests.outcomes_mut(r.op.kind).failed += 1;
+            let result = Err(OpFailure::Unavailable(
+                "this node started without state and has not yet caught up with a peer, so \
+                 it cannot tell a retried key yet; retry on another node or in a moment"
+                    .into(),
+            ));
+            self.effects.push(Effect::Reply {
+                to: r.reply,
+                result,
+            });
+        }
+        plain
+    }
+
+    /// Prepares one batch (with whatever folds are due) and hands it to the storage.
     fn start_batch(&mut self, now: Duration, requests: Vec<OpRequest<R>>) {
+        let requests = self.refuse_keyed_until_ready(requests);
         let (ops, replies): (Vec<LocalOp>, Vec<R>) =
             requests.into_iter().map(|r| (r.op, r.reply)).unzip();
         if let Some(reason) = self.guard.refusal(&self.name()) {
@@ -210,14 +326,22 @@ impl<R> NodeCore<R> {
             }
             return;
         }
+        let folds = self.plan_folds();
+        if ops.is_empty() && folds.is_empty() {
+            return;
+        }
         let pending = PendingBatch {
-            batch: self.engine.prepare_local(&ops),
+            batch: self.engine.prepare_local(&ops, self.wall_ms(now), &folds),
             kinds: ops.iter().map(|op| op.kind).collect(),
+            keyed: ops.iter().map(|op| op.key.is_some()).collect(),
             replies,
+            folds,
         };
-        self.requests.batches += 1;
-        self.requests.ops += ops.len() as u64;
-        self.batch_sizes.observe(ops.len() as f64);
+        if !ops.is_empty() {
+            self.requests.batches += 1;
+            self.requests.ops += ops.len() as u64;
+            self.batch_sizes.observe(ops.len() as f64);
+        }
         if pending.batch.is_empty() {
             return self.finish_batch(now, pending, Ok(()));
         }
@@ -233,7 +357,9 @@ impl<R> NodeCore<R> {
         let PendingBatch {
             batch,
             kinds,
+            keyed,
             replies,
+            folds,
         } = pending;
         let mut storage_error = None;
         if !batch.is_empty() {
@@ -242,6 +368,7 @@ impl<R> NodeCore<R> {
                     self.engine.apply_local(now, &batch);
                     self.route_engine_outputs(now);
                     self.housekeeping_due = true;
+                    self.count_keys(&batch, &keyed, &folds);
                 }
                 Err(e) => {
                     self.requests.storage_failures += 1;
@@ -271,8 +398,29 @@ impl<R> NodeCore<R> {
         }
     }
 
+    /// Counts what a durable batch did with keys.
+    fn count_keys(&mut self, batch: &PreparedBatch, keyed: &[bool], folds: &[Fold]) {
+        let stats = &mut self.keys.stats;
+        stats.retries += batch.retries;
+        for (result, &keyed) in batch.results.iter().zip(keyed) {
+            match result {
+                Err(OpError::KeyMismatch { .. }) => stats.mismatches += 1,
+                Ok(_) if keyed => stats.accepted += 1,
+                _ => {}
+            }
+        }
+        stats.accepted -= batch.retries;
+        for fold in folds {
+            stats.resolved += fold.resolved;
+            stats.folded += fold.folded;
+        }
+    }
+
     /// One gossip frame from the peer `from` (a membership frame goes to membership).
     pub fn handle_frame(&mut self, now: Duration, from: &NodeName, frame: Frame) {
+        if matches!(frame, Frame::SynAck { .. }) {
+            self.keys.ready = true;
+        }
         let digest = matches!(frame, Frame::Syn { .. } | Frame::SynAck { .. });
         self.engine.handle_frame(now, from, frame);
         if self.route_engine_outputs(now) {
@@ -316,12 +464,19 @@ impl<R> NodeCore<R> {
         if let Some((to, msg)) = self.guard.handle_timer(now, &self.name()) {
             self.effects.push(Effect::SendMember { to, msg });
         }
+        if now >= self.keys.next_expiry {
+            self.keys.next_expiry = now + KEY_EXPIRY_INTERVAL.min(self.keys.window);
+            let window = self.keys.window.as_millis() as u64;
+            let expired = self.engine.expire_keys(self.wall_ms(now), window);
+            self.keys.stats.expired += expired as u64;
+        }
         if now < self.engine.next_deadline() {
             return;
         }
         self.engine.handle_timer(now);
         self.route_engine_outputs(now);
         self.housekeeping_due = true;
+        self.start_folds(now);
         self.settle();
     }
 
@@ -542,7 +697,8 @@ impl<R> NodeCore<R> {
                     if change.member.name.as_str() != self.engine.origin().node {
                         match change.to {
                             Some(state) if state.is_live() => self.engine.add_peer(name),
-                            _ => self.engine.remove_peer(&name),
+                            Some(_) => self.engine.remove_peer(&name),
+                            None => self.engine.forget(&name),
                         }
                     }
                     self.effects.push(Effect::MemberChanged(change));

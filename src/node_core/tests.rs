@@ -55,6 +55,7 @@ fn increment(by: u64, reply: u32) -> OpRequest<u32> {
             counter: "c".into(),
             kind: OpKind::Increment,
             amount: by,
+            key: None,
         },
         reply,
     }

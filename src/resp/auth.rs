@@ -97,6 +97,7 @@ mod tests {
             counter: "c".into(),
             kind: OpKind::Increment,
             amount: 1,
+            key: None,
         })
     }
 

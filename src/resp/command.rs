@@ -284,6 +284,7 @@ fn op(key: &[u8], kind: OpKind, amount: u64) -> Result<LocalOp, Refusal> {
         counter: counter(key)?,
         kind,
         amount,
+        key: None,
     })
 }
 

@@ -126,6 +126,7 @@ mod tests {
                 p: *p,
                 n: MAX_TOTAL,
                 version: i as u64 + 1,
+                keyed: None,
             })
             .collect();
         OriginDelta {
@@ -163,6 +164,7 @@ mod tests {
                 p: 300,
                 n: 2,
                 version: 1,
+                keyed: None,
             }],
         };
         let mut out = Vec::new();

@@ -196,6 +196,7 @@ mod tests {
                 p: v,
                 n: v / 2,
                 version: v,
+                keyed: None,
             })
             .collect();
         state.apply_delta(&OriginDelta {
@@ -214,6 +215,7 @@ mod tests {
                 p: 1,
                 n: 0,
                 version: 3,
+                keyed: None,
             }],
         });
         state.merge_entry(

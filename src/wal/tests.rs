@@ -54,6 +54,7 @@ impl Node {
             counter: counter.into(),
             kind: OpKind::Increment,
             amount,
+            key: None,
         };
         let batch = self.state.prepare_local(self.wal.origin(), &[op]);
         let seq = self.wal.append_local(&batch.delta)?;
@@ -72,6 +73,7 @@ impl Node {
                 p,
                 n: 0,
                 version: self.state.known(&origin) + 1,
+                keyed: None,
             }],
             origin,
         };

@@ -486,6 +486,39 @@ impl Sim {
     /// Runs local operations as one group commit on node `i` and returns each one's
     /// answer; the acknowledged ones count towards the expected values.
     pub fn try_ops(&mut self, i: usize, ops: &[LocalOp]) -> Vec<OpResult> {
+        let results = self.try_uncounted(i, ops);
+        for (op, result) in ops.iter().zip(&results) {
+            if result.is_ok() {
+                let signed = match op.kind {
+                    OpKind::Increment => op.amount as i64,
+                    OpKind::Decrement => -(op.amount as i64),
+                };
+                self.expect(&op.counter, signed);
+                self.acknowledged += 1;
+            }
+        }
+        results
+    }
+
+    /// Adds `by` to what `counter` must reach: for a client that counts its logical
+    /// operations itself (keyed ones, which retries must not count again).
+    pub fn expect(&mut self, counter: &str, by: i64) {
+        *self.expected.entry(counter.to_owned()).or_default() += by;
+    }
+
+    /// The nodes that are up.
+    pub fn live_nodes(&self) -> Vec<usize> {
+        self.live()
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Runs local operations as one group commit on node `i` and returns each one's
+    /// answer, counting nothing towards the expected values.
+    pub fn try_uncounted(&mut self, i: usize, ops: &[LocalOp]) -> Vec<OpResult> {
         let core = self.nodes[i]
             .core
             .as_mut()
@@ -499,21 +532,10 @@ impl Sim {
         for effect in self.drain(i) {
             results[effect.0] = Some(effect.1);
         }
-        let results: Vec<OpResult> = results
+        results
             .into_iter()
             .map(|r| r.expect("every operation is answered"))
-            .collect();
-        for (op, result) in ops.iter().zip(&results) {
-            if result.is_ok() {
-                let signed = match op.kind {
-                    OpKind::Increment => op.amount as i64,
-                    OpKind::Decrement => -(op.amount as i64),
-                };
-                *self.expected.entry(op.counter.clone()).or_default() += signed;
-                self.acknowledged += 1;
-            }
-        }
-        results
+            .collect()
     }
 
     /// Runs local operations as one batch on node `i`: every one must be acknowledged.
@@ -536,6 +558,7 @@ impl Sim {
                 counter: counter.to_owned(),
                 kind,
                 amount: by.unsigned_abs(),
+                key: None,
             }],
         );
     }

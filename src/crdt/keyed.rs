@@ -1,0 +1,381 @@
+//! Idempotency keys: operations that count once however often, and on however many
+//! nodes, a client retries them.
+//!
+//! A keyed operation is not added to its acceptor's totals. It is an element of its own,
+//! an *acceptance* in the acceptor's stream at a version of its own (never superseded):
+//! key, counter, direction, amount and the acceptor's wall clock. Retries on any node
+//! that holds an acceptance of the key change nothing; concurrent acceptances of one key
+//! on several nodes (a retry that crossed a partition) are all kept. A counter's value
+//! counts each key once: the key's *winner*, its acceptance by the smallest origin, unless
+//! that acceptance is resolved.
+//!
+//! Each (counter, origin) totals entry carries a [`Folded`] ledger: how much of its `p`
+//! and `n` came from folded keys, and `through`, the version up to which the origin's
+//! acceptances of that counter are resolved. An acceptor resolves its acceptances in
+//! version order once they are stable (see `node_core::stability`): the winner folds the
+//! amount into its totals, a loser just passes over it. The fold and the resolution are
+//! one totals entry, so a replica that sees the amount in the totals also sees the
+//! acceptance resolved: no replica counts a key twice or not at all. A replica merges a
+//! ledger only when it holds every acceptance the ledger resolves (see
+//! [`super::State::apply_delta`]), so "resolved" is always decided against acceptances it
+//! holds.
+//!
+//! Resolved acceptances stay as tombstones, so retries are still recognised, until the
+//! retention window has passed for every acceptance of the key; then the key is dropped
+//! on each replica on its own (a retry after that counts again: the documented limit).
+
+use super::table::{CounterId, OriginId};
+use super::{OpKind, OriginRecord};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Longest idempotency key, in bytes.
+pub const MAX_KEY_BYTES: usize = 128;
+
+/// The part of a (counter, origin) totals entry that came from folded keys, and how far
+/// the origin's acceptances of that counter are resolved. Every field only grows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folded {
+    /// Increments folded into the entry's `p`.
+    pub p: u64,
+    /// Decrements folded into the entry's `n`.
+    pub n: u64,
+    /// Every acceptance of this counter by this origin at a version up to `through` is
+    /// resolved: folded (the origin won the key) or passed over (it lost).
+    pub through: u64,
+}
+
+impl Folded {
+    /// The per-field maximum.
+    fn merge(&mut self, other: Folded) {
+        self.p = self.p.max(other.p);
+        self.n = self.n.max(other.n);
+        self.through = self.through.max(other.through);
+    }
+}
+
+/// One acceptance of an idempotency key, as deltas carry it (its counter and version are
+/// the entry's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyAccept {
+    pub key: String,
+    pub kind: OpKind,
+    pub amount: u64,
+    /// The acceptor's wall clock when it accepted, in milliseconds since the Unix epoch:
+    /// where the retention window starts.
+    pub at_ms: u64,
+}
+
+/// What an entry carries besides plain totals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Keyed {
+    /// A totals entry with its fold ledger.
+    Folded(Folded),
+    /// An acceptance: an element, not totals (the entry's `p` and `n` are 0).
+    Accept(KeyAccept),
+}
+
+/// A key's index in the store.
+pub(super) type KeyId = u32;
+
+/// One acceptance as the store keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Acceptance {
+    pub(super) origin: OriginId,
+    pub(super) counter: CounterId,
+    pub(super) version: u64,
+    pub(super) kind: OpKind,
+    pub(super) amount: u64,
+    pub(super) at_ms: u64,
+}
+
+/// A key and every acceptance of it this replica holds.
+#[derive(Clone, Debug)]
+pub(super) struct KeyRecord {
+    pub(super) key: Arc<str>,
+    pub(super) acceptances: Vec<Acceptance>,
+}
+
+/// One origin's acceptances of one counter and its ledger for it.
+#[derive(Clone, Debug, Default)]
+struct Ledger {
+    folded: Folded,
+    /// Version → key, every acceptance held (resolved or not).
+    accepts: BTreeMap<u64, KeyId>,
+}
+
+/// What a key adds to a counter's value: its winner's counter and signed amount.
+type Contribution = Option<(CounterId, i128)>;
+
+/// Every key a replica holds, and the sums they add to counters.
+#[derive(Clone, Debug, Default)]
+pub(super) struct KeyStore {
+    records: Vec<Option<KeyRecord>>,
+    free: Vec<KeyId>,
+    index: HashMap<Arc<str>, KeyId>,
+    ledgers: HashMap<(CounterId, OriginId), Ledger>,
+    /// Per counter, the increments and decrements of the keys counted by acceptance (not
+    /// yet folded): what the value adds to the totals.
+    live: HashMap<CounterId, (u128, u128)>,
+    /// Keys with an acceptance not yet resolved by its acceptor.
+    unresolved: usize,
+}
+
+impl KeyStore {
+    pub(super) fn id(&self, key: &str) -> Option<KeyId> {
+        self.index.get(key).copied()
+    }
+
+    pub(super) fn record(&self, id: KeyId) -> &KeyRecord {
+        self.records[id as usize]
+            .as_ref()
+            .expect("a key id in use has a record")
+    }
+
+    /// Keys held (tombstones included).
+    pub(super) fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Acceptances not yet resolved by their acceptor.
+    pub(super) fn unresolved(&self) -> usize {
+        self.unresolved
+    }
+
+    /// Increments and decrements of the keys a counter counts by acceptance.
+    pub(super) fn live(&self, counter: CounterId) -> (u128, u128) {
+        self.live.get(&counter).copied().unwrap_or_default()
+    }
+
+    /// The ledger of `origin` for `counter`, if it has one.
+    pub(super) fn folded(&self, counter: CounterId, origin: OriginId) -> Option<Folded> {
+        self.ledgers.get(&(counter, origin)).map(|l| l.folded)
+    }
+
+    /// Whether `a` is resolved by its acceptor's ledger.
+    pub(super) fn is_resolved(&self, a: &Acceptance) -> bool {
+        self.ledgers
+            .get(&(a.counter, a.origin))
+            .is_some_and(|l| l.folded.through >= a.version)
+    }
+
+    /// The acceptance that decides a key: the one by the smallest origin.
+    pub(super) fn winner<'a>(
+        &self,
+        record: &'a KeyRecord,
+        origins: &[OriginRecord],
+    ) -> &'a Acceptance {
+        record
+            .acceptances
+            .iter()
+            .min_by(|a, b| {
+                origins[a.origin as usize]
+                    .origin
+                    .cmp(&origins[b.origin as usize].origin)
+            })
+            .expect("a key record holds an acceptance")
+    }
+
+    fn contribution(&self, id: KeyId, origins: &[OriginRecord]) -> Contribution {
+        let winner = self.winner(self.record(id), origins);
+        if self.is_resolved(winner) {
+            return None;
+        }
+        let amount = winner.amount as i128;
+        Some((
+            winner.counter,
+            match winner.kind {
+                OpKind::Increment => amount,
+                OpKind::Decrement => -amount,
+            },
+        ))
+    }
+
+    fn count(&mut self, c: Contribution, sign: i128) {
+        let Some((counter, amount)) = c else { return };
+        let live = self.live.entry(counter).or_default();
+        let (p, n) = if amount > 0 {
+            (&mut live.0, amount as u128)
+        } else {
+            (&mut live.1, amount.unsigned_abs())
+        };
+        if sign > 0 {
+            *p += n;
+        } else {
+            *p -= n;
+        }
+        if *live == (0, 0) {
+            self.live.remove(&counter);
+        }
+    }
+
+    /// Records an acceptance; returns whether it is new. A second acceptance of one key
+    /// by one origin (only a faulty peer sends one) is ignored.
+    pub(super) fn accept(
+        &mut self,
+        key: &str,
+        acceptance: Acceptance,
+        origins: &[OriginRecord],
+    ) -> bool {
+        let id = match self.index.get(key) {
+            Some(&id) => id,
+            None => self.insert_key(key),
+        };
+        if self
+            .record(id)
+            .acceptances
+            .iter()
+            .any(|a| a.origin == acceptance.origin)
+        {
+            return false;
+        }
+        let before = self.contribution_if_any(id, origins);
+        let ledger = self
+            .ledgers
+            .entry((acceptance.counter, acceptance.origin))
+            .or_default();
+        let resolved = ledger.folded.through >= acceptance.version;
+        ledger.accepts.insert(acceptance.version, id);
+        if !resolved {
+            self.unresolved += 1;
+        }
+        self.records[id as usize]
+            .as_mut()
+            .expect("a key id in use has a record")
+            .acceptances
+            .push(acceptance);
+        let after = self.contribution(id, origins);
+        self.count(before, -1);
+        self.count(after, 1);
+        true
+    }
+
+    fn contribution_if_any(&self, id: KeyId, origins: &[OriginRecord]) -> Contribution {
+        if self.record(id).acceptances.is_empty() {
+            None
+        } else {
+            self.contribution(id, origins)
+        }
+    }
+
+    fn insert_key(&mut self, key: &str) -> KeyId {
+        let key: Arc<str> = key.into();
+        let record = KeyRecord {
+            key: key.clone(),
+            acceptances: Vec::new(),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.records[id as usize] = Some(record);
+                id
+            }
+            None => {
+                self.records.push(Some(record));
+                (self.records.len() - 1) as KeyId
+            }
+        };
+        self.index.insert(key, id);
+        id
+    }
+
+    /// Merges `origin`'s ledger for `counter`; the keys it resolves stop counting by
+    /// acceptance (a winner's amount is in the totals merged with it).
+    pub(super) fn merge_folded(
+        &mut self,
+        counter: CounterId,
+        origin: OriginId,
+        incoming: Folded,
+        origins: &[OriginRecord],
+    ) {
+        let ledger = self.ledgers.entry((counter, origin)).or_default();
+        let before = ledger.folded.through;
+        if incoming.through <= before {
+            ledger.folded.merge(incoming);
+            return;
+        }
+        let newly: Vec<KeyId> = ledger
+            .accepts
+            .range(before + 1..=incoming.through)
+            .map(|(_, &id)| id)
+            .collect();
+        let contributions: Vec<Contribution> = newly
+            .iter()
+            .map(|&id| self.contribution(id, origins))
+            .collect();
+        let ledger = self.ledgers.get_mut(&(counter, origin)).expect("just made");
+        ledger.folded.merge(incoming);
+        self.unresolved -= newly.len();
+        for (&id, before) in newly.iter().zip(contributions) {
+            let after = self.contribution(id, origins);
+            self.count(before, -1);
+            self.count(after, 1);
+        }
+    }
+
+    /// The acceptances of `origin` for `counter` above its ledger's `through`, in
+    /// version order: what it has yet to resolve.
+    pub(super) fn unresolved_of(
+        &self,
+        counter: CounterId,
+        origin: OriginId,
+    ) -> impl Iterator<Item = (u64, KeyId)> + '_ {
+        self.ledgers
+            .get(&(counter, origin))
+            .into_iter()
+            .flat_map(|l| l.accepts.range(l.folded.through + 1..))
+            .map(|(&v, &id)| (v, id))
+    }
+
+    /// The counters `origin` has acceptances of that it has not resolved.
+    pub(super) fn counters_unresolved_by(&self, origin: OriginId) -> Vec<CounterId> {
+        let mut counters: Vec<CounterId> = self
+            .ledgers
+            .iter()
+            .filter(|((_, o), l)| {
+                *o == origin && l.accepts.range(l.folded.through + 1..).next().is_some()
+            })
+            .map(|((c, _), _)| *c)
+            .collect();
+        counters.sort_unstable();
+        counters
+    }
+
+    /// Every key held, with its record.
+    pub(super) fn records(&self) -> impl Iterator<Item = (KeyId, &KeyRecord)> {
+        self.records
+            .iter()
+            .enumerate()
+            .filter_map(|(id, r)| Some((id as KeyId, r.as_ref()?)))
+    }
+
+    /// Drops every key whose acceptances are all resolved and were all accepted at least
+    /// `window_ms` before `now_ms`; returns the (origin, version) of each acceptance
+    /// dropped, for the version index.
+    pub(super) fn expire(&mut self, now_ms: u64, window_ms: u64) -> Vec<(OriginId, u64)> {
+        let expired: Vec<KeyId> = self
+            .records()
+            .filter(|(_, r)| {
+                r.acceptances
+                    .iter()
+                    .all(|a| self.is_resolved(a) && a.at_ms.saturating_add(window_ms) <= now_ms)
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut dropped = Vec::new();
+        for id in expired {
+            let record = self.records[id as usize]
+                .take()
+                .expect("a key id in use has a record");
+            self.index.remove(&record.key);
+            for a in &record.acceptances {
+                if let Some(l) = self.ledgers.get_mut(&(a.counter, a.origin)) {
+                    l.accepts.remove(&a.version);
+                }
+                dropped.push((a.origin, a.version));
+            }
+            self.free.push(id);
+        }
+        dropped
+    }
+}

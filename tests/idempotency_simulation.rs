@@ -1,0 +1,210 @@
+//! Idempotency keys in the deterministic simulator, with membership: clients retry every
+//! operation whose answer they did not get, with its key, on a random node each time,
+//! over links that lose 30 % of frames and duplicate some, through partitions of either
+//! half and a node crash with a durable restart. Once everything heals every node must
+//! report exactly the sum of the logical operations (each key once, not a range), and
+//! every acceptance must end resolved, leaving one tombstone per key.
+
+mod sim;
+
+use gctr::crdt::{LocalOp, OpError, OpKind};
+use gctr::engine::Config;
+use gctr::node_core::OpFailure;
+use sim::{seed_or, Link, Sim, Step};
+use std::time::Duration;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// One logical operation and what its client knows of it.
+struct Logical {
+    op: LocalOp,
+    acknowledged: bool,
+    next_try: Duration,
+}
+
+/// Clients that retry until acknowledged.
+struct Clients {
+    ops: Vec<Logical>,
+    rng: fastrand::Rng,
+    /// Requests sent (first tries, retries, and repeats of acknowledged ones).
+    requests: u64,
+}
+
+/// How often an answer is lost on its way back, so the client retries an operation that
+/// was applied.
+const ANSWER_LOSS: f64 = 0.3;
+/// How long a client waits before retrying.
+const RETRY_AFTER: Duration = Duration::from_millis(300);
+
+impl Clients {
+    fn new(seed: u64) -> Clients {
+        Clients {
+            ops: Vec::new(),
+            rng: fastrand::Rng::with_seed(seed ^ 0x6964_656d),
+            requests: 0,
+        }
+    }
+
+    fn issue(&mut self, now: Duration) {
+        let n = self.ops.len();
+        let amount = self.rng.u64(1..=9);
+        self.ops.push(Logical {
+            op: LocalOp {
+                counter: format!("c{}", self.rng.usize(..3)),
+                kind: if self.rng.bool() {
+                    OpKind::Increment
+                } else {
+                    OpKind::Decrement
+                },
+                amount,
+                key: Some(format!("client-op-{n}")),
+            },
+            acknowledged: false,
+            next_try: now,
+        });
+    }
+
+    /// Sends every operation due to a random live node; now and then repeats one already
+    /// acknowledged.
+    fn send_due(&mut self, sim: &mut Sim) {
+        let now = sim.now();
+        for i in 0..self.ops.len() {
+            let due = !self.ops[i].acknowledged && self.ops[i].next_try <= now;
+            let repeat = self.ops[i].acknowledged && self.rng.f64() < 0.002;
+            if due || repeat {
+                self.send(sim, i);
+            }
+        }
+    }
+
+    fn send(&mut self, sim: &mut Sim, i: usize) {
+        let live = sim.live_nodes();
+        let node = live[self.rng.usize(..live.len())];
+        self.requests += 1;
+        let result = sim.try_uncounted(node, std::slice::from_ref(&self.ops[i].op));
+        let logical = &mut self.ops[i];
+        match &result[0] {
+            Err(OpFailure::Refused(e @ OpError::KeyMismatch { .. })) => {
+                panic!("{}", sim.fail(&format!("a retry was refused: {e}")))
+            }
+            Ok(_) if self.rng.f64() >= ANSWER_LOSS => {
+                if !logical.acknowledged {
+                    logical.acknowledged = true;
+                    let amount = logical.op.amount as i64;
+                    let signed = match logical.op.kind {
+                        OpKind::Increment => amount,
+                        OpKind::Decrement => -amount,
+                    };
+                    sim.expect(&logical.op.counter, signed);
+                }
+            }
+            _ => logical.next_try = sim.now() + RETRY_AFTER,
+        }
+    }
+
+    fn all_acknowledged(&self) -> bool {
+        self.ops.iter().all(|o| o.acknowledged)
+    }
+}
+
+/// A scenario over `n` nodes: `ops` logical operations over 40 s while the halves are
+/// cut apart twice (either half, one way then the other) and node 1 crashes and restarts
+/// on its log; then everything heals.
+fn scenario(seed: u64, n: usize, ops: usize) -> (Sim, Clients) {
+    let members = gctr::membership::Config::default();
+    let mut sim = Sim::with_membership(seed, Config::default(), members, Link::faulty(0.3, 0.1));
+    sim.run(&[Step::AddNodes(n)]);
+    sim.membership_whole_within(secs(60));
+    let mut clients = Clients::new(seed);
+    let half: Vec<usize> = (0..n / 2).collect();
+    let rest: Vec<usize> = (n / 2..n).collect();
+    let evens: Vec<usize> = (0..n).step_by(2).collect();
+    let odds: Vec<usize> = (1..n).step_by(2).collect();
+    let tick = Duration::from_millis(100);
+    let ticks = 400u64;
+    for t in 0..ticks {
+        match t {
+            50 => sim.run(&[Step::Partition(vec![half.clone(), rest.clone()])]),
+            150 | 380 => sim.run(&[Step::Heal]),
+            200 => sim.run(&[Step::Crash(1)]),
+            250 => sim.run(&[Step::RestartDurable(1)]),
+            300 => sim.run(&[Step::Partition(vec![odds.clone(), evens.clone()])]),
+            _ => {}
+        }
+        let due = ops * (t as usize + 1) / ticks as usize;
+        while clients.ops.len() < due {
+            clients.issue(sim.now());
+        }
+        clients.send_due(&mut sim);
+        sim.run_for(tick);
+    }
+    let deadline = sim.now() + secs(120);
+    while !clients.all_acknowledged() {
+        assert!(sim.now() < deadline, "{}", sim.fail("operations never acknowledged"));
+        clients.send_due(&mut sim);
+        sim.run_for(tick);
+    }
+    (sim, clients)
+}
+
+/// The scenario, then: exact sums on every node, every acceptance resolved and one
+/// tombstone per key left on each.
+fn check(seed: u64, n: usize, ops: usize) -> (u64, u64) {
+    let (mut sim, clients) = scenario(seed, n, ops);
+    let took = sim.converge_within(secs(60));
+    let deadline = sim.now() + secs(120);
+    let settled = |sim: &Sim| {
+        (0..n).all(|i| {
+            sim.state(i)
+                .is_some_and(|s| s.unresolved_acceptances() == 0 && s.key_count() == ops)
+        })
+    };
+    while !settled(&sim) {
+        assert!(
+            sim.now() < deadline,
+            "{}",
+            sim.fail("acceptances still unresolved two minutes after the last operation")
+        );
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert!(sim.converged(), "{}", sim.fail("folding changed a value"));
+    let accepted: u64 = (0..n)
+        .filter_map(|i| sim.core(i))
+        .map(|c| c.key_stats().accepted)
+        .sum();
+    println!(
+        "{n} nodes, seed {seed}: {ops} keyed operations, {} requests, {accepted} acceptances; \
+         exact sums {took:?} after the last",
+        clients.requests
+    );
+    (clients.requests, accepted)
+}
+
+#[test]
+fn retried_keyed_operations_count_once_on_five_nodes_through_partitions_and_a_crash() {
+    let first = seed_or(500);
+    let seeds = if std::env::var("GCTR_SIM_SEED").is_ok() {
+        first..first + 1
+    } else {
+        first..first + 6
+    };
+    let mut concurrent = 0;
+    for seed in seeds {
+        let ops = 300;
+        let (requests, accepted) = check(seed, 5, ops);
+        assert!(requests > ops as u64, "no retries: the test proves nothing");
+        concurrent += accepted.saturating_sub(ops as u64);
+    }
+    assert!(
+        concurrent > 0,
+        "no key was ever accepted on two nodes: the retries never crossed a partition"
+    );
+}
+
+#[test]
+fn retried_keyed_operations_count_once_on_fifty_nodes() {
+    let (requests, accepted) = check(seed_or(600), 50, 400);
+    assert!(requests > 400 && accepted >= 400);
+}
