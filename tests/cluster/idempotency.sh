@@ -11,14 +11,19 @@
 # (keyless) increments on the same counter to nodes that are never crashed, each of which
 # must be acknowledged at once so that it is counted exactly.
 #
-# While the streams run, node VICTIM is SIGKILLed and restarted on its WAL (after which a
-# key it acknowledged before the crash, sent again with another amount, must be refused
-# with 422, and with its own amount be accepted), and node ISLAND is cut off (its veth
-# moved to a second bridge) for several seconds while both sides keep acknowledging new
-# keys and retries of keys the other side acknowledged during the cut, then healed. At the
-# end every node must report exactly the sum of the logical operations and the plain
-# increments; a retry of an old key on every node answers that sum, and the same key with
-# another amount or direction is refused with 422 on every node and changes nothing.
+# While the streams run, node VICTIM is SIGKILLed and restarted on its WAL, cut off from
+# its peers until a key it acknowledged before the crash, sent again with another amount,
+# has been refused with 422 (it can know the key from its WAL only) and accepted with its
+# own; then node ISLAND is cut off (its veth moved to a second bridge) for several seconds
+# while both sides keep acknowledging new keys and retries of keys the other side
+# acknowledged during the cut, then healed. Once the streams stop, every node must report
+# exactly the sum of the logical operations and the plain increments, first as its value,
+# then also as its totals (every key folded by its winner). Then node AMNESIAC loses its
+# disk (SIGKILL, WAL removed, restarted empty, so it may answer keyed operations 503 until
+# it has caught up): a hundred old keys sent to it again must change nothing, and its own
+# old key with another amount must be refused. Last, a retry of an old key on every node
+# answers the sum, and the key with another amount, direction or counter is refused with
+# 422 on every node and changes nothing.
 #
 # GCTR_IDEM_STREAMS (client streams, default 2), GCTR_IDEM_PARTITION (seconds the cut
 # lasts at least, default 8) and GCTR_IDEM_SEED (the streams' random seed) override.
@@ -31,6 +36,7 @@ cluster_test_init "$@"
 NODES=(1 2 3 4)
 VICTIM=2
 ISLAND=3
+AMNESIAC=4
 COUNTER=idem
 HUB=$TEST_ID-hub
 STREAMS=${GCTR_IDEM_STREAMS:-2}
@@ -100,6 +106,14 @@ start_node() {
     spawn "n$n" ip netns exec "$(ns "$n")" "$GCTR" node --name "n$n" \
         --addr "$(gossip_of "$n")" --http "$(http_of "$n")" --wal "$TEST_DIR/wal-n$n" \
         --seeds "$(IFS=,; echo "${seeds[*]}")" --gossip-interval 50ms
+}
+
+kill_node() {
+    local pid
+    pid=$(pid_of "n$1")
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
+    # Reaped here, so that the shell's "Killed" notice goes nowhere.
+    wait "$pid" 2>/dev/null || true
 }
 
 set_phase() {
@@ -395,6 +409,25 @@ except (ValueError, KeyError):
     return "$ok"
 }
 
+# Polls CMD every 0.1 s until it succeeds (status 0) or SECS seconds have passed (1).
+poll() {
+    local deadline=$(($(now_ms) + $1 * 1000))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        (($(now_ms) < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# Node N's totals of the counter by origin: "ORIGIN p=P n=N ...".
+origin_totals() {
+    python3 -c '
+import json, sys
+origins = json.loads(sys.argv[1])["origins"]
+print(" ".join("%s p=%d n=%d" % (o["origin"], o["p"], o["n"]) for o in origins))' \
+        "$(client "$1" get "$COUNTER" --json)"
+}
+
 # Waits up to SECS seconds until every node reports SUM; if they agree on another value,
 # says by how much it is off.
 wait_sum() {
@@ -427,6 +460,11 @@ show_streams() {
         echo "--- $TEST_NAME: last 15 events of $(basename "$log")" >&2
         tail -n 15 "$log" >&2
     done
+    if [[ -e $TEST_DIR/amnesia.log ]]; then
+        echo "--- $TEST_NAME: first 15 and last 5 answers of n$AMNESIAC after it restarted empty" >&2
+        head -n 15 "$TEST_DIR/amnesia.log" >&2
+        tail -n 5 "$TEST_DIR/amnesia.log" >&2
+    fi
 }
 
 # ---- The test.
@@ -474,23 +512,26 @@ wait_events "2 keys acknowledged by n$VICTIM" 60 2 "\$1 == \"ack\" && \$5 == \"n
 wait_events "$OPS_PER_PHASE acknowledged operations" 60 "$OPS_PER_PHASE" '$1 == "ack"'
 
 step "SIGKILL n$VICTIM while the streams run"
-victim_pid=$(pid_of "n$VICTIM")
-kill -KILL -- "-$victim_pid" 2>/dev/null || kill -KILL "$victim_pid"
+kill_node "$VICTIM"
 set_phase crashed
-# Reaped here, so that the shell's "Killed" notice goes nowhere.
-wait "$victim_pid" 2>/dev/null || true
 wait_events "$OPS_PER_PHASE operations acknowledged with n$VICTIM down" 60 "$OPS_PER_PHASE" \
     '$1 == "ack" && $7 == "crashed"'
 
-step "restarting n$VICTIM on its WAL"
+# Restarted cut off from its peers (its veth on no bridge), so that what it knows of the
+# keys it acknowledged before the crash can come from its WAL only.
+step "restarting n$VICTIM on its WAL, alone until it has shown that it knows its keys"
+ip -n "$HUB" link set "v$VICTIM" nomaster
 start_node "$VICTIM"
 set_phase restarted
 wait_until "n$VICTIM serves HTTP again" 10 client "$VICTIM" get "$COUNTER"
 read -r key verb amount <<<"$(acked_by "$VICTIM" steady)"
 [[ -n $key ]] || fail "no key acknowledged by n$VICTIM before the crash"
+# With no live member to confirm its origin, it answers 503 until --fence-timeout (5 s).
 expect_mismatch "$VICTIM" "$key" "$verb" $((amount + 1)) 20
 expect_retry_ok "$VICTIM" "$key" "$verb" "$amount" 20 >/dev/null
-pass "after its restart n$VICTIM refuses $key (acknowledged by it before the crash) with another amount and accepts it with its own"
+ip -n "$HUB" link set "v$VICTIM" master br0
+pass "after its restart, alone, n$VICTIM refuses $key (acknowledged by it before the" \
+    "crash) with another amount and accepts it with its own"
 wait_events "a new key acknowledged by n$VICTIM after its restart" 30 1 \
     "\$1 == \"ack\" && \$5 == \"n$VICTIM\" && \$7 == \"restarted\""
 wait_events "$OPS_PER_PHASE operations acknowledged after the restart" 60 "$OPS_PER_PHASE" \
@@ -558,6 +599,39 @@ pass "every node reports $sum: $keyed keyed operations ($retried retried after" 
 wait_until "every key folded into the totals on every node, at $sum" 30 all_folded "$sum"
 pass "every key folded by its winner: values and totals at $sum on every node" \
     "$(($(now_ms) - healed_at)) ms after the heal"
+
+step "n$AMNESIAC loses its disk: SIGKILL, WAL removed, restarted empty; every old key again there"
+kill_node "$AMNESIAC"
+rm -rf "$TEST_DIR/wal-n$AMNESIAC"
+start_node "$AMNESIAC"
+# The first retry goes as soon as the node answers at all, as an eager client's would.
+# Until it has caught up with a peer it may answer keyed operations 503; after that it
+# must recognise every key: a retry answers the value, counts nothing, is never a 422.
+unready=0 recognised=0 restarted_at=$(now_ms)
+while read -r key verb amount; do
+    deadline=$(($(now_ms) + 20000))
+    while true; do
+        rc=0
+        out=$(client "$AMNESIAC" "$verb" "$COUNTER" --by "$amount" --id "$key" 2>&1) || rc=$?
+        echo "+$(($(now_ms) - restarted_at))ms $key $verb $amount exit $rc: $out" >>"$TEST_DIR/amnesia.log"
+        ((rc == 0)) && break
+        [[ $out != *"(HTTP 422)"* ]] ||
+            fail "n$AMNESIAC, restarted empty, refused $key with its own parameters: $out"
+        [[ $out == *"(HTTP 503)"* ]] && unready=$((unready + 1))
+        (($(now_ms) < deadline)) ||
+            fail "n$AMNESIAC, restarted empty, did not acknowledge $key in 20s: $out"
+        sleep 0.01
+    done
+    recognised=$((recognised + 1))
+done < <(cat "$TEST_DIR"/ops-*.log | awk '$1 == "ack" { print $2, $3, $4 }' | shuf -n 100)
+read -r key verb amount <<<"$(acked_by "$AMNESIAC" steady)"
+[[ -n $key ]] || fail "no key acknowledged by n$AMNESIAC before the streams stopped"
+expect_mismatch "$AMNESIAC" "$key" "$verb" $((amount + 1)) 10
+poll 30 all_folded "$sum" ||
+    fail "after n$AMNESIAC restarted empty and was sent old keys again, the nodes are not all" \
+        "at $sum: $(all_folded "$sum"); n1's totals by origin: $(origin_totals 1)"
+pass "n$AMNESIAC restarted empty: $recognised old keys sent to it again ($unready answers 503" \
+    "before it caught up) changed nothing, and its own old key $key with another amount is 422"
 
 step "an old key again on every node: its own parameters answer $sum; another amount," \
     "direction or counter 422"
