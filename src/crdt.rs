@@ -534,6 +534,28 @@ impl State {
             .is_some_and(|t| t.p >= p && t.n >= n)
     }
 
+    /// Whether this replica holds `entry` of `origin` already: totals (and fold ledger)
+    /// at least as large, or the acceptance at that version.
+    pub fn holds_entry(&self, origin: &Origin, entry: &CounterEntry) -> bool {
+        if entry.acceptance().is_some() {
+            return self.origins.get(origin).is_some_and(|&id| {
+                self.origin_records[id as usize]
+                    .by_version
+                    .contains_key(&entry.version)
+            });
+        }
+        let ledger_held = entry.folded().is_none_or(|f| {
+            let held = self
+                .counters
+                .id(&entry.counter)
+                .zip(self.origins.get(origin))
+                .and_then(|(c, &o)| self.keys.folded(c, o))
+                .unwrap_or_default();
+            held.p >= f.p && held.n >= f.n && held.through >= f.through
+        });
+        ledger_held && self.holds(origin, &entry.counter, entry.p, entry.n)
+    }
+
     fn totals_of(&self, origin: &Origin, counter: &str) -> Option<Totals> {
         let origin = *self.origins.get(origin)?;
         self.counters.get(self.counters.id(counter)?, origin)

@@ -530,7 +530,7 @@ impl Engine {
             || delta
                 .entries
                 .iter()
-                .any(|e| !self.state.holds(&self.me, &e.counter, e.p, e.n));
+                .any(|e| !self.state.holds_entry(&self.me, e));
         if beyond {
             self.own_origin_ahead(from, claimed, own);
         }

@@ -40,6 +40,8 @@ pub struct NodeStatus {
     pub gossip: GossipStatus,
     pub transport: TransportStatus,
     pub requests: RequestStats,
+    /// Idempotency keys held and what this node did with them.
+    pub keys: KeyStats,
     pub storage: StorageStatus,
     /// Whether writes are accepted, and why not (see the README's Security section).
     pub writes: GuardStatus,
@@ -238,6 +240,9 @@ impl RequestStats {
 /// Idempotency keys: what this node holds and what it did with them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct KeyStats {
+    /// Whether this node accepts keyed operations: it holds what its peers hold of keys
+    /// (it recovered its state, a peer answered its pull, or it has no peer).
+    pub ready: bool,
     /// Keys held, resolved ones (tombstones) included.
     pub held: u64,
     /// Acceptances held that their acceptor has not resolved yet (live keys).

@@ -142,7 +142,11 @@ fn scenario(seed: u64, n: usize, ops: usize) -> (Sim, Clients) {
     }
     let deadline = sim.now() + secs(120);
     while !clients.all_acknowledged() {
-        assert!(sim.now() < deadline, "{}", sim.fail("operations never acknowledged"));
+        assert!(
+            sim.now() < deadline,
+            "{}",
+            sim.fail("operations never acknowledged")
+        );
         clients.send_due(&mut sim);
         sim.run_for(tick);
     }
@@ -161,6 +165,15 @@ fn check(seed: u64, n: usize, ops: usize) -> (u64, u64) {
                 .is_some_and(|s| s.unresolved_acceptances() == 0 && s.key_count() == ops)
         })
     };
+    for i in 0..n {
+        let c = sim.core(i).unwrap();
+        eprintln!(
+            "node {i}: origin {} claims {} stats {:?}",
+            c.origin(),
+            c.gossip_stats().own_origin_claims,
+            c.key_stats()
+        );
+    }
     while !settled(&sim) {
         assert!(
             sim.now() < deadline,
@@ -170,6 +183,12 @@ fn check(seed: u64, n: usize, ops: usize) -> (u64, u64) {
         sim.run_for(Duration::from_millis(100));
     }
     assert!(sim.converged(), "{}", sim.fail("folding changed a value"));
+    assert_eq!(
+        sim.total_stats().own_origin_claims,
+        0,
+        "{}",
+        sim.fail("a node's own keyed writes, echoed back, were taken for another writer's")
+    );
     let accepted: u64 = (0..n)
         .filter_map(|i| sim.core(i))
         .map(|c| c.key_stats().accepted)

@@ -193,6 +193,36 @@ fn a_peer_can_neither_raise_nor_advance_a_nodes_own_origin() {
 }
 
 #[test]
+fn an_echo_of_a_nodes_keyed_writes_is_no_claim_but_an_acceptance_it_never_made_is() {
+    let me = Origin::new("a", 1);
+    let mut e = engine(&me, &["b"]);
+    let mut keyed = inc("x", 3);
+    keyed.key = Some("k".into());
+    let batch = e.prepare_local(&[keyed], 0, &[]);
+    e.apply_local(Duration::ZERO, &batch);
+    e.drain_outputs();
+    let now = Duration::from_millis(1);
+    let echo = batch.delta.clone();
+    e.handle_frame(now, &name("b"), Frame::Push { delta: vec![echo] });
+    assert!(
+        claims(&mut e).is_empty(),
+        "the acceptance is the node's own"
+    );
+    let mut forged = batch.delta;
+    forged.entries[0].version = 2;
+    forged.to = 2;
+    e.handle_frame(
+        now,
+        &name("b"),
+        Frame::Push {
+            delta: vec![forged],
+        },
+    );
+    assert_eq!(claims(&mut e), vec![("b".into(), 2, 1)]);
+    assert_eq!((e.state().value("x"), e.state().key_count()), (3, 1));
+}
+
+#[test]
 fn a_claim_on_a_nodes_origin_makes_it_write_under_a_new_incarnation_and_keep_everything() {
     let me = Origin::new("a", 1);
     let mut core: NodeCore<u32> = NodeCore::new(engine(&me, &["b"]), Box::new(MemoryStorage));

@@ -379,3 +379,78 @@ impl KeyStore {
         dropped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::crdt::{LocalOp, OpError, OpKind, Origin, Resolution, State};
+
+    fn keyed(key: &str, amount: u64) -> LocalOp {
+        LocalOp {
+            counter: "c".into(),
+            kind: OpKind::Increment,
+            amount,
+            key: Some(key.into()),
+        }
+    }
+
+    fn commit(state: &mut State, me: &Origin, ops: &[LocalOp], at_ms: u64, fold: bool) {
+        let folds = if fold {
+            state.plan_folds(me, |_| Resolution::Fold)
+        } else {
+            Vec::new()
+        };
+        let batch = state.prepare_batch(me, ops, at_ms, &folds);
+        state.apply_local(&batch);
+    }
+
+    #[test]
+    fn a_key_is_forgotten_only_once_resolved_and_past_its_window_then_counts_again() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        commit(&mut state, &me, &[keyed("k1", 2)], 1_000, false);
+        commit(&mut state, &me, &[keyed("k2", 3)], 5_000, false);
+        assert_eq!(state.expire_keys(100_000, 10), 0, "unresolved keys stay");
+        commit(&mut state, &me, &[], 6_000, true);
+        assert_eq!((state.value("c"), state.unresolved_acceptances()), (5, 0));
+        assert_eq!(
+            state.expire_keys(10_999, 10_000),
+            0,
+            "k1 is kept until 11 000"
+        );
+        assert_eq!(state.expire_keys(11_000, 10_000), 1);
+        assert_eq!((state.value("c"), state.key_count()), (5, 1));
+        commit(&mut state, &me, &[keyed("k2", 3)], 12_000, false);
+        assert_eq!(state.value("c"), 5, "k2 is still within its window");
+        commit(&mut state, &me, &[keyed("k1", 2)], 12_000, false);
+        assert_eq!(state.value("c"), 7, "past its window, k1 counts again");
+    }
+
+    #[test]
+    fn a_retry_answers_the_value_and_another_operation_under_the_key_is_refused() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        let batch = state.prepare_batch(&me, &[keyed("k", 4), keyed("k", 4)], 0, &[]);
+        assert_eq!(batch.results, vec![Ok(4), Ok(4)]);
+        assert_eq!((batch.retries, batch.delta.entries.len()), (1, 1));
+        state.apply_local(&batch);
+        let mismatch = |state: &State, op: LocalOp| state.prepare_batch(&me, &[op], 0, &[]).results;
+        let refused = Err(OpError::KeyMismatch { key: "k".into() });
+        assert_eq!(mismatch(&state, keyed("k", 5)), vec![refused.clone()]);
+        let mut other_counter = keyed("k", 4);
+        other_counter.counter = "d".into();
+        assert_eq!(mismatch(&state, other_counter), vec![refused.clone()]);
+        let mut decrement = keyed("k", 4);
+        decrement.kind = OpKind::Decrement;
+        assert_eq!(mismatch(&state, decrement), vec![refused]);
+        state.set_key_limit(1);
+        assert_eq!(
+            mismatch(&state, keyed("new", 1)),
+            vec![Err(OpError::TooManyKeys { limit: 1 })]
+        );
+        assert_eq!(
+            mismatch(&state, keyed("k", 4)),
+            vec![Ok(4)],
+            "a retry needs no room"
+        );
+    }
+}

@@ -27,6 +27,9 @@ struct Touched {
     first_touch: usize,
     /// The counter does not exist yet.
     new: bool,
+    /// This origin's totals or ledger change: the batch carries a totals entry for it
+    /// (a keyed operation alone changes neither).
+    changed: bool,
 }
 
 /// A key accepted by the batch.
@@ -121,7 +124,7 @@ impl State {
     /// The draft's entries in the order first touched, numbered from `from + 1`.
     fn draft_entries(&self, me: &Origin, draft: &mut Draft, from: u64) -> Vec<CounterEntry> {
         let mut items: Vec<(usize, CounterEntry)> = Vec::new();
-        for (counter, t) in &draft.touched {
+        for (counter, t) in draft.touched.iter().filter(|(_, t)| t.changed) {
             let folded = t.folded.or_else(|| {
                 let counter = self.counters.id(counter)?;
                 self.keys.folded(counter, *self.origins.get(me)?)
@@ -170,6 +173,7 @@ impl State {
             sum_n,
             first_touch: draft.next_touch(),
             new: id.is_none(),
+            changed: false,
         })
     }
 
@@ -196,6 +200,7 @@ impl State {
         t.own.p += fold.p;
         t.own.n += fold.n;
         t.folded = Some(folded);
+        t.changed = true;
         self.set_touched(&fold.counter, t, draft);
     }
 
@@ -256,7 +261,10 @@ impl State {
                     first_touch,
                 });
             }
-            None => *own += op.amount,
+            None => {
+                *own += op.amount;
+                next.changed = true;
+            }
         }
         self.set_touched(&op.counter, next, draft);
         Ok(saturate(next.sum_p as i128 - next.sum_n as i128))

@@ -3,7 +3,9 @@
 
 use super::{label, seconds, Families, Labels, BYTES, SECONDS};
 use crate::codec::PerFrameType;
-use crate::status::{KeyringStatus, NodeStatus, OpOutcomes, StorageStatus, MEMBER_STATES};
+use crate::status::{
+    KeyStats, KeyringStatus, NodeStatus, OpOutcomes, StorageStatus, MEMBER_STATES,
+};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use std::fmt;
@@ -26,6 +28,7 @@ impl Collector for NodeMetrics {
             )],
         )?;
         operations(&mut f, s)?;
+        keys(&mut f, &s.keys)?;
         storage(&mut f, &s.storage)?;
         gossip(&mut f, s)?;
         transport(&mut f, s)?;
@@ -83,6 +86,50 @@ fn operations(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         "Times this run moved its writes to a new incarnation because a peer held its \
          origin beyond its log.",
         s.writes.new_incarnations,
+    )
+}
+
+fn keys(f: &mut Families, k: &KeyStats) -> fmt::Result {
+    f.gauge(
+        "gctr_idempotency_keys",
+        "Idempotency keys held: live ones and resolved ones kept (tombstones) until their \
+         retention window ends.",
+        None,
+        k.held as f64,
+    )?;
+    f.gauge(
+        "gctr_idempotency_live_acceptances",
+        "Acceptances of idempotency keys not yet resolved by their acceptor (they wait for \
+         every member to have seen the key).",
+        None,
+        k.live as f64,
+    )?;
+    f.counters(
+        "gctr_idempotency_requests",
+        "Keyed operations by outcome: accepted (first acceptance here), retry (recognised, \
+         nothing applied), mismatch (the key was used for another operation: 422), \
+         not_ready (this node had not caught up with a peer: 503).",
+        None,
+        [
+            ("accepted", k.accepted),
+            ("retry", k.retries),
+            ("mismatch", k.mismatches),
+            ("not_ready", k.not_ready),
+        ]
+        .map(|(outcome, n)| (vec![label("outcome", outcome)], n)),
+    )?;
+    f.counters(
+        "gctr_idempotency_resolved",
+        "This node's acceptances resolved once stable: folded into its totals (it won the \
+         key) or passed (another acceptance won).",
+        None,
+        [("folded", k.folded), ("passed", k.resolved - k.folded)]
+            .map(|(how, n)| (vec![label("how", how)], n)),
+    )?;
+    f.counter(
+        "gctr_idempotency_expired",
+        "Idempotency keys forgotten at the end of their retention window.",
+        k.expired,
     )
 }
 

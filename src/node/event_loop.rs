@@ -801,6 +801,7 @@ impl EventLoop {
                 inbound,
             },
             requests: self.core.request_stats(),
+            keys: self.core.key_stats(),
             writes: self.core.guard_status(),
             storage: self.core.storage_status(),
             members,

@@ -185,6 +185,7 @@ impl<R> NodeCore<R> {
     pub fn key_stats(&self) -> KeyStats {
         let state = self.engine.state();
         KeyStats {
+            ready: self.keys.ready || self.members().all(|m| m.is_self),
             held: state.key_count() as u64,
             live: state.unresolved_acceptances() as u64,
             ..self.keys.stats
@@ -274,9 +275,12 @@ impl<R> NodeCore<R> {
         if self.engine.state().unresolved_acceptances() == 0 {
             return Vec::new();
         }
-        let members: Vec<&NodeName> = match &self.membership {
-            Some(m) => m.members().map(|v| &v.member.name).collect(),
-            None => self.engine.peers().iter().collect(),
+        let members: Vec<(&NodeName, Option<u64>)> = match &self.membership {
+            Some(m) => m
+                .members()
+                .map(|v| (&v.member.name, Some(v.member.incarnation)))
+                .collect(),
+            None => self.engine.peers().iter().map(|p| (p, None)).collect(),
         };
         let view = StabilityView::new(&self.engine, members);
         self.engine
@@ -368,7 +372,6 @@ impl<R> NodeCore<R> {
                     self.engine.apply_local(now, &batch);
                     self.route_engine_outputs(now);
                     self.housekeeping_due = true;
-                    self.count_keys(&batch, &keyed, &folds);
                 }
                 Err(e) => {
                     self.requests.storage_failures += 1;
@@ -376,6 +379,9 @@ impl<R> NodeCore<R> {
                     storage_error = Some(format!("storage failure, nothing applied: {e}"));
                 }
             }
+        }
+        if storage_error.is_none() {
+            self.count_keys(&batch, &keyed, &folds);
         }
         for ((to, result), kind) in replies.into_iter().zip(batch.results).zip(kinds) {
             let outcomes = self.requests.outcomes_mut(kind);
@@ -409,6 +415,7 @@ impl<R> NodeCore<R> {
                 _ => {}
             }
         }
+        // Retries answered Ok too, but accepted nothing.
         stats.accepted -= batch.retries;
         for fold in folds {
             stats.resolved += fold.resolved;

@@ -13,32 +13,47 @@
 //!
 //! Then the acceptance by the smallest origin wins and is folded by its acceptor; a
 //! loser passes over its own once the winner's is resolved (or at once when the winner
-//! is gone for good), so the first acceptance of a key ever resolved is always its
-//! winner's: an acceptance made late by a node that had not caught up loses to it.
+//! is gone for good: its node reaped, or writing under a new incarnation since), so the
+//! first acceptance of a key ever resolved is always its winner's: an acceptance made
+//! late by a node that had not caught up loses to it. A winner gone for good never
+//! folds; its key stays counted by acceptance.
 
 use crate::crdt::{Origin, PendingKey, Resolution, State};
 use crate::engine::Engine;
 use crate::member::NodeName;
 use std::collections::HashMap;
 
+/// A member as the view sees it: its name, the incarnation it writes under (when
+/// known) and its last digest (`None` if none came yet).
+struct MemberDigest<'a> {
+    name: &'a NodeName,
+    incarnation: Option<u64>,
+    digest: Option<&'a HashMap<Origin, u64>>,
+}
+
 /// What this node knows of the cluster, for one round of decisions.
 pub struct StabilityView<'a> {
     me: &'a Origin,
     state: &'a State,
-    /// Every member but this node, with its last digest (`None` if none came yet).
-    members: Vec<(&'a NodeName, Option<&'a HashMap<Origin, u64>>)>,
+    /// Every member but this node.
+    members: Vec<MemberDigest<'a>>,
 }
 
 impl<'a> StabilityView<'a> {
-    /// The view from `engine` (this node's state and its peers' digests) over `members`.
-    pub fn new(engine: &'a Engine, members: Vec<&'a NodeName>) -> StabilityView<'a> {
+    /// The view from `engine` (this node's state and its peers' digests) over
+    /// `members`, each with the incarnation it writes under if known.
+    pub fn new(engine: &'a Engine, members: Vec<(&'a NodeName, Option<u64>)>) -> Self {
         StabilityView {
             me: engine.origin(),
             state: engine.state(),
             members: members
                 .into_iter()
-                .filter(|name| name.as_str() != engine.origin().node)
-                .map(|name| (name, engine.peer_digest(name)))
+                .filter(|(name, _)| name.as_str() != engine.origin().node)
+                .map(|(name, incarnation)| MemberDigest {
+                    name,
+                    incarnation,
+                    digest: engine.peer_digest(name),
+                })
                 .collect(),
         }
     }
@@ -61,8 +76,8 @@ impl<'a> StabilityView<'a> {
     }
 
     fn is_stable(&self, acceptances: &[(&Origin, u64)]) -> bool {
-        self.members.iter().all(|(name, digest)| {
-            let Some(digest) = digest else {
+        self.members.iter().all(|m| {
+            let Some(digest) = m.digest else {
                 return false;
             };
             let holds_key = acceptances
@@ -71,18 +86,18 @@ impl<'a> StabilityView<'a> {
             // Every write of the member up to its digest is here (any incarnation of it).
             let holds_its_writes = digest
                 .iter()
-                .filter(|(origin, _)| origin.node == name.as_str())
+                .filter(|(origin, _)| origin.node == m.name.as_str())
                 .all(|(origin, &version)| self.state.known(origin) >= version);
             holds_key && holds_its_writes
         })
     }
 
-    /// Whether `origin`'s node is no member (reaped, or never known).
+    /// Whether `origin` will never write again: its node is no member (reaped, or
+    /// never known), or writes under another incarnation now.
     fn is_gone(&self, origin: &Origin) -> bool {
-        !self
-            .members
-            .iter()
-            .any(|(name, _)| name.as_str() == origin.node)
+        !self.members.iter().any(|m| {
+            m.name.as_str() == origin.node && m.incarnation.is_none_or(|i| i == origin.incarnation)
+        })
     }
 }
 
@@ -137,7 +152,7 @@ mod tests {
         engine.set_peers([name("b")]);
         let b_name = name("b");
         let decide = |engine: &Engine| {
-            let view = StabilityView::new(engine, vec![&b_name]);
+            let view = StabilityView::new(engine, vec![(&b_name, Some(1))]);
             let mut out = Vec::new();
             engine.state().plan_folds(&a, |k| {
                 let r = view.decide(k);
@@ -165,5 +180,32 @@ mod tests {
         );
         engine.handle_frame(Duration::ZERO, &b_name, digest(&[(&a, 1), (&b, 0)]));
         assert_eq!(decide(&engine), vec![Resolution::Fold]);
+    }
+
+    #[test]
+    fn a_loser_passes_when_the_winner_writes_under_a_new_incarnation_since() {
+        let old_b = Origin::new("b", 1);
+        let c = Origin::new("c", 1);
+        let mut state = State::new();
+        state.apply_delta(&accepted(&old_b, "k"));
+        state.apply_delta(&accepted(&c, "k"));
+        let mut engine = Engine::new(c.clone(), Config::default(), state, 1, Duration::ZERO);
+        let b_name = name("b");
+        engine.set_peers([name("b")]);
+        engine.handle_frame(Duration::ZERO, &b_name, digest(&[(&old_b, 1), (&c, 1)]));
+        let decisions = |incarnation: u64| {
+            let view = StabilityView::new(&engine, vec![(&b_name, Some(incarnation))]);
+            let key = engine.state().plan_folds(&c, |k| {
+                assert_eq!(k.winner, &old_b);
+                view.decide(k)
+            });
+            key.len()
+        };
+        assert_eq!(decisions(1), 0, "the winner b/1 may still fold: wait");
+        assert_eq!(
+            decisions(2),
+            1,
+            "b writes as b/2 now: b/1 never folds, so pass"
+        );
     }
 }

@@ -412,6 +412,68 @@ fn wal_snapshot_delete_and_recover_equals_the_state_before() {
     assert_eq!(report.records_replayed, status.last_seq - snap_seq);
 }
 
+/// Keyed operations, a fold and a pass, through records and a snapshot: recovery
+/// restores every acceptance, ledger and tombstone, so retries stay recognised.
+#[test]
+fn wal_keys_their_folds_and_tombstones_survive_a_snapshot_and_a_restart() {
+    use crate::crdt::{Fold, Resolution};
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalConfig {
+        snapshot_records: 3,
+        ..options()
+    };
+    let (mut node, _) = Node::open(dir.path(), opts.clone());
+    let keyed = |key: &str, amount: u64| LocalOp {
+        counter: "orders".into(),
+        kind: OpKind::Increment,
+        amount,
+        key: Some(key.into()),
+    };
+    let commit = |node: &mut Node, ops: &[LocalOp], folds: &[Fold]| {
+        let batch = node
+            .state
+            .prepare_batch(node.wal.origin(), ops, 1_000, folds);
+        node.wal.append_local(&batch.delta).unwrap();
+        node.state.apply_local(&batch);
+        node.wal.maybe_snapshot(&node.state).unwrap();
+    };
+    for k in 0..4 {
+        commit(&mut node, &[keyed(&format!("k{k}"), k + 1)], &[]);
+    }
+    let me = node.wal.origin().clone();
+    let folds = node.state.plan_folds(&me, |p| {
+        if p.key == "k3" {
+            Resolution::Wait
+        } else {
+            Resolution::Fold
+        }
+    });
+    commit(&mut node, &[], &folds);
+    assert_eq!(
+        (
+            node.state.value("orders"),
+            node.state.unresolved_acceptances()
+        ),
+        (10, 1)
+    );
+    let before = image(&node.state);
+    drop(node);
+    let (mut node, report) = Node::open(dir.path(), opts);
+    assert!(report.snapshot_seq.is_some(), "a snapshot was taken");
+    assert_eq!(image(&node.state), before);
+    assert_eq!(
+        (node.state.key_count(), node.state.unresolved_acceptances()),
+        (4, 1)
+    );
+    let retry = node
+        .state
+        .prepare_batch(&me, &[keyed("k0", 1), keyed("k3", 4)], 2_000, &[]);
+    assert_eq!(retry.results, vec![Ok(10), Ok(10)]);
+    assert!(retry.is_empty(), "retries of recovered keys change nothing");
+    commit(&mut node, &[keyed("k0", 2)], &[]);
+    assert_eq!(node.state.value("orders"), 10, "a mismatch changes nothing");
+}
+
 #[test]
 fn wal_a_damaged_snapshot_whose_log_is_gone_is_refused() {
     let dir = tempfile::tempdir().unwrap();
