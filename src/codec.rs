@@ -797,6 +797,31 @@ mod tests {
     }
 
     #[test]
+    fn the_count_bounds_are_the_smallest_encodings_there_are() {
+        let origin = Origin::new("a", 0);
+        let mut digest_entry = Vec::new();
+        put_digest(
+            &mut digest_entry,
+            &vec![OriginVersion {
+                origin: origin.clone(),
+                version: 0,
+            }],
+        );
+        assert_eq!(digest_entry.len() - 1, MIN_DIGEST_ENTRY_LEN, "less the count");
+        let delta = OriginDelta {
+            origin,
+            from: 0,
+            to: 0,
+            entries: Vec::new(),
+        };
+        assert_eq!(delta_len(&delta), MIN_DELTA_LEN);
+        assert_eq!(entry_len(&CounterEntry::plain("c", 0, 0, 0)), MIN_ENTRY_LEN);
+        let mut folded = CounterEntry::plain("c", 0, 0, 1);
+        folded.keyed = Some(Box::new(Keyed::Folded(Folded::default())));
+        assert!(entry_len(&folded) > MIN_ENTRY_LEN);
+    }
+
+    #[test]
     fn an_element_count_one_above_what_the_bytes_left_can_hold_is_refused() {
         // Refused from the count alone, so nothing is reserved for elements whose bytes
         // are not there: at most (bytes left / smallest element) elements are ever reserved.
@@ -984,6 +1009,44 @@ mod tests {
             Decoder::new(&bytes).delta().map(|_| ()),
             Err(CodecError::Invalid("an unknown entry tag"))
         );
+    }
+
+    #[test]
+    fn a_frame_with_bytes_after_its_payload_says_how_many() {
+        let mut bytes = encode(&Frame::Syn { digest: Vec::new() });
+        bytes.extend([7, 7, 7]);
+        assert_eq!(
+            decode(&bytes, DEFAULT_MAX_PAYLOAD),
+            Err(CodecError::TrailingBytes(3))
+        );
+    }
+
+    #[test]
+    fn a_delta_head_never_takes_more_than_the_room_reserved_for_it() {
+        let origin = Origin::new("n".repeat(128), u64::MAX);
+        let mut head = Vec::new();
+        let widest = OriginDelta {
+            origin: origin.clone(),
+            from: MAX_VERSION,
+            to: MAX_VERSION,
+            entries: Vec::new(),
+        };
+        put_delta_head(&mut head, &widest);
+        // The entry count (0 here) at its widest: one entry per minimal entry's bytes.
+        head.pop();
+        head.extend(varint_bytes((MAX_PAYLOAD_LIMIT / MIN_ENTRY_LEN) as u64));
+        let reserved = delta_head_len(&origin);
+        assert!(head.len() <= reserved, "{} > {reserved}", head.len());
+        assert!(
+            reserved <= head.len() + 12,
+            "{reserved} reserves far too much"
+        );
+    }
+
+    fn varint_bytes(v: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_varint(v, &mut out);
+        out
     }
 
     #[test]

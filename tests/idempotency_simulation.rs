@@ -3,7 +3,8 @@
 //! over links that lose 30 % of frames and duplicate some, through partitions of either
 //! half and a node crash with a durable restart. Once everything heals every node must
 //! report exactly the sum of the logical operations (each key once, not a range), and
-//! every acceptance must end resolved, leaving one tombstone per key.
+//! every acceptance must end resolved, leaving one tombstone per key. And the same check
+//! catches folds made before a key is stable.
 
 mod sim;
 
@@ -220,6 +221,54 @@ fn retried_keyed_operations_count_once_on_five_nodes_through_partitions_and_a_cr
         concurrent > 0,
         "no key was ever accepted on two nodes: the retries never crossed a partition"
     );
+}
+
+/// The check that a node folds only once a key is stable is what keeps a key from
+/// counting twice: two nodes that do not count each other as members each accept one
+/// key (a retry that crossed between them) and, stable as far as each knows, each fold
+/// it; once they talk the key counts twice, and the simulator's check of exact sums
+/// fails. The same two nodes counting each other, cut apart by a partition instead,
+/// count it once.
+#[test]
+fn folding_before_a_key_is_stable_counts_it_twice_and_the_check_catches_it() {
+    let op = LocalOp {
+        counter: "c".into(),
+        kind: OpKind::Increment,
+        amount: 5,
+        key: Some("crossed".into()),
+    };
+    let accept_on_both = |sim: &mut Sim| {
+        for node in [0, 1] {
+            assert!(sim.try_uncounted(node, std::slice::from_ref(&op))[0].is_ok());
+        }
+        sim.expect("c", 5);
+        sim.run_for(secs(2));
+    };
+
+    let mut sim = Sim::new(seed_or(700), Config::default(), Link::perfect());
+    sim.run(&[Step::AddNodes(2)]);
+    sim.set_peers(0, &[]);
+    sim.set_peers(1, &[]);
+    accept_on_both(&mut sim);
+    let resolved = |sim: &Sim| (0..2).all(|i| sim.state(i).unwrap().unresolved_acceptances() == 0);
+    assert!(resolved(&sim), "each folded at once: no member to wait for");
+    sim.set_peers(0, &[1]);
+    sim.set_peers(1, &[0]);
+    sim.run_for(secs(5));
+    assert_eq!(sim.state(0).unwrap().value("c"), 10, "the key counts twice");
+    assert!(!sim.converged(), "the check of exact sums catches it");
+
+    let mut sim = Sim::new(seed_or(700), Config::default(), Link::perfect());
+    sim.run(&[Step::AddNodes(2), Step::Partition(vec![vec![0], vec![1]])]);
+    accept_on_both(&mut sim);
+    assert!(!resolved(&sim), "each waits for the other's digest");
+    sim.run(&[Step::Heal]);
+    sim.converge_within(secs(10));
+    while !resolved(&sim) {
+        assert!(sim.now() < secs(60), "{}", sim.fail("never resolved"));
+        sim.run_for(Duration::from_millis(100));
+    }
+    assert!(sim.converged());
 }
 
 #[test]

@@ -27,7 +27,7 @@
 use super::table::{CounterId, OriginId};
 use super::{OpKind, OriginRecord};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Longest idempotency key, in bytes.
@@ -95,6 +95,15 @@ pub(super) struct Acceptance {
 pub(super) struct KeyRecord {
     pub(super) key: Arc<str>,
     pub(super) acceptances: Vec<Acceptance>,
+    /// How many of them their acceptor has not resolved yet.
+    unresolved: u32,
+}
+
+impl KeyRecord {
+    /// When the key's last acceptance was made: its window ends a window after.
+    fn newest_at(&self) -> u64 {
+        self.acceptances.iter().map(|a| a.at_ms).max().unwrap_or(0)
+    }
 }
 
 /// One origin's acceptances of one counter and its ledger for it.
@@ -118,8 +127,13 @@ pub(super) struct KeyStore {
     /// Per counter, the increments and decrements of the keys counted by acceptance (not
     /// yet folded): what the value adds to the totals.
     live: HashMap<CounterId, (u128, u128)>,
-    /// Keys with an acceptance not yet resolved by its acceptor.
+    /// Acceptances not yet resolved by their acceptor.
     unresolved: usize,
+    /// The (origin, counter) pairs with acceptances the origin has not resolved.
+    unresolved_ledgers: BTreeSet<(OriginId, CounterId)>,
+    /// The keys whose acceptances are all resolved, by when the newest was made: the
+    /// order they may be forgotten in.
+    resolved_keys: BTreeSet<(u64, KeyId)>,
 }
 
 impl KeyStore {
@@ -151,6 +165,25 @@ impl KeyStore {
     /// The ledger of `origin` for `counter`, if it has one.
     pub(super) fn folded(&self, counter: CounterId, origin: OriginId) -> Option<Folded> {
         self.ledgers.get(&(counter, origin)).map(|l| l.folded)
+    }
+
+    /// Takes key `id` off the list of keys that may be forgotten, if it is on it.
+    fn unlist(&mut self, id: KeyId) {
+        let record = self.record(id);
+        if record.unresolved == 0 && !record.acceptances.is_empty() {
+            let entry = (record.newest_at(), id);
+            self.resolved_keys.remove(&entry);
+        }
+    }
+
+    /// Puts key `id` on the list of keys that may be forgotten once every acceptance of
+    /// it is resolved.
+    fn list(&mut self, id: KeyId) {
+        let record = self.record(id);
+        if record.unresolved == 0 {
+            let entry = (record.newest_at(), id);
+            self.resolved_keys.insert(entry);
+        }
     }
 
     /// Whether `a` is resolved by its acceptor's ledger.
@@ -237,14 +270,18 @@ impl KeyStore {
             .or_default();
         let resolved = ledger.folded.through >= acceptance.version;
         ledger.accepts.insert(acceptance.version, id);
-        if !resolved {
-            self.unresolved += 1;
-        }
-        self.records[id as usize]
+        self.unlist(id);
+        let record = self.records[id as usize]
             .as_mut()
-            .expect("a key id in use has a record")
-            .acceptances
-            .push(acceptance);
+            .expect("a key id in use has a record");
+        record.acceptances.push(acceptance);
+        if !resolved {
+            record.unresolved += 1;
+            self.unresolved += 1;
+            self.unresolved_ledgers
+                .insert((acceptance.origin, acceptance.counter));
+        }
+        self.list(id);
         let after = self.contribution(id, origins);
         self.count(before, -1);
         self.count(after, 1);
@@ -264,6 +301,7 @@ impl KeyStore {
         let record = KeyRecord {
             key: key.clone(),
             acceptances: Vec::new(),
+            unresolved: 0,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -305,7 +343,22 @@ impl KeyStore {
             .collect();
         let ledger = self.ledgers.get_mut(&(counter, origin)).expect("just made");
         ledger.folded.merge(incoming);
+        if ledger
+            .accepts
+            .range(ledger.folded.through + 1..)
+            .next()
+            .is_none()
+        {
+            self.unresolved_ledgers.remove(&(origin, counter));
+        }
         self.unresolved -= newly.len();
+        for &id in &newly {
+            let record = self.records[id as usize]
+                .as_mut()
+                .expect("a key id in use has a record");
+            record.unresolved -= 1;
+            self.list(id);
+        }
         for (&id, before) in newly.iter().zip(contributions) {
             let after = self.contribution(id, origins);
             self.count(before, -1);
@@ -329,16 +382,10 @@ impl KeyStore {
 
     /// The counters `origin` has acceptances of that it has not resolved.
     pub(super) fn counters_unresolved_by(&self, origin: OriginId) -> Vec<CounterId> {
-        let mut counters: Vec<CounterId> = self
-            .ledgers
-            .iter()
-            .filter(|((_, o), l)| {
-                *o == origin && l.accepts.range(l.folded.through + 1..).next().is_some()
-            })
-            .map(|((c, _), _)| *c)
-            .collect();
-        counters.sort_unstable();
-        counters
+        self.unresolved_ledgers
+            .range((origin, 0)..=(origin, CounterId::MAX))
+            .map(|&(_, c)| c)
+            .collect()
     }
 
     /// Every key held, with its record.
@@ -353,17 +400,12 @@ impl KeyStore {
     /// `window_ms` before `now_ms`; returns the (origin, version) of each acceptance
     /// dropped, for the version index.
     pub(super) fn expire(&mut self, now_ms: u64, window_ms: u64) -> Vec<(OriginId, u64)> {
-        let expired: Vec<KeyId> = self
-            .records()
-            .filter(|(_, r)| {
-                r.acceptances
-                    .iter()
-                    .all(|a| self.is_resolved(a) && a.at_ms.saturating_add(window_ms) <= now_ms)
-            })
-            .map(|(id, _)| id)
-            .collect();
         let mut dropped = Vec::new();
-        for id in expired {
+        while let Some(&(newest, id)) = self.resolved_keys.first() {
+            if newest.saturating_add(window_ms) > now_ms {
+                break;
+            }
+            self.resolved_keys.pop_first();
             let record = self.records[id as usize]
                 .take()
                 .expect("a key id in use has a record");

@@ -506,6 +506,15 @@ impl Sim {
         *self.expected.entry(counter.to_owned()).or_default() += by;
     }
 
+    /// Makes node `i` (without membership) gossip with, and count as members, only
+    /// `peers`: a node that does not know of the others.
+    pub fn set_peers(&mut self, i: usize, peers: &[usize]) {
+        let names: Vec<NodeName> = peers.iter().map(|&j| self.nodes[j].name.clone()).collect();
+        if let Some(core) = self.nodes[i].core.as_mut() {
+            core.set_peers(names);
+        }
+    }
+
     /// The nodes that are up.
     pub fn live_nodes(&self) -> Vec<usize> {
         self.live()
