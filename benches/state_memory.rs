@@ -4,30 +4,11 @@
 //! hands out, and reads the process's resident set too. Run with `cargo bench --bench
 //! state_memory`; `STATE_BENCH_COUNTERS` changes the counter count (default 1,000,000).
 
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{live_bytes, Counting};
 use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, State};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// The system allocator, counting the bytes currently handed out.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -40,7 +21,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let names: Vec<String> = (0..counters).map(|i| format!("counter-{i}")).collect();
-    let heap_before = LIVE.load(Ordering::Relaxed);
+    let heap_before = live_bytes();
     let rss_before = resident_bytes();
 
     let mut state = State::new();
@@ -86,7 +67,7 @@ fn main() {
     let entries = state.entry_count();
     assert_eq!(entries, 3 * counters, "every node wrote every counter");
     assert_eq!(state.value(&names[0]), 5);
-    let heap = LIVE.load(Ordering::Relaxed) - heap_before;
+    let heap = live_bytes() - heap_before;
     let rss = resident_bytes().saturating_sub(rss_before);
     println!("counters                     {counters}");
     println!("(counter, origin) entries    {entries}");

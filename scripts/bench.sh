@@ -22,6 +22,10 @@
 #   8. gossip encryption (--keyring): bytes a sealed frame and datagram add, time to
 #      seal and open, and convergence and increments/s of a keyed 5-node cluster
 #      against a plain one, interleaved in the same run.
+#   9. idempotency keys: durable increments/s on one node at 16 connections and
+#      convergence of a 5-node cluster, each increment with a new Idempotency-Key,
+#      against the same without keys, interleaved in the same run; heap bytes per live
+#      key and per tombstone, and WAL bytes per key (the key_memory bench).
 # Prints a table and writes BENCHMARKS.md (machine, disk, every command). Not run by CI.
 # Installs redis-server/redis-tools with apt-get when missing (needs root).
 #
@@ -118,17 +122,18 @@ else
     run build cargo build --release --quiet --bin gctr
     GCTR=$ROOT/target/release/gctr
 fi
-log_cmd "cargo bench --no-run --bench loadgen --bench wal_recovery --bench state_memory"
+log_cmd "cargo bench --no-run --bench loadgen --bench wal_recovery --bench state_memory --bench key_memory"
 bench_exe() {
     cargo bench --no-run --quiet --bench loadgen --bench wal_recovery --bench state_memory \
-        --message-format=json 2>/dev/null |
+        --bench key_memory --message-format=json 2>/dev/null |
         grep -o "\"executable\":\"[^\"]*/$1-[^\"]*\"" | tail -1 | cut -d'"' -f4
 }
 LOADGEN=$(bench_exe loadgen)
 WAL_BENCH=$(bench_exe wal_recovery)
 STATE_BENCH=$(bench_exe state_memory)
-[[ -x $LOADGEN && -x $WAL_BENCH && -x $STATE_BENCH ]] || {
-    echo "bench.sh: cannot find the built loadgen / wal_recovery / state_memory benches" >&2
+KEY_BENCH=$(bench_exe key_memory)
+[[ -x $LOADGEN && -x $WAL_BENCH && -x $STATE_BENCH && -x $KEY_BENCH ]] || {
+    echo "bench.sh: cannot find the built loadgen / wal_recovery / state_memory / key_memory benches" >&2
     exit 1
 }
 lg() { run "$1" "$LOADGEN" "${@:2}"; }
@@ -757,6 +762,59 @@ row "Gossip encryption, in-memory increments/s on one node of 5, 16 connections 
     "plain, same run: $(fmt "$ENC_PLAIN")/s" "keyed/plain >= 0.9" \
     "$(check "$(ratio "$ENC_KEYED" "$ENC_PLAIN")" '>=' 0.9)"
 
+# ---------------------------------------------------------------- 9. idempotency keys
+echo "== 9. idempotency keys: keyed against unkeyed increments, 1 node and 5 nodes"
+# wait_keys_ready HTTP,HTTP,...: until every node takes keyed writes (a node that starts
+# with no state of its own refuses them until a peer has answered its first pull).
+wait_keys_ready() {
+    local http deadline=$((SECONDS + 30))
+    for http in ${1//,/ }; do
+        until [[ $("$LOADGEN" get --http "$http" --path /status --pointer /keys/ready) == true ]]; do
+            if ((SECONDS > deadline)); then
+                echo "bench.sh: $http still refuses keyed writes after 30 s" >&2
+                exit 1
+            fi
+            sleep 0.05
+        done
+    done
+}
+run key-memory "$KEY_BENCH" --bench
+row "Idempotency keys, heap bytes per retained key: live / tombstone (key_memory bench, $(sed -n 's/.*counters: //p' "$WORK/out/key-memory.txt") keys)" \
+    "16-byte keys: $(result key-memory live_heap_16) / $(result key-memory tombstone_heap_16) B; 36-byte (UUID): **$(result key-memory live_heap_36) / $(result key-memory tombstone_heap_36) B**" \
+    "-" "-" "-"
+row "Idempotency keys, WAL bytes per key (acceptances logged 64 to a batch)" \
+    "16-byte keys: $(result key-memory wal_16) B; 36-byte (UUID): **$(result key-memory wal_36) B**" \
+    "-" "-" "-"
+if ((HAS_WAL)); then
+    log_cmd "$GCTR node --addr 127.0.0.1:0 --http 127.0.0.1:0 --name keys --log-level warn --wal $WORK/data/keys"
+    start_node keys --wal "$WORK/data/keys"
+    KEYS_PID=$NODE_PID KEYS_HTTP=$NODE_HTTP
+    for ((r = 1; r <= ROUNDS; r++)); do
+        common=(--connections 16 --warmup "$WARMUP" --duration "$DURATION")
+        costed "key-tput-plain-$r" "$KEYS_PID" throughput --gctr "$KEYS_HTTP" "${common[@]}"
+        costed "key-tput-keyed-$r" "$KEYS_PID" throughput --gctr "$KEYS_HTTP" "${common[@]}" --keyed
+    done
+    "$LOADGEN" get --http "$KEYS_HTTP" --path /status --pointer /keys >"$WORK/out/key-status.txt"
+    stop_pids "$KEYS_PID"
+    KEYED=$(median key-tput-keyed ops_per_s) PLAIN=$(median key-tput-plain ops_per_s)
+    row "Idempotency keys, durable increments/s on one node, 16 connections, each with a new key (p99; server CPU per increment)" \
+        "keyed $(fmt "$KEYED")/s ($(median key-tput-keyed p99_ms) ms; $(median key-tput-keyed cpu_us_per_op) us); keyed/unkeyed = **$(ratio "$KEYED" "$PLAIN")**" \
+        "unkeyed, same node, interleaved rounds: $(fmt "$PLAIN")/s ($(median key-tput-plain p99_ms) ms; $(median key-tput-plain cpu_us_per_op) us)" "-" "-"
+fi
+start_cluster keys 5
+wait_keys_ready "$CLUSTER_HTTP"
+for ((r = 1; r <= ROUNDS; r++)); do
+    lg "key-conv-plain-$r" converge --nodes "$CLUSTER_HTTP" --increments 1000 --connections 8 \
+        --reps "$REPS" --tag "plain-$r"
+    lg "key-conv-keyed-$r" converge --nodes "$CLUSTER_HTTP" --increments 1000 --connections 8 \
+        --reps "$REPS" --tag "keyed-$r" --keyed
+done
+stop_pids "${CLUSTER_PIDS[@]}"
+KEYED_P99=$(median key-conv-keyed p99_ms) PLAIN_P99=$(median key-conv-plain p99_ms)
+row "Idempotency keys, convergence of 5 nodes after 1000 increments, each with a new key: p50 / p99 (median of $ROUNDS runs of $REPS reps)" \
+    "$(median key-conv-keyed p50_ms) / $KEYED_P99 ms, $(median key-conv-keyed frames_per_increment) gossip frames per increment; keyed/unkeyed p99 = **$(ratio "$KEYED_P99" "$PLAIN_P99")**" \
+    "unkeyed, same cluster, interleaved runs: $(median key-conv-plain p50_ms) / $PLAIN_P99 ms, $(median key-conv-plain frames_per_increment) frames per increment" "-" "-"
+
 # ---------------------------------------------------------------- report
 ELAPSED=$((SECONDS - T0))
 TABLE=$(
@@ -867,6 +925,19 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "  inspect\` reports it. Cold start: \`loadgen wait-health\` polls the published port"
     echo "  from just before \`docker run -d\` (a new container with a new volume) until"
     echo "  \`/health\` answers, interleaved with the same binary started as a process here."
+    echo "- Idempotency keys: the throughput and convergence runs above with \`--keyed\`, every"
+    echo "  increment carrying an \`Idempotency-Key\` never used before (the counter's name, the"
+    echo "  connection and a sequence number), so each is a new acceptance, never a retry;"
+    echo "  alternated round by round with the same runs without keys, on the same node (with"
+    echo "  \`--wal\`) and the same 5-node cluster, $ROUNDS round(s) each, medians. The keys stay"
+    echo "  held (as tombstones once folded) for the node's 24 h window, so later rounds run on"
+    echo "  a node holding the earlier rounds' keys. Bytes per key: \`cargo bench --bench"
+    echo "  key_memory\` accepts 1,000,000 keys on one replica, 64 to a local batch over 64"
+    echo "  counters that exist beforehand, and counts the heap the allocator hands out while"
+    echo "  they are live and after the node folded them all (tombstones); WAL bytes are each"
+    echo "  batch's delta as the WAL logs it (codec encoding, record type byte, 16-byte frame"
+    echo "  header) over the keys. Folding logs one totals entry per counter and batch, next to"
+    echo "  nothing per key."
     echo
     echo "## Commands run"
     echo
@@ -883,7 +954,8 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
         redis-64-\* durable-64-\* memory-64-\* health-64 redis-benchmark-64 \
         durable-batches rb-redis-\* rb-gctr-\* lg-resp-\* wal-recovery-\* restart-fill restart-records restart-health \
         restart-replayed idle size-\* dissemination-sim detect-\* join-\* idle10 \
-        membership-sim docker-build cold-container-\* cold-process-\*; do
+        membership-sim docker-build cold-container-\* cold-process-\* \
+        seal enc-\* key-memory key-tput-\* key-status key-conv-\*; do
         for f in "$WORK"/out/$pattern.txt; do
             [[ -f $f ]] || continue
             echo "### $(basename "$f" .txt)"

@@ -807,7 +807,11 @@ mod tests {
                 version: 0,
             }],
         );
-        assert_eq!(digest_entry.len() - 1, MIN_DIGEST_ENTRY_LEN, "less the count");
+        assert_eq!(
+            digest_entry.len() - 1,
+            MIN_DIGEST_ENTRY_LEN,
+            "less the count"
+        );
         let delta = OriginDelta {
             origin,
             from: 0,

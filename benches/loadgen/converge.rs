@@ -5,12 +5,15 @@
 //! is first seen reporting the final value. A node reporting more than was acknowledged
 //! fails the run.
 //!
+//! With `keyed`, every increment carries an `Idempotency-Key` never used before, so each
+//! is a new acceptance that travels as an element of its own until it is folded.
+//!
 //! Also per repetition: the time the cluster took to absorb the increments (first sent to
 //! last acknowledged), and the gossip frames every node sent (their `GET /status`
 //! figures, membership frames left out) from just before the first increment until just
 //! after convergence, per increment.
 
-use crate::http::{json_value, HttpConn};
+use crate::http::{json_value, HttpConn, Keys};
 use crate::stats::{ms, percentile};
 use crossbeam_channel::RecvTimeoutError;
 use std::io;
@@ -29,6 +32,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// Names the counters, so runs against the same cluster never share one.
     pub tag: String,
+    /// Send every increment with a fresh idempotency key.
+    pub keyed: bool,
 }
 
 pub fn run(settings: &Settings) -> io::Result<()> {
@@ -156,20 +161,29 @@ impl GossipFrames {
     }
 }
 
-/// Sends the increments; returns when the last was acknowledged.
-fn write(writers: &mut [Vec<HttpConn>], counter: &str, increments: u64) -> io::Result<Instant> {
+/// Sends the increments, each with a fresh key if `keyed`; returns when the last was
+/// acknowledged.
+fn write(
+    writers: &mut [Vec<HttpConn>],
+    counter: &str,
+    increments: u64,
+    keyed: bool,
+) -> io::Result<Instant> {
     let next = AtomicU64::new(0);
     let path = format!("/counters/{counter}/increment");
     let last_acks = std::thread::scope(|s| {
         let handles: Vec<_> = writers
             .iter_mut()
-            .map(|conns| {
+            .enumerate()
+            .map(|(w, conns)| {
                 let (next, path) = (&next, &path);
+                let mut keys = keyed.then(|| Keys::new(format!("{counter}-{w}")));
                 s.spawn(move || -> io::Result<Option<Instant>> {
                     let mut last = None;
                     while next.fetch_add(1, Ordering::Relaxed) < increments {
                         let node = fastrand::usize(..conns.len());
-                        conns[node].expect_ok("POST", path)?;
+                        let headers = keys.as_mut().map_or("", Keys::next_header);
+                        conns[node].expect_ok_with("POST", path, headers)?;
                         last = Some(Instant::now());
                     }
                     Ok(last)
@@ -251,7 +265,7 @@ fn write_then_poll(
                 })
             })
             .collect();
-        let written = write(writers, counter, expected);
+        let written = write(writers, counter, expected, settings.keyed);
         for _ in 0..count {
             let _ = go_tx.send(written.is_ok());
         }

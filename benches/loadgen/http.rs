@@ -65,8 +65,9 @@ impl HttpConn {
         Ok(conn)
     }
 
-    /// Sends `METHOD path` with an empty body and reads the whole response.
-    pub fn request(&mut self, method: &str, path: &str) -> io::Result<Response> {
+    /// Sends `METHOD path` with an empty body and `headers` (whole lines, each ending in
+    /// "\r\n", or "") and reads the whole response.
+    pub fn request(&mut self, method: &str, path: &str, headers: &str) -> io::Result<Response> {
         if self.closed || self.last_used.elapsed() > MAX_IDLE {
             *self = HttpConn::connect(&self.addr)?;
         }
@@ -74,7 +75,7 @@ impl HttpConn {
         self.request.clear();
         write!(
             self.request,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Length: 0\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{}{headers}Content-Length: 0\r\n\r\n",
             self.addr, self.authorization
         )?;
         self.reader
@@ -84,9 +85,19 @@ impl HttpConn {
             .map_err(|e| context(e, &format!("{method} {path} on"), &self.addr))
     }
 
-    /// Like [`HttpConn::request`], but anything other than 200 is an error.
+    /// [`HttpConn::expect_ok_with`] with no extra header.
     pub fn expect_ok(&mut self, method: &str, path: &str) -> io::Result<Vec<u8>> {
-        let response = self.request(method, path)?;
+        self.expect_ok_with(method, path, "")
+    }
+
+    /// Like [`HttpConn::request`], but anything other than 200 is an error.
+    pub fn expect_ok_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+    ) -> io::Result<Vec<u8>> {
+        let response = self.request(method, path, headers)?;
         if response.status != 200 {
             return Err(io::Error::other(format!(
                 "{method} {path} on {}: status {}: {}",
@@ -197,6 +208,38 @@ fn context(e: io::Error, what: &str, addr: &str) -> io::Error {
 
 fn broken(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Fresh idempotency keys: `prefix-N` for N = 0, 1, 2, ... A prefix unique to the run
+/// (and to the connection, where several share one counter) makes every key new to the
+/// node, so each keyed request is a first acceptance, never a retry.
+pub struct Keys {
+    prefix: String,
+    next: u64,
+    header: String,
+}
+
+impl Keys {
+    pub fn new(prefix: String) -> Keys {
+        Keys {
+            prefix,
+            next: 0,
+            header: String::with_capacity(64),
+        }
+    }
+
+    /// The `Idempotency-Key` header line of the next key.
+    pub fn next_header(&mut self) -> &str {
+        use std::fmt::Write as _;
+        self.header.clear();
+        let _ = write!(
+            self.header,
+            "Idempotency-Key: {}-{}\r\n",
+            self.prefix, self.next
+        );
+        self.next += 1;
+        &self.header
+    }
 }
 
 /// The `value` field of a JSON body such as `GET /counters/{name}`'s.

@@ -28,8 +28,9 @@ Usage:
   loadgen throughput --gctr HTTP_ADDR | --redis ADDR | --http HTTP_ADDR --path PATH
                      [--connections N] [--warmup DUR] [--duration DUR]
                      [--dashboard-poll DUR]   (with --gctr: GET /dashboard.json this often)
+                     [--keyed]   (with --gctr: each increment with a new Idempotency-Key)
   loadgen converge   --nodes HTTP,HTTP,... [--increments N] [--connections N]
-                     [--pollers N] [--reps N] [--timeout DUR] [--tag TAG]
+                     [--pollers N] [--reps N] [--timeout DUR] [--tag TAG] [--keyed]
   loadgen idle       --nodes HTTP,HTTP,... [--counters N] [--window DUR]
   loadgen seal       [--reps N]   (gossip keyring: bytes and time to seal and open)
   loadgen wait-peers --nodes HTTP,HTTP,... [--timeout DUR]
@@ -71,6 +72,7 @@ struct Options {
     dashboard_poll: Option<Duration>,
     member: Option<String>,
     state: Option<String>,
+    keyed: bool,
 }
 
 fn run() -> Result<(), Error> {
@@ -98,6 +100,7 @@ fn run() -> Result<(), Error> {
         dashboard_poll: None,
         member: None,
         state: None,
+        keyed: false,
     };
     while let Some(arg) = parser.next()? {
         match arg {
@@ -134,11 +137,15 @@ fn run() -> Result<(), Error> {
             Long("dashboard-poll") => o.dashboard_poll = Some(duration(parser.value()?.string()?)?),
             Long("member") => o.member = Some(parser.value()?.string()?),
             Long("state") => o.state = Some(parser.value()?.string()?),
+            Long("keyed") => o.keyed = true,
             _ => return Err(arg.unexpected().into()),
         }
     }
     if o.connections == 0 || o.reps == 0 || o.increments == 0 || o.duration.is_zero() {
         return Err("--connections, --reps, --increments and --duration must be above zero".into());
+    }
+    if o.keyed && !matches!(command.as_deref(), Some("throughput" | "converge")) {
+        return Err("--keyed is for throughput and converge".into());
     }
     match command.as_deref() {
         Some("throughput") => {
@@ -146,7 +153,9 @@ fn run() -> Result<(), Error> {
                 (Some(http), None, None) => throughput::Target::Gctr {
                     http,
                     counter: format!("tput-{:08x}", fastrand::u32(..)),
+                    keyed: o.keyed,
                 },
+                _ if o.keyed => return Err("--keyed needs --gctr HTTP_ADDR".into()),
                 (None, Some(addr), None) => throughput::Target::Redis {
                     addr,
                     key: "gctr-bench".into(),
@@ -179,6 +188,7 @@ fn run() -> Result<(), Error> {
             reps: o.reps,
             timeout: o.timeout,
             tag: o.tag,
+            keyed: o.keyed,
         })?,
         Some("idle") => idle::run(&idle::Settings {
             nodes: need_nodes(o.nodes)?,

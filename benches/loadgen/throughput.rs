@@ -5,18 +5,25 @@
 //!
 //! For gctr every acknowledgement is also counted, and afterwards the counter (a fresh
 //! name per run) must read exactly that many: a fast server that loses writes fails.
+//! With `keyed`, every increment carries an `Idempotency-Key` never used before (the
+//! counter's name, the connection and a sequence number), so each is a new acceptance.
 //! With `dashboard_poll`, a dashboard is left open on the node meanwhile (`dashboard`).
 
 use crate::dashboard;
-use crate::http::{json_value, HttpConn};
+use crate::http::{json_value, HttpConn, Keys};
 use crate::resp::RespConn;
 use crate::stats::{ms, percentile};
 use std::io;
 use std::time::{Duration, Instant};
 
 pub enum Target {
-    /// A gctr node's HTTP address; increments a counter of this name.
-    Gctr { http: String, counter: String },
+    /// A gctr node's HTTP address; increments a counter of this name, each increment
+    /// with a fresh idempotency key if `keyed`.
+    Gctr {
+        http: String,
+        counter: String,
+        keyed: bool,
+    },
     /// A Redis server's address; `INCR` on this key.
     Redis { addr: String, key: String },
     /// `GET path` on a gctr node: the cost of the HTTP layer alone, for diagnosis.
@@ -24,20 +31,26 @@ pub enum Target {
 }
 
 enum Client {
-    Http(HttpConn, &'static str, String),
+    Http(HttpConn, &'static str, String, Option<Keys>),
     Resp(RespConn),
 }
 
 impl Client {
-    fn connect(target: &Target) -> io::Result<Client> {
+    /// Connection number `i` to `target`.
+    fn connect(target: &Target, i: usize) -> io::Result<Client> {
         Ok(match target {
-            Target::Gctr { http, counter } => Client::Http(
+            Target::Gctr {
+                http,
+                counter,
+                keyed,
+            } => Client::Http(
                 HttpConn::connect(http)?,
                 "POST",
                 format!("/counters/{counter}/increment"),
+                keyed.then(|| Keys::new(format!("{counter}-{i}"))),
             ),
             Target::Read { http, path } => {
-                Client::Http(HttpConn::connect(http)?, "GET", path.clone())
+                Client::Http(HttpConn::connect(http)?, "GET", path.clone(), None)
             }
             Target::Redis { addr, key } => Client::Resp(RespConn::connect(addr, key)?),
         })
@@ -45,7 +58,10 @@ impl Client {
 
     fn call(&mut self) -> io::Result<()> {
         match self {
-            Client::Http(conn, method, path) => conn.expect_ok(method, path).map(drop),
+            Client::Http(conn, method, path, keys) => {
+                let headers = keys.as_mut().map_or("", Keys::next_header);
+                conn.expect_ok_with(method, path, headers).map(drop)
+            }
             Client::Resp(conn) => conn.incr().map(drop),
         }
     }
@@ -69,7 +85,7 @@ struct ThreadFigures {
 
 pub fn run(target: &Target, settings: &Settings) -> io::Result<()> {
     let mut clients = (0..settings.connections)
-        .map(|_| Client::connect(target))
+        .map(|i| Client::connect(target, i))
         .collect::<io::Result<Vec<_>>>()?;
     let begin = Instant::now();
     let measure_from = begin + settings.warmup;
@@ -100,7 +116,7 @@ pub fn run(target: &Target, settings: &Settings) -> io::Result<()> {
     let mut latencies: Vec<Duration> = figures.into_iter().flat_map(|f| f.latencies).collect();
     latencies.sort_unstable();
     let ops_per_s = latencies.len() as f64 / settings.duration.as_secs_f64();
-    if let Target::Gctr { http, counter } = target {
+    if let Target::Gctr { http, counter, .. } = target {
         let body = HttpConn::connect(http)?.expect_ok("GET", &format!("/counters/{counter}"))?;
         let value = json_value(&body)?;
         if value != acked as i64 {

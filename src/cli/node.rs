@@ -147,10 +147,9 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         fence,
     } = opened;
     config.name.clone_from(&origin.node);
+    config.discovery = options.discovery.is_some();
     // Without a way to find members at start-up there is no one to ask.
-    let finds_members =
-        !config.seeds.is_empty() || options.discovery.is_some() || config.lan.is_some();
-    config.fence = fence.filter(|_| finds_members);
+    config.fence = fence.filter(|_| config.finds_members());
     // Installed before the node serves, so a SIGTERM that comes as soon as it answers
     // still stops it cleanly.
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);

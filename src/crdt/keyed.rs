@@ -110,8 +110,8 @@ impl KeyRecord {
 #[derive(Clone, Debug, Default)]
 struct Ledger {
     folded: Folded,
-    /// Version → key, every acceptance held (resolved or not).
-    accepts: BTreeMap<u64, KeyId>,
+    /// Version → key, the acceptances held that are not yet resolved (above `through`).
+    pending: BTreeMap<u64, KeyId>,
 }
 
 /// What a key adds to a counter's value: its winner's counter and signed amount.
@@ -269,7 +269,9 @@ impl KeyStore {
             .entry((acceptance.counter, acceptance.origin))
             .or_default();
         let resolved = ledger.folded.through >= acceptance.version;
-        ledger.accepts.insert(acceptance.version, id);
+        if !resolved {
+            ledger.pending.insert(acceptance.version, id);
+        }
         self.unlist(id);
         let record = self.records[id as usize]
             .as_mut()
@@ -300,7 +302,8 @@ impl KeyStore {
         let key: Arc<str> = key.into();
         let record = KeyRecord {
             key: key.clone(),
-            acceptances: Vec::new(),
+            // Most keys are accepted once: room for one, not the four a push would reserve.
+            acceptances: Vec::with_capacity(1),
             unresolved: 0,
         };
         let id = match self.free.pop() {
@@ -332,10 +335,9 @@ impl KeyStore {
             ledger.folded.merge(incoming);
             return;
         }
-        let newly: Vec<KeyId> = ledger
-            .accepts
-            .range(before + 1..=incoming.through)
-            .map(|(_, &id)| id)
+        let still_pending = ledger.pending.split_off(&(incoming.through + 1));
+        let newly: Vec<KeyId> = std::mem::replace(&mut ledger.pending, still_pending)
+            .into_values()
             .collect();
         let contributions: Vec<Contribution> = newly
             .iter()
@@ -343,12 +345,7 @@ impl KeyStore {
             .collect();
         let ledger = self.ledgers.get_mut(&(counter, origin)).expect("just made");
         ledger.folded.merge(incoming);
-        if ledger
-            .accepts
-            .range(ledger.folded.through + 1..)
-            .next()
-            .is_none()
-        {
+        if ledger.pending.is_empty() {
             self.unresolved_ledgers.remove(&(origin, counter));
         }
         self.unresolved -= newly.len();
@@ -376,7 +373,7 @@ impl KeyStore {
         self.ledgers
             .get(&(counter, origin))
             .into_iter()
-            .flat_map(|l| l.accepts.range(l.folded.through + 1..))
+            .flat_map(|l| &l.pending)
             .map(|(&v, &id)| (v, id))
     }
 
@@ -410,12 +407,7 @@ impl KeyStore {
                 .take()
                 .expect("a key id in use has a record");
             self.index.remove(&record.key);
-            for a in &record.acceptances {
-                if let Some(l) = self.ledgers.get_mut(&(a.counter, a.origin)) {
-                    l.accepts.remove(&a.version);
-                }
-                dropped.push((a.origin, a.version));
-            }
+            dropped.extend(record.acceptances.iter().map(|a| (a.origin, a.version)));
             self.free.push(id);
         }
         dropped

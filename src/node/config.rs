@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub key_window: Duration,
     /// Most idempotency keys held; a new key beyond it is refused (HTTP 503).
     pub max_keys: usize,
+    /// The node registers with a discovery server (it joins the members it lists).
+    pub discovery: bool,
 }
 
 /// `--keyring FILE` and `--keyring-transition`.
@@ -103,6 +105,13 @@ impl NodeConfig {
             keyring: None,
             key_window: DEFAULT_KEY_WINDOW,
             max_keys: DEFAULT_MAX_KEYS,
+            discovery: false,
         }
+    }
+
+    /// Whether the node has a way to find members at start: seeds, discovery or LAN
+    /// discovery.
+    pub fn finds_members(&self) -> bool {
+        !self.seeds.is_empty() || self.discovery || self.lan.is_some()
     }
 }

@@ -54,7 +54,7 @@ use crate::keyring::cluster::{ClusterKeys, Record};
 use crate::keyring::shared::SharedKeyring;
 use crate::member::{Member, NodeName};
 use crate::membership::Membership;
-use crate::node_core::{NodeCore, Storage};
+use crate::node_core::{KeyStart, NodeCore, Storage};
 use crate::resp::{self, NodeLink, RespServer};
 use crate::status::histogram::{Histogram, DURATION_BUCKETS};
 use crossbeam_channel::Sender;
@@ -386,7 +386,13 @@ fn core(
     state.set_counter_limit(config.max_counters);
     state.set_key_limit(config.max_keys);
     // A node with state of its own (recovered from its WAL) holds the keys it ever saw.
-    let caught_up = state.origin_count() > 0;
+    let key_start = if state.origin_count() > 0 {
+        KeyStart::Recovered
+    } else if config.finds_members() {
+        KeyStart::Joining
+    } else {
+        KeyStart::Alone
+    };
     let engine = Engine::new(origin, config.engine.clone(), state, fastrand::u64(..), now);
     let membership = Membership::new(
         me.clone(),
@@ -397,7 +403,7 @@ fn core(
     );
     let mut core = NodeCore::new(engine, storage)
         .with_membership(membership)
-        .with_keys(config.key_window, wall_epoch_ms(now), caught_up);
+        .with_keys(config.key_window, wall_epoch_ms(now), key_start);
     if let Some(timeout) = config.fence {
         core.fence(now, timeout);
     }

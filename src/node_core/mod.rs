@@ -53,6 +53,22 @@ pub const DEFAULT_KEY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_MAX_KEYS: usize = 10_000_000;
 /// How often keys past their window are looked for.
 const KEY_EXPIRY_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a node with no way to find members must have heard from none before it
+/// takes keys: the members of a cluster it was part of contact it well within this.
+const KEY_ALONE_GRACE: Duration = Duration::from_secs(2);
+
+/// Where a node's knowledge of idempotency keys stands when it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStart {
+    /// It recovered its state: every key it ever held.
+    Recovered,
+    /// It starts empty and joins a cluster (seeds, discovery, LAN discovery): it takes
+    /// keys once it holds everything a live member's digest showed.
+    Joining,
+    /// It starts empty with no way to find members: it takes keys once it has heard
+    /// from no member for [`KEY_ALONE_GRACE`], else as when joining.
+    Alone,
+}
 
 /// A client's increment or decrement and where to send its answer.
 #[derive(Debug)]
@@ -120,10 +136,12 @@ struct KeyPolicy {
     window: Duration,
     /// Wall-clock milliseconds at the runtime's time zero.
     wall_epoch_ms: u64,
-    /// Whether this node holds what its peers hold of keys (it recovered its state, or
-    /// a peer answered its pull, or it has no member to ask): until then a keyed
-    /// operation could miss an acceptance made elsewhere, so it is refused.
+    /// Whether this node holds what its peers hold of keys (see [`KeyStart`]): until
+    /// then a keyed operation could miss an acceptance made elsewhere, so it is refused.
     ready: bool,
+    start: KeyStart,
+    /// Since when no member other than this node is known (for [`KeyStart::Alone`]).
+    alone_since: Option<Duration>,
     next_expiry: Duration,
     stats: KeyStats,
 }
@@ -164,6 +182,8 @@ impl<R> NodeCore<R> {
                 window: DEFAULT_KEY_WINDOW,
                 wall_epoch_ms: 0,
                 ready: true,
+                start: KeyStart::Recovered,
+                alone_since: None,
                 next_expiry: Duration::ZERO,
                 stats: KeyStats::default(),
             },
@@ -171,21 +191,47 @@ impl<R> NodeCore<R> {
     }
 
     /// Keeps idempotency keys for `window`, reading the wall clock as `wall_epoch_ms`
-    /// (milliseconds since the Unix epoch) at the runtime's time zero. With `caught_up`
-    /// false (a node that starts with no state of its own) keyed operations are refused
-    /// until a peer answered a pull, or no member other than this node is known.
-    pub fn with_keys(mut self, window: Duration, wall_epoch_ms: u64, caught_up: bool) -> Self {
+    /// (milliseconds since the Unix epoch) at the runtime's time zero; until `start`
+    /// says this node holds what its peers hold of keys, keyed operations are refused.
+    pub fn with_keys(mut self, window: Duration, wall_epoch_ms: u64, start: KeyStart) -> Self {
         self.keys.window = window;
         self.keys.wall_epoch_ms = wall_epoch_ms;
-        self.keys.ready = caught_up;
+        self.keys.start = start;
+        self.keys.ready = start == KeyStart::Recovered;
         self
+    }
+
+    /// Marks the node ready for keys once it holds everything the last digest of the
+    /// live member `from` showed, or (starting alone) once no member was heard of for
+    /// the grace time.
+    fn check_key_readiness(&mut self, now: Duration, from: Option<&NodeName>) {
+        if self.keys.ready {
+            return;
+        }
+        if let Some(peer) = from.filter(|p| self.is_live_member(p)) {
+            let state = self.engine.state();
+            let caught_up = self
+                .engine
+                .peer_digest(peer)
+                .is_some_and(|d| d.iter().all(|(origin, &v)| state.known(origin) >= v));
+            if caught_up {
+                self.keys.ready = true;
+                return;
+            }
+        }
+        if self.keys.start == KeyStart::Alone && self.members().all(|m| m.is_self) {
+            let since = *self.keys.alone_since.get_or_insert(now);
+            self.keys.ready = now.saturating_sub(since) >= KEY_ALONE_GRACE;
+        } else {
+            self.keys.alone_since = None;
+        }
     }
 
     /// Idempotency-key figures for reports.
     pub fn key_stats(&self) -> KeyStats {
         let state = self.engine.state();
         KeyStats {
-            ready: self.keys.ready || self.members().all(|m| m.is_self),
+            ready: self.keys.ready,
             held: state.key_count() as u64,
             live: state.unresolved_acceptances() as u64,
             ..self.keys.stats
@@ -291,9 +337,6 @@ impl<R> NodeCore<R> {
     /// Refuses the keyed operations among `requests` while this node is not ready for
     /// keys; returns the others.
     fn refuse_keyed_until_ready(&mut self, requests: Vec<OpRequest<R>>) -> Vec<OpRequest<R>> {
-        if !self.keys.ready && self.members().all(|m| m.is_self) {
-            self.keys.ready = true;
-        }
         if self.keys.ready {
             return requests;
         }
@@ -304,8 +347,8 @@ impl<R> NodeCore<R> {
             self.requests.unavailable += 1;
             self.requests.outcomes_mut(r.op.kind).failed += 1;
             let result = Err(OpFailure::Unavailable(
-                "this node started without state and has not yet caught up with a peer, so \
-                 it cannot tell a retried key yet; retry on another node or in a moment"
+                "this node started without state and has not yet caught up with a member, \
+                 so it cannot tell a retried key yet; retry on another node or in a moment"
                     .into(),
             ));
             self.effects.push(Effect::Reply {
@@ -425,14 +468,12 @@ impl<R> NodeCore<R> {
 
     /// One gossip frame from the peer `from` (a membership frame goes to membership).
     pub fn handle_frame(&mut self, now: Duration, from: &NodeName, frame: Frame) {
-        if matches!(frame, Frame::SynAck { .. }) {
-            self.keys.ready = true;
-        }
         let digest = matches!(frame, Frame::Syn { .. } | Frame::SynAck { .. });
         self.engine.handle_frame(now, from, frame);
         if self.route_engine_outputs(now) {
             self.housekeeping_due = true;
         }
+        self.check_key_readiness(now, Some(from));
         // The engine checked the digest against this node's origin (and any claim beyond
         // it made the core take a new incarnation): from a live member, that lifts the fence.
         if digest && self.is_live_member(from) {
@@ -471,6 +512,7 @@ impl<R> NodeCore<R> {
         if let Some((to, msg)) = self.guard.handle_timer(now, &self.name()) {
             self.effects.push(Effect::SendMember { to, msg });
         }
+        self.check_key_readiness(now, None);
         if now >= self.keys.next_expiry {
             self.keys.next_expiry = now + KEY_EXPIRY_INTERVAL.min(self.keys.window);
             let window = self.keys.window.as_millis() as u64;

@@ -28,7 +28,9 @@ use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
 use gctr::engine::{Config, Engine, Stats};
 use gctr::member::{Member, NodeName};
 use gctr::membership::{self, Membership};
-use gctr::node_core::{fresh_incarnation, Effect, NodeCore, OpRequest, OpResult, Storage};
+use gctr::node_core::{
+    fresh_incarnation, Effect, KeyStart, NodeCore, OpRequest, OpResult, Storage, DEFAULT_KEY_WINDOW,
+};
 use gctr::status::StorageStatus;
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -393,6 +395,7 @@ impl Sim {
     }
 
     fn start(&mut self, i: usize, state: State) {
+        let empty = state.origin_count() == 0;
         let seed = self.rng.u64(..);
         let engine = Engine::new(
             self.nodes[i].origin.clone(),
@@ -402,7 +405,19 @@ impl Sim {
             self.now,
         );
         let storage = SimStorage(self.nodes[i].log.clone());
-        let mut core = NodeCore::new(engine, Box::new(storage));
+        // As `gctr node` decides: a node with state recovered it; an empty one joins
+        // through node 0, which itself has no one to join (without membership every
+        // node knows every other from the start).
+        let key_start = match (empty, self.membership.is_some(), i) {
+            (true, true, 0) => KeyStart::Alone,
+            (true, true, _) => KeyStart::Joining,
+            _ => KeyStart::Recovered,
+        };
+        let mut core = NodeCore::new(engine, Box::new(storage)).with_keys(
+            DEFAULT_KEY_WINDOW,
+            EPOCH_MS,
+            key_start,
+        );
         match self.membership.clone() {
             Some(config) => {
                 let origin = &self.nodes[i].origin;
