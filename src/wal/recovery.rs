@@ -482,12 +482,22 @@ fn cut_torn_tail(
     out: &mut Replayed,
 ) -> Result<(), WalError> {
     let bytes_cut = bad.bytes.len() as u64 - bad.offset;
-    log::warn!(
-        "torn write at the end of {} at offset {}: {}; cutting {bytes_cut} bytes",
-        seg.path.display(),
-        bad.offset,
-        bad.reason
-    );
+    if bad.bytes[bad.offset as usize..].iter().all(|&b| b == 0) {
+        // What a crash leaves of a preallocated segment: space never written.
+        log::info!(
+            "the log of {} ends at offset {}; cutting {bytes_cut} bytes of zeros (space \
+             preallocated and never written)",
+            seg.path.display(),
+            bad.offset
+        );
+    } else {
+        log::warn!(
+            "torn write at the end of {} at offset {}: {}; cutting {bytes_cut} bytes",
+            seg.path.display(),
+            bad.offset,
+            bad.reason
+        );
+    }
     let saved_to = save_and_cut(fs, dir, &seg.path, &bad.bytes, bad.offset, "torn")?;
     if bad.offset < SEGMENT_HEADER_LEN {
         // Not even a header survived: the segment is rewritten from scratch.
