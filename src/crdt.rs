@@ -499,6 +499,11 @@ impl State {
         self.counters.entries()
     }
 
+    /// Whether this replica holds an acceptance of `key`.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.keys.id(key).is_some()
+    }
+
     /// Idempotency keys held, resolved ones (tombstones) included.
     pub fn key_count(&self) -> usize {
         self.keys.len()

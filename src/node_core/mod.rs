@@ -337,21 +337,25 @@ impl<R> NodeCore<R> {
             .plan_folds(self.engine.origin(), |key| view.decide(key))
     }
 
-    /// Refuses the keyed operations among `requests` while this node is not ready for
-    /// keys; returns the others.
+    /// Refuses the keyed operations with a key this node does not hold while it is not
+    /// ready for keys (one it holds is answered: a retry, or a mismatch); returns the
+    /// others.
     fn refuse_keyed_until_ready(&mut self, requests: Vec<OpRequest<R>>) -> Vec<OpRequest<R>> {
         if self.keys.ready {
             return requests;
         }
-        let (keyed, plain): (Vec<_>, Vec<_>) =
-            requests.into_iter().partition(|r| r.op.key.is_some());
-        for r in keyed {
+        let state = self.engine.state();
+        let (new_keys, others): (Vec<_>, Vec<_>) = requests
+            .into_iter()
+            .partition(|r| r.op.key.as_deref().is_some_and(|k| !state.has_key(k)));
+        for r in new_keys {
             self.keys.stats.not_ready += 1;
             self.requests.unavailable += 1;
             self.requests.outcomes_mut(r.op.kind).failed += 1;
             let result = Err(OpFailure::Unavailable(
-                "this node started without state and has not yet caught up with a member, \
-                 so it cannot tell a retried key yet; retry on another node or in a moment"
+                "this node has not caught up with a member since it started, so it cannot \
+                 tell whether this key was accepted elsewhere; retry on another node or in a \
+                 moment"
                     .into(),
             ));
             self.effects.push(Effect::Reply {
@@ -359,7 +363,7 @@ impl<R> NodeCore<R> {
                 result,
             });
         }
-        plain
+        others
     }
 
     /// Prepares one batch (with whatever folds are due) and hands it to the storage.
