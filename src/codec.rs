@@ -1058,6 +1058,19 @@ mod tests {
     }
 
     #[test]
+    fn a_tenth_varint_byte_may_carry_only_the_top_bit() {
+        let decode = |last: u8| {
+            let mut bytes = vec![0x80; 9];
+            bytes.push(last);
+            Decoder::new(&bytes).varint()
+        };
+        assert_eq!(decode(0x00), Ok(0), "a long zero is still zero");
+        assert_eq!(decode(0x01), Ok(1 << 63));
+        assert_eq!(decode(0x02), Err(CodecError::VarintOverflow));
+        assert_eq!(decode(0x7f), Err(CodecError::VarintOverflow));
+    }
+
+    #[test]
     fn varints_round_trip_at_the_edges() {
         for v in [0, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
             let mut buf = Vec::new();
