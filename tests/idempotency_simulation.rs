@@ -303,6 +303,14 @@ fn folding_before_a_key_is_stable_counts_it_twice_and_the_check_catches_it() {
 
 #[test]
 fn retried_keyed_operations_count_once_on_fifty_nodes() {
-    let (requests, accepted) = check(seed_or(600), 50, 400);
-    assert!(requests > 400 && accepted >= 400);
+    let first = seed_or(600);
+    let seeds = if std::env::var("GCTR_SIM_SEED").is_ok() {
+        first..first + 1
+    } else {
+        first..first + 3
+    };
+    for seed in seeds {
+        let (requests, accepted) = check(seed, 50, 400);
+        assert!(requests > 400 && accepted > 400, "no key crossed a partition");
+    }
 }
