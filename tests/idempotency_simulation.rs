@@ -311,6 +311,9 @@ fn retried_keyed_operations_count_once_on_fifty_nodes() {
     };
     for seed in seeds {
         let (requests, accepted) = check(seed, 50, 400);
-        assert!(requests > 400 && accepted > 400, "no key crossed a partition");
+        assert!(
+            requests > 400 && accepted > 400,
+            "no key crossed a partition"
+        );
     }
 }
