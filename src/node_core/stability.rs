@@ -111,6 +111,19 @@ mod tests {
         }
     }
 
+    /// What `engine`'s node decides for each of its unresolved acceptances, over
+    /// `members`, in the order it meets them (stopping at the first wait).
+    fn decisions(engine: &Engine, members: &[&NodeName]) -> Vec<Resolution> {
+        let view = StabilityView::new(engine, members.to_vec());
+        let mut out = Vec::new();
+        engine.state().plan_folds(engine.origin(), |k| {
+            let r = view.decide(k);
+            out.push(r);
+            r
+        });
+        out
+    }
+
     fn name(n: &str) -> NodeName {
         NodeName::new(n).unwrap()
     }
@@ -124,16 +137,7 @@ mod tests {
         let mut engine = Engine::new(a.clone(), Config::default(), state, 1, Duration::ZERO);
         engine.set_peers([name("b")]);
         let b_name = name("b");
-        let decide = |engine: &Engine| {
-            let view = StabilityView::new(engine, vec![&b_name]);
-            let mut out = Vec::new();
-            engine.state().plan_folds(&a, |k| {
-                let r = view.decide(k);
-                out.push(r);
-                r
-            });
-            out
-        };
+        let decide = |engine: &Engine| decisions(engine, &[&b_name]);
         assert_eq!(
             decide(&engine),
             vec![Resolution::Wait],
@@ -166,16 +170,7 @@ mod tests {
         let a_name = name("a");
         engine.set_peers([name("a")]);
         engine.handle_frame(Duration::ZERO, &a_name, digest(&[(&a, 1), (&c, 1)]));
-        let decide = |engine: &Engine| {
-            let view = StabilityView::new(engine, vec![&a_name]);
-            let mut out = Vec::new();
-            engine.state().plan_folds(&c, |k| {
-                let r = view.decide(k);
-                out.push(r);
-                r
-            });
-            out
-        };
+        let decide = |engine: &Engine| decisions(engine, &[&a_name]);
         assert_eq!(
             decide(&engine),
             vec![Resolution::Wait],
