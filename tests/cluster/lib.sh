@@ -30,6 +30,13 @@
 #   wait_until DESC SECS CMD...  poll CMD every 0.1 s until it succeeds, else fail
 #   hold_for DESC SECS CMD...  poll CMD every 0.1 s for SECS; fail if it ever fails
 #   now_ms                     milliseconds since the epoch (for reporting durations)
+#   hub_network HUB N...       nodes N... each in namespace `ns N` with `ip_of N`
+#                              (10.231.0.N) on bridge br0 of namespace HUB, which also
+#                              has an empty br1: moving a node's veth `vN` to br1 cuts
+#                              it off; `gossip_of N`, `http_of N` its ports (9000+N,
+#                              8010+N); `client N ARGS...` runs the gctr client from N's
+#                              namespace against N; `all_report WANT N...` succeeds when
+#                              each node reports WANT for $COUNTER
 #   step MSG / pass MSG / fail MSG   progress line / success line / failure (exit 1)
 
 GCTR_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -211,6 +218,51 @@ netns_add() {
     ip netns add "$1" || fail "cannot create network namespace $1"
     _created_netns+=("$1")
     ip -n "$1" link set lo up
+}
+
+ns() { echo "$TEST_ID-n$1"; }
+ip_of() { echo "10.231.0.$1"; }
+gossip_of() { echo "$(ip_of "$1"):$((9000 + $1))"; }
+http_of() { echo "$(ip_of "$1"):$((8010 + $1))"; }
+
+# Builds the hub network (see the list at the top) for the nodes given after HUB.
+hub_network() {
+    local hub=$1 br n
+    shift
+    netns_add "$hub"
+    for br in br0 br1; do
+        ip -n "$hub" link add "$br" type bridge
+        ip -n "$hub" link set "$br" up
+    done
+    for n in "$@"; do
+        netns_add "$(ns "$n")"
+        ip -n "$hub" link add "v$n" type veth peer name eth0 netns "$(ns "$n")"
+        ip -n "$hub" link set "v$n" master br0 up
+        ip -n "$(ns "$n")" addr add "$(ip_of "$n")/24" dev eth0
+        ip -n "$(ns "$n")" link set eth0 up
+    done
+}
+
+# Runs the gctr client from node N's own namespace against node N, so that it reaches N
+# on either side of a cut.
+client() {
+    local n=$1
+    shift
+    ip netns exec "$(ns "$n")" "$GCTR" "$@" --http "$(http_of "$n")"
+}
+
+# Succeeds when every node listed after WANT reports WANT for $COUNTER; prints what
+# each reports.
+all_report() {
+    local want=$1 n v seen="" ok=0
+    shift
+    for n in "$@"; do
+        v=$(client "$n" get "$COUNTER" 2>&1) || v="error: $v"
+        seen+="n$n=$v "
+        [[ $v == "$want" ]] || ok=1
+    done
+    echo "${seen% }"
+    return "$ok"
 }
 
 # Starts CMD in the background with its output appended to $TEST_DIR/NAME.log. Call it

@@ -25,31 +25,6 @@ HUB=$TEST_ID-hub
 # and revive dead members, with no restart.
 PARTITION_HOLD_SECONDS=${GCTR_PARTITION_HOLD:-60}
 
-ns() { echo "$TEST_ID-n$1"; }
-ip_of() { echo "10.231.0.$1"; }
-gossip_of() { echo "$(ip_of "$1"):$((9000 + $1))"; }
-http_of() { echo "$(ip_of "$1"):$((8010 + $1))"; }
-
-# Runs the gctr client from node N's own namespace against node N.
-client() {
-    local n=$1
-    shift
-    ip netns exec "$(ns "$n")" "$GCTR" "$@" --http "$(http_of "$n")"
-}
-
-# Succeeds when every node listed after WANT reports WANT; prints what each reports.
-all_report() {
-    local want=$1 n v seen="" ok=0
-    shift
-    for n in "$@"; do
-        v=$(client "$n" get "$COUNTER" 2>&1) || v="error: $v"
-        seen+="n$n=$v "
-        [[ $v == "$want" ]] || ok=1
-    done
-    echo "${seen% }"
-    return "$ok"
-}
-
 node_list() {
     local IFS=,
     echo "${*/#/n}"
@@ -104,18 +79,7 @@ write() {
 }
 
 step "network: hub namespace $HUB, bridges br0 and br1, $(node_list "${NODES[@]}") on br0"
-netns_add "$HUB"
-for br in br0 br1; do
-    ip -n "$HUB" link add "$br" type bridge
-    ip -n "$HUB" link set "$br" up
-done
-for n in "${NODES[@]}"; do
-    netns_add "$(ns "$n")"
-    ip -n "$HUB" link add "v$n" type veth peer name eth0 netns "$(ns "$n")"
-    ip -n "$HUB" link set "v$n" master br0 up
-    ip -n "$(ns "$n")" addr add "$(ip_of "$n")/24" dev eth0
-    ip -n "$(ns "$n")" link set eth0 up
-done
+hub_network "$HUB" "${NODES[@]}"
 
 step "starting $(node_list "${NODES[@]}"), each seeded with the others"
 for n in "${NODES[@]}"; do
