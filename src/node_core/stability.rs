@@ -124,6 +124,20 @@ mod tests {
         out
     }
 
+    /// A state holding an acceptance of key "k" (5 on counter "c") by each of `origins`.
+    fn holding(origins: &[&Origin]) -> State {
+        let mut state = State::new();
+        for origin in origins {
+            state.apply_delta(&accepted(origin, "k"));
+        }
+        state
+    }
+
+    /// The engine of `me` over `state`.
+    fn engine(me: &Origin, state: State) -> Engine {
+        Engine::new(me.clone(), Config::default(), state, 1, Duration::ZERO)
+    }
+
     fn name(n: &str) -> NodeName {
         NodeName::new(n).unwrap()
     }
@@ -132,9 +146,7 @@ mod tests {
     fn a_key_is_stable_once_every_member_showed_it_and_its_writes_are_here() {
         let a = Origin::new("a", 1);
         let b = Origin::new("b", 1);
-        let mut state = State::new();
-        state.apply_delta(&accepted(&a, "k"));
-        let mut engine = Engine::new(a.clone(), Config::default(), state, 1, Duration::ZERO);
+        let mut engine = engine(&a, holding(&[&a]));
         engine.set_peers([name("b")]);
         let b_name = name("b");
         let decide = |engine: &Engine| decisions(engine, &[&b_name]);
@@ -163,10 +175,7 @@ mod tests {
     fn a_loser_waits_until_the_winner_resolved_the_key_then_passes() {
         let a = Origin::new("a", 1);
         let c = Origin::new("c", 1);
-        let mut state = State::new();
-        state.apply_delta(&accepted(&a, "k"));
-        state.apply_delta(&accepted(&c, "k"));
-        let mut engine = Engine::new(c.clone(), Config::default(), state, 1, Duration::ZERO);
+        let mut engine = engine(&c, holding(&[&a, &c]));
         let a_name = name("a");
         engine.set_peers([name("a")]);
         engine.handle_frame(Duration::ZERO, &a_name, digest(&[(&a, 1), (&c, 1)]));
@@ -209,20 +218,12 @@ mod tests {
         let b = Origin::new("b", 1);
         let a_name = name("a");
         let b_name = name("b");
-        let mut both = State::new();
-        both.apply_delta(&accepted(&a, "k"));
-        both.apply_delta(&accepted(&b, "k"));
-        let mut b_engine = Engine::new(
-            b.clone(),
-            Config::default(),
-            both.clone(),
-            1,
-            Duration::ZERO,
-        );
+        let both = holding(&[&a, &b]);
+        let mut b_engine = engine(&b, both.clone());
         assert!(resolve(&mut b_engine, vec![]).is_empty(), "b waits for a");
         assert_eq!(b_engine.state().value("c"), 5, "a's acceptance counts k");
 
-        let mut a_engine = Engine::new(a.clone(), Config::default(), both, 1, Duration::ZERO);
+        let mut a_engine = engine(&a, both);
         a_engine.set_peers([b_name.clone()]);
         a_engine.handle_frame(Duration::ZERO, &b_name, digest(&[(&a, 1), (&b, 1)]));
         let folds = resolve(&mut a_engine, vec![&b_name]);
@@ -262,16 +263,8 @@ mod tests {
         let c = Origin::new("c", 1);
         let b_name = name("b");
         let c_name = name("c");
-        let mut both = State::new();
-        both.apply_delta(&accepted(&a, "k"));
-        both.apply_delta(&accepted(&b, "k"));
-        let mut b_engine = Engine::new(
-            b.clone(),
-            Config::default(),
-            both.clone(),
-            1,
-            Duration::ZERO,
-        );
+        let both = holding(&[&a, &b]);
+        let mut b_engine = engine(&b, both.clone());
         b_engine.set_peers([c_name.clone()]);
         b_engine.handle_frame(
             Duration::ZERO,
@@ -286,7 +279,7 @@ mod tests {
         for d in b_engine.state().to_deltas() {
             a_state.apply_delta(&d);
         }
-        let mut a_engine = Engine::new(a.clone(), Config::default(), a_state, 1, Duration::ZERO);
+        let mut a_engine = engine(&a, a_state);
         a_engine.set_peers([b_name.clone(), c_name.clone()]);
         a_engine.handle_frame(
             Duration::ZERO,

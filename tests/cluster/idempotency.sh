@@ -51,25 +51,6 @@ OP_DEADLINE_SECONDS=60
 # Logical operations acknowledged in each phase before the next fault.
 OPS_PER_PHASE=15
 
-# Succeeds when node N sees every node named after STATE in that state; with STATE
-# "not-alive", in any state but alive (suspect, dead).
-sees() {
-    local n=$1 state=$2 json
-    shift 2
-    json=$(client "$n" members --json) || return 1
-    python3 -c '
-import json, sys
-members = {m["name"]: m["state"] for m in json.loads(sys.argv[1])["members"]}
-want = sys.argv[3:]
-print({name: members.get(name) for name in want})
-if sys.argv[2] == "not-alive":
-    ok = all(members.get(name) not in (None, "alive") for name in want)
-else:
-    ok = all(members.get(name) == sys.argv[2] for name in want)
-sys.exit(0 if ok else 1)' \
-        "$json" "$state" "$@"
-}
-
 ALL_NAMES=("${NODES[@]/#/n}")
 
 start_node() {

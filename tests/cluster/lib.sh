@@ -36,7 +36,8 @@
 #                              it off; `gossip_of N`, `http_of N` its ports (9000+N,
 #                              8010+N); `client N ARGS...` runs the gctr client from N's
 #                              namespace against N; `all_report WANT N...` succeeds when
-#                              each node reports WANT for $COUNTER
+#                              each node reports WANT for $COUNTER; `sees N STATE
+#                              NAME...` when N's membership shows each NAME in STATE
 #   step MSG / pass MSG / fail MSG   progress line / success line / failure (exit 1)
 
 GCTR_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -263,6 +264,25 @@ all_report() {
     done
     echo "${seen% }"
     return "$ok"
+}
+
+# Succeeds when node N sees every node named after STATE (n1, n2, ...) in that state; with STATE
+# "not-alive", in any state but alive (suspect, dead).
+sees() {
+    local n=$1 state=$2 json
+    shift 2
+    json=$(client "$n" members --json) || return 1
+    python3 -c '
+import json, sys
+members = {m["name"]: m["state"] for m in json.loads(sys.argv[1])["members"]}
+want = sys.argv[3:]
+print({name: members.get(name) for name in want})
+if sys.argv[2] == "not-alive":
+    ok = all(members.get(name) not in (None, "alive") for name in want)
+else:
+    ok = all(members.get(name) == sys.argv[2] for name in want)
+sys.exit(0 if ok else 1)' \
+        "$json" "$state" "$@"
 }
 
 # Starts CMD in the background with its output appended to $TEST_DIR/NAME.log. Call it

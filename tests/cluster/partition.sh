@@ -30,20 +30,6 @@ node_list() {
     echo "${*/#/n}"
 }
 
-# Succeeds when node N sees every node named after it in STATE (alive, dead, ...).
-sees() {
-    local n=$1 state=$2 json
-    shift 2
-    json=$(client "$n" members --json) || return 1
-    python3 -c '
-import json, sys
-members = {m["name"]: m["state"] for m in json.loads(sys.argv[1])["members"]}
-want = sys.argv[3:]
-print({name: members.get(name) for name in want})
-sys.exit(0 if all(members.get(name) == sys.argv[2] for name in want) else 1)' \
-        "$json" "$state" "$@"
-}
-
 # Succeeds while each side reports only its own writes (a_value and b_value, set at
 # the cut).
 sides_apart() {
