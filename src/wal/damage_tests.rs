@@ -1,6 +1,6 @@
 //! Scenario tests for damage across segments: a segment missing from the middle or the
-//! start of the log, a last segment zero-filled header and all, and appends (one of them
-//! failing) after a repair cut the last segment short.
+//! start of the log, a last segment zero-filled header and all or torn inside its header,
+//! and appends (one of them failing) after a repair cut the last segment short.
 
 use super::faulty_fs::Op;
 use super::frame::{encode_frame, FRAME_HEADER_LEN};
@@ -114,6 +114,30 @@ fn wal_a_wholly_zeroed_last_segment_is_cut_as_a_torn_write_keeping_every_earlier
     assert_eq!((&torn.file, torn.offset, torn.bytes_cut), (last, 0, 4096));
     assert_eq!(torn.saved_to, None, "zeros hold nothing worth a copy");
 
+    assert_eq!(node.local("after", 1).unwrap(), kept as u64 + 1);
+    let expected = image(&node.state);
+    drop(node);
+    let (node, report) = Node::open(dir.path(), tiny(200));
+    assert_eq!(image(&node.state), expected);
+    assert!(report.torn_tail.is_none());
+}
+
+#[test]
+fn wal_a_last_segment_torn_inside_its_header_is_cut_keeping_every_earlier_record() {
+    let (dir, origin, history) = written(tiny(200), 20);
+    let segs = segments(dir.path());
+    let last = segs.last().unwrap();
+    let kept = first_seq(last) - 1;
+    // A crash while a new segment's header was being written: its first bytes only.
+    let header = stdfs::read(last).unwrap();
+    stdfs::write(last, &header[..5]).unwrap();
+
+    let (mut node, report) = Node::open(dir.path(), tiny(200));
+    assert_eq!(node.wal.origin(), &origin, "a torn write keeps the origin");
+    assert_eq!(image(&node.state), history[kept]);
+    assert_eq!(report.records_replayed, kept as u64);
+    let torn = report.torn_tail.expect("a torn tail");
+    assert_eq!((&torn.file, torn.offset, torn.bytes_cut), (last, 0, 5));
     assert_eq!(node.local("after", 1).unwrap(), kept as u64 + 1);
     let expected = image(&node.state);
     drop(node);
