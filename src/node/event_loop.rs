@@ -87,23 +87,60 @@ pub enum OpReply {
     /// A thread waiting for this one answer (an HTTP request).
     Once(oneshot::Sender<OpResult>),
     /// A channel that takes answers in order (a RESP session).
-    Channel(Sender<OpResult>),
+    Channel(ChannelReply),
 }
 
 impl OpReply {
     pub fn send(self, result: OpResult) {
         match self {
             OpReply::Once(tx) => tx.send(result),
-            OpReply::Channel(tx) => {
-                let _ = tx.send(result);
+            OpReply::Channel(reply) => {
+                let _ = reply.tx.send(result);
             }
         }
     }
 }
 
-impl From<Sender<OpResult>> for OpReply {
-    fn from(tx: Sender<OpResult>) -> OpReply {
-        OpReply::Channel(tx)
+/// Called once an answer is on its channel, to wake whoever waits for it without
+/// blocking on the channel (the RESP event loop).
+#[derive(Clone)]
+pub struct Notify(Arc<dyn Fn() + Send + Sync>);
+
+impl Notify {
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Notify {
+        Notify(Arc::new(f))
+    }
+
+    pub fn call(&self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notify")
+    }
+}
+
+/// One answer's place on an ordered channel, and whom to wake once it is there: when it
+/// is sent, or dropped unsent (the node is stopping), so a waiter is never left asleep.
+#[derive(Debug)]
+pub struct ChannelReply {
+    tx: Sender<OpResult>,
+    notify: Option<Notify>,
+}
+
+impl ChannelReply {
+    pub fn new(tx: Sender<OpResult>, notify: Option<Notify>) -> ChannelReply {
+        ChannelReply { tx, notify }
+    }
+}
+
+impl Drop for ChannelReply {
+    fn drop(&mut self) {
+        if let Some(notify) = &self.notify {
+            notify.call();
+        }
     }
 }
 
@@ -113,10 +150,11 @@ pub enum ClientOps {
     /// One operation.
     One { op: LocalOp, reply: OpReply },
     /// Operations committed in the same batch, answered in their order on one channel
-    /// (a RESP pipeline). At most [`MAX_BATCH`] of them.
+    /// (a RESP pipeline), each answer followed by `notify`. At most [`MAX_BATCH`] of them.
     Many {
         ops: Vec<LocalOp>,
         reply: Sender<OpResult>,
+        notify: Option<Notify>,
     },
 }
 
@@ -125,10 +163,12 @@ impl ClientOps {
     fn unpack(self, batch: &mut Vec<OpRequest<OpReply>>) {
         match self {
             ClientOps::One { op, reply } => batch.push(OpRequest { op, reply }),
-            ClientOps::Many { ops, reply } => batch.extend(ops.into_iter().map(|op| OpRequest {
-                op,
-                reply: OpReply::Channel(reply.clone()),
-            })),
+            ClientOps::Many { ops, reply, notify } => {
+                batch.extend(ops.into_iter().map(|op| OpRequest {
+                    op,
+                    reply: OpReply::Channel(ChannelReply::new(reply.clone(), notify.clone())),
+                }))
+            }
         }
     }
 }

@@ -12,7 +12,7 @@
 //! - `auth`: API tokens (`AUTH`) and what a connection's token lets it do;
 //! - `about`: what the server says about itself (`COMMAND`, `HELLO`, `INFO`, `CONFIG`);
 //! - `reply`: RESP2 reply encoding;
-//! - `server`: the listener and the connection threads.
+//! - `server`: the listener and the event loops that serve the connections.
 
 pub mod about;
 pub mod auth;

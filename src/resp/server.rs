@@ -1,27 +1,39 @@
-//! The RESP server: a thread accepting connections and a thread per connection (at most
-//! [`Config::max_clients`] at once), each reading requests into a bounded buffer,
-//! running every whole request it holds as one pipeline, and writing all the replies
-//! with one write.
+//! The RESP server: a thread accepting connections and a few event-loop threads (one per
+//! core, at most [`MAX_LOOPS`]) serving them, as Redis serves its clients from an event
+//! loop. A loop waits for sockets with something to read, reads each, runs every whole
+//! request it holds as one pipeline and hands the pipeline's operations to the node; it
+//! never waits for a group commit: the node wakes the loop once an answer is in, and
+//! the loop writes a connection's replies when all of them are. So a loop goes on
+//! reading while a batch is made durable, the requests that arrive meanwhile on all its
+//! connections reach the node together for the next group commit, and a request costs
+//! no thread wake-up of its own. A connection's next requests are read once its replies
+//! are written, so its answers stay in order.
 //!
 //! Defences: a request must fit in [`Config::max_request`] bytes, and the parser's
 //! [`Limits`] are checked before any declared size is used; a protocol error is answered
 //! and the connection closed; a round of a pipeline stops at [`MAX_ROUND_COMMANDS`]
 //! commands or [`MAX_ROUND_REPLY`] bytes of replies, so one read cannot make a
-//! connection hold unbounded replies; a client that stops reading its replies is
-//! disconnected after [`Config::write_timeout`]. Over the connection cap, a client is
-//! told so and closed, as Redis does. Idle connections are kept, as Redis keeps them.
+//! connection hold unbounded replies, and the other connections are served before it
+//! goes on; a connection whose replies are not all written is not read from until they
+//! are (they never hold up the loop), and a client that takes none of them for
+//! [`Config::write_timeout`] is disconnected. Over the connection cap, a client is told
+//! so and closed, as Redis does. Idle connections are kept, as Redis keeps them.
 
 use super::about::ServerFigures;
 use super::command::Args;
 use super::parser::{self, Limits, DEFAULT_LIMITS};
 use super::session::{NodeGone, NodeLink, Session};
 use crate::http::Access;
+use crate::node::event_loop::Notify;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::TcpStream as MioStream;
+use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,11 +41,17 @@ use std::time::{Duration, Instant};
 pub const MAX_ROUND_COMMANDS: usize = 4096;
 /// Reply bytes held before they are written, in one round of a pipeline.
 pub const MAX_ROUND_REPLY: usize = 1 << 20;
+/// Most event loops, whatever the number of cores.
+pub const MAX_LOOPS: usize = 4;
 /// A connection's read buffer starts at this size and doubles up to `max_request`.
 /// Large enough that a pipeline of 1,000 counter commands is read, and so committed,
 /// in one round.
 const INITIAL_BUFFER: usize = 64 * 1024;
-const CONNECTION_STACK: usize = 256 * 1024;
+/// The token of a loop's waker; connections have the others.
+const WAKE: Token = Token(usize::MAX);
+/// How often a loop looks for answers even if no wake-up came (a safety net: the node
+/// wakes it after every answer).
+const ANSWER_CHECK: Duration = Duration::from_millis(50);
 
 /// Default connection cap.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
@@ -62,7 +80,7 @@ impl Default for Config {
     }
 }
 
-/// What the acceptor and the connections share.
+/// What the acceptor and the loops share.
 struct Shared {
     config: Config,
     port: u16,
@@ -72,21 +90,14 @@ struct Shared {
     stop: AtomicBool,
     total: AtomicU64,
     rejected: AtomicU64,
-    /// Open connections by id, to shut them down on stop; the condvar tells `stop`
-    /// when one closes.
-    open: Mutex<HashMap<u64, TcpStream>>,
-    closed: Condvar,
+    connected: AtomicUsize,
 }
 
 impl Shared {
-    fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn figures(&self) -> ServerFigures {
         ServerFigures {
             port: self.port,
-            connected_clients: self.open().len(),
+            connected_clients: self.connected.load(Ordering::Relaxed),
             max_clients: self.config.max_clients,
             total_connections: self.total.load(Ordering::Relaxed),
             rejected_connections: self.rejected.load(Ordering::Relaxed),
@@ -95,11 +106,18 @@ impl Shared {
     }
 }
 
+/// Where the acceptor hands a loop its new connections.
+struct Feed {
+    connections: Sender<(u64, TcpStream)>,
+    waker: Arc<Waker>,
+}
+
 /// The running server; [`RespServer::stop`] stops it.
 pub struct RespServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
+    loops: Vec<(Arc<Waker>, JoinHandle<()>)>,
 }
 
 impl RespServer {
@@ -118,19 +136,42 @@ impl RespServer {
             stop: AtomicBool::new(false),
             total: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
-            open: Mutex::new(HashMap::new()),
-            closed: Condvar::new(),
+            connected: AtomicUsize::new(0),
         });
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LOOPS));
+        let mut feeds = Vec::with_capacity(count);
+        let mut loops = Vec::with_capacity(count);
+        for _ in 0..count {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+            let (connections, incoming) = crossbeam_channel::unbounded();
+            let notify = {
+                let waker = waker.clone();
+                Notify::new(move || {
+                    let _ = waker.wake();
+                })
+            };
+            let event_loop = EventLoop::new(poll, incoming, shared.clone(), notify);
+            let thread = std::thread::Builder::new()
+                .name("redis-loop".into())
+                .spawn(move || event_loop.run())?;
+            feeds.push(Feed {
+                connections,
+                waker: waker.clone(),
+            });
+            loops.push((waker, thread));
+        }
         let acceptor = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("redis-listen".into())
-                .spawn(move || accept(listener, shared))?
+                .spawn(move || accept(listener, &shared, &feeds))?
         };
         Ok(RespServer {
             addr,
             shared,
             acceptor: Some(acceptor),
+            loops,
         })
     }
 
@@ -148,26 +189,14 @@ impl RespServer {
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
-        let deadline = Instant::now() + self.shared.config.write_timeout + Duration::from_secs(1);
-        let mut open = self.shared.open();
-        for stream in open.values() {
-            let _ = stream.shutdown(Shutdown::Read);
-        }
-        while !open.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                log::warn!("redis: {} connection(s) still open at stop", open.len());
-                break;
-            }
-            open = match self.shared.closed.wait_timeout(open, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+        for (waker, thread) in self.loops.drain(..) {
+            let _ = waker.wake();
+            let _ = thread.join();
         }
     }
 }
 
-fn accept(listener: TcpListener, shared: Arc<Shared>) {
+fn accept(listener: TcpListener, shared: &Shared, feeds: &[Feed]) {
     let mut next_id = 0u64;
     for conn in listener.incoming() {
         if shared.stop.load(Ordering::SeqCst) {
@@ -183,75 +212,376 @@ fn accept(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         shared.total.fetch_add(1, Ordering::Relaxed);
-        let registered = match stream.try_clone() {
-            Ok(s) => s,
-            Err(e) => {
-                log::debug!("redis: cannot register a connection: {e}");
-                continue;
-            }
-        };
-        {
-            let mut open = shared.open();
-            if open.len() >= shared.config.max_clients {
-                drop(open);
-                shared.rejected.fetch_add(1, Ordering::Relaxed);
-                // A fresh socket's send buffer takes this short line without blocking.
-                let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
-                continue;
-            }
-            next_id += 1;
-            open.insert(next_id, registered);
+        // Only this thread adds connections, so the count cannot pass the cap meanwhile.
+        if shared.connected.load(Ordering::SeqCst) >= shared.config.max_clients {
+            shared.rejected.fetch_add(1, Ordering::Relaxed);
+            // A fresh socket's send buffer takes this short line without blocking.
+            let _ = stream.write_all(b"-ERR max number of clients reached\r\n");
+            continue;
         }
-        let id = next_id;
-        let worker = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("redis-conn".into())
-            .stack_size(CONNECTION_STACK)
-            .spawn(move || {
-                if let Err(e) = serve(id, stream, &worker) {
-                    log::debug!("redis connection {id}: {e}");
-                }
-                worker.open().remove(&id);
-                worker.closed.notify_all();
-            });
-        if let Err(e) = spawned {
-            log::warn!("redis: cannot start a connection thread: {e}");
-            shared.open().remove(&id);
+        next_id += 1;
+        let feed = &feeds[(next_id % feeds.len() as u64) as usize];
+        shared.connected.fetch_add(1, Ordering::SeqCst);
+        if feed.connections.send((next_id, stream)).is_err() {
+            // The loop has ended: the server is stopping.
+            shared.connected.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        if let Err(e) = feed.waker.wake() {
+            log::warn!("redis: cannot wake an event loop: {e}");
         }
     }
 }
 
-/// Serves one connection until the client leaves, breaks the protocol, asks to quit,
-/// or the node stops.
-fn serve(id: u64, mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(shared.config.write_timeout))?;
-    let mut session = Session::new(id, shared.link.clone(), shared.access.clone());
-    let mut input = Input::new(shared.config.max_request);
-    let mut ranges: Vec<Range<usize>> = Vec::new();
-    loop {
-        let more = run_round(&mut session, &mut input, &mut ranges, shared);
-        match session.finish() {
-            Ok(replies) => stream.write_all(replies)?,
+/// One event loop and the connections it serves.
+struct EventLoop {
+    poll: Poll,
+    incoming: Receiver<(u64, TcpStream)>,
+    shared: Arc<Shared>,
+    connections: HashMap<Token, Connection>,
+    /// Connections with work left after a round (more to read, or a paused pipeline),
+    /// served in the next round whether or not their socket reports anything.
+    carried: Vec<Token>,
+    /// Connections waiting for the node to answer their operations.
+    waiting: Vec<Token>,
+    ranges: Vec<Range<usize>>,
+    /// What the node calls after each answer: wakes this loop.
+    notify: Notify,
+}
+
+/// One client connection.
+struct Connection {
+    stream: MioStream,
+    session: Session,
+    input: Input,
+    /// Replies not yet written.
+    out: Vec<u8>,
+    /// Since when `out` has been waiting without the client taking any of it.
+    stalled_since: Option<Instant>,
+    /// The socket may hold unread bytes. Readiness is edge-triggered: it is reported
+    /// again only once a read has found the socket empty.
+    readable: bool,
+    /// A round stopped at a cap with whole requests left in `input`.
+    paused: bool,
+    /// The client closed its side: close once every request read is answered.
+    peer_closed: bool,
+    /// Close once `out` is written (`QUIT`, a protocol error, the node stopping).
+    ending: bool,
+    /// Waiting for the node to answer operations sent.
+    waiting: bool,
+    /// Listed for the current round already.
+    listed: bool,
+}
+
+impl Connection {
+    /// Whether a round has something to do here: requests to read or run, and the
+    /// earlier replies written.
+    fn has_work(&self) -> bool {
+        !self.waiting && self.out.is_empty() && !self.ending && (self.paused || self.readable)
+    }
+
+    /// Whether the connection is done: every reply written and nothing more to run.
+    fn done(&self) -> bool {
+        !self.waiting && self.out.is_empty() && (self.ending || (self.peer_closed && !self.paused))
+    }
+
+    /// Writes what `out` holds until the socket takes no more. An error means the
+    /// client is gone.
+    fn write_out(&mut self, now: Instant) -> io::Result<()> {
+        let mut written = 0;
+        while written < self.out.len() {
+            match self.stream.write(&self.out[written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.drain(..written);
+        if self.out.is_empty() {
+            self.stalled_since = None;
+        } else if written > 0 || self.stalled_since.is_none() {
+            self.stalled_since = Some(now);
+        }
+        Ok(())
+    }
+}
+
+impl EventLoop {
+    fn new(
+        poll: Poll,
+        incoming: Receiver<(u64, TcpStream)>,
+        shared: Arc<Shared>,
+        notify: Notify,
+    ) -> EventLoop {
+        EventLoop {
+            poll,
+            incoming,
+            shared,
+            connections: HashMap::new(),
+            carried: Vec::new(),
+            waiting: Vec::new(),
+            ranges: Vec::new(),
+            notify,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut round: Vec<Token> = Vec::new();
+        loop {
+            let stall = self
+                .next_stall_deadline()
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = if !self.carried.is_empty() {
+                Some(Duration::ZERO)
+            } else if !self.waiting.is_empty() {
+                Some(stall.map_or(ANSWER_CHECK, |s| s.min(ANSWER_CHECK)))
+            } else {
+                stall
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("redis: event loop failed: {e}");
+                    break;
+                }
+            }
+            if self.shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = Instant::now();
+            round.clear();
+            self.complete_answered(now);
+            for token in std::mem::take(&mut self.carried) {
+                list(&mut self.connections, &mut round, token);
+            }
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKE {
+                    self.admit(&mut round);
+                    continue;
+                }
+                let Some(c) = self.connections.get_mut(&token) else {
+                    continue;
+                };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    c.readable = true;
+                }
+                if event.is_writable() && !c.out.is_empty() && c.write_out(now).is_err() {
+                    self.close(token);
+                    continue;
+                }
+                list(&mut self.connections, &mut round, token);
+            }
+            self.serve(&round);
+            self.drop_stalled(Instant::now());
+        }
+        self.finish_writes();
+    }
+
+    /// Registers the connections the acceptor has handed over.
+    fn admit(&mut self, round: &mut Vec<Token>) {
+        while let Ok((id, stream)) = self.incoming.try_recv() {
+            let token = Token(id as usize);
+            match self.register(token, id, stream) {
+                Ok(connection) => {
+                    self.connections.insert(token, connection);
+                    list(&mut self.connections, round, token);
+                }
+                Err(e) => {
+                    log::debug!("redis: cannot serve connection {id}: {e}");
+                    self.shared.connected.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn register(&self, token: Token, id: u64, stream: TcpStream) -> io::Result<Connection> {
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        let mut stream = MioStream::from_std(stream);
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let shared = &self.shared;
+        Ok(Connection {
+            stream,
+            session: Session::new(id, shared.link.clone(), shared.access.clone())
+                .notifying(self.notify.clone()),
+            input: Input::new(shared.config.max_request),
+            out: Vec::new(),
+            stalled_since: None,
+            readable: true,
+            paused: false,
+            peer_closed: false,
+            ending: false,
+            waiting: false,
+            listed: false,
+        })
+    }
+
+    /// One round: reads and runs the requests of every listed connection, handing each
+    /// one's operations to the node; writes the replies of those with every answer in.
+    fn serve(&mut self, round: &[Token]) {
+        for &token in round {
+            let Some(c) = self.connections.get_mut(&token) else {
+                continue;
+            };
+            c.listed = false;
+            if !c.has_work() {
+                if c.done() {
+                    self.close(token);
+                }
+                continue;
+            }
+            if !c.paused {
+                match c.input.fill(&mut c.stream) {
+                    Ok(Fill::More) => {}
+                    Ok(Fill::Drained) => c.readable = false,
+                    Ok(Fill::Eof) => {
+                        c.readable = false;
+                        c.peer_closed = true;
+                    }
+                    Ok(Fill::Full) => c.session.protocol_error(&format!(
+                        "Protocol error: request over the {}-byte limit",
+                        self.shared.config.max_request
+                    )),
+                    Err(e) => {
+                        log::debug!("redis connection {}: {e}", token.0);
+                        self.close(token);
+                        continue;
+                    }
+                }
+            }
+            let shared = &self.shared;
+            c.paused =
+                run_round(&mut c.session, &mut c.input, &mut self.ranges, shared) == Round::Paused;
+            // An error here means the node is gone, which `finish` reports.
+            let _ = c.session.submit();
+            c.waiting = true;
+            self.waiting.push(token);
+        }
+        self.complete_answered(Instant::now());
+    }
+
+    /// Writes the replies of every waiting connection whose answers are all in.
+    fn complete_answered(&mut self, now: Instant) {
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.retain(|&token| {
+            let answered = self
+                .connections
+                .get_mut(&token)
+                .is_none_or(|c| c.session.answered());
+            if answered {
+                self.complete(token, now);
+            }
+            !answered
+        });
+        self.waiting = waiting;
+    }
+
+    /// Assembles a connection's replies (waiting for any read answer still out) and
+    /// writes them; closes the connection if it is done.
+    fn complete(&mut self, token: Token, now: Instant) {
+        let Some(c) = self.connections.get_mut(&token) else {
+            return;
+        };
+        c.waiting = false;
+        match c.session.finish() {
+            Ok(replies) => c.out.extend_from_slice(replies),
             Err(NodeGone) => {
-                let _ = stream.write_all(b"-ERR the node is stopping\r\n");
-                return Ok(());
+                c.out.extend_from_slice(b"-ERR the node is stopping\r\n");
+                c.ending = true;
             }
         }
-        session.written();
-        if session.closing() {
-            let _ = stream.shutdown(Shutdown::Both);
-            return Ok(());
+        c.session.written();
+        c.ending |= c.session.closing();
+        if c.write_out(now).is_err() || c.done() {
+            self.close(token);
+        } else if c.has_work() {
+            self.carried.push(token);
         }
-        if more == Round::Ended {
-            match input.fill(&mut stream)? {
-                Fill::Read => {}
-                Fill::Eof => return Ok(()),
-                Fill::Full => session.protocol_error(&format!(
-                    "Protocol error: request over the {}-byte limit",
-                    shared.config.max_request
-                )),
+    }
+
+    /// The earliest time a connection with unwritten replies is disconnected.
+    fn next_stall_deadline(&self) -> Option<Instant> {
+        let timeout = self.shared.config.write_timeout;
+        self.connections
+            .values()
+            .filter_map(|c| c.stalled_since)
+            .min()
+            .map(|since| since + timeout)
+    }
+
+    /// Disconnects the clients that have taken none of their replies for the write
+    /// timeout.
+    fn drop_stalled(&mut self, now: Instant) {
+        let timeout = self.shared.config.write_timeout;
+        let stalled: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.stalled_since.is_some_and(|t| now >= t + timeout))
+            .map(|(&token, _)| token)
+            .collect();
+        for token in stalled {
+            log::debug!("redis connection {}: replies unread, disconnected", token.0);
+            self.close(token);
+        }
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut c) = self.connections.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            self.shared.connected.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// At stop: writes the replies still waiting, until they are written or the write
+    /// timeout has passed, then closes every connection.
+    fn finish_writes(&mut self) {
+        for token in std::mem::take(&mut self.waiting) {
+            self.complete(token, Instant::now());
+        }
+        let deadline = Instant::now() + self.shared.config.write_timeout;
+        let mut events = Events::with_capacity(64);
+        loop {
+            let now = Instant::now();
+            let waiting: Vec<Token> = self.connections.keys().copied().collect();
+            for token in waiting {
+                let c = self.connections.get_mut(&token).expect("listed above");
+                if c.write_out(now).is_err() || c.out.is_empty() {
+                    self.close(token);
+                }
             }
+            if self.connections.is_empty() || now >= deadline {
+                break;
+            }
+            let _ = self.poll.poll(&mut events, Some(deadline - now));
+        }
+        if !self.connections.is_empty() {
+            log::warn!(
+                "redis: {} connection(s) closed with replies unwritten at stop",
+                self.connections.len()
+            );
+        }
+        for token in self.connections.keys().copied().collect::<Vec<_>>() {
+            self.close(token);
+        }
+        while self.incoming.try_recv().is_ok() {
+            self.shared.connected.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Adds a connection to the round once.
+fn list(connections: &mut HashMap<Token, Connection>, round: &mut Vec<Token>, token: Token) {
+    if let Some(c) = connections.get_mut(&token) {
+        if !c.listed {
+            c.listed = true;
+            round.push(token);
         }
     }
 }
@@ -316,8 +646,13 @@ struct Input {
     max: usize,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Fill {
-    Read,
+    /// The buffer filled up; the socket may hold more.
+    More,
+    /// The socket is empty for now.
+    Drained,
+    /// The client closed its side.
     Eof,
     /// The buffer is at its maximum and holds no whole request.
     Full,
@@ -338,8 +673,9 @@ impl Input {
         self.filled -= n;
     }
 
-    /// Reads what the client has sent, growing the buffer (doubling, up to `max`) only
-    /// when it is full.
+    /// Reads what the client has sent until the socket is empty or the buffer full.
+    /// Called after a round has run every whole request, so a full buffer holds part of
+    /// one request: the buffer then doubles, up to `max`.
     fn fill(&mut self, stream: &mut impl Read) -> io::Result<Fill> {
         if self.filled == self.data.len() {
             if self.data.len() >= self.max {
@@ -348,16 +684,15 @@ impl Input {
             let grown = (self.data.len() * 2).min(self.max);
             self.data.resize(grown, 0);
         }
-        loop {
+        while self.filled < self.data.len() {
             match stream.read(&mut self.data[self.filled..]) {
                 Ok(0) => return Ok(Fill::Eof),
-                Ok(n) => {
-                    self.filled += n;
-                    return Ok(Fill::Read);
-                }
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Fill::Drained),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(Fill::More)
     }
 }

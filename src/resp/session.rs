@@ -1,8 +1,8 @@
 //! One client connection's state and the execution of its pipelined commands against the
 //! node, with replies kept in request order.
 //!
-//! The connection thread hands every command it has read to [`Session::execute`], then
-//! calls [`Session::finish`] and writes the replies in one go. Commands that only need
+//! The server hands every command it has read to [`Session::execute`], then calls
+//! [`Session::finish`] and writes the replies in one go. Commands that only need
 //! the connection are answered at once; increments and decrements are gathered and sent
 //! to the event loop as ONE [`ClientOps::Many`], so the operations of a pipeline share a
 //! group commit; reads go out as one query per counter, all sent before any answer is
@@ -25,11 +25,12 @@ use super::command::{self, Args, Command};
 use super::reply;
 use crate::crdt::{LocalOp, OpError};
 use crate::http::Access;
-use crate::node::event_loop::{ClientOps, Query};
+use crate::node::event_loop::{ChannelReply, ClientOps, Notify, OpReply, Query};
 use crate::node::views::CounterView;
 use crate::node_core::{OpFailure, MAX_BATCH};
 use crate::status::NodeStatus;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use std::collections::VecDeque;
 use std::ops::Range;
 
 /// The node's channels, as the HTTP API uses them.
@@ -61,9 +62,13 @@ enum Slot {
 /// Requests in the node's hands whose answers arrive on `answers`, in the order asked.
 /// `reply` is what new requests clone; it is dropped before waiting, so that if the
 /// node drops a request unanswered (it is stopping) the wait fails instead of hanging.
+/// `received` holds answers taken off the channel by [`Flight::collect`] and not yet used.
 struct Flight<T> {
     reply: Option<Sender<T>>,
     answers: Receiver<T>,
+    received: VecDeque<T>,
+    /// The node dropped the channel: no more answers come.
+    gone: bool,
 }
 
 impl<T> Flight<T> {
@@ -72,6 +77,8 @@ impl<T> Flight<T> {
         Flight {
             reply: Some(reply),
             answers,
+            received: VecDeque::new(),
+            gone: false,
         }
     }
 
@@ -79,16 +86,31 @@ impl<T> Flight<T> {
     fn reply(&self) -> Result<Sender<T>, NodeGone> {
         self.reply.clone().ok_or(NodeGone)
     }
+
+    /// Takes the answers that have arrived off the channel, without waiting; returns
+    /// whether `expected` are in hand or none will come.
+    fn collect(&mut self, expected: usize) -> bool {
+        while self.received.len() < expected {
+            match self.answers.try_recv() {
+                Ok(answer) => self.received.push_back(answer),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => {
+                    self.gone = true;
+                    return true;
+                }
+            }
+        }
+        true
+    }
 }
 
 /// The next answer of `flight`; none in flight or none coming means the node is gone.
-fn next<T>(flight: &Option<Flight<T>>) -> Result<T, NodeGone> {
-    flight
-        .as_ref()
-        .ok_or(NodeGone)?
-        .answers
-        .recv()
-        .map_err(|_| NodeGone)
+fn next<T>(flight: &mut Option<Flight<T>>) -> Result<T, NodeGone> {
+    let flight = flight.as_mut().ok_or(NodeGone)?;
+    match flight.received.pop_front() {
+        Some(answer) => Ok(answer),
+        None => flight.answers.recv().map_err(|_| NodeGone),
+    }
 }
 
 /// Commands queued between `MULTI` and `EXEC`: copies of their arguments.
@@ -121,6 +143,8 @@ pub struct Session {
     pending_ops: Vec<LocalOp>,
     /// Operations in flight; never at the same time as reads.
     ops: Option<Flight<OpResult>>,
+    /// Operations gathered or in flight since the last settle: the answers `ops` owes.
+    ops_in_flight: usize,
     /// Reads in flight; never at the same time as operations.
     reads: Option<Flight<CounterView>>,
     reads_in_flight: usize,
@@ -128,6 +152,8 @@ pub struct Session {
     closing: bool,
     /// API tokens: what this connection may do.
     gate: Gate,
+    /// Called by the node after each operation's answer (see [`Session::answered`]).
+    notify: Option<Notify>,
 }
 
 impl Session {
@@ -142,11 +168,20 @@ impl Session {
             slots: Vec::new(),
             pending_ops: Vec::new(),
             ops: None,
+            ops_in_flight: 0,
             reads: None,
             reads_in_flight: 0,
             transaction: None,
             closing: false,
+            notify: None,
         }
+    }
+
+    /// Has the node call `notify` after answering each of this session's operations, so
+    /// a server can wait for many sessions at once and ask [`Session::answered`].
+    pub fn notifying(mut self, notify: Notify) -> Session {
+        self.notify = Some(notify);
+        self
     }
 
     /// Whether the client asked to close (`QUIT`) or the connection must close.
@@ -341,6 +376,21 @@ impl Session {
         self.closing = true;
     }
 
+    /// Sends the operations gathered so far to the node without waiting for them, so
+    /// that a server running many sessions can hand all of theirs over before it waits
+    /// for any ([`Session::finish`] sends whatever is still gathered too).
+    pub fn submit(&mut self) -> Result<(), NodeGone> {
+        self.send_ops()
+    }
+
+    /// Whether [`Session::finish`] can assemble the replies without waiting for an
+    /// operation's answer (a read's answer needs no group commit, so it is not waited
+    /// for here). Call it after [`Session::submit`].
+    pub fn answered(&mut self) -> bool {
+        let expected = self.ops_in_flight;
+        self.ops.as_mut().is_none_or(|f| f.collect(expected))
+    }
+
     /// Waits for everything in flight and returns every reply, in request order. The
     /// caller writes them, then calls [`Session::written`].
     pub fn finish(&mut self) -> Result<&[u8], NodeGone> {
@@ -374,6 +424,7 @@ impl Session {
             self.settle()?;
         }
         self.pending_ops.push(op);
+        self.ops_in_flight += 1;
         self.slots.push(Slot::Op);
         if self.pending_ops.len() >= MAX_BATCH {
             self.send_ops()?;
@@ -390,13 +441,14 @@ impl Session {
         let request = match self.pending_ops.pop() {
             Some(op) if self.pending_ops.is_empty() => ClientOps::One {
                 op,
-                reply: reply.into(),
+                reply: OpReply::Channel(ChannelReply::new(reply, self.notify.clone())),
             },
             last => {
                 self.pending_ops.extend(last);
                 ClientOps::Many {
                     ops: std::mem::take(&mut self.pending_ops),
                     reply,
+                    notify: self.notify.clone(),
                 }
             }
         };
@@ -424,7 +476,6 @@ impl Session {
     }
 
     /// The node's status, after everything before it has been answered.
-    /// The node's status, after everything before it has been answered.
     fn status(&mut self) -> Result<NodeStatus, NodeGone> {
         self.settle()?;
         let (reply, answer) = crossbeam_channel::bounded(1);
@@ -440,12 +491,13 @@ impl Session {
     fn settle(&mut self) -> Result<(), NodeGone> {
         self.send_ops()?;
         self.reads_in_flight = 0;
-        let ops = self.ops.take().map(|f| Flight { reply: None, ..f });
-        let reads = self.reads.take().map(|f| Flight { reply: None, ..f });
+        self.ops_in_flight = 0;
+        let mut ops = self.ops.take().map(|f| Flight { reply: None, ..f });
+        let mut reads = self.reads.take().map(|f| Flight { reply: None, ..f });
         let mut slots = std::mem::take(&mut self.slots);
         let result = slots
             .iter()
-            .try_for_each(|slot| self.write_slot(slot, &ops, &reads));
+            .try_for_each(|slot| self.write_slot(slot, &mut ops, &mut reads));
         slots.clear();
         self.slots = slots;
         self.deferred.clear();
@@ -455,8 +507,8 @@ impl Session {
     fn write_slot(
         &mut self,
         slot: &Slot,
-        ops: &Option<Flight<OpResult>>,
-        reads: &Option<Flight<CounterView>>,
+        ops: &mut Option<Flight<OpResult>>,
+        reads: &mut Option<Flight<CounterView>>,
     ) -> Result<(), NodeGone> {
         let out = &mut self.out;
         match slot {

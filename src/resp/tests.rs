@@ -93,11 +93,14 @@ fn serve(ops: Receiver<ClientOps>, queries: Receiver<Query>, seen: &Mutex<Seen>)
                     seen.requests.push(1);
                     reply.send(apply(&mut values, op, &mut seen));
                 }
-                Ok(ClientOps::Many { ops, reply }) => {
+                Ok(ClientOps::Many { ops, reply, notify }) => {
                     let mut seen = seen.lock().unwrap();
                     seen.requests.push(ops.len());
                     for op in ops {
                         let _ = reply.send(apply(&mut values, op, &mut seen));
+                        if let Some(notify) = &notify {
+                            notify.call();
+                        }
                     }
                 }
                 Err(_) => ops_open = false,
@@ -519,6 +522,76 @@ fn stop_ends_idle_connections() {
     server.server.take().unwrap().stop();
     assert_eq!(read_to_close(&mut s), "");
     let _ = s.shutdown(Shutdown::Both);
+}
+
+#[test]
+fn requests_sent_with_the_close_are_answered_before_the_connection_ends() {
+    let server = TestServer::start(Config::default());
+    let mut s = server.connect();
+    s.write_all(b"INCR k\r\nINCR k\r\nPING\r\n").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_close(&mut s), ":1\r\n:2\r\n+PONG\r\n");
+    // The server closed its side too, so the connection no longer counts.
+    let mut t = server.connect();
+    wait_for(|| connected_clients(&mut t) == 1);
+}
+
+#[test]
+fn a_client_that_stops_reading_holds_up_no_one_and_is_dropped_after_the_write_timeout() {
+    let server = TestServer::start(Config {
+        write_timeout: Duration::from_millis(500),
+        ..Config::default()
+    });
+    let mut slow = server.connect();
+    // Echoes of 32 MiB in all, never read: far more than the socket buffers hold, so the
+    // server's writes stall and it stops reading this client (this write then blocks
+    // until the server drops the connection).
+    let writer = {
+        let mut slow = slow.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let payload = vec![b'x'; 64 * 1024];
+            let mut request = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", payload.len()).into_bytes();
+            request.extend_from_slice(&payload);
+            request.extend_from_slice(b"\r\n");
+            (0..512).try_for_each(|_| slow.write_all(&request))
+        })
+    };
+    let mut fast = server.connect();
+    for _ in 0..20 {
+        fast.write_all(b"PING\r\n").unwrap();
+        expect(&mut fast, "+PONG\r\n");
+    }
+    wait_for(|| connected_clients(&mut fast) == 1);
+    assert!(
+        writer.join().unwrap().is_err(),
+        "the stalled client was not dropped"
+    );
+    let mut rest = Vec::new();
+    match slow.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
+/// The server's count of open connections, asked on `s`.
+fn connected_clients(s: &mut TcpStream) -> usize {
+    s.write_all(b"INFO clients\r\n").unwrap();
+    let mut header = String::new();
+    let mut byte = [0u8; 1];
+    while !header.ends_with("\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        header.push(byte[0] as char);
+    }
+    let len: usize = header[1..header.len() - 2].parse().unwrap();
+    let mut body = vec![0; len + 2];
+    s.read_exact(&mut body).unwrap();
+    let body = String::from_utf8(body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .expect("INFO clients names connected_clients")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Polls `cond` every 10 ms for up to 10 s.
