@@ -26,8 +26,10 @@
 #      convergence of a 5-node cluster, each increment with a new Idempotency-Key,
 #      against the same without keys, interleaved in the same run; heap bytes per live
 #      key and per tombstone, and WAL bytes per key (the key_memory bench).
-# Prints a table and writes BENCHMARKS.md (machine, disk, every command). Not run by CI.
-# Installs redis-server/redis-tools with apt-get when missing (needs root).
+# Prints a table and writes BENCHMARKS.md (machine, disk, every command) and beside it
+# BENCHMARKS.png: throughput against connections for gctr and Redis (sections 2 and 2b),
+# frames per increment and convergence against cluster size (section 5). Not run by CI.
+# Installs redis-server/redis-tools and gnuplot with apt-get when missing (needs root).
 #
 # Usage: scripts/bench.sh [--quick]      (--quick: fewer repetitions, shorter runs)
 # Environment: BENCH_DIR  where data directories go [default: target/bench-run]; the
@@ -66,6 +68,7 @@ need_packages=()
 command -v redis-server >/dev/null || need_packages+=(redis-server)
 command -v redis-benchmark >/dev/null || need_packages+=(redis-tools)
 command -v findmnt >/dev/null || need_packages+=(util-linux)
+command -v gnuplot >/dev/null || need_packages+=(gnuplot-nox)
 if ((${#need_packages[@]})); then
     echo "bench.sh: installing ${need_packages[*]}"
     apt-get update -qq
@@ -395,6 +398,7 @@ for c in "${CONNECTIONS[@]}"; do
             "gctr CPU <= Redis" "$(check "$(ratio "$GCPU" "$RCPU")" '<' 1.0001)"
     fi
     NONDURABLE[c]=$(median "memory-$c" ops_per_s)
+    ((HAS_WAL)) && echo "$c $DUR $REDIS_BEST" >>"$WORK/out/plot-http.dat"
 done
 if ((HAS_WAL)); then
     # A dashboard left open polls GET /dashboard.json every 500 ms; its runs are
@@ -450,6 +454,7 @@ if ((HAS_WAL)) && [[ $NODE_HELP == *--redis* ]]; then
             REDIS=$(median "rb-redis-$c-$p" ops_per_s)
             GCTR_RPS=$(median "rb-gctr-$c-$p" ops_per_s)
             R=$(ratio "$GCTR_RPS" "$REDIS")
+            echo "$c $GCTR_RPS $REDIS" >>"$WORK/out/plot-resp-p$p.dat"
             target="-"
             met="-"
             if ((c > 1)); then
@@ -610,6 +615,7 @@ for n in "${SIZES[@]}"; do
     esac
     row "Dissemination, $n nodes, 1000 increments: convergence after the last p50 / p99 ($(result "size-$n-cpu" reps) reps)" \
         "$(size_text "size-$n")" "$before_text" "$target" "$met"
+    echo "$n $(result "size-$n" frames_per_increment) $(result "size-$n" p99_ms)" >>"$WORK/out/plot-size.dat"
 done
 size_run size-lazy-25 25 --no-eager-push
 row "Dissemination, 25 nodes, --no-eager-push (anti-entropy alone, 100 ms): p50 / p99 ($(result size-lazy-25-cpu reps) reps)" \
@@ -624,6 +630,7 @@ for n in "${SIZES[@]}"; do
     row "Dissemination, simulated $n nodes, 1000 increments over 400 ms (0.1-0.5 ms links)" \
         "$(sim_field true frames_per_increment) frames per increment ($(sim_field true push_per_increment) push), converged $(sim_field true convergence_ms) ms after the last" \
         "no eager push: $(sim_field false frames_per_increment) frames per increment, $(sim_field false convergence_ms) ms" "-" "-"
+    echo "$n $(sim_field true frames_per_increment) $(sim_field true convergence_ms)" >>"$WORK/out/plot-sim.dat"
 done
 
 # ---------------------------------------------------------------- 6. membership
@@ -825,6 +832,53 @@ TABLE=$(
 echo
 echo "$TABLE"
 
+# ---------------------------------------------------------------- plot
+# BENCHMARKS.png: four panels from the plot-*.dat files the sections above wrote.
+plot() {
+    local out=$WORK/out
+    gnuplot <<EOF
+set terminal pngcairo size 1400,1000 font ",11"
+set output "$ROOT/BENCHMARKS.png"
+set multiplot layout 2,2 title "gctr and Redis on this machine, scripts/bench.sh, $(date -u +%Y-%m-%d) ($(nproc) CPUs)"
+set grid
+set key top left
+set logscale x 2
+set xlabel "connections"
+set ylabel "durable increments/s"
+set title "HTTP (loadgen, closed loop) against Redis INCR, AOF fsync always"
+plot "$out/plot-http.dat" using 1:2 with linespoints title "gctr over HTTP", \\
+     "" using 1:3 with linespoints title "Redis"
+set xlabel "clients"
+set ylabel "INCR/s"
+set title "redis-benchmark -t incr, both durable (fsync always)"
+set logscale y
+plot "$out/plot-resp-p1.dat" using 1:2 with linespoints title "gctr, -P 1", \\
+     "" using 1:3 with linespoints title "Redis, -P 1", \\
+     "$out/plot-resp-p16.dat" using 1:2 with linespoints title "gctr, -P 16", \\
+     "" using 1:3 with linespoints title "Redis, -P 16"
+unset logscale
+set xlabel "nodes"
+set ylabel "gossip frames per increment"
+set title "Dissemination of 1000 increments: frames per cluster-wide increment"
+plot "$out/plot-size.dat" using 1:2 with linespoints title "node processes", \\
+     "$out/plot-sim.dat" using 1:2 with linespoints title "simulator", \\
+     5 with lines dashtype 2 title "target"
+set ylabel "ms"
+set logscale y
+set title "Convergence after the last of 1000 increments"
+plot "$out/plot-size.dat" using 1:3 with linespoints title "node processes, p99", \\
+     "$out/plot-sim.dat" using 1:3 with linespoints title "simulator"
+unset multiplot
+EOF
+}
+PLOT="not drawn"
+if plot >"$WORK/out/plot.txt" 2>&1; then
+    PLOT="![Throughput against connections, frames per increment and convergence against cluster size](BENCHMARKS.png)"
+else
+    echo "bench.sh: the plot failed:"
+    cat "$WORK/out/plot.txt"
+fi
+
 DISK_DF=$(df -h "$WORK" | tail -1)
 DISK_MNT=$(findmnt -n -o SOURCE,FSTYPE,OPTIONS -T "$WORK")
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -841,6 +895,8 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "- gctr: \`$GCTR\` ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)); $(redis-server --version | cut -d' ' -f1-3)."
     echo
     echo "$TABLE"
+    echo
+    echo "$PLOT"
     echo
     echo '## What limits durable throughput (profiled 2026-11-23 on this 2-core machine)'
     echo
