@@ -1,6 +1,6 @@
 //! The RESP server: a thread accepting connections and a few event-loop threads (one per
-//! core, at most [`MAX_LOOPS`]) serving them, as Redis serves its clients from an event
-//! loop. A loop waits for sockets with something to read, reads each, runs every whole
+//! two cores, at most [`MAX_LOOPS`]: the node's event loop and WAL thread need the rest)
+//! serving them, as Redis serves its clients from an event loop. A loop waits for sockets with something to read, reads each, runs every whole
 //! request it holds as one pipeline and hands the pipeline's operations to the node; it
 //! never waits for a group commit: the node wakes the loop once an answer is in, and
 //! the loop writes a connection's replies when all of them are. So a loop goes on
@@ -138,7 +138,8 @@ impl RespServer {
             rejected: AtomicU64::new(0),
             connected: AtomicUsize::new(0),
         });
-        let count = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LOOPS));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = (cores / 2).clamp(1, MAX_LOOPS);
         let mut feeds = Vec::with_capacity(count);
         let mut loops = Vec::with_capacity(count);
         for _ in 0..count {
