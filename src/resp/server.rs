@@ -1,13 +1,14 @@
 //! The RESP server: a thread accepting connections and a few event-loop threads (one per
 //! two cores, at most [`MAX_LOOPS`]: the node's event loop and WAL thread need the rest)
-//! serving them, as Redis serves its clients from an event loop. A loop waits for sockets with something to read, reads each, runs every whole
-//! request it holds as one pipeline and hands the pipeline's operations to the node; it
-//! never waits for a group commit: the node wakes the loop once an answer is in, and
-//! the loop writes a connection's replies when all of them are. So a loop goes on
-//! reading while a batch is made durable, the requests that arrive meanwhile on all its
-//! connections reach the node together for the next group commit, and a request costs
-//! no thread wake-up of its own. A connection's next requests are read once its replies
-//! are written, so its answers stay in order.
+//! serving them, as Redis serves its clients from an event loop. A loop waits for
+//! sockets with something to read, reads each, runs every whole request it holds as one
+//! pipeline and hands the pipeline's operations to the node; it never waits for a group
+//! commit: the node wakes the loop once an answer is in, and the loop writes a
+//! connection's replies when all of them are. So a loop goes on reading while a batch
+//! is made durable, the requests that arrive meanwhile on all its connections reach the
+//! node together for the next group commit, and a request costs no thread wake-up of
+//! its own. A connection's next requests are read once its replies are written, so its
+//! answers stay in order.
 //!
 //! Defences: a request must fit in [`Config::max_request`] bytes, and the parser's
 //! [`Limits`] are checked before any declared size is used; a protocol error is answered
