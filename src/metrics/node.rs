@@ -243,6 +243,12 @@ fn gossip(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         "Deltas and digests from peers that claimed this node's own origin beyond what it \
          wrote (never merged).",
         g.own_origin_claims,
+    )?;
+    f.counter(
+        "gctr_digests_over_limit",
+        "Syns and SynAcks not sent because this node's digest does not fit a gossip frame \
+         (anti-entropy is stopped while it grows; see --max-frame).",
+        g.digests_over_limit,
     )
 }
 

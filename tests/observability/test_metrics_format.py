@@ -41,6 +41,7 @@ NODE_FAMILIES = {
     "gctr_push_batches": "counter",
     "gctr_gap_repairs": "counter",
     "gctr_own_origin_claims": "counter",
+    "gctr_digests_over_limit": "counter",
     "gctr_queue_drops": "counter",
     "gctr_unroutable_frames": "counter",
     "gctr_malformed_frames": "counter",
