@@ -2,13 +2,15 @@
 //! two cores, at most [`MAX_LOOPS`]: the node's event loop and WAL thread need the rest)
 //! serving them, as Redis serves its clients from an event loop. A loop waits for
 //! sockets with something to read, reads each, runs every whole request it holds as one
-//! pipeline and hands the pipeline's operations to the node; it never waits for a group
-//! commit: the node wakes the loop once an answer is in, and the loop writes a
-//! connection's replies when all of them are. So a loop goes on reading while a batch
-//! is made durable, the requests that arrive meanwhile on all its connections reach the
-//! node together for the next group commit, and a request costs no thread wake-up of
-//! its own. A connection's next requests are read once its replies are written, so its
-//! answers stay in order.
+//! pipeline and hands the pipeline's operations to the node; it does not wait for a
+//! group commit: the node wakes the loop once an answer is in, and the loop writes a
+//! connection's replies when all of them are. A request that needs earlier increments
+//! answered first (a read after them) ends its connection's round and runs once they
+//! are (only `EXEC` waits inside, for a transaction's reads after its own increments).
+//! So a loop goes on reading while a batch is made durable, the requests that arrive
+//! meanwhile on all its connections reach the node together for the next group commit,
+//! and a request costs no thread wake-up of its own. A connection's next requests are
+//! read once its replies are written, so its answers stay in order.
 //!
 //! Defences: a request must fit in [`Config::max_request`] bytes, and the parser's
 //! [`Limits`] are checked before any declared size is used; a protocol error is answered
@@ -191,8 +193,10 @@ impl RespServer {
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
-        for (waker, thread) in self.loops.drain(..) {
+        for (waker, _) in &self.loops {
             let _ = waker.wake();
+        }
+        for (_, thread) in self.loops.drain(..) {
             let _ = thread.join();
         }
     }
@@ -225,9 +229,9 @@ fn accept(listener: TcpListener, shared: &Shared, feeds: &[Feed]) {
         let feed = &feeds[(next_id % feeds.len() as u64) as usize];
         shared.connected.fetch_add(1, Ordering::SeqCst);
         if feed.connections.send((next_id, stream)).is_err() {
-            // The loop has ended: the server is stopping.
+            // That loop has ended (the server is stopping, or the loop failed).
             shared.connected.fetch_sub(1, Ordering::SeqCst);
-            return;
+            continue;
         }
         if let Err(e) = feed.waker.wake() {
             log::warn!("redis: cannot wake an event loop: {e}");
@@ -592,7 +596,8 @@ fn list(connections: &mut HashMap<Token, Connection>, round: &mut Vec<Token>, to
 enum Round {
     /// Every whole request buffered was run; read more.
     Ended,
-    /// A cap was reached with requests left: write the replies, then go on.
+    /// Whole requests are left (a cap was reached, or the next request must wait for
+    /// the answers in flight): write the replies, then go on.
     Paused,
 }
 
@@ -617,15 +622,17 @@ fn run_round(
         let data = &input.data[pos..input.filled];
         match parser::parse(data, &limits, ranges) {
             Ok(Some(n)) => {
-                pos += n;
                 if ranges.is_empty() {
+                    pos += n;
                     continue;
                 }
+                let args = Args::new(data, ranges);
+                if session.would_wait(args) {
+                    break Round::Paused;
+                }
+                pos += n;
                 commands += 1;
-                if session
-                    .execute(Args::new(data, ranges), &|| shared.figures())
-                    .is_err()
-                {
+                if session.execute(args, &|| shared.figures()).is_err() {
                     // `finish` reports the node gone.
                     break Round::Ended;
                 }

@@ -60,15 +60,14 @@ enum Slot {
 }
 
 /// Requests in the node's hands whose answers arrive on `answers`, in the order asked.
-/// `reply` is what new requests clone; it is dropped before waiting, so that if the
-/// node drops a request unanswered (it is stopping) the wait fails instead of hanging.
-/// `received` holds answers taken off the channel by [`Flight::collect`] and not yet used.
+/// `reply` is what new requests clone; it is dropped before waiting (and once a
+/// server's round has submitted them), so that if the node drops a request unanswered
+/// (it is stopping) the wait fails instead of hanging. `received` holds answers taken
+/// off the channel by [`Flight::collect`] and not yet used.
 struct Flight<T> {
     reply: Option<Sender<T>>,
     answers: Receiver<T>,
     received: VecDeque<T>,
-    /// The node dropped the channel: no more answers come.
-    gone: bool,
 }
 
 impl<T> Flight<T> {
@@ -78,7 +77,6 @@ impl<T> Flight<T> {
             reply: Some(reply),
             answers,
             received: VecDeque::new(),
-            gone: false,
         }
     }
 
@@ -94,10 +92,8 @@ impl<T> Flight<T> {
             match self.answers.try_recv() {
                 Ok(answer) => self.received.push_back(answer),
                 Err(TryRecvError::Empty) => return false,
-                Err(TryRecvError::Disconnected) => {
-                    self.gone = true;
-                    return true;
-                }
+                // The node dropped the requests: `next` reports it gone.
+                Err(TryRecvError::Disconnected) => return true,
             }
         }
         true
@@ -378,9 +374,39 @@ impl Session {
 
     /// Sends the operations gathered so far to the node without waiting for them, so
     /// that a server running many sessions can hand all of theirs over before it waits
-    /// for any ([`Session::finish`] sends whatever is still gathered too).
+    /// for any. Ends the round: nothing more is executed before [`Session::finish`].
     pub fn submit(&mut self) -> Result<(), NodeGone> {
-        self.send_ops()
+        let sent = self.send_ops();
+        // Only the node holds the answer channel now, so `answered` sees it dropped.
+        if let Some(flight) = &mut self.ops {
+            flight.reply = None;
+        }
+        sent
+    }
+
+    /// Whether running `args` now would wait for operations gathered or in flight to
+    /// be made durable: a read of counters, `INFO` or `CONFIG GET` after increments not
+    /// yet answered, or `EXEC` then (its reads may need them). An event-loop server
+    /// ends its round before such a request and runs it once the answers are in, so it
+    /// never waits for a group commit (a transaction whose reads follow its own
+    /// increments still waits for them inside `EXEC`).
+    pub fn would_wait(&self, args: Args<'_>) -> bool {
+        if self.pending_ops.is_empty() && self.ops.is_none() {
+            return false;
+        }
+        if self.transaction.is_some() && !command::runs_inside_multi(args.get(0)) {
+            return false;
+        }
+        matches!(
+            command::parse(args),
+            Ok(Command::Get(_)
+                | Command::Value(_)
+                | Command::MGet(_)
+                | Command::Exists(_)
+                | Command::Info(_)
+                | Command::ConfigGet(_)
+                | Command::Exec)
+        )
     }
 
     /// Whether [`Session::finish`] can assemble the replies without waiting for an

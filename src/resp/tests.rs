@@ -14,7 +14,7 @@ use crate::node::views::{CounterView, OriginTotalsView};
 use crate::node_core::OpFailure;
 use crate::status::{NodeStatus, StorageStatus, WalStorageStatus};
 use crate::wal::WalStatus;
-use crossbeam_channel::{select, Receiver};
+use crossbeam_channel::{select, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -42,12 +42,23 @@ struct FakeNode {
 
 impl FakeNode {
     fn start() -> FakeNode {
+        FakeNode::holding(None)
+    }
+
+    /// A node that answers each request of operations only once `release` has sent it
+    /// a token (or been dropped): a group commit that takes as long as the test wants.
+    fn held() -> (FakeNode, Sender<()>) {
+        let (release, held) = crossbeam_channel::unbounded();
+        (FakeNode::holding(Some(held)), release)
+    }
+
+    fn holding(held: Option<Receiver<()>>) -> FakeNode {
         let (ops_tx, ops_rx) = crossbeam_channel::unbounded();
         let (queries_tx, queries_rx) = crossbeam_channel::unbounded();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let thread = {
             let seen = seen.clone();
-            std::thread::spawn(move || serve(ops_rx, queries_rx, &seen))
+            std::thread::spawn(move || serve(ops_rx, queries_rx, &seen, held.as_ref()))
         };
         FakeNode {
             link: Some(NodeLink {
@@ -82,26 +93,23 @@ impl Drop for FakeNode {
 }
 
 /// Answers until every sender is gone; an operation past [`LIMIT`] is refused.
-fn serve(ops: Receiver<ClientOps>, queries: Receiver<Query>, seen: &Mutex<Seen>) {
+fn serve(
+    ops: Receiver<ClientOps>,
+    queries: Receiver<Query>,
+    seen: &Mutex<Seen>,
+    held: Option<&Receiver<()>>,
+) {
     let mut values: BTreeMap<String, i64> = BTreeMap::new();
     let (mut ops_open, mut queries_open) = (true, true);
     while ops_open || queries_open {
         select! {
             recv(ops) -> msg => match msg {
-                Ok(ClientOps::One { op, reply }) => {
-                    let mut seen = seen.lock().unwrap();
-                    seen.requests.push(1);
-                    reply.send(apply(&mut values, op, &mut seen));
-                }
-                Ok(ClientOps::Many { ops, reply, notify }) => {
-                    let mut seen = seen.lock().unwrap();
-                    seen.requests.push(ops.len());
-                    for op in ops {
-                        let _ = reply.send(apply(&mut values, op, &mut seen));
-                        if let Some(notify) = &notify {
-                            notify.call();
-                        }
+                Ok(request) => {
+                    if let Some(held) = held {
+                        // A token, or the test's end (the sender dropped).
+                        let _ = held.recv();
                     }
+                    answer(request, &mut values, seen);
                 }
                 Err(_) => ops_open = false,
             },
@@ -129,6 +137,26 @@ fn serve(ops: Receiver<ClientOps>, queries: Receiver<Query>, seen: &Mutex<Seen>)
                 Ok(_) => {}
                 Err(_) => queries_open = false,
             },
+        }
+    }
+}
+
+/// Applies one request of operations and answers each, as the node does.
+fn answer(request: ClientOps, values: &mut BTreeMap<String, i64>, seen: &Mutex<Seen>) {
+    let mut seen = seen.lock().unwrap();
+    match request {
+        ClientOps::One { op, reply } => {
+            seen.requests.push(1);
+            reply.send(apply(values, op, &mut seen));
+        }
+        ClientOps::Many { ops, reply, notify } => {
+            seen.requests.push(ops.len());
+            for op in ops {
+                let _ = reply.send(apply(values, op, &mut seen));
+                if let Some(notify) = &notify {
+                    notify.call();
+                }
+            }
         }
     }
 }
@@ -400,7 +428,10 @@ struct TestServer {
 
 impl TestServer {
     fn start(config: Config) -> TestServer {
-        let node = FakeNode::start();
+        TestServer::with_node(config, FakeNode::start())
+    }
+
+    fn with_node(config: Config, node: FakeNode) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server = RespServer::spawn(listener, config, node.link(), Access::default()).unwrap();
         TestServer {
@@ -571,6 +602,53 @@ fn a_client_that_stops_reading_holds_up_no_one_and_is_dropped_after_the_write_ti
         Ok(_) => {}
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
+}
+
+#[test]
+fn a_read_waiting_for_its_increments_holds_up_no_other_connection() {
+    let (node, release) = FakeNode::held();
+    let server = TestServer::with_node(Config::default(), node);
+    // Rebound after the server so it is dropped first: the server's stop then never
+    // waits on an answer still held.
+    let release = release;
+    let mut a = server.connect();
+    // Each GET needs the INCR before it answered: two group commits, both held.
+    a.write_all(b"INCR k\r\nGET k\r\nINCR k\r\nGET k\r\n")
+        .unwrap();
+    let mut b = server.connect();
+    for _ in 0..3 {
+        b.write_all(b"PING\r\n").unwrap();
+        expect(&mut b, "+PONG\r\n");
+    }
+    release.send(()).unwrap();
+    // The first GET runs in the next round, with the second INCR, whose answer its
+    // reply then waits for.
+    expect(&mut a, ":1\r\n");
+    b.write_all(b"PING\r\n").unwrap();
+    expect(&mut b, "+PONG\r\n");
+    release.send(()).unwrap();
+    expect(&mut a, "$1\r\n1\r\n:2\r\n$1\r\n2\r\n");
+}
+
+#[test]
+fn a_node_that_drops_its_requests_is_reported_and_the_connection_closed() {
+    let (ops, ops_rx) = crossbeam_channel::unbounded();
+    let (queries, queries_rx) = crossbeam_channel::unbounded::<Query>();
+    // A node that takes one request and stops: the request and its channels are dropped.
+    let node = std::thread::spawn(move || {
+        let _ = ops_rx.recv();
+        drop(queries_rx);
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let link = NodeLink { ops, queries };
+    let mut server =
+        RespServer::spawn(listener, Config::default(), link, Access::default()).unwrap();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"INCR k\r\n").unwrap();
+    assert_eq!(read_to_close(&mut s), "-ERR the node is stopping\r\n");
+    node.join().unwrap();
+    server.stop();
 }
 
 /// The server's count of open connections, asked on `s`.
