@@ -488,6 +488,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_keyed_decrement_counts_while_live_and_after_its_fold() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        let mut dec = keyed("k", 3);
+        dec.kind = OpKind::Decrement;
+        commit(&mut state, &me, &[keyed("j", 5), dec], 0, false);
+        assert_eq!((state.value("c"), state.unresolved_acceptances()), (2, 2));
+        commit(&mut state, &me, &[], 1, true);
+        assert_eq!((state.value("c"), state.unresolved_acceptances()), (2, 0));
+    }
+
+    /// A replica holds a totals entry only if its fold ledger is held too: equal totals
+    /// with a ledger that resolves more are news.
+    #[test]
+    fn holding_a_folded_entry_takes_its_ledger_as_well_as_its_totals() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        commit(&mut state, &me, &[keyed("k", 2)], 0, false);
+        commit(&mut state, &me, &[], 1, true);
+        let entries = state.entries_after(&me, 0);
+        let folded = entries
+            .iter()
+            .find(|e| e.folded().is_some())
+            .expect("the fold's totals entry carries its ledger");
+        let ledger = folded.folded().unwrap();
+        assert_eq!((ledger.p, ledger.n, folded.p), (2, 0, 2));
+        assert!(state.holds_entry(&me, folded));
+        let mut more = folded.clone();
+        more.keyed = Some(Box::new(crate::crdt::Keyed::Folded(crate::crdt::Folded {
+            through: ledger.through + 1,
+            ..ledger
+        })));
+        assert!(
+            !state.holds_entry(&me, &more),
+            "a ledger resolving more is news"
+        );
+        let plain = crate::crdt::CounterEntry::plain("c", 2, 0, folded.version);
+        assert_eq!(plain.folded(), None);
+    }
+
     /// A forged acceptance at version 0 would be resolved on arrival (every ledger's
     /// `through` is at least 0) and, from a smaller origin, win the key resolved: the key
     /// would count nowhere. No origin accepts at version 0: the decoder refuses one and a
