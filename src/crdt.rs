@@ -1027,6 +1027,11 @@ mod tests {
         assert_eq!(names, ["a", "b", "m", "q", "z"]);
         let first: Vec<&str> = state.first_values(2).into_iter().map(|(n, _)| n).collect();
         assert_eq!(first, ["a", "b"]);
+        let all: Vec<&str> = state.first_values(5).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            all, names,
+            "a limit of exactly the number of counters takes them all"
+        );
     }
 
     #[test]
