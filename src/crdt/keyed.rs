@@ -529,6 +529,34 @@ mod tests {
         assert_eq!(plain.folded(), None);
     }
 
+    /// Two origins accepted the same key at the same version: each acceptance goes out
+    /// as its own acceptor made it.
+    #[test]
+    fn each_acceptance_of_a_key_goes_out_as_its_acceptor_made_it() {
+        let (a, b) = (Origin::new("a", 1), Origin::new("b", 1));
+        let mut replica = State::new();
+        for (origin, at_ms) in [(&a, 100), (&b, 200)] {
+            let mut acceptor = State::new();
+            commit(&mut acceptor, origin, &[keyed("k", 5)], at_ms, false);
+            for delta in acceptor.to_deltas() {
+                replica.apply_delta(&delta);
+            }
+        }
+        let accepted_at = |origin: &Origin| -> Vec<(u64, u64)> {
+            replica
+                .entries_after(origin, 0)
+                .iter()
+                .filter_map(|e| e.acceptance().map(|k| (e.version, k.at_ms)))
+                .collect()
+        };
+        assert_eq!(
+            (accepted_at(&a), accepted_at(&b)),
+            (vec![(1, 100)], vec![(1, 200)])
+        );
+        assert!(replica.has_key("k") && !replica.has_key("j"));
+        assert_eq!(replica.value("c"), 5, "one key counts once");
+    }
+
     /// A forged acceptance at version 0 would be resolved on arrival (every ledger's
     /// `through` is at least 0) and, from a smaller origin, win the key resolved: the key
     /// would count nowhere. No origin accepts at version 0: the decoder refuses one and a
