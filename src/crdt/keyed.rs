@@ -557,6 +557,70 @@ mod tests {
         assert_eq!(replica.value("c"), 5, "one key counts once");
     }
 
+    /// A fold's totals entry merges only where every acceptance its ledger resolves is
+    /// held: in a delta that continues what the replica knows, or once the gap before it
+    /// is filled; before that it is left out, as if lost.
+    #[test]
+    fn a_fold_merges_only_where_the_acceptances_it_resolves_are_held() {
+        use crate::crdt::OriginDelta;
+        let a = Origin::new("a", 1);
+        let mut acceptor = State::new();
+        commit(&mut acceptor, &a, &[keyed("k", 5)], 0, false);
+        commit(&mut acceptor, &a, &[], 1, true);
+        let whole = acceptor.to_deltas();
+        let after = |state: &State, from: u64, to: u64| OriginDelta {
+            origin: a.clone(),
+            from,
+            to,
+            entries: state.entries_after(&a, from),
+        };
+        let fold_only = after(&acceptor, 1, 2);
+        let fold = fold_only.entries[0].clone();
+        assert!(fold.folded().is_some(), "version 2 is the fold");
+
+        let mut in_order = State::new();
+        for delta in &whole {
+            in_order.apply_delta(delta);
+        }
+        assert_eq!(
+            (in_order.value("c"), in_order.unresolved_acceptances()),
+            (5, 0)
+        );
+        assert!(in_order.holds_entry(&a, &fold));
+
+        let mut gapped = State::new();
+        assert!(!gapped.apply_delta(&fold_only).changed);
+        assert_eq!((gapped.value("c"), gapped.known(&a)), (0, 0));
+        assert!(
+            !gapped.holds_entry(&a, &fold),
+            "the fold came before its acceptance"
+        );
+        for delta in &whole {
+            gapped.apply_delta(delta);
+        }
+        assert_eq!((gapped.value("c"), gapped.unresolved_acceptances()), (5, 0));
+        assert!(
+            !gapped.apply_delta(&fold_only).changed,
+            "nothing new the second time"
+        );
+
+        let plain = LocalOp {
+            key: None,
+            ..keyed("", 1)
+        };
+        commit(&mut acceptor, &a, &[plain], 2, false);
+        let grown = after(&acceptor, 2, 3);
+        assert!(
+            grown.entries[0].folded().is_some(),
+            "the totals keep their ledger"
+        );
+        assert!(
+            in_order.apply_delta(&grown).changed,
+            "totals grown under the same ledger"
+        );
+        assert_eq!(in_order.value("c"), 6);
+    }
+
     /// A forged acceptance at version 0 would be resolved on arrival (every ledger's
     /// `through` is at least 0) and, from a smaller origin, win the key resolved: the key
     /// would count nowhere. No origin accepts at version 0: the decoder refuses one and a
