@@ -106,6 +106,25 @@ fn a_push_with_a_gap_pulls_the_gap_from_the_pusher_once() {
 }
 
 #[test]
+fn a_push_without_a_gap_pulls_nothing() {
+    let mut a = engine("a", &["b", "c"], Config::default());
+    let mut b = engine("b", &["a", "c"], Config::default());
+    let pushes = write(&mut a, &[inc("x", 1)]);
+    let (_, push) = pushes
+        .iter()
+        .find(|(to, _)| to == "b")
+        .expect("a push to b");
+    b.handle_frame(NOW, &peer("a"), push.clone());
+    assert_eq!(b.state().known(a.origin()), 1);
+    assert_eq!(b.stats().repairs, 0);
+    let out = sends(&mut b);
+    assert!(
+        !out.iter().any(|(_, f)| matches!(f, Frame::Syn { .. })),
+        "a pull with nothing missing: {out:?}"
+    );
+}
+
+#[test]
 fn a_gap_pulls_again_a_quarter_of_a_gossip_interval_later_not_sooner() {
     let mut a = engine("a", &["b"], Config::default());
     let mut b = engine("b", &["a"], Config::default());
