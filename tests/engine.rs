@@ -5,7 +5,7 @@
 //! a split delta chains its ranges so a receiver can apply the chunks in any order.
 
 use gctr::codec::{self, Frame, FrameType};
-use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, State};
+use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, Resolution, State};
 use gctr::engine::{Config, Engine, Output, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
 use gctr::member::NodeName;
 use std::time::Duration;
@@ -122,6 +122,52 @@ fn a_push_without_a_gap_pulls_nothing() {
         !out.iter().any(|(_, f)| matches!(f, Frame::Syn { .. })),
         "a pull with nothing missing: {out:?}"
     );
+}
+
+#[test]
+fn the_push_window_grows_with_every_node_of_the_cluster_itself_included() {
+    let peers = names("p", 19);
+    let a = engine("a", &refs(&peers), Config::default());
+    // 250 us a node for 20 nodes, within 2 ms and a quarter of the gossip interval.
+    assert_eq!(a.push_window(), Duration::from_millis(5));
+}
+
+#[test]
+fn a_peers_last_digest_is_kept_until_forgotten() {
+    let a = engine("a", &["b"], Config::default());
+    let mut b = engine("b", &["a"], Config::default());
+    let syn = || Frame::Syn {
+        digest: a.state().digest(),
+    };
+    b.handle_frame(NOW, &peer("a"), syn());
+    assert!(b.peer_digest(&peer("a")).is_some());
+    b.forget_digest(&peer("a"));
+    assert!(
+        b.peer_digest(&peer("a")).is_none(),
+        "a restarted: its digest goes"
+    );
+    assert_eq!(b.peers(), &[peer("a")], "and it stays a peer");
+    b.handle_frame(NOW, &peer("a"), syn());
+    b.forget(&peer("a"));
+    assert!(b.peer_digest(&peer("a")).is_none() && b.peers().is_empty());
+}
+
+#[test]
+fn keys_expire_once_folded_and_past_their_window_and_say_how_many() {
+    let mut a = engine("a", &["b"], Config::default());
+    let keyed = |key: &str| LocalOp {
+        key: Some(key.into()),
+        ..inc("x", 1)
+    };
+    let batch = a.prepare_local(&[keyed("k1"), keyed("k2")], 1_000, &[]);
+    a.apply_local(NOW, &batch);
+    assert_eq!(a.expire_keys(1_000_000, 10), 0, "unresolved keys stay");
+    let folds = a.state().plan_folds(a.origin(), |_| Resolution::Fold);
+    let batch = a.prepare_local(&[], 2_000, &folds);
+    a.apply_local(NOW, &batch);
+    assert_eq!(a.expire_keys(1_999, 1_000), 0, "within the window");
+    assert_eq!(a.expire_keys(2_000, 1_000), 2);
+    assert_eq!(a.state().value("x"), 2);
 }
 
 #[test]
