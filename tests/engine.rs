@@ -465,6 +465,30 @@ fn assert_within(frames: &[Frame], max_payload: usize) {
 }
 
 #[test]
+fn delta_frames_are_filled_before_the_next_one_begins() {
+    let mut b = replier_knowing(60, 20, MIN_PAYLOAD);
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+    assert_within(&frames, MIN_PAYLOAD);
+    let deltas: Vec<&Frame> = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Delta { .. }))
+        .collect();
+    assert!(deltas.len() >= 10, "{} delta frames", deltas.len());
+    // The chunker counts each delta head at its largest (from and to as 10-byte
+    // varints) and an entry with its head takes under 130 bytes here, so a frame that is
+    // not the last is more than half full; cut any earlier and it was packed badly.
+    let sizes: Vec<usize> = deltas.iter().map(|f| codec::payload_len(f)).collect();
+    assert!(
+        sizes[..sizes.len() - 1]
+            .iter()
+            .all(|&len| len > MIN_PAYLOAD / 2),
+        "delta frames of {sizes:?} bytes"
+    );
+    check_everything_arrives(&b, frames);
+}
+
+#[test]
 fn a_reply_to_a_syn_fits_the_limit_with_a_large_digest_and_a_delta_over_several_frames() {
     let mut b = replier_knowing(10, 20, MIN_PAYLOAD);
     let digest_len = codec::digest_len(&b.state().digest());
