@@ -488,6 +488,45 @@ fn delta_frames_are_filled_before_the_next_one_begins() {
     check_everything_arrives(&b, frames);
 }
 
+/// Origins known up to a version whose changes are all superseded or gone (an empty
+/// delta range): their deltas carry no entry, only the range, and still fill frames
+/// within the limit.
+#[test]
+fn ranges_without_entries_are_sent_too_and_fill_frames_within_the_limit() {
+    let mut state = State::new();
+    for i in 0..100 {
+        state.apply_delta(&OriginDelta {
+            origin: Origin::new(format!("{i:0>20}"), 7),
+            from: 0,
+            to: 5,
+            entries: Vec::new(),
+        });
+    }
+    let config = Config {
+        max_payload: MIN_PAYLOAD,
+        eager_push: false,
+        ..Config::default()
+    };
+    let mut b = Engine::new(Origin::new("b", 7), config, state, 42, Duration::ZERO);
+    b.set_peers([peer("a")]);
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+    assert_within(&frames, MIN_PAYLOAD);
+    let sizes: Vec<usize> = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Delta { .. }))
+        .map(codec::payload_len)
+        .collect();
+    assert!(sizes.len() >= 4, "delta frames of {sizes:?} bytes");
+    assert!(
+        sizes[..sizes.len() - 1]
+            .iter()
+            .all(|&len| len > MIN_PAYLOAD / 2),
+        "delta frames of {sizes:?} bytes"
+    );
+    check_everything_arrives(&b, frames);
+}
+
 #[test]
 fn a_reply_to_a_syn_fits_the_limit_with_a_large_digest_and_a_delta_over_several_frames() {
     let mut b = replier_knowing(10, 20, MIN_PAYLOAD);
