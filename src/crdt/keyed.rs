@@ -427,6 +427,16 @@ mod tests {
         }
     }
 
+    /// Origin a's replica after it accepted key "k" for `amount` on "c" (version 1), then
+    /// folded it (version 2).
+    fn accepted_then_folded(amount: u64) -> (Origin, State) {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        commit(&mut state, &me, &[keyed("k", amount)], 0, false);
+        commit(&mut state, &me, &[], 1, true);
+        (me, state)
+    }
+
     fn commit(state: &mut State, me: &Origin, ops: &[LocalOp], at_ms: u64, fold: bool) {
         let folds = if fold {
             state.plan_folds(me, |_| Resolution::Fold)
@@ -504,10 +514,7 @@ mod tests {
     /// with a ledger that resolves more are news.
     #[test]
     fn holding_a_folded_entry_takes_its_ledger_as_well_as_its_totals() {
-        let me = Origin::new("a", 1);
-        let mut state = State::new();
-        commit(&mut state, &me, &[keyed("k", 2)], 0, false);
-        commit(&mut state, &me, &[], 1, true);
+        let (me, state) = accepted_then_folded(2);
         let entries = state.entries_after(&me, 0);
         let folded = entries
             .iter()
@@ -563,10 +570,7 @@ mod tests {
     #[test]
     fn a_fold_merges_only_where_the_acceptances_it_resolves_are_held() {
         use crate::crdt::OriginDelta;
-        let a = Origin::new("a", 1);
-        let mut acceptor = State::new();
-        commit(&mut acceptor, &a, &[keyed("k", 5)], 0, false);
-        commit(&mut acceptor, &a, &[], 1, true);
+        let (a, mut acceptor) = accepted_then_folded(5);
         let whole = acceptor.to_deltas();
         let after = |state: &State, from: u64, to: u64| OriginDelta {
             origin: a.clone(),

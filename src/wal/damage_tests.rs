@@ -94,6 +94,17 @@ fn wal_a_missing_first_segment_is_refused() {
     assert!(reason.contains("records 1 to 1 are missing"), "{reason}");
 }
 
+/// After a torn tail was cut: the next record gets the next number, and the log then
+/// reopens to the same state with nothing left to cut.
+fn appends_then_reopens_with_nothing_to_cut(dir: &Path, mut node: Node, kept: usize) {
+    assert_eq!(node.local("after", 1).unwrap(), kept as u64 + 1);
+    let expected = image(&node.state);
+    drop(node);
+    let (node, report) = Node::open(dir, tiny(200));
+    assert_eq!(image(&node.state), expected);
+    assert!(report.torn_tail.is_none());
+}
+
 #[test]
 fn wal_a_wholly_zeroed_last_segment_is_cut_as_a_torn_write_keeping_every_earlier_record() {
     let (dir, origin, history) = written(tiny(200), 20);
@@ -105,7 +116,7 @@ fn wal_a_wholly_zeroed_last_segment_is_cut_as_a_torn_write_keeping_every_earlier
     let zeros = vec![0u8; 4096];
     stdfs::write(last, &zeros).unwrap();
 
-    let (mut node, report) = Node::open(dir.path(), tiny(200));
+    let (node, report) = Node::open(dir.path(), tiny(200));
     assert_eq!(node.wal.origin(), &origin, "a torn write keeps the origin");
     assert_eq!(image(&node.state), history[kept]);
     assert_eq!(report.records_replayed, kept as u64);
@@ -114,12 +125,7 @@ fn wal_a_wholly_zeroed_last_segment_is_cut_as_a_torn_write_keeping_every_earlier
     assert_eq!((&torn.file, torn.offset, torn.bytes_cut), (last, 0, 4096));
     assert_eq!(torn.saved_to, None, "zeros hold nothing worth a copy");
 
-    assert_eq!(node.local("after", 1).unwrap(), kept as u64 + 1);
-    let expected = image(&node.state);
-    drop(node);
-    let (node, report) = Node::open(dir.path(), tiny(200));
-    assert_eq!(image(&node.state), expected);
-    assert!(report.torn_tail.is_none());
+    appends_then_reopens_with_nothing_to_cut(dir.path(), node, kept);
 }
 
 #[test]
@@ -132,18 +138,13 @@ fn wal_a_last_segment_torn_inside_its_header_is_cut_keeping_every_earlier_record
     let header = stdfs::read(last).unwrap();
     stdfs::write(last, &header[..5]).unwrap();
 
-    let (mut node, report) = Node::open(dir.path(), tiny(200));
+    let (node, report) = Node::open(dir.path(), tiny(200));
     assert_eq!(node.wal.origin(), &origin, "a torn write keeps the origin");
     assert_eq!(image(&node.state), history[kept]);
     assert_eq!(report.records_replayed, kept as u64);
     let torn = report.torn_tail.expect("a torn tail");
     assert_eq!((&torn.file, torn.offset, torn.bytes_cut), (last, 0, 5));
-    assert_eq!(node.local("after", 1).unwrap(), kept as u64 + 1);
-    let expected = image(&node.state);
-    drop(node);
-    let (node, report) = Node::open(dir.path(), tiny(200));
-    assert_eq!(image(&node.state), expected);
-    assert!(report.torn_tail.is_none());
+    appends_then_reopens_with_nothing_to_cut(dir.path(), node, kept);
 }
 
 #[test]
