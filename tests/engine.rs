@@ -430,6 +430,12 @@ fn replier_knowing(origins: usize, name_len: usize, max_payload: usize) -> Engin
             entries,
         });
     }
+    replier(state, max_payload)
+}
+
+/// Engine `b` holding `state`, with `a` as its peer, sending frames of at most
+/// `max_payload` bytes and no pushes.
+fn replier(state: State, max_payload: usize) -> Engine {
     let config = Config {
         max_payload,
         eager_push: false,
@@ -438,6 +444,30 @@ fn replier_knowing(origins: usize, name_len: usize, max_payload: usize) -> Engin
     let mut b = Engine::new(Origin::new("b", 7), config, state, 42, Duration::ZERO);
     b.set_peers([peer("a")]);
     b
+}
+
+/// Asks `b` with an empty digest and checks its Delta frames: at least `min_frames`,
+/// within the limit, every one but the last more than half full, and together carrying
+/// everything `b` holds. The chunker counts each delta head at its largest (from and
+/// to as 10-byte varints), and in these tests an entry with its head takes under 130
+/// bytes, so a frame cut with less than half of it used was packed badly.
+fn assert_reply_packed(mut b: Engine, min_frames: usize) {
+    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+    assert_within(&frames, MIN_PAYLOAD);
+    let sizes: Vec<usize> = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Delta { .. }))
+        .map(codec::payload_len)
+        .collect();
+    assert!(sizes.len() >= min_frames, "delta frames of {sizes:?} bytes");
+    assert!(
+        sizes[..sizes.len() - 1]
+            .iter()
+            .all(|&len| len > MIN_PAYLOAD / 2),
+        "delta frames of {sizes:?} bytes"
+    );
+    check_everything_arrives(&b, frames);
 }
 
 /// Carries `frames` from `b` to a new engine `a` and checks that `a` then holds all `b` holds.
@@ -466,26 +496,7 @@ fn assert_within(frames: &[Frame], max_payload: usize) {
 
 #[test]
 fn delta_frames_are_filled_before_the_next_one_begins() {
-    let mut b = replier_knowing(60, 20, MIN_PAYLOAD);
-    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
-    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
-    assert_within(&frames, MIN_PAYLOAD);
-    let deltas: Vec<&Frame> = frames
-        .iter()
-        .filter(|f| matches!(f, Frame::Delta { .. }))
-        .collect();
-    assert!(deltas.len() >= 10, "{} delta frames", deltas.len());
-    // The chunker counts each delta head at its largest (from and to as 10-byte
-    // varints) and an entry with its head takes under 130 bytes here, so a frame that is
-    // not the last is more than half full; cut any earlier and it was packed badly.
-    let sizes: Vec<usize> = deltas.iter().map(|f| codec::payload_len(f)).collect();
-    assert!(
-        sizes[..sizes.len() - 1]
-            .iter()
-            .all(|&len| len > MIN_PAYLOAD / 2),
-        "delta frames of {sizes:?} bytes"
-    );
-    check_everything_arrives(&b, frames);
+    assert_reply_packed(replier_knowing(60, 20, MIN_PAYLOAD), 10);
 }
 
 /// Origins known up to a version whose changes are all superseded or gone (an empty
@@ -502,29 +513,7 @@ fn ranges_without_entries_are_sent_too_and_fill_frames_within_the_limit() {
             entries: Vec::new(),
         });
     }
-    let config = Config {
-        max_payload: MIN_PAYLOAD,
-        eager_push: false,
-        ..Config::default()
-    };
-    let mut b = Engine::new(Origin::new("b", 7), config, state, 42, Duration::ZERO);
-    b.set_peers([peer("a")]);
-    b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
-    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
-    assert_within(&frames, MIN_PAYLOAD);
-    let sizes: Vec<usize> = frames
-        .iter()
-        .filter(|f| matches!(f, Frame::Delta { .. }))
-        .map(codec::payload_len)
-        .collect();
-    assert!(sizes.len() >= 4, "delta frames of {sizes:?} bytes");
-    assert!(
-        sizes[..sizes.len() - 1]
-            .iter()
-            .all(|&len| len > MIN_PAYLOAD / 2),
-        "delta frames of {sizes:?} bytes"
-    );
-    check_everything_arrives(&b, frames);
+    assert_reply_packed(replier(state, MIN_PAYLOAD), 4);
 }
 
 #[test]
