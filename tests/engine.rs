@@ -499,6 +499,31 @@ fn delta_frames_are_filled_before_the_next_one_begins() {
     assert_reply_packed(replier_knowing(60, 20, MIN_PAYLOAD), 10);
 }
 
+/// Versions near the highest an origin may reach take 9-byte varints, so the chunker's
+/// head estimate (10 bytes each for from and to) leaves almost no slack: frames must
+/// still fit the limit.
+#[test]
+fn frames_of_versions_near_the_top_fit_the_limit_too() {
+    let base = gctr::crdt::MAX_VERSION - 1_000;
+    let entries = (1..=300)
+        .map(|i| CounterEntry {
+            counter: format!("{}-{i}", "c".repeat(40 + i as usize % 37)),
+            p: i,
+            n: 0,
+            version: base + i,
+            keyed: None,
+        })
+        .collect();
+    let mut state = State::new();
+    state.apply_delta(&OriginDelta {
+        origin: Origin::new("a-writer", 7),
+        from: 0,
+        to: base + 300,
+        entries,
+    });
+    assert_reply_packed(replier(state, MIN_PAYLOAD), 20);
+}
+
 /// Origins known up to a version whose changes are all superseded or gone (an empty
 /// delta range): their deltas carry no entry, only the range, and still fill frames
 /// within the limit.
