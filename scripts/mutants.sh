@@ -80,7 +80,8 @@ count() {
     echo "$n"
 }
 echo "mutants.sh: caught $(count caught.txt), missed $(count missed.txt)," \
-    "timed out $(count timeout.txt), unviable $(count unviable.txt)"
+    "timed out $(count timeout.txt), unviable $(count unviable.txt);" \
+    "caught or unviable in earlier runs (--iterate): $(count previously_caught.txt)"
 
 # Missed mutants by file and description without line and column, which move with every
 # edit; the equivalence list names them the same way at the start of a line, then " | "

@@ -150,7 +150,8 @@ pub enum ClientOps {
     /// One operation.
     One { op: LocalOp, reply: OpReply },
     /// Operations committed in the same batch, answered in their order on one channel
-    /// (a RESP pipeline), each answer followed by `notify`. At most [`MAX_BATCH`] of them.
+    /// (a RESP pipeline); `notify` is called once, with the last answer (sent or
+    /// dropped). At most [`MAX_BATCH`] of them.
     Many {
         ops: Vec<LocalOp>,
         reply: Sender<OpResult>,
@@ -164,9 +165,14 @@ impl ClientOps {
         match self {
             ClientOps::One { op, reply } => batch.push(OpRequest { op, reply }),
             ClientOps::Many { ops, reply, notify } => {
-                batch.extend(ops.into_iter().map(|op| OpRequest {
+                // Answered in order: only the last one wakes the waiter.
+                let last = ops.len().saturating_sub(1);
+                batch.extend(ops.into_iter().enumerate().map(|(i, op)| OpRequest {
                     op,
-                    reply: OpReply::Channel(ChannelReply::new(reply.clone(), notify.clone())),
+                    reply: OpReply::Channel(ChannelReply::new(
+                        reply.clone(),
+                        notify.clone().filter(|_| i == last),
+                    )),
                 }))
             }
         }
@@ -859,6 +865,57 @@ impl EventLoop {
             access: self.figures.access.status(),
             process: ProcessStatus::read(),
             keyring: self.keys.as_ref().map(NodeKeys::status),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crdt::OpKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn inc(counter: &str) -> LocalOp {
+        LocalOp {
+            counter: counter.into(),
+            kind: OpKind::Increment,
+            amount: 1,
+            key: None,
+        }
+    }
+
+    /// A pipeline's answers wake its waiter once, with the last of them, whether they
+    /// are sent or dropped unsent.
+    #[test]
+    fn a_pipeline_wakes_its_waiter_once_with_its_last_answer() {
+        for send in [true, false] {
+            let wakes = Arc::new(AtomicUsize::new(0));
+            let notify = {
+                let wakes = wakes.clone();
+                Notify::new(move || {
+                    wakes.fetch_add(1, Ordering::SeqCst);
+                })
+            };
+            let (reply, answers) = crossbeam_channel::unbounded();
+            let mut batch = Vec::new();
+            let ops = vec![inc("a"), inc("b"), inc("c")];
+            ClientOps::Many {
+                ops,
+                reply,
+                notify: Some(notify),
+            }
+            .unpack(&mut batch);
+            let mut woken_at = Vec::new();
+            for (i, request) in batch.into_iter().enumerate() {
+                if send {
+                    request.reply.send(Ok(i as i64));
+                } else {
+                    drop(request);
+                }
+                woken_at.push(wakes.load(Ordering::SeqCst));
+            }
+            assert_eq!(woken_at, [0, 0, 1], "sent: {send}");
+            assert_eq!(answers.try_iter().count(), if send { 3 } else { 0 });
         }
     }
 }

@@ -25,7 +25,7 @@
 use super::about::ServerFigures;
 use super::command::Args;
 use super::parser::{self, Limits, DEFAULT_LIMITS};
-use super::session::{NodeGone, NodeLink, Session};
+use super::session::{Executed, NodeGone, NodeLink, Session};
 use crate::http::Access;
 use crate::node::event_loop::Notify;
 use crossbeam_channel::{Receiver, Sender};
@@ -336,10 +336,10 @@ impl EventLoop {
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut round: Vec<Token> = Vec::new();
+        // When the next client with unread replies is due to be dropped.
+        let mut stall_deadline: Option<Instant> = None;
         loop {
-            let stall = self
-                .next_stall_deadline()
-                .map(|at| at.saturating_duration_since(Instant::now()));
+            let stall = stall_deadline.map(|at| at.saturating_duration_since(Instant::now()));
             let timeout = if !self.carried.is_empty() {
                 Some(Duration::ZERO)
             } else if !self.waiting.is_empty() {
@@ -381,7 +381,7 @@ impl EventLoop {
                 list(&mut self.connections, &mut round, token);
             }
             self.serve(&round);
-            self.drop_stalled(Instant::now());
+            stall_deadline = self.drop_stalled(Instant::now());
         }
         self.finish_writes();
     }
@@ -512,30 +512,27 @@ impl EventLoop {
         }
     }
 
-    /// The earliest time a connection with unwritten replies is disconnected.
-    fn next_stall_deadline(&self) -> Option<Instant> {
-        let timeout = self.shared.config.write_timeout;
-        self.connections
-            .values()
-            .filter_map(|c| c.stalled_since)
-            .min()
-            .map(|since| since + timeout)
-    }
-
     /// Disconnects the clients that have taken none of their replies for the write
-    /// timeout.
-    fn drop_stalled(&mut self, now: Instant) {
+    /// timeout; returns when the next of the others is due, in the same pass.
+    fn drop_stalled(&mut self, now: Instant) -> Option<Instant> {
         let timeout = self.shared.config.write_timeout;
-        let stalled: Vec<Token> = self
-            .connections
-            .iter()
-            .filter(|(_, c)| c.stalled_since.is_some_and(|t| now >= t + timeout))
-            .map(|(&token, _)| token)
-            .collect();
+        let mut stalled = Vec::new();
+        let mut next = None;
+        for (&token, c) in &self.connections {
+            let Some(due) = c.stalled_since.map(|since| since + timeout) else {
+                continue;
+            };
+            if now >= due {
+                stalled.push(token);
+            } else {
+                next = Some(next.map_or(due, |n: Instant| n.min(due)));
+            }
+        }
         for token in stalled {
             log::debug!("redis connection {}: replies unread, disconnected", token.0);
             self.close(token);
         }
+        next
     }
 
     fn close(&mut self, token: Token) {
@@ -626,16 +623,14 @@ fn run_round(
                     pos += n;
                     continue;
                 }
-                let args = Args::new(data, ranges);
-                if session.would_wait(args) {
-                    break Round::Paused;
+                match session.execute(Args::new(data, ranges), &|| shared.figures()) {
+                    Ok(Executed::Ran) => {}
+                    Ok(Executed::WaitsForAnswers) => break Round::Paused,
+                    // `finish` reports the node gone.
+                    Err(NodeGone) => break Round::Ended,
                 }
                 pos += n;
                 commands += 1;
-                if session.execute(args, &|| shared.figures()).is_err() {
-                    // `finish` reports the node gone.
-                    break Round::Ended;
-                }
             }
             Ok(None) => break Round::Ended,
             Err(e) => {

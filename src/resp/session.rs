@@ -109,6 +109,30 @@ fn next<T>(flight: &mut Option<Flight<T>>) -> Result<T, NodeGone> {
     }
 }
 
+/// What [`Session::execute`] did with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Executed {
+    /// Run, queued (inside `MULTI`), or refused with an answer.
+    Ran,
+    /// Left unrun until the operations before it are answered (an event-loop session).
+    WaitsForAnswers,
+}
+
+/// Whether a command needs every operation before it answered: it reads counters or
+/// the node's status, or runs a transaction that may.
+fn needs_earlier_answers(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Get(_)
+            | Command::Value(_)
+            | Command::MGet(_)
+            | Command::Exists(_)
+            | Command::Info(_)
+            | Command::ConfigGet(_)
+            | Command::Exec
+    )
+}
+
 /// Commands queued between `MULTI` and `EXEC`: copies of their arguments.
 #[derive(Debug, Default)]
 struct Transaction {
@@ -148,7 +172,8 @@ pub struct Session {
     closing: bool,
     /// API tokens: what this connection may do.
     gate: Gate,
-    /// Called by the node after each operation's answer (see [`Session::answered`]).
+    /// Called by the node once a request of operations is answered (see
+    /// [`Session::answered`]); set for a session driven by an event loop.
     notify: Option<Notify>,
 }
 
@@ -173,8 +198,10 @@ impl Session {
         }
     }
 
-    /// Has the node call `notify` after answering each of this session's operations, so
-    /// a server can wait for many sessions at once and ask [`Session::answered`].
+    /// Has the node call `notify` once each request of this session's operations is
+    /// answered, so a server can wait for many sessions at once and ask
+    /// [`Session::answered`]; and leaves requests that would wait for those answers unrun
+    /// (see [`Session::execute`]).
     pub fn notifying(mut self, notify: Notify) -> Session {
         self.notify = Some(notify);
         self
@@ -191,22 +218,42 @@ impl Session {
     }
 
     /// Runs one non-empty request. `figures` is read only by `INFO` and `CONFIG GET`.
+    /// A session driven by an event loop ([`Session::notifying`]) leaves a request that
+    /// would wait for operations gathered or in flight to be made durable (a read of
+    /// counters, `INFO` or `CONFIG GET` after increments not yet answered, or `EXEC`
+    /// then) unrun, so its server never waits for a group commit inside a round; it
+    /// runs it once [`Session::answered`]. A transaction whose reads follow its own
+    /// increments still waits for them inside `EXEC`.
     pub fn execute(
         &mut self,
         args: Args<'_>,
         figures: &dyn Fn() -> ServerFigures,
-    ) -> Result<(), NodeGone> {
+    ) -> Result<Executed, NodeGone> {
+        self.run(args, figures, self.notify.is_some())
+    }
+
+    /// [`Session::execute`], leaving unrun what would wait for answers if `defer`.
+    fn run(
+        &mut self,
+        args: Args<'_>,
+        figures: &dyn Fn() -> ServerFigures,
+        defer: bool,
+    ) -> Result<Executed, NodeGone> {
         if self.transaction.is_some() && !command::runs_inside_multi(args.get(0)) {
             self.queue(args);
-            return Ok(());
+            return Ok(Executed::Ran);
         }
         let command = match command::parse(args).and_then(|c| self.gate.admit(&c).map(|()| c)) {
             Ok(c) => c,
             Err(refusal) => {
                 self.ready(|out| reply::error(out, &refusal));
-                return Ok(());
+                return Ok(Executed::Ran);
             }
         };
+        let ops_outstanding = !self.pending_ops.is_empty() || self.ops.is_some();
+        if defer && ops_outstanding && needs_earlier_answers(&command) {
+            return Ok(Executed::WaitsForAnswers);
+        }
         match command {
             Command::Op(op) => self.operation(op)?,
             Command::Get(name) => self.read(&[name], Slot::Get { integer: false })?,
@@ -246,7 +293,7 @@ impl Session {
             Command::Discard => self.discard(),
             Command::Exec => self.exec(figures)?,
         }
-        Ok(())
+        Ok(Executed::Ran)
     }
 
     /// `MGET` (values) or `EXISTS` (how many were ever written) of `names`.
@@ -327,7 +374,7 @@ impl Session {
                 self.ready(|out| reply::array(out, t.commands.len()));
                 for command in &t.commands {
                     let args = Args::new(&t.bytes, &t.ranges[command.clone()]);
-                    self.execute(args, figures)?;
+                    self.run(args, figures, false)?;
                 }
             }
         }
@@ -382,31 +429,6 @@ impl Session {
             flight.reply = None;
         }
         sent
-    }
-
-    /// Whether running `args` now would wait for operations gathered or in flight to
-    /// be made durable: a read of counters, `INFO` or `CONFIG GET` after increments not
-    /// yet answered, or `EXEC` then (its reads may need them). An event-loop server
-    /// ends its round before such a request and runs it once the answers are in, so it
-    /// never waits for a group commit (a transaction whose reads follow its own
-    /// increments still waits for them inside `EXEC`).
-    pub fn would_wait(&self, args: Args<'_>) -> bool {
-        if self.pending_ops.is_empty() && self.ops.is_none() {
-            return false;
-        }
-        if self.transaction.is_some() && !command::runs_inside_multi(args.get(0)) {
-            return false;
-        }
-        matches!(
-            command::parse(args),
-            Ok(Command::Get(_)
-                | Command::Value(_)
-                | Command::MGet(_)
-                | Command::Exists(_)
-                | Command::Info(_)
-                | Command::ConfigGet(_)
-                | Command::Exec)
-        )
     }
 
     /// Whether [`Session::finish`] can assemble the replies without waiting for an
