@@ -21,6 +21,7 @@ use crate::crdt::{
 use crate::keyring::{self, cluster::KeysMessage};
 use crate::member::NodeName;
 use crate::membership;
+use crate::summary::{self, Span};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Read};
@@ -62,6 +63,18 @@ pub enum Frame {
     },
     /// Step 3, and further chunks of a split delta.
     Delta { delta: Vec<OriginDelta> },
+    /// Anti-entropy step 1 for a digest too large to send whole: its summary, one hash
+    /// per bucket of origins (see [`crate::summary`]).
+    Summary { bits: u8, hashes: Vec<u64> },
+    /// The sender's digest of the origins whose hash lies in `span` (an origin of the
+    /// span it leaves out, it knows of nothing): the answer to a Summary for the buckets
+    /// that differ, and with `reply` set, a request for the receiver's page of the span
+    /// if it lacks something the page shows.
+    Page {
+        span: Span,
+        reply: bool,
+        digest: Digest,
+    },
     /// Eager push of fresh changes; receivers that learn from it pass it on.
     Push { delta: Vec<OriginDelta> },
     /// A membership message (SWIM): on the probe lane (one UDP datagram) or the reliable
@@ -106,6 +119,8 @@ frame_types! {
     Push = 5, "push";
     Member = 6, "member";
     Keys = 7, "keys";
+    Summary = 8, "summary";
+    Page = 9, "page";
 }
 
 impl FrameType {
@@ -178,6 +193,8 @@ impl Frame {
             Frame::Push { .. } => FrameType::Push,
             Frame::Member(_) => FrameType::Member,
             Frame::Keys(_) => FrameType::Keys,
+            Frame::Summary { .. } => FrameType::Summary,
+            Frame::Page { .. } => FrameType::Page,
         }
     }
 }
@@ -289,7 +306,7 @@ fn put_origin(out: &mut impl Sink, o: &Origin) {
     out.put(&o.incarnation.to_be_bytes());
 }
 
-fn put_digest(out: &mut impl Sink, d: &Digest) {
+fn put_digest(out: &mut impl Sink, d: &[OriginVersion]) {
     put_varint(out, d.len() as u64);
     for ov in d {
         put_origin(out, &ov.origin);
@@ -373,6 +390,22 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             put_deltas(out, delta);
         }
         Frame::Delta { delta } | Frame::Push { delta } => put_deltas(out, delta),
+        Frame::Summary { bits, hashes } => {
+            out.put(&[*bits]);
+            for h in hashes {
+                out.put(&h.to_be_bytes());
+            }
+        }
+        Frame::Page {
+            span,
+            reply,
+            digest,
+        } => {
+            out.put(&span.lo.to_be_bytes());
+            out.put(&span.hi.to_be_bytes());
+            out.put(&[u8::from(*reply)]);
+            put_digest(out, digest);
+        }
         Frame::Member(msg) => membership::wire::put_message(out, msg),
         Frame::Keys(msg) => keyring::wire::put_keys(out, msg),
     }
@@ -406,7 +439,7 @@ pub fn delta_head_len(origin: &Origin) -> usize {
 }
 
 /// Bytes a digest takes in a frame (the whole payload of a Syn).
-pub fn digest_len(d: &Digest) -> usize {
+pub fn digest_len(d: &[OriginVersion]) -> usize {
     let mut m = Measure(0);
     put_digest(&mut m, d);
     m.0
@@ -545,6 +578,8 @@ pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecErr
         FrameType::Push => Frame::Push { delta: r.deltas()? },
         FrameType::Member => Frame::Member(membership::wire::decode(r.take_rest())?),
         FrameType::Keys => Frame::Keys(keyring::wire::decode_keys(&mut r)?),
+        FrameType::Summary => r.summary()?,
+        FrameType::Page => r.page()?,
     };
     if !r.buf.is_empty() {
         return Err(CodecError::TrailingBytes(r.buf.len()));
@@ -672,6 +707,53 @@ impl<'a> Decoder<'a> {
             });
         }
         Ok(d)
+    }
+
+    /// A Summary's payload: the bucket bits (at most [`summary::MAX_BITS`]), then one
+    /// hash per bucket.
+    fn summary(&mut self) -> Result<Frame, CodecError> {
+        let bits = self.bytes(1)?[0];
+        if bits > summary::MAX_BITS {
+            return Err(CodecError::Invalid("a summary of more than 2^8 buckets"));
+        }
+        let hashes = (0..1usize << bits)
+            .map(|_| self.u64_fixed())
+            .collect::<Result<_, _>>()?;
+        Ok(Frame::Summary { bits, hashes })
+    }
+
+    /// A Page's payload: its span, the reply flag, and a digest of origins in the span.
+    fn page(&mut self) -> Result<Frame, CodecError> {
+        let span = Span {
+            lo: self.u64_fixed()?,
+            hi: self.u64_fixed()?,
+        };
+        if span.lo > span.hi {
+            return Err(CodecError::Invalid(
+                "a page whose span ends before it starts",
+            ));
+        }
+        let reply = match self.bytes(1)?[0] {
+            0 => false,
+            1 => true,
+            _ => {
+                return Err(CodecError::Invalid(
+                    "a page's reply flag is neither 0 nor 1",
+                ))
+            }
+        };
+        let digest = self.digest()?;
+        if digest
+            .iter()
+            .any(|ov| !span.contains(summary::origin_hash(&ov.origin)))
+        {
+            return Err(CodecError::Invalid("a page's origin lies outside its span"));
+        }
+        Ok(Frame::Page {
+            span,
+            reply,
+            digest,
+        })
     }
 
     /// A count, then that many deltas.
@@ -806,7 +888,7 @@ mod tests {
         let mut digest_entry = Vec::new();
         put_digest(
             &mut digest_entry,
-            &vec![OriginVersion {
+            &[OriginVersion {
                 origin: origin.clone(),
                 version: 0,
             }],
@@ -862,7 +944,7 @@ mod tests {
         let names: Vec<&str> = FrameType::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(
             names,
-            ["hello", "syn", "syn_ack", "delta", "push", "member", "keys"]
+            ["hello", "syn", "syn_ack", "delta", "push", "member", "keys", "summary", "page"]
         );
         for t in FrameType::ALL {
             assert_eq!(FrameType::from_byte(t as u8), Some(t));
@@ -880,7 +962,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
-            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5,"keys":0}"#
+            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5,"keys":0,"summary":0,"page":0}"#
         );
     }
 
@@ -1016,6 +1098,94 @@ mod tests {
         assert_eq!(
             Decoder::new(&bytes).delta().map(|_| ()),
             Err(CodecError::Invalid("an unknown entry tag"))
+        );
+    }
+
+    #[test]
+    fn summaries_and_pages_round_trip_and_measure_what_they_encode_to() {
+        let origin = Origin::new("a", 3);
+        let hash = summary::origin_hash(&origin);
+        let frames = [
+            Frame::Summary {
+                bits: 0,
+                hashes: vec![9],
+            },
+            Frame::Summary {
+                bits: summary::MAX_BITS,
+                hashes: (0..256).collect(),
+            },
+            Frame::Page {
+                span: Span::ALL,
+                reply: true,
+                digest: Vec::new(),
+            },
+            Frame::Page {
+                span: Span { lo: hash, hi: hash },
+                reply: false,
+                digest: vec![OriginVersion { origin, version: 4 }],
+            },
+        ];
+        for frame in frames {
+            let bytes = encode(&frame);
+            assert_eq!(bytes.len(), encoded_len(&frame));
+            assert_eq!(decode(&bytes, DEFAULT_MAX_PAYLOAD), Ok(frame));
+        }
+        assert_eq!(summary::summary_len(3) + HEADER_LEN, {
+            let hashes = vec![0; 8];
+            encoded_len(&Frame::Summary { bits: 3, hashes })
+        });
+    }
+
+    #[test]
+    fn a_summary_or_page_that_cannot_be_true_is_refused() {
+        let payload = |kind: FrameType, bytes: &[u8]| decode_payload(kind, bytes);
+        // More buckets than a summary may have, before reading (or allocating) them.
+        assert_eq!(
+            payload(FrameType::Summary, &[summary::MAX_BITS + 1]),
+            Err(CodecError::Invalid("a summary of more than 2^8 buckets"))
+        );
+        assert_eq!(
+            payload(FrameType::Summary, &[2, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(CodecError::Truncated)
+        );
+        let mut backwards = Vec::new();
+        backwards.extend(5u64.to_be_bytes());
+        backwards.extend(4u64.to_be_bytes());
+        backwards.extend([0, 0]);
+        assert_eq!(
+            payload(FrameType::Page, &backwards),
+            Err(CodecError::Invalid(
+                "a page whose span ends before it starts"
+            ))
+        );
+        let mut flag = Vec::new();
+        flag.extend(0u64.to_be_bytes());
+        flag.extend(u64::MAX.to_be_bytes());
+        flag.extend([2, 0]);
+        assert_eq!(
+            payload(FrameType::Page, &flag),
+            Err(CodecError::Invalid(
+                "a page's reply flag is neither 0 nor 1"
+            ))
+        );
+        let origin = Origin::new("a", 3);
+        let hash = summary::origin_hash(&origin);
+        let outside = if hash == u64::MAX {
+            Span { lo: 0, hi: 0 }
+        } else {
+            Span {
+                lo: hash + 1,
+                hi: u64::MAX,
+            }
+        };
+        let page = encode(&Frame::Page {
+            span: outside,
+            reply: false,
+            digest: vec![OriginVersion { origin, version: 1 }],
+        });
+        assert_eq!(
+            decode(&page, DEFAULT_MAX_PAYLOAD),
+            Err(CodecError::Invalid("a page's origin lies outside its span"))
         );
     }
 

@@ -23,6 +23,7 @@ mod table;
 
 pub use keyed::{Folded, KeyAccept, Keyed, MAX_KEY_BYTES};
 
+use crate::summary::{self, Span};
 use keyed::{Acceptance, KeyId, KeyStore};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -354,10 +355,20 @@ impl PreparedBatch {
 #[derive(Clone, Debug)]
 struct OriginRecord {
     origin: Origin,
+    /// The origin's place in digest summaries ([`summary::origin_hash`]).
+    hash: u64,
     known: u64,
     /// version → what holds it: one per (counter, this origin) totals entry and one per
     /// acceptance; drives deltas in version order.
     by_version: BTreeMap<u64, Item>,
+}
+
+impl OriginRecord {
+    /// The highest version held: what is known without a gap, or any change beyond it.
+    fn top(&self) -> u64 {
+        let held = self.by_version.keys().next_back().copied().unwrap_or(0);
+        self.known.max(held)
+    }
 }
 
 /// What an origin's version holds.
@@ -637,17 +648,67 @@ impl State {
     /// longer known range, or entries above the peer's), with the version the peer knows
     /// each up to.
     pub fn missing_from(&self, digest: &Digest) -> Vec<(Origin, u64)> {
+        self.missing_from_in(digest, Span::ALL)
+    }
+
+    /// [`State::missing_from`] among the origins whose hash lies in `span`, for a peer
+    /// whose digest of that span is `digest`.
+    pub fn missing_from_in(&self, digest: &Digest, span: Span) -> Vec<(Origin, u64)> {
         let theirs: HashMap<&Origin, u64> =
             digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
         self.origins
             .iter()
             .filter_map(|(origin, &id)| {
                 let record = &self.origin_records[id as usize];
+                if !span.contains(record.hash) {
+                    return None;
+                }
                 let their = theirs.get(origin).copied().unwrap_or(0);
-                let held = record.by_version.keys().next_back().copied().unwrap_or(0);
-                (record.known.max(held) > their).then(|| (origin.clone(), their))
+                (record.top() > their).then(|| (origin.clone(), their))
             })
             .collect()
+    }
+
+    /// Whether `digest` shows some origin further than this replica knows it.
+    pub fn lacks_any(&self, digest: &Digest) -> bool {
+        digest.iter().any(|ov| ov.version > self.known(&ov.origin))
+    }
+
+    /// Per bucket of `2^bits`, the XOR of its origins' entry hashes: a digest summary
+    /// (see [`crate::summary`]).
+    pub fn bucket_hashes(&self, bits: u8) -> Vec<u64> {
+        let mut hashes = vec![0u64; 1 << bits.min(summary::MAX_BITS)];
+        for record in &self.origin_records {
+            hashes[summary::bucket_of(record.hash, bits)] ^=
+                summary::entry_hash(record.hash, record.known, record.top());
+        }
+        hashes
+    }
+
+    /// Every origin whose hash lies in `span`, with its hash and the version it is known
+    /// up to, in no particular order.
+    pub fn origins_in(&self, span: Span) -> impl Iterator<Item = (&Origin, u64, u64)> {
+        self.origin_records
+            .iter()
+            .filter(move |r| span.contains(r.hash))
+            .map(|r| (&r.origin, r.hash, r.known))
+    }
+
+    /// The digest of the origins whose hash lies in `span`, each with its hash, in hash
+    /// order (origin order among equal hashes).
+    pub fn digest_in(&self, span: Span) -> Vec<(u64, OriginVersion)> {
+        let mut digest: Vec<(u64, OriginVersion)> = self
+            .origins_in(span)
+            .map(|(origin, hash, version)| {
+                let ov = OriginVersion {
+                    origin: origin.clone(),
+                    version,
+                };
+                (hash, ov)
+            })
+            .collect();
+        digest.sort_unstable_by(|a, b| (a.0, &a.1.origin).cmp(&(b.0, &b.1.origin)));
+        digest
     }
 
     /// Merges one delta: every entry by maximum, and the origin's known version advanced
@@ -779,6 +840,7 @@ impl State {
         let id = self.origin_records.len() as OriginId;
         self.origin_records.push(OriginRecord {
             origin: origin.clone(),
+            hash: summary::origin_hash(origin),
             known: 0,
             by_version: BTreeMap::new(),
         });

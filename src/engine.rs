@@ -20,9 +20,14 @@
 //! gap makes the receiver pull from the pusher at once instead of waiting for the next
 //! round.
 //!
-//! A Syn or SynAck carries the node's whole digest. One that does not fit a frame is
-//! not sent (a peer would drop it): the node reports it once ([`Output::DigestOverLimit`])
-//! and answers Syns with Delta frames only, until the limit is raised.
+//! A Syn or SynAck carries the node's whole digest while it is small (at most
+//! [`FULL_DIGEST_BYTES`]). A node with a larger digest starts its rounds with a Summary
+//! instead, one hash per bucket of origins ([`crate::summary`]); the peer answers with
+//! Pages, its digest of the buckets that differ only, split across frames as needed; the
+//! node sends what the peer lacks in those buckets as Delta frames and, if the peer's page
+//! shows something it lacks, its own page of the span, which the peer answers the same
+//! way. An idle round then costs one Summary however many origins and counters there
+//! are. A node whose digest does not fit a frame answers a Syn with Delta frames only.
 //!
 //! Each peer's digest (in its Syn or SynAck) also tells how far it is behind this
 //! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
@@ -32,6 +37,7 @@ use crate::crdt::{Applied, Digest, Fold, LocalOp, Origin, OriginDelta, PreparedB
 use crate::member::NodeName;
 use crate::push::{self, PushQueue, PushWindow};
 use crate::replication::{PeerLag, ReplicationTracker};
+use crate::summary::{self, Span};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -43,6 +49,8 @@ pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 pub const MIN_GOSSIP_INTERVAL: Duration = Duration::from_millis(1);
 /// Peers per anti-entropy round unless configured otherwise: the reference systems'.
 pub const DEFAULT_FANOUT: usize = 2;
+/// Largest digest a Syn carries whole (about 80 origins); a larger one goes as a Summary.
+pub const FULL_DIGEST_BYTES: usize = 2048;
 
 /// Gossip settings. The defaults are those of the reference systems: 100 ms, fanout 2.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,16 +94,6 @@ pub enum Output {
         claimed: u64,
         own: u64,
     },
-    /// This node's digest of `origins` origins takes `needs` bytes and no longer fits a
-    /// frame's `max` payload bytes. Until digests are split across frames, the node sends
-    /// no Syn or SynAck (each carries the whole digest, and a peer drops a frame over the
-    /// limit); the deltas a SynAck would carry still go, as Delta frames. Reported when
-    /// the digest stops fitting, not again until it has fitted once more.
-    DigestOverLimit {
-        origins: usize,
-        needs: usize,
-        max: usize,
-    },
 }
 
 /// Figures for status pages and tests.
@@ -119,8 +117,8 @@ pub struct Stats {
     /// Deltas and digests from peers that claimed this node's own origin beyond what it
     /// wrote (refused; see [`Output::OwnOriginAhead`]).
     pub own_origin_claims: u64,
-    /// Syns and SynAcks not sent because this node's digest does not fit a frame (see
-    /// [`Output::DigestOverLimit`]).
+    /// Syns answered with Delta frames only, as this node's digest does not fit a frame
+    /// beside them (the peer learns it from this node's own rounds, by summary).
     pub digests_over_limit: u64,
     /// The last time a frame from a peer changed the state (reports show how long ago).
     #[serde(skip)]
@@ -140,8 +138,6 @@ pub struct Engine {
     pushes: PushQueue,
     /// Per peer, when the next gap-repair pull may be sent to it.
     repair_after: HashMap<NodeName, Duration>,
-    /// The digest did not fit a frame the last time one was to be sent.
-    digest_over_limit: bool,
     stats: Stats,
     replication: ReplicationTracker,
     /// Each peer's last digest: what the node core decides idempotency keys' stability by.
@@ -174,7 +170,6 @@ impl Engine {
             next_round: now + offset,
             pushes: PushQueue::default(),
             repair_after: HashMap::new(),
-            digest_over_limit: false,
             stats: Stats::default(),
             replication: ReplicationTracker::default(),
             peer_digests: HashMap::new(),
@@ -255,17 +250,28 @@ impl Engine {
         }
         self.next_round = now + self.config.gossip_interval;
         self.stats.rounds += 1;
-        let digest = self.state.digest();
-        if !self.digest_fits(&digest) {
-            return;
-        }
+        let syn = self.syn_frame();
         for peer in self.pick_peers(self.config.fanout) {
-            self.send(
-                peer,
-                Frame::Syn {
-                    digest: digest.clone(),
-                },
-            );
+            self.send(peer, syn.clone());
+        }
+    }
+
+    /// What starts an anti-entropy exchange: a Syn with the whole digest while it is
+    /// small and fits a frame, else a Summary of it.
+    fn syn_frame(&self) -> Frame {
+        let origins = self.state.origin_count();
+        // Every origin takes at least 11 bytes of a digest: past this many, it is large.
+        if origins <= FULL_DIGEST_BYTES / 11 {
+            let digest = self.state.digest();
+            let len = codec::digest_len(&digest);
+            if len <= FULL_DIGEST_BYTES && len < self.config.max_payload {
+                return Frame::Syn { digest };
+            }
+        }
+        let bits = summary::bits_for(origins, self.config.max_payload);
+        Frame::Summary {
+            bits,
+            hashes: self.state.bucket_hashes(bits),
         }
     }
 
@@ -278,12 +284,18 @@ impl Engine {
             Frame::Hello { .. } | Frame::Member(_) | Frame::Keys(_) => {}
             Frame::Syn { digest } => {
                 self.check_digest(from, &digest);
-                self.saw_digest(now, from, &digest);
+                self.saw_page(now, from, Span::ALL, &digest);
                 self.answer_syn(from, &digest);
             }
+            Frame::Summary { bits, hashes } => self.answer_summary(now, from, bits, &hashes),
+            Frame::Page {
+                span,
+                reply,
+                digest,
+            } => self.answer_page(now, from, span, reply, &digest),
             Frame::SynAck { digest, delta } => {
                 self.check_digest(from, &digest);
-                self.saw_digest(now, from, &digest);
+                self.saw_page(now, from, Span::ALL, &digest);
                 self.apply_pulled(now, from, &delta);
                 for chunk in self.chunk_missing(&digest, 0) {
                     self.send_deltas_counted(&chunk);
@@ -341,24 +353,94 @@ impl Engine {
         }
     }
 
-    /// Whether `digest` fits a frame, with room for a SynAck's empty delta count. A Syn
-    /// or SynAck left unsent for it is counted, and reported when the digest stops fitting.
+    /// Whether `digest` fits a frame, with room for a SynAck's empty delta count; a
+    /// SynAck left unsent for it is counted.
     fn digest_fits(&mut self, digest: &Digest) -> bool {
-        let needs = codec::digest_len(digest);
-        let max = self.config.max_payload;
-        let fits = needs < max;
+        let fits = codec::digest_len(digest) < self.config.max_payload;
         if !fits {
             self.stats.digests_over_limit += 1;
-            if !self.digest_over_limit {
-                self.outbox.push(Output::DigestOverLimit {
-                    origins: digest.len(),
-                    needs,
-                    max,
-                });
-            }
         }
-        self.digest_over_limit = !fits;
         fits
+    }
+
+    /// Answers a Summary with this node's pages of the buckets whose hashes differ from
+    /// the peer's (asking for the peer's pages in return); the buckets that agree tell
+    /// how far the peer knows their origins. A summary of a size it cannot have is
+    /// ignored (the binary decoder refuses it; JSON runtimes hand frames over as sent).
+    fn answer_summary(&mut self, now: Duration, from: &NodeName, bits: u8, hashes: &[u64]) {
+        if bits > summary::MAX_BITS || hashes.len() != 1 << bits {
+            return;
+        }
+        let mine = self.state.bucket_hashes(bits);
+        self.saw_summary(now, from, bits, &mine, hashes);
+        for span in summary::differing_spans(&mine, hashes, bits) {
+            self.send_pages(from, span, true);
+        }
+    }
+
+    /// Answers a peer's page of `span`: what the peer lacks there, as Delta frames, and
+    /// when asked (`reply`) and the page shows something this node lacks, this node's
+    /// own page of the span, which the peer answers with Delta frames in turn.
+    fn answer_page(
+        &mut self,
+        now: Duration,
+        from: &NodeName,
+        span: Span,
+        reply: bool,
+        digest: &Digest,
+    ) {
+        if span.lo > span.hi
+            || digest
+                .iter()
+                .any(|ov| !span.contains(summary::origin_hash(&ov.origin)))
+        {
+            return;
+        }
+        self.check_digest(from, digest);
+        self.saw_page(now, from, span, digest);
+        let missing = self.state.missing_from_in(digest, span);
+        for chunk in self.chunk(&missing, 0) {
+            self.send_deltas_counted(&chunk);
+            self.send(from.clone(), Frame::Delta { delta: chunk });
+        }
+        if reply && self.state.lacks_any(digest) {
+            self.send_pages(from, span, false);
+        }
+    }
+
+    /// Sends this node's digest of `span` to `to` as Page frames of at most
+    /// `max_payload` bytes, each covering the part of the span up to the next page's
+    /// first origin; an empty span goes as one empty page (this node knows none of it).
+    fn send_pages(&mut self, to: &NodeName, span: Span, reply: bool) {
+        // Room for the span, the flag and the digest's count.
+        let budget = self.config.max_payload - (8 + 8 + 1 + 10);
+        let mut lo = span.lo;
+        let mut digest: Digest = Vec::new();
+        let mut used = 0;
+        let mut last_hash = None;
+        for (hash, ov) in self.state.digest_in(span) {
+            let len = codec::digest_len(std::slice::from_ref(&ov)) - 1;
+            // Origins of one hash share a page: a page's bounds are hashes.
+            if used + len > budget && !digest.is_empty() && last_hash != Some(hash) {
+                let page = Span { lo, hi: hash - 1 };
+                self.send_page(to, page, reply, std::mem::take(&mut digest));
+                lo = hash;
+                used = 0;
+            }
+            used += len;
+            last_hash = Some(hash);
+            digest.push(ov);
+        }
+        self.send_page(to, Span { lo, hi: span.hi }, reply, digest);
+    }
+
+    fn send_page(&mut self, to: &NodeName, span: Span, reply: bool, digest: Digest) {
+        let page = Frame::Page {
+            span,
+            reply,
+            digest,
+        };
+        self.send(to.clone(), page);
     }
 
     /// Turns client operations (keyed ones accepted at `at_ms`, wall-clock milliseconds)
@@ -561,24 +643,61 @@ impl Engine {
         });
     }
 
-    /// Notes how much of this node's own origin the digest of peer `from` holds.
-    fn saw_digest(&mut self, now: Duration, from: &NodeName, digest: &Digest) {
+    /// Notes the digest of the origins in `span` that live peer `from` sent (whole in a
+    /// Syn or SynAck, a page of it otherwise): its last digest now shows exactly these
+    /// versions there, and how much of this node's own origin the peer holds, if its
+    /// span covers that.
+    fn saw_page(&mut self, now: Duration, from: &NodeName, span: Span, digest: &Digest) {
         if self.peers.binary_search(from).is_err() {
             return;
         }
-        self.peer_digests.insert(
-            from.clone(),
-            digest
-                .iter()
-                .map(|ov| (ov.origin.clone(), ov.version))
-                .collect(),
-        );
-        let holds = digest
-            .iter()
-            .find(|d| d.origin == self.me)
-            .map_or(0, |d| d.version);
-        let own = self.state.known(&self.me);
-        self.replication.saw_digest(now, from, holds, own);
+        let known = self.peer_digests.entry(from.clone()).or_default();
+        // A peer's versions only grow (a restarted one's digest is forgotten first), so
+        // an origin a page leaves out is one the peer's earlier digests left out too.
+        if span == Span::ALL {
+            known.clear();
+        }
+        known.extend(digest.iter().map(|ov| (ov.origin.clone(), ov.version)));
+        if span.contains(summary::origin_hash(&self.me)) {
+            let holds = known.get(&self.me).copied().unwrap_or(0);
+            let own = self.state.known(&self.me);
+            self.replication.saw_digest(now, from, holds, own);
+        }
+    }
+
+    /// Notes a Summary of live peer `from`: in every bucket whose hash equals this node's
+    /// own, the peer knows each origin exactly as far as this node does.
+    fn saw_summary(
+        &mut self,
+        now: Duration,
+        from: &NodeName,
+        bits: u8,
+        mine: &[u64],
+        theirs: &[u64],
+    ) {
+        if self.peers.binary_search(from).is_err() {
+            return;
+        }
+        let known = self.peer_digests.entry(from.clone()).or_default();
+        let agrees = |hash: u64| {
+            let bucket = summary::bucket_of(hash, bits);
+            mine[bucket] == theirs[bucket]
+        };
+        for (origin, hash, version) in self.state.origins_in(Span::ALL) {
+            if !agrees(hash) {
+                continue;
+            }
+            match known.get_mut(origin) {
+                Some(v) => *v = version,
+                None => {
+                    known.insert(origin.clone(), version);
+                }
+            }
+        }
+        if agrees(summary::origin_hash(&self.me)) {
+            let own = self.state.known(&self.me);
+            self.replication.saw_digest(now, from, own, own);
+        }
     }
 
     fn repair(&mut self, now: Duration, from: &NodeName) {
@@ -587,11 +706,9 @@ impl Engine {
         }
         self.repair_after
             .insert(from.clone(), now + self.config.gossip_interval / 4);
-        let digest = self.state.digest();
-        if self.digest_fits(&digest) {
-            self.stats.repairs += 1;
-            self.send(from.clone(), Frame::Syn { digest });
-        }
+        self.stats.repairs += 1;
+        let syn = self.syn_frame();
+        self.send(from.clone(), syn);
     }
 
     /// What a peer with `digest` lacks, split into frames; the first frame has

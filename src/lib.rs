@@ -23,4 +23,5 @@ pub mod push;
 pub mod replication;
 pub mod resp;
 pub mod status;
+pub mod summary;
 pub mod wal;

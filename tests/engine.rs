@@ -572,42 +572,28 @@ fn a_digest_that_fills_a_frame_is_not_sent_as_the_reply_would_pass_the_limit() {
 }
 
 #[test]
-fn a_digest_larger_than_a_frame_is_never_sent_and_the_missing_data_still_goes() {
+fn a_digest_larger_than_a_frame_goes_as_a_summary_and_a_syn_is_answered_with_deltas() {
     let mut b = replier_knowing(40, 28, MIN_PAYLOAD);
     let needs = codec::digest_len(&b.state().digest());
     assert!(needs > MIN_PAYLOAD, "a digest of {needs} bytes");
 
     b.handle_frame(NOW, &peer("a"), Frame::Syn { digest: Vec::new() });
-    let outputs = b.drain_outputs();
-    let over: Vec<&Output> = outputs
-        .iter()
-        .filter(|o| matches!(o, Output::DigestOverLimit { .. }))
-        .collect();
-    assert_eq!(
-        over,
-        vec![&Output::DigestOverLimit {
-            origins: 40,
-            needs,
-            max: MIN_PAYLOAD
-        }]
-    );
-    let frames: Vec<Frame> = outputs
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Send { frame, .. } => Some(frame),
-            _ => None,
-        })
-        .collect();
+    let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
     assert!(frames.iter().all(|f| matches!(f, Frame::Delta { .. })));
     assert_within(&frames, MIN_PAYLOAD);
     check_everything_arrives(&b, frames);
+    assert_eq!(b.stats().digests_over_limit, 1);
 
-    // Its own rounds send no Syn either, and the limit is reported once, not every round.
+    // Its own rounds send a summary of the digest, within the limit.
     for round in 1..=3 {
         b.handle_timer(NOW * round);
-        assert_eq!(b.drain_outputs(), vec![], "round {round}");
+        let frames: Vec<Frame> = sends(&mut b).into_iter().map(|(_, f)| f).collect();
+        assert!(
+            matches!(frames.as_slice(), [Frame::Summary { .. }]),
+            "round {round}: {frames:?}"
+        );
+        assert_within(&frames, MIN_PAYLOAD);
     }
-    assert_eq!(b.stats().digests_over_limit, 4);
 }
 
 #[test]

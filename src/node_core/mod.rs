@@ -685,17 +685,6 @@ impl<R> NodeCore<R> {
                     self.renew_incarnation(now, reason);
                 }
                 Output::OwnOriginAhead { .. } => {}
-                Output::DigestOverLimit {
-                    origins,
-                    needs,
-                    max,
-                } => log::error!(
-                    "the digest of the {origins} origins this node knows takes {needs} bytes, \
-                     over the {max}-byte frame limit (--max-frame): it sends no Syn or SynAck, \
-                     so it pulls nothing by anti-entropy and only answers its peers' pulls; \
-                     raise --max-frame to at least {} on every node",
-                    needs + 1
-                ),
             }
         }
         learned

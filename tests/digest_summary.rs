@@ -1,0 +1,321 @@
+//! Anti-entropy between replicas that know many origins: digests too large to send whole
+//! go as summaries (one hash per bucket of origins) and pages of the buckets that
+//! differ. Engines wired by hand with every frame carried, encoded and decoded as the
+//! transport would, and no eager push, so whatever converges converged by anti-entropy.
+
+use gctr::codec::{self, Frame, FrameType};
+use gctr::crdt::{CounterEntry, Digest, Origin, OriginDelta, OriginVersion, State};
+use gctr::engine::{Config, Engine, Output, DEFAULT_GOSSIP_INTERVAL, FULL_DIGEST_BYTES};
+use gctr::member::NodeName;
+use gctr::summary::{self, Span};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn name(i: usize) -> NodeName {
+    NodeName::new(&format!("n{i}")).expect("a valid test name")
+}
+
+/// `origins` origins, each with one entry of one of 100 counters at version 1.
+fn many_origins(origins: usize) -> State {
+    let mut state = State::new();
+    for i in 0..origins {
+        state.apply_delta(&OriginDelta {
+            origin: Origin::new(format!("gone-{i:06}"), i as u64),
+            from: 0,
+            to: 1,
+            entries: vec![CounterEntry::plain(format!("c{}", i % 100), 1, 0, 1)],
+        });
+    }
+    state
+}
+
+/// A change of `origin` at `version` (one entry of counter `c0`).
+fn change(origin: &Origin, version: u64) -> OriginDelta {
+    OriginDelta {
+        origin: origin.clone(),
+        from: version - 1,
+        to: version,
+        entries: vec![CounterEntry::plain("c0", version, 0, version)],
+    }
+}
+
+/// Engines `n0..` wired to each other, each starting from its own state, frames of at
+/// most `max_payload` bytes, no eager push.
+struct Net {
+    engines: Vec<Engine>,
+    now: Duration,
+    max_payload: usize,
+    /// Bytes and frames sent, per frame type, since the last [`Net::take_sent`].
+    sent: HashMap<FrameType, (u64, u64)>,
+}
+
+impl Net {
+    fn new(states: Vec<State>, max_payload: usize) -> Net {
+        let n = states.len();
+        let engines = states
+            .into_iter()
+            .enumerate()
+            .map(|(i, state)| {
+                let config = Config {
+                    max_payload,
+                    eager_push: false,
+                    fanout: n - 1,
+                    ..Config::default()
+                };
+                let me = Origin::new(name(i).as_str(), 1);
+                let mut e = Engine::new(me, config, state, i as u64, Duration::ZERO);
+                e.set_peers((0..n).filter(|&j| j != i).map(name));
+                e
+            })
+            .collect();
+        Net {
+            engines,
+            now: Duration::ZERO,
+            max_payload,
+            sent: HashMap::new(),
+        }
+    }
+
+    /// One gossip interval: every engine's round, and every frame it causes carried
+    /// until none is left.
+    fn round(&mut self) {
+        self.now += DEFAULT_GOSSIP_INTERVAL;
+        for e in &mut self.engines {
+            e.handle_timer(self.now);
+        }
+        loop {
+            let mut carried = false;
+            for from in 0..self.engines.len() {
+                for out in self.engines[from].drain_outputs() {
+                    let Output::Send { to, frame } = out else {
+                        continue;
+                    };
+                    carried = true;
+                    let bytes = codec::encode(&frame);
+                    let sent = self.sent.entry(frame.frame_type()).or_default();
+                    sent.0 += 1;
+                    sent.1 += bytes.len() as u64;
+                    let frame = codec::decode(&bytes, self.max_payload)
+                        .expect("every frame sent fits the limit and decodes");
+                    let to: usize = to.as_str()[1..].parse().expect("a test node");
+                    self.engines[to].handle_frame(self.now, &name(from), frame);
+                }
+            }
+            if !carried {
+                return;
+            }
+        }
+    }
+
+    fn take_sent(&mut self) -> HashMap<FrameType, (u64, u64)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn converged(&self) -> bool {
+        let first = self.engines[0].state();
+        self.engines.iter().all(|e| {
+            e.state().digest() == first.digest() && e.state().to_deltas() == first.to_deltas()
+        })
+    }
+
+    /// Runs rounds until every engine holds the same state; returns how many it took.
+    fn converge_within(&mut self, rounds: usize) -> usize {
+        for round in 1..=rounds {
+            self.round();
+            if self.converged() {
+                return round;
+            }
+        }
+        panic!("not converged after {rounds} rounds");
+    }
+}
+
+fn total_bytes(sent: &HashMap<FrameType, (u64, u64)>) -> u64 {
+    sent.values().map(|(_, bytes)| bytes).sum()
+}
+
+#[test]
+fn a_hundred_thousand_origins_keep_anti_entropy_working_at_bounded_idle_bytes() {
+    let origins = 100_000;
+    let base = many_origins(origins);
+    let full_digest = codec::encoded_len(&Frame::Syn {
+        digest: base.digest(),
+    });
+    let mut net = Net::new(
+        vec![base.clone(), base.clone(), base],
+        codec::DEFAULT_MAX_PAYLOAD,
+    );
+
+    // Idle: each node sends each peer one summary a round, nothing else.
+    net.round();
+    net.take_sent();
+    let rounds = 5;
+    for _ in 0..rounds {
+        net.round();
+    }
+    let idle = net.take_sent();
+    let summary_frame = (codec::HEADER_LEN + summary::summary_len(summary::MAX_BITS)) as u64;
+    let per_round = total_bytes(&idle) / rounds as u64;
+    println!(
+        "{origins} origins, 3 nodes: {per_round} bytes per idle round ({} per node and peer), \
+         against {full_digest} bytes for one whole digest",
+        per_round / 6
+    );
+    assert_eq!(idle.keys().collect::<Vec<_>>(), vec![&FrameType::Summary]);
+    assert_eq!(per_round, 6 * summary_frame);
+
+    // Differences on every side: node 1 learns later changes of a thousand old origins,
+    // node 2 hears of a thousand new ones, node 0 writes under its own origin.
+    let gone = |i: usize| Origin::new(format!("gone-{i:06}"), i as u64);
+    let pushed = |e: &mut Engine, delta: OriginDelta| {
+        e.handle_frame(Duration::ZERO, &NodeName::new("elsewhere").unwrap(), {
+            Frame::Push { delta: vec![delta] }
+        });
+        e.drain_outputs();
+    };
+    for i in (0..origins).step_by(100) {
+        pushed(&mut net.engines[1], change(&gone(i), 2));
+        pushed(
+            &mut net.engines[2],
+            change(&Origin::new("new", i as u64), 1),
+        );
+    }
+    let zero = &mut net.engines[0];
+    let increment = gctr::crdt::LocalOp {
+        counter: "c0".into(),
+        kind: gctr::crdt::OpKind::Increment,
+        amount: 5,
+        key: None,
+    };
+    let batch = zero.prepare_local(&[increment], 0, &[]);
+    zero.apply_local(net.now, &batch);
+    zero.drain_outputs();
+
+    let took = net.converge_within(10);
+    let busy = net.take_sent();
+    println!("converged after {took} round(s), sending {busy:?} (frames, bytes) by type");
+    // Each old origin counted 1; a thousand of them now 2, a thousand new ones 1, and 5.
+    let expected = origins as i64 + 1000 + 1000 + 5;
+    for e in &net.engines {
+        assert_eq!(e.state().origin_count(), origins + 1000 + 1);
+        assert_eq!(e.state().values().map(|(_, v)| v).sum::<i64>(), expected);
+    }
+
+    // Idle again: back to summaries alone.
+    net.round();
+    net.take_sent();
+    net.round();
+    let idle = net.take_sent();
+    assert_eq!(idle.keys().collect::<Vec<_>>(), vec![&FrameType::Summary]);
+    assert_eq!(total_bytes(&idle), 6 * summary_frame);
+}
+
+#[test]
+fn replicas_apart_on_many_origins_converge_through_pages_at_the_smallest_frame() {
+    let max = gctr::engine::MIN_PAYLOAD;
+    let mut a = many_origins(3000);
+    let mut b = many_origins(2000);
+    // b knows some of a's origins further, a some of b's.
+    for i in (0..2000).step_by(7) {
+        b.apply_delta(&change(&Origin::new(format!("gone-{i:06}"), i as u64), 2));
+    }
+    for i in (0..2000).step_by(11) {
+        a.apply_delta(&change(&Origin::new(format!("gone-{i:06}"), i as u64), 2));
+    }
+    let mut net = Net::new(vec![a, b], max);
+    let took = net.converge_within(5);
+    let sent = net.take_sent();
+    println!("converged after {took} round(s): {sent:?}");
+    assert!(sent.contains_key(&FrameType::Summary) && sent.contains_key(&FrameType::Page));
+    assert!(!sent.contains_key(&FrameType::Syn));
+    assert_eq!(net.engines[0].state().origin_count(), 3000);
+}
+
+#[test]
+fn a_small_digest_still_goes_whole() {
+    let state = many_origins(20);
+    assert!(codec::digest_len(&state.digest()) <= FULL_DIGEST_BYTES);
+    let mut net = Net::new(vec![state, State::new()], codec::DEFAULT_MAX_PAYLOAD);
+    net.converge_within(2);
+    let sent = net.take_sent();
+    assert!(sent.contains_key(&FrameType::Syn));
+    assert!(!sent.contains_key(&FrameType::Summary));
+}
+
+/// Node 1's digest as node 0 last saw it, in origin order.
+fn seen(net: &Net) -> Vec<(Origin, u64)> {
+    let mut seen: Vec<(Origin, u64)> = net.engines[0]
+        .peer_digest(&name(1))
+        .map(|d| d.iter().map(|(o, &v)| (o.clone(), v)).collect())
+        .unwrap_or_default();
+    seen.sort();
+    seen
+}
+
+fn as_pairs(digest: Digest) -> Vec<(Origin, u64)> {
+    digest
+        .into_iter()
+        .map(|ov| (ov.origin, ov.version))
+        .collect()
+}
+
+#[test]
+fn summaries_and_pages_tell_how_far_a_peer_knows_each_origin() {
+    // What idempotency keys' stability is decided by: a peer's last digest, which a
+    // summary now stands for.
+    let mut net = Net::new(
+        vec![many_origins(1000), many_origins(1000)],
+        codec::DEFAULT_MAX_PAYLOAD,
+    );
+    net.round();
+    assert_eq!(seen(&net), as_pairs(net.engines[1].state().digest()));
+
+    // Node 1 moves on in one bucket; node 0 learns of it from the pages that follow.
+    let moved = Origin::new("gone-000042", 42);
+    let delta = change(&moved, 2);
+    net.engines[1].handle_frame(net.now, &name(9), Frame::Push { delta: vec![delta] });
+    net.engines[1].drain_outputs();
+    net.round();
+    assert_eq!(net.engines[0].state().known(&moved), 2);
+    assert_eq!(seen(&net), as_pairs(net.engines[1].state().digest()));
+}
+
+#[test]
+fn a_page_with_an_origin_outside_its_span_is_refused_and_changes_nothing() {
+    let origin = Origin::new("x", 1);
+    let hash = summary::origin_hash(&origin);
+    let span = if hash > 0 {
+        Span {
+            lo: 0,
+            hi: hash - 1,
+        }
+    } else {
+        Span {
+            lo: 1,
+            hi: u64::MAX,
+        }
+    };
+    let page = Frame::Page {
+        span,
+        reply: true,
+        digest: vec![OriginVersion { origin, version: 5 }],
+    };
+    assert!(codec::decode(&codec::encode(&page), codec::DEFAULT_MAX_PAYLOAD).is_err());
+
+    // A runtime that hands frames over as sent (JSON) gets no further with it.
+    let mut net = Net::new(vec![many_origins(1000)], codec::DEFAULT_MAX_PAYLOAD);
+    let before = net.engines[0].state().digest();
+    net.engines[0].handle_frame(net.now, &name(1), page);
+    let summary = Frame::Summary {
+        bits: 3,
+        hashes: vec![0; 5],
+    };
+    net.engines[0].handle_frame(net.now, &name(1), summary);
+    let outputs: Vec<Output> = net.engines[0]
+        .drain_outputs()
+        .into_iter()
+        .filter(|o| matches!(o, Output::Send { .. }))
+        .collect();
+    assert_eq!(outputs, vec![]);
+    assert_eq!(net.engines[0].state().digest(), before);
+}
