@@ -64,8 +64,13 @@ pub enum Frame {
     /// Step 3, and further chunks of a split delta.
     Delta { delta: Vec<OriginDelta> },
     /// Anti-entropy step 1 for a digest too large to send whole: its summary, one hash
-    /// per bucket of origins (see [`crate::summary`]).
-    Summary { bits: u8, hashes: Vec<u64> },
+    /// per bucket of `span` cut into `2^bits` (see [`crate::summary`]); also the answer
+    /// for a differing bucket of many origins, summarised finer.
+    Summary {
+        span: Span,
+        bits: u8,
+        hashes: Vec<u64>,
+    },
     /// The sender's digest of the origins whose hash lies in `span` (an origin of the
     /// span it leaves out, it knows of nothing): the answer to a Summary for the buckets
     /// that differ, and with `reply` set, a request for the receiver's page of the span
@@ -390,7 +395,9 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             put_deltas(out, delta);
         }
         Frame::Delta { delta } | Frame::Push { delta } => put_deltas(out, delta),
-        Frame::Summary { bits, hashes } => {
+        Frame::Summary { span, bits, hashes } => {
+            out.put(&span.lo.to_be_bytes());
+            out.put(&span.hi.to_be_bytes());
             out.put(&[*bits]);
             for h in hashes {
                 out.put(&h.to_be_bytes());
@@ -709,9 +716,10 @@ impl<'a> Decoder<'a> {
         Ok(d)
     }
 
-    /// A Summary's payload: the bucket bits (at most [`summary::MAX_BITS`]), then one
-    /// hash per bucket.
+    /// A Summary's payload: its span, the bucket bits (at most [`summary::MAX_BITS`]),
+    /// then one hash per bucket.
     fn summary(&mut self) -> Result<Frame, CodecError> {
+        let span = self.span()?;
         let bits = self.bytes(1)?[0];
         if bits > summary::MAX_BITS {
             return Err(CodecError::Invalid("a summary of more than 2^8 buckets"));
@@ -719,20 +727,24 @@ impl<'a> Decoder<'a> {
         let hashes = (0..1usize << bits)
             .map(|_| self.u64_fixed())
             .collect::<Result<_, _>>()?;
-        Ok(Frame::Summary { bits, hashes })
+        Ok(Frame::Summary { span, bits, hashes })
     }
 
-    /// A Page's payload: its span, the reply flag, and a digest of origins in the span.
-    fn page(&mut self) -> Result<Frame, CodecError> {
+    /// Two hashes, the first no larger than the second.
+    fn span(&mut self) -> Result<Span, CodecError> {
         let span = Span {
             lo: self.u64_fixed()?,
             hi: self.u64_fixed()?,
         };
         if span.lo > span.hi {
-            return Err(CodecError::Invalid(
-                "a page whose span ends before it starts",
-            ));
+            return Err(CodecError::Invalid("a span that ends before it starts"));
         }
+        Ok(span)
+    }
+
+    /// A Page's payload: its span, the reply flag, and a digest of origins in the span.
+    fn page(&mut self) -> Result<Frame, CodecError> {
+        let span = self.span()?;
         let reply = match self.bytes(1)?[0] {
             0 => false,
             1 => true,
@@ -1107,10 +1119,12 @@ mod tests {
         let hash = summary::origin_hash(&origin);
         let frames = [
             Frame::Summary {
+                span: Span::ALL,
                 bits: 0,
                 hashes: vec![9],
             },
             Frame::Summary {
+                span: Span { lo: 3, hi: 3 << 40 },
                 bits: summary::MAX_BITS,
                 hashes: (0..256).collect(),
             },
@@ -1131,33 +1145,44 @@ mod tests {
             assert_eq!(decode(&bytes, DEFAULT_MAX_PAYLOAD), Ok(frame));
         }
         assert_eq!(summary::summary_len(3) + HEADER_LEN, {
-            let hashes = vec![0; 8];
-            encoded_len(&Frame::Summary { bits: 3, hashes })
+            let (span, hashes) = (Span::ALL, vec![0; 8]);
+            encoded_len(&Frame::Summary {
+                span,
+                bits: 3,
+                hashes,
+            })
         });
     }
 
     #[test]
     fn a_summary_or_page_that_cannot_be_true_is_refused() {
         let payload = |kind: FrameType, bytes: &[u8]| decode_payload(kind, bytes);
+        let all = [[0u8; 8], [0xff; 8]].concat();
         // More buckets than a summary may have, before reading (or allocating) them.
         assert_eq!(
-            payload(FrameType::Summary, &[summary::MAX_BITS + 1]),
+            payload(
+                FrameType::Summary,
+                &[&all[..], &[summary::MAX_BITS + 1]].concat()
+            ),
             Err(CodecError::Invalid("a summary of more than 2^8 buckets"))
         );
         assert_eq!(
-            payload(FrameType::Summary, &[2, 0, 0, 0, 0, 0, 0, 0, 1]),
+            payload(
+                FrameType::Summary,
+                &[&all[..], &[2, 0, 0, 0, 0, 0, 0, 0, 1]].concat()
+            ),
             Err(CodecError::Truncated)
         );
         let mut backwards = Vec::new();
         backwards.extend(5u64.to_be_bytes());
         backwards.extend(4u64.to_be_bytes());
         backwards.extend([0, 0]);
-        assert_eq!(
-            payload(FrameType::Page, &backwards),
-            Err(CodecError::Invalid(
-                "a page whose span ends before it starts"
-            ))
-        );
+        for kind in [FrameType::Page, FrameType::Summary] {
+            assert_eq!(
+                payload(kind, &backwards),
+                Err(CodecError::Invalid("a span that ends before it starts"))
+            );
+        }
         let mut flag = Vec::new();
         flag.extend(0u64.to_be_bytes());
         flag.extend(u64::MAX.to_be_bytes());

@@ -26,7 +26,7 @@ pub use keyed::{Folded, KeyAccept, Keyed, MAX_KEY_BYTES};
 use crate::summary::{self, Span};
 use keyed::{Acceptance, KeyId, KeyStore};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use table::{CounterId, CounterTable, OriginId, Slot};
 
@@ -391,6 +391,8 @@ pub struct State {
     origins: BTreeMap<Origin, OriginId>,
     /// What is kept per origin, by id.
     origin_records: Vec<OriginRecord>,
+    /// Every origin by its hash ([`summary::origin_hash`]), for summaries of a span.
+    by_hash: BTreeSet<(u64, OriginId)>,
     /// Idempotency keys and their acceptances.
     keys: KeyStore,
     /// Most counters a local operation may create; see [`State::set_counter_limit`].
@@ -405,6 +407,7 @@ impl Default for State {
             counters: CounterTable::default(),
             origins: BTreeMap::new(),
             origin_records: Vec::new(),
+            by_hash: BTreeSet::new(),
             keys: KeyStore::default(),
             counter_limit: usize::MAX,
             key_limit: usize::MAX,
@@ -656,17 +659,15 @@ impl State {
     pub fn missing_from_in(&self, digest: &Digest, span: Span) -> Vec<(Origin, u64)> {
         let theirs: HashMap<&Origin, u64> =
             digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
-        self.origins
-            .iter()
-            .filter_map(|(origin, &id)| {
-                let record = &self.origin_records[id as usize];
-                if !span.contains(record.hash) {
-                    return None;
-                }
-                let their = theirs.get(origin).copied().unwrap_or(0);
-                (record.top() > their).then(|| (origin.clone(), their))
+        let mut missing: Vec<(Origin, u64)> = self
+            .records_in(span)
+            .filter_map(|record| {
+                let their = theirs.get(&record.origin).copied().unwrap_or(0);
+                (record.top() > their).then(|| (record.origin.clone(), their))
             })
-            .collect()
+            .collect();
+        missing.sort_unstable();
+        missing
     }
 
     /// Whether `digest` shows some origin further than this replica knows it.
@@ -674,31 +675,38 @@ impl State {
         digest.iter().any(|ov| ov.version > self.known(&ov.origin))
     }
 
-    /// Per bucket of `2^bits`, the XOR of its origins' entry hashes: a digest summary
-    /// (see [`crate::summary`]).
-    pub fn bucket_hashes(&self, bits: u8) -> Vec<u64> {
+    /// Per bucket of `span` cut into `2^bits`, the XOR of its origins' entry hashes: a
+    /// digest summary (see [`crate::summary`]).
+    pub fn bucket_hashes(&self, span: Span, bits: u8) -> Vec<u64> {
         let mut hashes = vec![0u64; 1 << bits.min(summary::MAX_BITS)];
-        for record in &self.origin_records {
-            hashes[summary::bucket_of(record.hash, bits)] ^=
+        for record in self.records_in(span) {
+            hashes[span.bucket_of(record.hash, bits)] ^=
                 summary::entry_hash(record.hash, record.known, record.top());
         }
         hashes
     }
 
     /// Every origin whose hash lies in `span`, with its hash and the version it is known
-    /// up to, in no particular order.
+    /// up to, in hash order.
     pub fn origins_in(&self, span: Span) -> impl Iterator<Item = (&Origin, u64, u64)> {
-        self.origin_records
-            .iter()
-            .filter(move |r| span.contains(r.hash))
-            .map(|r| (&r.origin, r.hash, r.known))
+        self.records_in(span).map(|r| (&r.origin, r.hash, r.known))
+    }
+
+    /// How many origins' hashes lie in `span`.
+    pub fn origin_count_in(&self, span: Span) -> usize {
+        self.records_in(span).count()
+    }
+
+    fn records_in(&self, span: Span) -> impl Iterator<Item = &OriginRecord> {
+        self.by_hash
+            .range((span.lo, 0)..=(span.hi, OriginId::MAX))
+            .map(|&(_, id)| &self.origin_records[id as usize])
     }
 
     /// The digest of the origins whose hash lies in `span`, each with its hash, in hash
-    /// order (origin order among equal hashes).
+    /// order.
     pub fn digest_in(&self, span: Span) -> Vec<(u64, OriginVersion)> {
-        let mut digest: Vec<(u64, OriginVersion)> = self
-            .origins_in(span)
+        self.origins_in(span)
             .map(|(origin, hash, version)| {
                 let ov = OriginVersion {
                     origin: origin.clone(),
@@ -706,9 +714,7 @@ impl State {
                 };
                 (hash, ov)
             })
-            .collect();
-        digest.sort_unstable_by(|a, b| (a.0, &a.1.origin).cmp(&(b.0, &b.1.origin)));
-        digest
+            .collect()
     }
 
     /// Merges one delta: every entry by maximum, and the origin's known version advanced
@@ -838,12 +844,14 @@ impl State {
             return id;
         }
         let id = self.origin_records.len() as OriginId;
+        let hash = summary::origin_hash(origin);
         self.origin_records.push(OriginRecord {
             origin: origin.clone(),
-            hash: summary::origin_hash(origin),
+            hash,
             known: 0,
             by_version: BTreeMap::new(),
         });
+        self.by_hash.insert((hash, id));
         self.origins.insert(origin.clone(), id);
         id
     }

@@ -22,12 +22,14 @@
 //!
 //! A Syn or SynAck carries the node's whole digest while it is small (at most
 //! [`FULL_DIGEST_BYTES`]). A node with a larger digest starts its rounds with a Summary
-//! instead, one hash per bucket of origins ([`crate::summary`]); the peer answers with
-//! Pages, its digest of the buckets that differ only, split across frames as needed; the
-//! node sends what the peer lacks in those buckets as Delta frames and, if the peer's page
-//! shows something it lacks, its own page of the span, which the peer answers the same
-//! way. An idle round then costs one Summary however many origins and counters there
-//! are. A node whose digest does not fit a frame answers a Syn with Delta frames only.
+//! instead, one hash per bucket of origins ([`crate::summary`]). The peer answers each
+//! bucket that differs: one of few origins with a Page, its digest of the bucket, split
+//! across frames as needed; a larger one with a Summary of that bucket cut finer, which
+//! the node answers the same way. Given a page, a node sends what the peer lacks in its
+//! span as Delta frames and, if the page shows something it lacks, its own page of the
+//! span, which the peer answers with Delta frames. An idle round costs one Summary
+//! however many origins and counters there are. A node whose digest does not fit a frame
+//! answers a Syn with Delta frames only.
 //!
 //! Each peer's digest (in its Syn or SynAck) also tells how far it is behind this
 //! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
@@ -268,10 +270,16 @@ impl Engine {
                 return Frame::Syn { digest };
             }
         }
+        self.summary_of(Span::ALL, origins)
+    }
+
+    /// A summary of `span`, which holds `origins` of this node's origins.
+    fn summary_of(&self, span: Span, origins: usize) -> Frame {
         let bits = summary::bits_for(origins, self.config.max_payload);
         Frame::Summary {
+            span,
             bits,
-            hashes: self.state.bucket_hashes(bits),
+            hashes: self.state.bucket_hashes(span, bits),
         }
     }
 
@@ -287,7 +295,9 @@ impl Engine {
                 self.saw_page(now, from, Span::ALL, &digest);
                 self.answer_syn(from, &digest);
             }
-            Frame::Summary { bits, hashes } => self.answer_summary(now, from, bits, &hashes),
+            Frame::Summary { span, bits, hashes } => {
+                self.answer_summary(now, from, span, bits, &hashes)
+            }
             Frame::Page {
                 span,
                 reply,
@@ -363,18 +373,37 @@ impl Engine {
         fits
     }
 
-    /// Answers a Summary with this node's pages of the buckets whose hashes differ from
-    /// the peer's (asking for the peer's pages in return); the buckets that agree tell
-    /// how far the peer knows their origins. A summary of a size it cannot have is
-    /// ignored (the binary decoder refuses it; JSON runtimes hand frames over as sent).
-    fn answer_summary(&mut self, now: Duration, from: &NodeName, bits: u8, hashes: &[u64]) {
-        if bits > summary::MAX_BITS || hashes.len() != 1 << bits {
+    /// Answers a Summary of `span` bucket by bucket: nothing for a bucket whose hash
+    /// equals this node's own, and for one that differs, this node's page of it (asking
+    /// for the peer's page in return) or, when it holds many origins, a finer summary of
+    /// it. The buckets that agree tell how far the peer knows their origins. A summary of
+    /// a shape it cannot have is ignored (the binary decoder refuses it; JSON runtimes
+    /// hand frames over as sent).
+    fn answer_summary(
+        &mut self,
+        now: Duration,
+        from: &NodeName,
+        span: Span,
+        bits: u8,
+        hashes: &[u64],
+    ) {
+        if span.lo > span.hi || bits > summary::MAX_BITS || hashes.len() != 1 << bits {
             return;
         }
-        let mine = self.state.bucket_hashes(bits);
-        self.saw_summary(now, from, bits, &mine, hashes);
-        for span in summary::differing_spans(&mine, hashes, bits) {
-            self.send_pages(from, span, true);
+        let mine = self.state.bucket_hashes(span, bits);
+        self.saw_summary(now, from, span, bits, &mine, hashes);
+        for bucket in summary::differing(&mine, hashes) {
+            let Some(part) = span.bucket(bucket, bits) else {
+                continue;
+            };
+            let origins = self.state.origin_count_in(part);
+            // A part of one hash cannot be cut finer.
+            if origins <= summary::PAGE_ORIGINS || part.lo == part.hi {
+                self.send_pages(from, part, true);
+            } else {
+                let finer = self.summary_of(part, origins);
+                self.send(from.clone(), finer);
+            }
         }
     }
 
@@ -665,12 +694,13 @@ impl Engine {
         }
     }
 
-    /// Notes a Summary of live peer `from`: in every bucket whose hash equals this node's
-    /// own, the peer knows each origin exactly as far as this node does.
+    /// Notes a Summary of `span` from live peer `from`: in every bucket whose hash equals
+    /// this node's own, the peer knows each origin exactly as far as this node does.
     fn saw_summary(
         &mut self,
         now: Duration,
         from: &NodeName,
+        span: Span,
         bits: u8,
         mine: &[u64],
         theirs: &[u64],
@@ -680,10 +710,12 @@ impl Engine {
         }
         let known = self.peer_digests.entry(from.clone()).or_default();
         let agrees = |hash: u64| {
-            let bucket = summary::bucket_of(hash, bits);
-            mine[bucket] == theirs[bucket]
+            span.contains(hash) && {
+                let bucket = span.bucket_of(hash, bits);
+                mine[bucket] == theirs[bucket]
+            }
         };
-        for (origin, hash, version) in self.state.origins_in(Span::ALL) {
+        for (origin, hash, version) in self.state.origins_in(span) {
             if !agrees(hash) {
                 continue;
             }

@@ -2,14 +2,17 @@
 //! anti-entropy between replicas that know many origins costs little while they agree,
 //! and still works when a whole digest would not fit a frame.
 //!
-//! Every origin has a stable 64-bit hash ([`origin_hash`]); the top `bits` bits of it pick
-//! the origin's bucket. A bucket's hash is the XOR of its origins' entry hashes, each made
-//! of the origin's hash, the version the origin is known up to and the highest version
-//! held of it ([`entry_hash`]), so two replicas' buckets hash alike exactly when (but for
-//! a 2^-64 chance) they know the same origins equally far. A Summary frame carries the
-//! bucket hashes; the peer answers only for the buckets that differ, with Page frames:
-//! its digest restricted to a [`Span`] of the origin-hash space. An idle round costs one
-//! Summary whatever the number of origins or counters.
+//! Every origin has a stable 64-bit hash ([`origin_hash`]). A summary cuts a [`Span`] of
+//! the hash space (the whole of it to begin with) into `2^bits` equal buckets; a bucket's
+//! hash is the XOR of its origins' entry hashes, each made of the origin's hash, the
+//! version the origin is known up to and the highest version held of it ([`entry_hash`]),
+//! so two replicas' buckets hash alike exactly when (but for a 2^-64 chance) they know
+//! the same origins equally far. The peer answers only for the buckets that differ: one
+//! holding few origins with a Page frame (its digest of the bucket's span), a larger one
+//! with a summary of that bucket, cut finer, which the first node answers the same way.
+//! An idle round costs one Summary whatever the number of origins or counters, and a
+//! difference costs a summary per level (two levels hold 100,000 origins) and a page of
+//! a few origins.
 
 use crate::crdt::Origin;
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,9 @@ pub const MAX_BITS: u8 = 8;
 /// Origins per bucket a summary aims at: few enough that a differing bucket's page is
 /// small, many enough that a summary stays far smaller than the digest it stands for.
 const ORIGINS_PER_BUCKET: usize = 8;
+/// A differing bucket of at most this many origins is answered with a page of them; a
+/// larger one with a summary of its own.
+pub const PAGE_ORIGINS: usize = 32;
 
 /// A range of origin hashes, both ends included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +42,29 @@ impl Span {
 
     pub fn contains(&self, hash: u64) -> bool {
         self.lo <= hash && hash <= self.hi
+    }
+
+    /// How many hashes the span holds (up to 2^64).
+    fn width(&self) -> u128 {
+        u128::from(self.hi - self.lo) + 1
+    }
+
+    /// The bucket, among `2^bits` equal parts of this span, of `hash` (which it holds).
+    pub fn bucket_of(&self, hash: u64, bits: u8) -> usize {
+        ((u128::from(hash - self.lo) << bits) / self.width()) as usize
+    }
+
+    /// The hashes bucket `bucket` of `2^bits` holds: those [`Span::bucket_of`] puts
+    /// there. `None` when it holds none (a span narrower than `2^bits`).
+    pub fn bucket(&self, bucket: usize, bits: u8) -> Option<Span> {
+        let parts = 1u128 << bits;
+        // The first offset a bucket holds: the smallest whose bucket_of is `b`.
+        let start = |b: u128| (b * self.width()).div_ceil(parts);
+        let (from, to) = (start(bucket as u128), start(bucket as u128 + 1));
+        (from < to).then(|| Span {
+            lo: self.lo + from as u64,
+            hi: self.lo + (to - 1) as u64,
+        })
     }
 }
 
@@ -65,30 +94,9 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The bucket of an origin with hash `hash` among `2^bits`.
-pub fn bucket_of(hash: u64, bits: u8) -> usize {
-    match bits {
-        0 => 0,
-        _ => (hash >> (64 - u32::from(bits))) as usize,
-    }
-}
-
-/// The hashes bucket `bucket` of `2^bits` holds.
-pub fn bucket_span(bucket: usize, bits: u8) -> Span {
-    if bits == 0 {
-        return Span::ALL;
-    }
-    let shift = 64 - u32::from(bits);
-    let lo = (bucket as u64) << shift;
-    Span {
-        lo,
-        hi: lo | (u64::MAX >> u32::from(bits)),
-    }
-}
-
-/// Bytes a summary of `2^bits` buckets takes in a frame.
+/// Bytes a summary of `2^bits` buckets takes in a frame: its span, the bits, the hashes.
 pub fn summary_len(bits: u8) -> usize {
-    1 + 8 * (1usize << bits)
+    8 + 8 + 1 + 8 * (1usize << bits)
 }
 
 /// The bucket bits for a replica that knows `origins` origins and sends frames of at most
@@ -103,21 +111,9 @@ pub fn bits_for(origins: usize, max_payload: usize) -> u8 {
     bits
 }
 
-/// The buckets whose hashes differ, as spans, adjacent buckets merged into one span.
-/// `mine` and `theirs` hold `2^bits` hashes each.
-pub fn differing_spans(mine: &[u64], theirs: &[u64], bits: u8) -> Vec<Span> {
-    let mut spans: Vec<Span> = Vec::new();
-    for (bucket, (a, b)) in mine.iter().zip(theirs).enumerate() {
-        if a == b {
-            continue;
-        }
-        let span = bucket_span(bucket, bits);
-        match spans.last_mut() {
-            Some(last) if last.hi.wrapping_add(1) == span.lo => last.hi = span.hi,
-            _ => spans.push(span),
-        }
-    }
-    spans
+/// The buckets whose hashes differ.
+pub fn differing<'a>(mine: &'a [u64], theirs: &'a [u64]) -> impl Iterator<Item = usize> + 'a {
+    (0..mine.len().min(theirs.len())).filter(move |&b| mine[b] != theirs[b])
 }
 
 #[cfg(test)]
@@ -144,21 +140,50 @@ mod tests {
         assert_ne!(entry_hash(h, 5, 9), entry_hash(h, 9, 5));
     }
 
-    #[test]
-    fn buckets_tile_the_hash_space_in_order() {
-        for bits in 0..=MAX_BITS {
-            let n = 1usize << bits;
-            assert_eq!(bucket_span(0, bits).lo, 0);
-            assert_eq!(bucket_span(n - 1, bits).hi, u64::MAX);
-            for b in 1..n {
-                assert_eq!(bucket_span(b - 1, bits).hi + 1, bucket_span(b, bits).lo);
-            }
-            for b in [0, n / 2, n - 1] {
-                let span = bucket_span(b, bits);
-                assert_eq!(bucket_of(span.lo, bits), b);
-                assert_eq!(bucket_of(span.hi, bits), b);
+    /// Checks that the buckets of `span` tile it in order, each hash in the bucket
+    /// `bucket_of` names.
+    fn assert_tiles(span: Span, bits: u8) {
+        let parts: Vec<Span> = (0..1usize << bits)
+            .filter_map(|b| span.bucket(b, bits))
+            .collect();
+        assert_eq!(parts.first().map(|p| p.lo), Some(span.lo));
+        assert_eq!(parts.last().map(|p| p.hi), Some(span.hi));
+        for pair in parts.windows(2) {
+            assert_eq!(pair[0].hi + 1, pair[1].lo, "{span:?} in 2^{bits}");
+        }
+        for b in 0..1usize << bits {
+            if let Some(part) = span.bucket(b, bits) {
+                for hash in [part.lo, part.lo + (part.hi - part.lo) / 2, part.hi] {
+                    assert_eq!(span.bucket_of(hash, bits), b, "{hash} of {span:?}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn buckets_tile_their_span_in_order() {
+        for bits in 0..=MAX_BITS {
+            assert_tiles(Span::ALL, bits);
+            assert_tiles(Span { lo: 1000, hi: 1000 }, bits);
+            assert_tiles(Span { lo: 5, hi: 300 }, bits);
+            assert_tiles(
+                Span {
+                    lo: 12345,
+                    hi: u64::MAX - 7,
+                },
+                bits,
+            );
+        }
+        // Of the whole space, a bucket is the hashes with its number as their top bits.
+        let top = |hash: u64, bits: u8| (hash >> (64 - u32::from(bits))) as usize;
+        for hash in [0, 1 << 63, u64::MAX, 0x1234_5678_9abc_def0] {
+            assert_eq!(Span::ALL.bucket_of(hash, 8), top(hash, 8));
+            assert_eq!(Span::ALL.bucket_of(hash, 0), 0);
+        }
+        // A span narrower than its buckets leaves some of them empty.
+        let narrow = Span { lo: 10, hi: 12 };
+        let held = (0..8).filter(|&b| narrow.bucket(b, 3).is_some()).count();
+        assert_eq!(held, 3);
     }
 
     #[test]
@@ -168,29 +193,17 @@ mod tests {
         assert_eq!(bits_for(9, 1 << 20), 1);
         assert_eq!(bits_for(1000, 1 << 20), 7);
         assert_eq!(bits_for(100_000, 1 << 20), MAX_BITS);
-        // At the smallest frame a summary keeps to half of it: 32 buckets, 257 bytes
-        // would be over; 16 buckets, 129 bytes, is not.
+        // At the smallest frame a summary keeps to half of it: 32 buckets, 273 bytes
+        // would be over; 16 buckets, 145 bytes, is not.
         assert_eq!(bits_for(100_000, 512), 4);
         assert!(summary_len(bits_for(100_000, 512)) <= 256);
     }
 
     #[test]
-    fn differing_buckets_come_out_as_merged_spans() {
-        let bits = 3;
+    fn differing_buckets_are_those_whose_hashes_differ() {
         let mine = [1, 2, 3, 4, 5, 6, 7, 8];
         let theirs = [1, 0, 0, 4, 5, 0, 7, 0];
-        assert_eq!(
-            differing_spans(&mine, &theirs, bits),
-            vec![
-                Span {
-                    lo: bucket_span(1, bits).lo,
-                    hi: bucket_span(2, bits).hi
-                },
-                bucket_span(5, bits),
-                bucket_span(7, bits),
-            ]
-        );
-        assert!(differing_spans(&mine, &mine, bits).is_empty());
-        assert_eq!(differing_spans(&[1], &[2], 0), vec![Span::ALL]);
+        assert_eq!(differing(&mine, &theirs).collect::<Vec<_>>(), [1, 2, 5, 7]);
+        assert_eq!(differing(&mine, &mine).count(), 0);
     }
 }

@@ -15,7 +15,8 @@ fn name(i: usize) -> NodeName {
     NodeName::new(&format!("n{i}")).expect("a valid test name")
 }
 
-/// `origins` origins, each with one entry of one of 100 counters at version 1.
+/// `origins` origins, each with one entry of a counter of its own at version 1 (so the
+/// counter table's per-counter scans stay short in a debug build).
 fn many_origins(origins: usize) -> State {
     let mut state = State::new();
     for i in 0..origins {
@@ -23,19 +24,20 @@ fn many_origins(origins: usize) -> State {
             origin: Origin::new(format!("gone-{i:06}"), i as u64),
             from: 0,
             to: 1,
-            entries: vec![CounterEntry::plain(format!("c{}", i % 100), 1, 0, 1)],
+            entries: vec![CounterEntry::plain(format!("c{i}"), 1, 0, 1)],
         });
     }
     state
 }
 
-/// A change of `origin` at `version` (one entry of counter `c0`).
+/// A change of `origin` at `version`: its counter `moved-NAME` at `version`.
 fn change(origin: &Origin, version: u64) -> OriginDelta {
+    let counter = format!("moved-{}", origin.node);
     OriginDelta {
         origin: origin.clone(),
         from: version - 1,
         to: version,
-        entries: vec![CounterEntry::plain("c0", version, 0, version)],
+        entries: vec![CounterEntry::plain(counter, version, 0, version)],
     }
 }
 
@@ -111,18 +113,25 @@ impl Net {
         std::mem::take(&mut self.sent)
     }
 
-    fn converged(&self) -> bool {
+    /// Whether every engine knows every origin as far as the first and reads the same
+    /// values (cheap enough to ask every round).
+    fn agree(&self) -> bool {
         let first = self.engines[0].state();
-        self.engines.iter().all(|e| {
-            e.state().digest() == first.digest() && e.state().to_deltas() == first.to_deltas()
-        })
+        let (digest, values) = (first.digest(), first.values().collect::<Vec<_>>());
+        self.engines[1..]
+            .iter()
+            .all(|e| e.state().digest() == digest && e.state().values().eq(values.clone()))
     }
 
     /// Runs rounds until every engine holds the same state; returns how many it took.
     fn converge_within(&mut self, rounds: usize) -> usize {
         for round in 1..=rounds {
             self.round();
-            if self.converged() {
+            if self.agree() {
+                let all = self.engines[0].state().to_deltas();
+                for e in &self.engines[1..] {
+                    assert_eq!(e.state().to_deltas(), all);
+                }
                 return round;
             }
         }
@@ -155,6 +164,10 @@ fn a_hundred_thousand_origins_keep_anti_entropy_working_at_bounded_idle_bytes() 
     }
     let idle = net.take_sent();
     let summary_frame = (codec::HEADER_LEN + summary::summary_len(summary::MAX_BITS)) as u64;
+    assert_eq!(
+        summary::bits_for(origins, codec::DEFAULT_MAX_PAYLOAD),
+        summary::MAX_BITS
+    );
     let per_round = total_bytes(&idle) / rounds as u64;
     println!(
         "{origins} origins, 3 nodes: {per_round} bytes per idle round ({} per node and peer), \
@@ -164,9 +177,21 @@ fn a_hundred_thousand_origins_keep_anti_entropy_working_at_bounded_idle_bytes() 
     assert_eq!(idle.keys().collect::<Vec<_>>(), vec![&FrameType::Summary]);
     assert_eq!(per_round, 6 * summary_frame);
 
+    // A few differences cost a finer summary of their buckets and pages of a few origins.
+    let gone = |i: usize| Origin::new(format!("gone-{i:06}"), i as u64);
+    for i in [7, 70_007] {
+        let delta = change(&gone(i), 2);
+        net.engines[1].handle_frame(net.now, &name(9), Frame::Push { delta: vec![delta] });
+        net.engines[1].drain_outputs();
+    }
+    let took = net.converge_within(2);
+    let few = net.take_sent();
+    let few_bytes = total_bytes(&few) - took as u64 * 6 * summary_frame;
+    println!("2 origins moved on: converged in {took} round(s), {few_bytes} bytes beyond the summaries: {few:?}");
+    assert!(few_bytes < 16 * 1024, "{few:?}");
+
     // Differences on every side: node 1 learns later changes of a thousand old origins,
     // node 2 hears of a thousand new ones, node 0 writes under its own origin.
-    let gone = |i: usize| Origin::new(format!("gone-{i:06}"), i as u64);
     let pushed = |e: &mut Engine, delta: OriginDelta| {
         e.handle_frame(Duration::ZERO, &NodeName::new("elsewhere").unwrap(), {
             Frame::Push { delta: vec![delta] }
@@ -194,8 +219,9 @@ fn a_hundred_thousand_origins_keep_anti_entropy_working_at_bounded_idle_bytes() 
     let took = net.converge_within(10);
     let busy = net.take_sent();
     println!("converged after {took} round(s), sending {busy:?} (frames, bytes) by type");
-    // Each old origin counted 1; a thousand of them now 2, a thousand new ones 1, and 5.
-    let expected = origins as i64 + 1000 + 1000 + 5;
+    // Each old origin counted 1, a thousand and two of them 2 more, a thousand new
+    // ones 1, and 5.
+    let expected = origins as i64 + 1002 * 2 + 1000 + 5;
     for e in &net.engines {
         assert_eq!(e.state().origin_count(), origins + 1000 + 1);
         assert_eq!(e.state().values().map(|(_, v)| v).sum::<i64>(), expected);
@@ -306,11 +332,19 @@ fn a_page_with_an_origin_outside_its_span_is_refused_and_changes_nothing() {
     let mut net = Net::new(vec![many_origins(1000)], codec::DEFAULT_MAX_PAYLOAD);
     let before = net.engines[0].state().digest();
     net.engines[0].handle_frame(net.now, &name(1), page);
-    let summary = Frame::Summary {
+    let wrong_size = Frame::Summary {
+        span: Span::ALL,
         bits: 3,
         hashes: vec![0; 5],
     };
-    net.engines[0].handle_frame(net.now, &name(1), summary);
+    let backwards = Frame::Summary {
+        span: Span { lo: 9, hi: 8 },
+        bits: 0,
+        hashes: vec![0],
+    };
+    for summary in [wrong_size, backwards] {
+        net.engines[0].handle_frame(net.now, &name(1), summary);
+    }
     let outputs: Vec<Output> = net.engines[0]
         .drain_outputs()
         .into_iter()
