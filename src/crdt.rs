@@ -369,6 +369,14 @@ impl OriginRecord {
         let held = self.by_version.keys().next_back().copied().unwrap_or(0);
         self.known.max(held)
     }
+
+    /// The versions held above `known` (changes past a gap).
+    fn beyond(&self) -> impl Iterator<Item = u64> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        self.by_version
+            .range((Excluded(self.known), Unbounded))
+            .map(|(&v, _)| v)
+    }
 }
 
 /// What an origin's version holds.
@@ -675,13 +683,14 @@ impl State {
         digest.iter().any(|ov| ov.version > self.known(&ov.origin))
     }
 
-    /// Per bucket of `span` cut into `2^bits`, the XOR of its origins' entry hashes: a
+    /// Per bucket of `span` cut into `2^bits`, the sum of its origins' entry hashes: a
     /// digest summary (see [`crate::summary`]).
     pub fn bucket_hashes(&self, span: Span, bits: u8) -> Vec<u64> {
         let mut hashes = vec![0u64; 1 << bits.min(summary::MAX_BITS)];
-        for record in self.records_in(span) {
-            hashes[span.bucket_of(record.hash, bits)] ^=
-                summary::entry_hash(record.hash, record.known, record.top());
+        for record in self.records_in(span).filter(|r| r.top() > 0) {
+            let beyond = summary::held_hash(record.beyond());
+            let bucket = &mut hashes[span.bucket_of(record.hash, bits)];
+            *bucket = bucket.wrapping_add(summary::entry_hash(record.hash, record.known, beyond));
         }
         hashes
     }

@@ -144,6 +144,9 @@ pub struct Engine {
     replication: ReplicationTracker,
     /// Each peer's last digest: what the node core decides idempotency keys' stability by.
     peer_digests: HashMap<NodeName, HashMap<Origin, u64>>,
+    /// The summary a peer's last digest was taken from, when it was one that agreed with
+    /// this node's whole state.
+    agreed_summaries: HashMap<NodeName, Vec<u64>>,
 }
 
 impl Engine {
@@ -175,6 +178,7 @@ impl Engine {
             stats: Stats::default(),
             replication: ReplicationTracker::default(),
             peer_digests: HashMap::new(),
+            agreed_summaries: HashMap::new(),
         }
     }
 
@@ -292,7 +296,7 @@ impl Engine {
             Frame::Hello { .. } | Frame::Member(_) | Frame::Keys(_) => {}
             Frame::Syn { digest } => {
                 self.check_digest(from, &digest);
-                self.saw_page(now, from, Span::ALL, &digest);
+                self.saw_digest(now, from, &digest);
                 self.answer_syn(from, &digest);
             }
             Frame::Summary { span, bits, hashes } => {
@@ -305,7 +309,7 @@ impl Engine {
             } => self.answer_page(now, from, span, reply, &digest),
             Frame::SynAck { digest, delta } => {
                 self.check_digest(from, &digest);
-                self.saw_page(now, from, Span::ALL, &digest);
+                self.saw_digest(now, from, &digest);
                 self.apply_pulled(now, from, &delta);
                 for chunk in self.chunk_missing(&digest, 0) {
                     self.send_deltas_counted(&chunk);
@@ -480,8 +484,13 @@ impl Engine {
         self.state.prepare_batch(&self.me, ops, at_ms, folds)
     }
 
-    /// The last digest the live peer `peer` sent (in a Syn or SynAck): how far it knew
-    /// each origin then. Kept when the peer stops being live, until [`Engine::forget`].
+    /// The last whole digest of live peer `peer`: how far it knew each origin at one
+    /// moment, as a Syn or SynAck carried it, or as this node's own digest when the peer
+    /// sent a summary of its whole digest that agreed with this node's in every bucket.
+    /// Pages and partial agreement never change it: a digest pieced together from parts
+    /// of different moments could show the peer short of what it held, and keys'
+    /// stability must never be decided on less than the peer held. Kept when the peer
+    /// stops being live, until [`Engine::forget`].
     pub fn peer_digest(&self, peer: &NodeName) -> Option<&HashMap<Origin, u64>> {
         self.peer_digests.get(peer)
     }
@@ -495,6 +504,7 @@ impl Engine {
     /// Drops the last digest of `peer` (it restarted: the digest was its earlier run's).
     pub fn forget_digest(&mut self, peer: &NodeName) {
         self.peer_digests.remove(peer);
+        self.agreed_summaries.remove(peer);
     }
 
     /// Drops the idempotency keys whose retention window has passed at `now_ms`; see
@@ -672,30 +682,38 @@ impl Engine {
         });
     }
 
-    /// Notes the digest of the origins in `span` that live peer `from` sent (whole in a
-    /// Syn or SynAck, a page of it otherwise): its last digest now shows exactly these
-    /// versions there, and how much of this node's own origin the peer holds, if its
-    /// span covers that.
-    fn saw_page(&mut self, now: Duration, from: &NodeName, span: Span, digest: &Digest) {
+    /// Notes the whole digest live peer `from` sent (in a Syn or SynAck): its last
+    /// digest, and how much of this node's own origin it holds.
+    fn saw_digest(&mut self, now: Duration, from: &NodeName, digest: &Digest) {
         if self.peers.binary_search(from).is_err() {
             return;
         }
-        let known = self.peer_digests.entry(from.clone()).or_default();
-        // A peer's versions only grow (a restarted one's digest is forgotten first), so
-        // an origin a page leaves out is one the peer's earlier digests left out too.
-        if span == Span::ALL {
-            known.clear();
-        }
-        known.extend(digest.iter().map(|ov| (ov.origin.clone(), ov.version)));
-        if span.contains(summary::origin_hash(&self.me)) {
-            let holds = known.get(&self.me).copied().unwrap_or(0);
-            let own = self.state.known(&self.me);
-            self.replication.saw_digest(now, from, holds, own);
-        }
+        let versions = digest.iter().map(|ov| (ov.origin.clone(), ov.version));
+        self.peer_digests.insert(from.clone(), versions.collect());
+        self.agreed_summaries.remove(from);
+        self.saw_page(now, from, Span::ALL, digest);
     }
 
-    /// Notes a Summary of `span` from live peer `from`: in every bucket whose hash equals
-    /// this node's own, the peer knows each origin exactly as far as this node does.
+    /// Notes the page of `span` live peer `from` sent: how much of this node's own origin
+    /// it holds, if its span covers that. A page is a part of the peer's digest, so it
+    /// never becomes the peer's last digest (see [`Engine::peer_digest`]).
+    fn saw_page(&mut self, now: Duration, from: &NodeName, span: Span, digest: &Digest) {
+        if self.peers.binary_search(from).is_err() || !span.contains(summary::origin_hash(&self.me))
+        {
+            return;
+        }
+        let holds = digest
+            .iter()
+            .find(|d| d.origin == self.me)
+            .map_or(0, |d| d.version);
+        let own = self.state.known(&self.me);
+        self.replication.saw_digest(now, from, holds, own);
+    }
+
+    /// Notes a Summary of `span` from live peer `from`. If the bucket of this node's own
+    /// origin agrees, the peer holds all of it. If the summary is of the whole digest and
+    /// every bucket agrees, the peer's digest is this node's own: that becomes its last
+    /// digest (rebuilt only when the summary changed since).
     fn saw_summary(
         &mut self,
         now: Duration,
@@ -708,28 +726,24 @@ impl Engine {
         if self.peers.binary_search(from).is_err() {
             return;
         }
-        let known = self.peer_digests.entry(from.clone()).or_default();
-        let agrees = |hash: u64| {
-            span.contains(hash) && {
-                let bucket = span.bucket_of(hash, bits);
-                mine[bucket] == theirs[bucket]
-            }
-        };
-        for (origin, hash, version) in self.state.origins_in(span) {
-            if !agrees(hash) {
-                continue;
-            }
-            match known.get_mut(origin) {
-                Some(v) => *v = version,
-                None => {
-                    known.insert(origin.clone(), version);
-                }
+        let own_hash = summary::origin_hash(&self.me);
+        if span.contains(own_hash) {
+            let bucket = span.bucket_of(own_hash, bits);
+            if mine[bucket] == theirs[bucket] {
+                let own = self.state.known(&self.me);
+                self.replication.saw_digest(now, from, own, own);
             }
         }
-        if agrees(summary::origin_hash(&self.me)) {
-            let own = self.state.known(&self.me);
-            self.replication.saw_digest(now, from, own, own);
+        let whole = span == Span::ALL && mine == theirs;
+        if !whole || self.agreed_summaries.get(from).is_some_and(|s| s == theirs) {
+            return;
         }
+        let versions = self
+            .state
+            .origins_in(Span::ALL)
+            .map(|(origin, _, version)| (origin.clone(), version));
+        self.peer_digests.insert(from.clone(), versions.collect());
+        self.agreed_summaries.insert(from.clone(), theirs.to_vec());
     }
 
     fn repair(&mut self, now: Duration, from: &NodeName) {

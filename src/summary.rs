@@ -4,10 +4,12 @@
 //!
 //! Every origin has a stable 64-bit hash ([`origin_hash`]). A summary cuts a [`Span`] of
 //! the hash space (the whole of it to begin with) into `2^bits` equal buckets; a bucket's
-//! hash is the XOR of its origins' entry hashes, each made of the origin's hash, the
-//! version the origin is known up to and the highest version held of it ([`entry_hash`]),
-//! so two replicas' buckets hash alike exactly when (but for a 2^-64 chance) they know
-//! the same origins equally far. The peer answers only for the buckets that differ: one
+//! hash is the wrapping sum of its origins' entry hashes, each made of the origin's hash,
+//! the version the origin is known up to and the versions held beyond it ([`entry_hash`]),
+//! so two replicas' buckets hash alike exactly when (but for a 2^-64 chance) they hold
+//! the same of the same origins. An origin of which nothing is held adds nothing, as a
+//! digest without it says the same. A sum, not a XOR: two equal entry hashes (origins
+//! made to collide) must not cancel out. The peer answers only for the buckets that differ: one
 //! holding few origins with a Page frame (its digest of the bucket's span), a larger one
 //! with a summary of that bucket, cut finer, which the first node answers the same way.
 //! An idle round costs one Summary whatever the number of origins or counters, and a
@@ -82,9 +84,16 @@ pub fn origin_hash(origin: &Origin) -> u64 {
 }
 
 /// What one origin adds to its bucket's hash: its hash with the version it is known up
-/// to and the highest version held of it.
-pub fn entry_hash(origin_hash: u64, known: u64, top: u64) -> u64 {
-    mix(origin_hash ^ mix(known ^ mix(top.wrapping_add(0x9e37_79b9_7f4a_7c15))))
+/// to and `beyond`, the [`held_hash`] of the versions held above that.
+pub fn entry_hash(origin_hash: u64, known: u64, beyond: u64) -> u64 {
+    mix(origin_hash ^ mix(known ^ mix(beyond.wrapping_add(0x9e37_79b9_7f4a_7c15))))
+}
+
+/// A hash of a set of versions (0 for none): which changes beyond a gap are held, so
+/// two replicas that know an origin equally far but hold different changes past a gap
+/// differ.
+pub fn held_hash(versions: impl Iterator<Item = u64>) -> u64 {
+    versions.fold(0, |h, v| h.wrapping_add(mix(v ^ 0x51_7cc1_b727_220a)))
 }
 
 /// The splitmix64 finalizer.
@@ -132,12 +141,18 @@ mod tests {
     }
 
     #[test]
-    fn entry_hash_changes_with_either_version() {
+    fn entry_hash_changes_with_what_is_held() {
         let h = origin_hash(&Origin::new("a", 1));
-        let base = entry_hash(h, 5, 5);
-        assert_ne!(base, entry_hash(h, 6, 6));
-        assert_ne!(base, entry_hash(h, 5, 9));
-        assert_ne!(entry_hash(h, 5, 9), entry_hash(h, 9, 5));
+        let held = |versions: &[u64]| held_hash(versions.iter().copied());
+        let base = entry_hash(h, 5, 0);
+        assert_ne!(base, entry_hash(h, 6, 0));
+        assert_ne!(base, entry_hash(h, 5, held(&[8])));
+        assert_ne!(
+            entry_hash(h, 5, held(&[7, 8])),
+            entry_hash(h, 5, held(&[8]))
+        );
+        assert_eq!(held(&[7, 8]), held(&[8, 7]));
+        assert_eq!(held(&[]), 0);
     }
 
     /// Checks that the buckets of `span` tile it in order, each hash in the bucket

@@ -286,24 +286,99 @@ fn as_pairs(digest: Digest) -> Vec<(Origin, u64)> {
 }
 
 #[test]
-fn summaries_and_pages_tell_how_far_a_peer_knows_each_origin() {
-    // What idempotency keys' stability is decided by: a peer's last digest, which a
-    // summary now stands for.
+fn a_peers_last_digest_is_only_ever_a_whole_one() {
+    // What idempotency keys' stability is decided by: a peer's last digest. A summary
+    // that agrees with this node's whole digest stands for it; a summary that agrees only
+    // in part, and the pages that follow, change nothing.
     let mut net = Net::new(
         vec![many_origins(1000), many_origins(1000)],
         codec::DEFAULT_MAX_PAYLOAD,
     );
     net.round();
-    assert_eq!(seen(&net), as_pairs(net.engines[1].state().digest()));
+    let before = as_pairs(net.engines[1].state().digest());
+    assert_eq!(seen(&net), before);
 
-    // Node 1 moves on in one bucket; node 0 learns of it from the pages that follow.
+    // Node 1 moves on in one bucket: node 0 learns of it within the round, from pages,
+    // and keeps node 1's last whole digest until a summary agrees with all it holds.
     let moved = Origin::new("gone-000042", 42);
     let delta = change(&moved, 2);
     net.engines[1].handle_frame(net.now, &name(9), Frame::Push { delta: vec![delta] });
     net.engines[1].drain_outputs();
+    let moved_on = net.engines[1].state().clone();
+    let partial = Frame::Summary {
+        span: Span::ALL,
+        bits: 8,
+        hashes: moved_on.bucket_hashes(Span::ALL, 8),
+    };
+    net.engines[0].handle_frame(net.now, &name(1), partial);
+    net.engines[0].drain_outputs();
+    assert_eq!(seen(&net), before);
     net.round();
     assert_eq!(net.engines[0].state().known(&moved), 2);
-    assert_eq!(seen(&net), as_pairs(net.engines[1].state().digest()));
+    net.round();
+    assert_eq!(seen(&net), as_pairs(moved_on.digest()));
+
+    // A peer heard of only by partial summaries has no last digest at all.
+    let mut fresh = Net::new(
+        vec![many_origins(1000), State::new()],
+        codec::DEFAULT_MAX_PAYLOAD,
+    );
+    let partial = Frame::Summary {
+        span: Span::ALL,
+        bits: 8,
+        hashes: many_origins(999).bucket_hashes(Span::ALL, 8),
+    };
+    fresh.engines[0].handle_frame(fresh.now, &name(1), partial);
+    assert_eq!(fresh.engines[0].peer_digest(&name(1)), None);
+}
+
+#[test]
+fn changes_held_past_a_gap_count_in_a_summary() {
+    // Both replicas know origin O up to 5 and lack its version 6; one holds 7 and 8,
+    // the other 8 alone. Their summaries must differ until both hold 7.
+    let o = Origin::new("o", 1);
+    let upto = |state: &mut State, from: u64, versions: &[u64]| {
+        let entries = versions
+            .iter()
+            .map(|&v| CounterEntry::plain(format!("x{v}"), v, 0, v))
+            .collect();
+        let to = *versions.last().expect("versions");
+        state.apply_delta(&OriginDelta {
+            origin: o.clone(),
+            from,
+            to,
+            entries,
+        });
+    };
+    let (mut a, mut b) = (many_origins(500), many_origins(500));
+    for state in [&mut a, &mut b] {
+        upto(state, 0, &[1, 2, 3, 4, 5]);
+    }
+    upto(&mut a, 6, &[7, 8]);
+    upto(&mut b, 7, &[8]);
+    assert_eq!(a.known(&o), 5);
+    assert_eq!(b.known(&o), 5);
+    let mut net = Net::new(vec![a, b], codec::DEFAULT_MAX_PAYLOAD);
+    net.converge_within(3);
+    assert_eq!(net.engines[1].state().value("x7"), 7);
+}
+
+#[test]
+fn an_origin_of_which_nothing_is_held_costs_an_idle_round_nothing() {
+    // A record at version 0 (heard of, nothing held) says what no record says.
+    let mut a = many_origins(500);
+    a.apply_delta(&OriginDelta {
+        origin: Origin::new("empty", 1),
+        from: 0,
+        to: 0,
+        entries: Vec::new(),
+    });
+    let mut net = Net::new(vec![a, many_origins(500)], codec::DEFAULT_MAX_PAYLOAD);
+    net.round();
+    net.take_sent();
+    net.round();
+    let idle = net.take_sent();
+    assert_eq!(idle.keys().collect::<Vec<_>>(), vec![&FrameType::Summary]);
 }
 
 #[test]
