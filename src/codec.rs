@@ -66,18 +66,23 @@ pub enum Frame {
     /// Anti-entropy step 1 for a digest too large to send whole: its summary, one hash
     /// per bucket of `span` cut into `2^bits` (see [`crate::summary`]); also the answer
     /// for a differing bucket of many origins, summarised finer.
+    /// `wants_whole` asks the receiver to answer with its whole digest instead, as
+    /// `whole` pages: what a node that decides idempotency keys' stability needs.
     Summary {
         span: Span,
         bits: u8,
+        wants_whole: bool,
         hashes: Vec<u64>,
     },
     /// The sender's digest of the origins whose hash lies in `span` (an origin of the
     /// span it leaves out, it knows of nothing): the answer to a Summary for the buckets
     /// that differ, and with `reply` set, a request for the receiver's page of the span
-    /// if it lacks something the page shows.
+    /// if it lacks something the page shows. `whole` marks the pages of a whole digest
+    /// sent at one moment, in order from the first hash to the last.
     Page {
         span: Span,
         reply: bool,
+        whole: bool,
         digest: Digest,
     },
     /// Eager push of fresh changes; receivers that learn from it pass it on.
@@ -395,10 +400,15 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             put_deltas(out, delta);
         }
         Frame::Delta { delta } | Frame::Push { delta } => put_deltas(out, delta),
-        Frame::Summary { span, bits, hashes } => {
+        Frame::Summary {
+            span,
+            bits,
+            wants_whole,
+            hashes,
+        } => {
             out.put(&span.lo.to_be_bytes());
             out.put(&span.hi.to_be_bytes());
-            out.put(&[*bits]);
+            out.put(&[*bits, u8::from(*wants_whole)]);
             for h in hashes {
                 out.put(&h.to_be_bytes());
             }
@@ -406,11 +416,12 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
         Frame::Page {
             span,
             reply,
+            whole,
             digest,
         } => {
             out.put(&span.lo.to_be_bytes());
             out.put(&span.hi.to_be_bytes());
-            out.put(&[u8::from(*reply)]);
+            out.put(&[u8::from(*reply) | u8::from(*whole) << 1]);
             put_digest(out, digest);
         }
         Frame::Member(msg) => membership::wire::put_message(out, msg),
@@ -717,17 +728,31 @@ impl<'a> Decoder<'a> {
     }
 
     /// A Summary's payload: its span, the bucket bits (at most [`summary::MAX_BITS`]),
-    /// then one hash per bucket.
+    /// the whole-digest request (0 or 1), then one hash per bucket.
     fn summary(&mut self) -> Result<Frame, CodecError> {
         let span = self.span()?;
         let bits = self.bytes(1)?[0];
         if bits > summary::MAX_BITS {
             return Err(CodecError::Invalid("a summary of more than 2^8 buckets"));
         }
+        let wants_whole = match self.bytes(1)?[0] {
+            0 => false,
+            1 => true,
+            _ => {
+                return Err(CodecError::Invalid(
+                    "a summary's request is neither 0 nor 1",
+                ))
+            }
+        };
         let hashes = (0..1usize << bits)
             .map(|_| self.u64_fixed())
             .collect::<Result<_, _>>()?;
-        Ok(Frame::Summary { span, bits, hashes })
+        Ok(Frame::Summary {
+            span,
+            bits,
+            wants_whole,
+            hashes,
+        })
     }
 
     /// Two hashes, the first no larger than the second.
@@ -742,18 +767,15 @@ impl<'a> Decoder<'a> {
         Ok(span)
     }
 
-    /// A Page's payload: its span, the reply flag, and a digest of origins in the span.
+    /// A Page's payload: its span, its flags (reply, whole), and a digest of origins in
+    /// the span.
     fn page(&mut self) -> Result<Frame, CodecError> {
         let span = self.span()?;
-        let reply = match self.bytes(1)?[0] {
-            0 => false,
-            1 => true,
-            _ => {
-                return Err(CodecError::Invalid(
-                    "a page's reply flag is neither 0 nor 1",
-                ))
-            }
-        };
+        let flags = self.bytes(1)?[0];
+        if flags > 0b11 {
+            return Err(CodecError::Invalid("a page's flags hold an unknown bit"));
+        }
+        let (reply, whole) = (flags & 1 != 0, flags & 2 != 0);
         let digest = self.digest()?;
         if digest
             .iter()
@@ -764,6 +786,7 @@ impl<'a> Decoder<'a> {
         Ok(Frame::Page {
             span,
             reply,
+            whole,
             digest,
         })
     }
@@ -1121,21 +1144,25 @@ mod tests {
             Frame::Summary {
                 span: Span::ALL,
                 bits: 0,
+                wants_whole: true,
                 hashes: vec![9],
             },
             Frame::Summary {
                 span: Span { lo: 3, hi: 3 << 40 },
                 bits: summary::MAX_BITS,
+                wants_whole: false,
                 hashes: (0..256).collect(),
             },
             Frame::Page {
                 span: Span::ALL,
                 reply: true,
+                whole: false,
                 digest: Vec::new(),
             },
             Frame::Page {
                 span: Span { lo: hash, hi: hash },
                 reply: false,
+                whole: true,
                 digest: vec![OriginVersion { origin, version: 4 }],
             },
         ];
@@ -1149,6 +1176,7 @@ mod tests {
             encoded_len(&Frame::Summary {
                 span,
                 bits: 3,
+                wants_whole: false,
                 hashes,
             })
         });
@@ -1169,9 +1197,15 @@ mod tests {
         assert_eq!(
             payload(
                 FrameType::Summary,
-                &[&all[..], &[2, 0, 0, 0, 0, 0, 0, 0, 1]].concat()
+                &[&all[..], &[2, 0, 0, 0, 0, 0, 0, 0, 0, 1]].concat()
             ),
             Err(CodecError::Truncated)
+        );
+        assert_eq!(
+            payload(FrameType::Summary, &[&all[..], &[0, 2], &[0; 8]].concat()),
+            Err(CodecError::Invalid(
+                "a summary's request is neither 0 nor 1"
+            ))
         );
         let mut backwards = Vec::new();
         backwards.extend(5u64.to_be_bytes());
@@ -1186,12 +1220,10 @@ mod tests {
         let mut flag = Vec::new();
         flag.extend(0u64.to_be_bytes());
         flag.extend(u64::MAX.to_be_bytes());
-        flag.extend([2, 0]);
+        flag.extend([4, 0]);
         assert_eq!(
             payload(FrameType::Page, &flag),
-            Err(CodecError::Invalid(
-                "a page's reply flag is neither 0 nor 1"
-            ))
+            Err(CodecError::Invalid("a page's flags hold an unknown bit"))
         );
         let origin = Origin::new("a", 3);
         let hash = summary::origin_hash(&origin);
@@ -1206,6 +1238,7 @@ mod tests {
         let page = encode(&Frame::Page {
             span: outside,
             reply: false,
+            whole: false,
             digest: vec![OriginVersion { origin, version: 1 }],
         });
         assert_eq!(

@@ -21,7 +21,7 @@
 //! round.
 //!
 //! A Syn or SynAck carries the node's whole digest while it is small (at most
-//! [`FULL_DIGEST_BYTES`]). A node with a larger digest starts its rounds with a Summary
+//! [`Config::full_digest_bytes`]). A node with a larger digest starts its rounds with a Summary
 //! instead, one hash per bucket of origins ([`crate::summary`]). The peer answers each
 //! bucket that differs: one of few origins with a Page, its digest of the bucket, split
 //! across frames as needed; a larger one with a Summary of that bucket cut finer, which
@@ -51,8 +51,11 @@ pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 pub const MIN_GOSSIP_INTERVAL: Duration = Duration::from_millis(1);
 /// Peers per anti-entropy round unless configured otherwise: the reference systems'.
 pub const DEFAULT_FANOUT: usize = 2;
-/// Largest digest a Syn carries whole (about 80 origins); a larger one goes as a Summary.
+/// Largest digest a Syn carries whole unless configured otherwise (about 80 origins).
 pub const FULL_DIGEST_BYTES: usize = 2048;
+/// How often a node that needs its peers' whole digests asks each peer for one, in the
+/// summaries it sends it (see [`Engine::set_needs_whole_digests`]).
+pub const WHOLE_DIGEST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Gossip settings. The defaults are those of the reference systems: 100 ms, fanout 2.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +67,8 @@ pub struct Config {
     pub push_window: PushWindow,
     /// Largest frame payload the engine builds, in bytes.
     pub max_payload: usize,
+    /// Largest digest a Syn carries whole; a larger one goes as a Summary.
+    pub full_digest_bytes: usize,
 }
 
 impl Default for Config {
@@ -74,6 +79,7 @@ impl Default for Config {
             eager_push: true,
             push_window: PushWindow::Auto,
             max_payload: codec::DEFAULT_MAX_PAYLOAD,
+            full_digest_bytes: FULL_DIGEST_BYTES,
         }
     }
 }
@@ -147,6 +153,13 @@ pub struct Engine {
     /// The summary a peer's last digest was taken from, when it was one that agreed with
     /// this node's whole state.
     agreed_summaries: HashMap<NodeName, Vec<u64>>,
+    /// The node core needs its peers' whole digests (besides while keys are unresolved).
+    needs_whole: bool,
+    /// Per peer, when this node last asked it for its whole digest.
+    whole_asked: HashMap<NodeName, Duration>,
+    /// Per peer, the pages of its whole digest gathered so far: the hash the next page
+    /// must start at, and the versions.
+    wholes: HashMap<NodeName, (u64, HashMap<Origin, u64>)>,
 }
 
 impl Engine {
@@ -179,6 +192,9 @@ impl Engine {
             replication: ReplicationTracker::default(),
             peer_digests: HashMap::new(),
             agreed_summaries: HashMap::new(),
+            needs_whole: false,
+            whole_asked: HashMap::new(),
+            wholes: HashMap::new(),
         }
     }
 
@@ -258,19 +274,48 @@ impl Engine {
         self.stats.rounds += 1;
         let syn = self.syn_frame();
         for peer in self.pick_peers(self.config.fanout) {
-            self.send(peer, syn.clone());
+            let frame = self.ask_whole(now, &peer, syn.clone());
+            self.send(peer, frame);
         }
+    }
+
+    /// Says whether the node core needs its peers' whole digests (to become ready for
+    /// idempotency keys); they are also needed while any acceptance is unresolved.
+    /// While they are, a summary to a peer asks it for its whole digest once every
+    /// [`WHOLE_DIGEST_INTERVAL`]: summaries stand for a peer's digest only when they
+    /// agree in every bucket, which writes in flight can keep from happening.
+    pub fn set_needs_whole_digests(&mut self, needs: bool) {
+        self.needs_whole = needs;
+    }
+
+    /// `frame`, a Summary marked as asking `peer` for its whole digest if this node
+    /// needs it and has not asked `peer` within [`WHOLE_DIGEST_INTERVAL`].
+    fn ask_whole(&mut self, now: Duration, peer: &NodeName, mut frame: Frame) -> Frame {
+        let Frame::Summary { wants_whole, .. } = &mut frame else {
+            return frame;
+        };
+        let needs = self.needs_whole || self.state.unresolved_acceptances() > 0;
+        let due = self
+            .whole_asked
+            .get(peer)
+            .is_none_or(|&at| now >= at + WHOLE_DIGEST_INTERVAL);
+        if needs && due {
+            *wants_whole = true;
+            self.whole_asked.insert(peer.clone(), now);
+        }
+        frame
     }
 
     /// What starts an anti-entropy exchange: a Syn with the whole digest while it is
     /// small and fits a frame, else a Summary of it.
     fn syn_frame(&self) -> Frame {
         let origins = self.state.origin_count();
+        let limit = self.config.full_digest_bytes;
         // Every origin takes at least 11 bytes of a digest: past this many, it is large.
-        if origins <= FULL_DIGEST_BYTES / 11 {
+        if origins <= limit / 11 {
             let digest = self.state.digest();
             let len = codec::digest_len(&digest);
-            if len <= FULL_DIGEST_BYTES && len < self.config.max_payload {
+            if len <= limit && len < self.config.max_payload {
                 return Frame::Syn { digest };
             }
         }
@@ -283,6 +328,7 @@ impl Engine {
         Frame::Summary {
             span,
             bits,
+            wants_whole: false,
             hashes: self.state.bucket_hashes(span, bits),
         }
     }
@@ -299,14 +345,18 @@ impl Engine {
                 self.saw_digest(now, from, &digest);
                 self.answer_syn(from, &digest);
             }
-            Frame::Summary { span, bits, hashes } => {
-                self.answer_summary(now, from, span, bits, &hashes)
-            }
+            Frame::Summary {
+                span,
+                bits,
+                wants_whole,
+                hashes,
+            } => self.answer_summary(now, from, span, bits, wants_whole, &hashes),
             Frame::Page {
                 span,
                 reply,
+                whole,
                 digest,
-            } => self.answer_page(now, from, span, reply, &digest),
+            } => self.answer_page(now, from, span, (reply, whole), &digest),
             Frame::SynAck { digest, delta } => {
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
@@ -380,15 +430,17 @@ impl Engine {
     /// Answers a Summary of `span` bucket by bucket: nothing for a bucket whose hash
     /// equals this node's own, and for one that differs, this node's page of it (asking
     /// for the peer's page in return) or, when it holds many origins, a finer summary of
-    /// it. The buckets that agree tell how far the peer knows their origins. A summary of
-    /// a shape it cannot have is ignored (the binary decoder refuses it; JSON runtimes
-    /// hand frames over as sent).
+    /// it. The buckets that agree tell how far the peer knows their origins. A summary
+    /// that asks for this node's whole digest is answered with all of it, as pages
+    /// marked whole. A summary of a shape it cannot have is ignored (the binary decoder
+    /// refuses it; JSON runtimes hand frames over as sent).
     fn answer_summary(
         &mut self,
         now: Duration,
         from: &NodeName,
         span: Span,
         bits: u8,
+        wants_whole: bool,
         hashes: &[u64],
     ) {
         if span.lo > span.hi || bits > summary::MAX_BITS || hashes.len() != 1 << bits {
@@ -396,6 +448,10 @@ impl Engine {
         }
         let mine = self.state.bucket_hashes(span, bits);
         self.saw_summary(now, from, span, bits, &mine, hashes);
+        if wants_whole {
+            self.send_pages(from, Span::ALL, (true, true));
+            return;
+        }
         for bucket in summary::differing(&mine, hashes) {
             let Some(part) = span.bucket(bucket, bits) else {
                 continue;
@@ -403,7 +459,7 @@ impl Engine {
             let origins = self.state.origin_count_in(part);
             // A part of one hash cannot be cut finer.
             if origins <= summary::PAGE_ORIGINS || part.lo == part.hi {
-                self.send_pages(from, part, true);
+                self.send_pages(from, part, (true, false));
             } else {
                 let finer = self.summary_of(part, origins);
                 self.send(from.clone(), finer);
@@ -413,13 +469,14 @@ impl Engine {
 
     /// Answers a peer's page of `span`: what the peer lacks there, as Delta frames, and
     /// when asked (`reply`) and the page shows something this node lacks, this node's
-    /// own page of the span, which the peer answers with Delta frames in turn.
+    /// own page of the span, which the peer answers with Delta frames in turn. A page of
+    /// a whole digest is gathered too ([`Engine::gather_whole`]).
     fn answer_page(
         &mut self,
         now: Duration,
         from: &NodeName,
         span: Span,
-        reply: bool,
+        (reply, whole): (bool, bool),
         digest: &Digest,
     ) {
         if span.lo > span.hi
@@ -431,20 +488,54 @@ impl Engine {
         }
         self.check_digest(from, digest);
         self.saw_page(now, from, span, digest);
+        if whole {
+            self.gather_whole(from, span, digest);
+        }
         let missing = self.state.missing_from_in(digest, span);
         for chunk in self.chunk(&missing, 0) {
             self.send_deltas_counted(&chunk);
             self.send(from.clone(), Frame::Delta { delta: chunk });
         }
         if reply && self.state.lacks_any(digest) {
-            self.send_pages(from, span, false);
+            self.send_pages(from, span, (false, false));
+        }
+    }
+
+    /// Gathers the pages of live peer `from`'s whole digest, which it sent at one moment
+    /// and which arrive in order on one link: the last one makes them its last digest. A
+    /// page out of order, or more origins than this node's own count allows for, drops
+    /// what was gathered.
+    fn gather_whole(&mut self, from: &NodeName, span: Span, digest: &Digest) {
+        if self.peers.binary_search(from).is_err() {
+            return;
+        }
+        if span.lo == 0 {
+            self.wholes.insert(from.clone(), (0, HashMap::new()));
+        }
+        let most = 2 * self.state.origin_count() + 10_000;
+        let Some((next, versions)) = self.wholes.get_mut(from) else {
+            return;
+        };
+        if *next != span.lo || versions.len() + digest.len() > most {
+            self.wholes.remove(from);
+            return;
+        }
+        versions.extend(digest.iter().map(|ov| (ov.origin.clone(), ov.version)));
+        if span.hi < u64::MAX {
+            *next = span.hi + 1;
+            return;
+        }
+        if let Some((_, versions)) = self.wholes.remove(from) {
+            self.peer_digests.insert(from.clone(), versions);
+            self.agreed_summaries.remove(from);
         }
     }
 
     /// Sends this node's digest of `span` to `to` as Page frames of at most
     /// `max_payload` bytes, each covering the part of the span up to the next page's
     /// first origin; an empty span goes as one empty page (this node knows none of it).
-    fn send_pages(&mut self, to: &NodeName, span: Span, reply: bool) {
+    /// `flags` are the pages' (reply, whole).
+    fn send_pages(&mut self, to: &NodeName, span: Span, flags: (bool, bool)) {
         // Room for the span, the flag and the digest's count.
         let budget = self.config.max_payload - (8 + 8 + 1 + 10);
         let mut lo = span.lo;
@@ -456,7 +547,7 @@ impl Engine {
             // Origins of one hash share a page: a page's bounds are hashes.
             if used + len > budget && !digest.is_empty() && last_hash != Some(hash) {
                 let page = Span { lo, hi: hash - 1 };
-                self.send_page(to, page, reply, std::mem::take(&mut digest));
+                self.send_page(to, page, flags, std::mem::take(&mut digest));
                 lo = hash;
                 used = 0;
             }
@@ -464,13 +555,15 @@ impl Engine {
             last_hash = Some(hash);
             digest.push(ov);
         }
-        self.send_page(to, Span { lo, hi: span.hi }, reply, digest);
+        self.send_page(to, Span { lo, hi: span.hi }, flags, digest);
     }
 
-    fn send_page(&mut self, to: &NodeName, span: Span, reply: bool, digest: Digest) {
+    fn send_page(&mut self, to: &NodeName, span: Span, flags: (bool, bool), digest: Digest) {
+        let (reply, whole) = flags;
         let page = Frame::Page {
             span,
             reply,
+            whole,
             digest,
         };
         self.send(to.clone(), page);
@@ -505,6 +598,8 @@ impl Engine {
     pub fn forget_digest(&mut self, peer: &NodeName) {
         self.peer_digests.remove(peer);
         self.agreed_summaries.remove(peer);
+        self.wholes.remove(peer);
+        self.whole_asked.remove(peer);
     }
 
     /// Drops the idempotency keys whose retention window has passed at `now_ms`; see

@@ -308,6 +308,7 @@ fn a_peers_last_digest_is_only_ever_a_whole_one() {
     let partial = Frame::Summary {
         span: Span::ALL,
         bits: 8,
+        wants_whole: false,
         hashes: moved_on.bucket_hashes(Span::ALL, 8),
     };
     net.engines[0].handle_frame(net.now, &name(1), partial);
@@ -326,10 +327,73 @@ fn a_peers_last_digest_is_only_ever_a_whole_one() {
     let partial = Frame::Summary {
         span: Span::ALL,
         bits: 8,
+        wants_whole: false,
         hashes: many_origins(999).bucket_hashes(Span::ALL, 8),
     };
     fresh.engines[0].handle_frame(fresh.now, &name(1), partial);
     assert_eq!(fresh.engines[0].peer_digest(&name(1)), None);
+}
+
+#[test]
+fn a_node_that_needs_whole_digests_asks_each_peer_for_one_once_a_second() {
+    // Writes in flight can keep summaries from ever agreeing in every bucket, so a node
+    // deciding keys' stability asks for whole digests: pages of one moment.
+    let mut net = Net::new(
+        vec![many_origins(1000), many_origins(1000)],
+        codec::DEFAULT_MAX_PAYLOAD,
+    );
+    net.engines[0].set_needs_whole_digests(true);
+    let delta = change(&Origin::new("gone-000042", 42), 2);
+    net.engines[1].handle_frame(net.now, &name(9), Frame::Push { delta: vec![delta] });
+    net.engines[1].drain_outputs();
+    let moved_on = net.engines[1].state().clone();
+    net.round();
+    assert_eq!(seen(&net), as_pairs(moved_on.digest()));
+    assert!(net.take_sent().contains_key(&FrameType::Page));
+
+    // Converged, it asks again only once WHOLE_DIGEST_INTERVAL has passed.
+    let interval = gctr::engine::WHOLE_DIGEST_INTERVAL;
+    let rounds = (interval.as_millis() / DEFAULT_GOSSIP_INTERVAL.as_millis()) as usize;
+    for _ in 1..rounds {
+        net.round();
+    }
+    assert_eq!(
+        net.take_sent().keys().collect::<Vec<_>>(),
+        vec![&FrameType::Summary]
+    );
+    net.round();
+    assert!(net.take_sent().contains_key(&FrameType::Page));
+
+    // Pages of a whole digest out of order are not gathered into one.
+    let whole = |span: Span| Frame::Page {
+        span,
+        reply: false,
+        whole: true,
+        digest: Vec::new(),
+    };
+    let mut fresh = Net::new(
+        vec![many_origins(10), State::new()],
+        codec::DEFAULT_MAX_PAYLOAD,
+    );
+    let (first, last) = (
+        Span { lo: 0, hi: 99 },
+        Span {
+            lo: 200,
+            hi: u64::MAX,
+        },
+    );
+    for page in [whole(first), whole(last)] {
+        fresh.engines[0].handle_frame(fresh.now, &name(1), page);
+    }
+    assert_eq!(fresh.engines[0].peer_digest(&name(1)), None);
+    let middle = Span { lo: 100, hi: 199 };
+    for page in [whole(first), whole(middle), whole(last)] {
+        fresh.engines[0].handle_frame(fresh.now, &name(1), page);
+    }
+    assert_eq!(
+        fresh.engines[0].peer_digest(&name(1)),
+        Some(&HashMap::new())
+    );
 }
 
 #[test]
@@ -399,6 +463,7 @@ fn a_page_with_an_origin_outside_its_span_is_refused_and_changes_nothing() {
     let page = Frame::Page {
         span,
         reply: true,
+        whole: true,
         digest: vec![OriginVersion { origin, version: 5 }],
     };
     assert!(codec::decode(&codec::encode(&page), codec::DEFAULT_MAX_PAYLOAD).is_err());
@@ -410,11 +475,13 @@ fn a_page_with_an_origin_outside_its_span_is_refused_and_changes_nothing() {
     let wrong_size = Frame::Summary {
         span: Span::ALL,
         bits: 3,
+        wants_whole: true,
         hashes: vec![0; 5],
     };
     let backwards = Frame::Summary {
         span: Span { lo: 9, hi: 8 },
         bits: 0,
+        wants_whole: true,
         hashes: vec![0],
     };
     for summary in [wrong_size, backwards] {

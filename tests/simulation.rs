@@ -413,7 +413,8 @@ fn chaos_seeds(first: u64) -> std::ops::Range<u64> {
 }
 
 /// Gossip settings drawn from the seed: fanout 1 to 3, eager push on or off, the
-/// smallest or the default frame size, the automatic push window or one of 1 to 30 ms.
+/// smallest or the default frame size, the automatic push window or one of 1 to 30 ms,
+/// digests sent whole while small or always as summaries.
 fn chaos_config(seed: u64) -> Config {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
     Config {
@@ -428,6 +429,11 @@ fn chaos_config(seed: u64) -> Config {
             PushWindow::Auto
         } else {
             PushWindow::Fixed(Duration::from_millis(rng.u64(1..=30)))
+        },
+        full_digest_bytes: if rng.bool() {
+            0
+        } else {
+            Config::default().full_digest_bytes
         },
         ..Config::default()
     }

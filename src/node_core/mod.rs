@@ -205,6 +205,7 @@ impl<R> NodeCore<R> {
     /// live member `from` showed, or (starting alone) once no member was heard of for
     /// the grace time.
     fn check_key_readiness(&mut self, now: Duration, from: Option<&NodeName>) {
+        self.engine.set_needs_whole_digests(!self.keys.ready);
         if self.keys.ready {
             return;
         }
