@@ -407,6 +407,8 @@ pub struct State {
     counter_limit: usize,
     /// Most idempotency keys a local operation may add; see [`State::set_key_limit`].
     key_limit: usize,
+    /// Counts the changes made through `&mut` methods; see [`State::generation`].
+    generation: u64,
 }
 
 impl Default for State {
@@ -419,6 +421,7 @@ impl Default for State {
             keys: KeyStore::default(),
             counter_limit: usize::MAX,
             key_limit: usize::MAX,
+            generation: 0,
         }
     }
 }
@@ -511,6 +514,12 @@ impl State {
         self.counters.len()
     }
 
+    /// A number that differs whenever the state may have changed since it was read:
+    /// what caches of figures derived from the state (summaries) are checked against.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Number of origins heard of.
     pub fn origin_count(&self) -> usize {
         self.origins.len()
@@ -540,6 +549,7 @@ impl State {
     /// least `window_ms` before `now_ms` (wall-clock milliseconds); a retry of one counts
     /// again. Local to this replica: each forgets on its own clock. Returns how many.
     pub fn expire_keys(&mut self, now_ms: u64, window_ms: u64) -> usize {
+        self.generation += 1;
         let before = self.keys.len();
         for (origin, version) in self.keys.expire(now_ms, window_ms) {
             self.origin_records[origin as usize]
@@ -735,6 +745,7 @@ impl State {
     /// the entry lies in the part of this delta that continues what is known. Otherwise
     /// it is left out, as if lost, and comes again once the gap before it is filled.
     pub fn apply_delta(&mut self, delta: &OriginDelta) -> Applied {
+        self.generation += 1;
         let mut applied = Applied::default();
         let origin = self.origin_id(&delta.origin);
         let known = self.origin_records[origin as usize].known;
@@ -770,6 +781,7 @@ impl State {
     /// Merges one entry by maximum and keeps the version index in step; returns whether
     /// the totals grew. Also used by recovery and by runtimes that receive whole totals.
     pub fn merge_entry(&mut self, origin: &Origin, counter: &str, incoming: Totals) -> bool {
+        self.generation += 1;
         let origin = self.origin_id(origin);
         self.merge_slot(origin, counter, incoming)
     }

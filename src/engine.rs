@@ -160,6 +160,10 @@ pub struct Engine {
     /// Per peer, the pages of its whole digest gathered so far: the hash the next page
     /// must start at, and the versions.
     wholes: HashMap<NodeName, (u64, HashMap<Origin, u64>)>,
+    /// The bucket hashes of the whole digest last computed: the state's generation and
+    /// the bits they were computed at. An idle node summarises its digest, and compares
+    /// its peers' summaries, without walking its origins again.
+    summary_cache: Option<(u64, u8, Vec<u64>)>,
 }
 
 impl Engine {
@@ -195,6 +199,7 @@ impl Engine {
             needs_whole: false,
             whole_asked: HashMap::new(),
             wholes: HashMap::new(),
+            summary_cache: None,
         }
     }
 
@@ -308,7 +313,7 @@ impl Engine {
 
     /// What starts an anti-entropy exchange: a Syn with the whole digest while it is
     /// small and fits a frame, else a Summary of it.
-    fn syn_frame(&self) -> Frame {
+    fn syn_frame(&mut self) -> Frame {
         let origins = self.state.origin_count();
         let limit = self.config.full_digest_bytes;
         // Every origin takes at least 11 bytes of a digest: past this many, it is large.
@@ -323,13 +328,30 @@ impl Engine {
     }
 
     /// A summary of `span`, which holds `origins` of this node's origins.
-    fn summary_of(&self, span: Span, origins: usize) -> Frame {
+    fn summary_of(&mut self, span: Span, origins: usize) -> Frame {
         let bits = summary::bits_for(origins, self.config.max_payload);
         Frame::Summary {
             span,
             bits,
             wants_whole: false,
-            hashes: self.state.bucket_hashes(span, bits),
+            hashes: self.bucket_hashes(span, bits),
+        }
+    }
+
+    /// The state's bucket hashes of `span` cut into `2^bits`; those of the whole digest
+    /// come from the cache while the state has not changed.
+    fn bucket_hashes(&mut self, span: Span, bits: u8) -> Vec<u64> {
+        if span != Span::ALL {
+            return self.state.bucket_hashes(span, bits);
+        }
+        let generation = self.state.generation();
+        match &self.summary_cache {
+            Some((g, b, hashes)) if *g == generation && *b == bits => hashes.clone(),
+            _ => {
+                let hashes = self.state.bucket_hashes(span, bits);
+                self.summary_cache = Some((generation, bits, hashes.clone()));
+                hashes
+            }
         }
     }
 
@@ -446,7 +468,7 @@ impl Engine {
         if span.lo > span.hi || bits > summary::MAX_BITS || hashes.len() != 1 << bits {
             return;
         }
-        let mine = self.state.bucket_hashes(span, bits);
+        let mine = self.bucket_hashes(span, bits);
         self.saw_summary(now, from, span, bits, &mine, hashes);
         if wants_whole {
             self.send_pages(from, Span::ALL, (true, true));
