@@ -66,23 +66,25 @@ pub enum Frame {
     /// Anti-entropy step 1 for a digest too large to send whole: its summary, one hash
     /// per bucket of `span` cut into `2^bits` (see [`crate::summary`]); also the answer
     /// for a differing bucket of many origins, summarised finer.
-    /// `wants_whole` asks the receiver to answer with its whole digest instead, as
-    /// `whole` pages: what a node that decides idempotency keys' stability needs.
+    /// A non-zero `wants_whole` asks the receiver to answer with its whole digest
+    /// instead, as pages carrying that number in `whole`: what a node that decides
+    /// idempotency keys' stability needs.
     Summary {
         span: Span,
         bits: u8,
-        wants_whole: bool,
+        wants_whole: u64,
         hashes: Vec<u64>,
     },
     /// The sender's digest of the origins whose hash lies in `span` (an origin of the
     /// span it leaves out, it knows of nothing): the answer to a Summary for the buckets
     /// that differ, and with `reply` set, a request for the receiver's page of the span
-    /// if it lacks something the page shows. `whole` marks the pages of a whole digest
-    /// sent at one moment, in order from the first hash to the last.
+    /// if it lacks something the page shows. A non-zero `whole` marks the pages of a
+    /// whole digest sent at one moment, in order from the first hash to the last, in
+    /// answer to the request of that number.
     Page {
         span: Span,
         reply: bool,
-        whole: bool,
+        whole: u64,
         digest: Digest,
     },
     /// Eager push of fresh changes; receivers that learn from it pass it on.
@@ -408,7 +410,8 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
         } => {
             out.put(&span.lo.to_be_bytes());
             out.put(&span.hi.to_be_bytes());
-            out.put(&[*bits, u8::from(*wants_whole)]);
+            out.put(&[*bits]);
+            out.put(&wants_whole.to_be_bytes());
             for h in hashes {
                 out.put(&h.to_be_bytes());
             }
@@ -421,7 +424,8 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
         } => {
             out.put(&span.lo.to_be_bytes());
             out.put(&span.hi.to_be_bytes());
-            out.put(&[u8::from(*reply) | u8::from(*whole) << 1]);
+            out.put(&[u8::from(*reply)]);
+            out.put(&whole.to_be_bytes());
             put_digest(out, digest);
         }
         Frame::Member(msg) => membership::wire::put_message(out, msg),
@@ -728,22 +732,14 @@ impl<'a> Decoder<'a> {
     }
 
     /// A Summary's payload: its span, the bucket bits (at most [`summary::MAX_BITS`]),
-    /// the whole-digest request (0 or 1), then one hash per bucket.
+    /// the whole-digest request (0 for none), then one hash per bucket.
     fn summary(&mut self) -> Result<Frame, CodecError> {
         let span = self.span()?;
         let bits = self.bytes(1)?[0];
         if bits > summary::MAX_BITS {
             return Err(CodecError::Invalid("a summary of more than 2^8 buckets"));
         }
-        let wants_whole = match self.bytes(1)?[0] {
-            0 => false,
-            1 => true,
-            _ => {
-                return Err(CodecError::Invalid(
-                    "a summary's request is neither 0 nor 1",
-                ))
-            }
-        };
+        let wants_whole = self.u64_fixed()?;
         let hashes = (0..1usize << bits)
             .map(|_| self.u64_fixed())
             .collect::<Result<_, _>>()?;
@@ -767,15 +763,20 @@ impl<'a> Decoder<'a> {
         Ok(span)
     }
 
-    /// A Page's payload: its span, its flags (reply, whole), and a digest of origins in
-    /// the span.
+    /// A Page's payload: its span, the reply flag, the whole-digest request it answers
+    /// (0 for none), and a digest of origins in the span.
     fn page(&mut self) -> Result<Frame, CodecError> {
         let span = self.span()?;
-        let flags = self.bytes(1)?[0];
-        if flags > 0b11 {
-            return Err(CodecError::Invalid("a page's flags hold an unknown bit"));
-        }
-        let (reply, whole) = (flags & 1 != 0, flags & 2 != 0);
+        let reply = match self.bytes(1)?[0] {
+            0 => false,
+            1 => true,
+            _ => {
+                return Err(CodecError::Invalid(
+                    "a page's reply flag is neither 0 nor 1",
+                ))
+            }
+        };
+        let whole = self.u64_fixed()?;
         let digest = self.digest()?;
         if digest
             .iter()
@@ -1144,25 +1145,25 @@ mod tests {
             Frame::Summary {
                 span: Span::ALL,
                 bits: 0,
-                wants_whole: true,
+                wants_whole: 77,
                 hashes: vec![9],
             },
             Frame::Summary {
                 span: Span { lo: 3, hi: 3 << 40 },
                 bits: summary::MAX_BITS,
-                wants_whole: false,
+                wants_whole: 0,
                 hashes: (0..256).collect(),
             },
             Frame::Page {
                 span: Span::ALL,
                 reply: true,
-                whole: false,
+                whole: 0,
                 digest: Vec::new(),
             },
             Frame::Page {
                 span: Span { lo: hash, hi: hash },
                 reply: false,
-                whole: true,
+                whole: u64::MAX,
                 digest: vec![OriginVersion { origin, version: 4 }],
             },
         ];
@@ -1176,7 +1177,7 @@ mod tests {
             encoded_len(&Frame::Summary {
                 span,
                 bits: 3,
-                wants_whole: false,
+                wants_whole: 0,
                 hashes,
             })
         });
@@ -1197,15 +1198,9 @@ mod tests {
         assert_eq!(
             payload(
                 FrameType::Summary,
-                &[&all[..], &[2, 0, 0, 0, 0, 0, 0, 0, 0, 1]].concat()
+                &[&all[..], &[2], &[0; 8], &[0, 0, 0, 0, 0, 0, 0, 1]].concat()
             ),
             Err(CodecError::Truncated)
-        );
-        assert_eq!(
-            payload(FrameType::Summary, &[&all[..], &[0, 2], &[0; 8]].concat()),
-            Err(CodecError::Invalid(
-                "a summary's request is neither 0 nor 1"
-            ))
         );
         let mut backwards = Vec::new();
         backwards.extend(5u64.to_be_bytes());
@@ -1220,10 +1215,14 @@ mod tests {
         let mut flag = Vec::new();
         flag.extend(0u64.to_be_bytes());
         flag.extend(u64::MAX.to_be_bytes());
-        flag.extend([4, 0]);
+        flag.extend([2]);
+        flag.extend(0u64.to_be_bytes());
+        flag.extend([0]);
         assert_eq!(
             payload(FrameType::Page, &flag),
-            Err(CodecError::Invalid("a page's flags hold an unknown bit"))
+            Err(CodecError::Invalid(
+                "a page's reply flag is neither 0 nor 1"
+            ))
         );
         let origin = Origin::new("a", 3);
         let hash = summary::origin_hash(&origin);
@@ -1238,7 +1237,7 @@ mod tests {
         let page = encode(&Frame::Page {
             span: outside,
             reply: false,
-            whole: false,
+            whole: 0,
             digest: vec![OriginVersion { origin, version: 1 }],
         });
         assert_eq!(

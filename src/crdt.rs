@@ -545,6 +545,13 @@ impl State {
         self.keys.unresolved()
     }
 
+    /// Whether `origin` has acceptances of keys it has not resolved.
+    pub fn has_unresolved_of(&self, origin: &Origin) -> bool {
+        self.origins
+            .get(origin)
+            .is_some_and(|&id| self.keys.has_unresolved_by(id))
+    }
+
     /// Forgets every key whose acceptances are all resolved and were all accepted at
     /// least `window_ms` before `now_ms` (wall-clock milliseconds); a retry of one counts
     /// again. Local to this replica: each forgets on its own clock. Returns how many.

@@ -153,10 +153,12 @@ pub struct Engine {
     /// The summary a peer's last digest was taken from, when it was one that agreed with
     /// this node's whole state.
     agreed_summaries: HashMap<NodeName, Vec<u64>>,
-    /// The node core needs its peers' whole digests (besides while keys are unresolved).
+    /// The node core needs its peers' whole digests (besides while this node's own
+    /// acceptances are unresolved).
     needs_whole: bool,
-    /// Per peer, when this node last asked it for its whole digest.
-    whole_asked: HashMap<NodeName, Duration>,
+    /// Per peer, when this node last asked it for its whole digest, and the number of
+    /// that request: only pages answering it are gathered.
+    whole_asked: HashMap<NodeName, (Duration, u64)>,
     /// Per peer, the pages of its whole digest gathered so far: the hash the next page
     /// must start at, and the versions.
     wholes: HashMap<NodeName, (u64, HashMap<Origin, u64>)>,
@@ -285,7 +287,8 @@ impl Engine {
     }
 
     /// Says whether the node core needs its peers' whole digests (to become ready for
-    /// idempotency keys); they are also needed while any acceptance is unresolved.
+    /// idempotency keys); they are also needed while any of this node's own acceptances
+    /// is unresolved.
     /// While they are, a summary to a peer asks it for its whole digest once every
     /// [`WHOLE_DIGEST_INTERVAL`]: summaries stand for a peer's digest only when they
     /// agree in every bucket, which writes in flight can keep from happening.
@@ -299,14 +302,15 @@ impl Engine {
         let Frame::Summary { wants_whole, .. } = &mut frame else {
             return frame;
         };
-        let needs = self.needs_whole || self.state.unresolved_acceptances() > 0;
+        let needs = self.needs_whole || self.state.has_unresolved_of(&self.me);
         let due = self
             .whole_asked
             .get(peer)
-            .is_none_or(|&at| now >= at + WHOLE_DIGEST_INTERVAL);
+            .is_none_or(|&(at, _)| now >= at + WHOLE_DIGEST_INTERVAL);
         if needs && due {
-            *wants_whole = true;
-            self.whole_asked.insert(peer.clone(), now);
+            let request = self.rng.u64(1..);
+            *wants_whole = request;
+            self.whole_asked.insert(peer.clone(), (now, request));
         }
         frame
     }
@@ -333,7 +337,7 @@ impl Engine {
         Frame::Summary {
             span,
             bits,
-            wants_whole: false,
+            wants_whole: 0,
             hashes: self.bucket_hashes(span, bits),
         }
     }
@@ -454,7 +458,7 @@ impl Engine {
     /// for the peer's page in return) or, when it holds many origins, a finer summary of
     /// it. The buckets that agree tell how far the peer knows their origins. A summary
     /// that asks for this node's whole digest is answered with all of it, as pages
-    /// marked whole. A summary of a shape it cannot have is ignored (the binary decoder
+    /// carrying the request's number. A summary of a shape it cannot have is ignored (the binary decoder
     /// refuses it; JSON runtimes hand frames over as sent).
     fn answer_summary(
         &mut self,
@@ -462,7 +466,7 @@ impl Engine {
         from: &NodeName,
         span: Span,
         bits: u8,
-        wants_whole: bool,
+        wants_whole: u64,
         hashes: &[u64],
     ) {
         if span.lo > span.hi || bits > summary::MAX_BITS || hashes.len() != 1 << bits {
@@ -470,8 +474,8 @@ impl Engine {
         }
         let mine = self.bucket_hashes(span, bits);
         self.saw_summary(now, from, span, bits, &mine, hashes);
-        if wants_whole {
-            self.send_pages(from, Span::ALL, (true, true));
+        if wants_whole != 0 {
+            self.send_pages(from, Span::ALL, (true, wants_whole));
             return;
         }
         for bucket in summary::differing(&mine, hashes) {
@@ -481,7 +485,7 @@ impl Engine {
             let origins = self.state.origin_count_in(part);
             // A part of one hash cannot be cut finer.
             if origins <= summary::PAGE_ORIGINS || part.lo == part.hi {
-                self.send_pages(from, part, (true, false));
+                self.send_pages(from, part, (true, 0));
             } else {
                 let finer = self.summary_of(part, origins);
                 self.send(from.clone(), finer);
@@ -498,7 +502,7 @@ impl Engine {
         now: Duration,
         from: &NodeName,
         span: Span,
-        (reply, whole): (bool, bool),
+        (reply, whole): (bool, u64),
         digest: &Digest,
     ) {
         if span.lo > span.hi
@@ -510,8 +514,8 @@ impl Engine {
         }
         self.check_digest(from, digest);
         self.saw_page(now, from, span, digest);
-        if whole {
-            self.gather_whole(from, span, digest);
+        if whole != 0 {
+            self.gather_whole(from, span, whole, digest);
         }
         let missing = self.state.missing_from_in(digest, span);
         for chunk in self.chunk(&missing, 0) {
@@ -519,16 +523,19 @@ impl Engine {
             self.send(from.clone(), Frame::Delta { delta: chunk });
         }
         if reply && self.state.lacks_any(digest) {
-            self.send_pages(from, span, (false, false));
+            self.send_pages(from, span, (false, 0));
         }
     }
 
-    /// Gathers the pages of live peer `from`'s whole digest, which it sent at one moment
-    /// and which arrive in order on one link: the last one makes them its last digest. A
-    /// page out of order, or more origins than this node's own count allows for, drops
-    /// what was gathered.
-    fn gather_whole(&mut self, from: &NodeName, span: Span, digest: &Digest) {
-        if self.peers.binary_search(from).is_err() {
+    /// Gathers the pages of live peer `from`'s whole digest answering this node's last
+    /// request to it (`request`), which it sent at one moment and which arrive in order
+    /// on one link: the last one makes them its last digest. Pages answering an earlier
+    /// request are ignored (a dropped frame must not splice two answers into one); a page
+    /// out of order, or more origins than this node's own count allows for, drops what
+    /// was gathered.
+    fn gather_whole(&mut self, from: &NodeName, span: Span, request: u64, digest: &Digest) {
+        let asked = self.whole_asked.get(from).map(|&(_, r)| r);
+        if self.peers.binary_search(from).is_err() || asked != Some(request) {
             return;
         }
         if span.lo == 0 {
@@ -556,10 +563,10 @@ impl Engine {
     /// Sends this node's digest of `span` to `to` as Page frames of at most
     /// `max_payload` bytes, each covering the part of the span up to the next page's
     /// first origin; an empty span goes as one empty page (this node knows none of it).
-    /// `flags` are the pages' (reply, whole).
-    fn send_pages(&mut self, to: &NodeName, span: Span, flags: (bool, bool)) {
-        // Room for the span, the flag and the digest's count.
-        let budget = self.config.max_payload - (8 + 8 + 1 + 10);
+    /// `flags` are the pages' reply flag and the whole-digest request they answer.
+    fn send_pages(&mut self, to: &NodeName, span: Span, flags: (bool, u64)) {
+        // Room for the span, the flag, the request and the digest's count.
+        let budget = self.config.max_payload - (8 + 8 + 1 + 8 + 10);
         let mut lo = span.lo;
         let mut digest: Digest = Vec::new();
         let mut used = 0;
@@ -580,7 +587,7 @@ impl Engine {
         self.send_page(to, Span { lo, hi: span.hi }, flags, digest);
     }
 
-    fn send_page(&mut self, to: &NodeName, span: Span, flags: (bool, bool), digest: Digest) {
+    fn send_page(&mut self, to: &NodeName, span: Span, flags: (bool, u64), digest: Digest) {
         let (reply, whole) = flags;
         let page = Frame::Page {
             span,

@@ -106,7 +106,7 @@ fn mix(mut z: u64) -> u64 {
 /// Bytes a summary of `2^bits` buckets takes in a frame: its span, the bits, the
 /// whole-digest request, the hashes.
 pub fn summary_len(bits: u8) -> usize {
-    8 + 8 + 1 + 1 + 8 * (1usize << bits)
+    8 + 8 + 1 + 8 + 8 * (1usize << bits)
 }
 
 /// The bucket bits for a replica that knows `origins` origins and sends frames of at most
@@ -209,8 +209,8 @@ mod tests {
         assert_eq!(bits_for(9, 1 << 20), 1);
         assert_eq!(bits_for(1000, 1 << 20), 7);
         assert_eq!(bits_for(100_000, 1 << 20), MAX_BITS);
-        // At the smallest frame a summary keeps to half of it: 32 buckets, 274 bytes
-        // would be over; 16 buckets, 146 bytes, is not.
+        // At the smallest frame a summary keeps to half of it: 32 buckets, 281 bytes
+        // would be over; 16 buckets, 153 bytes, is not.
         assert_eq!(bits_for(100_000, 512), 4);
         assert!(summary_len(bits_for(100_000, 512)) <= 256);
     }

@@ -311,7 +311,7 @@ fn a_peers_last_digest_is_only_ever_a_whole_one() {
     let partial = Frame::Summary {
         span: Span::ALL,
         bits: 8,
-        wants_whole: false,
+        wants_whole: 0,
         hashes: moved_on.bucket_hashes(Span::ALL, 8),
     };
     net.engines[0].handle_frame(net.now, &name(1), partial);
@@ -330,7 +330,7 @@ fn a_peers_last_digest_is_only_ever_a_whole_one() {
     let partial = Frame::Summary {
         span: Span::ALL,
         bits: 8,
-        wants_whole: false,
+        wants_whole: 0,
         hashes: many_origins(999).bucket_hashes(Span::ALL, 8),
     };
     fresh.engines[0].handle_frame(fresh.now, &name(1), partial);
@@ -367,36 +367,93 @@ fn a_node_that_needs_whole_digests_asks_each_peer_for_one_once_a_second() {
     net.round();
     assert!(net.take_sent().contains_key(&FrameType::Page));
 
-    // Pages of a whole digest out of order are not gathered into one.
-    let whole = |span: Span| Frame::Page {
-        span,
-        reply: false,
-        whole: true,
-        digest: Vec::new(),
-    };
+    // Pages of a whole digest are gathered in order, and only those answering the last
+    // request: a page dropped on the way must not splice two answers into one.
     let mut fresh = Net::new(
-        vec![many_origins(10), State::new()],
+        vec![many_origins(1000), State::new()],
         codec::DEFAULT_MAX_PAYLOAD,
     );
-    let (first, last) = (
-        Span { lo: 0, hi: 99 },
-        Span {
-            lo: 200,
-            hi: u64::MAX,
-        },
-    );
-    for page in [whole(first), whole(last)] {
-        fresh.engines[0].handle_frame(fresh.now, &name(1), page);
-    }
-    assert_eq!(fresh.engines[0].peer_digest(&name(1)), None);
-    let middle = Span { lo: 100, hi: 199 };
-    for page in [whole(first), whole(middle), whole(last)] {
-        fresh.engines[0].handle_frame(fresh.now, &name(1), page);
-    }
-    assert_eq!(
-        fresh.engines[0].peer_digest(&name(1)),
-        Some(&HashMap::new())
-    );
+    fresh.engines[0].set_needs_whole_digests(true);
+    let ask = |net: &mut Net| {
+        net.now += interval;
+        net.engines[0].handle_timer(net.now);
+        let asked = net.engines[0]
+            .drain_outputs()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::Send {
+                    frame: Frame::Summary { wants_whole, .. },
+                    ..
+                } => Some(wants_whole),
+                _ => None,
+            });
+        asked.filter(|&request| request != 0).expect("a request")
+    };
+    let (earlier, last) = (ask(&mut fresh), ask(&mut fresh));
+    let page = |request: u64, lo: u64, hi: u64| Frame::Page {
+        span: Span { lo, hi },
+        reply: false,
+        whole: request,
+        digest: Vec::new(),
+    };
+    let gathered = |net: &mut Net, pages: Vec<Frame>| {
+        for page in pages {
+            net.engines[0].handle_frame(net.now, &name(1), page);
+        }
+        net.engines[0].peer_digest(&name(1)).cloned()
+    };
+    let spliced = vec![
+        page(earlier, 0, 99),
+        page(last, 100, 199),
+        page(last, 200, u64::MAX),
+    ];
+    assert_eq!(gathered(&mut fresh, spliced), None);
+    let skipping = vec![page(last, 0, 99), page(last, 200, u64::MAX)];
+    assert_eq!(gathered(&mut fresh, skipping), None);
+    let stale = vec![page(earlier, 0, 99), page(earlier, 100, u64::MAX)];
+    assert_eq!(gathered(&mut fresh, stale), None);
+    let whole = vec![
+        page(last, 0, 99),
+        page(last, 100, 199),
+        page(last, 200, u64::MAX),
+    ];
+    assert_eq!(gathered(&mut fresh, whole), Some(HashMap::new()));
+}
+
+#[test]
+fn another_origins_unresolved_keys_are_no_reason_to_ask_for_whole_digests() {
+    // A key whose winner is gone stays unresolved on every node for good; only its
+    // acceptor decides it, so only this node's own acceptances make it ask.
+    let mut state = many_origins(1000);
+    let mut accept = CounterEntry::plain("c", 0, 0, 1);
+    accept.keyed = Some(Box::new(gctr::crdt::Keyed::Accept(gctr::crdt::KeyAccept {
+        key: "k".into(),
+        kind: gctr::crdt::OpKind::Increment,
+        amount: 1,
+        at_ms: 0,
+    })));
+    state.apply_delta(&OriginDelta {
+        origin: Origin::new("gone-for-good", 1),
+        from: 0,
+        to: 1,
+        entries: vec![accept],
+    });
+    assert_eq!(state.unresolved_acceptances(), 1);
+    let mut net = Net::new(vec![state, State::new()], codec::DEFAULT_MAX_PAYLOAD);
+    net.now += DEFAULT_GOSSIP_INTERVAL;
+    net.engines[0].handle_timer(net.now);
+    let asked: Vec<u64> = net.engines[0]
+        .drain_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                frame: Frame::Summary { wants_whole, .. },
+                ..
+            } => Some(wants_whole),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![0]);
 }
 
 #[test]
@@ -466,7 +523,7 @@ fn a_page_with_an_origin_outside_its_span_is_refused_and_changes_nothing() {
     let page = Frame::Page {
         span,
         reply: true,
-        whole: true,
+        whole: 0,
         digest: vec![OriginVersion { origin, version: 5 }],
     };
     assert!(codec::decode(&codec::encode(&page), codec::DEFAULT_MAX_PAYLOAD).is_err());
@@ -478,13 +535,13 @@ fn a_page_with_an_origin_outside_its_span_is_refused_and_changes_nothing() {
     let wrong_size = Frame::Summary {
         span: Span::ALL,
         bits: 3,
-        wants_whole: true,
+        wants_whole: 1,
         hashes: vec![0; 5],
     };
     let backwards = Frame::Summary {
         span: Span { lo: 9, hi: 8 },
         bits: 0,
-        wants_whole: true,
+        wants_whole: 1,
         hashes: vec![0],
     };
     for summary in [wrong_size, backwards] {

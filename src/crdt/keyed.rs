@@ -385,6 +385,14 @@ impl KeyStore {
             .collect()
     }
 
+    /// Whether `origin` has acceptances it has not resolved.
+    pub(super) fn has_unresolved_by(&self, origin: OriginId) -> bool {
+        let mut of = self
+            .unresolved_ledgers
+            .range((origin, 0)..=(origin, CounterId::MAX));
+        of.next().is_some()
+    }
+
     /// Every key held, with its record.
     pub(super) fn records(&self) -> impl Iterator<Item = (KeyId, &KeyRecord)> {
         self.records

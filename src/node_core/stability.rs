@@ -66,10 +66,10 @@ impl<'a> StabilityView<'a> {
             let holds_key = acceptances
                 .iter()
                 .all(|(origin, version)| digest.get(*origin).is_some_and(|v| v >= version));
-            let here_too = digest
-                .iter()
-                .all(|(origin, &version)| self.state.known(origin) >= version);
-            holds_key && here_too
+            holds_key
+                && digest
+                    .iter()
+                    .all(|(origin, &version)| self.state.known(origin) >= version)
         })
     }
 }
