@@ -318,6 +318,11 @@ fn put_origin(out: &mut impl Sink, o: &Origin) {
     out.put(&o.incarnation.to_be_bytes());
 }
 
+fn put_span(out: &mut impl Sink, span: &Span) {
+    out.put(&span.lo.to_be_bytes());
+    out.put(&span.hi.to_be_bytes());
+}
+
 fn put_digest(out: &mut impl Sink, d: &[OriginVersion]) {
     put_varint(out, d.len() as u64);
     for ov in d {
@@ -408,8 +413,7 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             wants_whole,
             hashes,
         } => {
-            out.put(&span.lo.to_be_bytes());
-            out.put(&span.hi.to_be_bytes());
+            put_span(out, span);
             out.put(&[*bits]);
             out.put(&wants_whole.to_be_bytes());
             for h in hashes {
@@ -422,8 +426,7 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             whole,
             digest,
         } => {
-            out.put(&span.lo.to_be_bytes());
-            out.put(&span.hi.to_be_bytes());
+            put_span(out, span);
             out.put(&[u8::from(*reply)]);
             out.put(&whole.to_be_bytes());
             put_digest(out, digest);

@@ -337,6 +337,24 @@ fn a_peers_last_digest_is_only_ever_a_whole_one() {
     assert_eq!(fresh.engines[0].peer_digest(&name(1)), None);
 }
 
+/// Runs node 0's timer `after` from now and returns the whole-digest request of each
+/// summary it sent (0 for none), leaving the frames unsent.
+fn requests_after(net: &mut Net, after: Duration) -> Vec<u64> {
+    net.now += after;
+    net.engines[0].handle_timer(net.now);
+    net.engines[0]
+        .drain_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                frame: Frame::Summary { wants_whole, .. },
+                ..
+            } => Some(wants_whole),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_node_that_needs_whole_digests_asks_each_peer_for_one_once_a_second() {
     // Writes in flight can keep summaries from ever agreeing in every bucket, so a node
@@ -374,20 +392,9 @@ fn a_node_that_needs_whole_digests_asks_each_peer_for_one_once_a_second() {
         codec::DEFAULT_MAX_PAYLOAD,
     );
     fresh.engines[0].set_needs_whole_digests(true);
-    let ask = |net: &mut Net| {
-        net.now += interval;
-        net.engines[0].handle_timer(net.now);
-        let asked = net.engines[0]
-            .drain_outputs()
-            .into_iter()
-            .find_map(|o| match o {
-                Output::Send {
-                    frame: Frame::Summary { wants_whole, .. },
-                    ..
-                } => Some(wants_whole),
-                _ => None,
-            });
-        asked.filter(|&request| request != 0).expect("a request")
+    let ask = |net: &mut Net| match requests_after(net, interval)[..] {
+        [request] if request != 0 => request,
+        ref other => panic!("requests {other:?}"),
     };
     let (earlier, last) = (ask(&mut fresh), ask(&mut fresh));
     let page = |request: u64, lo: u64, hi: u64| Frame::Page {
@@ -440,20 +447,7 @@ fn another_origins_unresolved_keys_are_no_reason_to_ask_for_whole_digests() {
     });
     assert_eq!(state.unresolved_acceptances(), 1);
     let mut net = Net::new(vec![state, State::new()], codec::DEFAULT_MAX_PAYLOAD);
-    net.now += DEFAULT_GOSSIP_INTERVAL;
-    net.engines[0].handle_timer(net.now);
-    let asked: Vec<u64> = net.engines[0]
-        .drain_outputs()
-        .into_iter()
-        .filter_map(|o| match o {
-            Output::Send {
-                frame: Frame::Summary { wants_whole, .. },
-                ..
-            } => Some(wants_whole),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(asked, vec![0]);
+    assert_eq!(requests_after(&mut net, DEFAULT_GOSSIP_INTERVAL), vec![0]);
 }
 
 #[test]

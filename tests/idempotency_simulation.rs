@@ -232,16 +232,20 @@ fn check(seed: u64, config: Config, n: usize, ops: usize) -> (u64, u64) {
     (clients.requests, accepted)
 }
 
-#[test]
-fn retried_keyed_operations_count_once_on_five_nodes_through_partitions_and_a_crash() {
-    let first = seed_or(500);
-    let seeds = if std::env::var("GCTR_SIM_SEED").is_ok() {
+/// `runs` seeds from `first`, or the one `GCTR_SIM_SEED` names.
+fn seeds(first: u64, runs: u64) -> std::ops::Range<u64> {
+    let first = seed_or(first);
+    if std::env::var("GCTR_SIM_SEED").is_ok() {
         first..first + 1
     } else {
-        first..first + 6
-    };
+        first..first + runs
+    }
+}
+
+#[test]
+fn retried_keyed_operations_count_once_on_five_nodes_through_partitions_and_a_crash() {
     let mut concurrent = 0;
-    for seed in seeds {
+    for seed in seeds(500, 6) {
         let ops = 300;
         let (requests, accepted) = check(seed, Config::default(), 5, ops);
         assert!(requests > ops as u64, "no retries: the test proves nothing");
@@ -259,17 +263,11 @@ fn retried_keyed_operations_count_once_on_five_nodes_through_partitions_and_a_cr
 /// apart. Still exact, and every acceptance resolves.
 #[test]
 fn retried_keyed_operations_count_once_when_digests_go_as_summaries() {
-    let first = seed_or(700);
-    let seeds = if std::env::var("GCTR_SIM_SEED").is_ok() {
-        first..first + 1
-    } else {
-        first..first + 3
-    };
     let config = Config {
         full_digest_bytes: 0,
         ..Config::default()
     };
-    for seed in seeds {
+    for seed in seeds(700, 3) {
         let (requests, _) = check(seed, config.clone(), 5, 300);
         assert!(requests > 300, "no retries: the test proves nothing");
     }
@@ -364,13 +362,7 @@ fn folding_before_a_key_is_stable_counts_it_twice_and_the_check_catches_it() {
 
 #[test]
 fn retried_keyed_operations_count_once_on_fifty_nodes() {
-    let first = seed_or(600);
-    let seeds = if std::env::var("GCTR_SIM_SEED").is_ok() {
-        first..first + 1
-    } else {
-        first..first + 3
-    };
-    for seed in seeds {
+    for seed in seeds(600, 3) {
         let (requests, accepted) = check(seed, Config::default(), 50, 400);
         assert!(
             requests > 400 && accepted > 400,
