@@ -326,9 +326,13 @@ fn put_span(out: &mut impl Sink, span: &Span) {
 fn put_digest(out: &mut impl Sink, d: &[OriginVersion]) {
     put_varint(out, d.len() as u64);
     for ov in d {
-        put_origin(out, &ov.origin);
-        put_varint(out, ov.version);
+        put_digest_entry(out, ov);
     }
+}
+
+fn put_digest_entry(out: &mut impl Sink, ov: &OriginVersion) {
+    put_origin(out, &ov.origin);
+    put_varint(out, ov.version);
 }
 
 /// A plain entry: counter, `p`, `n`, version. An entry with keyed data starts with an
@@ -467,6 +471,13 @@ pub fn delta_head_len(origin: &Origin) -> usize {
 pub fn digest_len(d: &[OriginVersion]) -> usize {
     let mut m = Measure(0);
     put_digest(&mut m, d);
+    m.0
+}
+
+/// Bytes one origin's entry adds to a digest.
+pub fn digest_entry_len(ov: &OriginVersion) -> usize {
+    let mut m = Measure(0);
+    put_digest_entry(&mut m, ov);
     m.0
 }
 

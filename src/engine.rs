@@ -21,11 +21,11 @@
 //! round.
 //!
 //! A Syn or SynAck carries the node's whole digest while it is small (at most
-//! [`Config::full_digest_bytes`]). A node with a larger digest starts its rounds with a Summary
-//! instead, one hash per bucket of origins ([`crate::summary`]). The peer answers each
-//! bucket that differs: one of few origins with a Page, its digest of the bucket, split
-//! across frames as needed; a larger one with a Summary of that bucket cut finer, which
-//! the node answers the same way. Given a page, a node sends what the peer lacks in its
+//! [`Config::full_digest_bytes`]). A node with a larger digest starts its rounds with a
+//! Summary instead, one hash per bucket of origins ([`crate::summary`]). The peer
+//! answers each bucket that differs: one of few origins with a Page, its digest of the
+//! bucket, split across frames as needed; a larger one with a Summary of that bucket cut
+//! finer, which the node answers the same way. Given a page, a node sends what the peer lacks in its
 //! span as Delta frames and, if the page shows something it lacks, its own page of the
 //! span, which the peer answers with Delta frames. An idle round costs one Summary
 //! however many origins and counters there are. A node whose digest does not fit a frame
@@ -288,10 +288,9 @@ impl Engine {
 
     /// Says whether the node core needs its peers' whole digests (to become ready for
     /// idempotency keys); they are also needed while any of this node's own acceptances
-    /// is unresolved.
-    /// While they are, a summary to a peer asks it for its whole digest once every
-    /// [`WHOLE_DIGEST_INTERVAL`]: summaries stand for a peer's digest only when they
-    /// agree in every bucket, which writes in flight can keep from happening.
+    /// is unresolved. While they are, a summary to a peer asks it for its whole digest
+    /// once every [`WHOLE_DIGEST_INTERVAL`]: summaries stand for a peer's digest only when
+    /// they agree in every bucket, which writes in flight can keep from happening.
     pub fn set_needs_whole_digests(&mut self, needs: bool) {
         self.needs_whole = needs;
     }
@@ -458,8 +457,8 @@ impl Engine {
     /// for the peer's page in return) or, when it holds many origins, a finer summary of
     /// it. The buckets that agree tell how far the peer knows their origins. A summary
     /// that asks for this node's whole digest is answered with all of it, as pages
-    /// carrying the request's number. A summary of a shape it cannot have is ignored (the binary decoder
-    /// refuses it; JSON runtimes hand frames over as sent).
+    /// carrying the request's number. A summary of a shape it cannot have is ignored
+    /// (the binary decoder refuses it; JSON runtimes hand frames over as sent).
     fn answer_summary(
         &mut self,
         now: Duration,
@@ -572,7 +571,7 @@ impl Engine {
         let mut used = 0;
         let mut last_hash = None;
         for (hash, ov) in self.state.digest_in(span) {
-            let len = codec::digest_len(std::slice::from_ref(&ov)) - 1;
+            let len = codec::digest_entry_len(&ov);
             // Origins of one hash share a page: a page's bounds are hashes.
             if used + len > budget && !digest.is_empty() && last_hash != Some(hash) {
                 let page = Span { lo, hi: hash - 1 };

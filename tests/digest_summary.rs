@@ -52,6 +52,12 @@ struct Net {
 }
 
 impl Net {
+    /// `n` engines that each know the same `origins` origins, at the default frame size.
+    fn alike(n: usize, origins: usize) -> Net {
+        let state = many_origins(origins);
+        Net::new(vec![state; n], codec::DEFAULT_MAX_PAYLOAD)
+    }
+
     fn new(states: Vec<State>, max_payload: usize) -> Net {
         let n = states.len();
         let engines = states
@@ -293,10 +299,7 @@ fn a_peers_last_digest_is_only_ever_a_whole_one() {
     // What idempotency keys' stability is decided by: a peer's last digest. A summary
     // that agrees with this node's whole digest stands for it; a summary that agrees only
     // in part, and the pages that follow, change nothing.
-    let mut net = Net::new(
-        vec![many_origins(1000), many_origins(1000)],
-        codec::DEFAULT_MAX_PAYLOAD,
-    );
+    let mut net = Net::alike(2, 1000);
     net.round();
     let before = as_pairs(net.engines[1].state().digest());
     assert_eq!(seen(&net), before);
@@ -359,10 +362,7 @@ fn requests_after(net: &mut Net, after: Duration) -> Vec<u64> {
 fn a_node_that_needs_whole_digests_asks_each_peer_for_one_once_a_second() {
     // Writes in flight can keep summaries from ever agreeing in every bucket, so a node
     // deciding keys' stability asks for whole digests: pages of one moment.
-    let mut net = Net::new(
-        vec![many_origins(1000), many_origins(1000)],
-        codec::DEFAULT_MAX_PAYLOAD,
-    );
+    let mut net = Net::alike(2, 1000);
     net.engines[0].set_needs_whole_digests(true);
     let delta = change(&Origin::new("gone-000042", 42), 2);
     net.engines[1].handle_frame(net.now, &name(9), Frame::Push { delta: vec![delta] });
