@@ -19,9 +19,11 @@
 
 mod keyed;
 mod prepare;
+mod retire;
 mod table;
 
 pub use keyed::{Folded, KeyAccept, Keyed, MAX_KEY_BYTES};
+pub use retire::RetireStats;
 
 use crate::summary::{self, Span};
 use keyed::{Acceptance, KeyId, KeyStore};
@@ -361,6 +363,10 @@ struct OriginRecord {
     /// version → what holds it: one per (counter, this origin) totals entry and one per
     /// acceptance; drives deltas in version order.
     by_version: BTreeMap<u64, Item>,
+    /// How many counters hold a totals entry of this origin.
+    slots: u32,
+    /// Set once the origin is retired (see [`retire`]): its entries as they were then.
+    retired: Option<Box<[CounterEntry]>>,
 }
 
 impl OriginRecord {
@@ -409,6 +415,9 @@ pub struct State {
     key_limit: usize,
     /// Counts the changes made through `&mut` methods; see [`State::generation`].
     generation: u64,
+    /// Per counter id, the totals of the retired origins (see [`retire`]).
+    base: Vec<(u128, u128)>,
+    retirements: retire::RetireStats,
 }
 
 impl Default for State {
@@ -422,6 +431,8 @@ impl Default for State {
             counter_limit: usize::MAX,
             key_limit: usize::MAX,
             generation: 0,
+            base: Vec::new(),
+            retirements: retire::RetireStats::default(),
         }
     }
 }
@@ -462,7 +473,8 @@ impl State {
     fn sums(&self, id: CounterId) -> (u128, u128) {
         let (p, n) = sums(self.counters.slots(id));
         let (kp, kn) = self.keys.live(id);
-        (p + kp, n + kn)
+        let (rp, rn) = self.retired_sums(id);
+        (p + kp + rp, n + kn + rn)
     }
 
     /// Every counter with its value, in name order.
@@ -489,7 +501,8 @@ impl State {
             .collect()
     }
 
-    /// The per-origin totals of one counter, in origin order.
+    /// The per-origin totals of one counter, in origin order: its live origins' (the
+    /// retired ones' are summed in [`State::retired_totals`]).
     pub fn counter_totals(&self, counter: &str) -> Vec<(Origin, Totals)> {
         let mut totals: Vec<(Origin, Totals)> = self
             .counters
@@ -627,6 +640,13 @@ impl State {
         if after == u64::MAX {
             return Vec::new();
         }
+        if let Some(entries) = &record.retired {
+            return entries
+                .iter()
+                .filter(|e| e.version > after)
+                .cloned()
+                .collect();
+        }
         record
             .by_version
             .range(after + 1..)
@@ -751,10 +771,16 @@ impl State {
     /// acceptance the ledger resolves: when the ledger's `through` is already known, or
     /// the entry lies in the part of this delta that continues what is known. Otherwise
     /// it is left out, as if lost, and comes again once the gap before it is filled.
+    ///
+    /// A delta of a retired origin that holds nothing past its retirement is dropped;
+    /// one that does brings the origin back first (see [`retire`]).
     pub fn apply_delta(&mut self, delta: &OriginDelta) -> Applied {
         self.generation += 1;
         let mut applied = Applied::default();
         let origin = self.origin_id(&delta.origin);
+        if !self.unretire_for(origin, delta) {
+            return applied;
+        }
         let known = self.origin_records[origin as usize].known;
         let continues = delta.from <= known;
         for entry in &delta.entries {
@@ -790,7 +816,8 @@ impl State {
     pub fn merge_entry(&mut self, origin: &Origin, counter: &str, incoming: Totals) -> bool {
         self.generation += 1;
         let origin = self.origin_id(origin);
-        self.merge_slot(origin, counter, incoming)
+        self.unretire_for_totals(origin, counter, incoming.p, incoming.n)
+            && self.merge_slot(origin, counter, incoming)
     }
 
     fn merge_slot(&mut self, origin_id: OriginId, counter: &str, incoming: Totals) -> bool {
@@ -843,11 +870,15 @@ impl State {
     }
 
     fn merge_totals(&mut self, origin_id: OriginId, counter: CounterId, incoming: Totals) -> bool {
-        let old = self.counters.get(counter, origin_id).unwrap_or_default();
+        let held = self.counters.get(counter, origin_id);
+        let old = held.unwrap_or_default();
         let mut merged = old;
         let changed = merged.merge(incoming);
-        if changed || self.counters.get(counter, origin_id).is_none() {
+        if changed || held.is_none() {
             self.counters.set(counter, origin_id, merged);
+        }
+        if held.is_none() {
+            self.origin_records[origin_id as usize].slots += 1;
         }
         if merged.version != old.version {
             let record = &mut self.origin_records[origin_id as usize];
@@ -878,6 +909,8 @@ impl State {
             hash,
             known: 0,
             by_version: BTreeMap::new(),
+            slots: 0,
+            retired: None,
         });
         self.by_hash.insert((hash, id));
         self.origins.insert(origin.clone(), id);
@@ -885,8 +918,9 @@ impl State {
     }
 
     /// Every entry of every origin, origin by origin in version order, each as a delta
-    /// covering `(0, known]`. Snapshots and full transfers use it. Walks the counters, not
-    /// the version index, so entries merged without a version (all at version 0) are kept.
+    /// covering `(0, known]`; a retired origin's as they were when it retired. Snapshots
+    /// and full transfers use it. Walks the counters, not the version index, so entries
+    /// merged without a version (all at version 0) are kept.
     pub fn to_deltas(&self) -> Vec<OriginDelta> {
         let mut entries: Vec<Vec<CounterEntry>> = vec![Vec::new(); self.origin_records.len()];
         for id in self.counters.ids() {
@@ -903,7 +937,10 @@ impl State {
             .iter()
             .map(|(origin, &id)| {
                 let record = &self.origin_records[id as usize];
-                let mut entries = std::mem::take(&mut entries[id as usize]);
+                let mut entries = match &record.retired {
+                    Some(retired) => retired.to_vec(),
+                    None => std::mem::take(&mut entries[id as usize]),
+                };
                 entries.sort_by_key(|e| e.version);
                 OriginDelta {
                     origin: origin.clone(),

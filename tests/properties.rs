@@ -212,6 +212,38 @@ proptest! {
         prop_assert_eq!(view(&by_delta).0, view(&by_entry).0);
         prop_assert_eq!(view(&by_delta).1, view(&by_entry).1);
     }
+
+    /// Retiring changes how a replica holds an origin, never what it counts: a replica
+    /// that retires every origin it can, at random points, reads what one that never
+    /// retires reads after every delta, in any order, and ends with the same state to
+    /// send. A late delta within a retirement is dropped; one past it undoes it.
+    #[test]
+    fn retiring_at_random_points_never_changes_a_value(
+        (pool, picks) in replicas(1),
+        retire_at in prop::collection::vec(any::<bool>(), 25),
+    ) {
+        let mut reference = State::new();
+        let mut retiring = State::new();
+        let origins = origins();
+        for (step, &i) in picks[0].iter().enumerate().filter(|_| !pool.is_empty()) {
+            let delta = &pool[i % pool.len()];
+            reference.apply_delta(delta);
+            retiring.apply_delta(delta);
+            if retire_at[step % retire_at.len()] {
+                for origin in &origins {
+                    if let Some(version) = retiring.retirable_at(origin) {
+                        prop_assert!(retiring.retire(origin, version));
+                    }
+                }
+            }
+            prop_assert_eq!(view(&retiring).0, view(&reference).0);
+            prop_assert_eq!(retiring.digest(), reference.digest());
+        }
+        prop_assert_eq!(retiring.to_deltas(), reference.to_deltas());
+        let stats = retiring.retire_stats();
+        prop_assert_eq!(stats.done - stats.undone, stats.retired as u64);
+        prop_assert_eq!(retiring.live_origin_count() + stats.retired, reference.origin_count());
+    }
 }
 
 fn peer(name: &str) -> NodeName {

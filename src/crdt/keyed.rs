@@ -167,6 +167,21 @@ impl KeyStore {
         self.ledgers.get(&(counter, origin)).map(|l| l.folded)
     }
 
+    /// Takes the ledger of `origin` for `counter` out of the store, when it resolves
+    /// every acceptance it has (nothing pending): for retiring the origin.
+    pub(super) fn take_ledger(&mut self, counter: CounterId, origin: OriginId) -> Option<Folded> {
+        let ledger = self.ledgers.get(&(counter, origin))?;
+        if !ledger.pending.is_empty() {
+            return None;
+        }
+        self.ledgers.remove(&(counter, origin)).map(|l| l.folded)
+    }
+
+    /// Puts back a ledger [`KeyStore::take_ledger`] took.
+    pub(super) fn restore_ledger(&mut self, counter: CounterId, origin: OriginId, folded: Folded) {
+        self.ledgers.entry((counter, origin)).or_default().folded = folded;
+    }
+
     /// Takes key `id` off the list of keys that may be forgotten, if it is on it.
     fn unlist(&mut self, id: KeyId) {
         let record = self.record(id);

@@ -6,8 +6,9 @@
 //! first seen; its name lives in its record and nowhere else (the name index is a hash
 //! table of ids that compares through the records); origins are [`OriginId`]s, four bytes
 //! each; and a counter is one allocation holding its name and its entries, 28 bytes a
-//! [`Slot`], grown by one slot when a new origin writes it. Counters are never removed (retiring state is the
-//! bounded-state issue's work), so ids stay valid for the life of the table.
+//! [`Slot`], grown by one slot when a new origin writes it and shrunk by one when an
+//! origin is retired. Counters are never removed, so ids stay valid for the life of the
+//! table.
 
 use super::Totals;
 use hashbrown::HashTable;
@@ -186,6 +187,23 @@ impl CounterTable {
         *record = grown.into_boxed_slice();
         self.entries += 1;
     }
+
+    /// Takes the slot of `origin` out of counter `id`; returns its totals if it had one.
+    pub(super) fn remove(&mut self, id: CounterId, origin: OriginId) -> Option<Totals> {
+        let record = &mut self.records[id as usize];
+        let first = 1 + record[0] as usize;
+        let (i, slot) = record[first..]
+            .chunks_exact(SLOT_BYTES)
+            .map(Slot::read)
+            .enumerate()
+            .find(|(_, s)| s.origin == origin)?;
+        let start = first + i * SLOT_BYTES;
+        let mut shrunk = std::mem::take(record).into_vec();
+        shrunk.drain(start..start + SLOT_BYTES);
+        *record = shrunk.into_boxed_slice();
+        self.entries -= 1;
+        Some(slot.totals)
+    }
 }
 
 #[cfg(test)]
@@ -257,5 +275,20 @@ mod tests {
         assert_eq!(table.get(id, 1), None);
         assert_eq!((table.len(), table.entries()), (1000, 1001));
         assert_eq!(table.id("nope"), None);
+    }
+
+    #[test]
+    fn removing_a_slot_keeps_the_others_and_the_entry_count() {
+        let mut table = CounterTable::default();
+        let id = table.id_or_insert("hits").unwrap();
+        for origin in 0..3 {
+            table.set(id, origin, totals(origin as u64 + 1));
+        }
+        assert_eq!(table.remove(id, 1), Some(totals(2)));
+        assert_eq!(table.remove(id, 1), None);
+        let left: Vec<Slot> = table.slots(id).collect();
+        assert_eq!(left.iter().map(|s| s.origin).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!((table.get(id, 2), table.entries()), (Some(totals(3)), 2));
+        assert_eq!(table.records[id as usize].len(), 1 + 4 + 2 * 28);
     }
 }

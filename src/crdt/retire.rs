@@ -1,0 +1,385 @@
+//! Retiring an origin: moving the totals of an origin that will write no more out of
+//! every counter's per-origin entries and into the counter's retired sum.
+//!
+//! Every node that starts without its data writes under a new origin, so a cluster of
+//! ephemeral nodes gathers origins without end, and every counter one of them wrote keeps
+//! an entry for it. Retiring changes how a replica *holds* an origin, never what it
+//! counts: the origin's totals join the counter's retired sum, which the value adds, so
+//! each replica retires on its own, when it chooses (the node core decides when an origin
+//! is gone for good, see `node_core::retirement`), with no agreement to reach and no
+//! successor to pick: two replicas that retired different origins still read the same
+//! values, and so does one that retires none.
+//!
+//! A retired origin keeps its place in digests, known up to the version it retired at,
+//! `V`, and a tombstone: its entries as they were then, so a peer that lacks some of them
+//! still gets them, and a snapshot still holds them. A delta of the origin with nothing
+//! past `V` is dropped (this replica holds all of it). One past `V` means the origin was
+//! not gone for good (a long partition, a node taken for dead): the retirement is undone,
+//! the origin's entries return from its tombstone and its sums leave the retired sum,
+//! and the delta applies as to any live origin. Nothing is counted twice or lost, at any
+//! time, on any replica.
+
+use super::table::{CounterId, OriginId};
+use super::{Item, Keyed, Origin, OriginDelta, State};
+use std::collections::BTreeMap;
+
+/// Retirements done and undone by one replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetireStats {
+    pub done: u64,
+    /// Retired origins that wrote again (or had changes past their retirement
+    /// somewhere), and came back.
+    pub undone: u64,
+    /// Origins retired now.
+    pub retired: usize,
+}
+
+impl State {
+    /// The version `origin` could retire at here: what this replica knows it up to,
+    /// when it holds nothing past that (no gap to fill), no acceptance of an idempotency
+    /// key by it (a key must be resolved and expired before its acceptor retires), and
+    /// every entry it holds of it indexed by version (none merged without one). `None`
+    /// if it cannot retire, or is retired already.
+    pub fn retirable_at(&self, origin: &Origin) -> Option<u64> {
+        let &id = self.origins.get(origin)?;
+        let record = &self.origin_records[id as usize];
+        let only_totals = record
+            .by_version
+            .values()
+            .all(|item| matches!(item, Item::Totals(_)));
+        let ready = record.retired.is_none()
+            && record.known > 0
+            && record.top() == record.known
+            && only_totals
+            && record.by_version.len() == record.slots as usize;
+        ready.then_some(record.known)
+    }
+
+    /// Retires `origin` if it can retire at `version` (see [`State::retirable_at`]);
+    /// returns whether it did. Values do not change.
+    pub fn retire(&mut self, origin: &Origin, version: u64) -> bool {
+        if self.retirable_at(origin) != Some(version) {
+            return false;
+        }
+        self.generation += 1;
+        let id = self.origins[origin];
+        let items = std::mem::take(&mut self.origin_records[id as usize].by_version);
+        let mut tombstone = Vec::with_capacity(items.len());
+        for (_, item) in items {
+            let Item::Totals(counter) = item else {
+                unreachable!("retirable_at allows totals only");
+            };
+            let mut entry = self.totals_entry(counter, id);
+            if let Some(folded) = self.keys.take_ledger(counter, id) {
+                entry.keyed = Some(Box::new(Keyed::Folded(folded)));
+            }
+            let totals = self
+                .counters
+                .remove(counter, id)
+                .expect("an indexed entry has a slot");
+            let base = self.base_mut(counter);
+            base.0 += u128::from(totals.p);
+            base.1 += u128::from(totals.n);
+            tombstone.push(entry);
+        }
+        let record = &mut self.origin_records[id as usize];
+        record.slots = 0;
+        record.retired = Some(tombstone.into_boxed_slice());
+        self.retirements.done += 1;
+        self.retirements.retired += 1;
+        true
+    }
+
+    /// Before a delta of origin `id` applies: whether it may (the origin is live, or the
+    /// delta holds something past the retirement, which then is undone).
+    pub(super) fn unretire_for(&mut self, id: OriginId, delta: &OriginDelta) -> bool {
+        let record = &self.origin_records[id as usize];
+        if record.retired.is_none() {
+            return true;
+        }
+        let past =
+            delta.to > record.known || delta.entries.iter().any(|e| e.version > record.known);
+        if past {
+            self.unretire(id);
+        }
+        past
+    }
+
+    /// Before totals merged without a version apply to origin `id`: whether they may
+    /// (the origin is live, or they pass its tombstone's, and the retirement is undone).
+    pub(super) fn unretire_for_totals(
+        &mut self,
+        id: OriginId,
+        counter: &str,
+        p: u64,
+        n: u64,
+    ) -> bool {
+        let Some(tombstone) = &self.origin_records[id as usize].retired else {
+            return true;
+        };
+        let held = tombstone
+            .iter()
+            .find(|e| e.counter == counter)
+            .map_or((0, 0), |e| (e.p, e.n));
+        let past = p > held.0 || n > held.1;
+        if past {
+            self.unretire(id);
+        }
+        past
+    }
+
+    /// Undoes the retirement of origin `id`: its entries back from the tombstone, their
+    /// sums out of the retired sums.
+    fn unretire(&mut self, id: OriginId) {
+        let Some(tombstone) = self.origin_records[id as usize].retired.take() else {
+            return;
+        };
+        let mut by_version = BTreeMap::new();
+        for entry in tombstone.iter() {
+            let counter = self
+                .counters
+                .id(&entry.counter)
+                .expect("a retired entry's counter stays in the table");
+            let base = self.base_mut(counter);
+            base.0 -= u128::from(entry.p);
+            base.1 -= u128::from(entry.n);
+            self.counters.set(counter, id, entry.totals());
+            if let Some(folded) = entry.folded() {
+                self.keys.restore_ledger(counter, id, folded);
+            }
+            by_version.insert(entry.version, Item::Totals(counter));
+        }
+        let record = &mut self.origin_records[id as usize];
+        record.slots = tombstone.len() as u32;
+        record.by_version = by_version;
+        self.retirements.undone += 1;
+        self.retirements.retired -= 1;
+    }
+
+    fn base_mut(&mut self, counter: CounterId) -> &mut (u128, u128) {
+        let at = counter as usize;
+        if self.base.len() <= at {
+            self.base.resize(at + 1, (0, 0));
+        }
+        &mut self.base[at]
+    }
+
+    /// A counter's retired sums by id.
+    pub(super) fn retired_sums(&self, counter: CounterId) -> (u128, u128) {
+        self.base.get(counter as usize).copied().unwrap_or_default()
+    }
+
+    /// The increments and decrements of `counter` made by retired origins.
+    pub fn retired_totals(&self, counter: &str) -> (u128, u128) {
+        self.counters
+            .id(counter)
+            .map_or((0, 0), |id| self.retired_sums(id))
+    }
+
+    /// Whether `origin` is retired here.
+    pub fn is_retired(&self, origin: &Origin) -> bool {
+        self.record(origin).is_some_and(|r| r.retired.is_some())
+    }
+
+    /// Retirements done and undone, and origins retired now.
+    pub fn retire_stats(&self) -> RetireStats {
+        self.retirements
+    }
+
+    /// Origins heard of and not retired.
+    pub fn live_origin_count(&self) -> usize {
+        self.origins.len() - self.retirements.retired
+    }
+
+    /// Every live origin with the version this replica knows it up to, in origin order.
+    pub fn live_origins(&self) -> impl Iterator<Item = (&Origin, u64)> {
+        self.origins.iter().filter_map(|(origin, &id)| {
+            let record = &self.origin_records[id as usize];
+            record.retired.is_none().then_some((origin, record.known))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CounterEntry, Keyed, LocalOp, OpKind, Resolution};
+    use super::*;
+
+    fn inc(counter: &str, amount: u64) -> LocalOp {
+        LocalOp {
+            counter: counter.into(),
+            kind: OpKind::Increment,
+            amount,
+            key: None,
+        }
+    }
+
+    /// `origin`'s replica after `ops` (one batch each), and the deltas it made.
+    fn writer(origin: &Origin, ops: &[LocalOp]) -> (State, Vec<OriginDelta>) {
+        let mut state = State::new();
+        let mut deltas = Vec::new();
+        for op in ops {
+            let batch = state.prepare_local(origin, std::slice::from_ref(op));
+            state.apply_local(&batch);
+            deltas.push(batch.delta);
+        }
+        (state, deltas)
+    }
+
+    fn values(state: &State) -> Vec<(String, i64)> {
+        state.values().map(|(n, v)| (n.to_owned(), v)).collect()
+    }
+
+    #[test]
+    fn retiring_keeps_every_value_the_digest_and_what_peers_are_sent() {
+        let gone = Origin::new("gone", 1);
+        let live = Origin::new("live", 2);
+        let (mut state, _) = writer(&gone, &[inc("x", 3), inc("y", 4), inc("x", 5)]);
+        for d in writer(&live, &[inc("x", 10)]).1 {
+            state.apply_delta(&d);
+        }
+        let before = (values(&state), state.digest(), state.to_deltas());
+        let sent = state.entries_after(&gone, 1);
+        let buckets = state.bucket_hashes(crate::summary::Span::ALL, 2);
+        assert_eq!(state.retirable_at(&gone), Some(3));
+        assert!(!state.retire(&gone, 2), "only at the version known");
+        assert!(state.retire(&gone, 3));
+        assert!(!state.retire(&gone, 3), "once");
+        assert_eq!((values(&state), state.digest(), state.to_deltas()), before);
+        assert_eq!(state.entries_after(&gone, 1), sent);
+        assert_eq!(state.bucket_hashes(crate::summary::Span::ALL, 2), buckets);
+        assert_eq!(state.counter_totals("x").len(), 1, "only live's entry");
+        assert_eq!(state.retired_totals("x"), (8, 0));
+        assert_eq!((state.live_origin_count(), state.origin_count()), (1, 2));
+        assert_eq!(state.entry_count(), 1);
+        assert!(state.is_retired(&gone));
+        let stats = state.retire_stats();
+        assert_eq!((stats.done, stats.undone, stats.retired), (1, 0, 1));
+    }
+
+    #[test]
+    fn a_late_delta_within_the_retirement_is_dropped_and_one_past_it_brings_the_origin_back() {
+        let gone = Origin::new("gone", 1);
+        let (full, deltas) = writer(&gone, &[inc("x", 3), inc("y", 4), inc("x", 5), inc("z", 1)]);
+        let mut state = State::new();
+        for d in &deltas[..3] {
+            state.apply_delta(d);
+        }
+        assert!(state.retire(&gone, 3));
+        let generation = state.generation();
+        for d in deltas[..3].iter().rev() {
+            assert_eq!(state.apply_delta(d), Default::default(), "held already");
+        }
+        state.merge_entry(
+            &gone,
+            "x",
+            crate::crdt::Totals {
+                p: 8,
+                n: 0,
+                version: 3,
+            },
+        );
+        assert!(state.is_retired(&gone) && state.generation() > generation);
+
+        state.apply_delta(&deltas[3]);
+        assert!(
+            !state.is_retired(&gone),
+            "a change past the retirement: undone"
+        );
+        assert_eq!(values(&state), values(&full));
+        assert_eq!(state.retired_totals("x"), (0, 0));
+        assert_eq!(state.to_deltas(), full.to_deltas());
+        assert_eq!(state.retirable_at(&gone), Some(4));
+        let stats = state.retire_stats();
+        assert_eq!((stats.done, stats.undone, stats.retired), (1, 1, 0));
+
+        assert!(state.retire(&gone, 4));
+        let past = crate::crdt::Totals {
+            p: 9,
+            n: 0,
+            version: 0,
+        };
+        state.merge_entry(&gone, "x", past);
+        assert!(
+            !state.is_retired(&gone),
+            "unversioned totals past the tombstone undo too"
+        );
+        assert_eq!(state.value("x"), 9);
+    }
+
+    #[test]
+    fn an_origin_with_a_gap_an_acceptance_or_unversioned_entries_cannot_retire() {
+        let gone = Origin::new("gone", 1);
+        let (_, deltas) = writer(&gone, &[inc("x", 1), inc("y", 1)]);
+        let mut gap = State::new();
+        gap.apply_delta(&deltas[1]);
+        assert_eq!(gap.retirable_at(&gone), None, "known 0, holds 2");
+        assert_eq!(State::new().retirable_at(&gone), None, "never heard of");
+
+        let mut unversioned = State::new();
+        unversioned.apply_delta(&deltas[0]);
+        unversioned.merge_entry(
+            &gone,
+            "w",
+            crate::crdt::Totals {
+                p: 2,
+                n: 0,
+                version: 0,
+            },
+        );
+        assert_eq!(unversioned.retirable_at(&gone), None);
+
+        let mut keyed = State::new();
+        let op = LocalOp {
+            key: Some("k".into()),
+            ..inc("x", 5)
+        };
+        let batch = keyed.prepare_batch(&gone, &[op], 0, &[]);
+        keyed.apply_local(&batch);
+        assert_eq!(keyed.retirable_at(&gone), None, "an unresolved acceptance");
+        let folds = keyed.plan_folds(&gone, |_| Resolution::Fold);
+        let batch = keyed.prepare_batch(&gone, &[], 1, &folds);
+        keyed.apply_local(&batch);
+        assert_eq!(
+            keyed.retirable_at(&gone),
+            None,
+            "a resolved one, not yet expired"
+        );
+        keyed.expire_keys(u64::MAX, 0);
+        assert_eq!(keyed.retirable_at(&gone), Some(2));
+    }
+
+    #[test]
+    fn a_retired_origin_keeps_its_fold_ledgers_in_the_tombstone_and_gets_them_back() {
+        let gone = Origin::new("gone", 1);
+        let mut state = State::new();
+        let op = LocalOp {
+            key: Some("k".into()),
+            ..inc("x", 5)
+        };
+        let batch = state.prepare_batch(&gone, &[op], 0, &[]);
+        state.apply_local(&batch);
+        let folds = state.plan_folds(&gone, |_| Resolution::Fold);
+        state.apply_local(&state.prepare_batch(&gone, &[], 1, &folds));
+        state.expire_keys(u64::MAX, 0);
+        let before = state.to_deltas();
+        assert!(state.retire(&gone, 2));
+        assert_eq!(state.to_deltas(), before);
+        let ledger = |s: &State| s.entries_after(&gone, 0)[0].folded();
+        assert_eq!(ledger(&state).map(|f| (f.p, f.through)), Some((5, 1)));
+
+        let mut later = CounterEntry::plain("x", 6, 0, 3);
+        later.keyed = before[0].entries[0].keyed.clone();
+        state.apply_delta(&OriginDelta {
+            origin: gone.clone(),
+            from: 2,
+            to: 3,
+            entries: vec![later],
+        });
+        assert_eq!(state.value("x"), 6);
+        assert!(matches!(
+            state.entries_after(&gone, 2)[0].keyed.as_deref(),
+            Some(Keyed::Folded(f)) if f.p == 5
+        ));
+    }
+}
