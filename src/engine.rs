@@ -636,6 +636,11 @@ impl Engine {
         self.state.expire_keys(now_ms, window_ms)
     }
 
+    /// Retires `origin` at `version`; see [`State::retire`]. Returns whether it did.
+    pub fn retire(&mut self, origin: &Origin, version: u64) -> bool {
+        self.state.retire(origin, version)
+    }
+
     /// Applies a durable local batch (made durable by `now`); it goes out with the next
     /// push batch, at once if the push window is free.
     pub fn apply_local(&mut self, now: Duration, batch: &PreparedBatch) {

@@ -160,7 +160,15 @@ pub struct StateStats {
     pub counters: usize,
     /// (counter, origin) entries.
     pub entries: usize,
+    /// Origins heard of: live and retired.
     pub origins: usize,
+    /// Origins whose member still writes or may (not retired).
+    pub origins_live: usize,
+    /// Origins retired here (see `crdt::retire`), held as a tombstone each.
+    pub origins_retired: usize,
+    /// Retirements done here, and of those the ones undone (the origin wrote again).
+    pub retirements: u64,
+    pub retirements_undone: u64,
 }
 
 /// The engine's figures as a report.

@@ -14,7 +14,7 @@ use crate::http::Credentials;
 use crate::node::config::DEFAULT_MAX_COUNTERS;
 use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, KeyringConfig, Node, NodeConfig};
-use crate::node_core::{MemoryStorage, DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS};
+use crate::node_core::{MemoryStorage, DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS, DEFAULT_RETIRE_AFTER};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -51,6 +51,14 @@ fn option_groups() -> [Vec<FlagHelp>; 3] {
             "how long an idempotency key (Idempotency-Key, `gctr inc --id`) is remembered: a \
              retry within it counts once on any node; after it, the key counts again",
             flags::show_duration(DEFAULT_KEY_WINDOW),
+        ),
+        FlagHelp::with_default(
+            "--retire-after DUR",
+            "retire the origins (data incarnations) of a member gone this long: dead, left, \
+             forgotten or restarted without its data; their totals move into each counter's \
+             retired sum, so values never change and live origins stay about one per member; \
+             `off` never retires",
+            flags::show_duration(DEFAULT_RETIRE_AFTER),
         ),
         FlagHelp::with_default(
             "--max-keys N",
@@ -304,6 +312,8 @@ struct NodeLimitFlags {
     max_counters: Option<usize>,
     max_keys: Option<usize>,
     key_window: Option<Duration>,
+    /// `Some(None)`: `--retire-after off`.
+    retire_after: Option<Option<Duration>>,
     keyring: Option<std::path::PathBuf>,
     transition: bool,
 }
@@ -316,6 +326,7 @@ impl NodeLimitFlags {
                 | "max-counters"
                 | "max-keys"
                 | "idempotency-window"
+                | "retire-after"
                 | "keyring"
                 | "keyring-transition"
         )
@@ -347,6 +358,11 @@ impl NodeLimitFlags {
                     Duration::from_secs(1),
                 )?);
             }
+            "retire-after" if v == "off" => self.retire_after = Some(None),
+            "retire-after" => {
+                let after = flags::duration("--retire-after", &v, Duration::from_secs(1))?;
+                self.retire_after = Some(Some(after));
+            }
             _ => self.keyring = Some(v.into()),
         }
         Ok(())
@@ -359,6 +375,7 @@ impl NodeLimitFlags {
         config.max_counters = self.max_counters.unwrap_or(DEFAULT_MAX_COUNTERS);
         config.max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
         config.key_window = self.key_window.unwrap_or(DEFAULT_KEY_WINDOW);
+        config.retire_after = self.retire_after.unwrap_or(Some(DEFAULT_RETIRE_AFTER));
         config.keyring = match (self.keyring, self.transition) {
             (Some(file), transition) => Some(KeyringConfig { file, transition }),
             (None, true) => return Err(usage("--keyring-transition needs --keyring FILE")),
@@ -609,6 +626,19 @@ mod tests {
             parse_args(&["--addr", "127.0.0.1:65530"]),
             Err(CliError::Usage(_))
         ));
+    }
+
+    #[test]
+    fn retire_after_takes_a_duration_or_off_and_defaults_to_an_hour() {
+        let with = |v: &str| parse_args(&["--addr", "127.0.0.1:1", "--retire-after", v]);
+        let after = |v: &str| with(v).unwrap().unwrap().config.retire_after;
+        assert_eq!(after("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(after("off"), None);
+        let d = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
+        assert_eq!(d.config.retire_after, Some(Duration::from_secs(3600)));
+        for bad in ["0s", "500ms", "soon"] {
+            assert!(matches!(with(bad), Err(CliError::Usage(_))), "{bad}");
+        }
     }
 
     #[test]

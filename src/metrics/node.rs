@@ -364,6 +364,21 @@ fn cluster(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         s.state.origins as f64,
     )?;
     f.gauge(
+        "gctr_origins_retired",
+        "Origins retired here: their totals are in the counters' retired sums.",
+        None,
+        s.state.origins_retired as f64,
+    )?;
+    f.counters(
+        "gctr_retirements",
+        "Origins retired here, and retirements undone because the origin wrote again.",
+        None,
+        [
+            (vec![label("outcome", "done")], s.state.retirements),
+            (vec![label("outcome", "undone")], s.state.retirements_undone),
+        ],
+    )?;
+    f.gauge(
         "gctr_entries",
         "(counter, origin) entries in the replicated state.",
         None,

@@ -5,7 +5,7 @@ use super::lan_discovery::LanConfig;
 use crate::engine;
 use crate::http::HttpConfig;
 use crate::membership;
-use crate::node_core::{DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS};
+use crate::node_core::{DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS, DEFAULT_RETIRE_AFTER};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +67,8 @@ pub struct NodeConfig {
     pub key_window: Duration,
     /// Most idempotency keys held; a new key beyond it is refused (HTTP 503).
     pub max_keys: usize,
+    /// How long a member must be gone before its origins retire; `None`: never.
+    pub retire_after: Option<Duration>,
     /// The node registers with a discovery server (it joins the members it lists).
     pub discovery: bool,
 }
@@ -105,6 +107,7 @@ impl NodeConfig {
             keyring: None,
             key_window: DEFAULT_KEY_WINDOW,
             max_keys: DEFAULT_MAX_KEYS,
+            retire_after: Some(DEFAULT_RETIRE_AFTER),
             discovery: false,
         }
     }

@@ -24,7 +24,7 @@ use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
 use super::transport::{LinkConfig, PeerLink};
 use super::views::{
     CounterView, CountersView, DashboardView, MemberEntryView, MembersView, OriginTotalsView,
-    PeerView, PeersView, SelfView, MAX_DASHBOARD_COUNTERS,
+    PeerView, PeersView, RetiredTotalsView, SelfView, MAX_DASHBOARD_COUNTERS,
 };
 use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::crdt::LocalOp;
@@ -735,6 +735,14 @@ impl EventLoop {
                     n: t.n,
                 })
                 .collect(),
+            retired: {
+                let (p, n) = state.retired_totals(&name);
+                let cap = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+                RetiredTotalsView {
+                    p: cap(p),
+                    n: cap(n),
+                }
+            },
             name,
         }
     }
@@ -838,6 +846,10 @@ impl EventLoop {
                 counters: state.counter_count(),
                 entries: state.entry_count(),
                 origins: state.origin_count(),
+                origins_live: state.live_origin_count(),
+                origins_retired: state.retire_stats().retired,
+                retirements: state.retire_stats().done,
+                retirements_undone: state.retire_stats().undone,
             },
             gossip: self.gossip_status(now),
             transport: TransportStatus {

@@ -404,7 +404,8 @@ fn core(
     );
     let mut core = NodeCore::new(engine, storage)
         .with_membership(membership)
-        .with_keys(config.key_window, wall_epoch_ms(now), key_start);
+        .with_keys(config.key_window, wall_epoch_ms(now), key_start)
+        .with_retirement(config.retire_after);
     if let Some(timeout) = config.fence {
         core.fence(now, timeout);
     }

@@ -33,7 +33,19 @@ pub struct OriginTotalsView {
 pub struct CounterView {
     pub name: String,
     pub value: i64,
+    /// The live origins' totals.
     pub origins: Vec<OriginTotalsView>,
+    /// The retired origins' totals, summed (see `--retire-after`); each saturates at
+    /// u64::MAX.
+    #[serde(default)]
+    pub retired: RetiredTotalsView,
+}
+
+/// What retired origins contributed to a counter, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredTotalsView {
+    pub p: u64,
+    pub n: u64,
 }
 
 /// One peer in `GET /peers`: a member other than the node itself.

@@ -22,12 +22,14 @@
 //!   origin (a recovered node's fence, another live process with this node's name).
 
 mod origin_guard;
+mod retirement;
 mod stability;
 mod storage;
 #[cfg(test)]
 mod tests;
 
 pub use origin_guard::{GuardStatus, OriginGuard, TWIN_PING_INTERVAL};
+pub use retirement::{RetirementPolicy, DEFAULT_RETIRE_AFTER};
 pub use stability::StabilityView;
 pub use storage::{fresh_incarnation, CommitStarted, MemoryStorage, Storage};
 
@@ -162,6 +164,7 @@ pub struct NodeCore<R> {
     /// Operations that came while a batch was pending: the next batch.
     waiting: Vec<OpRequest<R>>,
     keys: KeyPolicy,
+    retirement: RetirementPolicy,
 }
 
 impl<R> NodeCore<R> {
@@ -187,7 +190,15 @@ impl<R> NodeCore<R> {
                 next_expiry: Duration::ZERO,
                 stats: KeyStats::default(),
             },
+            retirement: RetirementPolicy::new(None),
         }
+    }
+
+    /// Retires the origins of members gone for `after` (see [`RetirementPolicy`]); `None`
+    /// never retires. Only a core with membership retires.
+    pub fn with_retirement(mut self, after: Option<Duration>) -> Self {
+        self.retirement = RetirementPolicy::new(after);
+        self
     }
 
     /// Keeps idempotency keys for `window`, reading the wall clock as `wall_epoch_ms`
@@ -205,7 +216,8 @@ impl<R> NodeCore<R> {
     /// live member `from` showed, or (starting alone) once no member was heard of for
     /// the grace time.
     fn check_key_readiness(&mut self, now: Duration, from: Option<&NodeName>) {
-        self.engine.set_needs_whole_digests(!self.keys.ready);
+        let needs_whole = !self.keys.ready || self.retirement.waits_for_digests();
+        self.engine.set_needs_whole_digests(needs_whole);
         if self.keys.ready {
             return;
         }
@@ -526,6 +538,9 @@ impl<R> NodeCore<R> {
             let window = self.keys.window.as_millis() as u64;
             let expired = self.engine.expire_keys(self.wall_ms(now), window);
             self.keys.stats.expired += expired as u64;
+        }
+        if let Some(m) = &self.membership {
+            self.retirement.run(now, &mut self.engine, m);
         }
         if now < self.engine.next_deadline() {
             return;

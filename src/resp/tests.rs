@@ -194,6 +194,7 @@ fn apply_read(name: &str, values: &BTreeMap<String, i64>) -> CounterView {
         name: name.to_owned(),
         value: values.get(name).copied().unwrap_or(0),
         origins,
+        retired: Default::default(),
     }
 }
 

@@ -227,6 +227,8 @@ pub struct Sim {
     pub frames_lost: u64,
     /// Membership settings, when the cores run membership.
     membership: Option<membership::Config>,
+    /// How long an origin must be gone before a core retires it (`None`: never).
+    retire_after: Option<Duration>,
 }
 
 /// The simulated wall clock at virtual time zero, for membership's run stamps.
@@ -245,9 +247,16 @@ impl Sim {
         sim
     }
 
+    /// The cores retire origins gone for `after` (they need membership to).
+    pub fn with_retirement(mut self, after: Duration) -> Sim {
+        self.retire_after = Some(after);
+        self
+    }
+
     pub fn new(seed: u64, config: Config, link: Link) -> Sim {
         Sim {
             membership: None,
+            retire_after: None,
             seed,
             rng: fastrand::Rng::with_seed(seed),
             now: Duration::ZERO,
@@ -413,11 +422,9 @@ impl Sim {
             (true, true, _) => KeyStart::Joining,
             _ => KeyStart::Recovered,
         };
-        let mut core = NodeCore::new(engine, Box::new(storage)).with_keys(
-            DEFAULT_KEY_WINDOW,
-            EPOCH_MS,
-            key_start,
-        );
+        let mut core = NodeCore::new(engine, Box::new(storage))
+            .with_keys(DEFAULT_KEY_WINDOW, EPOCH_MS, key_start)
+            .with_retirement(self.retire_after);
         match self.membership.clone() {
             Some(config) => {
                 let origin = &self.nodes[i].origin;

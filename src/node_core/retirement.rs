@@ -1,0 +1,124 @@
+//! When this node retires an origin (see `crdt::retire`): once the member that wrote
+//! under it is gone for good and every current member holds all of it.
+//!
+//! An origin is *gone* here when no member announces it: its name is not a member, or
+//! the member under that name runs with another data incarnation (the node restarted
+//! without its data, or was replaced), or it is dead or left. It is gone *for good* once
+//! it has been gone for the retire-after time without a break. It retires at version `V`
+//! when this node knows it through `V` with nothing past (`State::retirable_at`) and the
+//! last whole digest of every alive or suspect member shows it at `V` exactly: the change
+//! is causally stable, so no current member can send more of it, and none lacks any.
+//! A node that has not yet had a member's full membership retires nothing: it does not
+//! know every member.
+//!
+//! Retiring never changes a value (the CRDT keeps the origin's totals in a retired sum),
+//! so a wrong guess costs work, not exactness: an origin that writes again (a node taken
+//! for dead across a long partition) comes back on its first change past `V`, and is
+//! gone again only after another retire-after time.
+
+use crate::crdt::Origin;
+use crate::engine::Engine;
+use crate::membership::{self, Membership};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long an origin must be gone before it retires, unless configured otherwise.
+pub const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(3600);
+/// How often origins are looked over.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Which origins are gone, since when, and when to look again.
+#[derive(Debug)]
+pub struct RetirementPolicy {
+    /// `None`: never retire.
+    after: Option<Duration>,
+    gone_since: HashMap<Origin, Duration>,
+    next_check: Duration,
+    /// Some origin is gone for good but not yet stable in the members' last whole
+    /// digests: newer ones are needed.
+    waits_for_digests: bool,
+}
+
+impl RetirementPolicy {
+    pub fn new(after: Option<Duration>) -> RetirementPolicy {
+        RetirementPolicy {
+            after,
+            gone_since: HashMap::new(),
+            next_check: Duration::ZERO,
+            waits_for_digests: false,
+        }
+    }
+
+    /// Whether a retirement waits for newer whole digests of the members.
+    pub fn waits_for_digests(&self) -> bool {
+        self.waits_for_digests
+    }
+
+    /// Looks the origins over if a check is due at `now`, and retires in `engine` those
+    /// gone for good and stable over the members of `membership`; returns how many.
+    pub fn run(&mut self, now: Duration, engine: &mut Engine, membership: &Membership) -> usize {
+        let Some(after) = self.after.filter(|_| now >= self.next_check) else {
+            return 0;
+        };
+        self.next_check = now + CHECK_INTERVAL;
+        if !membership.has_synced() {
+            return 0;
+        }
+        let announced: HashMap<&str, u64> = membership
+            .members()
+            .filter(|m| {
+                matches!(
+                    m.state,
+                    membership::State::Alive | membership::State::Suspect
+                )
+            })
+            .map(|m| (m.member.name.as_str(), m.member.incarnation))
+            .collect();
+        let me = engine.origin().clone();
+        let mut due = Vec::new();
+        let mut gone_since = HashMap::with_capacity(self.gone_since.len());
+        for (origin, known) in engine.state().live_origins() {
+            if *origin == me || announced.get(origin.node.as_str()) == Some(&origin.incarnation) {
+                continue;
+            }
+            let since = self.gone_since.get(origin).copied().unwrap_or(now);
+            gone_since.insert(origin.clone(), since);
+            if now >= since + after {
+                due.push((origin.clone(), known));
+            }
+        }
+        self.gone_since = gone_since;
+        self.waits_for_digests = false;
+        let mut retired = 0;
+        for (origin, known) in due {
+            if is_stable(engine, membership, &origin, known) {
+                if engine.retire(&origin, known) {
+                    self.gone_since.remove(&origin);
+                    retired += 1;
+                }
+            } else {
+                self.waits_for_digests = true;
+            }
+        }
+        retired
+    }
+}
+
+/// Whether every alive or suspect member other than this node showed `origin` at
+/// `version` in its last whole digest.
+fn is_stable(engine: &Engine, membership: &Membership, origin: &Origin, version: u64) -> bool {
+    membership
+        .members()
+        .filter(|m| {
+            !m.is_self
+                && matches!(
+                    m.state,
+                    membership::State::Alive | membership::State::Suspect
+                )
+        })
+        .all(|m| {
+            engine
+                .peer_digest(&m.member.name)
+                .is_some_and(|digest| digest.get(origin) == Some(&version))
+        })
+}

@@ -1,0 +1,82 @@
+//! Real `gctr node` processes retiring origins: a 5-node cluster whose four ephemeral
+//! members (no `--wal`) are restarted 200 times in all, each run writing once (and
+//! stopped only once the seed holds that write: without a WAL it would die with it). With
+//! `--retire-after 1s`, every node ends holding one live origin per member, the retired
+//! ones summed, and every value exact.
+
+mod common;
+
+use common::cluster::{apply_op, figure, node_addrs, start_node, wait_converged, TestNode};
+use common::{agent, get_json, wait_until};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const RESTARTS: usize = 200;
+const EPHEMERAL: usize = 4;
+
+#[test]
+fn two_hundred_ephemeral_restarts_leave_one_live_origin_per_member_and_exact_values() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = ["--retire-after", "1s", "--log-level", "warn"];
+    let (gossip, http) = node_addrs();
+    let seed = start_node(dir.path(), "seed", (&gossip, &http), &[], &args);
+    let mut ephemeral: Vec<Option<TestNode>> = (0..EPHEMERAL).map(|_| None).collect();
+    for restart in 1..=RESTARTS {
+        let slot = restart % EPHEMERAL;
+        if let Some(mut previous) = ephemeral[slot].take() {
+            previous.proc.kill();
+        }
+        let addrs = node_addrs();
+        let name = format!("ephemeral-{slot}");
+        let node = start_node(
+            dir.path(),
+            &name,
+            (&addrs.0, &addrs.1),
+            &[&seed.gossip],
+            &args,
+        );
+        apply_op(&agent(), &node.http, "restarts", true, 1);
+        // Without a WAL a run's write lives only in memory until a peer holds it.
+        wait_until(
+            &format!("the seed to hold restart {restart}"),
+            Duration::from_secs(30),
+            || {
+                common::cluster::counters(&seed.http).and_then(|c| c.get("restarts").copied())
+                    == Some(restart as i64)
+            },
+        );
+        ephemeral[slot] = Some(node);
+    }
+    apply_op(&agent(), &seed.http, "restarts", true, 1);
+    let mut nodes: Vec<&TestNode> = ephemeral.iter().flatten().collect();
+    nodes.push(&seed);
+    let expected = BTreeMap::from([("restarts".to_owned(), RESTARTS as i64 + 1)]);
+    wait_converged(&nodes, &expected, Duration::from_secs(60));
+    wait_until(
+        "one live origin per member on every node",
+        Duration::from_secs(60),
+        || {
+            nodes
+                .iter()
+                .all(|n| figure(n, &["state", "origins_live"]) <= nodes.len() as u64)
+        },
+    );
+    wait_converged(&nodes, &expected, Duration::from_secs(5));
+    let counter = get_json(&seed.http, "/counters/restarts").expect("GET /counters/restarts");
+    let live: u64 = counter["origins"]
+        .as_array()
+        .expect("origins")
+        .iter()
+        .map(|o| o["p"].as_u64().expect("p"))
+        .sum();
+    let retired = counter["retired"]["p"].as_u64().expect("retired p");
+    println!(
+        "seed: {} origins heard of, {} live, {} retired; the counter's retired sum {retired}",
+        figure(&seed, &["state", "origins"]),
+        figure(&seed, &["state", "origins_live"]),
+        figure(&seed, &["state", "origins_retired"]),
+    );
+    assert_eq!(live + retired, RESTARTS as u64 + 1);
+    assert!(figure(&seed, &["state", "origins_retired"]) >= (RESTARTS - EPHEMERAL) as u64);
+    assert!(figure(&seed, &["state", "retirements"]) >= (RESTARTS - EPHEMERAL) as u64);
+}

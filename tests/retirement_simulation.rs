@@ -1,0 +1,259 @@
+//! Retiring the origins of members gone for good, in the deterministic simulator with
+//! membership: members replaced one by one 2,000 times with writes throughout keep the
+//! live origins at about the member count and every value exact at every quiescent
+//! point; and the adversarial schedules — a member taken for dead that kept writing
+//! across a partition, a replica away for long holding the only copy of a retired
+//! origin's last writes — bring the retirement back and never change a count wrongly.
+//!
+//! Unoptimised the 2,000 replacements take many minutes, so this file is built in
+//! release builds only: `scripts/test.sh` runs it with `cargo test --release`.
+
+#![cfg(not(debug_assertions))]
+
+mod sim;
+
+use gctr::engine::Config;
+use gctr::membership;
+use sim::{seed_or, Link, Sim, Step};
+use std::time::Duration;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const RETIRE_AFTER: Duration = Duration::from_secs(10);
+const MEMBERS: usize = 5;
+
+fn cluster(seed: u64, link: Link) -> Sim {
+    let mut sim =
+        Sim::with_membership(seed, Config::default(), membership::Config::default(), link)
+            .with_retirement(RETIRE_AFTER);
+    sim.run(&[Step::AddNodes(MEMBERS)]);
+    sim.membership_whole_within(secs(60));
+    sim
+}
+
+/// The most live origins any running node holds.
+fn most_live_origins(sim: &Sim) -> usize {
+    sim.live_nodes()
+        .into_iter()
+        .filter_map(|i| sim.state(i))
+        .map(|s| s.live_origin_count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs until `done` holds, checking every 200 ms; panics after `within`.
+fn run_until(sim: &mut Sim, within: Duration, what: &str, done: impl Fn(&Sim) -> bool) {
+    let deadline = sim.now() + within;
+    while !done(sim) {
+        assert!(
+            sim.now() < deadline,
+            "{}",
+            sim.fail(&format!("not yet: {what}"))
+        );
+        sim.run_for(ms(200));
+    }
+}
+
+/// Runs until every running node holds at most `most` live origins; panics after
+/// `within`.
+fn live_origins_within(sim: &mut Sim, most: usize, within: Duration) {
+    run_until(
+        sim,
+        within,
+        &format!("at most {most} live origins"),
+        |sim| most_live_origins(sim) <= most,
+    );
+}
+
+/// How long one replacement round takes.
+const ROUND: Duration = Duration::from_millis(500);
+
+/// Members 1 to 4 replaced one by one, a round every 500 ms, while node 0 (the seed)
+/// stays: a node up for longer than the retire-after time holds the current members'
+/// origins and those gone within that time (about 20) while writes flow; at every
+/// quiescent point every node holds at most one live origin per member, with every
+/// value exact. A node that just joined holds every
+/// origin it learned live until its own retire-after time has passed (it cannot tell
+/// how long an origin has been gone; see the README).
+#[test]
+fn members_replaced_2000_times_leave_about_one_live_origin_each_and_values_exact() {
+    let seed = seed_or(1900);
+    let mut sim = cluster(seed, Link::faulty(0.05, 0.02));
+    let mut started = [Duration::ZERO; MEMBERS];
+    let mut peak = 0;
+    for round in 1..=2000usize {
+        let replaced = 1 + round % (MEMBERS - 1);
+        sim.run(&[
+            Step::RandomOps {
+                count: 3,
+                counters: 4,
+                over: ROUND - ms(100),
+            },
+            Step::RestartFresh(replaced),
+            Step::Run(ms(100)),
+        ]);
+        started[replaced] = sim.now();
+        let settled = (0..MEMBERS).filter(|&i| sim.now() >= started[i] + RETIRE_AFTER + secs(5));
+        let live = settled
+            .filter_map(|i| sim.state(i))
+            .map(|s| s.live_origin_count());
+        peak = peak.max(live.max().unwrap_or(0));
+        if round % 250 == 0 {
+            sim.converge_within(secs(60));
+            live_origins_within(&mut sim, MEMBERS, RETIRE_AFTER + secs(60));
+            sim.converge_within(secs(1));
+        }
+    }
+    let state = sim.state(1).expect("running");
+    let stats = state.retire_stats();
+    println!(
+        "2000 replacements over {:.0} simulated minutes: at most {peak} live origins on a \
+         settled node while writes flowed; {} origins heard of, {} retired, {} undone",
+        sim.now().as_secs_f64() / 60.0,
+        state.origin_count(),
+        stats.retired,
+        stats.undone
+    );
+    assert!(
+        state.origin_count() > 1500,
+        "{}",
+        sim.fail("too few origins to prove anything")
+    );
+    let window = (RETIRE_AFTER.as_millis() / ROUND.as_millis()) as usize;
+    assert!(
+        peak <= MEMBERS + 2 * window,
+        "{}",
+        sim.fail(&format!(
+            "{peak} live origins on a settled node while writes flowed"
+        ))
+    );
+}
+
+/// Node 4 is cut off long enough to be taken for dead; it keeps writing. The others
+/// retire its origin; once the partition heals its writes bring it back, and every
+/// value is exact. Later, with node 4 gone for good, the origin retires again.
+#[test]
+fn a_member_taken_for_dead_that_kept_writing_comes_back_exactly() {
+    let seed = seed_or(1901);
+    let mut sim = cluster(seed, Link::faulty(0.05, 0.02));
+    sim.run(&[
+        Step::RandomOps {
+            count: 50,
+            counters: 3,
+            over: secs(2),
+        },
+        Step::AssertConverged { within: secs(30) },
+        Step::Partition(vec![vec![0, 1, 2, 3], vec![4]]),
+        Step::Run(secs(5)),
+    ]);
+    let four = sim.core(4).expect("running").origin().clone();
+    for _ in 0..40 {
+        sim.run(&[
+            Step::Op {
+                node: 4,
+                counter: "c0".into(),
+                by: 2,
+            },
+            Step::Run(secs(1)),
+        ]);
+    }
+    let retired_on = |sim: &Sim| {
+        (0..4)
+            .filter(|&i| sim.state(i).is_some_and(|s| s.is_retired(&four)))
+            .count()
+    };
+    assert_eq!(
+        retired_on(&sim),
+        4,
+        "{}",
+        sim.fail("the others retired node 4's origin")
+    );
+    sim.run(&[Step::Heal, Step::AssertConverged { within: secs(60) }]);
+    for i in 0..4 {
+        let state = sim.state(i).expect("running");
+        assert!(!state.is_retired(&four), "{}", sim.fail("node 4 came back"));
+        assert!(state.retire_stats().undone >= 1);
+    }
+    sim.run(&[Step::Crash(4)]);
+    sim.run_for(RETIRE_AFTER + secs(60));
+    assert_eq!(
+        retired_on(&sim),
+        4,
+        "{}",
+        sim.fail("gone for good, it retires again")
+    );
+    sim.run(&[Step::AssertConverged { within: secs(1) }]);
+}
+
+/// Node 3's last writes reach only node 4; both are then cut off, and node 3 is gone
+/// for good. The others retire node 3's origin at what they know, short of those
+/// writes. Node 4 comes back after ten times the retire-after time: node 3's last
+/// writes undo the retirement, and every value is exact, then node 3's origin retires
+/// everywhere at its true end.
+#[test]
+fn a_replica_away_for_long_with_a_retired_origins_last_writes_changes_no_count_wrongly() {
+    let seed = seed_or(1902);
+    let mut sim = cluster(seed, Link::perfect());
+    sim.run(&[
+        Step::RandomOps {
+            count: 50,
+            counters: 3,
+            over: secs(2),
+        },
+        Step::AssertConverged { within: secs(30) },
+        Step::Partition(vec![vec![0, 1, 2], vec![3, 4]]),
+    ]);
+    let three = sim.core(3).expect("running").origin().clone();
+    for by in 1..=10 {
+        sim.run(&[
+            Step::Op {
+                node: 3,
+                counter: "c1".into(),
+                by,
+            },
+            Step::Run(ms(300)),
+        ]);
+    }
+    let held = |sim: &Sim, i: usize| sim.state(i).expect("running").known(&three);
+    let last = held(&sim, 3);
+    let run = Duration::from_secs(5);
+    sim.run(&[Step::Run(run), Step::Crash(3)]);
+    assert_eq!(
+        held(&sim, 4),
+        last,
+        "{}",
+        sim.fail("node 4 holds node 3's last writes")
+    );
+    sim.run(&[Step::Partition(vec![vec![0, 1, 2], vec![3], vec![4]])]);
+    sim.run_for(RETIRE_AFTER * 10);
+    for i in 0..3 {
+        let state = sim.state(i).expect("running");
+        assert!(state.is_retired(&three) && state.known(&three) < last);
+    }
+    sim.run(&[Step::Heal, Step::AssertConverged { within: secs(60) }]);
+    for i in [0, 1, 2, 4] {
+        assert_eq!(
+            held(&sim, i),
+            last,
+            "{}",
+            sim.fail("node 3's last writes everywhere")
+        );
+    }
+    run_until(
+        &mut sim,
+        RETIRE_AFTER + secs(60),
+        "node 3's origin retired at its end",
+        |sim| {
+            [0, 1, 2, 4]
+                .iter()
+                .all(|&i| sim.state(i).is_some_and(|s| s.is_retired(&three)))
+        },
+    );
+    sim.run(&[Step::AssertConverged { within: secs(1) }]);
+}
