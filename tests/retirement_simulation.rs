@@ -76,7 +76,9 @@ const ROUND: Duration = Duration::from_millis(500);
 
 /// Members 1 to 4 replaced one by one, a round every 500 ms, while node 0 (the seed)
 /// stays: a node up for longer than the retire-after time holds the current members'
-/// origins and those gone within that time (about 20) while writes flow; at every
+/// origins, those gone within that time (about 20) and those waiting for a member's
+/// whole digest (members live 2 s here, so some never send one) while writes flow — a
+/// few dozen, however many replacements came before; at every
 /// quiescent point every node holds at most one live origin per member, with every
 /// value exact. A node that just joined holds every
 /// origin it learned live until its own retire-after time has passed (it cannot tell
@@ -127,7 +129,7 @@ fn members_replaced_2000_times_leave_about_one_live_origin_each_and_values_exact
     );
     let window = (RETIRE_AFTER.as_millis() / ROUND.as_millis()) as usize;
     assert!(
-        peak <= MEMBERS + 2 * window,
+        peak <= MEMBERS + 4 * window,
         "{}",
         sim.fail(&format!(
             "{peak} live origins on a settled node while writes flowed"

@@ -6,10 +6,12 @@
 //! without its data, or was replaced), or it is dead or left. It is gone *for good* once
 //! it has been gone for the retire-after time without a break. It retires at version `V`
 //! when this node knows it through `V` with nothing past (`State::retirable_at`) and the
-//! last whole digest of every alive or suspect member shows it at `V` exactly: the change
-//! is causally stable, so no current member can send more of it, and none lacks any.
-//! A node that has not yet had a member's full membership retires nothing: it does not
-//! know every member.
+//! last whole digest of every alive or suspect member shows it at `V` or below: no
+//! current member holds more of it. (A member that shows less, a newcomer say, gets the
+//! rest from the tombstone; waiting for every member to hold all of it would let a
+//! cluster whose members come and go faster than they catch up retire nothing.) A node
+//! that has not yet had a member's full membership, or a whole digest from every
+//! current member, retires nothing: it does not know every member's state.
 //!
 //! Retiring never changes a value (the CRDT keeps the origin's totals in a retired sum),
 //! so a wrong guess costs work, not exactness: an origin that writes again (a node taken
@@ -34,8 +36,8 @@ pub struct RetirementPolicy {
     after: Option<Duration>,
     gone_since: HashMap<Origin, Duration>,
     next_check: Duration,
-    /// Some origin is gone for good but not yet stable in the members' last whole
-    /// digests: newer ones are needed.
+    /// Some origin is gone for good but a member's last whole digest shows more of it,
+    /// or none came yet: newer ones are needed.
     waits_for_digests: bool,
 }
 
@@ -105,7 +107,7 @@ impl RetirementPolicy {
 }
 
 /// Whether every alive or suspect member other than this node showed `origin` at
-/// `version` in its last whole digest.
+/// `version` or below in its last whole digest.
 fn is_stable(engine: &Engine, membership: &Membership, origin: &Origin, version: u64) -> bool {
     membership
         .members()
@@ -119,6 +121,6 @@ fn is_stable(engine: &Engine, membership: &Membership, origin: &Origin, version:
         .all(|m| {
             engine
                 .peer_digest(&m.member.name)
-                .is_some_and(|digest| digest.get(origin) == Some(&version))
+                .is_some_and(|digest| digest.get(origin).is_none_or(|&v| v <= version))
         })
 }
