@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Mutation testing of the core: cargo-mutants changes src/crdt.rs (and its counter table,
-# src/crdt/table.rs), src/engine.rs, src/codec.rs and src/wal/recovery.rs one small edit
+# Mutation testing of the core: cargo-mutants changes src/crdt.rs (and its counter table
+# src/crdt/table.rs and retirement src/crdt/retire.rs), src/engine.rs, src/summary.rs,
+# src/codec.rs and src/wal/recovery.rs one small edit
 # at a time (an operator swapped, a function body replaced by a default, a match arm
 # deleted) and runs the fast tests against each, with the build restricted to them too:
 # for src/wal/ the library's unit tests, where every WAL test lives (one build of the
 # crate a mutant instead of two); for the rest those and
-# tests/{properties,simulation,engine,origin_ownership}.rs. A mutant no test fails on is
+# tests/{properties,simulation,engine,origin_ownership,digest_summary}.rs. A mutant no test fails on is
 # "missed". Prints how many were caught and missed, then every missed mutant that
 # scripts/mutants-equivalent.txt does not list as equivalent; exits 1 if there is one.
 # Not run in CI: 10 to 40 s a mutant on a shared 2-core machine; about two hours for the
@@ -27,7 +28,8 @@ while (($#)) && [[ $1 != -- ]]; do
     shift
 done
 [[ ${1:-} == -- ]] && shift
-((${#files[@]})) || files=(src/crdt.rs src/crdt/table.rs src/engine.rs src/codec.rs src/wal/recovery.rs)
+((${#files[@]})) || files=(src/crdt.rs src/crdt/table.rs src/crdt/retire.rs src/engine.rs src/summary.rs
+    src/codec.rs src/wal/recovery.rs)
 
 if ! cargo mutants --version >/dev/null 2>&1; then
     echo "mutants.sh: installing cargo-mutants"
@@ -68,7 +70,7 @@ if ((${#wal_files[@]})); then
 fi
 if ((${#core_files[@]})); then
     run_group core "${core_files[@]}" -C --lib -C --test=properties -C --test=simulation \
-        -C --test=engine -C --test=origin_ownership
+        -C --test=engine -C --test=origin_ownership -C --test=digest_summary
     groups+=(core)
 fi
 

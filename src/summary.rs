@@ -142,6 +142,18 @@ mod tests {
     }
 
     #[test]
+    fn entry_and_held_hashes_are_the_protocols_fixed_functions() {
+        // Pinned like the origin hash: computed apart from this code (splitmix64's
+        // finalizer as published).
+        let origin = 0xf8ca_1590_8058_6080;
+        let beyond = held_hash([7, 9].into_iter());
+        assert_eq!(beyond, 0x23a8_082e_7ef5_9a4a);
+        assert_eq!(held_hash(std::iter::empty()), 0);
+        assert_eq!(entry_hash(origin, 5, beyond), 0x56af_a51c_18b2_fb44);
+        assert_eq!(entry_hash(origin, 5, 0), 0xbbe9_7bcd_dab1_cbc8);
+    }
+
+    #[test]
     fn entry_hash_changes_with_what_is_held() {
         let h = origin_hash(&Origin::new("a", 1));
         let held = |versions: &[u64]| held_hash(versions.iter().copied());
