@@ -42,7 +42,7 @@ cargo test --quiet
 # Release builds do not check integer overflow: the version-bound tests again there, so a
 # wrap would show as a wrong answer instead of being caught by a debug-build panic.
 cargo test --release --quiet --test origin_ownership
-# Retirement in the simulator (members replaced 2,000 times): built for release runs
+# Retirement in the simulator again, with the 2,000 replacements built for release runs
 # only (minutes unoptimised, one minute optimised).
 cargo test --release --quiet --test retirement_simulation
 # The Kubernetes example names only options the binary accepts.

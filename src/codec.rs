@@ -89,6 +89,12 @@ pub enum Frame {
     },
     /// Eager push of fresh changes; receivers that learn from it pass it on.
     Push { delta: Vec<OriginDelta> },
+    /// Origins the sender retired (see `crdt::retire`), each with the version it retired
+    /// at: sent after deltas that carried their tombstones, so a receiver that holds one
+    /// up to that version, and whose members no longer announce it, may retire it
+    /// without waiting out its own retire-after time. A hint, never state: a receiver
+    /// checks it against what it holds.
+    Retired { digest: Digest },
     /// A membership message (SWIM): on the probe lane (one UDP datagram) or the reliable
     /// lane, as the message says. Not part of the Maelstrom runtime's JSON.
     #[serde(skip)]
@@ -133,6 +139,7 @@ frame_types! {
     Keys = 7, "keys";
     Summary = 8, "summary";
     Page = 9, "page";
+    Retired = 10, "retired";
 }
 
 impl FrameType {
@@ -207,6 +214,7 @@ impl Frame {
             Frame::Keys(_) => FrameType::Keys,
             Frame::Summary { .. } => FrameType::Summary,
             Frame::Page { .. } => FrameType::Page,
+            Frame::Retired { .. } => FrameType::Retired,
         }
     }
 }
@@ -405,7 +413,7 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             put_str(out, gossip_addr);
             put_str(out, http_addr);
         }
-        Frame::Syn { digest } => put_digest(out, digest),
+        Frame::Syn { digest } | Frame::Retired { digest } => put_digest(out, digest),
         Frame::SynAck { digest, delta } => {
             put_digest(out, digest);
             put_deltas(out, delta);
@@ -492,6 +500,11 @@ pub fn delta_len(d: &OriginDelta) -> usize {
 /// delta has one byte form whether it travels or is logged.
 pub fn encode_delta(d: &OriginDelta, out: &mut Vec<u8>) {
     put_delta(out, d);
+}
+
+/// Appends a digest in the encoding frames use (the WAL logs retirements with it).
+pub fn encode_digest(d: &[OriginVersion], out: &mut Vec<u8>) {
+    put_digest(out, d);
 }
 
 /// Appends a count, then each delta ([`encode_delta`]).
@@ -616,6 +629,9 @@ pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecErr
         FrameType::Keys => Frame::Keys(keyring::wire::decode_keys(&mut r)?),
         FrameType::Summary => r.summary()?,
         FrameType::Page => r.page()?,
+        FrameType::Retired => Frame::Retired {
+            digest: r.digest()?,
+        },
     };
     if !r.buf.is_empty() {
         return Err(CodecError::TrailingBytes(r.buf.len()));
@@ -733,7 +749,8 @@ impl<'a> Decoder<'a> {
         Ok(t)
     }
 
-    fn digest(&mut self) -> Result<Digest, CodecError> {
+    /// A count, then that many (origin, version) pairs.
+    pub fn digest(&mut self) -> Result<Digest, CodecError> {
         let n = self.count(MIN_DIGEST_ENTRY_LEN)?;
         let mut d = Vec::with_capacity(n);
         for _ in 0..n {
@@ -994,7 +1011,10 @@ mod tests {
         let names: Vec<&str> = FrameType::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(
             names,
-            ["hello", "syn", "syn_ack", "delta", "push", "member", "keys", "summary", "page"]
+            [
+                "hello", "syn", "syn_ack", "delta", "push", "member", "keys", "summary", "page",
+                "retired"
+            ]
         );
         for t in FrameType::ALL {
             assert_eq!(FrameType::from_byte(t as u8), Some(t));
@@ -1012,7 +1032,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
-            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5,"keys":0,"summary":0,"page":0}"#
+            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5,"keys":0,"summary":0,"page":0,"retired":0}"#
         );
     }
 

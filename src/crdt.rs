@@ -366,7 +366,7 @@ struct OriginRecord {
     /// How many counters hold a totals entry of this origin.
     slots: u32,
     /// Set once the origin is retired (see [`retire`]): its entries as they were then.
-    retired: Option<Box<[CounterEntry]>>,
+    retired: Option<Box<retire::Tombstone>>,
 }
 
 impl OriginRecord {
@@ -640,12 +640,8 @@ impl State {
         if after == u64::MAX {
             return Vec::new();
         }
-        if let Some(entries) = &record.retired {
-            return entries
-                .iter()
-                .filter(|e| e.version > after)
-                .cloned()
-                .collect();
+        if let Some(tombstone) = &record.retired {
+            return self.tombstone_entries(tombstone, after);
         }
         record
             .by_version
@@ -938,7 +934,7 @@ impl State {
             .map(|(origin, &id)| {
                 let record = &self.origin_records[id as usize];
                 let mut entries = match &record.retired {
-                    Some(retired) => retired.to_vec(),
+                    Some(tombstone) => self.tombstone_entries(tombstone, 0),
                     None => std::mem::take(&mut entries[id as usize]),
                 };
                 entries.sort_by_key(|e| e.version);

@@ -35,7 +35,9 @@
 //! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
 
 use crate::codec::{self, Frame, PerFrameType};
-use crate::crdt::{Applied, Digest, Fold, LocalOp, Origin, OriginDelta, PreparedBatch, State};
+use crate::crdt::{
+    Applied, Digest, Fold, LocalOp, Origin, OriginDelta, OriginVersion, PreparedBatch, State,
+};
 use crate::member::NodeName;
 use crate::push::{self, PushQueue, PushWindow};
 use crate::replication::{PeerLag, ReplicationTracker};
@@ -150,6 +152,9 @@ pub struct Engine {
     replication: ReplicationTracker,
     /// Each peer's last digest: what the node core decides idempotency keys' stability by.
     peer_digests: HashMap<NodeName, HashMap<Origin, u64>>,
+    /// Origins peers said they retired, at the version this node knows them up to
+    /// (see [`Frame::Retired`]); only origins held and live here.
+    retired_hints: HashMap<Origin, u64>,
     /// The summary a peer's last digest was taken from, when it was one that agreed with
     /// this node's whole state.
     agreed_summaries: HashMap<NodeName, Vec<u64>>,
@@ -197,6 +202,7 @@ impl Engine {
             stats: Stats::default(),
             replication: ReplicationTracker::default(),
             peer_digests: HashMap::new(),
+            retired_hints: HashMap::new(),
             agreed_summaries: HashMap::new(),
             needs_whole: false,
             whole_asked: HashMap::new(),
@@ -386,11 +392,14 @@ impl Engine {
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
                 self.apply_pulled(now, from, &delta);
-                for chunk in self.chunk_missing(&digest, 0) {
+                let missing = self.state.missing_from(&digest);
+                for chunk in self.chunk(&missing, 0) {
                     self.send_deltas_counted(&chunk);
                     self.send(from.clone(), Frame::Delta { delta: chunk });
                 }
+                self.send_retired(from, &missing);
             }
+            Frame::Retired { digest } => self.note_retired(&digest),
             Frame::Delta { delta } => {
                 self.apply_pulled(now, from, &delta);
             }
@@ -424,7 +433,8 @@ impl Engine {
         let mine = self.state.digest();
         let ack = self.digest_fits(&mine);
         let reserved = if ack { codec::digest_len(&mine) } else { 0 };
-        let mut chunks = self.chunk_missing(digest, reserved).into_iter();
+        let missing = self.state.missing_from(digest);
+        let mut chunks = self.chunk(&missing, reserved).into_iter();
         if ack {
             let first = chunks.next().unwrap_or_default();
             self.send_deltas_counted(&first);
@@ -440,6 +450,7 @@ impl Engine {
             self.send_deltas_counted(&chunk);
             self.send(from.clone(), Frame::Delta { delta: chunk });
         }
+        self.send_retired(from, &missing);
     }
 
     /// Whether `digest` fits a frame, with room for a SynAck's empty delta count; a
@@ -521,6 +532,7 @@ impl Engine {
             self.send_deltas_counted(&chunk);
             self.send(from.clone(), Frame::Delta { delta: chunk });
         }
+        self.send_retired(from, &missing);
         if reply && self.state.lacks_any(digest) {
             self.send_pages(from, span, (false, 0));
         }
@@ -638,6 +650,7 @@ impl Engine {
 
     /// Retires `origin` at `version`; see [`State::retire`]. Returns whether it did.
     pub fn retire(&mut self, origin: &Origin, version: u64) -> bool {
+        self.retired_hints.remove(origin);
         self.state.retire(origin, version)
     }
 
@@ -885,11 +898,50 @@ impl Engine {
         self.send(from.clone(), syn);
     }
 
-    /// What a peer with `digest` lacks, split into frames; the first frame has
-    /// `first_reserved` fewer bytes to spend.
-    fn chunk_missing(&self, digest: &Digest, first_reserved: usize) -> Vec<Vec<OriginDelta>> {
-        let missing = self.state.missing_from(digest);
-        self.chunk(&missing, first_reserved)
+    /// Tells `to` which of the origins just sent to it (`missing`) are retired here,
+    /// in frames of at most `max_payload` bytes.
+    fn send_retired(&mut self, to: &NodeName, missing: &[(Origin, u64)]) {
+        let budget = self.config.max_payload - 10;
+        let mut digest = Vec::new();
+        let mut used = 0;
+        for (origin, _) in missing {
+            let Some(version) = self.state.retired_at(origin) else {
+                continue;
+            };
+            let ov = OriginVersion {
+                origin: origin.clone(),
+                version,
+            };
+            let len = codec::digest_entry_len(&ov);
+            if used + len > budget && !digest.is_empty() {
+                let full = std::mem::take(&mut digest);
+                self.send(to.clone(), Frame::Retired { digest: full });
+                used = 0;
+            }
+            used += len;
+            digest.push(ov);
+        }
+        if !digest.is_empty() {
+            self.send(to.clone(), Frame::Retired { digest });
+        }
+    }
+
+    /// Keeps the retirements a peer reported of origins this node holds up to the same
+    /// version and has not retired.
+    fn note_retired(&mut self, digest: &Digest) {
+        for ov in digest {
+            let held = ov.version > 0 && self.state.known(&ov.origin) == ov.version;
+            if held && self.state.retired_at(&ov.origin).is_none() {
+                self.retired_hints.insert(ov.origin.clone(), ov.version);
+            }
+        }
+    }
+
+    /// The version a peer said it retired `origin` at, if it is what this node knows
+    /// it up to now.
+    pub fn retired_hint(&self, origin: &Origin) -> Option<u64> {
+        let version = *self.retired_hints.get(origin)?;
+        (self.state.known(origin) == version).then_some(version)
     }
 
     /// For each `(origin, after)`, the origin's entries above `after` in version order,

@@ -613,3 +613,63 @@ fn totals_merged_without_versions_say_whether_they_changed_anything() {
     assert_eq!(a.state().value("x"), 2);
     assert_eq!(a.stats().last_learned, Some(NOW));
 }
+
+/// A node that sends a retired origin's tombstone to a peer also says it retired it
+/// (`Frame::Retired`, after the deltas); the peer keeps that as a hint only while it
+/// knows the origin up to the same version and has not retired it, and ignores one
+/// about an origin it holds less of, or not at all.
+#[test]
+fn a_retired_origins_tombstone_goes_out_with_a_hint_the_receiver_checks() {
+    let gone = Origin::new("gone", 3);
+    let mut a = engine("a", &["b"], Config::default());
+    let mut b = engine("b", &["a"], Config::default());
+    let delta = OriginDelta {
+        origin: gone.clone(),
+        from: 0,
+        to: 2,
+        entries: vec![
+            CounterEntry::plain("x", 4, 0, 1),
+            CounterEntry::plain("y", 0, 2, 2),
+        ],
+    };
+    a.handle_frame(NOW, &peer("c"), Frame::Delta { delta: vec![delta] });
+    assert!(a.retire(&gone, 2));
+    sends(&mut a);
+
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
+    let sent = sends(&mut a);
+    let kinds: Vec<FrameType> = sent.iter().map(|(_, f)| f.frame_type()).collect();
+    assert_eq!(kinds, [FrameType::SynAck, FrameType::Retired]);
+    for (_, frame) in &sent {
+        let bytes = codec::encode(frame);
+        assert_eq!(
+            &codec::decode(&bytes, codec::DEFAULT_MAX_PAYLOAD).unwrap(),
+            frame
+        );
+    }
+    let (_, Frame::Retired { digest }) = &sent[1] else {
+        panic!("a Retired frame");
+    };
+    assert_eq!((&digest[0].origin, digest[0].version), (&gone, 2));
+
+    assert_eq!(b.retired_hint(&gone), None);
+    b.handle_frame(NOW, &peer("a"), sent[1].1.clone());
+    assert_eq!(b.retired_hint(&gone), None, "b holds nothing of it yet");
+    b.handle_frame(NOW, &peer("a"), sent[0].1.clone());
+    b.handle_frame(NOW, &peer("a"), sent[1].1.clone());
+    assert_eq!(b.retired_hint(&gone), Some(2));
+    assert_eq!(b.state().value("x") - b.state().value("y"), 6);
+    assert!(b.retire(&gone, 2));
+    assert_eq!(b.retired_hint(&gone), None, "spent once retired");
+
+    let mut c = engine("c", &["a"], Config::default());
+    let short = OriginDelta {
+        origin: gone.clone(),
+        from: 0,
+        to: 1,
+        entries: vec![CounterEntry::plain("x", 4, 0, 1)],
+    };
+    c.handle_frame(NOW, &peer("a"), Frame::Delta { delta: vec![short] });
+    c.handle_frame(NOW, &peer("a"), sent[1].1.clone());
+    assert_eq!(c.retired_hint(&gone), None, "c knows it only up to 1");
+}

@@ -364,6 +364,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         (digest(), deltas()).prop_map(|(digest, delta)| Frame::SynAck { digest, delta }),
         deltas().prop_map(|delta| Frame::Delta { delta }),
         deltas().prop_map(|delta| Frame::Push { delta }),
+        digest().prop_map(|digest| Frame::Retired { digest }),
     ]
 }
 

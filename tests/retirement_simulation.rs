@@ -4,11 +4,6 @@
 //! point; and the adversarial schedules — a member taken for dead that kept writing
 //! across a partition, a replica away for long holding the only copy of a retired
 //! origin's last writes — bring the retirement back and never change a count wrongly.
-//!
-//! Unoptimised the 2,000 replacements take many minutes, so this file is built in
-//! release builds only: `scripts/test.sh` runs it with `cargo test --release`.
-
-#![cfg(not(debug_assertions))]
 
 mod sim;
 
@@ -71,9 +66,6 @@ fn live_origins_within(sim: &mut Sim, most: usize, within: Duration) {
     );
 }
 
-/// How long one replacement round takes.
-const ROUND: Duration = Duration::from_millis(500);
-
 /// Members 1 to 4 replaced one by one, a round every 500 ms, while node 0 (the seed)
 /// stays: a node up for longer than the retire-after time holds the current members'
 /// origins, those gone within that time (about 20) and those waiting for a member's
@@ -83,8 +75,13 @@ const ROUND: Duration = Duration::from_millis(500);
 /// value exact. A node that just joined holds every
 /// origin it learned live until its own retire-after time has passed (it cannot tell
 /// how long an origin has been gone; see the README).
+///
+/// Unoptimised it takes many minutes, so it is built in release builds only:
+/// `scripts/test.sh` runs this file with `cargo test --release` too.
+#[cfg(not(debug_assertions))]
 #[test]
 fn members_replaced_2000_times_leave_about_one_live_origin_each_and_values_exact() {
+    const ROUND: Duration = Duration::from_millis(500);
     let seed = seed_or(1900);
     let mut sim = cluster(seed, Link::faulty(0.05, 0.02));
     let mut started = [Duration::ZERO; MEMBERS];
@@ -258,4 +255,106 @@ fn a_replica_away_for_long_with_a_retired_origins_last_writes_changes_no_count_w
         },
     );
     sim.run(&[Step::AssertConverged { within: secs(1) }]);
+}
+
+/// A node that joins learns from its peers which origins they retired (they say so
+/// after the tombstones they send it), and retires those whose members are gone here
+/// too at once, not after its own retire-after time.
+#[test]
+fn a_newcomer_retires_what_its_peers_retired_without_waiting() {
+    let seed = seed_or(1903);
+    let mut sim = cluster(seed, Link::faulty(0.05, 0.02));
+    for _ in 0..30 {
+        sim.run(&[
+            Step::Op {
+                node: 1,
+                counter: "c0".into(),
+                by: 1,
+            },
+            Step::Run(ms(300)),
+            Step::RestartFresh(1),
+            Step::Run(ms(200)),
+        ]);
+    }
+    sim.converge_within(secs(30));
+    live_origins_within(&mut sim, MEMBERS, RETIRE_AFTER + secs(30));
+    let before = sim.state(0).expect("running").origin_count();
+    let left = format!("{before} origins: the restarts left theirs");
+    assert!(before >= 30, "{}", sim.fail(&left));
+    sim.run(&[Step::RestartFresh(2)]);
+    let joined = sim.now();
+    run_until(
+        &mut sim,
+        RETIRE_AFTER / 2,
+        "the newcomer holds every origin, at most one live per member",
+        |sim| {
+            sim.state(2)
+                .is_some_and(|s| s.origin_count() >= before && s.live_origin_count() <= MEMBERS)
+        },
+    );
+    println!(
+        "a newcomer holds at most {MEMBERS} live origins of {before} after {:?}",
+        sim.now() - joined
+    );
+    sim.run(&[Step::AssertConverged { within: secs(1) }]);
+}
+
+/// A retire-after time too long to add to a clock (as `--retire-after` accepts) never
+/// retires and never overflows.
+#[test]
+fn a_retire_after_time_past_any_clock_never_retires() {
+    let mut sim = Sim::with_membership(
+        seed_or(1904),
+        Config::default(),
+        membership::Config::default(),
+        Link::perfect(),
+    )
+    .with_retirement(Duration::MAX);
+    sim.run(&[Step::AddNodes(3)]);
+    sim.membership_whole_within(secs(60));
+    sim.run(&[
+        Step::Op {
+            node: 1,
+            counter: "c0".into(),
+            by: 4,
+        },
+        Step::AssertConverged { within: secs(10) },
+        Step::RestartFresh(1),
+        Step::Run(secs(30)),
+        Step::AssertConverged { within: secs(1) },
+    ]);
+    assert_eq!(sim.state(0).expect("running").retire_stats().done, 0);
+}
+
+/// Retirements are logged: a node restarted from its log holds the origins it retired
+/// retired again at once, not after another retire-after time.
+#[test]
+fn a_durable_restart_keeps_its_retirements() {
+    let seed = seed_or(1905);
+    let mut sim = cluster(seed, Link::perfect());
+    for _ in 0..10 {
+        sim.run(&[
+            Step::Op {
+                node: 1,
+                counter: "c0".into(),
+                by: 1,
+            },
+            Step::Run(ms(300)),
+            Step::RestartFresh(1),
+            Step::Run(ms(200)),
+        ]);
+    }
+    sim.converge_within(secs(30));
+    live_origins_within(&mut sim, MEMBERS, RETIRE_AFTER + secs(30));
+    let retired = sim.state(3).expect("running").retire_stats().retired;
+    assert!(
+        retired >= 10,
+        "{}",
+        sim.fail("node 3 retired the restarts' origins")
+    );
+    sim.run(&[Step::RestartDurable(3)]);
+    let state = sim.state(3).expect("running");
+    assert_eq!(state.retire_stats().retired, retired);
+    assert!(state.live_origin_count() <= MEMBERS);
+    sim.run(&[Step::AssertConverged { within: secs(10) }]);
 }

@@ -20,8 +20,16 @@
 //! time, on any replica.
 
 use super::table::{CounterId, OriginId};
-use super::{Item, Keyed, Origin, OriginDelta, State};
+use super::{CounterEntry, Folded, Item, Keyed, Origin, OriginDelta, State, Totals};
 use std::collections::BTreeMap;
+
+/// What a retired origin leaves: its totals in each counter it wrote and its fold
+/// ledgers, as they were when it retired, by counter id (as compact as the slots were).
+#[derive(Clone, Debug)]
+pub(super) struct Tombstone {
+    totals: Box<[(CounterId, Totals)]>,
+    ledgers: Box<[(CounterId, Folded)]>,
+}
 
 /// Retirements done and undone by one replica.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,30 +72,55 @@ impl State {
         self.generation += 1;
         let id = self.origins[origin];
         let items = std::mem::take(&mut self.origin_records[id as usize].by_version);
-        let mut tombstone = Vec::with_capacity(items.len());
+        let mut totals = Vec::with_capacity(items.len());
+        let mut ledgers = Vec::new();
         for (_, item) in items {
             let Item::Totals(counter) = item else {
                 unreachable!("retirable_at allows totals only");
             };
-            let mut entry = self.totals_entry(counter, id);
             if let Some(folded) = self.keys.take_ledger(counter, id) {
-                entry.keyed = Some(Box::new(Keyed::Folded(folded)));
+                ledgers.push((counter, folded));
             }
-            let totals = self
+            let held = self
                 .counters
                 .remove(counter, id)
                 .expect("an indexed entry has a slot");
             let base = self.base_mut(counter);
-            base.0 += u128::from(totals.p);
-            base.1 += u128::from(totals.n);
-            tombstone.push(entry);
+            base.0 += u128::from(held.p);
+            base.1 += u128::from(held.n);
+            totals.push((counter, held));
         }
         let record = &mut self.origin_records[id as usize];
         record.slots = 0;
-        record.retired = Some(tombstone.into_boxed_slice());
+        record.retired = Some(Box::new(Tombstone {
+            totals: totals.into_boxed_slice(),
+            ledgers: ledgers.into_boxed_slice(),
+        }));
         self.retirements.done += 1;
         self.retirements.retired += 1;
         true
+    }
+
+    /// Retires each origin at its version where it can retire there (see
+    /// [`State::retire`]); recovery replays logged retirements with it.
+    pub fn retire_all(&mut self, retired: &[super::OriginVersion]) {
+        for ov in retired {
+            self.retire(&ov.origin, ov.version);
+        }
+    }
+
+    /// Every retired origin with the version it retired at, in origin order.
+    pub fn retired_origins(&self) -> Vec<super::OriginVersion> {
+        self.origins
+            .iter()
+            .filter_map(|(origin, &id)| {
+                let record = &self.origin_records[id as usize];
+                record.retired.as_ref().map(|_| super::OriginVersion {
+                    origin: origin.clone(),
+                    version: record.known,
+                })
+            })
+            .collect()
     }
 
     /// Before a delta of origin `id` applies: whether it may (the origin is live, or the
@@ -117,10 +150,12 @@ impl State {
         let Some(tombstone) = &self.origin_records[id as usize].retired else {
             return true;
         };
+        let counter = self.counters.id(counter);
         let held = tombstone
+            .totals
             .iter()
-            .find(|e| e.counter == counter)
-            .map_or((0, 0), |e| (e.p, e.n));
+            .find(|(c, _)| Some(*c) == counter)
+            .map_or((0, 0), |(_, t)| (t.p, t.n));
         let past = p > held.0 || n > held.1;
         if past {
             self.unretire(id);
@@ -135,25 +170,42 @@ impl State {
             return;
         };
         let mut by_version = BTreeMap::new();
-        for entry in tombstone.iter() {
-            let counter = self
-                .counters
-                .id(&entry.counter)
-                .expect("a retired entry's counter stays in the table");
+        for &(counter, totals) in tombstone.totals.iter() {
             let base = self.base_mut(counter);
-            base.0 -= u128::from(entry.p);
-            base.1 -= u128::from(entry.n);
-            self.counters.set(counter, id, entry.totals());
-            if let Some(folded) = entry.folded() {
-                self.keys.restore_ledger(counter, id, folded);
-            }
-            by_version.insert(entry.version, Item::Totals(counter));
+            base.0 -= u128::from(totals.p);
+            base.1 -= u128::from(totals.n);
+            self.counters.set(counter, id, totals);
+            by_version.insert(totals.version, Item::Totals(counter));
+        }
+        for &(counter, folded) in tombstone.ledgers.iter() {
+            self.keys.restore_ledger(counter, id, folded);
         }
         let record = &mut self.origin_records[id as usize];
-        record.slots = tombstone.len() as u32;
+        record.slots = tombstone.totals.len() as u32;
         record.by_version = by_version;
         self.retirements.undone += 1;
         self.retirements.retired -= 1;
+    }
+
+    /// A tombstone's entries above `after`, in version order, as deltas carry them.
+    pub(super) fn tombstone_entries(&self, tombstone: &Tombstone, after: u64) -> Vec<CounterEntry> {
+        let mut entries: Vec<CounterEntry> = tombstone
+            .totals
+            .iter()
+            .filter(|(_, t)| t.version > after)
+            .map(|&(counter, t)| {
+                let mut entry =
+                    CounterEntry::plain(self.counters.name(counter), t.p, t.n, t.version);
+                entry.keyed = tombstone
+                    .ledgers
+                    .iter()
+                    .find(|(c, _)| *c == counter)
+                    .map(|&(_, f)| Box::new(Keyed::Folded(f)));
+                entry
+            })
+            .collect();
+        entries.sort_by_key(|e| e.version);
+        entries
     }
 
     fn base_mut(&mut self, counter: CounterId) -> &mut (u128, u128) {
@@ -178,7 +230,14 @@ impl State {
 
     /// Whether `origin` is retired here.
     pub fn is_retired(&self, origin: &Origin) -> bool {
-        self.record(origin).is_some_and(|r| r.retired.is_some())
+        self.retired_at(origin).is_some()
+    }
+
+    /// The version `origin` retired at here, if it is retired.
+    pub fn retired_at(&self, origin: &Origin) -> Option<u64> {
+        self.record(origin)
+            .filter(|r| r.retired.is_some())
+            .map(|r| r.known)
     }
 
     /// Retirements done and undone, and origins retired now.

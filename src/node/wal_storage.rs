@@ -11,7 +11,7 @@
 //! the fault clears. Snapshots are written from a copy of the state in the background.
 
 use super::wal_thread::{self, Request, Shared};
-use crate::crdt::{Origin, OriginDelta, State};
+use crate::crdt::{Origin, OriginDelta, OriginVersion, State};
 use crate::node_core::{CommitStarted, Storage};
 use crate::status::{StorageStatus, WalStorageStatus};
 use crate::wal::{RecoveryReport, Wal};
@@ -99,6 +99,10 @@ impl Storage for WalStorage {
             ));
         }
         Ok(())
+    }
+
+    fn log_retired(&mut self, retired: &[OriginVersion]) -> io::Result<()> {
+        self.send(Request::Retired(retired.to_vec()))
     }
 
     fn after_turn(&mut self, state: &State) -> io::Result<()> {

@@ -11,7 +11,7 @@
 //! covered segments once the snapshot is on disk. Figures for `GET /status` are published
 //! after each request, so reading them never waits for the disk.
 
-use crate::crdt::{Origin, OriginDelta, State};
+use crate::crdt::{Origin, OriginDelta, OriginVersion, State};
 use crate::wal::{FsyncPolicy, SnapshotJob, Wal, WalError, WalStatus};
 use crossbeam_channel::{never, select, tick, Receiver, Sender};
 use std::io;
@@ -29,6 +29,8 @@ pub enum Request {
     },
     /// State learned from peers, already applied: appended without an fsync of its own.
     Learned(Vec<OriginDelta>),
+    /// Retirements already made: appended without an fsync of their own.
+    Retired(Vec<OriginVersion>),
     /// The state holding every record sent so far, to snapshot (asked for through
     /// [`Shared::snapshot_wanted`]).
     Snapshot(Box<State>),
@@ -146,6 +148,11 @@ impl WalThread {
                 if let Err(e) = self.wal.append_learned(&deltas) {
                     log::warn!("WAL: cannot log state learned from peers: {e}");
                     self.shared.learned_failures.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Request::Retired(retired) => {
+                if let Err(e) = self.wal.append_retired(&retired) {
+                    log::warn!("WAL: cannot log retirements: {e}");
                 }
             }
             Request::Snapshot(state) => self.start_snapshot(state),

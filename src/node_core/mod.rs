@@ -540,7 +540,12 @@ impl<R> NodeCore<R> {
             self.keys.stats.expired += expired as u64;
         }
         if let Some(m) = &self.membership {
-            self.retirement.run(now, &mut self.engine, m);
+            let retired = self.retirement.run(now, &mut self.engine, m);
+            if !retired.is_empty() {
+                if let Err(e) = self.storage.log_retired(&retired) {
+                    log::warn!("cannot log retirements: {e}");
+                }
+            }
         }
         if now < self.engine.next_deadline() {
             return;

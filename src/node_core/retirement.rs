@@ -13,12 +13,17 @@
 //! that has not yet had a member's full membership, or a whole digest from every
 //! current member, retires nothing: it does not know every member's state.
 //!
+//! A node that joins cannot tell how long an origin it learns of has been gone, so
+//! peers that send it a retired origin's tombstone say they retired it
+//! (`Frame::Retired`): an origin gone here too, that a peer retired at the version this
+//! node knows it up to, retires without waiting out the retire-after time.
+//!
 //! Retiring never changes a value (the CRDT keeps the origin's totals in a retired sum),
 //! so a wrong guess costs work, not exactness: an origin that writes again (a node taken
 //! for dead across a long partition) comes back on its first change past `V`, and is
 //! gone again only after another retire-after time.
 
-use crate::crdt::Origin;
+use crate::crdt::{Origin, OriginVersion};
 use crate::engine::Engine;
 use crate::membership::{self, Membership};
 use std::collections::HashMap;
@@ -57,14 +62,21 @@ impl RetirementPolicy {
     }
 
     /// Looks the origins over if a check is due at `now`, and retires in `engine` those
-    /// gone for good and stable over the members of `membership`; returns how many.
-    pub fn run(&mut self, now: Duration, engine: &mut Engine, membership: &Membership) -> usize {
+    /// gone for good and stable over the members of `membership`; returns them, each
+    /// with the version it retired at.
+    pub fn run(
+        &mut self,
+        now: Duration,
+        engine: &mut Engine,
+        membership: &Membership,
+    ) -> Vec<OriginVersion> {
+        let mut retired = Vec::new();
         let Some(after) = self.after.filter(|_| now >= self.next_check) else {
-            return 0;
+            return retired;
         };
         self.next_check = now + CHECK_INTERVAL;
         if !membership.has_synced() {
-            return 0;
+            return retired;
         }
         let announced: HashMap<&str, u64> = membership
             .members()
@@ -85,18 +97,23 @@ impl RetirementPolicy {
             }
             let since = self.gone_since.get(origin).copied().unwrap_or(now);
             gone_since.insert(origin.clone(), since);
-            if now >= since + after {
+            let retired_by_peer = engine.retired_hint(origin) == Some(known);
+            // A huge retire-after time saturates instead of overflowing.
+            let due_at = since.checked_add(after).unwrap_or(Duration::MAX);
+            if now >= due_at || retired_by_peer {
                 due.push((origin.clone(), known));
             }
         }
         self.gone_since = gone_since;
         self.waits_for_digests = false;
-        let mut retired = 0;
         for (origin, known) in due {
             if is_stable(engine, membership, &origin, known) {
                 if engine.retire(&origin, known) {
                     self.gone_since.remove(&origin);
-                    retired += 1;
+                    retired.push(OriginVersion {
+                        origin,
+                        version: known,
+                    });
                 }
             } else {
                 self.waits_for_digests = true;

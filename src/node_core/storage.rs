@@ -13,7 +13,7 @@
 //! the runtime hands it to [`crate::node_core::NodeCore::commit_finished`]. At most one
 //! batch is pending at a time; the next one gathers meanwhile (pipelined group commit).
 
-use crate::crdt::{Origin, OriginDelta, State};
+use crate::crdt::{Origin, OriginDelta, OriginVersion, State};
 use crate::status::StorageStatus;
 use crossbeam_channel::Receiver;
 use std::io;
@@ -49,6 +49,13 @@ pub trait Storage: Send {
     /// Records deltas learned from peers (already applied), so a restart need not fetch
     /// them again. An error is logged; peers can always resend what is lost.
     fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()>;
+
+    /// Records retirements of origins (see `crdt::retire`), already made, so a restart
+    /// need not wait out the retire-after time again. An error is logged; the node
+    /// retires them again later. A storage that keeps no state keeps none of them.
+    fn log_retired(&mut self, _retired: &[OriginVersion]) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Called after every input that changed the state and at every gossip tick, with
     /// that state, so the storage can sync or snapshot when it sees fit. Never called

@@ -58,7 +58,7 @@ pub use fs::{DirLock, FileSystem, RealFs, WalFile};
 pub use identity::IDENTITY_FILE;
 pub use recovery::{Repair, TornTail};
 
-use crate::crdt::{Origin, OriginDelta, State};
+use crate::crdt::{Origin, OriginDelta, OriginVersion, State};
 use crate::status::histogram::{Histogram, HistogramSnapshot};
 use frame::{encode_frame, MAX_RECORD_BYTES};
 use identity::CLEAN_SHUTDOWN_FILE;
@@ -332,24 +332,28 @@ impl Wal {
         self.frames.clear();
         let budget = MAX_RECORD_BYTES - 16;
         let mut records = 0u64;
-        let mut start = 0;
-        while start < deltas.len() {
-            let mut end = start;
-            let mut len = 0;
-            while end < deltas.len() {
-                let d = record::delta_len(&deltas[end]);
-                if end > start && len + d > budget {
-                    break;
-                }
-                len += d;
-                end += 1;
-            }
+        for part in split_by_len(deltas, budget, record::delta_len) {
             self.scratch.clear();
-            record::encode_learned(&deltas[start..end], &mut self.scratch);
+            record::encode_learned(part, &mut self.scratch);
             check_record_len(self.scratch.len())?;
             encode_frame(self.next_seq + records, &self.scratch, &mut self.frames);
             records += 1;
-            start = end;
+        }
+        self.write_frames(records, false)
+    }
+
+    /// Logs retirements (see `crdt::retire`), without an fsync of its own: one lost to a
+    /// crash is made again later. A list too large for one record is split.
+    pub fn append_retired(&mut self, retired: &[OriginVersion]) -> Result<(), WalError> {
+        self.frames.clear();
+        let budget = MAX_RECORD_BYTES - 16;
+        let mut records = 0u64;
+        for part in split_by_len(retired, budget, record::retired_len) {
+            self.scratch.clear();
+            record::encode_retired(part, &mut self.scratch);
+            check_record_len(self.scratch.len())?;
+            encode_frame(self.next_seq + records, &self.scratch, &mut self.frames);
+            records += 1;
         }
         self.write_frames(records, false)
     }
@@ -567,6 +571,28 @@ impl Wal {
             failed: self.active.is_failed(),
         }
     }
+}
+
+/// `items` cut into runs in order, each as long as fits `budget` bytes by `len` (a
+/// single item over it makes a run of its own).
+fn split_by_len<T>(items: &[T], budget: usize, len: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start;
+        let mut used = 0;
+        while end < items.len() {
+            let l = len(&items[end]);
+            if end > start && used + l > budget {
+                break;
+            }
+            used += l;
+            end += 1;
+        }
+        parts.push(&items[start..end]);
+        start = end;
+    }
+    parts
 }
 
 fn check_record_len(len: usize) -> Result<(), WalError> {

@@ -22,7 +22,7 @@
 use super::segment::SEGMENT_VERSION;
 use super::snapshot::SNAPSHOT_VERSION;
 use crate::codec::{self, CodecError, Decoder};
-use crate::crdt::OriginDelta;
+use crate::crdt::{OriginDelta, OriginVersion};
 
 /// The delta encoding WAL segments of [`SEGMENT_VERSION`] and snapshots of
 /// [`SNAPSHOT_VERSION`] hold.
@@ -36,13 +36,18 @@ const _: () = assert!(
 pub const TYPE_LOCAL_BATCH: u8 = 1;
 pub const TYPE_LEARNED: u8 = 2;
 pub const TYPE_SNAPSHOT_END: u8 = 3;
+pub const TYPE_RETIRED: u8 = 4;
 
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     LocalBatch(OriginDelta),
     Learned(Vec<OriginDelta>),
-    SnapshotEnd { chunks: u64 },
+    SnapshotEnd {
+        chunks: u64,
+    },
+    /// Origins retired (see `crdt::retire`), each at its version.
+    Retired(Vec<OriginVersion>),
 }
 
 /// Why a record's bytes do not decode.
@@ -75,6 +80,17 @@ pub fn encode_learned(deltas: &[OriginDelta], out: &mut Vec<u8>) {
     codec::encode_deltas(deltas, out);
 }
 
+/// Appends a record of retirements to `out`.
+pub fn encode_retired(retired: &[OriginVersion], out: &mut Vec<u8>) {
+    out.push(TYPE_RETIRED);
+    codec::encode_digest(retired, out);
+}
+
+/// Bytes one retirement takes inside a record.
+pub fn retired_len(ov: &OriginVersion) -> usize {
+    codec::digest_entry_len(ov)
+}
+
 /// Appends an end-of-snapshot record to `out`.
 pub fn encode_snapshot_end(chunks: u64, out: &mut Vec<u8>) {
     out.push(TYPE_SNAPSHOT_END);
@@ -97,6 +113,7 @@ pub fn decode(data: &[u8]) -> Result<Record, RecordError> {
         TYPE_SNAPSHOT_END => Record::SnapshotEnd {
             chunks: r.varint().map_err(malformed)?,
         },
+        TYPE_RETIRED => Record::Retired(r.digest().map_err(malformed)?),
         other => return Err(RecordError::UnknownType(other)),
     };
     if r.remaining() != 0 {

@@ -416,6 +416,7 @@ fn apply_record(
                 state.apply_delta(d);
             }
         }
+        Ok(Record::Retired(retired)) => state.retire_all(&retired),
         Ok(Record::SnapshotEnd { .. }) => return Ok(Err("snapshot record in a segment".into())),
         Err(RecordError::UnknownType(t)) => {
             return Err(WalError::UnknownRecordType {

@@ -4,8 +4,8 @@
 //! A snapshot is named `<last sequence number as 16 hex digits>.snap`. It holds a 20-byte
 //! header — magic `GCTRSNAP`, format version (u32), the last sequence number it covers
 //! (u64), little-endian — then frames numbered from 1, each a learned-state record
-//! carrying a chunk of `State::to_deltas()`, and a final end record that counts the
-//! chunks. It is written to a temporary file, fsynced, renamed and the directory
+//! carrying a chunk of `State::to_deltas()`, then records of the origins retired (their
+//! tombstones are among the chunks), and a final end record that counts the chunks. It is written to a temporary file, fsynced, renamed and the directory
 //! fsynced, so it is either whole or absent; a snapshot that does not check out anyway
 //! is reported and not used.
 
@@ -13,7 +13,7 @@ use super::frame::{encode_frame, parse_frame, Parsed};
 use super::fs::{write_atomic, FileSystem};
 use super::record::{self, Record};
 use super::segment::parse_hex_name;
-use crate::crdt::{CounterEntry, OriginDelta, State};
+use crate::crdt::{CounterEntry, OriginDelta, OriginVersion, State};
 use std::io;
 use std::path::Path;
 
@@ -61,11 +61,31 @@ pub fn encode(state: &State, last_seq: u64) -> Vec<u8> {
         chunk_len += len;
         chunk.push(delta);
     }
-    let total = if chunk.is_empty() {
-        chunks
-    } else {
-        flush(&mut chunk, &mut out)
+    if !chunk.is_empty() {
+        flush(&mut chunk, &mut out);
+    }
+    let mut total = chunks;
+    let mut retired: Vec<OriginVersion> = Vec::new();
+    let mut retired_len = 0;
+    let mut flush_retired = |retired: &mut Vec<OriginVersion>, out: &mut Vec<u8>| {
+        total += 1;
+        data.clear();
+        record::encode_retired(retired, &mut data);
+        encode_frame(total, &data, out);
+        retired.clear();
     };
+    for ov in state.retired_origins() {
+        let len = record::retired_len(&ov);
+        if !retired.is_empty() && retired_len + len > CHUNK_BYTES {
+            flush_retired(&mut retired, &mut out);
+            retired_len = 0;
+        }
+        retired_len += len;
+        retired.push(ov);
+    }
+    if !retired.is_empty() {
+        flush_retired(&mut retired, &mut out);
+    }
     data.clear();
     record::encode_snapshot_end(total, &mut data);
     encode_frame(total + 1, &data, &mut out);
@@ -160,6 +180,7 @@ pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<State, SnapshotFault> {
                     state.apply_delta(d);
                 }
             }
+            Ok(Record::Retired(retired)) => state.retire_all(&retired),
             Ok(Record::SnapshotEnd { chunks }) if chunks + 1 == seq => {
                 if next != bytes.len() {
                     return Err((next as u64, "bytes after the end of the snapshot".into()));

@@ -412,6 +412,55 @@ fn wal_snapshot_delete_and_recover_equals_the_state_before() {
     assert_eq!(report.records_replayed, status.last_seq - snap_seq);
 }
 
+/// Retirements through records and a snapshot: recovery holds the retired origins
+/// retired again (tombstones in the chunks, the list after them), and a delta logged
+/// after a retirement that undid it replays as an undo.
+#[test]
+fn wal_retirements_survive_records_a_snapshot_and_an_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = WalConfig {
+        snapshot_records: 1_000_000,
+        ..tiny(4096)
+    };
+    let (mut node, _) = Node::open(dir.path(), opts.clone());
+    node.write(3);
+    for peer in ["gone-a", "gone-b", "back"] {
+        node.learned(peer, "x", 5);
+        node.learned(peer, "y", 2);
+    }
+    let retired: Vec<OriginVersion> = ["gone-a", "gone-b", "back"]
+        .iter()
+        .map(|p| OriginVersion {
+            origin: Origin::new(*p, 7),
+            version: 2,
+        })
+        .collect();
+    node.state.retire_all(&retired);
+    node.wal.append_retired(&retired).unwrap();
+    node.learned("back", "x", 9);
+    let values: Vec<(String, i64)> = node.state.values().map(|(c, v)| (c.into(), v)).collect();
+    let held = (image(&node.state), node.state.retired_origins());
+    assert_eq!(held.1.len(), 2, "back came back");
+    drop(node);
+
+    let reopen = |dir: &Path| {
+        let (node, _) = Node::open(dir, opts.clone());
+        let values: Vec<(String, i64)> = node.state.values().map(|(c, v)| (c.into(), v)).collect();
+        (values, image(&node.state), node.state.retired_origins())
+    };
+    assert_eq!(
+        reopen(dir.path()),
+        (values.clone(), held.0.clone(), held.1.clone())
+    );
+
+    let (mut node, _) = Node::open(dir.path(), opts.clone());
+    node.wal.snapshot(&node.state).unwrap();
+    drop(node);
+    let segments_left = segments(dir.path()).len();
+    assert_eq!(reopen(dir.path()), (values, held.0, held.1));
+    assert!(segments_left <= 1, "the snapshot covers the log");
+}
+
 /// Keyed operations, a fold and a pass, through records and a snapshot: recovery
 /// restores every acceptance, ledger and tombstone, so retries stay recognised.
 #[test]

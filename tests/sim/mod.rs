@@ -24,7 +24,7 @@
 #![allow(dead_code)] // Each test binary that includes the simulator uses a part of it.
 
 use gctr::codec::{self, Frame};
-use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, State};
+use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, OriginVersion, State};
 use gctr::engine::{Config, Engine, Stats};
 use gctr::member::{Member, NodeName};
 use gctr::membership::{self, Membership};
@@ -147,6 +147,9 @@ impl Ord for Msg {
 pub struct SimLog {
     /// Durable local batches and learned deltas, in log order.
     pub deltas: Vec<OriginDelta>,
+    /// Retirements logged; a restart makes them after replaying `deltas` (where the
+    /// origin has not moved past its version since, they hold).
+    pub retired: Vec<OriginVersion>,
     /// Commits still to fail.
     pub fail_commits: usize,
     /// The incarnation the node took while running, which a restart resumes under.
@@ -176,6 +179,11 @@ impl Storage for SimStorage {
 
     fn log_learned(&mut self, deltas: &[OriginDelta]) -> io::Result<()> {
         self.log().deltas.extend_from_slice(deltas);
+        Ok(())
+    }
+
+    fn log_retired(&mut self, retired: &[OriginVersion]) -> io::Result<()> {
+        self.log().retired.extend_from_slice(retired);
         Ok(())
     }
 
@@ -467,6 +475,7 @@ impl Sim {
         for delta in &self.log(i).deltas {
             state.apply_delta(delta);
         }
+        state.retire_all(&self.log(i).retired);
         self.start(i, state);
     }
 
@@ -479,6 +488,7 @@ impl Sim {
             state.apply_delta(delta);
         }
         self.log(i).deltas = backup;
+        self.log(i).retired.clear();
         self.start(i, state);
         let now = self.now;
         if let Some(core) = self.nodes[i].core.as_mut() {
@@ -495,6 +505,7 @@ impl Sim {
         self.crash(i);
         self.nodes[i].origin.incarnation = self.rng.u64(..);
         self.log(i).deltas.clear();
+        self.log(i).retired.clear();
         self.log(i).renewed = None;
         self.start(i, State::new());
     }
@@ -502,6 +513,7 @@ impl Sim {
     pub fn restart_empty_same_origin(&mut self, i: usize) {
         self.crash(i);
         self.log(i).deltas.clear();
+        self.log(i).retired.clear();
         self.start(i, State::new());
     }
 
