@@ -2,7 +2,9 @@
 //! members (no `--wal`) are restarted 200 times in all, each run writing once (and
 //! stopped only once the seed holds that write: without a WAL it would die with it). With
 //! `--retire-after 1s`, every node ends holding one live origin per member, the retired
-//! ones summed, and every value exact.
+//! ones summed, and every value exact. The seed keeps a WAL: restarted with
+//! `--retire-after 1h`, it holds what it retired retired from its first answer (only
+//! its log can tell it so).
 
 mod common;
 
@@ -19,7 +21,10 @@ fn two_hundred_ephemeral_restarts_leave_one_live_origin_per_member_and_exact_val
     let dir = tempfile::tempdir().expect("temp dir");
     let args = ["--retire-after", "1s", "--log-level", "warn"];
     let (gossip, http) = node_addrs();
-    let seed = start_node(dir.path(), "seed", (&gossip, &http), &[], &args);
+    let data = dir.path().join("seed-data");
+    let data = data.to_str().expect("a UTF-8 temp path");
+    let seed_args = [&args[..], &["--wal", data]].concat();
+    let mut seed = start_node(dir.path(), "seed", (&gossip, &http), &[], &seed_args);
     let mut ephemeral: Vec<Option<TestNode>> = (0..EPHEMERAL).map(|_| None).collect();
     for restart in 1..=RESTARTS {
         let slot = restart % EPHEMERAL;
@@ -79,4 +84,14 @@ fn two_hundred_ephemeral_restarts_leave_one_live_origin_per_member_and_exact_val
     assert_eq!(live + retired, RESTARTS as u64 + 1);
     assert!(figure(&seed, &["state", "origins_retired"]) >= (RESTARTS - EPHEMERAL) as u64);
     assert!(figure(&seed, &["state", "retirements"]) >= (RESTARTS - EPHEMERAL) as u64);
+
+    let members = nodes.len() as u64;
+    let retired = figure(&seed, &["state", "origins_retired"]);
+    assert_eq!(seed.proc.terminate(Duration::from_secs(10)), Some(0));
+    let patient = ["--retire-after", "1h", "--log-level", "warn", "--wal", data];
+    let seed = start_node(dir.path(), "seed", (&gossip, &http), &[], &patient);
+    assert_eq!(figure(&seed, &["state", "origins_retired"]), retired);
+    assert!(figure(&seed, &["state", "origins_live"]) <= members);
+    let nodes: Vec<&TestNode> = ephemeral.iter().flatten().chain([&seed]).collect();
+    wait_converged(&nodes, &expected, Duration::from_secs(30));
 }
