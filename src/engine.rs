@@ -160,7 +160,8 @@ pub struct Engine {
     agreed_summaries: HashMap<NodeName, Vec<u64>>,
     /// The node core needs its peers' whole digests (besides while this node's own
     /// acceptances are unresolved).
-    needs_whole: bool,
+    /// How often the node core needs its peers' whole digests, if it does.
+    whole_every: Option<Duration>,
     /// Per peer, when this node last asked it for its whole digest, and the number of
     /// that request: only pages answering it are gathered.
     whole_asked: HashMap<NodeName, (Duration, u64)>,
@@ -204,7 +205,7 @@ impl Engine {
             peer_digests: HashMap::new(),
             retired_hints: HashMap::new(),
             agreed_summaries: HashMap::new(),
-            needs_whole: false,
+            whole_every: None,
             whole_asked: HashMap::new(),
             wholes: HashMap::new(),
             summary_cache: None,
@@ -292,27 +293,35 @@ impl Engine {
         }
     }
 
-    /// Says whether the node core needs its peers' whole digests (to become ready for
-    /// idempotency keys); they are also needed while any of this node's own acceptances
-    /// is unresolved. While they are, a summary to a peer asks it for its whole digest
-    /// once every [`WHOLE_DIGEST_INTERVAL`]: summaries stand for a peer's digest only when
-    /// they agree in every bucket, which writes in flight can keep from happening.
-    pub fn set_needs_whole_digests(&mut self, needs: bool) {
-        self.needs_whole = needs;
+    /// Says how often the node core needs its peers' whole digests, if it does: every
+    /// [`WHOLE_DIGEST_INTERVAL`] to become ready for idempotency keys, less often to
+    /// retire origins. They are also needed every [`WHOLE_DIGEST_INTERVAL`] while any of
+    /// this node's own acceptances is unresolved. While they are, a summary to a peer
+    /// asks it for its whole digest once that often: summaries stand for a peer's digest
+    /// only when they agree in every bucket, which writes in flight can keep from
+    /// happening.
+    pub fn set_needs_whole_digests(&mut self, every: Option<Duration>) {
+        self.whole_every = every;
     }
 
     /// `frame`, a Summary marked as asking `peer` for its whole digest if this node
-    /// needs it and has not asked `peer` within [`WHOLE_DIGEST_INTERVAL`].
+    /// needs it and has not asked `peer` within the interval it needs it at.
     fn ask_whole(&mut self, now: Duration, peer: &NodeName, mut frame: Frame) -> Frame {
         let Frame::Summary { wants_whole, .. } = &mut frame else {
             return frame;
         };
-        let needs = self.needs_whole || self.state.has_unresolved_of(&self.me);
+        let every = match self.state.has_unresolved_of(&self.me) {
+            true => Some(WHOLE_DIGEST_INTERVAL),
+            false => self.whole_every,
+        };
+        let Some(every) = every else {
+            return frame;
+        };
         let due = self
             .whole_asked
             .get(peer)
-            .is_none_or(|&(at, _)| now >= at + WHOLE_DIGEST_INTERVAL);
-        if needs && due {
+            .is_none_or(|&(at, _)| now >= at + every);
+        if due {
             let request = self.rng.u64(1..);
             *wants_whole = request;
             self.whole_asked.insert(peer.clone(), (now, request));

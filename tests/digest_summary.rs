@@ -358,12 +358,33 @@ fn requests_after(net: &mut Net, after: Duration) -> Vec<u64> {
         .collect()
 }
 
+/// Retiring origins needs whole digests too, but can wait: asked for every 10 s, a
+/// node asks each peer that seldom.
+#[test]
+fn a_node_that_needs_whole_digests_seldom_asks_that_seldom() {
+    let mut net = Net::alike(2, 1000);
+    let every = gctr::node_core::RETIRE_DIGEST_INTERVAL;
+    net.engines[0].set_needs_whole_digests(Some(every));
+    net.round();
+    assert!(net.take_sent().contains_key(&FrameType::Page));
+    let rounds = (every.as_millis() / DEFAULT_GOSSIP_INTERVAL.as_millis()) as usize;
+    for _ in 1..rounds {
+        net.round();
+    }
+    assert_eq!(
+        net.take_sent().keys().collect::<Vec<_>>(),
+        vec![&FrameType::Summary]
+    );
+    net.round();
+    assert!(net.take_sent().contains_key(&FrameType::Page));
+}
+
 #[test]
 fn a_node_that_needs_whole_digests_asks_each_peer_for_one_once_a_second() {
     // Writes in flight can keep summaries from ever agreeing in every bucket, so a node
     // deciding keys' stability asks for whole digests: pages of one moment.
     let mut net = Net::alike(2, 1000);
-    net.engines[0].set_needs_whole_digests(true);
+    net.engines[0].set_needs_whole_digests(Some(gctr::engine::WHOLE_DIGEST_INTERVAL));
     let delta = change(&Origin::new("gone-000042", 42), 2);
     net.engines[1].handle_frame(net.now, &name(9), Frame::Push { delta: vec![delta] });
     net.engines[1].drain_outputs();
@@ -391,7 +412,7 @@ fn a_node_that_needs_whole_digests_asks_each_peer_for_one_once_a_second() {
         vec![many_origins(1000), State::new()],
         codec::DEFAULT_MAX_PAYLOAD,
     );
-    fresh.engines[0].set_needs_whole_digests(true);
+    fresh.engines[0].set_needs_whole_digests(Some(gctr::engine::WHOLE_DIGEST_INTERVAL));
     let ask = |net: &mut Net| match requests_after(net, interval)[..] {
         [request] if request != 0 => request,
         ref other => panic!("requests {other:?}"),

@@ -29,13 +29,13 @@ mod storage;
 mod tests;
 
 pub use origin_guard::{GuardStatus, OriginGuard, TWIN_PING_INTERVAL};
-pub use retirement::{RetirementPolicy, DEFAULT_RETIRE_AFTER};
+pub use retirement::{RetirementPolicy, DEFAULT_RETIRE_AFTER, RETIRE_DIGEST_INTERVAL};
 pub use stability::StabilityView;
 pub use storage::{fresh_incarnation, CommitStarted, MemoryStorage, Storage};
 
 use crate::codec::Frame;
 use crate::crdt::{Fold, LocalOp, OpError, OpKind, Origin, OriginDelta, PreparedBatch, State};
-use crate::engine::{Engine, Output, Stats};
+use crate::engine::{Engine, Output, Stats, WHOLE_DIGEST_INTERVAL};
 use crate::member::{Member, NodeName};
 use crate::membership::{self, MemberChange, MemberView, Membership};
 use crate::replication::PeerLag;
@@ -216,8 +216,14 @@ impl<R> NodeCore<R> {
     /// live member `from` showed, or (starting alone) once no member was heard of for
     /// the grace time.
     fn check_key_readiness(&mut self, now: Duration, from: Option<&NodeName>) {
-        let needs_whole = !self.keys.ready || self.retirement.waits_for_digests();
-        self.engine.set_needs_whole_digests(needs_whole);
+        let whole_every = if !self.keys.ready {
+            Some(WHOLE_DIGEST_INTERVAL)
+        } else if self.retirement.waits_for_digests() {
+            Some(RETIRE_DIGEST_INTERVAL)
+        } else {
+            None
+        };
+        self.engine.set_needs_whole_digests(whole_every);
         if self.keys.ready {
             return;
         }

@@ -33,6 +33,9 @@ use std::time::Duration;
 pub const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(3600);
 /// How often origins are looked over.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often each member is asked for its whole digest while a retirement waits for
+/// one: seldom, as a digest of many origins is large and retiring can wait.
+pub const RETIRE_DIGEST_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Which origins are gone, since when, and when to look again.
 #[derive(Debug)]
