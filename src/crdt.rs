@@ -418,6 +418,9 @@ pub struct State {
     /// Per counter id, the totals of the retired origins (see [`retire`]).
     base: Vec<(u128, u128)>,
     retirements: retire::RetireStats,
+    /// Retirements recovery replayed but could not make yet (see
+    /// [`State::retire_all`]), by origin.
+    logged_retirements: HashMap<Origin, u64>,
 }
 
 impl Default for State {
@@ -433,6 +436,7 @@ impl Default for State {
             generation: 0,
             base: Vec::new(),
             retirements: retire::RetireStats::default(),
+            logged_retirements: HashMap::new(),
         }
     }
 }

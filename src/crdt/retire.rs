@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug)]
 pub(super) struct Tombstone {
     totals: Box<[(CounterId, Totals)]>,
+    /// Sorted by counter id.
     ledgers: Box<[(CounterId, Folded)]>,
 }
 
@@ -90,11 +91,15 @@ impl State {
             base.1 += u128::from(held.n);
             totals.push((counter, held));
         }
+        self.logged_retirements.remove(origin);
         let record = &mut self.origin_records[id as usize];
         record.slots = 0;
         record.retired = Some(Box::new(Tombstone {
             totals: totals.into_boxed_slice(),
-            ledgers: ledgers.into_boxed_slice(),
+            ledgers: {
+                ledgers.sort_unstable_by_key(|&(counter, _)| counter);
+                ledgers.into_boxed_slice()
+            },
         }));
         self.retirements.done += 1;
         self.retirements.retired += 1;
@@ -102,11 +107,25 @@ impl State {
     }
 
     /// Retires each origin at its version where it can retire there (see
-    /// [`State::retire`]); recovery replays logged retirements with it.
+    /// [`State::retire`]); recovery replays logged retirements with it. One it cannot
+    /// retire yet, though still at that version (its acceptances of keys, expired
+    /// before, came back with the records that made them), is remembered: see
+    /// [`State::logged_retirement`].
     pub fn retire_all(&mut self, retired: &[super::OriginVersion]) {
         for ov in retired {
-            self.retire(&ov.origin, ov.version);
+            if !self.retire(&ov.origin, ov.version) && self.known(&ov.origin) == ov.version {
+                self.logged_retirements
+                    .insert(ov.origin.clone(), ov.version);
+            }
         }
+    }
+
+    /// The version a logged retirement of `origin` that recovery could not make was
+    /// at, while the origin is still live and at that version.
+    pub fn logged_retirement(&self, origin: &Origin) -> Option<u64> {
+        let version = *self.logged_retirements.get(origin)?;
+        let still = self.retired_at(origin).is_none() && self.known(origin) == version;
+        still.then_some(version)
     }
 
     /// Every retired origin with the version it retired at, in origin order.
@@ -198,9 +217,9 @@ impl State {
                     CounterEntry::plain(self.counters.name(counter), t.p, t.n, t.version);
                 entry.keyed = tombstone
                     .ledgers
-                    .iter()
-                    .find(|(c, _)| *c == counter)
-                    .map(|&(_, f)| Box::new(Keyed::Folded(f)));
+                    .binary_search_by_key(&counter, |&(c, _)| c)
+                    .ok()
+                    .map(|at| Box::new(Keyed::Folded(tombstone.ledgers[at].1)));
                 entry
             })
             .collect();
@@ -406,6 +425,38 @@ mod tests {
         );
         keyed.expire_keys(u64::MAX, 0);
         assert_eq!(keyed.retirable_at(&gone), Some(2));
+    }
+
+    /// Recovery replays an origin's acceptances (expired before) with the records that
+    /// made them, so its logged retirement cannot be made yet: it is remembered, and
+    /// made once the keys expire again.
+    #[test]
+    fn a_logged_retirement_that_cannot_be_made_at_recovery_waits_for_the_keys_to_expire() {
+        let gone = Origin::new("gone", 1);
+        let mut live = State::new();
+        let op = LocalOp {
+            key: Some("k".into()),
+            ..inc("x", 5)
+        };
+        let accepted = live.prepare_batch(&gone, &[op], 0, &[]);
+        live.apply_local(&accepted);
+        let folds = live.plan_folds(&gone, |_| Resolution::Fold);
+        let folded = live.prepare_batch(&gone, &[], 1, &folds);
+        live.apply_local(&folded);
+        live.expire_keys(u64::MAX, 0);
+        assert!(live.retire(&gone, 2));
+        let logged = live.retired_origins();
+
+        let mut recovered = State::new();
+        recovered.apply_delta(&accepted.delta);
+        recovered.apply_delta(&folded.delta);
+        recovered.retire_all(&logged);
+        assert!(!recovered.is_retired(&gone), "its acceptance is back");
+        assert_eq!(recovered.logged_retirement(&gone), Some(2));
+        recovered.expire_keys(u64::MAX, 0);
+        assert!(recovered.retire(&gone, 2));
+        assert_eq!(recovered.logged_retirement(&gone), None);
+        assert_eq!(recovered.value("x"), live.value("x"));
     }
 
     #[test]

@@ -16,7 +16,10 @@
 //! A node that joins cannot tell how long an origin it learns of has been gone, so
 //! peers that send it a retired origin's tombstone say they retired it
 //! (`Frame::Retired`): an origin gone here too, that a peer retired at the version this
-//! node knows it up to, retires without waiting out the retire-after time.
+//! node knows it up to, retires without waiting out the retire-after time. So does one
+//! this node retired before a restart whose logged retirement recovery could not make
+//! yet (acceptances of keys the origin made return with their records until they
+//! expire again).
 //!
 //! Retiring never changes a value (the CRDT keeps the origin's totals in a retired sum),
 //! so a wrong guess costs work, not exactness: an origin that writes again (a node taken
@@ -100,10 +103,11 @@ impl RetirementPolicy {
             }
             let since = self.gone_since.get(origin).copied().unwrap_or(now);
             gone_since.insert(origin.clone(), since);
-            let retired_by_peer = engine.retired_hint(origin) == Some(known);
+            let retired_elsewhere = engine.retired_hint(origin) == Some(known)
+                || engine.state().logged_retirement(origin) == Some(known);
             // A huge retire-after time saturates instead of overflowing.
             let due_at = since.checked_add(after).unwrap_or(Duration::MAX);
-            if now >= due_at || retired_by_peer {
+            if now >= due_at || retired_elsewhere {
                 due.push((origin.clone(), known));
             }
         }
