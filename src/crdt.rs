@@ -974,7 +974,7 @@ fn saturate(v: i128) -> i64 {
 mod tests {
     use super::*;
 
-    fn inc(counter: &str, amount: u64) -> LocalOp {
+    pub(super) fn inc(counter: &str, amount: u64) -> LocalOp {
         LocalOp {
             counter: counter.into(),
             kind: OpKind::Increment,

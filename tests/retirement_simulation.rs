@@ -42,6 +42,22 @@ fn most_live_origins(sim: &Sim) -> usize {
         .unwrap_or(0)
 }
 
+/// Restarts node `node` without its data `times` times, each run writing once.
+fn restart_writing_once(sim: &mut Sim, node: usize, times: usize) {
+    for _ in 0..times {
+        sim.run(&[
+            Step::Op {
+                node,
+                counter: "c0".into(),
+                by: 1,
+            },
+            Step::Run(ms(300)),
+            Step::RestartFresh(node),
+            Step::Run(ms(200)),
+        ]);
+    }
+}
+
 /// Runs until `done` holds, checking every 200 ms; panics after `within`.
 fn run_until(sim: &mut Sim, within: Duration, what: &str, done: impl Fn(&Sim) -> bool) {
     let deadline = sim.now() + within;
@@ -264,18 +280,7 @@ fn a_replica_away_for_long_with_a_retired_origins_last_writes_changes_no_count_w
 fn a_newcomer_retires_what_its_peers_retired_without_waiting() {
     let seed = seed_or(1903);
     let mut sim = cluster(seed, Link::faulty(0.05, 0.02));
-    for _ in 0..30 {
-        sim.run(&[
-            Step::Op {
-                node: 1,
-                counter: "c0".into(),
-                by: 1,
-            },
-            Step::Run(ms(300)),
-            Step::RestartFresh(1),
-            Step::Run(ms(200)),
-        ]);
-    }
+    restart_writing_once(&mut sim, 1, 30);
     sim.converge_within(secs(30));
     live_origins_within(&mut sim, MEMBERS, RETIRE_AFTER + secs(30));
     let before = sim.state(0).expect("running").origin_count();
@@ -332,18 +337,7 @@ fn a_retire_after_time_past_any_clock_never_retires() {
 fn a_durable_restart_keeps_its_retirements() {
     let seed = seed_or(1905);
     let mut sim = cluster(seed, Link::perfect());
-    for _ in 0..10 {
-        sim.run(&[
-            Step::Op {
-                node: 1,
-                counter: "c0".into(),
-                by: 1,
-            },
-            Step::Run(ms(300)),
-            Step::RestartFresh(1),
-            Step::Run(ms(200)),
-        ]);
-    }
+    restart_writing_once(&mut sim, 1, 10);
     sim.converge_within(secs(30));
     live_origins_within(&mut sim, MEMBERS, RETIRE_AFTER + secs(30));
     let retired = sim.state(3).expect("running").retire_stats().retired;

@@ -280,17 +280,9 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{CounterEntry, Keyed, LocalOp, OpKind, Resolution};
+    use super::super::tests::inc;
+    use super::super::{CounterEntry, Keyed, LocalOp, Resolution};
     use super::*;
-
-    fn inc(counter: &str, amount: u64) -> LocalOp {
-        LocalOp {
-            counter: counter.into(),
-            kind: OpKind::Increment,
-            amount,
-            key: None,
-        }
-    }
 
     /// `origin`'s replica after `ops` (one batch each), and the deltas it made.
     fn writer(origin: &Origin, ops: &[LocalOp]) -> (State, Vec<OriginDelta>) {

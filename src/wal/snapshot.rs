@@ -13,7 +13,8 @@ use super::frame::{encode_frame, parse_frame, Parsed};
 use super::fs::{write_atomic, FileSystem};
 use super::record::{self, Record};
 use super::segment::parse_hex_name;
-use crate::crdt::{CounterEntry, OriginDelta, OriginVersion, State};
+use super::split_by_len;
+use crate::crdt::{CounterEntry, OriginDelta, State};
 use std::io;
 use std::path::Path;
 
@@ -40,55 +41,30 @@ pub fn encode(state: &State, last_seq: u64) -> Vec<u8> {
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
     out.extend_from_slice(&last_seq.to_le_bytes());
-    let mut chunk: Vec<OriginDelta> = Vec::new();
-    let mut chunk_len = 0;
-    let mut chunks = 0u64;
+    let mut records = 0u64;
+    let mut put = |data: &[u8], out: &mut Vec<u8>| {
+        records += 1;
+        encode_frame(records, data, out);
+    };
     let mut data = Vec::new();
-    let mut flush = |chunk: &mut Vec<OriginDelta>, out: &mut Vec<u8>| {
-        chunks += 1;
+    let deltas: Vec<OriginDelta> = state
+        .to_deltas()
+        .into_iter()
+        .flat_map(split_delta)
+        .collect();
+    for chunk in split_by_len(&deltas, CHUNK_BYTES, record::delta_len) {
         data.clear();
         record::encode_learned(chunk, &mut data);
-        encode_frame(chunks, &data, out);
-        chunk.clear();
-        chunks
-    };
-    for delta in state.to_deltas().into_iter().flat_map(split_delta) {
-        let len = record::delta_len(&delta);
-        if !chunk.is_empty() && chunk_len + len > CHUNK_BYTES {
-            flush(&mut chunk, &mut out);
-            chunk_len = 0;
-        }
-        chunk_len += len;
-        chunk.push(delta);
+        put(&data, &mut out);
     }
-    if !chunk.is_empty() {
-        flush(&mut chunk, &mut out);
-    }
-    let mut total = chunks;
-    let mut retired: Vec<OriginVersion> = Vec::new();
-    let mut retired_len = 0;
-    let mut flush_retired = |retired: &mut Vec<OriginVersion>, out: &mut Vec<u8>| {
-        total += 1;
+    for chunk in split_by_len(&state.retired_origins(), CHUNK_BYTES, record::retired_len) {
         data.clear();
-        record::encode_retired(retired, &mut data);
-        encode_frame(total, &data, out);
-        retired.clear();
-    };
-    for ov in state.retired_origins() {
-        let len = record::retired_len(&ov);
-        if !retired.is_empty() && retired_len + len > CHUNK_BYTES {
-            flush_retired(&mut retired, &mut out);
-            retired_len = 0;
-        }
-        retired_len += len;
-        retired.push(ov);
-    }
-    if !retired.is_empty() {
-        flush_retired(&mut retired, &mut out);
+        record::encode_retired(chunk, &mut data);
+        put(&data, &mut out);
     }
     data.clear();
-    record::encode_snapshot_end(total, &mut data);
-    encode_frame(total + 1, &data, &mut out);
+    record::encode_snapshot_end(records, &mut data);
+    encode_frame(records + 1, &data, &mut out);
     out
 }
 
