@@ -51,6 +51,8 @@ NODE_FAMILIES = {
     "gctr_members": "gauge",
     "gctr_counters": "gauge",
     "gctr_origins": "gauge",
+    "gctr_origins_retired": "gauge",
+    "gctr_retirements": "counter",
     "gctr_entries": "gauge",
     "gctr_replication_lag_versions": "gauge",
     "gctr_replication_lag_seconds": "gauge",
