@@ -121,11 +121,9 @@ impl State {
     }
 
     /// The version a logged retirement of `origin` that recovery could not make was
-    /// at, while the origin is still live and at that version.
+    /// at (the caller checks it against what is known now), until it is made.
     pub fn logged_retirement(&self, origin: &Origin) -> Option<u64> {
-        let version = *self.logged_retirements.get(origin)?;
-        let still = self.retired_at(origin).is_none() && self.known(origin) == version;
-        still.then_some(version)
+        self.logged_retirements.get(origin).copied()
     }
 
     /// Every retired origin with the version it retired at, in origin order.
@@ -313,7 +311,12 @@ mod tests {
         let buckets = state.bucket_hashes(crate::summary::Span::ALL, 2);
         assert_eq!(state.retirable_at(&gone), Some(3));
         assert!(!state.retire(&gone, 2), "only at the version known");
+        let generation = state.generation();
         assert!(state.retire(&gone, 3));
+        assert!(
+            state.generation() > generation,
+            "caches of derived figures see it"
+        );
         assert!(!state.retire(&gone, 3), "once");
         assert_eq!((values(&state), state.digest(), state.to_deltas()), before);
         assert_eq!(state.entries_after(&gone, 1), sent);
@@ -364,6 +367,18 @@ mod tests {
         assert_eq!((stats.done, stats.undone, stats.retired), (1, 1, 0));
 
         assert!(state.retire(&gone, 4));
+        // A range past the retirement with no entry (its changes were acceptances of
+        // keys, expired since) still brings the origin back, so digests agree again.
+        state.apply_delta(&OriginDelta {
+            origin: gone.clone(),
+            from: 4,
+            to: 5,
+            entries: Vec::new(),
+        });
+        assert!(!state.is_retired(&gone));
+        assert_eq!(state.known(&gone), 5);
+        assert_eq!(values(&state), values(&full));
+        assert!(state.retire(&gone, 5));
         let past = crate::crdt::Totals {
             p: 9,
             n: 0,
@@ -385,6 +400,14 @@ mod tests {
         gap.apply_delta(&deltas[1]);
         assert_eq!(gap.retirable_at(&gone), None, "known 0, holds 2");
         assert_eq!(State::new().retirable_at(&gone), None, "never heard of");
+        let mut nothing = State::new();
+        nothing.apply_delta(&OriginDelta {
+            origin: gone.clone(),
+            from: 5,
+            to: 5,
+            entries: Vec::new(),
+        });
+        assert_eq!(nothing.retirable_at(&gone), None, "heard of, nothing held");
 
         let mut unversioned = State::new();
         unversioned.apply_delta(&deltas[0]);
