@@ -307,7 +307,7 @@ mod tests {
             state.apply_delta(&d);
         }
         let before = (values(&state), state.digest(), state.to_deltas());
-        let sent = state.entries_after(&gone, 1);
+        let sent: Vec<Vec<CounterEntry>> = (0..=3).map(|v| state.entries_after(&gone, v)).collect();
         let buckets = state.bucket_hashes(crate::summary::Span::ALL, 2);
         assert_eq!(state.retirable_at(&gone), Some(3));
         assert!(!state.retire(&gone, 2), "only at the version known");
@@ -319,7 +319,9 @@ mod tests {
         );
         assert!(!state.retire(&gone, 3), "once");
         assert_eq!((values(&state), state.digest(), state.to_deltas()), before);
-        assert_eq!(state.entries_after(&gone, 1), sent);
+        let after: Vec<Vec<CounterEntry>> =
+            (0..=3).map(|v| state.entries_after(&gone, v)).collect();
+        assert_eq!(after, sent, "from the tombstone, above each version");
         assert_eq!(state.bucket_hashes(crate::summary::Span::ALL, 2), buckets);
         assert_eq!(state.counter_totals("x").len(), 1, "only live's entry");
         assert_eq!(state.retired_totals("x"), (8, 0));
@@ -390,6 +392,28 @@ mod tests {
             "unversioned totals past the tombstone undo too"
         );
         assert_eq!(state.value("x"), 9);
+        assert!(state.retire(&gone, 5));
+        let fewer = crate::crdt::Totals {
+            p: 9,
+            n: 0,
+            version: 0,
+        };
+        state.merge_entry(&gone, "x", fewer);
+        assert!(
+            state.is_retired(&gone),
+            "totals the tombstone holds are dropped"
+        );
+        let decremented = crate::crdt::Totals {
+            p: 9,
+            n: 2,
+            version: 0,
+        };
+        state.merge_entry(&gone, "x", decremented);
+        assert!(
+            !state.is_retired(&gone),
+            "decrements past the tombstone undo too"
+        );
+        assert_eq!(state.value("x"), 7);
     }
 
     #[test]
