@@ -326,6 +326,8 @@ mod tests {
         assert_eq!(state.counter_totals("x").len(), 1, "only live's entry");
         assert_eq!(state.retired_totals("x"), (8, 0));
         assert_eq!((state.live_origin_count(), state.origin_count()), (1, 2));
+        let listed: Vec<(&Origin, u64)> = state.live_origins().collect();
+        assert_eq!(listed, [(&live, 1)]);
         assert_eq!(state.entry_count(), 1);
         assert!(state.is_retired(&gone));
         let stats = state.retire_stats();
