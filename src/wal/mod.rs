@@ -329,28 +329,29 @@ impl Wal {
         if deltas.is_empty() {
             return Ok(());
         }
-        self.frames.clear();
-        let budget = MAX_RECORD_BYTES - 16;
-        let mut records = 0u64;
-        for part in split_by_len(deltas, budget, record::delta_len) {
-            self.scratch.clear();
-            record::encode_learned(part, &mut self.scratch);
-            check_record_len(self.scratch.len())?;
-            encode_frame(self.next_seq + records, &self.scratch, &mut self.frames);
-            records += 1;
-        }
-        self.write_frames(records, false)
+        self.append_unsynced(deltas, record::delta_len, record::encode_learned)
     }
 
     /// Logs retirements (see `crdt::retire`), without an fsync of its own: one lost to a
     /// crash is made again later. A list too large for one record is split.
     pub fn append_retired(&mut self, retired: &[OriginVersion]) -> Result<(), WalError> {
+        self.append_unsynced(retired, record::retired_len, record::encode_retired)
+    }
+
+    /// Appends `items` as records of at most [`MAX_RECORD_BYTES`], each encoded by
+    /// `encode` from the items `len` says fit, without an fsync of their own.
+    fn append_unsynced<T>(
+        &mut self,
+        items: &[T],
+        len: impl Fn(&T) -> usize,
+        encode: impl Fn(&[T], &mut Vec<u8>),
+    ) -> Result<(), WalError> {
         self.frames.clear();
         let budget = MAX_RECORD_BYTES - 16;
         let mut records = 0u64;
-        for part in split_by_len(retired, budget, record::retired_len) {
+        for part in split_by_len(items, budget, len) {
             self.scratch.clear();
-            record::encode_retired(part, &mut self.scratch);
+            encode(part, &mut self.scratch);
             check_record_len(self.scratch.len())?;
             encode_frame(self.next_seq + records, &self.scratch, &mut self.frames);
             records += 1;
