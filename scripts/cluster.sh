@@ -231,20 +231,22 @@ cmd_simulation() {
     local counter="sim-$RANDOM$RANDOM" expected=0 ops=0 failed=0
     local deadline=$((SECONDS + seconds))
     echo "simulation: random operations on '$counter' across nodes ${live[*]} for ${seconds}s"
+    # Each operation carries an idempotency key, so a retry after a failure that was
+    # applied after all (a timeout, say) counts once: the expected value stays exact.
     while ((SECONDS < deadline)); do
-        local node="${live[RANDOM % ${#live[@]}]}" by=$((RANDOM % 5 + 1))
-        if ((RANDOM % 2)); then
-            if gctr dec "$counter" --by "$by" --node "$node" >/dev/null 2>&1; then
-                expected=$((expected - by))
-            else failed=$((failed + 1)); fi
-        else
-            if gctr inc "$counter" --by "$by" --node "$node" >/dev/null 2>&1; then
-                expected=$((expected + by))
-            else failed=$((failed + 1)); fi
-        fi
+        local node="${live[RANDOM % ${#live[@]}]}" by=$((RANDOM % 5 + 1)) op=inc sign=1 try
+        ((RANDOM % 2)) && op=dec sign=-1
+        for try in 1 2 3 4 5; do
+            gctr "$op" "$counter" --by "$by" --id "$counter-$ops" --node "$node" >/dev/null 2>&1 &&
+                break
+            failed=$((failed + 1))
+            ((try < 5)) || die "simulation: node $node failed one $op 5 times; its outcome is unknown"
+            sleep 0.1
+        done
+        expected=$((expected + sign * by))
         ops=$((ops + 1))
     done
-    echo "simulation: $ops operations ($failed failed), expected value $expected"
+    echo "simulation: $ops operations ($failed attempts retried), expected value $expected"
     local settle=$((SECONDS + 30)) n agree
     while :; do
         agree=1

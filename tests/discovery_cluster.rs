@@ -18,6 +18,9 @@ const HEARTBEAT: Duration = Duration::from_millis(300);
 const HEARTBEAT_ARG: &str = "300ms";
 const TTL_ARG: &str = "1s";
 const TTL: Duration = Duration::from_secs(1);
+/// How long a wait for something a few heartbeats bring may take on a loaded machine:
+/// the times taken are printed, speed is the benchmarks' business.
+const PATIENCE: Duration = Duration::from_secs(15);
 
 /// Starts `gctr discovery` on `addr` (so a restart can reuse it) and waits until it
 /// answers; its log goes to `log_dir/discovery.log`.
@@ -67,6 +70,17 @@ fn discovery_names(discovery: &str) -> BTreeSet<String> {
         .iter()
         .filter_map(|m| m["name"].as_str().map(String::from))
         .collect()
+}
+
+/// How long ago discovery last heard from member `name`.
+fn seen_ms_ago(discovery: &str, name: &str) -> u64 {
+    get_json(discovery, "/peers")
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["seen_ms_ago"].as_u64())
+        .unwrap_or_else(|| panic!("discovery does not list {name}"))
 }
 
 /// Names of the peers in a node's `GET /peers`.
@@ -123,7 +137,7 @@ fn five_nodes_find_each_other_converge_and_learn_a_late_node() {
     let nodes = start_members(dir.path(), &["1", "2", "3", "4", "5"], &discovery_addr);
     let all: Vec<&TestNode> = nodes.iter().collect();
 
-    let took = time_until("every node to know the other four", HEARTBEAT * 3, || {
+    let took = time_until("every node to know the other four", PATIENCE, || {
         all_know_each_other(&all)
     });
     eprintln!("five nodes knew each other {took:?} after the last one was up");
@@ -149,7 +163,7 @@ fn five_nodes_find_each_other_converge_and_learn_a_late_node() {
     let late = start_member(dir.path(), "6", &discovery_addr, (&g, &h));
     let mut six = all.clone();
     six.push(&late);
-    let took = time_until("every node to know the late one", HEARTBEAT * 3, || {
+    let took = time_until("every node to know the late one", PATIENCE, || {
         all_know_each_other(&six)
     });
     eprintln!("the late node was known to all {took:?} after it was up");
@@ -181,7 +195,7 @@ fn killed_nodes_leave_after_the_ttl_stopped_ones_at_once_and_both_return() {
     let discovery = free_addr().to_string();
     let _discovery = start_discovery(dir.path(), &discovery);
     let mut nodes = start_members(dir.path(), &["a", "b", "c"], &discovery);
-    wait_until("discovery to list a, b and c", TTL, || {
+    wait_until("discovery to list a, b and c", PATIENCE, || {
         discovery_names(&discovery).len() == 3
     });
     let addrs: Vec<(String, String)> = nodes
@@ -189,17 +203,20 @@ fn killed_nodes_leave_after_the_ttl_stopped_ones_at_once_and_both_return() {
         .map(|n| (n.gossip.clone(), n.http.clone()))
         .collect();
 
-    // SIGKILL: no deregistration, so b stays listed until its TTL runs out.
+    // SIGKILL: no deregistration, so b stays listed until its TTL runs out: at least
+    // the TTL after the last heartbeat discovery had from it when asked before the kill.
+    let asked = Instant::now();
+    let seen_ago = Duration::from_millis(seen_ms_ago(&discovery, "b") + 1);
     nodes[1].proc.kill();
     let killed = Instant::now();
-    let took = time_until("b to leave discovery", TTL * 4, || {
+    let took = time_until("b to leave discovery", PATIENCE, || {
         !discovery_names(&discovery).contains("b")
     });
     eprintln!("killed b left discovery {took:?} after the kill");
-    // Its last heartbeat came at most an interval before the kill (allow for a late one).
     assert!(
-        killed.elapsed() >= TTL / 2,
-        "b left before its TTL could run out"
+        asked.elapsed() + seen_ago >= TTL,
+        "b left {:?} after its last heartbeat, before its TTL could run out",
+        asked.elapsed() + seen_ago
     );
     wait_until(
         "a and c to see b unreachable",
@@ -226,7 +243,7 @@ fn killed_nodes_leave_after_the_ttl_stopped_ones_at_once_and_both_return() {
 
     let (g, h) = &addrs[1];
     nodes[1] = start_member(dir.path(), "b", &discovery, (g, h));
-    wait_until("b to return to discovery", HEARTBEAT * 3, || {
+    wait_until("b to return to discovery", PATIENCE, || {
         discovery_names(&discovery).contains("b")
     });
     let all: Vec<&TestNode> = nodes.iter().collect();
@@ -252,14 +269,14 @@ fn the_cluster_converges_without_discovery_and_a_restarted_one_refills() {
     let mut discovery = start_discovery(dir.path(), &discovery_addr);
     let nodes = start_members(dir.path(), &["x", "y", "z"], &discovery_addr);
     let all: Vec<&TestNode> = nodes.iter().collect();
-    wait_until("every node to know the others", HEARTBEAT * 3, || {
+    wait_until("every node to know the others", PATIENCE, || {
         all_know_each_other(&all)
     });
 
     discovery.kill();
     let down = Instant::now();
     let outage = "cannot reach the discovery server";
-    wait_until("every node to log the outage", HEARTBEAT * 5, || {
+    wait_until("every node to log the outage", PATIENCE, || {
         nodes
             .iter()
             .all(|n| log_lines_with(dir.path(), &n.name, outage) >= 1)
@@ -280,7 +297,7 @@ fn the_cluster_converges_without_discovery_and_a_restarted_one_refills() {
     );
 
     // Many failed ticks later, each node has still logged the outage only once.
-    wait_until("ten heartbeat intervals of outage", HEARTBEAT * 12, || {
+    wait_until("ten heartbeat intervals of outage", PATIENCE, || {
         down.elapsed() >= HEARTBEAT * 10
     });
     for n in &nodes {
@@ -295,11 +312,11 @@ fn the_cluster_converges_without_discovery_and_a_restarted_one_refills() {
     let _discovery = start_discovery(dir.path(), &discovery_addr);
     let took = time_until(
         "the restarted discovery to list every node",
-        HEARTBEAT * 5,
+        PATIENCE,
         || discovery_names(&discovery_addr) == names(&all),
     );
     eprintln!("restarted discovery listed every node {took:?} after it answered");
-    wait_until("every node to log the return", HEARTBEAT * 3, || {
+    wait_until("every node to log the return", PATIENCE, || {
         nodes
             .iter()
             .all(|n| log_lines_with(dir.path(), &n.name, "is reachable again") == 1)
@@ -319,7 +336,7 @@ fn node_names_resolve_through_discovery_or_fail_clearly() {
     let discovery = free_addr().to_string();
     let _discovery = start_discovery(dir.path(), &discovery);
     let nodes = start_members(dir.path(), &["left", "right"], &discovery);
-    wait_until("discovery to list both", HEARTBEAT * 3, || {
+    wait_until("discovery to list both", PATIENCE, || {
         discovery_names(&discovery).len() == 2
     });
 

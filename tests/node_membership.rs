@@ -71,7 +71,7 @@ fn a_chain_of_single_seeds_becomes_one_cluster_and_a_killed_node_is_declared_dea
     let refs: Vec<&TestNode> = nodes.iter().collect();
     wait_until(
         "all five to list each other alive",
-        Duration::from_secs(3),
+        Duration::from_secs(15),
         || all_alive(&refs),
     );
     println!(
@@ -112,28 +112,36 @@ fn a_stopped_node_is_suspected_then_dead_and_refutes_once_it_runs_again() {
     let stopped_at = Instant::now();
     let mut seen = Vec::new();
     let agent = agent();
-    let mut slowest = Duration::ZERO;
+    let mut took = Vec::new();
     wait_until("m2 declared dead", Duration::from_secs(15), || {
         let t = Instant::now();
         apply_op(&agent, &nodes[0].http, "c", true, 1);
-        slowest = slowest.max(t.elapsed());
+        took.push(t.elapsed());
         let state = state_of(&nodes[0], "m2").unwrap_or_default();
         if seen.last() != Some(&state) {
             seen.push(state.clone());
         }
         state == "dead"
     });
+    took.sort();
+    let typical = took[took.len() / 2];
     println!(
-        "m2 stopped: {seen:?} over {:?}; slowest increment on m0 meanwhile {slowest:?}",
-        stopped_at.elapsed()
+        "m2 stopped: {seen:?} over {:?}; increments on m0 meanwhile: median {typical:?}, \
+         slowest {:?}",
+        stopped_at.elapsed(),
+        took.last()
     );
+    // The suspect state can be shorter than a poll: m0's log holds every change.
+    let log = std::fs::read_to_string(dir.path().join("m0.log")).expect("m0's log");
     assert!(
-        seen.contains(&"suspect".to_owned()),
-        "never suspected: {seen:?}"
+        log.lines()
+            .any(|l| l.contains("member m2 (") && l.contains(" is suspect (was alive")),
+        "m0 never suspected m2: {seen:?}"
     );
+    // Writes do not wait on a stopped member (they would, for seconds, until it is dead).
     assert!(
-        slowest < Duration::from_secs(1),
-        "an increment took {slowest:?} while a member was stopped"
+        typical < Duration::from_secs(1),
+        "increments took {typical:?} (median) while a member was stopped"
     );
 
     signal(&nodes[2], "-CONT");

@@ -78,8 +78,10 @@ fn refusing_and_black_holed_peers_do_not_slow_increments() {
     }
     let (healthy, burdened) = (p50(&mut healthy), p50(&mut burdened));
     eprintln!("p50 increment latency: healthy {healthy:?}, with bad peers {burdened:?}");
+    // A write that waited on a bad peer would wait for seconds (a connect or write
+    // timeout); the slack absorbs a loaded machine's noise on sub-millisecond medians.
     assert!(
-        burdened <= healthy * 5 + Duration::from_millis(5),
+        burdened <= healthy * 5 + Duration::from_millis(50),
         "bad peers slowed increments: p50 {burdened:?} against {healthy:?}"
     );
 

@@ -62,7 +62,9 @@ for s in "${NODES[@]}"; do
     wait_until "$s sees $VICTIM alive at $new_addr" 30 sees_victim_at "$s" "$new_addr"
 done
 wait_until "$VICTIM sees 5 members alive" 30 _alive_members_are 5 "$VICTIM"
-wait_until "$VICTIM takes writes" 20 "$GCTR" inc "$COUNTER" --by 5 --http "$(http_of "$VICTIM")"
+# Retried until it succeeds: the key makes an attempt that failed yet counted count once.
+wait_until "$VICTIM takes writes" 20 "$GCTR" inc "$COUNTER" --by 5 --id recreate-victim-write \
+    --http "$(http_of "$VICTIM")"
 inc_on node1 7 "$COUNTER"
 expected=$((expected + 12))
 wait_all_equal "$COUNTER" "$expected" 20
