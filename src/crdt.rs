@@ -769,8 +769,11 @@ impl State {
     ///
     /// A totals entry with a fold ledger merges only when this replica holds every
     /// acceptance the ledger resolves: when the ledger's `through` is already known, or
-    /// the entry lies in the part of this delta that continues what is known. Otherwise
-    /// it is left out, as if lost, and comes again once the gap before it is filled.
+    /// this delta continues what is known through it. That holds for an entry past the
+    /// delta's range too (one held past a gap, which snapshots and transfers send with
+    /// the range): it may be the only entry of its counter, having replaced the change in
+    /// range. Otherwise it is left out, as if lost, and comes again once the gap before
+    /// it is filled.
     ///
     /// A delta of a retired origin that holds nothing past its retirement is dropped;
     /// one that does brings the origin back first (see [`retire`]).
@@ -787,8 +790,7 @@ impl State {
             applied.changed |= match entry.keyed.as_deref() {
                 None => self.merge_slot(origin, &entry.counter, entry.totals()),
                 Some(Keyed::Folded(f)) => {
-                    let holds_resolved =
-                        f.through <= known || (continues && entry.version <= delta.to);
+                    let holds_resolved = f.through <= known || (continues && f.through <= delta.to);
                     holds_resolved && self.merge_folded(origin, entry, *f)
                 }
                 Some(Keyed::Accept(a)) => self.merge_acceptance(origin, entry, a),
@@ -843,8 +845,14 @@ impl State {
     /// Records an acceptance at its own version; returns whether it is new.
     fn merge_acceptance(&mut self, origin: OriginId, entry: &CounterEntry, a: &KeyAccept) -> bool {
         let record = &self.origin_records[origin as usize];
-        // No origin accepts at version 0 (the decoder refuses it too).
-        if entry.version == 0 || record.by_version.contains_key(&entry.version) {
+        // No origin accepts at version 0 (the decoder refuses it too). One this replica
+        // knows but no longer holds has expired (or was never sent because it had): a
+        // late copy must not bring its key back, or a later acceptance of the key, made
+        // after the window, would be ignored as a retry.
+        if entry.version == 0
+            || entry.version <= record.known
+            || record.by_version.contains_key(&entry.version)
+        {
             return false;
         }
         let Some(counter) = self.counters.id_or_insert(&entry.counter) else {

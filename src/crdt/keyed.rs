@@ -587,6 +587,105 @@ mod tests {
         assert_eq!(replica.value("c"), 5, "one key counts once");
     }
 
+    /// A fold held past a gap may be the only entry of its counter, having replaced the
+    /// change in range: a snapshot or a transfer of that replica (the range with what is
+    /// held past it) must bring it, or the copy knows the range without its value.
+    #[test]
+    fn a_fold_held_past_a_gap_survives_a_snapshot_and_a_transfer() {
+        use crate::crdt::OriginDelta;
+        let b = Origin::new("b", 2);
+        let plain = |counter: &str, amount| LocalOp {
+            counter: counter.into(),
+            kind: OpKind::Increment,
+            amount,
+            key: None,
+        };
+        let mut own = State::new();
+        let mut sent = Vec::new();
+        // v1 accepts k (+5 on c), v2 adds 2 to c, v3 adds 1 to z, v4 folds k.
+        for (ops, fold) in [
+            (vec![keyed("k", 5)], false),
+            (vec![plain("c", 2)], false),
+            (vec![plain("z", 1)], false),
+            (vec![], true),
+        ] {
+            let before = own.known(&b);
+            commit(&mut own, &b, &ops, 0, fold);
+            sent.push(OriginDelta {
+                origin: b.clone(),
+                from: before,
+                to: own.known(&b),
+                entries: own.entries_after(&b, before),
+            });
+        }
+        // A replica that lost v3 holds c's fold at v4 past its gap.
+        let mut gapped = State::new();
+        for i in [0, 1, 3] {
+            gapped.apply_delta(&sent[i]);
+        }
+        assert_eq!((gapped.value("c"), gapped.known(&b)), (7, 2));
+        gapped.expire_keys(u64::MAX, 0);
+
+        let mut restored = State::new();
+        for delta in gapped.to_deltas() {
+            restored.apply_delta(&delta);
+        }
+        let mut taught = State::new();
+        taught.apply_delta(&OriginDelta {
+            origin: b.clone(),
+            from: 0,
+            to: gapped.known(&b),
+            entries: gapped.entries_after(&b, 0),
+        });
+        for copy in [&restored, &taught] {
+            assert_eq!((copy.value("c"), copy.known(&b)), (7, 2));
+        }
+        // Once v3 comes, the copy knows all of b, and reads what b reads.
+        taught.apply_delta(&sent[2]);
+        assert_eq!(
+            (taught.value("c"), taught.value("z"), taught.known(&b)),
+            (7, 1, 4)
+        );
+    }
+
+    /// An acceptance that expired here and comes again late (from a peer whose window
+    /// has not ended) stays forgotten: its key must not come back, or a later acceptance
+    /// of the same key, made after the window, would be ignored as a retry here while
+    /// its origin counted it.
+    #[test]
+    fn a_late_copy_of_an_expired_acceptance_does_not_bring_its_key_back() {
+        use crate::crdt::OriginDelta;
+        let (a, mut own) = accepted_then_folded(5);
+        let first = OriginDelta {
+            origin: a.clone(),
+            from: 0,
+            to: 1,
+            entries: own.entries_after(&a, 0)[..1].to_vec(),
+        };
+        let mut replica = State::new();
+        for delta in own.to_deltas() {
+            replica.apply_delta(&delta);
+        }
+        own.expire_keys(100, 10);
+        replica.expire_keys(100, 10);
+        let again = LocalOp {
+            counter: "y".into(),
+            ..keyed("k", 8)
+        };
+        commit(&mut own, &a, &[again], 200, false);
+        assert_eq!(own.value("y"), 8, "after its window a key counts again");
+
+        assert!(!replica.apply_delta(&first).changed, "held already");
+        assert!(!replica.has_key("k"));
+        replica.apply_delta(&OriginDelta {
+            origin: a.clone(),
+            from: 2,
+            to: 3,
+            entries: own.entries_after(&a, 2),
+        });
+        assert_eq!((replica.value("c"), replica.value("y")), (5, 8));
+    }
+
     /// A fold's totals entry merges only where every acceptance its ledger resolves is
     /// held: in a delta that continues what the replica knows, or once the gap before it
     /// is filled; before that it is left out, as if lost.
