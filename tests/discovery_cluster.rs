@@ -208,7 +208,6 @@ fn killed_nodes_leave_after_the_ttl_stopped_ones_at_once_and_both_return() {
     let asked = Instant::now();
     let seen_ago = Duration::from_millis(seen_ms_ago(&discovery, "b") + 1);
     nodes[1].proc.kill();
-    let killed = Instant::now();
     let took = time_until("b to leave discovery", PATIENCE, || {
         !discovery_names(&discovery).contains("b")
     });
