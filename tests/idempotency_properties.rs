@@ -4,8 +4,10 @@
 //! acceptances once stable. After every step every replica counts each key it holds
 //! exactly once (never twice, never not at all), and once everything is exchanged every
 //! replica counts every key once. A fourth replica only listens, and joins late as far
-//! as stability knows (no member waits for it): it may lag, but never counts a key twice. Merging keyed state is commutative, associative and
-//! idempotent. A fold made before the key is stable is caught by the same check.
+//! as stability knows (no member waits for it): it may lag, but never counts a key twice.
+//! A replica may restart from a snapshot of itself at any step, which must change
+//! nothing it reads or claims to know. Merging keyed state is commutative, associative
+//! and idempotent. A fold made before the key is stable is caught by the same check.
 
 use gctr::crdt::{LocalOp, OpKind, Origin, OriginDelta, PendingKey, Resolution, State};
 use proptest::prelude::*;
@@ -37,6 +39,8 @@ enum Step {
     Full { from: usize, to: usize },
     /// Replica `r` resolves what the rule lets it.
     Resolve { r: usize },
+    /// Replica `r` restarts from a snapshot of itself.
+    Restart { r: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -49,6 +53,7 @@ fn step() -> impl Strategy<Value = Step> {
         }),
         (0..REPLICAS, 0..REPLICAS).prop_map(|(from, to)| Step::Full { from, to }),
         (0..3usize).prop_map(|r| Step::Resolve { r }),
+        (0..REPLICAS).prop_map(|r| Step::Restart { r }),
     ]
 }
 
@@ -80,6 +85,8 @@ struct Run {
     holds: Vec<BTreeMap<usize, BTreeSet<usize>>>,
     /// Per key, every replica that accepted it.
     accepted: BTreeMap<usize, BTreeSet<usize>>,
+    /// What a restart changed, if it changed anything.
+    restart_changed: Option<String>,
 }
 
 impl Run {
@@ -95,6 +102,7 @@ impl Run {
             streams: vec![Vec::new(); REPLICAS],
             holds: vec![BTreeMap::new(); REPLICAS],
             accepted: BTreeMap::new(),
+            restart_changed: None,
         }
     }
 
@@ -164,6 +172,22 @@ impl Run {
                     .plan_folds(&self.origins[r], |pending| self.decide(r, pending, rule));
                 self.commit(r, &[], &folds);
             }
+            Step::Restart { r } => {
+                let before = &self.replicas[r];
+                let mut restored = State::new();
+                for delta in before.to_deltas() {
+                    restored.apply_delta(&delta);
+                }
+                let read = |s: &State| (s.value(COUNTER), s.digest(), s.unresolved_acceptances());
+                if read(&restored) != read(before) {
+                    self.restart_changed = Some(format!(
+                        "replica {r} read {:?} before a restart from its snapshot, {:?} after",
+                        read(before),
+                        read(&restored)
+                    ));
+                }
+                self.replicas[r] = restored;
+            }
         }
     }
 
@@ -198,6 +222,9 @@ impl Run {
 
     /// Members count exactly what they hold; the listener never more.
     fn check(&self) -> Result<(), String> {
+        if let Some(changed) = &self.restart_changed {
+            return Err(changed.clone());
+        }
         for r in 0..REPLICAS {
             let (got, want) = (self.replicas[r].value(COUNTER), self.owed(r));
             if got > want || (r < MEMBERS && got != want) {
