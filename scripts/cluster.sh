@@ -5,8 +5,8 @@
 #
 # Settings (environment): GCTR_CLUSTER_DIR (default ./.cluster), GCTR_DISCOVERY_PORT
 # (8000), GCTR_GOSSIP_BASE (9000: node i gossips on base+i-1), GCTR_HTTP_BASE (8010),
-# GCTR_BIN (default: target/release/gctr, built when needed), GCTR_NODE_ARGS (extra
-# arguments for every node).
+# GCTR_BIN (default: release/gctr under $CARGO_TARGET_DIR or target/, built when
+# needed), GCTR_NODE_ARGS (extra arguments for every node).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,19 +50,24 @@ die() {
     exit 1
 }
 
-# Sets GCTR to the binary: $GCTR_BIN, else target/release/gctr, built when missing or
-# older than the sources. Called in the main shell (not in $(...)) so the value sticks.
+# Sets GCTR to the binary: $GCTR_BIN, else release/gctr under $CARGO_TARGET_DIR (default
+# target/), built when missing or older than the sources. Called in the main shell (not
+# in $(...)) so the value sticks.
 GCTR=""
 ensure_bin() {
     [[ -n "$GCTR" ]] && return
     if [[ -n "${GCTR_BIN:-}" ]]; then
+        [[ -x "$GCTR_BIN" ]] || die "GCTR_BIN=$GCTR_BIN is not an executable"
         GCTR="$GCTR_BIN"
         return
     fi
-    GCTR="$ROOT/target/release/gctr"
+    local target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+    [[ $target_dir == /* ]] || target_dir="$ROOT/$target_dir"
+    GCTR="$target_dir/release/gctr"
     if [[ ! -x "$GCTR" ]] || [[ -n "$(find "$ROOT/src" "$ROOT/Cargo.toml" "$ROOT/Cargo.lock" -newer "$GCTR" -print -quit)" ]]; then
         echo "cluster.sh: building gctr (release)" >&2
         (cd "$ROOT" && cargo build --release --quiet) >&2
+        [[ -x "$GCTR" ]] || die "the build left no binary at $GCTR"
     fi
 }
 
@@ -82,11 +87,11 @@ running() {
 
 nodes() {
     local f
-    for f in "$DIR"/pids/*.pid; do
+    for f in "$DIR"/pids/*.pid "$DIR"/data/*; do
         [[ -e "$f" ]] || continue
         f="$(basename "$f" .pid)"
         [[ "$f" == discovery ]] || echo "$f"
-    done | sort -n
+    done | sort -nu
 }
 
 check_node() {
@@ -179,7 +184,7 @@ wait_caught_up() {
 }
 
 stop_all() {
-    local name pid
+    local name pid stopped=0
     for f in "$DIR"/pids/*.pid; do
         [[ -e "$f" ]] || continue
         name="$(basename "$f" .pid)"
@@ -194,7 +199,9 @@ stop_all() {
         while [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
         if [[ -n "$pid" ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
         rm -f "$f"
+        stopped=$((stopped + 1))
     done
+    echo "stopped $stopped process(es)"
 }
 
 cmd_start() {
@@ -229,11 +236,12 @@ cmd_simulation() {
     mapfile -t live < <(for n in $(nodes); do running "$n" && echo "$n"; done)
     ((${#live[@]})) || die "no node is running"
     local counter="sim-$RANDOM$RANDOM" expected=0 ops=0 failed=0
-    local deadline=$((SECONDS + seconds))
+    # Bash's SECONDS ticks in whole seconds; the clock in milliseconds keeps the length.
+    local deadline=$(($(date +%s%3N) + seconds * 1000))
     echo "simulation: random operations on '$counter' across nodes ${live[*]} for ${seconds}s"
     # Each operation carries an idempotency key, so a retry after a failure that was
     # applied after all (a timeout, say) counts once: the expected value stays exact.
-    while ((SECONDS < deadline)); do
+    while (($(date +%s%3N) < deadline)); do
         local node="${live[RANDOM % ${#live[@]}]}" by=$((RANDOM % 5 + 1)) op=inc sign=1 try
         ((RANDOM % 2)) && op=dec sign=-1
         for try in 1 2 3 4 5; do

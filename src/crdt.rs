@@ -466,6 +466,14 @@ impl State {
         self.counters.id(counter).map_or(0, |id| self.value_of(id))
     }
 
+    /// The increments and decrements of `counter` that idempotency keys count by
+    /// acceptance: accepted, not yet resolved into an origin's totals.
+    pub fn accepted_totals(&self, counter: &str) -> (u128, u128) {
+        self.counters
+            .id(counter)
+            .map_or((0, 0), |id| self.keys.live(id))
+    }
+
     /// A counter's value: its totals and the keys it counts by acceptance.
     fn value_of(&self, id: CounterId) -> i64 {
         let (p, n) = self.sums(id);

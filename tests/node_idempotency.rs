@@ -28,6 +28,16 @@ fn value(node: &TestNode, counter: &str) -> Option<i64> {
     get_json(&node.http, &format!("/counters/{counter}")).and_then(|v| v["value"].as_i64())
 }
 
+/// Asserts that `GET /counters/{counter}` adds up: the live origins' totals, the retired
+/// sum and what keys count by acceptance make the value.
+fn assert_parts_add_up(node: &TestNode, counter: &str) {
+    let view = get_json(&node.http, &format!("/counters/{counter}")).expect("the counter");
+    let net = |v: &serde_json::Value| v["p"].as_i64().unwrap() - v["n"].as_i64().unwrap();
+    let origins: i64 = view["origins"].as_array().unwrap().iter().map(net).sum();
+    let parts = origins + net(&view["retired"]) + net(&view["accepted"]);
+    assert_eq!(Some(parts), view["value"].as_i64(), "{}: {view}", node.name);
+}
+
 fn wait_value(nodes: &[TestNode], counter: &str, want: i64) {
     for node in nodes {
         wait_until(
@@ -84,6 +94,7 @@ fn a_keyed_increment_counts_once_wherever_and_however_often_it_is_retried() {
         keyed(&nodes[0].http, "orders", "increment", 5, "order-1"),
         (200, Some(5))
     );
+    assert_parts_add_up(&nodes[0], "orders");
     assert_eq!(
         keyed(&nodes[0].http, "orders", "increment", 5, "order-1"),
         (200, Some(5))
@@ -163,6 +174,15 @@ fn a_keyed_increment_counts_once_wherever_and_however_often_it_is_retried() {
         Some(12),
         "resolving changed the value"
     );
+    for node in &nodes {
+        assert_parts_add_up(node, "orders");
+        let accepted = get_json(&node.http, "/counters/orders").unwrap()["accepted"].clone();
+        assert_eq!(
+            accepted,
+            serde_json::json!({"p": 0, "n": 0}),
+            "all resolved"
+        );
+    }
     let retries: u64 = nodes.iter().map(|n| figure(n, &["keys", "retries"])).sum();
     assert!(retries >= 3, "retries recognised: {retries}");
 

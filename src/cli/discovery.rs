@@ -43,7 +43,7 @@ fn options() -> Vec<FlagHelp> {
         ),
     ]
     .into_iter()
-    .chain(SecurityFlags::help())
+    .chain(SecurityFlags::help(false))
     .chain([
         flags::log_level_help(),
         flags::log_format_help(),

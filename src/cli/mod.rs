@@ -62,14 +62,12 @@ impl fmt::Display for CliError {
 }
 
 impl From<crate::http::HttpError> for CliError {
-    /// The server's answer, with what to do about a missing or read-only token.
+    /// The server's answer, with what to do about a missing token (a read-only one is
+    /// explained by the server's own message).
     fn from(e: crate::http::HttpError) -> CliError {
         let hint = match &e {
             crate::http::HttpError::Refused { status: 401, .. } => {
                 " (give a token with --token or GCTR_TOKEN)"
-            }
-            crate::http::HttpError::Refused { status: 403, .. } => {
-                " (changes need a read-write token)"
             }
             _ => "",
         };

@@ -56,8 +56,9 @@ fn option_groups() -> [Vec<FlagHelp>; 3] {
             "--retire-after DUR",
             "retire the origins (data incarnations) of a member gone this long: dead, left, \
              forgotten or restarted without its data; their totals move into each counter's \
-             retired sum, so values never change and live origins stay about one per member; \
-             `off` never retires",
+             retired sum, so values never change and live origins stay about one per member \
+             (an origin that took idempotency keys waits for them to resolve and pass \
+             --idempotency-window too); `off` never retires",
             flags::show_duration(DEFAULT_RETIRE_AFTER),
         ),
         FlagHelp::with_default(
@@ -93,7 +94,7 @@ fn option_groups() -> [Vec<FlagHelp>; 3] {
         .into_iter()
         .chain(options)
         .chain(GossipFlags::help())
-        .chain(SecurityFlags::help())
+        .chain(SecurityFlags::help(true))
         .chain(more)
         .collect();
     [general, node_membership::help(), node_wal::help()]

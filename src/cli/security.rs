@@ -61,14 +61,22 @@ impl SecurityFlags {
         Ok(())
     }
 
-    pub fn help() -> Vec<FlagHelp> {
+    /// The flags' help; `serves_redis` for a node, whose `--redis` the tokens guard too.
+    pub fn help(serves_redis: bool) -> Vec<FlagHelp> {
+        let redis = if serves_redis {
+            "; --redis then needs AUTH TOKEN"
+        } else {
+            ""
+        };
         vec![
             FlagHelp::new(
                 "--api-token-file FILE",
-                "require an API token (`Authorization: Bearer TOKEN`) on every HTTP request but \
-             GET /health: FILE has one token a line, `ro TOKEN` (may read) or `rw TOKEN` \
-             (may also change); 401 without a known token, 403 for a read-only token on a \
-             change; a node's --redis then needs AUTH TOKEN",
+                format!(
+                    "require an API token (`Authorization: Bearer TOKEN`) on every HTTP \
+                     request but GET /health: FILE has one token a line, `ro TOKEN` (may \
+                     read) or `rw TOKEN` (may also change); 401 without a known token, 403 \
+                     for a read-only token on a change{redis}"
+                ),
             ),
             FlagHelp::new(
                 "--tls-cert FILE",

@@ -587,6 +587,22 @@ mod tests {
         assert_eq!(replica.value("c"), 5, "one key counts once");
     }
 
+    /// What keys count by acceptance shows apart from the origins' totals until it is
+    /// resolved into them; the value is the same before and after.
+    #[test]
+    fn accepted_totals_hold_what_keys_count_until_resolved() {
+        let me = Origin::new("a", 1);
+        let mut state = State::new();
+        commit(&mut state, &me, &[keyed("k", 5)], 0, false);
+        let own = |s: &State| s.counter_totals("c").iter().map(|(_, t)| t.p).sum::<u64>();
+        assert_eq!((state.accepted_totals("c"), own(&state)), ((5, 0), 0));
+        assert_eq!(state.value("c"), 5);
+        commit(&mut state, &me, &[], 1, true);
+        assert_eq!((state.accepted_totals("c"), own(&state)), ((0, 0), 5));
+        assert_eq!(state.value("c"), 5);
+        assert_eq!(state.accepted_totals("never"), (0, 0));
+    }
+
     /// A fold held past a gap may be the only entry of its counter, having replaced the
     /// change in range: a snapshot or a transfer of that replica (the range with what is
     /// held past it) must bring it, or the copy knows the range without its value.

@@ -24,7 +24,7 @@ use super::probe_lane::{Datagram, ProbeLane, MAX_DATAGRAM};
 use super::transport::{LinkConfig, PeerLink};
 use super::views::{
     CounterView, CountersView, DashboardView, MemberEntryView, MembersView, OriginTotalsView,
-    PeerView, PeersView, RetiredTotalsView, SelfView, MAX_DASHBOARD_COUNTERS,
+    PeerView, PeersView, SelfView, SummedTotalsView, MAX_DASHBOARD_COUNTERS,
 };
 use crate::codec::{self, Frame, FrameType, PerFrameType};
 use crate::crdt::LocalOp;
@@ -735,14 +735,8 @@ impl EventLoop {
                     n: t.n,
                 })
                 .collect(),
-            retired: {
-                let (p, n) = state.retired_totals(&name);
-                let cap = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
-                RetiredTotalsView {
-                    p: cap(p),
-                    n: cap(n),
-                }
-            },
+            retired: SummedTotalsView::from(state.retired_totals(&name)),
+            accepted: SummedTotalsView::from(state.accepted_totals(&name)),
             name,
         }
     }

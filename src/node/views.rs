@@ -35,17 +35,30 @@ pub struct CounterView {
     pub value: i64,
     /// The live origins' totals.
     pub origins: Vec<OriginTotalsView>,
-    /// The retired origins' totals, summed (see `--retire-after`); each saturates at
-    /// u64::MAX.
+    /// The retired origins' totals, summed (see `--retire-after`).
     #[serde(default)]
-    pub retired: RetiredTotalsView,
+    pub retired: SummedTotalsView,
+    /// What idempotency keys count by acceptance, not yet in an origin's totals: with
+    /// the origins and the retired sum, the value.
+    #[serde(default)]
+    pub accepted: SummedTotalsView,
 }
 
-/// What retired origins contributed to a counter, summed.
+/// Increments and decrements summed over several sources; each saturates at u64::MAX.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetiredTotalsView {
+pub struct SummedTotalsView {
     pub p: u64,
     pub n: u64,
+}
+
+impl From<(u128, u128)> for SummedTotalsView {
+    fn from((p, n): (u128, u128)) -> SummedTotalsView {
+        let cap = |x: u128| u64::try_from(x).unwrap_or(u64::MAX);
+        SummedTotalsView {
+            p: cap(p),
+            n: cap(n),
+        }
+    }
 }
 
 /// One peer in `GET /peers`: a member other than the node itself.

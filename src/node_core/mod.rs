@@ -547,6 +547,14 @@ impl<R> NodeCore<R> {
         }
         if let Some(m) = &self.membership {
             let retired = self.retirement.run(now, &mut self.engine, m);
+            for ov in &retired {
+                log::info!(
+                    "retired origin {} at version {}: its member is gone for good, and its \
+                     totals now count in each counter's retired sum",
+                    ov.origin,
+                    ov.version
+                );
+            }
             if !retired.is_empty() {
                 if let Err(e) = self.storage.log_retired(&retired) {
                     log::warn!("cannot log retirements: {e}");

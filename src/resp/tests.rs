@@ -195,6 +195,7 @@ fn apply_read(name: &str, values: &BTreeMap<String, i64>) -> CounterView {
         value: values.get(name).copied().unwrap_or(0),
         origins,
         retired: Default::default(),
+        accepted: Default::default(),
     }
 }
 
