@@ -98,10 +98,35 @@ fn usage_errors_exit_2() {
         let o = run_gctr(args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).starts_with("gctr: "), "{args:?}: {}", stderr(&o));
+        // The hint names the command's own help.
+        let hint = format!("gctr: try `gctr {} --help`", args[0]);
+        assert!(stderr(&o).contains(&hint), "{args:?}: {}", stderr(&o));
     }
-    for cmd in ["inc", "dec", "get", "peers", "node"] {
+    let o = run_gctr(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("commands: discovery, node, inc"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("try `gctr --help`"), "{}", stderr(&o));
+    for cmd in [
+        "discovery",
+        "node",
+        "inc",
+        "dec",
+        "get",
+        "peers",
+        "members",
+        "join",
+        "remove",
+        "health",
+        "keygen",
+        "keys",
+        "maelstrom",
+    ] {
         let o = run_gctr(&[cmd, "--help"]);
-        assert_eq!(o.status.code(), Some(0));
+        assert_eq!(o.status.code(), Some(0), "{cmd}: {}", stderr(&o));
         assert!(stdout(&o).contains("Usage: gctr"), "{cmd}");
     }
 }

@@ -81,13 +81,38 @@ impl From<lexopt::Error> for CliError {
     }
 }
 
+/// The subcommands, each with a `--help` of its own.
+const COMMANDS: [&str; 13] = [
+    "discovery",
+    "node",
+    "inc",
+    "dec",
+    "get",
+    "peers",
+    "members",
+    "join",
+    "remove",
+    "health",
+    "keygen",
+    "keys",
+    "maelstrom",
+];
+
 /// Runs the command line given (without the program name) and returns the exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
-    match run(args) {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let command = args
+        .first()
+        .and_then(|a| a.to_str())
+        .filter(|a| COMMANDS.contains(a));
+    match run(args.clone()) {
         Ok(()) => 0,
         Err(CliError::Usage(m)) => {
             eprintln!("gctr: {m}");
-            eprintln!("gctr: try `gctr --help`");
+            match command {
+                Some(c) => eprintln!("gctr: try `gctr {c} --help`"),
+                None => eprintln!("gctr: try `gctr --help`"),
+            }
             2
         }
         Err(CliError::Failed(m)) => {
@@ -125,7 +150,10 @@ fn run(args: impl IntoIterator<Item = OsString>) -> Result<(), CliError> {
                 "keygen" => keys::keygen(&mut parser),
                 "keys" => keys::run(&mut parser),
                 "maelstrom" => maelstrom::run(&mut parser),
-                other => Err(CliError::Usage(format!("unknown command `{other}`"))),
+                other => Err(CliError::Usage(format!(
+                    "unknown command `{other}` (commands: {})",
+                    COMMANDS.join(", ")
+                ))),
             }
         }
         Some(arg) => Err(arg.unexpected().into()),
