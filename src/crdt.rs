@@ -866,6 +866,9 @@ impl State {
         let Some(counter) = self.counters.id_or_insert(&entry.counter) else {
             return false;
         };
+        for (o, version) in self.keys.end_generation(&a.key, origin, entry.version) {
+            self.origin_records[o as usize].by_version.remove(&version);
+        }
         let acceptance = Acceptance {
             origin,
             counter,

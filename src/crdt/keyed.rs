@@ -147,9 +147,10 @@ impl KeyStore {
             .expect("a key id in use has a record")
     }
 
-    /// Keys held (tombstones included).
+    /// Keys held (tombstones included; a key set apart by a newer one of its name
+    /// counts apart).
     pub(super) fn len(&self) -> usize {
-        self.index.len()
+        self.records.len() - self.free.len()
     }
 
     /// Acceptances not yet resolved by their acceptor.
@@ -258,8 +259,53 @@ impl KeyStore {
         }
     }
 
+    /// Makes room for `origin`'s acceptance of `key` at `version` when the store holds an
+    /// earlier acceptance of the key by the same origin: an origin accepts a key again
+    /// only once the key's window ended there, every acceptance of it resolved. When
+    /// they are all resolved here too, the old key is dropped as its expiry would drop
+    /// it, and its acceptances' (origin, version) returned for the version index. When
+    /// some are not resolved here yet, the old key is only set apart: it goes on
+    /// counting what it counts until its resolutions arrive, and expires as usual, but
+    /// the key's name now leads to the new one. Either way the new acceptance starts the
+    /// key afresh instead of being taken for a retry (which would lose it here, and on
+    /// every replica this one teaches).
+    pub(super) fn end_generation(
+        &mut self,
+        key: &str,
+        origin: OriginId,
+        version: u64,
+    ) -> Vec<(OriginId, u64)> {
+        let Some(&id) = self.index.get(key) else {
+            return Vec::new();
+        };
+        let record = self.record(id);
+        let earlier = record
+            .acceptances
+            .iter()
+            .any(|a| a.origin == origin && a.version < version);
+        if !earlier {
+            return Vec::new();
+        }
+        if record.unresolved > 0 {
+            self.index.remove(key);
+            return Vec::new();
+        }
+        self.unlist(id);
+        let record = self.records[id as usize]
+            .take()
+            .expect("a key id in use has a record");
+        self.index.remove(&record.key);
+        self.free.push(id);
+        record
+            .acceptances
+            .iter()
+            .map(|a| (a.origin, a.version))
+            .collect()
+    }
+
     /// Records an acceptance; returns whether it is new. A second acceptance of one key
-    /// by one origin (only a faulty peer sends one) is ignored.
+    /// by one origin that [`KeyStore::end_generation`] did not make room for (a faulty
+    /// peer's, or one above a key not yet resolved here) is ignored.
     pub(super) fn accept(
         &mut self,
         key: &str,
@@ -429,7 +475,10 @@ impl KeyStore {
             let record = self.records[id as usize]
                 .take()
                 .expect("a key id in use has a record");
-            self.index.remove(&record.key);
+            // A key set apart by a newer one of the same name leaves that one indexed.
+            if self.index.get(&record.key) == Some(&id) {
+                self.index.remove(&record.key);
+            }
             dropped.extend(record.acceptances.iter().map(|a| (a.origin, a.version)));
             self.free.push(id);
         }
@@ -585,6 +634,83 @@ mod tests {
         );
         assert!(replica.has_key("k") && !replica.has_key("j"));
         assert_eq!(replica.value("c"), 5, "one key counts once");
+    }
+
+    /// Origin a accepted "k" at v1 and folded it at v2; once the key's window ended on a
+    /// it accepted "k" again, a new operation, at v3 (at 100 ms, window 10 ms). Returns
+    /// a's three batches.
+    fn reaccepted_after_the_window() -> (Origin, State, Vec<crate::crdt::OriginDelta>) {
+        let a = Origin::new("a", 1);
+        let mut own = State::new();
+        let mut batches = Vec::new();
+        for (ops, at_ms, fold) in [
+            (vec![keyed("k", 5)], 0, false),
+            (vec![], 1, true),
+            (vec![keyed("k", 5)], 100, false),
+        ] {
+            if at_ms == 100 {
+                assert_eq!(own.expire_keys(100, 10), 1);
+            }
+            let before = own.known(&a);
+            commit(&mut own, &a, &ops, at_ms, fold);
+            batches.push(crate::crdt::OriginDelta {
+                origin: a.clone(),
+                from: before,
+                to: own.known(&a),
+                entries: own.entries_after(&a, before),
+            });
+        }
+        assert_eq!((own.value("c"), own.unresolved_acceptances()), (10, 1));
+        (a, own, batches)
+    }
+
+    /// Replaying an origin's batches (its WAL, or a peer that never ran the key's
+    /// expiry) meets its second acceptance of "k" while the first is still held: it is a
+    /// new operation, not a retry, and counts.
+    #[test]
+    fn an_acceptance_of_a_key_again_after_its_window_counts_where_the_old_one_is_held() {
+        let (a, own, batches) = reaccepted_after_the_window();
+        let mut replayed = State::new();
+        for batch in &batches {
+            replayed.apply_delta(batch);
+        }
+        assert_eq!(replayed.value("c"), 10);
+        assert_eq!(replayed.unresolved_acceptances(), 1);
+        // What it holds it passes on: a replica taught by it counts the new one too.
+        let mut taught = State::new();
+        for delta in replayed.to_deltas() {
+            taught.apply_delta(&delta);
+        }
+        assert_eq!(taught.value("c"), 10);
+        assert_eq!(
+            replayed.entries_after(&a, 2),
+            own.entries_after(&a, 2),
+            "the acceptance at v3 is held, as on a"
+        );
+    }
+
+    /// While an acceptance of the old key is unresolved here, the old key is set apart,
+    /// counting on until its fold comes; the new one counts beside it, and both end as
+    /// on the origin.
+    #[test]
+    fn an_acceptance_again_counts_beside_an_old_key_unresolved_here() {
+        let (a, own, batches) = reaccepted_after_the_window();
+        let mut gapped = State::new();
+        gapped.apply_delta(&batches[0]);
+        gapped.apply_delta(&batches[2]);
+        assert_eq!(gapped.value("c"), 10, "the old acceptance and the new one");
+        assert_eq!(gapped.unresolved_acceptances(), 2);
+        gapped.apply_delta(&batches[1]);
+        assert_eq!(
+            (gapped.value("c"), gapped.unresolved_acceptances()),
+            (10, 1)
+        );
+        assert_eq!(gapped.known(&a), 3);
+        assert_eq!(gapped.entries_after(&a, 2), own.entries_after(&a, 2));
+        // The old key expires; the new one stays until its window ends too.
+        gapped.expire_keys(100, 10);
+        assert!(gapped.has_key("k"));
+        assert_eq!(gapped.value("c"), 10);
     }
 
     /// What keys count by acceptance shows apart from the origins' totals until it is
