@@ -118,10 +118,11 @@ pub fn replay(
     Ok(out)
 }
 
-/// With no segment to replay, snapshots that all failed their checks held records that
-/// exist nowhere else: refuse, naming the newest, or with `repair` set them aside and
-/// report it, so the node takes a new incarnation (the lost records' versions may have
-/// been gossiped and must not be given out again).
+/// With no segment to replay, snapshots newer than the one loaded (every snapshot, when
+/// none checked out) failed their checks and held records that exist nowhere else:
+/// refuse, naming the newest, or with `repair` set them aside and report it, so the
+/// node takes a new incarnation (the lost records' versions may have been gossiped and
+/// must not be given out again).
 fn damaged_snapshots_alone(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -129,11 +130,14 @@ fn damaged_snapshots_alone(
     repair: bool,
     out: &mut Replayed,
 ) -> Result<(), WalError> {
-    let Some((seq, newest)) = snapshots.last().filter(|_| out.snapshot.is_none()) else {
+    let loaded = out.snapshot.as_ref().map(|(seq, _)| *seq);
+    let newer = |seq: u64| loaded.is_none_or(|l| seq > l);
+    let Some((seq, newest)) = snapshots.last().filter(|(seq, _)| newer(*seq)) else {
         return Ok(());
     };
+    let first = loaded.map_or(1, |l| l + 1);
     let reason = format!(
-        "the snapshot is damaged and no log holds records 1 to {seq}: {}",
+        "the snapshot is damaged and no log holds records {first} to {seq}: {}",
         out.bad_snapshots[0]
     );
     if !repair {
@@ -144,7 +148,7 @@ fn damaged_snapshots_alone(
         });
     }
     let mut dropped = Vec::new();
-    for (_, path) in snapshots {
+    for (_, path) in snapshots.iter().filter(|(seq, _)| newer(*seq)) {
         let to = path.with_extension("snap.dropped");
         fs.rename(path, &to)
             .map_err(|e| WalError::io(format!("set aside {}", path.display()), e))?;
@@ -152,7 +156,12 @@ fn damaged_snapshots_alone(
     }
     fs.sync_dir(dir)
         .map_err(|e| WalError::io(format!("sync {}", dir.display()), e))?;
-    log::warn!("repair: {reason}; set aside {dropped:?} and started empty");
+    match loaded {
+        Some(l) => log::warn!(
+            "repair: {reason}; set aside {dropped:?} and started from the snapshot at {l}"
+        ),
+        None => log::warn!("repair: {reason}; set aside {dropped:?} and started empty"),
+    }
     out.repairs.push(Repair {
         file: newest.clone(),
         offset: 0,
@@ -182,6 +191,16 @@ fn replay_segments(
         let next_first = iter.peek().map(|(_, s)| s.first_seq);
         if expected.is_none() && next_first.is_some_and(|n| n - 1 <= snap_seq) {
             // Wholly covered by the snapshot (a crash came before the snapshot deleted it).
+            remove_segment(fs, dir, &seg.path)?;
+            continue;
+        }
+        if expected.is_some_and(|e| seg.first_seq < e) && holds_no_record(fs, &seg)? {
+            // Left by a rotation whose directory fsync failed: the records went on into
+            // the segment before, and this one never got any.
+            log::warn!(
+                "WAL: removing {}, an empty segment a failed rotation left",
+                seg.path.display()
+            );
             remove_segment(fs, dir, &seg.path)?;
             continue;
         }
@@ -239,6 +258,19 @@ fn gap_before(
         Some(bad) => format!("{reason}; the snapshot that held them is damaged: {bad}"),
         None => reason,
     })
+}
+
+/// Whether `seg` is a segment header followed by nothing but the zeros of its
+/// preallocation: a segment no record was ever written to.
+fn holds_no_record(fs: &dyn FileSystem, seg: &SegmentFile) -> Result<bool, WalError> {
+    if seg.len > super::segment::SEGMENT_HEADER_LEN + super::PREALLOCATE_STEP {
+        return Ok(false);
+    }
+    let bytes = fs
+        .read(&seg.path, MAX_SEGMENT_FILE_BYTES)
+        .map_err(|e| WalError::io(format!("read {}", seg.path.display()), e))?;
+    let header = super::segment::segment_header();
+    Ok(bytes.starts_with(&header) && bytes[header.len()..].iter().all(|&b| b == 0))
 }
 
 fn remove_segment(fs: &dyn FileSystem, dir: &Path, path: &Path) -> Result<(), WalError> {

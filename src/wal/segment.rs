@@ -83,7 +83,12 @@ impl ActiveSegment {
         file.preallocate(allocated)?;
         file.sync()?;
         fs.rename(&tmp, &path)?;
-        fs.sync_dir(dir)?;
+        if let Err(e) = fs.sync_dir(dir) {
+            // The records go on into the segment before: take this one back if we can
+            // (recovery also passes over an empty segment such a failure leaves).
+            let _ = fs.remove(&path);
+            return Err(e);
+        }
         Ok(ActiveSegment {
             path,
             first_seq,

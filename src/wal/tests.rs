@@ -800,3 +800,103 @@ fn wal_preallocated_segments_end_on_their_records_once_done_and_a_crash_keeps_ev
     assert_eq!(image(&node.state), expected);
     assert!(report.torn_tail.is_none());
 }
+
+/// A rotation whose directory fsync fails after the new segment was renamed into place
+/// fails, and records go on into the segment before: the new file is taken back, and
+/// a restart reads every acknowledged record.
+#[test]
+fn a_rotation_whose_directory_fsync_fails_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, fs, _) = open_faulty(dir.path(), tiny(300));
+    let big = "b".repeat(128);
+    let start = node.wal.active.len();
+    node.local("c", 1).unwrap();
+    let small = node.wal.active.len() - start;
+    while node.wal.active.len() + 2 * small <= 300 {
+        node.local("c", 1).unwrap();
+    }
+    // rotate(): the finished segment's fsync, the new one's, then the directory's.
+    fs.fail_nth(Op::Sync, 3, false);
+    node.local(&big, 1).expect_err("the rotation failed");
+    assert_eq!(
+        segments(dir.path()).len(),
+        1,
+        "the new segment was taken back"
+    );
+    node.local("c", 1).expect("a small record still fits");
+    for _ in 0..20 {
+        node.local("c", 1).unwrap();
+    }
+    node.local(&big, 1).unwrap();
+    let acknowledged = image(&node.state);
+    drop(node);
+    let (node, _) = Node::open(dir.path(), options());
+    assert_eq!(image(&node.state), acknowledged);
+}
+
+/// An empty segment (a header and zeros) whose name falls inside the records of the one
+/// before — what such a rotation leaves when the new file cannot be taken back, or a
+/// crash keeps it — is removed on open, not taken for a gap.
+#[test]
+fn an_empty_segment_a_failed_rotation_left_is_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = tiny(300);
+    let (mut node, _) = Node::open(dir.path(), opts.clone());
+    node.write(12);
+    let acknowledged = image(&node.state);
+    drop(node);
+    let segs = segments(dir.path());
+    assert!(segs.len() > 1, "the test needs a rotation: {segs:?}");
+    let inside = first_seq(&segs[1]) as u64 - 1;
+    let leftover = dir.path().join(segment::segment_name(inside));
+    let mut bytes = segment::segment_header().to_vec();
+    bytes.extend([0u8; 64]);
+    stdfs::write(&leftover, bytes).unwrap();
+
+    let (node, _) = Node::open(dir.path(), opts);
+    assert_eq!(image(&node.state), acknowledged);
+    assert!(!leftover.exists(), "the empty segment is gone");
+}
+
+/// A damaged newest snapshot with an older one intact (a crash came before the newer
+/// one's writer deleted it) and no log after either: the records only the newer one
+/// held exist nowhere else, so opening refuses, naming it; repair sets it aside, starts
+/// from the older one and takes a new incarnation.
+#[test]
+fn a_damaged_newer_snapshot_over_an_intact_older_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, _) = Node::open(dir.path(), options());
+    node.write(6);
+    node.wal.snapshot(&node.state).unwrap();
+    let older = image(&node.state);
+    let older_file = files_ending(dir.path(), ".snap").remove(0);
+    let older_bytes = stdfs::read(&older_file).unwrap();
+    node.write(4);
+    node.wal.snapshot(&node.state).unwrap();
+    let first = node.wal.origin().clone();
+    drop(node);
+    stdfs::write(&older_file, older_bytes).unwrap();
+    let snaps = files_ending(dir.path(), ".snap");
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    for seg in segments(dir.path()) {
+        stdfs::remove_file(seg).unwrap();
+    }
+    let newest = snaps.last().unwrap().clone();
+    let mut bytes = stdfs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    stdfs::write(&newest, &bytes).unwrap();
+
+    let (file, _, reason) = refused(dir.path(), options());
+    assert_eq!(file, newest);
+    assert!(reason.contains("records 7 to 10"), "{reason}");
+    let repair = WalConfig {
+        repair: true,
+        ..options()
+    };
+    let (node, report) = Node::open(dir.path(), repair);
+    assert_eq!(image(&node.state), older);
+    assert_eq!(report.repairs.len(), 1);
+    assert_ne!(node.wal.origin(), &first, "a new incarnation");
+    assert!(!newest.exists());
+}
