@@ -445,7 +445,7 @@ impl<R> NodeCore<R> {
                 Err(e) => {
                     self.requests.storage_failures += 1;
                     log::error!("storage: cannot make a batch durable: {e}; nothing applied");
-                    storage_error = Some(format!("storage failure, nothing applied: {e}"));
+                    storage_error = Some(format!("storage failure, nothing applied here: {e}"));
                 }
             }
         }

@@ -168,15 +168,27 @@ impl ActiveSegment {
             }
             Err(e) => {
                 self.needs_cut = true;
-                if let Err(cut) = self.cut_back() {
-                    log::error!(
-                        "could not cut {} back to {} bytes after a failed write ({cut}); \
-                         will retry before the next write",
-                        self.path.display(),
-                        self.good_len
-                    );
+                match self.cut_back() {
+                    Ok(()) => Err(e),
+                    Err(cut) => {
+                        log::error!(
+                            "could not cut {} back to {} bytes after a failed write ({cut}); \
+                             will retry before the next write",
+                            self.path.display(),
+                            self.good_len
+                        );
+                        // The bytes stay until a cut succeeds: a crash before that
+                        // replays them, so the write's outcome is not known.
+                        Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "{e}; and the write could not be cut back ({cut}), so it \
+                                 counts if the node restarts before a later write cuts it: \
+                                 retry it only with an idempotency key"
+                            ),
+                        ))
+                    }
                 }
-                Err(e)
             }
         }
     }
