@@ -42,7 +42,7 @@ use crate::member::NodeName;
 use crate::push::{self, PushQueue, PushWindow};
 use crate::replication::{PeerLag, ReplicationTracker};
 use crate::summary::{self, Span};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// Smallest payload limit the engine accepts; every entry fits in it.
@@ -152,6 +152,9 @@ pub struct Engine {
     replication: ReplicationTracker,
     /// Each peer's last digest: what the node core decides idempotency keys' stability by.
     peer_digests: HashMap<NodeName, HashMap<Origin, u64>>,
+    /// Peers that started an anti-entropy round with this node by a Syn: a node starts
+    /// one only with its own peers, so each of these counts this node as a member.
+    rounds_from: HashSet<NodeName>,
     /// Origins peers said they retired, at the version this node knows them up to
     /// (see [`Frame::Retired`]); only origins held and live here.
     retired_hints: HashMap<Origin, u64>,
@@ -203,6 +206,7 @@ impl Engine {
             stats: Stats::default(),
             replication: ReplicationTracker::default(),
             peer_digests: HashMap::new(),
+            rounds_from: HashSet::new(),
             retired_hints: HashMap::new(),
             agreed_summaries: HashMap::new(),
             whole_every: None,
@@ -381,6 +385,7 @@ impl Engine {
         match frame {
             Frame::Hello { .. } | Frame::Member(_) | Frame::Keys(_) => {}
             Frame::Syn { digest } => {
+                self.rounds_from.insert(from.clone());
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
                 self.answer_syn(from, &digest);
@@ -637,10 +642,17 @@ impl Engine {
         self.peer_digests.get(peer)
     }
 
+    /// Whether `peer` has started an anti-entropy round with this node by a Syn, which
+    /// it does only with nodes it counts as members.
+    pub fn had_round_from(&self, peer: &NodeName) -> bool {
+        self.rounds_from.contains(peer)
+    }
+
     /// Drops what is kept of a member that is gone for good.
     pub fn forget(&mut self, peer: &NodeName) {
         self.remove_peer(peer);
         self.forget_digest(peer);
+        self.rounds_from.remove(peer);
     }
 
     /// Drops the last digest of `peer` (it restarted: the digest was its earlier run's).
@@ -896,8 +908,12 @@ impl Engine {
         self.agreed_summaries.insert(from.clone(), theirs.to_vec());
     }
 
+    /// Starts a round with `from`, a live peer whose push showed a gap (never with a
+    /// node that is not a peer here: a Syn tells its receiver it is one).
     fn repair(&mut self, now: Duration, from: &NodeName) {
-        if self.repair_after.get(from).is_some_and(|t| now < *t) {
+        if self.peers.binary_search(from).is_err()
+            || self.repair_after.get(from).is_some_and(|t| now < *t)
+        {
             return;
         }
         self.repair_after

@@ -34,6 +34,16 @@ fn cluster_with_folded_keys(seed: u64, writer: usize, fresh: usize) -> Sim {
     let mut sim = Sim::with_membership(seed, config, members, Link::perfect());
     sim.run(&[Step::AddNodes(3)]);
     sim.membership_whole_within(Duration::from_secs(60));
+    // Ready for keys once every member has shown it knows the writer.
+    let deadline = sim.now() + Duration::from_secs(30);
+    while !sim.core(writer).unwrap().key_stats().ready {
+        assert!(
+            sim.now() < deadline,
+            "{}",
+            sim.fail("the writer never ready")
+        );
+        sim.run_for(Duration::from_millis(1));
+    }
     let ops: Vec<LocalOp> = (0..KEYS).map(keyed).collect();
     sim.ops(writer, &ops);
     sim.converge_within(Duration::from_secs(60));

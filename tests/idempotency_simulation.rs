@@ -287,6 +287,13 @@ fn keys_resolve_while_writes_keep_summaries_apart() {
     let mut sim = Sim::with_membership(seed_or(800), config, members, Link::perfect());
     sim.run(&[Step::AddNodes(5)]);
     sim.membership_whole_within(secs(60));
+    // Each node takes keys once every member has shown it knows it (here, with every
+    // digest a summary, by probing it).
+    let deadline = sim.now() + secs(30);
+    while (0..5).any(|i| !sim.core(i).unwrap().key_stats().ready) {
+        assert!(sim.now() < deadline, "{}", sim.fail("a node never ready"));
+        sim.run_for(Duration::from_millis(1));
+    }
     let step = Duration::from_millis(2);
     let writes = 10_000;
     for i in 0..writes {

@@ -138,6 +138,9 @@ pub struct Membership {
     forgotten: BTreeMap<NodeName, (Update, Duration)>,
     /// A member's full membership reached this node (it knows every member that one did).
     synced: bool,
+    /// Members shown to know this node: one probed it by name, or sent its full
+    /// membership with this node in it.
+    known_by: BTreeSet<NodeName>,
     outputs: Vec<Output>,
     stats: Stats,
 }
@@ -190,6 +193,7 @@ impl Membership {
             full_logged_at: None,
             forgotten: BTreeMap::new(),
             synced: false,
+            known_by: BTreeSet::new(),
             outputs: Vec::new(),
             stats: Stats::default(),
         };
@@ -243,6 +247,13 @@ impl Membership {
     /// then it may not know every member.
     pub fn has_synced(&self) -> bool {
         self.synced
+    }
+
+    /// Whether member `name` has shown it knows this node (see `known_by`): its view
+    /// of the cluster includes this node, so it waits on this node for what needs every
+    /// member (resolving idempotency keys).
+    pub fn is_known_by(&self, name: &NodeName) -> bool {
+        self.known_by.contains(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&Update> {
@@ -330,6 +341,8 @@ impl Membership {
             } => {
                 self.apply_all(now, updates);
                 if target == self.me {
+                    // Only a member that holds this node's record probes it by name.
+                    self.known_by.insert(from.clone());
                     // A left node still answers, its left record riding along.
                     let ack = Message::Ack {
                         seq,
@@ -375,6 +388,9 @@ impl Membership {
                 members,
             } => {
                 self.synced = true;
+                if members.iter().any(|u| u.member.name == self.me) {
+                    self.known_by.insert(from.clone());
+                }
                 for update in members {
                     let own = update.member.name == from;
                     self.apply(now, update, own);

@@ -612,3 +612,51 @@ fn a_message_from_a_member_held_dead_gets_it_told() {
     });
     assert!(told);
 }
+
+/// A member shows it knows this node by probing it by name or by sending its full
+/// membership with this node in it; gossip from it, a probe for another name, or a full
+/// membership without this node show nothing.
+#[test]
+fn a_member_is_known_to_know_me_by_a_probe_by_name_or_a_full_membership_with_me() {
+    let mut n = node("me", Config::default());
+    let (a, b, c) = (
+        member("a", 1, 1000),
+        member("b", 1, 1000),
+        member("c", 1, 1000),
+    );
+    n.handle_message(
+        ms(1),
+        "a:7946",
+        gossip("a", vec![alive(&a), alive(&b), alive(&c)]),
+    );
+    let ping = |from: &str, target: &str| Message::Ping {
+        seq: 1,
+        from: nn(from),
+        target: nn(target),
+        updates: Vec::new(),
+    };
+    n.handle_message(ms(2), "a:7946", ping("a", "someone-else"));
+    let me = alive(&member("me", 1, 1000));
+    n.handle_message(
+        ms(3),
+        "c:7946",
+        Message::Full {
+            from: nn("c"),
+            want_reply: false,
+            members: vec![alive(&c)],
+        },
+    );
+    assert!(!n.is_known_by(&nn("a")) && !n.is_known_by(&nn("c")));
+    n.handle_message(ms(4), "a:7946", ping("a", "me"));
+    n.handle_message(
+        ms(5),
+        "b:7946",
+        Message::Full {
+            from: nn("b"),
+            want_reply: false,
+            members: vec![alive(&b), me],
+        },
+    );
+    assert!(n.is_known_by(&nn("a")) && n.is_known_by(&nn("b")));
+    assert!(!n.is_known_by(&nn("c")));
+}

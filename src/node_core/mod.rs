@@ -212,9 +212,9 @@ impl<R> NodeCore<R> {
         self
     }
 
-    /// Marks the node ready for keys once it holds everything the last digest of the
-    /// live member `from` showed, or (starting alone) once no member was heard of for
-    /// the grace time.
+    /// Marks the node ready for keys once every live member has shown it knows this
+    /// node and it holds everything the last digest of the live member `from` showed,
+    /// or (starting alone) once no member was heard of for the grace time.
     fn check_key_readiness(&mut self, now: Duration, from: Option<&NodeName>) {
         let whole_every = if !self.keys.ready {
             Some(WHOLE_DIGEST_INTERVAL)
@@ -225,6 +225,11 @@ impl<R> NodeCore<R> {
         };
         self.engine.set_needs_whole_digests(whole_every);
         if self.keys.ready {
+            return;
+        }
+        // A member that does not know this node yet resolves keys without waiting on
+        // it: a key this node accepted meanwhile could count twice.
+        if !self.known_by_live_members() {
             return;
         }
         if let Some(peer) = from.filter(|p| self.is_live_member(p)) {
@@ -244,6 +249,18 @@ impl<R> NodeCore<R> {
         } else {
             self.keys.alone_since = None;
         }
+    }
+
+    /// Whether every alive or suspect member has shown it knows this node: probed it,
+    /// sent it its full membership ([`Membership::is_known_by`]), or started a gossip
+    /// round with it ([`Engine::had_round_from`]). True without membership.
+    fn known_by_live_members(&self) -> bool {
+        let Some(m) = &self.membership else {
+            return true;
+        };
+        m.members()
+            .filter(|v| !v.is_self && v.state.is_live())
+            .all(|v| m.is_known_by(&v.member.name) || self.engine.had_round_from(&v.member.name))
     }
 
     /// Idempotency-key figures for reports.
@@ -372,9 +389,9 @@ impl<R> NodeCore<R> {
             self.requests.unavailable += 1;
             self.requests.outcomes_mut(r.op.kind).failed += 1;
             let result = Err(OpFailure::Unavailable(
-                "this node has not caught up with a member since it started, so it cannot \
-                 tell whether this key was accepted elsewhere; retry on another node or in a \
-                 moment"
+                "this node has not caught up with a member since it started, or a member \
+                 does not know it yet, so it cannot tell whether this key was accepted \
+                 elsewhere; retry on another node or in a moment"
                     .into(),
             ));
             self.effects.push(Effect::Reply {

@@ -201,3 +201,76 @@ fn a_fresh_node_is_not_ready_for_keys_after_only_the_first_frame_of_its_catch_up
         "holding {held} of 40 keys, n took a retry of p's last key"
     );
 }
+
+/// A node that joined takes keys only once every live member has shown it knows it:
+/// caught up with `p` through an answer to its own Syn, `n` still waits, for `p` may
+/// not count it as a member yet and would then resolve keys without waiting on it; a
+/// round `p` starts with it (or a probe by name) shows it does.
+#[test]
+fn a_joined_node_takes_keys_only_once_its_members_know_it() {
+    use crate::codec::Frame;
+    use crate::engine::Output;
+    use crate::member::Member;
+    let n_name = NodeName::new("n").unwrap();
+    let p_name = NodeName::new("p").unwrap();
+    let p_origin = Origin::new("p", 1);
+    let mut p_state = State::new();
+    let plain = LocalOp {
+        counter: "c".into(),
+        kind: OpKind::Increment,
+        amount: 3,
+        key: None,
+    };
+    p_state.apply_local(&p_state.prepare_batch(&p_origin, &[plain], 0, &[]));
+    let mut peer = Engine::new(p_origin, Config::default(), p_state, 1, Duration::ZERO);
+    let member = |name: &NodeName, incarnation| Member {
+        name: name.clone(),
+        incarnation,
+        started_at: 1,
+        gossip_addr: format!("{name}:9000"),
+        http_addr: String::new(),
+    };
+    let mut membership = Membership::new(
+        member(&n_name, 2),
+        membership::Config::default(),
+        Vec::new(),
+        1,
+        Duration::ZERO,
+    );
+    membership.apply_updates(
+        Duration::ZERO,
+        vec![membership::Update {
+            member: member(&p_name, 1),
+            liveness: 0,
+            state: membership::State::Alive,
+            by: p_name.clone(),
+        }],
+    );
+    let engine = Engine::new(
+        Origin::new("n", 2),
+        Config::default(),
+        State::new(),
+        2,
+        Duration::ZERO,
+    );
+    let mut core: NodeCore<u32> = NodeCore::new(engine, Box::new(MemoryStorage))
+        .with_membership(membership)
+        .with_keys(DEFAULT_KEY_WINDOW, 0, KeyStart::Joining);
+
+    // n's own Syn, answered by p: n now holds all p holds, and has p's digest.
+    peer.handle_frame(Duration::ZERO, &n_name, Frame::Syn { digest: Vec::new() });
+    for output in peer.drain_outputs() {
+        if let Output::Send { frame, .. } = output {
+            core.handle_frame(Duration::ZERO, &p_name, frame);
+        }
+    }
+    assert_eq!(core.state().value("c"), 3, "caught up with p");
+    assert!(!core.key_stats().ready, "p has not shown it knows n");
+
+    let digest = peer.state().digest();
+    core.handle_frame(Duration::ZERO, &p_name, Frame::Syn { digest });
+    assert!(
+        core.key_stats().ready,
+        "p started a round with n: it counts n a member"
+    );
+}
