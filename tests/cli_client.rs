@@ -110,21 +110,7 @@ fn usage_errors_exit_2() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("try `gctr --help`"), "{}", stderr(&o));
-    for cmd in [
-        "discovery",
-        "node",
-        "inc",
-        "dec",
-        "get",
-        "peers",
-        "members",
-        "join",
-        "remove",
-        "health",
-        "keygen",
-        "keys",
-        "maelstrom",
-    ] {
+    for cmd in gctr::cli::COMMANDS {
         let o = run_gctr(&[cmd, "--help"]);
         assert_eq!(o.status.code(), Some(0), "{cmd}: {}", stderr(&o));
         assert!(stdout(&o).contains("Usage: gctr"), "{cmd}");

@@ -82,7 +82,7 @@ impl From<lexopt::Error> for CliError {
 }
 
 /// The subcommands, each with a `--help` of its own.
-const COMMANDS: [&str; 13] = [
+pub const COMMANDS: [&str; 13] = [
     "discovery",
     "node",
     "inc",

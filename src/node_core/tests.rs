@@ -112,6 +112,34 @@ fn a_pending_batch_is_applied_and_answered_on_its_outcome_and_the_storage_settle
     );
 }
 
+/// The membership of node `n` (incarnation 2) that knows `p` (incarnation 1) alive.
+fn membership_of_n_knowing_p(n_name: &NodeName, p_name: &NodeName) -> Membership {
+    let member = |name: &NodeName, incarnation| crate::member::Member {
+        name: name.clone(),
+        incarnation,
+        started_at: 1,
+        gossip_addr: format!("{name}:9000"),
+        http_addr: String::new(),
+    };
+    let mut membership = Membership::new(
+        member(n_name, 2),
+        membership::Config::default(),
+        Vec::new(),
+        1,
+        Duration::ZERO,
+    );
+    membership.apply_updates(
+        Duration::ZERO,
+        vec![membership::Update {
+            member: member(p_name, 1),
+            liveness: 0,
+            state: membership::State::Alive,
+            by: p_name.clone(),
+        }],
+    );
+    membership
+}
+
 /// Frame by frame: a node started without state, knowing one member `p`, pulls from it;
 /// `p` answers with a SynAck carrying the first frame of what the node lacks and Delta
 /// frames with the rest. With only the SynAck here (the Deltas lost, late, or dropped
@@ -121,7 +149,6 @@ fn a_pending_batch_is_applied_and_answered_on_its_outcome_and_the_storage_settle
 fn a_fresh_node_is_not_ready_for_keys_after_only_the_first_frame_of_its_catch_up() {
     use crate::codec::Frame;
     use crate::engine::{Output, MIN_PAYLOAD};
-    use crate::member::Member;
     let keyed = |k: usize| LocalOp {
         counter: "c".into(),
         kind: OpKind::Increment,
@@ -141,29 +168,7 @@ fn a_fresh_node_is_not_ready_for_keys_after_only_the_first_frame_of_its_catch_up
     let mut peer = Engine::new(p_origin, small.clone(), p_state, 1, Duration::ZERO);
     peer.set_peers([n_name.clone()]);
 
-    let member = |name: &NodeName, incarnation| Member {
-        name: name.clone(),
-        incarnation,
-        started_at: 1,
-        gossip_addr: format!("{name}:9000"),
-        http_addr: String::new(),
-    };
-    let mut membership = Membership::new(
-        member(&n_name, 2),
-        membership::Config::default(),
-        Vec::new(),
-        1,
-        Duration::ZERO,
-    );
-    membership.apply_updates(
-        Duration::ZERO,
-        vec![membership::Update {
-            member: member(&p_name, 1),
-            liveness: 0,
-            state: membership::State::Alive,
-            by: p_name.clone(),
-        }],
-    );
+    let membership = membership_of_n_knowing_p(&n_name, &p_name);
     let engine = Engine::new(Origin::new("n", 2), small, State::new(), 2, Duration::ZERO);
     let mut core: NodeCore<u32> = NodeCore::new(engine, Box::new(MemoryStorage))
         .with_membership(membership)
@@ -210,7 +215,6 @@ fn a_fresh_node_is_not_ready_for_keys_after_only_the_first_frame_of_its_catch_up
 fn a_joined_node_takes_keys_only_once_its_members_know_it() {
     use crate::codec::Frame;
     use crate::engine::Output;
-    use crate::member::Member;
     let n_name = NodeName::new("n").unwrap();
     let p_name = NodeName::new("p").unwrap();
     let p_origin = Origin::new("p", 1);
@@ -223,29 +227,7 @@ fn a_joined_node_takes_keys_only_once_its_members_know_it() {
     };
     p_state.apply_local(&p_state.prepare_batch(&p_origin, &[plain], 0, &[]));
     let mut peer = Engine::new(p_origin, Config::default(), p_state, 1, Duration::ZERO);
-    let member = |name: &NodeName, incarnation| Member {
-        name: name.clone(),
-        incarnation,
-        started_at: 1,
-        gossip_addr: format!("{name}:9000"),
-        http_addr: String::new(),
-    };
-    let mut membership = Membership::new(
-        member(&n_name, 2),
-        membership::Config::default(),
-        Vec::new(),
-        1,
-        Duration::ZERO,
-    );
-    membership.apply_updates(
-        Duration::ZERO,
-        vec![membership::Update {
-            member: member(&p_name, 1),
-            liveness: 0,
-            state: membership::State::Alive,
-            by: p_name.clone(),
-        }],
-    );
+    let membership = membership_of_n_knowing_p(&n_name, &p_name);
     let engine = Engine::new(
         Origin::new("n", 2),
         Config::default(),
