@@ -153,7 +153,8 @@ pub struct Engine {
     /// Each peer's last digest: what the node core decides idempotency keys' stability by.
     peer_digests: HashMap<NodeName, HashMap<Origin, u64>>,
     /// Peers that started an anti-entropy round with this node by a Syn: a node starts
-    /// one only with its own peers, so each of these counts this node as a member.
+    /// one only with its own peers, so each of these counts this node as a member. Only
+    /// peers are noted, so it holds at most the members.
     rounds_from: HashSet<NodeName>,
     /// Origins peers said they retired, at the version this node knows them up to
     /// (see [`Frame::Retired`]); only origins held and live here.
@@ -385,7 +386,9 @@ impl Engine {
         match frame {
             Frame::Hello { .. } | Frame::Member(_) | Frame::Keys(_) => {}
             Frame::Syn { digest } => {
-                self.rounds_from.insert(from.clone());
+                if self.peers.binary_search(from).is_ok() {
+                    self.rounds_from.insert(from.clone());
+                }
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
                 self.answer_syn(from, &digest);
