@@ -147,10 +147,9 @@ impl KeyStore {
             .expect("a key id in use has a record")
     }
 
-    /// Keys held (tombstones included; a key set apart by a newer one of its name
-    /// counts apart).
+    /// Keys held (tombstones included).
     pub(super) fn len(&self) -> usize {
-        self.records.len() - self.free.len()
+        self.index.len()
     }
 
     /// Acceptances not yet resolved by their acceptor.
@@ -263,12 +262,11 @@ impl KeyStore {
     /// earlier acceptance of the key by the same origin: an origin accepts a key again
     /// only once the key's window ended there, every acceptance of it resolved. When
     /// they are all resolved here too, the old key is dropped as its expiry would drop
-    /// it, and its acceptances' (origin, version) returned for the version index. When
-    /// some are not resolved here yet, the old key is only set apart: it goes on
-    /// counting what it counts until its resolutions arrive, and expires as usual, but
-    /// the key's name now leads to the new one. Either way the new acceptance starts the
-    /// key afresh instead of being taken for a retry (which would lose it here, and on
-    /// every replica this one teaches).
+    /// it, and its acceptances' (origin, version) returned for the version index: the
+    /// new acceptance then starts the key afresh instead of being taken for a retry
+    /// (which would lose it here, and on every replica this one teaches). While one is
+    /// not resolved here the old key stays, and the new acceptance is ignored here until
+    /// its acceptor resolves it (its fold brings the amount).
     pub(super) fn end_generation(
         &mut self,
         key: &str,
@@ -283,11 +281,7 @@ impl KeyStore {
             .acceptances
             .iter()
             .any(|a| a.origin == origin && a.version < version);
-        if !earlier {
-            return Vec::new();
-        }
-        if record.unresolved > 0 {
-            self.index.remove(key);
+        if !earlier || record.unresolved > 0 {
             return Vec::new();
         }
         self.unlist(id);
@@ -475,10 +469,7 @@ impl KeyStore {
             let record = self.records[id as usize]
                 .take()
                 .expect("a key id in use has a record");
-            // A key set apart by a newer one of the same name leaves that one indexed.
-            if self.index.get(&record.key) == Some(&id) {
-                self.index.remove(&record.key);
-            }
+            self.index.remove(&record.key);
             dropped.extend(record.acceptances.iter().map(|a| (a.origin, a.version)));
             self.free.push(id);
         }
@@ -689,28 +680,57 @@ mod tests {
         );
     }
 
-    /// While an acceptance of the old key is unresolved here, the old key is set apart,
-    /// counting on until its fold comes; the new one counts beside it, and both end as
-    /// on the origin.
+    /// While an acceptance of the old key is unresolved here, the old key stays and the
+    /// new acceptance is ignored here; the origin's fold of it brings its amount.
     #[test]
-    fn an_acceptance_again_counts_beside_an_old_key_unresolved_here() {
-        let (a, own, batches) = reaccepted_after_the_window();
+    fn an_acceptance_again_above_an_old_key_unresolved_here_counts_once_folded() {
+        let (a, mut own, batches) = reaccepted_after_the_window();
         let mut gapped = State::new();
         gapped.apply_delta(&batches[0]);
         gapped.apply_delta(&batches[2]);
-        assert_eq!(gapped.value("c"), 10, "the old acceptance and the new one");
-        assert_eq!(gapped.unresolved_acceptances(), 2);
         gapped.apply_delta(&batches[1]);
-        assert_eq!(
-            (gapped.value("c"), gapped.unresolved_acceptances()),
-            (10, 1)
-        );
         assert_eq!(gapped.known(&a), 3);
-        assert_eq!(gapped.entries_after(&a, 2), own.entries_after(&a, 2));
-        // The old key expires; the new one stays until its window ends too.
-        gapped.expire_keys(100, 10);
-        assert!(gapped.has_key("k"));
+        assert_eq!(
+            gapped.value("c"),
+            5,
+            "the new acceptance waits for its fold"
+        );
+        commit(&mut own, &a, &[], 101, true);
+        gapped.apply_delta(&crate::crdt::OriginDelta {
+            origin: a.clone(),
+            from: 3,
+            to: 4,
+            entries: own.entries_after(&a, 3),
+        });
         assert_eq!(gapped.value("c"), 10);
+    }
+
+    /// The new acceptance arriving before the old one leaves the old one ignored (a
+    /// second acceptance by the same origin): values are right, and the ignored version,
+    /// which carries nothing, does not keep the origin from retiring once all is
+    /// resolved and expired.
+    #[test]
+    fn an_old_acceptance_arriving_after_the_new_one_does_not_block_retirement() {
+        let (a, mut own, mut batches) = reaccepted_after_the_window();
+        let before = own.known(&a);
+        commit(&mut own, &a, &[], 101, true);
+        batches.push(crate::crdt::OriginDelta {
+            origin: a.clone(),
+            from: before,
+            to: own.known(&a),
+            entries: own.entries_after(&a, before),
+        });
+        let mut late = State::new();
+        for i in [2, 0, 1, 3] {
+            late.apply_delta(&batches[i]);
+        }
+        own.expire_keys(10_000, 10);
+        late.expire_keys(10_000, 10);
+        assert_eq!((own.value("c"), late.value("c")), (10, 10));
+        assert_eq!(late.key_count(), 0);
+        assert_eq!(late.retirable_at(&a), Some(4));
+        assert!(late.retire(&a, 4));
+        assert_eq!(late.value("c"), 10);
     }
 
     /// What keys count by acceptance shows apart from the origins' totals until it is

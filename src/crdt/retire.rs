@@ -46,21 +46,27 @@ pub struct RetireStats {
 impl State {
     /// The version `origin` could retire at here: what this replica knows it up to,
     /// when it holds nothing past that (no gap to fill), no acceptance of an idempotency
-    /// key by it (a key must be resolved and expired before its acceptor retires), and
-    /// every entry it holds of it indexed by version (none merged without one). `None`
-    /// if it cannot retire, or is retired already.
+    /// key by it (a key must be resolved and expired before its acceptor retires; an
+    /// ignored one, a second acceptance of a key it held, carries nothing and does not
+    /// count), and every entry it holds of it indexed by version (none merged without
+    /// one). `None` if it cannot retire, or is retired already.
     pub fn retirable_at(&self, origin: &Origin) -> Option<u64> {
         let &id = self.origins.get(origin)?;
         let record = &self.origin_records[id as usize];
-        let only_totals = record
-            .by_version
-            .values()
-            .all(|item| matches!(item, Item::Totals(_)));
+        let mut totals = 0usize;
+        let mut only_totals = true;
+        for item in record.by_version.values() {
+            match item {
+                Item::Totals(_) => totals += 1,
+                Item::Ignored => {}
+                Item::Accept(_) => only_totals = false,
+            }
+        }
         let ready = record.retired.is_none()
             && record.known > 0
             && record.top() == record.known
             && only_totals
-            && record.by_version.len() == record.slots as usize;
+            && totals == record.slots as usize;
         ready.then_some(record.known)
     }
 
@@ -76,8 +82,11 @@ impl State {
         let mut totals = Vec::with_capacity(items.len());
         let mut ledgers = Vec::new();
         for (_, item) in items {
-            let Item::Totals(counter) = item else {
-                unreachable!("retirable_at allows totals only");
+            let counter = match item {
+                Item::Totals(counter) => counter,
+                // Carries nothing; a later copy of it is at or below the known version.
+                Item::Ignored => continue,
+                Item::Accept(_) => unreachable!("retirable_at allows no acceptance"),
             };
             if let Some(folded) = self.keys.take_ledger(counter, id) {
                 ledgers.push((counter, folded));

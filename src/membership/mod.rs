@@ -365,7 +365,9 @@ impl Membership {
                 ..
             } => {
                 self.apply_all(now, updates);
-                if active {
+                // Only for a member this node holds a record of: a probe by name tells its
+                // target the prober knows it (see `known_by`).
+                if active && self.entries.contains_key(target.as_str()) {
                     self.relay_probe(now, from_addr, seq, target, target_addr);
                 }
             }

@@ -660,3 +660,32 @@ fn a_member_is_known_to_know_me_by_a_probe_by_name_or_a_full_membership_with_me(
     assert!(n.is_known_by(&nn("a")) && n.is_known_by(&nn("b")));
     assert!(!n.is_known_by(&nn("c")));
 }
+
+/// A node asked to probe a member it holds no record of does not: its probe would tell
+/// that member it is known here (see `known_by`). It probes a member it knows.
+#[test]
+fn a_ping_req_for_a_member_unknown_here_is_not_relayed() {
+    let mut h = node("h", Config::default());
+    let (r, t) = (member("r", 1, 1000), member("t", 1, 1000));
+    h.handle_message(ms(1), "r:7946", gossip("r", vec![alive(&r)]));
+    h.drain_outputs();
+    let ping_req = |seq| Message::PingReq {
+        seq,
+        from: nn("r"),
+        target: nn("t"),
+        target_addr: "t:7946".into(),
+        updates: Vec::new(),
+    };
+    h.handle_message(ms(2), "r:7946", ping_req(9));
+    let pinged = |h: &mut Membership| {
+        let out = h.drain_outputs();
+        sends(&out)
+            .iter()
+            .any(|(to, m)| *to == "t:7946" && matches!(m, Message::Ping { .. }))
+    };
+    assert!(!pinged(&mut h), "t is unknown to h");
+    h.handle_message(ms(3), "r:7946", gossip("r", vec![alive(&t)]));
+    h.drain_outputs();
+    h.handle_message(ms(4), "r:7946", ping_req(10));
+    assert!(pinged(&mut h), "t is a member h knows");
+}

@@ -462,7 +462,7 @@ impl<R> NodeCore<R> {
                 Err(e) => {
                     self.requests.storage_failures += 1;
                     log::error!("storage: cannot make a batch durable: {e}; nothing applied");
-                    storage_error = Some(format!("storage failure, nothing applied here: {e}"));
+                    storage_error = Some(format!("storage failure, not applied: {e}"));
                 }
             }
         }
