@@ -142,13 +142,21 @@ impl Membership {
             let (seq, target, target_addr) =
                 (probe.seq, probe.target.clone(), probe.target_addr.clone());
             let helpers = self.random_live_others(self.config.indirect_probes, &[&target]);
+            // The target's record rides along, so a helper that has not heard of it yet
+            // holds it before it probes it (it relays only for members it holds).
+            let record: Vec<_> = self
+                .entries
+                .get(&target)
+                .map(|e| e.update.clone())
+                .into_iter()
+                .collect();
             for helper in &helpers {
                 let req = Message::PingReq {
                     seq,
                     from: self.me.clone(),
                     target: target.clone(),
                     target_addr: target_addr.clone(),
-                    updates: Vec::new(),
+                    updates: record.clone(),
                 };
                 self.send_probe_lane(helper.gossip_addr.clone(), req, &[]);
             }

@@ -485,6 +485,15 @@ fn a_probe_that_gets_no_answer_asks_others_then_suspects() {
         .filter(|(_, m)| matches!(m, Message::PingReq { seq: s, target: t, .. } if *s == seq && *t == target))
         .collect();
     assert_eq!(reqs.len(), 3, "k = 3 indirect probes");
+    for (_, req) in &reqs {
+        let Message::PingReq { updates, .. } = req else {
+            unreachable!()
+        };
+        assert!(
+            updates.iter().any(|u| u.member.name == target),
+            "the target's record rides along, for a helper that has not heard of it"
+        );
+    }
     // One nack of three: two missing nacks count against this node's health.
     n.handle_message(
         start + ms(300),
@@ -662,21 +671,22 @@ fn a_member_is_known_to_know_me_by_a_probe_by_name_or_a_full_membership_with_me(
 }
 
 /// A node asked to probe a member it holds no record of does not: its probe would tell
-/// that member it is known here (see `known_by`). It probes a member it knows.
+/// that member it is known here (see `known_by`). Requests carry the target's record, so
+/// a helper that had not heard of it learns it and probes.
 #[test]
 fn a_ping_req_for_a_member_unknown_here_is_not_relayed() {
     let mut h = node("h", Config::default());
     let (r, t) = (member("r", 1, 1000), member("t", 1, 1000));
     h.handle_message(ms(1), "r:7946", gossip("r", vec![alive(&r)]));
     h.drain_outputs();
-    let ping_req = |seq| Message::PingReq {
-        seq,
+    let bare = Message::PingReq {
+        seq: 9,
         from: nn("r"),
         target: nn("t"),
         target_addr: "t:7946".into(),
         updates: Vec::new(),
     };
-    h.handle_message(ms(2), "r:7946", ping_req(9));
+    h.handle_message(ms(2), "r:7946", bare);
     let pinged = |h: &mut Membership| {
         let out = h.drain_outputs();
         sends(&out)
@@ -684,8 +694,14 @@ fn a_ping_req_for_a_member_unknown_here_is_not_relayed() {
             .any(|(to, m)| *to == "t:7946" && matches!(m, Message::Ping { .. }))
     };
     assert!(!pinged(&mut h), "t is unknown to h");
-    h.handle_message(ms(3), "r:7946", gossip("r", vec![alive(&t)]));
-    h.drain_outputs();
-    h.handle_message(ms(4), "r:7946", ping_req(10));
-    assert!(pinged(&mut h), "t is a member h knows");
+    // A requester sends the target's record with its request: h then holds it, and probes.
+    let with_record = Message::PingReq {
+        seq: 10,
+        from: nn("r"),
+        target: nn("t"),
+        target_addr: "t:7946".into(),
+        updates: vec![alive(&t)],
+    };
+    h.handle_message(ms(3), "r:7946", with_record);
+    assert!(pinged(&mut h), "t is a member h now knows");
 }

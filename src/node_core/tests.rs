@@ -112,7 +112,8 @@ fn a_pending_batch_is_applied_and_answered_on_its_outcome_and_the_storage_settle
     );
 }
 
-/// The membership of node `n` (incarnation 2) that knows `p` (incarnation 1) alive.
+/// The membership of node `n` (incarnation 2) that knows `p` (incarnation 1) alive,
+/// from p's full membership, which did not list `n` yet.
 fn membership_of_n_knowing_p(n_name: &NodeName, p_name: &NodeName) -> Membership {
     let member = |name: &NodeName, incarnation| crate::member::Member {
         name: name.clone(),
@@ -128,15 +129,21 @@ fn membership_of_n_knowing_p(n_name: &NodeName, p_name: &NodeName) -> Membership
         1,
         Duration::ZERO,
     );
-    membership.apply_updates(
+    membership.handle_message(
         Duration::ZERO,
-        vec![membership::Update {
-            member: member(p_name, 1),
-            liveness: 0,
-            state: membership::State::Alive,
-            by: p_name.clone(),
-        }],
+        &format!("{p_name}:9000"),
+        membership::Message::Full {
+            from: p_name.clone(),
+            want_reply: false,
+            members: vec![membership::Update {
+                member: member(p_name, 1),
+                liveness: 0,
+                state: membership::State::Alive,
+                by: p_name.clone(),
+            }],
+        },
     );
+    assert!(membership.has_synced() && !membership.is_known_by(p_name));
     membership
 }
 
