@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::cluster::{apply_op, figure, node_addrs, start_node, wait_converged, TestNode};
+use common::cluster::{
+    apply_op, figure, node_addrs, start_node, start_node_anywhere, wait_converged, TestNode,
+};
 use common::{agent, wait_until};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,14 +41,7 @@ fn nodes_that_know_a_hundred_origins_converge_by_summaries_and_pages() {
         if let Some(mut previous) = ephemeral.take() {
             previous.proc.kill();
         }
-        let addrs = node_addrs();
-        let e = start_node(
-            dir.path(),
-            "ephemeral-node-0",
-            (&addrs.0, &addrs.1),
-            &[&a.gossip],
-            &quiet,
-        );
+        let e = start_node_anywhere(dir.path(), "ephemeral-node-0", &[&a.gossip], &quiet);
         apply_op(&agent(), &e.http, "restarts", true, 1);
         // Until a holds what this run wrote, its origin is not yet one a knows.
         let holds = |i: usize| {

@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::cluster::{apply_op, figure, node_addrs, start_node, wait_converged, TestNode};
+use common::cluster::{
+    apply_op, figure, start_node, start_node_anywhere, wait_converged, TestNode,
+};
 use common::{agent, get_json, wait_until};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,26 +22,19 @@ const EPHEMERAL: usize = 4;
 fn two_hundred_ephemeral_restarts_leave_one_live_origin_per_member_and_exact_values() {
     let dir = tempfile::tempdir().expect("temp dir");
     let args = ["--retire-after", "1s", "--log-level", "warn"];
-    let (gossip, http) = node_addrs();
     let data = dir.path().join("seed-data");
     let data = data.to_str().expect("a UTF-8 temp path");
     let seed_args = [&args[..], &["--wal", data]].concat();
-    let mut seed = start_node(dir.path(), "seed", (&gossip, &http), &[], &seed_args);
+    let mut seed = start_node_anywhere(dir.path(), "seed", &[], &seed_args);
     let mut ephemeral: Vec<Option<TestNode>> = (0..EPHEMERAL).map(|_| None).collect();
     for restart in 1..=RESTARTS {
         let slot = restart % EPHEMERAL;
         if let Some(mut previous) = ephemeral[slot].take() {
             previous.proc.kill();
         }
-        let addrs = node_addrs();
         let name = format!("ephemeral-{slot}");
-        let node = start_node(
-            dir.path(),
-            &name,
-            (&addrs.0, &addrs.1),
-            &[&seed.gossip],
-            &args,
-        );
+        // Ports the system picks: two hundred starts must not race other processes.
+        let node = start_node_anywhere(dir.path(), &name, &[&seed.gossip], &args);
         apply_op(&agent(), &node.http, "restarts", true, 1);
         // Without a WAL a run's write lives only in memory until a peer holds it.
         wait_until(
@@ -87,8 +82,10 @@ fn two_hundred_ephemeral_restarts_leave_one_live_origin_per_member_and_exact_val
 
     let members = nodes.len() as u64;
     let retired = figure(&seed, &["state", "origins_retired"]);
+    let (gossip, http) = (seed.gossip.clone(), seed.http.clone());
     assert_eq!(seed.proc.terminate(Duration::from_secs(10)), Some(0));
     let patient = ["--retire-after", "1h", "--log-level", "warn", "--wal", data];
+    // At its old addresses, where the others look for it.
     let seed = start_node(dir.path(), "seed", (&gossip, &http), &[], &patient);
     assert_eq!(figure(&seed, &["state", "origins_retired"]), retired);
     assert!(figure(&seed, &["state", "origins_live"]) <= members);

@@ -14,6 +14,50 @@ pub struct TestNode {
     pub http: String,
 }
 
+/// Starts `gctr node` on ports the system picks (`127.0.0.1:0`, so no other process can
+/// take them between a test choosing and the node binding them) and reads the addresses
+/// from the line it prints first: `gctr node NAME gossip ADDR http ADDR`. Its log goes to
+/// `log_dir/NAME.log`; it serves HTTP when this returns.
+pub fn start_node_anywhere(log_dir: &Path, name: &str, seeds: &[&str], extra: &[&str]) -> TestNode {
+    let any = "127.0.0.1:0";
+    let mut args = vec![
+        "node",
+        "--addr",
+        any,
+        "--http",
+        any,
+        "--name",
+        name,
+        "--log-level",
+        "debug",
+    ];
+    let seeds = seeds.join(",");
+    if !seeds.is_empty() {
+        args.extend(["--seeds", seeds.as_str()]);
+    }
+    args.extend(extra);
+    let log = log_dir.join(format!("{name}.log"));
+    let (proc, words) = super::spawn_reading_first_line(name, &args, &log);
+    if words.len() != 7 || words[..3] != ["gctr", "node", name] {
+        panic!(
+            "{name} did not start: stdout {words:?}, log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let (gossip, http) = (words[4].clone(), words[6].clone());
+    wait_until(
+        &format!("{name} to serve HTTP"),
+        Duration::from_secs(10),
+        || http_get(&http, "/health").is_ok_and(|(s, _)| s == 200),
+    );
+    TestNode {
+        proc,
+        name: name.to_owned(),
+        gossip,
+        http,
+    }
+}
+
 /// Fresh loopback addresses for a node: (gossip, http).
 pub fn node_addrs() -> (String, String) {
     (free_addr().to_string(), free_addr().to_string())

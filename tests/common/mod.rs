@@ -83,6 +83,30 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `gctr` with `args`, stderr to `log`, and reads the first line it prints on
+/// stdout, split into words (none if it exits first). The rest of its stdout is drained
+/// by a thread of its own, so the process can always write there.
+pub fn spawn_reading_first_line(name: &str, args: &[&str], log: &Path) -> (Proc, Vec<String>) {
+    let file = std::fs::File::create(log).expect("create log file");
+    let child = Command::new(gctr_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(file)
+        .spawn()
+        .expect("spawn gctr");
+    let mut proc = Proc {
+        child,
+        name: name.to_owned(),
+    };
+    let mut stdout = std::io::BufReader::new(proc.child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    let _ = std::io::BufRead::read_line(&mut stdout, &mut line);
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let words = line.split_whitespace().map(str::to_owned).collect();
+    (proc, words)
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; panics with `what` then.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
