@@ -261,14 +261,15 @@ fn gap_before(
 }
 
 /// Whether `seg` is a segment header followed by nothing but the zeros of its
-/// preallocation: a segment no record was ever written to.
+/// preallocation (at most a preallocation step): a segment no record was written to.
 fn holds_no_record(fs: &dyn FileSystem, seg: &SegmentFile) -> Result<bool, WalError> {
-    if seg.len > super::segment::SEGMENT_HEADER_LEN + super::PREALLOCATE_STEP {
-        return Ok(false);
-    }
-    let bytes = fs
-        .read(&seg.path, MAX_SEGMENT_FILE_BYTES)
-        .map_err(|e| WalError::io(format!("read {}", seg.path.display()), e))?;
+    let longest = super::segment::SEGMENT_HEADER_LEN + super::PREALLOCATE_STEP;
+    let bytes = match fs.read(&seg.path, longest) {
+        Ok(bytes) => bytes,
+        // Longer than a new segment can be: not one.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Ok(false),
+        Err(e) => return Err(WalError::io(format!("read {}", seg.path.display()), e)),
+    };
     let header = super::segment::segment_header();
     Ok(bytes.starts_with(&header) && bytes[header.len()..].iter().all(|&b| b == 0))
 }

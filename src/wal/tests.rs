@@ -846,23 +846,42 @@ fn a_rotation_whose_directory_fsync_fails_loses_nothing_acknowledged() {
 /// crash keeps it — is removed on open, not taken for a gap.
 #[test]
 fn an_empty_segment_a_failed_rotation_left_is_removed_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = tiny(300);
-    let (mut node, _) = Node::open(dir.path(), opts.clone());
-    node.write(12);
-    let acknowledged = image(&node.state);
-    drop(node);
-    let segs = segments(dir.path());
-    assert!(segs.len() > 1, "the test needs a rotation: {segs:?}");
-    let inside = first_seq(&segs[1]) as u64 - 1;
-    let leftover = dir.path().join(segment::segment_name(inside));
-    let mut bytes = segment::segment_header().to_vec();
-    bytes.extend([0u8; 64]);
-    stdfs::write(&leftover, bytes).unwrap();
+    let step = PREALLOCATE_STEP as usize;
+    // A header and as many zeros as a segment's preallocation: removed. Anything else
+    // whose name falls inside the records before it is refused, and kept.
+    for (zeros, garbage, removed) in [
+        (64, false, true),
+        (step, false, true),
+        (step + 1, false, false),
+        (64, true, false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = tiny(300);
+        let (mut node, _) = Node::open(dir.path(), opts.clone());
+        node.write(12);
+        let acknowledged = image(&node.state);
+        drop(node);
+        let segs = segments(dir.path());
+        assert!(segs.len() > 1, "the test needs a rotation: {segs:?}");
+        let inside = first_seq(&segs[1]) as u64 - 1;
+        let leftover = dir.path().join(segment::segment_name(inside));
+        let mut bytes = segment::segment_header().to_vec();
+        bytes.extend(vec![0u8; zeros]);
+        if garbage {
+            bytes[SEGMENT_HEADER_LEN as usize + 5] = 7;
+        }
+        stdfs::write(&leftover, bytes).unwrap();
 
-    let (node, _) = Node::open(dir.path(), opts);
-    assert_eq!(image(&node.state), acknowledged);
-    assert!(!leftover.exists(), "the empty segment is gone");
+        if removed {
+            let (node, _) = Node::open(dir.path(), opts);
+            assert_eq!(image(&node.state), acknowledged);
+            assert!(!leftover.exists(), "the empty segment is gone");
+        } else {
+            let (file, _, reason) = refused(dir.path(), opts);
+            assert_eq!(file, leftover, "{zeros} zeros, garbage {garbage}: {reason}");
+            assert!(leftover.exists(), "a refused segment is kept");
+        }
+    }
 }
 
 /// A damaged newest snapshot with an older one intact (a crash came before the newer
