@@ -733,6 +733,40 @@ mod tests {
         assert_eq!(late.value("c"), 10);
     }
 
+    /// Only the same origin's later acceptance ends a key: another origin's acceptance
+    /// at a higher version of its own can be a late one of the same operation (made
+    /// within the window, concurrently) and must join the key, or it would count twice.
+    #[test]
+    fn another_origins_late_acceptance_joins_a_key_resolved_here() {
+        let (p, q) = (Origin::new("p", 1), Origin::new("q", 1));
+        let (mut ps, mut qs) = (State::new(), State::new());
+        let plain = LocalOp {
+            key: None,
+            ..keyed("", 1)
+        };
+        commit(&mut qs, &q, &[plain], 0, false);
+        commit(&mut ps, &p, &[keyed("k", 5)], 0, false);
+        commit(&mut qs, &q, &[keyed("k", 5)], 0, false);
+        for d in qs.to_deltas() {
+            ps.apply_delta(&d);
+        }
+        commit(&mut ps, &p, &[], 1, true);
+        // A replica holds p's acceptance and fold, then q's late acceptance (version 2).
+        let mut late = State::new();
+        for d in ps.to_deltas().into_iter().filter(|d| d.origin == p) {
+            late.apply_delta(&d);
+        }
+        assert_eq!(late.value("c"), 5);
+        for d in qs.to_deltas() {
+            late.apply_delta(&d);
+        }
+        assert_eq!(
+            late.value("c"),
+            6,
+            "k counts once, plus q's plain increment"
+        );
+    }
+
     /// What keys count by acceptance shows apart from the origins' totals until it is
     /// resolved into them; the value is the same before and after.
     #[test]
