@@ -20,22 +20,8 @@ pub struct TestNode {
 /// `log_dir/NAME.log`; it serves HTTP when this returns.
 pub fn start_node_anywhere(log_dir: &Path, name: &str, seeds: &[&str], extra: &[&str]) -> TestNode {
     let any = "127.0.0.1:0";
-    let mut args = vec![
-        "node",
-        "--addr",
-        any,
-        "--http",
-        any,
-        "--name",
-        name,
-        "--log-level",
-        "debug",
-    ];
-    let seeds = seeds.join(",");
-    if !seeds.is_empty() {
-        args.extend(["--seeds", seeds.as_str()]);
-    }
-    args.extend(extra);
+    let args = node_args(name, (any, any), seeds, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = log_dir.join(format!("{name}.log"));
     let (proc, words) = super::spawn_reading_first_line(name, &args, &log);
     if words.len() != 7 || words[..3] != ["gctr", "node", name] {
@@ -58,6 +44,24 @@ pub fn start_node_anywhere(log_dir: &Path, name: &str, seeds: &[&str], extra: &[
     }
 }
 
+/// The arguments of `gctr node` named `name` on `(gossip, http)` with `seeds` (none:
+/// no `--seeds`), logging at debug, then `extra`.
+pub fn node_args(
+    name: &str,
+    (gossip, http): (&str, &str),
+    seeds: &[&str],
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec!["node", "--addr", gossip, "--http", http, "--name", name];
+    args.extend(["--log-level", "debug"]);
+    let seeds = seeds.join(",");
+    if !seeds.is_empty() {
+        args.extend(["--seeds", seeds.as_str()]);
+    }
+    args.extend(extra);
+    args.into_iter().map(str::to_owned).collect()
+}
+
 /// Fresh loopback addresses for a node: (gossip, http).
 pub fn node_addrs() -> (String, String) {
     (free_addr().to_string(), free_addr().to_string())
@@ -72,22 +76,8 @@ pub fn start_node(
     seeds: &[&str],
     extra: &[&str],
 ) -> TestNode {
-    let mut args = vec![
-        "node",
-        "--addr",
-        gossip,
-        "--http",
-        http,
-        "--name",
-        name,
-        "--log-level",
-        "debug",
-    ];
-    let seeds = seeds.join(",");
-    if !seeds.is_empty() {
-        args.extend(["--seeds", seeds.as_str()]);
-    }
-    args.extend(extra);
+    let args = node_args(name, (gossip, http), seeds, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = log_dir.join(format!("{name}.log"));
     let proc = Proc::spawn(name, &args, Some(&log));
     wait_until(

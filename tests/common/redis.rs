@@ -7,7 +7,7 @@ use super::Proc;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 /// A node started with `--redis`, and the addresses it printed.
@@ -17,8 +17,6 @@ pub struct RedisNode {
     pub gossip: String,
     pub http: String,
     pub redis: String,
-    /// Kept open so the node can always write to its stdout.
-    _stdout: ChildStdout,
 }
 
 impl RedisNode {
@@ -31,69 +29,35 @@ impl RedisNode {
 /// line `gctr node NAME gossip ADDR http ADDR redis ADDR`. Its log goes to
 /// `log_dir/NAME.log`.
 pub fn start_redis_node(log_dir: &Path, name: &str, seeds: &[&str], extra: &[&str]) -> RedisNode {
+    let any = "127.0.0.1:0";
+    let extra = [&["--redis", any][..], extra].concat();
+    let args = super::cluster::node_args(name, (any, any), seeds, &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let log_path = log_dir.join(format!("{name}.log"));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .expect("open log file");
-    let mut args = vec![
-        "node",
-        "--addr",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--redis",
-        "127.0.0.1:0",
-        "--name",
-        name,
-        "--log-level",
-        "debug",
-    ];
-    let seeds = seeds.join(",");
-    if !seeds.is_empty() {
-        args.extend(["--seeds", seeds.as_str()]);
-    }
-    args.extend(extra);
-    let child = Command::new(super::gctr_bin())
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn gctr node");
-    let mut proc = Proc {
-        child,
-        name: name.to_owned(),
-    };
-    let mut stdout = proc.child.stdout.take().expect("piped stdout");
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    // Byte by byte, so nothing after the line is read away from the pipe.
-    while stdout.read(&mut byte).map(|n| n == 1).unwrap_or(false) && byte[0] != b'\n' {
-        line.push(byte[0]);
-    }
-    let line = String::from_utf8_lossy(&line).into_owned();
-    let words: Vec<&str> = line.split_whitespace().collect();
+    let (mut proc, words) = super::spawn_reading_first_line(name, &args, &log_path);
     if words.len() != 9 || words[..2] != ["gctr", "node"] {
         proc.kill();
         panic!(
-            "{name} did not start: stdout {line:?}, log:\n{}",
+            "{name} did not start: stdout {words:?}, log:\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
         );
     }
     assert_eq!(
-        (words[2], words[3], words[5], words[7]),
+        (
+            words[2].as_str(),
+            words[3].as_str(),
+            words[5].as_str(),
+            words[7].as_str()
+        ),
         (name, "gossip", "http", "redis"),
-        "{line}"
+        "{words:?}"
     );
     RedisNode {
         proc,
         name: name.to_owned(),
-        gossip: words[4].to_owned(),
-        http: words[6].to_owned(),
-        redis: words[8].to_owned(),
-        _stdout: stdout,
+        gossip: words[4].clone(),
+        http: words[6].clone(),
+        redis: words[8].clone(),
     }
 }
 
