@@ -7,9 +7,11 @@ pub mod cluster;
 pub mod keys;
 pub mod redis;
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -17,10 +19,39 @@ pub fn gctr_bin() -> &'static str {
     env!("CARGO_BIN_EXE_gctr")
 }
 
-/// A loopback address with a port that was free a moment ago (bound to port 0, then released).
+/// A loopback address with a port that was free a moment ago (bound, then released)
+/// for a process the test starts to bind. The port is below the kernel's ephemeral
+/// range, so no outgoing connection (another node's, this test's) can take it in the
+/// meantime, and never handed out before by this test binary, so two nodes of one test
+/// never get the same one. Where the ephemeral range leaves no room below it, the
+/// kernel picks (port 0).
 pub fn free_addr() -> SocketAddr {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const LOWEST: u16 = 10_000;
+    let below = ephemeral_ports_start();
+    if below > LOWEST + 1_000 {
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..1_000 {
+            let port = fastrand::u16(LOWEST..below);
+            if given.contains(&port) {
+                continue;
+            }
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                given.insert(port);
+                return listener.local_addr().expect("local addr");
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr")
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default if it cannot be read).
+fn ephemeral_ports_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A spawned process, killed and reaped when dropped.
