@@ -166,6 +166,8 @@ pub struct StateStats {
     pub origins_live: usize,
     /// Origins retired here (see `crdt::retire`), held as a tombstone each.
     pub origins_retired: usize,
+    /// (counter, origin) entries those tombstones keep (not in `entries`).
+    pub tombstone_entries: usize,
     /// Retirements done here, and of those the ones undone (the origin wrote again).
     pub retirements: u64,
     pub retirements_undone: u64,

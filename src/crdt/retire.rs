@@ -41,6 +41,8 @@ pub struct RetireStats {
     pub undone: u64,
     /// Origins retired now.
     pub retired: usize,
+    /// (counter, origin) entries their tombstones keep.
+    pub tombstone_entries: usize,
 }
 
 impl State {
@@ -103,6 +105,7 @@ impl State {
         self.logged_retirements.remove(origin);
         let record = &mut self.origin_records[id as usize];
         record.slots = 0;
+        let totals_len = totals.len();
         record.retired = Some(Box::new(Tombstone {
             totals: totals.into_boxed_slice(),
             ledgers: {
@@ -112,6 +115,7 @@ impl State {
         }));
         self.retirements.done += 1;
         self.retirements.retired += 1;
+        self.retirements.tombstone_entries += totals_len;
         true
     }
 
@@ -211,6 +215,7 @@ impl State {
         record.by_version = by_version;
         self.retirements.undone += 1;
         self.retirements.retired -= 1;
+        self.retirements.tombstone_entries -= tombstone.totals.len();
     }
 
     /// A tombstone's entries above `after`, in version order, as deltas carry them.
@@ -341,6 +346,7 @@ mod tests {
         assert!(state.is_retired(&gone));
         let stats = state.retire_stats();
         assert_eq!((stats.done, stats.undone, stats.retired), (1, 0, 1));
+        assert_eq!(stats.tombstone_entries, 2, "gone's entries in x and y");
     }
 
     #[test]
@@ -378,8 +384,10 @@ mod tests {
         assert_eq!(state.retirable_at(&gone), Some(4));
         let stats = state.retire_stats();
         assert_eq!((stats.done, stats.undone, stats.retired), (1, 1, 0));
+        assert_eq!(stats.tombstone_entries, 0, "back in the counters");
 
         assert!(state.retire(&gone, 4));
+        assert_eq!(state.retire_stats().tombstone_entries, 3, "x, y and z");
         // A range past the retirement with no entry (its changes were acceptances of
         // keys, expired since) still brings the origin back, so digests agree again.
         state.apply_delta(&OriginDelta {

@@ -369,6 +369,12 @@ fn cluster(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         None,
         s.state.origins_retired as f64,
     )?;
+    f.gauge(
+        "gctr_tombstone_entries",
+        "(counter, origin) entries kept in retired origins' tombstones.",
+        None,
+        s.state.tombstone_entries as f64,
+    )?;
     f.counters(
         "gctr_retirements",
         "Origins retired here, and retirements undone because the origin wrote again.",

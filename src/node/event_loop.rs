@@ -842,6 +842,7 @@ impl EventLoop {
                 origins: state.origin_count(),
                 origins_live: state.live_origin_count(),
                 origins_retired: state.retire_stats().retired,
+                tombstone_entries: state.retire_stats().tombstone_entries,
                 retirements: state.retire_stats().done,
                 retirements_undone: state.retire_stats().undone,
             },

@@ -52,6 +52,7 @@ NODE_FAMILIES = {
     "gctr_counters": "gauge",
     "gctr_origins": "gauge",
     "gctr_origins_retired": "gauge",
+    "gctr_tombstone_entries": "gauge",
     "gctr_retirements": "counter",
     "gctr_entries": "gauge",
     "gctr_replication_lag_versions": "gauge",
