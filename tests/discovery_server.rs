@@ -320,3 +320,59 @@ fn a_port_in_use_is_a_clear_failure() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen on"), "{stderr}");
 }
+
+/// A server that runs out of file descriptors refuses connections meanwhile and serves
+/// again once clients close theirs (tiny_http used to end its accept thread at the
+/// first accept error, closing the listener for good).
+#[test]
+fn running_out_of_file_descriptors_only_refuses_connections_while_it_lasts() {
+    use std::net::TcpStream;
+    let addr = free_addr();
+    let port = addr.port().to_string();
+    let limit = "--nofile=48:48";
+    let args = [
+        limit,
+        "--",
+        common::gctr_bin(),
+        "discovery",
+        "--port",
+        &port,
+    ];
+    let child = std::process::Command::new("prlimit")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) runs gctr discovery");
+    let _discovery = Proc {
+        child,
+        name: "discovery".into(),
+    };
+    let addr = addr.to_string();
+    wait_until(
+        "discovery to answer /health",
+        Duration::from_secs(10),
+        || matches!(http_get(&addr, "/health"), Ok((200, _))),
+    );
+    // Idle connections, each holding a descriptor of the server, until it has none left
+    // (its connection cap is well above 48) and a request goes unanswered.
+    let mut held = Vec::new();
+    wait_until(
+        "the server to run out of descriptors",
+        Duration::from_secs(20),
+        || {
+            for _ in 0..8 {
+                let to = addr.parse().expect("an address");
+                if let Ok(stream) = TcpStream::connect_timeout(&to, Duration::from_millis(200)) {
+                    held.push(stream);
+                }
+            }
+            http_get(&addr, "/health").is_err()
+        },
+    );
+    drop(held);
+    wait_until("discovery to answer again", Duration::from_secs(10), || {
+        matches!(http_get(&addr, "/health"), Ok((200, _)))
+    });
+}

@@ -50,6 +50,8 @@ pub struct HttpConfig {
     pub max_body: usize,
     /// Largest request line plus headers accepted, in bytes.
     pub max_header: usize,
+    /// Most connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
     /// Who may do what (open to all unless it has tokens).
     pub access: Access,
     /// Serve HTTPS with this certificate and key (plain HTTP without).
@@ -65,6 +67,10 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 /// Largest request line plus headers unless configured otherwise: browsers and proxies
 /// send a few KiB at most.
 pub const DEFAULT_MAX_HEADER: usize = 16 * 1024;
+/// Most open connections unless configured otherwise: each holds a thread and a file
+/// descriptor, and clients that open connections without end must not use up either
+/// (below the common limit of 1,024 descriptors, with room for gossip and the WAL).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
@@ -73,6 +79,7 @@ impl Default for HttpConfig {
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
             max_header: DEFAULT_MAX_HEADER,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             access: Access::default(),
             tls: None,
         }
@@ -222,6 +229,7 @@ impl HttpServer {
             ssl_config(config),
             Some(config.read_timeout),
             Some(config.max_header),
+            Some(config.max_connections),
         )
         .map_err(|e| io::Error::other(format!("cannot serve HTTP on {local_addr}: {e}")))?;
         log_security(name, local_addr, config);
@@ -289,6 +297,7 @@ impl HttpServer {
             ssl_config(config),
             Some(config.read_timeout),
             Some(config.max_header),
+            Some(config.max_connections),
             Arc::new(serve),
         )
         .map_err(|e| io::Error::other(format!("cannot serve HTTP on {local_addr}: {e}")))?;

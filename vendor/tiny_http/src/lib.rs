@@ -99,8 +99,8 @@ use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -247,7 +247,7 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_limits(listener, ssl_config, None, None)
+        Self::from_listener_with_limits(listener, ssl_config, None, None, None)
     }
 
     /// gctr patch: like `from_listener`, with a read timeout set on every accepted
@@ -263,8 +263,16 @@ impl Server {
         ssl_config: Option<SslConfig>,
         read_timeout: Option<std::time::Duration>,
         max_header_bytes: Option<usize>,
+        max_connections: Option<usize>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
-        Self::from_listener_with_options(listener, ssl_config, read_timeout, max_header_bytes, None)
+        Self::from_listener_with_options(
+            listener,
+            ssl_config,
+            read_timeout,
+            max_header_bytes,
+            max_connections,
+            None,
+        )
     }
 
     /// gctr patch: like `from_listener_with_limits`, except that each request is handed
@@ -278,6 +286,7 @@ impl Server {
         ssl_config: Option<SslConfig>,
         read_timeout: Option<std::time::Duration>,
         max_header_bytes: Option<usize>,
+        max_connections: Option<usize>,
         handler: ConnectionHandler,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         Self::from_listener_with_options(
@@ -285,6 +294,7 @@ impl Server {
             ssl_config,
             read_timeout,
             max_header_bytes,
+            max_connections,
             Some(handler),
         )
     }
@@ -294,6 +304,7 @@ impl Server {
         ssl_config: Option<SslConfig>,
         read_timeout: Option<std::time::Duration>,
         max_header_bytes: Option<usize>,
+        max_connections: Option<usize>,
         handler: Option<ConnectionHandler>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
@@ -343,8 +354,16 @@ impl Server {
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
+            // gctr patch: connections open now, and when an accept error was last logged.
+            let open = Arc::new(AtomicUsize::new(0));
+            let mut error_logged: Option<std::time::Instant> = None;
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
+                    Ok((sock, _)) if max_connections.is_some_and(|max| open.load(SeqCst) >= max) => {
+                        // gctr patch: over the cap the connection is closed at once.
+                        drop(sock);
+                        continue;
+                    }
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
                         // gctr patch: see `from_listener_with_read_timeout`.
@@ -352,7 +371,7 @@ impl Server {
                             log::warn!("cannot set a read timeout: {}", e);
                             continue;
                         }
-                        let (read_closable, write_closable) = match ssl {
+                        let streams = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
@@ -368,12 +387,11 @@ impl Server {
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
-
-                        Ok(ClientConnection::new(
-                            write_closable,
-                            read_closable,
-                            max_header_bytes,
-                        ))
+                        // gctr patch: see `RefinedTcpStream::new`; on an error the socket
+                        // is closed and the error handled as an accept error.
+                        streams.map(|(read_closable, write_closable)| {
+                            ClientConnection::new(write_closable, read_closable, max_header_bytes)
+                        })
                     }
                     Err(e) => Err(e),
                 };
@@ -383,7 +401,11 @@ impl Server {
                         let messages = inside_messages.clone();
                         let handler = handler.clone();
                         let mut client = Some(client);
+                        // gctr patch: counted open until the task is dropped (done, or
+                        // never run because its thread could not start).
+                        let counted = OpenConnection::new(&open);
                         tasks_pool.spawn(Box::new(move || {
+                            let _counted = &counted;
                             if let Some(client) = client.take() {
                                 // gctr patch: see `from_listener_with_handler`.
                                 if let Some(handler) = &handler {
@@ -407,9 +429,14 @@ impl Server {
                     }
 
                     Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
+                        // gctr patch: an accept error (out of file descriptors, say) is
+                        // logged at most once a second and the server keeps listening.
+                        // Upstream ended the accept thread, closing the listener for good.
+                        if error_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            log::error!("Error accepting new client: {}", e);
+                            error_logged = Some(std::time::Instant::now());
+                        }
+                        thread::sleep(Duration::from_millis(10));
                     }
                 }
             }
@@ -509,5 +536,21 @@ impl Drop for Server {
                 let _ = std::fs::remove_file(path);
             }
         }
+    }
+}
+
+/// gctr patch: one accepted connection, counted among the open ones while it lives.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> OpenConnection {
+        open.fetch_add(1, SeqCst);
+        OpenConnection(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }

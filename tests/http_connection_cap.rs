@@ -1,0 +1,70 @@
+//! The HTTP server's connection cap: past it a new connection is closed as soon as it is
+//! accepted (no thread, no descriptor kept), and once a connection closes a new one is
+//! served again.
+
+mod common;
+
+use common::wait_until;
+use gctr::http::{Handler, HttpConfig, HttpServer, Reply, Request};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Hello;
+
+impl Handler for Hello {
+    fn handle(&self, _request: &Request) -> Reply {
+        Reply::ok(&"hello")
+    }
+}
+
+/// A connection that has been answered once (so the server has accepted and counted it).
+fn answered_connection(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).expect("an answer");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    stream
+}
+
+/// Whether the server closes a new connection without answering.
+fn closed_at_once(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buf = [0u8; 512];
+    matches!(stream.read(&mut buf), Ok(0) | Err(_))
+}
+
+#[test]
+fn past_the_connection_cap_a_new_connection_is_closed_until_one_closes() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = HttpConfig {
+        max_connections: 3,
+        ..HttpConfig::default()
+    };
+    let server =
+        HttpServer::spawn_on_connections(listener, &config, "capped", Arc::new(Hello)).unwrap();
+    let addr = server.local_addr();
+    let mut held: Vec<TcpStream> = (0..3).map(|_| answered_connection(addr)).collect();
+    assert!(closed_at_once(addr), "a fourth connection is closed");
+    held.pop();
+    wait_until(
+        "a new connection to be served",
+        Duration::from_secs(5),
+        || !closed_at_once(addr),
+    );
+    held.push(answered_connection(addr));
+    assert!(closed_at_once(addr));
+}
