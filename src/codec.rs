@@ -43,6 +43,9 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 pub const MAX_PAYLOAD_LIMIT: usize = 16 << 20;
 /// Longest address string (`host:port`) a frame may carry.
 pub const MAX_ADDR_BYTES: usize = 256;
+/// The largest Hello payload: a node name and two addresses, each after its length (a
+/// varint of at most 2 bytes for these sizes).
+pub const MAX_HELLO_PAYLOAD: usize = 3 * 2 + crate::crdt::MAX_NODE_NAME_BYTES + 2 * MAX_ADDR_BYTES;
 
 /// Everything nodes say to each other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,10 @@
 //! served at once (more are closed at once and counted); the first frame must be a Hello
 //! and must arrive within `hello_timeout`, so idle sockets do not pin threads; frame
 //! lengths are checked against the payload limit before anything is allocated; and a
-//! malformed frame closes its connection and is counted. A connection silent for
+//! malformed frame closes its connection and is counted. The Hello's deadline covers the
+//! whole opening (a keyed handshake included), not each read, so a peer sending a byte
+//! at a time cannot hold a connection slot past it; and the first frame may be no longer
+//! than a Hello can be. A connection silent for
 //! `idle_timeout` is closed too (its peer reconnects when it next has something to say).
 //!
 //! With a keyring, a connection opens with the keyed handshake and every frame must
@@ -23,13 +26,14 @@ use crate::keyring::shared::{Rejection, SharedKeyring};
 use crate::member::NodeName;
 use crate::status::InboundStats;
 use crossbeam_channel::Sender;
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::io::BufReader;
+use std::io::{self, BufReader, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const READER_STACK: usize = 256 * 1024;
 
@@ -196,6 +200,29 @@ struct Reader {
     stats: Arc<InboundCounters>,
 }
 
+/// Reads a connection's opening, failing once `deadline` passes: each read waits at most
+/// the time left (a socket's read timeout bounds one read, so a peer sending a byte now
+/// and then would otherwise never time out). With no deadline set, reads wait as the
+/// socket's own timeout says.
+struct Deadlined<'a> {
+    stream: &'a TcpStream,
+    deadline: &'a Cell<Option<Instant>>,
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(until) = self.deadline.get() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no hello in time"));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
 /// The name and gossip address a Hello announces.
 fn sender(frame: &Frame) -> Option<(NodeName, String)> {
     match frame {
@@ -287,13 +314,11 @@ impl Reader {
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-        if stream
-            .set_read_timeout(Some(self.config.hello_timeout))
-            .is_err()
-        {
-            return;
-        }
-        let mut input = BufReader::new(&stream);
+        let deadline = Cell::new(Some(Instant::now() + self.config.hello_timeout));
+        let mut input = BufReader::new(Deadlined {
+            stream: &stream,
+            deadline: &deadline,
+        });
         let Some(mut source) = self.open(&stream, &mut input, &peer) else {
             return;
         };
@@ -317,6 +342,8 @@ impl Reader {
             from_addr: from.1.clone(),
             frame: hello,
         };
+        deadline.set(None);
+        source.max_payload = self.config.max_payload;
         if self.frames.send(hello).is_err()
             || stream
                 .set_read_timeout(Some(self.config.idle_timeout))
@@ -346,19 +373,15 @@ impl Reader {
 
     /// Reads how the connection opens and answers a keyed hello; `None` when the
     /// connection must close (counted).
-    fn open(
-        &self,
-        stream: &TcpStream,
-        input: &mut BufReader<&TcpStream>,
-        peer: &str,
-    ) -> Option<Source> {
+    fn open(&self, stream: &TcpStream, input: &mut impl Read, peer: &str) -> Option<Source> {
         let keyring = self.config.keyring.clone();
         let mut source = Source {
             generation: keyring.as_ref().map_or(0, SharedKeyring::generation),
             keyring,
             opener: None,
             first_header: None,
-            max_payload: self.config.max_payload,
+            // The first frame must be a Hello; the limit grows once it is in.
+            max_payload: codec::MAX_HELLO_PAYLOAD.min(self.config.max_payload),
         };
         let opening = match keyed_stream::read_opening(input) {
             Ok(o) => o,
@@ -456,5 +479,82 @@ impl Reader {
             }
             ReadError::Io(io) => log::debug!("connection from {peer} closed: {io}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::FrameType;
+    use std::io::Write;
+
+    fn listener(hello_timeout: Duration) -> (GossipListener, Arc<InboundCounters>) {
+        let config = ListenerConfig {
+            max_inbound: 4,
+            hello_timeout,
+            idle_timeout: Duration::from_secs(60),
+            max_payload: 1 << 20,
+            keyring: None,
+        };
+        let stats = Arc::new(InboundCounters::default());
+        let (frames, _) = crossbeam_channel::unbounded();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        (
+            GossipListener::spawn(tcp, config, frames, stats.clone()).unwrap(),
+            stats,
+        )
+    }
+
+    /// Sends `bytes` one at a time, `every` apart, until the listener closes the
+    /// connection; returns how long that took (`None`: all sent and still open).
+    fn trickle(addr: SocketAddr, bytes: &[u8], every: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(every)).unwrap();
+        for b in bytes {
+            if stream.write_all(&[*b]).is_err() {
+                return Some(started.elapsed());
+            }
+            let mut buf = [0u8; 16];
+            match stream.read(&mut buf) {
+                Ok(0) => return Some(started.elapsed()),
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Some(started.elapsed()),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_peer_sending_its_opening_a_byte_at_a_time_is_cut_off_at_the_hello_deadline() {
+        let (mut listener, stats) = listener(Duration::from_millis(600));
+        // A plaintext header announcing a Hello of a size a Hello can have, then its
+        // payload, a byte per 100 ms: each read is quick, the whole far too slow.
+        let mut bytes = codec::MAGIC.to_vec();
+        bytes.extend([codec::PROTOCOL_VERSION, FrameType::Hello as u8]);
+        bytes.extend(300u32.to_be_bytes());
+        bytes.extend([0u8; 64]);
+        let took = trickle(listener.addr, &bytes, Duration::from_millis(100))
+            .expect("closed before the payload is in");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(stats.stats().hello_timeouts, 1);
+        listener.stop();
+    }
+
+    #[test]
+    fn a_first_frame_longer_than_a_hello_can_be_closes_the_connection_unread() {
+        let (mut listener, stats) = listener(Duration::from_secs(5));
+        let mut stream = TcpStream::connect(listener.addr).unwrap();
+        let mut header = codec::MAGIC.to_vec();
+        header.extend([codec::PROTOCOL_VERSION, FrameType::Hello as u8]);
+        header.extend(((codec::MAX_HELLO_PAYLOAD + 1) as u32).to_be_bytes());
+        stream.write_all(&header).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)));
+        assert_eq!(stats.stats().malformed_frames, 1);
+        listener.stop();
     }
 }
