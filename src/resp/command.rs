@@ -204,6 +204,28 @@ impl Eq for Args<'_> {}
 /// A refused request: the whole error line, code first (`ERR ...`, `NOPROTO ...`).
 pub type Refusal = String;
 
+impl Command<'_> {
+    /// The most bytes this command's reply can take: what a transaction queueing it must
+    /// count on, since `EXEC` answers every queued command in one reply. Informational
+    /// commands count their whole table (a test checks each bound against the reply).
+    pub fn reply_bound(&self) -> usize {
+        /// An integer, a short status or an error message.
+        const SHORT: usize = 256;
+        match self {
+            Command::Ping(msg) => SHORT + msg.map_or(0, <[u8]>::len),
+            Command::Echo(msg) => SHORT + msg.len(),
+            Command::MGet(keys) | Command::Exists(keys) => SHORT + 32 * keys.len(),
+            Command::Hello { .. } => 1024,
+            Command::CommandInfo(args) | Command::CommandDocs(args) => {
+                16 * 1024 + SHORT * args.len()
+            }
+            Command::Info(_) => 8 * 1024,
+            Command::ConfigGet(args) => 2 * 1024 + SHORT * args.len(),
+            _ => SHORT,
+        }
+    }
+}
+
 /// Checks a non-empty request and says what to do with it.
 pub fn parse<'a>(args: Args<'a>) -> Result<Command<'a>, Refusal> {
     let name = args.get(0);

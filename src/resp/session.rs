@@ -142,6 +142,8 @@ struct Transaction {
     commands: Vec<Range<usize>>,
     /// A command was refused while queueing: `EXEC` runs nothing.
     refused: bool,
+    /// The most bytes `EXEC`'s reply can take (see [`Command::reply_bound`]).
+    reply_bound: usize,
 }
 
 /// Most counter answers a session waits for at once (a round's reads beyond it wait for
@@ -151,6 +153,9 @@ const MAX_READS_IN_FLIGHT: usize = MAX_BATCH;
 const MAX_QUEUED: usize = MAX_BATCH;
 /// Most argument bytes one transaction may queue.
 const MAX_QUEUED_BYTES: usize = 1 << 20;
+/// Most bytes one `EXEC`'s reply may take, counted as commands are queued: what one round
+/// of a pipeline may hold ([`super::server::MAX_ROUND_REPLY`]).
+const MAX_EXEC_REPLY: usize = super::server::MAX_ROUND_REPLY;
 
 pub struct Session {
     id: u64,
@@ -388,14 +393,26 @@ impl Session {
             return;
         };
         let size: usize = args.iter().map(<[u8]>::len).sum();
-        let refusal = match command::parse(args).and_then(|c| self.gate.admit(&c)) {
+        let parsed = command::parse(args).and_then(|c| {
+            self.gate.admit(&c)?;
+            Ok(c.reply_bound())
+        });
+        let refusal = match parsed {
             Err(refusal) => Some(refusal),
-            Ok(_) if t.commands.len() >= MAX_QUEUED || t.bytes.len() + size > MAX_QUEUED_BYTES => {
+            Ok(bound)
+                if t.commands.len() >= MAX_QUEUED
+                    || t.bytes.len() + size > MAX_QUEUED_BYTES
+                    || t.reply_bound + bound > MAX_EXEC_REPLY =>
+            {
                 Some(format!(
-                    "ERR transaction too large: at most {MAX_QUEUED} commands and {MAX_QUEUED_BYTES} bytes of arguments"
+                    "ERR transaction too large: at most {MAX_QUEUED} commands, \
+                     {MAX_QUEUED_BYTES} bytes of arguments and {MAX_EXEC_REPLY} bytes of replies"
                 ))
             }
-            Ok(_) => None,
+            Ok(bound) => {
+                t.reply_bound += bound;
+                None
+            }
         };
         if let Some(refusal) = refusal {
             t.refused = true;

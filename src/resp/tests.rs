@@ -685,3 +685,72 @@ fn wait_for(mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The reply bound of the one command in `input`.
+fn bound_of(input: &[u8]) -> usize {
+    let mut ranges = Vec::new();
+    parser::parse(input, &DEFAULT_LIMITS, &mut ranges)
+        .expect("valid input")
+        .expect("a whole request");
+    super::command::parse(Args::new(input, &ranges))
+        .expect("a known command")
+        .reply_bound()
+}
+
+#[test]
+fn every_reply_fits_its_commands_bound() {
+    let node = FakeNode::start();
+    let mut session = Session::new(1, node.link(), Access::default());
+    let names = "get incr incrby decr decrby mget exists ping echo info config command hello";
+    let commands = [
+        "PING".to_owned(),
+        "ECHO hello".to_owned(),
+        "INCR a".to_owned(),
+        "GET a".to_owned(),
+        "MGET a b c".to_owned(),
+        "EXISTS a b".to_owned(),
+        "HELLO 2 SETNAME someone".to_owned(),
+        "CLIENT SETNAME someone".to_owned(),
+        "COMMAND".to_owned(),
+        "COMMAND INFO".to_owned(),
+        format!("COMMAND INFO {names}"),
+        "COMMAND DOCS".to_owned(),
+        format!("COMMAND DOCS {names}"),
+        "COMMAND COUNT".to_owned(),
+        "INFO".to_owned(),
+        "INFO everything".to_owned(),
+        "CONFIG GET *".to_owned(),
+        "SET a 1".to_owned(),
+    ];
+    for command in commands {
+        let input = format!("{command}\r\n");
+        let reply = run(&mut session, input.as_bytes()).unwrap();
+        let bound = if command.starts_with("SET") {
+            // Refused while parsing: an error of at most the short bound.
+            256
+        } else {
+            bound_of(input.as_bytes())
+        };
+        assert!(reply.len() <= bound, "{command}: {} > {bound}", reply.len());
+    }
+}
+
+#[test]
+fn a_transaction_whose_replies_could_pass_the_round_cap_is_refused() {
+    let node = FakeNode::start();
+    let mut session = Session::new(1, node.link(), Access::default());
+    let mut input = b"MULTI\r\n".to_vec();
+    for _ in 0..4095 {
+        input.extend_from_slice(b"COMMAND DOCS\r\n");
+    }
+    input.extend_from_slice(b"EXEC\r\n");
+    let out = run(&mut session, &input).unwrap();
+    assert!(
+        out.contains("-ERR transaction too large"),
+        "refused while queueing"
+    );
+    assert!(!out.contains("summary"), "no COMMAND DOCS ran");
+    // QUEUED, then a refusal per command past the bound: no more than the queue held.
+    assert!(out.len() < 4096 * 128, "{} bytes of replies", out.len());
+    assert!(out.ends_with("Transaction discarded because of previous errors.\r\n"));
+}
