@@ -87,6 +87,12 @@ fn wrap<'a>(words: impl Iterator<Item = &'a str>, width: usize) -> Vec<String> {
 pub fn duration(flag: &str, text: &str, min: Duration) -> Result<Duration, CliError> {
     let d = humantime::parse_duration(text)
         .map_err(|e| CliError::Usage(format!("{flag} {text:?}: {e}")))?;
+    if d > MAX_DURATION {
+        return Err(CliError::Usage(format!(
+            "{flag} must be at most {}, not {text:?}",
+            show_duration(MAX_DURATION)
+        )));
+    }
     if d < min.max(Duration::from_nanos(1)) {
         let bound = if min <= Duration::from_nanos(1) {
             "above zero".to_owned()
@@ -97,6 +103,10 @@ pub fn duration(flag: &str, text: &str, min: Duration) -> Result<Duration, CliEr
     }
     Ok(d)
 }
+
+/// The longest duration any flag takes: a century is "never" for every setting, and
+/// arithmetic on durations up to it cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000);
 
 /// A number given to `flag`, within `range`.
 pub fn number<T>(flag: &str, text: &str, range: RangeInclusive<T>) -> Result<T, CliError>
@@ -269,6 +279,12 @@ mod tests {
         assert_eq!(e.to_string(), "--x must be above zero");
         let e = duration("--x", "0s", min).unwrap_err();
         assert_eq!(e.to_string(), "--x must be at least 1ms");
+        assert_eq!(duration("--x", "100y", min).ok(), Some(MAX_DURATION));
+        let e = duration("--x", "500000000000y", min).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--x must be at most 100years, not \"500000000000y\""
+        );
     }
 
     #[test]

@@ -98,7 +98,8 @@ impl Config {
         if self.probe_interval.is_zero() || self.gossip_interval.is_zero() {
             return Err("probe and gossip intervals must be above zero".into());
         }
-        if self.probe_timeout.is_zero() || self.probe_timeout * 2 >= self.probe_interval {
+        let twice = self.probe_timeout.checked_mul(2);
+        if self.probe_timeout.is_zero() || twice.is_none_or(|t| t >= self.probe_interval) {
             return Err(format!(
                 "the probe timeout ({:?}) must be above zero and under half the probe interval ({:?})",
                 self.probe_timeout, self.probe_interval
@@ -133,5 +134,20 @@ impl Config {
     pub fn retransmit_limit(&self, live: usize) -> u32 {
         let log = ((live + 1) as f64).log10().ceil().max(1.0) as u32;
         self.retransmit_mult * log
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_timeout_too_long_to_double_is_refused_not_a_panic() {
+        let config = Config {
+            probe_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        assert!(config.validate().unwrap_err().contains("probe timeout"));
+        assert_eq!(Config::default().validate(), Ok(()));
     }
 }
