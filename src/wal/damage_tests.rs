@@ -323,6 +323,42 @@ fn wal_a_segment_over_the_size_bound_is_refused_unread_naming_it() {
 }
 
 #[test]
+fn wal_a_file_named_past_the_last_possible_record_is_refused_naming_it() {
+    for name in [
+        snapshot::snapshot_name(u64::MAX),
+        snapshot::snapshot_name(MAX_SEQ + 1),
+        segment::segment_name(u64::MAX),
+    ] {
+        let (dir, _, _) = written(options(), 3);
+        let path = dir.path().join(&name);
+        let bytes = if name.ends_with(".snap") {
+            snapshot::encode(&State::new(), u64::MAX)
+        } else {
+            segment::segment_header().to_vec()
+        };
+        stdfs::write(&path, bytes).unwrap();
+        for config in [options(), repairing(options())] {
+            let (file, offset, reason) = refused(dir.path(), config);
+            assert_eq!((&file, offset), (&path, 0));
+            assert!(reason.contains("past the"), "{reason}");
+        }
+    }
+}
+
+#[test]
+fn wal_a_snapshot_end_record_counting_every_chunk_there_could_be_is_refused() {
+    let mut bytes = snapshot::encode(&State::new(), 5);
+    // The empty state's snapshot is its header and the end record (chunk count 0).
+    let end_at = bytes.len() - FRAME_HEADER_LEN - 2;
+    bytes.truncate(end_at);
+    let mut data = Vec::new();
+    record::encode_snapshot_end(u64::MAX, &mut data);
+    encode_frame(1, &data, &mut bytes);
+    let (_, reason) = snapshot::decode(&bytes, 5).err().expect("refused");
+    assert!(reason.contains("end record counts"), "{reason}");
+}
+
+#[test]
 fn wal_a_snapshot_over_the_size_bound_is_passed_over_unread() {
     let (dir, _, history) = written(options(), 3);
     let huge = dir.path().join(snapshot::snapshot_name(2));

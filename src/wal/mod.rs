@@ -136,6 +136,8 @@ pub const DEFAULT_SNAPSHOT_BYTES: u64 = 64 << 20;
 /// every this many bytes of records pays for extending the file, and a crash leaves at
 /// most this many zeros for recovery to read and cut.
 pub const PREALLOCATE_STEP: u64 = 1 << 20;
+/// The highest sequence number a file's name may carry (see `open::check_seq_in_name`).
+pub const MAX_SEQ: u64 = 1 << 62;
 
 impl WalConfig {
     /// How far ahead of its last record a segment's file is made long: 0 without

@@ -8,7 +8,7 @@ use super::recovery::{self, Replayed, SegmentFile};
 use super::segment::{self, ActiveSegment};
 use super::{
     fs, snapshot, DirLock, FileSystem, FsyncPolicy, NewIncarnation, RealFs, Recovered,
-    RecoveryReport, Wal, WalConfig, WalError, MAX_SEGMENT_BYTES,
+    RecoveryReport, Wal, WalConfig, WalError, MAX_SEGMENT_BYTES, MAX_SEQ,
 };
 use crate::crdt::{validate_node_name, Origin};
 use crate::status::histogram::{Histogram, DURATION_BUCKETS};
@@ -266,12 +266,14 @@ impl Files {
                 fs.remove(&path)
                     .map_err(|e| WalError::io(format!("remove {}", path.display()), e))?;
             } else if let Some(first_seq) = segment::parse_segment_name(&name) {
+                check_seq_in_name(&path, first_seq)?;
                 files.segments.push(SegmentFile {
                     first_seq,
                     path,
                     len: 0,
                 });
             } else if let Some(seq) = snapshot::parse_snapshot_name(&name) {
+                check_seq_in_name(&path, seq)?;
                 files.snapshots.push((seq, path));
             }
         }
@@ -279,4 +281,18 @@ impl Files {
         files.snapshots.sort_by_key(|s| s.0);
         Ok(files)
     }
+}
+
+/// A log numbers its records from 1 and cannot reach [`MAX_SEQ`] (at a billion records
+/// a second, it would take 146 years): a file named past it was not written by the WAL,
+/// and its number would overflow the arithmetic on sequence numbers.
+fn check_seq_in_name(path: &Path, seq: u64) -> Result<(), WalError> {
+    if seq <= MAX_SEQ {
+        return Ok(());
+    }
+    Err(WalError::Corruption {
+        file: path.to_owned(),
+        offset: 0,
+        reason: format!("its name numbers record {seq}, past the {MAX_SEQ} a log can reach"),
+    })
 }

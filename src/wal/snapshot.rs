@@ -157,7 +157,7 @@ pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<State, SnapshotFault> {
                 }
             }
             Ok(Record::Retired(retired)) => state.retire_all(&retired),
-            Ok(Record::SnapshotEnd { chunks }) if chunks + 1 == seq => {
+            Ok(Record::SnapshotEnd { chunks }) if chunks.checked_add(1) == Some(seq) => {
                 if next != bytes.len() {
                     return Err((next as u64, "bytes after the end of the snapshot".into()));
                 }
