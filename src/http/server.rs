@@ -205,6 +205,15 @@ pub trait Handler: Send + Sync + 'static {
     fn idle(&self) {}
 }
 
+/// `url` as logs may show it: a path under `/keys/` can carry a whole gossip key (a
+/// node takes a key as well as its id there), so what follows `/keys/` is left out.
+fn loggable_url(url: &str) -> &str {
+    match url.find("/keys/") {
+        Some(at) => &url[..at + "/keys/".len()],
+        None => url,
+    }
+}
+
 /// A running server; [`HttpServer::stop`] (or drop) stops taking requests.
 pub struct HttpServer {
     local_addr: SocketAddr,
@@ -445,7 +454,7 @@ impl Service {
             log::debug!(
                 "{} {} -> {} {}",
                 request.method(),
-                request.url(),
+                loggable_url(request.url()),
                 reply.status,
                 reply.body
             );
@@ -517,6 +526,18 @@ mod tests {
     use crossbeam_channel::{bounded, Receiver, Sender};
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpStream;
+
+    #[test]
+    fn logs_leave_out_what_follows_keys_in_a_path() {
+        let key = "/keys/c2VjcmV0LWtleS1tYXRlcmlhbC0zMi1ieXRlcyEhIQ%3D%3D";
+        assert_eq!(loggable_url(key), "/keys/");
+        assert_eq!(loggable_url("/v1/keys/abc?x=1"), "/v1/keys/");
+        assert_eq!(loggable_url("/keys"), "/keys");
+        assert_eq!(
+            loggable_url("/counters/a/increment?by=2"),
+            "/counters/a/increment?by=2"
+        );
+    }
 
     /// Tells when a request starts, then answers it once let go.
     struct Gate {

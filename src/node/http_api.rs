@@ -338,8 +338,10 @@ fn key_ref(text: &str) -> Result<KeyId, Reply> {
     KeyId::parse(&text)
         .or_else(|| Key::parse(&text).ok().map(|k| k.id()))
         .ok_or_else(|| {
+            // Not echoed: it may be a key with a typo, and error bodies are logged.
             bad(format!(
-                "{text:?} is neither a key id (8 hex digits) nor a key"
+                "the {} characters given are neither a key id (8 hex digits) nor a key",
+                text.chars().count()
             ))
         })
 }
