@@ -354,7 +354,7 @@ fn wal_a_snapshot_end_record_counting_every_chunk_there_could_be_is_refused() {
     let mut data = Vec::new();
     record::encode_snapshot_end(u64::MAX, &mut data);
     encode_frame(1, &data, &mut bytes);
-    let (_, reason) = snapshot::decode(&bytes, 5).err().expect("refused");
+    let (_, reason) = snapshot::decode(&bytes, 5).expect_err("refused");
     assert!(reason.contains("end record counts"), "{reason}");
 }
 
