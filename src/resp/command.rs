@@ -6,7 +6,7 @@
 //! and `COMMAND DOCS`, so what the server claims to support is what it dispatches.
 
 use super::parser::parse_i64;
-use super::reply::quoted;
+use super::reply::{self, quoted};
 use crate::crdt::{validate_counter_name, LocalOp, OpKind};
 use std::ops::Range;
 
@@ -206,23 +206,34 @@ pub type Refusal = String;
 
 impl Command<'_> {
     /// The most bytes this command's reply can take: what a transaction queueing it must
-    /// count on, since `EXEC` answers every queued command in one reply. Informational
-    /// commands count their whole table (a test checks each bound against the reply).
+    /// count on, since `EXEC` answers every queued command in one reply. An error reply
+    /// is at most [`reply::MAX_ERROR_REPLY`]; informational commands count their whole
+    /// table, `CLIENT GETNAME` the longest name (a test checks each bound against the
+    /// reply).
     pub fn reply_bound(&self) -> usize {
-        /// An integer, a short status or an error message.
-        const SHORT: usize = 256;
-        match self {
-            Command::Ping(msg) => SHORT + msg.map_or(0, <[u8]>::len),
-            Command::Echo(msg) => SHORT + msg.len(),
-            Command::MGet(keys) | Command::Exists(keys) => SHORT + 32 * keys.len(),
-            Command::Hello { .. } => 1024,
-            Command::CommandInfo(args) | Command::CommandDocs(args) => {
-                16 * 1024 + SHORT * args.len()
+        /// `:n` for any i64.
+        const INTEGER: usize = 1 + 20 + 2;
+        /// `$n` then an i64 as text.
+        const BULK_INTEGER: usize = 1 + 2 + 2 + 20 + 2;
+        /// A bulk string's head and tail, around its bytes.
+        const BULK: usize = 1 + 20 + 2 + 2;
+        let success = match self {
+            Command::Ping(None) => 7,
+            Command::Ping(Some(msg)) | Command::Echo(msg) => BULK + msg.len(),
+            Command::Op(_) | Command::Value(_) | Command::Exists(_) | Command::CommandCount => {
+                INTEGER
             }
+            Command::ClientId => INTEGER,
+            Command::Get(_) => BULK_INTEGER,
+            Command::MGet(keys) => INTEGER + BULK_INTEGER * keys.len(),
+            Command::ClientGetName => BULK + MAX_CLIENT_NAME,
+            Command::Hello { .. } => 1024,
+            Command::CommandInfo(args) | Command::CommandDocs(args) => 16 * 1024 + 256 * args.len(),
             Command::Info(_) => 8 * 1024,
-            Command::ConfigGet(args) => 2 * 1024 + SHORT * args.len(),
-            _ => SHORT,
-        }
+            Command::ConfigGet(args) => 2 * 1024 + 256 * args.len(),
+            _ => 16,
+        };
+        success.max(reply::MAX_ERROR_REPLY)
     }
 }
 
@@ -375,7 +386,15 @@ fn hello(args: Args<'_>) -> Result<Command<'_>, Refusal> {
     Ok(Command::Hello { name, token })
 }
 
+/// The longest client name `CLIENT SETNAME` and `HELLO ... SETNAME` take.
+pub const MAX_CLIENT_NAME: usize = 1024;
+
 fn check_client_name(name: &[u8]) -> Result<(), Refusal> {
+    if name.len() > MAX_CLIENT_NAME {
+        return Err(format!(
+            "ERR client names are at most {MAX_CLIENT_NAME} bytes long"
+        ));
+    }
     if name.iter().all(|b| (b'!'..=b'~').contains(b)) {
         Ok(())
     } else {

@@ -21,12 +21,33 @@ pub fn simple(out: &mut Vec<u8>, text: &str) {
 /// it as the error code; CR, LF and other control bytes become spaces.
 pub fn error(out: &mut Vec<u8>, message: &str) {
     out.push(b'-');
-    out.extend(
-        message
-            .bytes()
-            .map(|b| if b < 0x20 || b == 0x7f { b' ' } else { b }),
-    );
+    out.extend(cut(message, MAX_ERROR_MESSAGE).bytes().map(|b| {
+        if b < 0x20 || b == 0x7f {
+            b' '
+        } else {
+            b
+        }
+    }));
     out.extend_from_slice(b"\r\n");
+}
+
+/// The longest error message a reply carries; a longer one (a counter name escaped,
+/// a storage error naming a path) is cut at a character boundary, so every error reply
+/// fits [`MAX_ERROR_REPLY`].
+pub const MAX_ERROR_MESSAGE: usize = 256;
+/// The most bytes an error reply takes.
+pub const MAX_ERROR_REPLY: usize = MAX_ERROR_MESSAGE + 3;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `:n`

@@ -153,9 +153,10 @@ const MAX_READS_IN_FLIGHT: usize = MAX_BATCH;
 const MAX_QUEUED: usize = MAX_BATCH;
 /// Most argument bytes one transaction may queue.
 const MAX_QUEUED_BYTES: usize = 1 << 20;
-/// Most bytes one `EXEC`'s reply may take, counted as commands are queued: what one round
-/// of a pipeline may hold ([`super::server::MAX_ROUND_REPLY`]).
-const MAX_EXEC_REPLY: usize = super::server::MAX_ROUND_REPLY;
+/// Most bytes one `EXEC`'s reply may take, counted as commands are queued: room for
+/// [`MAX_QUEUED`] commands each answered by an error at worst (see
+/// [`Command::reply_bound`](super::command::Command::reply_bound)).
+const MAX_EXEC_REPLY: usize = 2 << 20;
 
 pub struct Session {
     id: u64,

@@ -702,15 +702,22 @@ fn every_reply_fits_its_commands_bound() {
     let node = FakeNode::start();
     let mut session = Session::new(1, node.link(), Access::default());
     let names = "get incr incrby decr decrby mget exists ping echo info config command hello";
+    let long_name = "n".repeat(super::command::MAX_CLIENT_NAME);
+    // Quotes, escaped in the overflow error: the longest message a name can make.
+    let quotes = "\"".repeat(126);
     let commands = [
         "PING".to_owned(),
+        "PING hello".to_owned(),
         "ECHO hello".to_owned(),
         "INCR a".to_owned(),
+        "INCRBY a 0".to_owned(),
         "GET a".to_owned(),
         "MGET a b c".to_owned(),
         "EXISTS a b".to_owned(),
         "HELLO 2 SETNAME someone".to_owned(),
-        "CLIENT SETNAME someone".to_owned(),
+        format!("CLIENT SETNAME {long_name}"),
+        "CLIENT GETNAME".to_owned(),
+        "CLIENT ID".to_owned(),
         "COMMAND".to_owned(),
         "COMMAND INFO".to_owned(),
         format!("COMMAND INFO {names}"),
@@ -720,18 +727,46 @@ fn every_reply_fits_its_commands_bound() {
         "INFO".to_owned(),
         "INFO everything".to_owned(),
         "CONFIG GET *".to_owned(),
-        "SET a 1".to_owned(),
+        format!("INCRBY '{quotes}' {LIMIT}"),
+        format!("INCR '{quotes}'"),
     ];
     for command in commands {
         let input = format!("{command}\r\n");
         let reply = run(&mut session, input.as_bytes()).unwrap();
-        let bound = if command.starts_with("SET") {
-            // Refused while parsing: an error of at most the short bound.
-            256
-        } else {
-            bound_of(input.as_bytes())
-        };
+        let bound = bound_of(input.as_bytes());
         assert!(reply.len() <= bound, "{command}: {} > {bound}", reply.len());
+    }
+    // Refused while parsing: an error, within an error's bound.
+    let reply = run(&mut session, format!("SET {long_name} 1\r\n").as_bytes()).unwrap();
+    assert!(
+        reply.len() <= super::reply::MAX_ERROR_REPLY,
+        "{}",
+        reply.len()
+    );
+    let too_long = format!("CLIENT SETNAME x{long_name}\r\n");
+    let reply = run(&mut session, too_long.as_bytes()).unwrap();
+    assert!(
+        reply.starts_with("-ERR client names are at most"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn transactions_as_large_as_the_queue_allows_run_when_their_replies_are_small() {
+    let node = FakeNode::start();
+    let mut session = Session::new(1, node.link(), Access::default());
+    for (command, count) in [
+        ("INCR a", 4096),
+        ("MGET k0 k1 k2 k3 k4 k5 k6 k7 k8 k9", 2000),
+    ] {
+        let mut input = b"MULTI\r\n".to_vec();
+        for _ in 0..count {
+            input.extend_from_slice(format!("{command}\r\n").as_bytes());
+        }
+        input.extend_from_slice(b"EXEC\r\n");
+        let out = run(&mut session, &input).unwrap();
+        assert!(out.contains(&format!("*{count}\r\n")), "{command}");
+        assert!(!out.contains("-ERR"), "{command}");
     }
 }
 
@@ -753,4 +788,15 @@ fn a_transaction_whose_replies_could_pass_the_round_cap_is_refused() {
     // QUEUED, then a refusal per command past the bound: no more than the queue held.
     assert!(out.len() < 4096 * 128, "{} bytes of replies", out.len());
     assert!(out.ends_with("Transaction discarded because of previous errors.\r\n"));
+
+    // A long client name, read back by every queued command.
+    let name = "n".repeat(super::command::MAX_CLIENT_NAME);
+    let mut input = format!("CLIENT SETNAME {name}\r\nMULTI\r\n").into_bytes();
+    for _ in 0..4095 {
+        input.extend_from_slice(b"CLIENT GETNAME\r\n");
+    }
+    input.extend_from_slice(b"EXEC\r\n");
+    let out = run(&mut session, &input).unwrap();
+    assert!(out.contains("-ERR transaction too large"));
+    assert!(out.len() < 4096 * 128, "{} bytes of replies", out.len());
 }
