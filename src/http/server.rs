@@ -205,6 +205,19 @@ pub trait Handler: Send + Sync + 'static {
     fn idle(&self) {}
 }
 
+/// The log line of a request answered with an error: method, URL and answer, leaving
+/// out what may hold a key (see [`loggable_url`]; the answer may quote the path, as a
+/// 404 does, so it is left out with it).
+fn refusal_line(method: &tiny_http::Method, url: &str, reply: &Reply) -> String {
+    let shown = loggable_url(url);
+    let body = if shown.len() == url.len() {
+        reply.body.as_str()
+    } else {
+        "(not shown: the path may hold a key)"
+    };
+    format!("{method} {shown} -> {} {body}", reply.status)
+}
+
 /// `url` as logs may show it: a path under `/keys/` can carry a whole gossip key (a
 /// node takes a key as well as its id there), so what follows `/keys/` is left out.
 fn loggable_url(url: &str) -> &str {
@@ -451,13 +464,8 @@ impl Service {
             Err(reply) => reply,
         };
         if reply.status >= 400 {
-            log::debug!(
-                "{} {} -> {} {}",
-                request.method(),
-                loggable_url(request.url()),
-                reply.status,
-                reply.body
-            );
+            let line = refusal_line(request.method(), request.url(), &reply);
+            log::debug!("{line}");
         }
         let timer = reply.timer.clone();
         respond(request, reply);
@@ -536,6 +544,17 @@ mod tests {
         assert_eq!(
             loggable_url("/counters/a/increment?by=2"),
             "/counters/a/increment?by=2"
+        );
+        // A key with a '/' in its base64 is no route: the 404 quotes the path.
+        let path = "/keys/rgwfSsLRhVAyWMQx/rENW4pM=";
+        let reply = Reply::error(404, format!("no such route: {path}"));
+        let line = refusal_line(&tiny_http::Method::Delete, path, &reply);
+        assert!(!line.contains("rgwf"), "{line}");
+        let reply = Reply::error(404, "no such route: /nope");
+        let line = refusal_line(&tiny_http::Method::Get, "/nope", &reply);
+        assert!(
+            line.ends_with("/nope -> 404 {\"error\":\"no such route: /nope\"}"),
+            "{line}"
         );
     }
 
