@@ -1,6 +1,6 @@
-//! The HTTP server's connection cap: past it a new connection is closed as soon as it is
-//! accepted (no thread, no descriptor kept), and once a connection closes a new one is
-//! served again.
+//! The HTTP server's connection cap: past it a new connection is answered 503 and closed
+//! as soon as it is accepted (no thread, no descriptor kept), and once a connection
+//! closes a new one is served again.
 
 mod common;
 
@@ -48,6 +48,20 @@ fn past_the_connection_cap_a_new_connection_is_closed_until_one_closes() {
         .map(|_| answered_connection(addr).expect("under the cap"))
         .collect();
     assert!(answered_connection(addr).is_none(), "a fourth is closed");
+    // Told why, before anything is read from it.
+    let mut fourth = TcpStream::connect(addr).unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = fourth.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let error: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert!(error["error"]
+        .as_str()
+        .unwrap()
+        .contains("too many connections"));
     held.pop();
     // The slot frees once the server has seen the close.
     let mut again = None;

@@ -6,6 +6,7 @@ use super::flags::{self, FlagHelp};
 use super::security::SecurityFlags;
 use super::CliError;
 use crate::discovery::registry::DEFAULT_MAX_MEMBERS;
+use crate::discovery::server::DEFAULT_DISCOVERY_CONNECTIONS;
 use crate::discovery::server::{DiscoveryServer, ServerConfig, DEFAULT_TTL};
 use crate::http::server::DEFAULT_READ_TIMEOUT;
 use crate::logging::{self, LogFormat};
@@ -40,6 +41,12 @@ fn options() -> Vec<FlagHelp> {
             "a client silent this long in the middle of a request (headers or body) gets an \
              error and is disconnected",
             flags::show_duration(DEFAULT_READ_TIMEOUT),
+        ),
+        FlagHelp::with_default(
+            "--http-max-connections N",
+            "most HTTP connections open at once (every node keeps one open); one more is \
+             answered 503 and closed",
+            DEFAULT_DISCOVERY_CONNECTIONS,
         ),
     ]
     .into_iter()
@@ -84,6 +91,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         return Ok(());
     };
     logging::init_with_format(options.log_level, options.log_format);
+    super::open_files::raise_limit();
     // Installed before the server answers, so a SIGTERM that comes as soon as it does
     // (a container stopped right after its health check passed) still stops it cleanly.
     let (signal_tx, signal_rx) = crossbeam_channel::bounded(1);
@@ -141,6 +149,11 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
                 let text = parser.value()?.string()?;
                 config.http.read_timeout =
                     flags::duration("--http-read-timeout", &text, Duration::ZERO)?;
+            }
+            Long("http-max-connections") => {
+                let text = parser.value()?.string()?;
+                config.http.max_connections =
+                    flags::number("--http-max-connections", &text, 1..=1 << 20)?;
             }
             Long("max-members") => {
                 let text = parser.value()?.string()?;

@@ -15,6 +15,7 @@ mod maelstrom;
 mod node;
 mod node_membership;
 mod node_wal;
+mod open_files;
 mod security;
 
 use std::ffi::OsString;

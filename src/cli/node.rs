@@ -9,7 +9,7 @@ use super::CliError;
 use crate::codec::MAX_ADDR_BYTES;
 use crate::crdt::{validate_node_name, State};
 use crate::discovery::client::DEFAULT_HEARTBEAT_INTERVAL;
-use crate::http::server::DEFAULT_READ_TIMEOUT;
+use crate::http::server::{DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT};
 use crate::http::Credentials;
 use crate::node::config::DEFAULT_MAX_COUNTERS;
 use crate::node::discovery_feed::join_discovery;
@@ -86,6 +86,11 @@ fn option_groups() -> [Vec<FlagHelp>; 3] {
              an error and is disconnected",
             flags::show_duration(DEFAULT_READ_TIMEOUT),
         ),
+        FlagHelp::with_default(
+            "--http-max-connections N",
+            "most HTTP connections open at once; one more is answered 503 and closed",
+            DEFAULT_MAX_CONNECTIONS,
+        ),
         flags::log_level_help(),
         flags::log_format_help(),
         FlagHelp::new("-h, --help", "show this help"),
@@ -136,6 +141,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<(), CliError> {
         return Ok(());
     };
     crate::logging::init_with_format(options.log_level, options.log_format);
+    super::open_files::raise_limit();
     let mut config = options.config;
     if let Some(host) = &options.advertise {
         config.advertise = Some(resolve_host(host, config.gossip_addr.ip())?);
@@ -310,6 +316,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Option<Options>, CliError> {
 #[derive(Default)]
 struct NodeLimitFlags {
     http_read_timeout: Option<Duration>,
+    http_max_connections: Option<usize>,
     max_counters: Option<usize>,
     max_keys: Option<usize>,
     key_window: Option<Duration>,
@@ -324,6 +331,7 @@ impl NodeLimitFlags {
         matches!(
             flag,
             "http-read-timeout"
+                | "http-max-connections"
                 | "max-counters"
                 | "max-keys"
                 | "idempotency-window"
@@ -344,6 +352,10 @@ impl NodeLimitFlags {
             "http-read-timeout" => {
                 self.http_read_timeout =
                     Some(flags::duration("--http-read-timeout", &v, Duration::ZERO)?);
+            }
+            "http-max-connections" => {
+                self.http_max_connections =
+                    Some(flags::number("--http-max-connections", &v, 1..=1 << 20)?);
             }
             "max-counters" => {
                 self.max_counters =
@@ -372,6 +384,9 @@ impl NodeLimitFlags {
     fn finish(self, config: &mut NodeConfig) -> Result<(), CliError> {
         if let Some(d) = self.http_read_timeout {
             config.http.read_timeout = d;
+        }
+        if let Some(n) = self.http_max_connections {
+            config.http.max_connections = n;
         }
         config.max_counters = self.max_counters.unwrap_or(DEFAULT_MAX_COUNTERS);
         config.max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);

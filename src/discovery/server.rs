@@ -23,6 +23,9 @@ use tiny_http::Method;
 
 /// How long a member is kept without a heartbeat unless configured otherwise.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+/// Most HTTP connections unless configured otherwise: every registered node keeps one
+/// open (its heartbeats reuse it), so more than a node's API needs.
+pub const DEFAULT_DISCOVERY_CONNECTIONS: usize = 4096;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -36,7 +39,10 @@ impl Default for ServerConfig {
         ServerConfig {
             ttl: DEFAULT_TTL,
             max_members: DEFAULT_MAX_MEMBERS,
-            http: HttpConfig::default(),
+            http: HttpConfig {
+                max_connections: DEFAULT_DISCOVERY_CONNECTIONS,
+                ..HttpConfig::default()
+            },
         }
     }
 }

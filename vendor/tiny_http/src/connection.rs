@@ -97,6 +97,15 @@ impl Connection {
         }
     }
 
+    /// gctr patch: lets the accept loop answer a connection over the cap without waiting.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(nonblocking),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(nonblocking),
+        }
+    }
+
     /// gctr patch: lets the accept loop bound every read on the connection.
     pub(crate) fn set_read_timeout(
         &self,

@@ -359,8 +359,15 @@ impl Server {
             let mut error_logged: Option<std::time::Instant> = None;
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) if max_connections.is_some_and(|max| open.load(SeqCst) >= max) => {
-                        // gctr patch: over the cap the connection is closed at once.
+                    Ok((mut sock, _))
+                        if max_connections.is_some_and(|max| open.load(SeqCst) >= max) =>
+                    {
+                        // gctr patch: over the cap the connection is answered 503 (if its
+                        // send buffer takes it at once) and closed, nothing read.
+                        use std::io::Write;
+                        if sock.set_nonblocking(true).is_ok() {
+                            let _ = sock.write_all(OVER_CAPACITY);
+                        }
                         drop(sock);
                         continue;
                     }
@@ -538,6 +545,10 @@ impl Drop for Server {
         }
     }
 }
+
+/// gctr patch: the answer to a connection over the cap.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+Connection: close\r\nContent-Length: 54\r\n\r\n{\"error\":\"too many connections open; try again later\"}";
 
 /// gctr patch: one accepted connection, counted among the open ones while it lives.
 struct OpenConnection(Arc<AtomicUsize>);
