@@ -104,3 +104,64 @@ fn discovery_answers_despite_stalled_clients() {
     let (status, body) = http_get(&addr, "/peers").expect("discovery answers");
     assert_eq!((status, body.as_str()), (200, "[]"));
 }
+
+/// A client that sends its headers a byte at a time, each within the read timeout, is
+/// cut off once the request line and headers have taken longer than it: a socket's read
+/// timeout bounds each read only, so it could otherwise hold its connection for days.
+#[test]
+fn headers_sent_a_byte_at_a_time_are_cut_off_after_the_read_timeout() {
+    use gctr::http::{Handler, HttpConfig, HttpServer, Reply, Request};
+    use std::sync::Arc;
+    use std::time::Instant;
+    struct Hello;
+    impl Handler for Hello {
+        fn handle(&self, _request: &Request) -> Reply {
+            Reply::ok(&"hello")
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = HttpConfig {
+        read_timeout: Duration::from_millis(500),
+        ..HttpConfig::default()
+    };
+    let server =
+        HttpServer::spawn_on_connections(listener, &config, "slow", Arc::new(Hello)).unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let head = format!("GET / HTTP/1.1\r\nX-Slow: {}\r\n\r\n", "a".repeat(100));
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in head.bytes() {
+        if stream.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            // An answer before the head is complete: an error, then the close.
+            Ok(n) => {
+                let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+                assert!(!answer.starts_with("HTTP/1.1 200"), "{answer}");
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    // 130 bytes, one per 100 ms: 13 s if never cut off.
+    assert!(
+        closed,
+        "the server kept a trickling head for {:?}",
+        started.elapsed()
+    );
+}

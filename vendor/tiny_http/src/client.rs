@@ -37,6 +37,10 @@ pub struct ClientConnection {
 
     // gctr patch: most bytes a request line plus its headers may take
     max_header_bytes: Option<usize>,
+
+    // gctr patch: most time a request line plus its headers may take, from their first
+    // byte (a socket's read timeout bounds each read only)
+    max_header_time: Option<std::time::Duration>,
 }
 
 /// Error that can happen when reading a request.
@@ -57,6 +61,7 @@ impl ClientConnection {
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
         max_header_bytes: Option<usize>,
+        max_header_time: Option<std::time::Duration>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -72,6 +77,7 @@ impl ClientConnection {
             no_more_requests: false,
             secure,
             max_header_bytes,
+            max_header_time,
         }
     }
 
@@ -86,8 +92,15 @@ impl ClientConnection {
     ///  at the first byte of the new line.
     ///
     /// gctr patch: every byte read is taken from `budget`; a line that would pass it is
-    /// refused before it is buffered further.
-    fn read_next_line(&mut self, budget: &mut usize) -> Result<AsciiString, ReadError> {
+    /// refused before it is buffered further. The head's clock starts at its first byte
+    /// (`started`); a byte that comes after `max_header_time` fails the request, so a
+    /// client sending a byte now and then holds its connection that long at most (plus
+    /// one read timeout), not for ever.
+    fn read_next_line(
+        &mut self,
+        budget: &mut usize,
+        started: &mut Option<std::time::Instant>,
+    ) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -108,6 +121,13 @@ impl ClientConnection {
                 return Err(ReadError::HeadersTooLarge(self.max_header_bytes.unwrap_or(0)));
             }
             *budget -= 1;
+            let first = *started.get_or_insert_with(std::time::Instant::now);
+            if self.max_header_time.is_some_and(|max| first.elapsed() > max) {
+                return Err(ReadError::ReadIoError(IoError::new(
+                    ErrorKind::TimedOut,
+                    "the request line and headers took too long",
+                )));
+            }
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
@@ -129,10 +149,11 @@ impl ClientConnection {
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
         let mut budget = self.max_header_bytes.unwrap_or(usize::MAX);
+        let mut started = None;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line(&mut budget)?;
+                let line = self.read_next_line(&mut budget, &mut started)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -143,7 +164,7 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line(&mut budget)?;
+                    let line = self.read_next_line(&mut budget, &mut started)?;
 
                     if line.is_empty() {
                         break;

@@ -397,7 +397,13 @@ impl Server {
                         // gctr patch: see `RefinedTcpStream::new`; on an error the socket
                         // is closed and the error handled as an accept error.
                         streams.map(|(read_closable, write_closable)| {
-                            ClientConnection::new(write_closable, read_closable, max_header_bytes)
+                            // gctr patch: the read timeout bounds the whole head too.
+                            ClientConnection::new(
+                                write_closable,
+                                read_closable,
+                                max_header_bytes,
+                                read_timeout,
+                            )
                         })
                     }
                     Err(e) => Err(e),
