@@ -12,8 +12,10 @@ use crate::keyring::session::{
     SERVER_HELLO_LEN, TAG_LEN,
 };
 use crate::keyring::Keyring;
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// How an inbound connection opens.
 pub enum Opening {
@@ -55,6 +57,29 @@ pub fn read_opening(r: &mut impl Read) -> Result<Opening, OpeningError> {
     Ok(Opening::Plain(header))
 }
 
+/// Reads from a connection, failing once `deadline` passes (its opening, a handshake): each read waits at most
+/// the time left (a socket's read timeout bounds one read, so a peer sending a byte now
+/// and then would otherwise never time out). With no deadline set, reads wait as the
+/// socket's own timeout says.
+pub struct Deadlined<'a> {
+    pub stream: &'a TcpStream,
+    pub deadline: &'a Cell<Option<Instant>>,
+}
+
+impl Read for Deadlined<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(until) = self.deadline.get() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no hello in time"));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
 /// Answers a keyed hello on `stream`; the opener reads the frames that follow.
 pub fn answer_hello(
     stream: &TcpStream,
@@ -78,16 +103,27 @@ pub enum HandshakeError {
     Local(SessionError),
 }
 
-/// Runs the keyed handshake on a new outbound connection.
-pub fn handshake(stream: &mut TcpStream, keyring: &Keyring) -> Result<Sealer, HandshakeError> {
+/// Runs the keyed handshake on a new outbound connection; the answer must come within
+/// `timeout` (as a whole: a peer trickling it is cut off), after which the socket's
+/// read timeout is `timeout` again.
+pub fn handshake(
+    stream: &mut TcpStream,
+    keyring: &Keyring,
+    timeout: Duration,
+) -> Result<Sealer, HandshakeError> {
     let (hello, pending) = session::connect(keyring).map_err(HandshakeError::Local)?;
     stream
         .write_all(&hello.encode())
         .map_err(|e| HandshakeError::Refused(format!("sending the keyed hello: {e}")))?;
     let mut answer = [0u8; SERVER_HELLO_LEN];
-    stream
-        .read_exact(&mut answer)
-        .map_err(|e| HandshakeError::Refused(format!("no answer to the keyed hello: {e}")))?;
+    let deadline = Cell::new(Some(Instant::now() + timeout));
+    let mut reader = Deadlined {
+        stream,
+        deadline: &deadline,
+    };
+    let read = reader.read_exact(&mut answer);
+    let _ = stream.set_read_timeout(Some(timeout));
+    read.map_err(|e| HandshakeError::Refused(format!("no answer to the keyed hello: {e}")))?;
     pending
         .finish(&ServerHello::decode(&answer))
         .map_err(|_| HandshakeError::Confirmation)
@@ -161,6 +197,39 @@ mod tests {
     use super::*;
     use crate::keyring::{Key, Keyring};
     use crate::member::NodeName;
+
+    /// A peer that answers the keyed hello a byte every 100 ms, each within the read
+    /// timeout, is cut off once the whole answer has taken longer than it.
+    #[test]
+    fn an_answer_trickled_past_the_timeout_refuses_the_handshake() {
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = peer.local_addr().unwrap();
+        let trickler = std::thread::spawn(move || {
+            let (mut conn, _) = peer.accept().unwrap();
+            for _ in 0..SERVER_HELLO_LEN {
+                std::thread::sleep(Duration::from_millis(100));
+                if conn.write_all(&[0]).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let timeout = Duration::from_millis(400);
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        let ring = Keyring::new(Key::generate().unwrap());
+        let started = Instant::now();
+        let outcome = handshake(&mut stream, &ring, timeout);
+        let took = started.elapsed();
+        assert!(matches!(outcome, Err(HandshakeError::Refused(_))));
+        // The whole answer would take SERVER_HELLO_LEN / 10 seconds.
+        assert!(
+            took < Duration::from_millis(100) * SERVER_HELLO_LEN as u32 / 2,
+            "{took:?}"
+        );
+        assert_eq!(stream.read_timeout().unwrap(), Some(timeout), "restored");
+        drop(stream);
+        trickler.join().unwrap();
+    }
 
     #[test]
     fn a_sealed_frame_reads_back_and_costs_a_tag() {

@@ -19,7 +19,7 @@
 //! whose key was removed, or a plaintext connection once plaintext is refused, is closed
 //! at its next frame.
 
-use super::keyed_stream::{self, Opening, OpeningError, SealedReadError};
+use super::keyed_stream::{self, Deadlined, Opening, OpeningError, SealedReadError};
 use crate::codec::{self, CodecError, Frame, ReadError, HEADER_LEN};
 use crate::keyring::session::{Opener, SessionError};
 use crate::keyring::shared::{Rejection, SharedKeyring};
@@ -28,7 +28,7 @@ use crate::status::InboundStats;
 use crossbeam_channel::Sender;
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::io::{self, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -198,29 +198,6 @@ struct Reader {
     config: ListenerConfig,
     frames: Sender<Inbound>,
     stats: Arc<InboundCounters>,
-}
-
-/// Reads a connection's opening, failing once `deadline` passes: each read waits at most
-/// the time left (a socket's read timeout bounds one read, so a peer sending a byte now
-/// and then would otherwise never time out). With no deadline set, reads wait as the
-/// socket's own timeout says.
-struct Deadlined<'a> {
-    stream: &'a TcpStream,
-    deadline: &'a Cell<Option<Instant>>,
-}
-
-impl Read for Deadlined<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(until) = self.deadline.get() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "no hello in time"));
-            }
-            self.stream.set_read_timeout(Some(left))?;
-        }
-        let mut stream = self.stream;
-        stream.read(buf)
-    }
 }
 
 /// The name and gossip address a Hello announces.
@@ -518,7 +495,9 @@ mod tests {
             let mut buf = [0u8; 16];
             match stream.read(&mut buf) {
                 Ok(0) => return Some(started.elapsed()),
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Some(started.elapsed()),
+                Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    return Some(started.elapsed())
+                }
                 _ => {}
             }
         }

@@ -207,7 +207,7 @@ impl Writer {
         };
         let generation = keyring.generation();
         let active = keyring.current();
-        match keyed_stream::handshake(&mut stream, &active.keyring) {
+        match keyed_stream::handshake(&mut stream, &active.keyring, self.config.io_timeout) {
             Ok(sealer) => self.start(stream, Some(sealer), generation),
             Err(HandshakeError::Refused(_)) if !active.mode.always_seals() => {
                 self.start(self.dial()?, None, generation)
