@@ -14,8 +14,8 @@
 //! size frames without building them.
 
 use crate::crdt::{
-    validate_counter_name, validate_key, validate_node_name, CounterEntry, Digest, Folded,
-    KeyAccept, Keyed, OpKind, Origin, OriginDelta, OriginVersion, MAX_KEY_BYTES, MAX_TOTAL,
+    validate_counter_name, validate_key, validate_node_name, CompactedSum, CounterEntry, Digest,
+    Folded, KeyAccept, Keyed, OpKind, Origin, OriginDelta, OriginVersion, MAX_KEY_BYTES, MAX_TOTAL,
     MAX_VERSION,
 };
 use crate::keyring::{self, cluster::KeysMessage};
@@ -98,6 +98,19 @@ pub enum Frame {
     /// without waiting out its own retire-after time. A hint, never state: a receiver
     /// checks it against what it holds.
     Retired { digest: Digest },
+    /// One part of the sender's compaction (see `crdt::compact`), offered to a peer that
+    /// lacks part of an origin it compacted: its compacted origins, then its compacted
+    /// sums, cut into `parts` frames sent in order on one link, all with the offer's
+    /// number. The receiver adopts the whole once the last part is in, or not at all.
+    /// Not part of the Maelstrom runtime's JSON (its nodes never retire).
+    #[serde(skip)]
+    Compaction {
+        offer: u64,
+        part: u32,
+        parts: u32,
+        origins: Digest,
+        sums: Vec<CompactedSum>,
+    },
     /// A membership message (SWIM): on the probe lane (one UDP datagram) or the reliable
     /// lane, as the message says. Not part of the Maelstrom runtime's JSON.
     #[serde(skip)]
@@ -143,6 +156,7 @@ frame_types! {
     Summary = 8, "summary";
     Page = 9, "page";
     Retired = 10, "retired";
+    Compaction = 11, "compaction";
 }
 
 impl FrameType {
@@ -218,6 +232,7 @@ impl Frame {
             Frame::Summary { .. } => FrameType::Summary,
             Frame::Page { .. } => FrameType::Page,
             Frame::Retired { .. } => FrameType::Retired,
+            Frame::Compaction { .. } => FrameType::Compaction,
         }
     }
 }
@@ -446,6 +461,19 @@ fn put_payload(out: &mut impl Sink, frame: &Frame) {
             out.put(&whole.to_be_bytes());
             put_digest(out, digest);
         }
+        Frame::Compaction {
+            offer,
+            part,
+            parts,
+            origins,
+            sums,
+        } => {
+            out.put(&offer.to_be_bytes());
+            put_varint(out, u64::from(*part));
+            put_varint(out, u64::from(*parts));
+            put_digest(out, origins);
+            put_compacted_sums(out, sums);
+        }
         Frame::Member(msg) => membership::wire::put_message(out, msg),
         Frame::Keys(msg) => keyring::wire::put_keys(out, msg),
     }
@@ -478,6 +506,30 @@ pub fn delta_head_len(origin: &Origin) -> usize {
     3 * 10 + m.0
 }
 
+/// Bytes one compacted sum takes in a Compaction frame.
+pub fn compacted_sum_len(sum: &CompactedSum) -> usize {
+    let mut m = Measure(0);
+    put_compacted_sum(&mut m, sum);
+    m.0
+}
+
+fn put_compacted_sums(out: &mut impl Sink, sums: &[CompactedSum]) {
+    put_varint(out, sums.len() as u64);
+    for sum in sums {
+        put_compacted_sum(out, sum);
+    }
+}
+
+/// A compacted sum: the counter, then each of `p` and `n` as two varints, high half
+/// first.
+fn put_compacted_sum(out: &mut impl Sink, sum: &CompactedSum) {
+    put_str(out, &sum.counter);
+    for v in [sum.p, sum.n] {
+        put_varint(out, (v >> 64) as u64);
+        put_varint(out, v as u64);
+    }
+}
+
 /// Bytes a digest takes in a frame (the whole payload of a Syn).
 pub fn digest_len(d: &[OriginVersion]) -> usize {
     let mut m = Measure(0);
@@ -508,6 +560,11 @@ pub fn encode_delta(d: &OriginDelta, out: &mut Vec<u8>) {
 /// Appends a digest in the encoding frames use (the WAL logs retirements with it).
 pub fn encode_digest(d: &[OriginVersion], out: &mut Vec<u8>) {
     put_digest(out, d);
+}
+
+/// Appends a count, then each compacted sum.
+pub fn encode_compacted_sums(sums: &[CompactedSum], out: &mut Vec<u8>) {
+    put_compacted_sums(out, sums);
 }
 
 /// Appends a count, then each delta ([`encode_delta`]).
@@ -635,6 +692,7 @@ pub fn decode_payload(kind: FrameType, payload: &[u8]) -> Result<Frame, CodecErr
         FrameType::Retired => Frame::Retired {
             digest: r.digest()?,
         },
+        FrameType::Compaction => r.compaction()?,
     };
     if !r.buf.is_empty() {
         return Err(CodecError::TrailingBytes(r.buf.len()));
@@ -647,6 +705,9 @@ const MIN_ORIGIN_LEN: usize = 1 + 1 + 8;
 const MIN_DIGEST_ENTRY_LEN: usize = MIN_ORIGIN_LEN + 1;
 const MIN_DELTA_LEN: usize = MIN_ORIGIN_LEN + 3;
 const MIN_ENTRY_LEN: usize = 1 + 1 + 3;
+const MIN_COMPACTED_SUM_LEN: usize = 1 + 1 + 4;
+/// Most parts one Compaction offer may be cut into.
+pub const MAX_COMPACTION_PARTS: u64 = 1 << 16;
 /// The tags of entries with keyed data (see `put_entry`).
 const TAG_FOLDED: u8 = 1;
 const TAG_ACCEPT: u8 = 2;
@@ -753,6 +814,48 @@ impl<'a> Decoder<'a> {
     }
 
     /// A count, then that many (origin, version) pairs.
+    /// A Compaction frame's payload: its offer, part and part count (the part below
+    /// the count, the count at most [`MAX_COMPACTION_PARTS`]), origins and sums.
+    fn compaction(&mut self) -> Result<Frame, CodecError> {
+        let offer = self.u64_fixed()?;
+        let part = self.varint()?;
+        let parts = self.varint()?;
+        if parts == 0 || parts > MAX_COMPACTION_PARTS || part >= parts {
+            return Err(CodecError::Invalid(
+                "a compaction part numbered past its count, or too many parts",
+            ));
+        }
+        let origins = self.digest()?;
+        let sums = self.compacted_sums()?;
+        Ok(Frame::Compaction {
+            offer,
+            part: part as u32,
+            parts: parts as u32,
+            origins,
+            sums,
+        })
+    }
+
+    /// A count, then that many compacted sums.
+    pub fn compacted_sums(&mut self) -> Result<Vec<CompactedSum>, CodecError> {
+        let n = self.count(MIN_COMPACTED_SUM_LEN)?;
+        let mut sums = Vec::with_capacity(n);
+        for _ in 0..n {
+            let counter = self.string(crate::crdt::MAX_COUNTER_NAME_BYTES)?;
+            validate_counter_name(&counter).map_err(|e| CodecError::BadName(e.0))?;
+            let mut halves = [0u128; 4];
+            for h in &mut halves {
+                *h = u128::from(self.varint()?);
+            }
+            sums.push(CompactedSum {
+                counter,
+                p: halves[0] << 64 | halves[1],
+                n: halves[2] << 64 | halves[3],
+            });
+        }
+        Ok(sums)
+    }
+
     pub fn digest(&mut self) -> Result<Digest, CodecError> {
         let n = self.count(MIN_DIGEST_ENTRY_LEN)?;
         let mut d = Vec::with_capacity(n);
@@ -1015,8 +1118,17 @@ mod tests {
         assert_eq!(
             names,
             [
-                "hello", "syn", "syn_ack", "delta", "push", "member", "keys", "summary", "page",
-                "retired"
+                "hello",
+                "syn",
+                "syn_ack",
+                "delta",
+                "push",
+                "member",
+                "keys",
+                "summary",
+                "page",
+                "retired",
+                "compaction"
             ]
         );
         for t in FrameType::ALL {
@@ -1035,7 +1147,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&a).unwrap(),
-            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5,"keys":0,"summary":0,"page":0,"retired":0}"#
+            r#"{"hello":0,"syn":5,"syn_ack":0,"delta":0,"push":0,"member":5,"keys":0,"summary":0,"page":0,"retired":0,"compaction":0}"#
         );
     }
 

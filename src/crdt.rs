@@ -17,11 +17,13 @@
 //! with every delta for their origin, beyond its range: if the origin is gone for good and
 //! no replica holds the change in the gap, its later changes still reach every replica.
 
+mod compact;
 mod keyed;
 mod prepare;
 mod retire;
 mod table;
 
+pub use compact::{AdoptRefusal, CompactedSum, Compaction};
 pub use keyed::{Folded, KeyAccept, Keyed, MAX_KEY_BYTES};
 pub use retire::RetireStats;
 
@@ -370,6 +372,11 @@ struct OriginRecord {
 }
 
 impl OriginRecord {
+    /// Whether the origin is compacted (see [`compact`]).
+    fn is_compacted(&self) -> bool {
+        self.retired.as_ref().is_some_and(|t| t.compacted)
+    }
+
     /// The highest version held: what is known without a gap, or any change beyond it.
     fn top(&self) -> u64 {
         let held = self.by_version.keys().next_back().copied().unwrap_or(0);
@@ -415,8 +422,11 @@ pub struct State {
     key_limit: usize,
     /// Counts the changes made through `&mut` methods; see [`State::generation`].
     generation: u64,
-    /// Per counter id, the totals of the retired origins (see [`retire`]).
+    /// Per counter id, the totals of the retired origins (see [`retire`]), compacted
+    /// ones included.
     base: Vec<(u128, u128)>,
+    /// Per counter id, the totals of the compacted origins (see [`compact`]).
+    compacted: Vec<(u128, u128)>,
     retirements: retire::RetireStats,
     /// Retirements recovery replayed but could not make yet (see
     /// [`State::retire_all`]), by origin.
@@ -435,6 +445,7 @@ impl Default for State {
             key_limit: usize::MAX,
             generation: 0,
             base: Vec::new(),
+            compacted: Vec::new(),
             retirements: retire::RetireStats::default(),
             logged_retirements: HashMap::new(),
         }
@@ -702,7 +713,9 @@ impl State {
 
     /// The origins this replica has something of that a peer with `digest` may lack (a
     /// longer known range, or entries above the peer's), with the version the peer knows
-    /// each up to.
+    /// each up to. A compacted origin is never among them: its entries are gone, and a
+    /// range sent without them would claim what it does not carry (see
+    /// [`State::lacks_compacted`]).
     pub fn missing_from(&self, digest: &Digest) -> Vec<(Origin, u64)> {
         self.missing_from_in(digest, Span::ALL)
     }
@@ -714,6 +727,7 @@ impl State {
             digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
         let mut missing: Vec<(Origin, u64)> = self
             .records_in(span)
+            .filter(|record| !record.is_compacted())
             .filter_map(|record| {
                 let their = theirs.get(&record.origin).copied().unwrap_or(0);
                 (record.top() > their).then(|| (record.origin.clone(), their))
@@ -721,6 +735,19 @@ impl State {
             .collect();
         missing.sort_unstable();
         missing
+    }
+
+    /// Whether a peer whose digest of `span` is `digest` lacks part of an origin this
+    /// replica compacted: what it can get only by adopting this replica's compaction.
+    pub fn lacks_compacted(&self, digest: &Digest, span: Span) -> bool {
+        if self.retirements.compacted == 0 {
+            return false;
+        }
+        let theirs: HashMap<&Origin, u64> =
+            digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
+        self.records_in(span).any(|record| {
+            record.is_compacted() && theirs.get(&record.origin).copied().unwrap_or(0) < record.known
+        })
     }
 
     /// Whether `digest` shows some origin further than this replica knows it.
@@ -937,8 +964,9 @@ impl State {
     }
 
     /// Every entry of every origin, origin by origin in version order, each as a delta
-    /// covering `(0, known]`; a retired origin's as they were when it retired. Snapshots
-    /// and full transfers use it. Walks the counters, not the version index, so entries
+    /// covering `(0, known]`; a retired origin's as they were when it retired; none of a
+    /// compacted origin (its entries are gone: see [`State::compaction`]). Snapshots and
+    /// full transfers use it. Walks the counters, not the version index, so entries
     /// merged without a version (all at version 0) are kept.
     pub fn to_deltas(&self) -> Vec<OriginDelta> {
         let mut entries: Vec<Vec<CounterEntry>> = vec![Vec::new(); self.origin_records.len()];
@@ -954,6 +982,7 @@ impl State {
         }
         self.origins
             .iter()
+            .filter(|(_, &id)| !self.origin_records[id as usize].is_compacted())
             .map(|(origin, &id)| {
                 let record = &self.origin_records[id as usize];
                 let mut entries = match &record.retired {

@@ -34,6 +34,8 @@
 //! Each peer's digest (in its Syn or SynAck) also tells how far it is behind this
 //! node's own writes; the engine keeps that in a [`ReplicationTracker`] for reports.
 
+mod compaction;
+
 use crate::codec::{self, Frame, PerFrameType};
 use crate::crdt::{
     Applied, Digest, Fold, LocalOp, Origin, OriginDelta, OriginVersion, PreparedBatch, State,
@@ -104,6 +106,17 @@ pub enum Output {
         claimed: u64,
         own: u64,
     },
+    /// This node adopted `from`'s compaction, compacting `origins` more origins (see
+    /// `crdt::compact`); a runtime with a WAL snapshots soon, as no record holds it.
+    Adopted {
+        from: NodeName,
+        origins: usize,
+    },
+    /// This node refused `from`'s compaction; nothing changed.
+    AdoptionRefused {
+        from: NodeName,
+        reason: String,
+    },
 }
 
 /// Figures for status pages and tests.
@@ -130,6 +143,14 @@ pub struct Stats {
     /// Syns answered with Delta frames only, as this node's digest does not fit a frame
     /// beside them (the peer learns it from this node's own rounds, by summary).
     pub digests_over_limit: u64,
+    /// Compaction offers sent to peers lacking part of an origin compacted here.
+    pub compaction_offers: u64,
+    /// Origins compacted here by adopting a peer's compaction, and offers refused.
+    pub compaction_adopted: u64,
+    pub compaction_refused: u64,
+    /// Offers dropped before adopting: a part missing, too large, not from a peer, or
+    /// too many offers gathered at once.
+    pub compaction_dropped: u64,
     /// The last time a frame from a peer changed the state (reports show how long ago).
     #[serde(skip)]
     pub last_learned: Option<Duration>,
@@ -176,6 +197,7 @@ pub struct Engine {
     /// the bits they were computed at. An idle node summarises its digest, and compares
     /// its peers' summaries, without walking its origins again.
     summary_cache: Option<(u64, u8, Vec<u64>)>,
+    compaction: compaction::Exchange,
 }
 
 impl Engine {
@@ -213,6 +235,7 @@ impl Engine {
             whole_every: None,
             whole_asked: HashMap::new(),
             wholes: HashMap::new(),
+            compaction: compaction::Exchange::default(),
             summary_cache: None,
         }
     }
@@ -392,6 +415,7 @@ impl Engine {
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
                 self.answer_syn(from, &digest);
+                self.offer_compaction_if_lacking(now, from, &digest, Span::ALL);
             }
             Frame::Summary {
                 span,
@@ -415,6 +439,23 @@ impl Engine {
                     self.send(from.clone(), Frame::Delta { delta: chunk });
                 }
                 self.send_retired(from, &missing);
+                self.offer_compaction_if_lacking(now, from, &digest, Span::ALL);
+            }
+            Frame::Compaction {
+                offer,
+                part,
+                parts,
+                origins,
+                sums,
+            } => {
+                let part = compaction::Part {
+                    offer,
+                    part,
+                    parts,
+                    origins,
+                    sums,
+                };
+                self.gather_compaction(from, part);
             }
             Frame::Retired { digest } => self.note_retired(&digest),
             Frame::Delta { delta } => {
@@ -550,6 +591,7 @@ impl Engine {
             self.send(from.clone(), Frame::Delta { delta: chunk });
         }
         self.send_retired(from, &missing);
+        self.offer_compaction_if_lacking(now, from, digest, span);
         if reply && self.state.lacks_any(digest) {
             self.send_pages(from, span, (false, 0));
         }
@@ -656,6 +698,7 @@ impl Engine {
         self.remove_peer(peer);
         self.forget_digest(peer);
         self.rounds_from.remove(peer);
+        self.compaction.forget(peer);
     }
 
     /// Drops the last digest of `peer` (it restarted: the digest was its earlier run's).
@@ -676,6 +719,11 @@ impl Engine {
     pub fn retire(&mut self, origin: &Origin, version: u64) -> bool {
         self.retired_hints.remove(origin);
         self.state.retire(origin, version)
+    }
+
+    /// Compacts a retired origin (see `crdt::compact`); returns whether it did.
+    pub fn compact(&mut self, origin: &Origin, version: u64) -> bool {
+        self.state.compact(origin, version)
     }
 
     /// Applies a durable local batch (made durable by `now`); it goes out with the next
@@ -983,6 +1031,11 @@ impl Engine {
         let mut current: Vec<OriginDelta> = Vec::new();
         let mut used = first_reserved;
         for (origin, after) in missing {
+            // Its entries are gone: a range of it would claim what it does not carry (a
+            // forwarded push of it, say); a peer lacking it is offered the compaction.
+            if self.state.is_compacted(origin) {
+                continue;
+            }
             let head = codec::delta_head_len(origin);
             let to = self.state.known(origin).max(*after);
             let mut delta = OriginDelta {

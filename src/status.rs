@@ -168,6 +168,11 @@ pub struct StateStats {
     pub origins_retired: usize,
     /// (counter, origin) entries those tombstones keep (not in `entries`).
     pub tombstone_entries: usize,
+    /// Retired origins compacted here (their tombstones' entries gone; see
+    /// `crdt::compact`), and changes of compacted origins refused (past the version
+    /// they were compacted at).
+    pub origins_compacted: usize,
+    pub compacted_changes_refused: u64,
     /// Retirements done here, and of those the ones undone (the origin wrote again).
     pub retirements: u64,
     pub retirements_undone: u64,

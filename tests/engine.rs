@@ -673,3 +673,198 @@ fn a_retired_origins_tombstone_goes_out_with_a_hint_the_receiver_checks() {
     c.handle_frame(NOW, &peer("a"), sent[1].1.clone());
     assert_eq!(c.retired_hint(&gone), None, "c knows it only up to 1");
 }
+
+/// Carries every frame `from` queued for `to` (others are dropped); returns how many.
+fn carry(from: &mut Engine, from_name: &str, to: &mut Engine, to_name: &str) -> usize {
+    let frames: Vec<Frame> = sends(from)
+        .into_iter()
+        .filter(|(t, _)| t == to_name)
+        .map(|(_, f)| f)
+        .collect();
+    for frame in &frames {
+        let bytes = codec::encode(frame);
+        let decoded = codec::decode(&bytes, codec::DEFAULT_MAX_PAYLOAD).unwrap();
+        assert_eq!(&decoded, frame);
+        to.handle_frame(NOW, &peer(from_name), decoded);
+    }
+    frames.len()
+}
+
+/// A node that compacted an origin never sends a range of it (its entries are gone): a
+/// peer lacking part of it gets the node's compaction instead, cut into parts, and once
+/// the last is in reads what the node reads. An offer goes at most once a while.
+#[test]
+fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
+    let gone = Origin::new("gone", 3);
+    let config = Config {
+        max_payload: MIN_PAYLOAD,
+        ..Config::default()
+    };
+    let mut a = engine("a", &["b"], config.clone());
+    // Enough counters that the compacted sums take several frames.
+    let entries: Vec<CounterEntry> = (1..=300)
+        .map(|i| CounterEntry::plain(format!("counter-{i:04}"), i, 1, i))
+        .collect();
+    let delta = OriginDelta {
+        origin: gone.clone(),
+        from: 0,
+        to: 300,
+        entries,
+    };
+    a.handle_frame(NOW, &peer("c"), Frame::Delta { delta: vec![delta] });
+    write(&mut a, &[inc("own", 5)]);
+    assert!(a.retire(&gone, 300));
+    assert!(a.compact(&gone, 300));
+    sends(&mut a);
+
+    let mut b = engine("b", &["a"], config);
+    let syn = b.state().digest();
+    a.handle_frame(
+        NOW,
+        &peer("b"),
+        Frame::Syn {
+            digest: syn.clone(),
+        },
+    );
+    let sent = sends(&mut a);
+    let kinds: Vec<FrameType> = sent.iter().map(|(_, f)| f.frame_type()).collect();
+    assert_eq!(
+        kinds[0],
+        FrameType::SynAck,
+        "a's own origin goes as a delta"
+    );
+    let parts = kinds
+        .iter()
+        .filter(|k| **k == FrameType::Compaction)
+        .count();
+    assert!(parts > 1, "{kinds:?}");
+    for (_, frame) in &sent {
+        if let Frame::SynAck { delta, .. } | Frame::Delta { delta } = frame {
+            assert!(delta.iter().all(|d| d.origin != gone), "no range of gone");
+        }
+    }
+    // Every part but the last changes nothing; the last adopts the whole.
+    for (i, (_, frame)) in sent.iter().enumerate() {
+        b.handle_frame(NOW, &peer("a"), frame.clone());
+        if i + 1 < sent.len() {
+            assert_eq!(b.state().retire_stats().compacted, 0);
+        }
+    }
+    assert!(b.state().is_compacted(&gone));
+    let values = |e: &Engine| {
+        e.state()
+            .values()
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(values(&b), values(&a));
+    assert_eq!(b.state().digest(), a.state().digest());
+    assert!(b
+        .drain_outputs()
+        .iter()
+        .any(|o| matches!(o, Output::Adopted { origins: 1, .. })));
+
+    // No second offer to b for a while, even to a digest that lacks it.
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: syn });
+    assert!(sends(&mut a)
+        .iter()
+        .all(|(_, f)| f.frame_type() != FrameType::Compaction));
+    // And b, holding it, draws none: the digests agree.
+    b.handle_frame(
+        NOW,
+        &peer("a"),
+        Frame::Syn {
+            digest: a.state().digest(),
+        },
+    );
+    assert_eq!(carry(&mut b, "b", &mut a, "a"), 1, "only a SynAck");
+}
+
+/// Parts that do not continue the offer being gathered (a lost part, another offer)
+/// drop it: nothing is adopted from a piece.
+#[test]
+fn a_compaction_offer_missing_a_part_is_never_adopted() {
+    let gone = Origin::new("gone", 3);
+    let config = Config {
+        max_payload: MIN_PAYLOAD,
+        ..Config::default()
+    };
+    let mut a = engine("a", &["b"], config.clone());
+    let entries: Vec<CounterEntry> = (1..=300)
+        .map(|i| CounterEntry::plain(format!("counter-{i:04}"), i, 0, i))
+        .collect();
+    let delta = OriginDelta {
+        origin: gone.clone(),
+        from: 0,
+        to: 300,
+        entries,
+    };
+    a.handle_frame(NOW, &peer("c"), Frame::Delta { delta: vec![delta] });
+    assert!(a.retire(&gone, 300) && a.compact(&gone, 300));
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
+    let parts: Vec<Frame> = sends(&mut a)
+        .into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.frame_type() == FrameType::Compaction)
+        .collect();
+    assert!(parts.len() > 2);
+    let mut b = engine("b", &["a"], config);
+    for (i, part) in parts.iter().enumerate() {
+        if i != 1 {
+            b.handle_frame(NOW, &peer("a"), part.clone());
+        }
+    }
+    assert!(!b.state().is_compacted(&gone));
+    assert_eq!(b.state().values().count(), 0, "nothing adopted");
+}
+
+/// A stale push of a compacted origin (a duplicated or delayed frame) that a node of a
+/// large cluster passes on never goes out as a range without its entries: a receiver
+/// holding part of the origin would take the range as held and never learn the rest.
+#[test]
+fn a_stale_push_of_a_compacted_origin_is_not_passed_on_as_a_range() {
+    let gone = Origin::new("gone", 3);
+    let all = names("p", 8);
+    let me = all[0].clone();
+    let others: Vec<&str> = refs(&all).into_iter().filter(|n| *n != me).collect();
+    let mut b = engine(&me, &others, Config::default());
+    let e = |c: &str, p: u64, v: u64| CounterEntry::plain(c, p, 0, v);
+    let deltas = vec![
+        OriginDelta {
+            origin: gone.clone(),
+            from: 0,
+            to: 2,
+            entries: vec![e("x", 1, 1), e("y", 2, 2)],
+        },
+        OriginDelta {
+            origin: gone.clone(),
+            from: 2,
+            to: 4,
+            entries: vec![e("x", 4, 3), e("z", 5, 4)],
+        },
+    ];
+    b.handle_frame(
+        NOW,
+        &peer("p05"),
+        Frame::Delta {
+            delta: deltas.clone(),
+        },
+    );
+    assert!(b.retire(&gone, 4) && b.compact(&gone, 4));
+    sends(&mut b);
+    let later = NOW + Duration::from_secs(1);
+    b.handle_frame(
+        later,
+        &peer("p05"),
+        Frame::Push {
+            delta: vec![deltas[0].clone()],
+        },
+    );
+    b.handle_timer(later + Duration::from_secs(1));
+    for (_, frame) in sends(&mut b) {
+        if let Frame::Push { delta } | Frame::Delta { delta } | Frame::SynAck { delta, .. } = frame
+        {
+            assert!(delta.iter().all(|d| d.origin != gone), "{delta:?}");
+        }
+    }
+}

@@ -90,7 +90,9 @@ fn live_origins_within(sim: &mut Sim, most: usize, within: Duration) {
 /// quiescent point every node holds at most one live origin per member, with every
 /// value exact. A node that just joined holds every
 /// origin it learned live until its own retire-after time has passed (it cannot tell
-/// how long an origin has been gone; see the README).
+/// how long an origin has been gone; see the README). With compaction 20 s after
+/// retirement, node 0's tombstones hold only the origins retired within that time:
+/// memory stays bounded however many replacements came before.
 ///
 /// Unoptimised it takes many minutes, so it is built in release builds only:
 /// `scripts/test.sh` runs this file with `cargo test --release` too.
@@ -98,9 +100,20 @@ fn live_origins_within(sim: &mut Sim, most: usize, within: Duration) {
 #[test]
 fn members_replaced_2000_times_leave_about_one_live_origin_each_and_values_exact() {
     const ROUND: Duration = Duration::from_millis(500);
+    const COMPACT_AFTER: Duration = Duration::from_secs(20);
     let seed = seed_or(1900);
-    let mut sim = cluster(seed, Link::faulty(0.05, 0.02));
+    let mut sim = Sim::with_membership(
+        seed,
+        Config::default(),
+        membership::Config::default(),
+        Link::faulty(0.05, 0.02),
+    )
+    .with_retirement(RETIRE_AFTER)
+    .with_compaction(COMPACT_AFTER);
+    sim.run(&[Step::AddNodes(MEMBERS)]);
+    sim.membership_whole_within(secs(60));
     let mut started = [Duration::ZERO; MEMBERS];
+    let mut most_tombstone_entries = 0;
     let mut peak = 0;
     for round in 1..=2000usize {
         let replaced = 1 + round % (MEMBERS - 1);
@@ -119,6 +132,10 @@ fn members_replaced_2000_times_leave_about_one_live_origin_each_and_values_exact
             .filter_map(|i| sim.state(i))
             .map(|s| s.live_origin_count());
         peak = peak.max(live.max().unwrap_or(0));
+        let tombstones = sim
+            .state(0)
+            .map_or(0, |s| s.retire_stats().tombstone_entries);
+        most_tombstone_entries = most_tombstone_entries.max(tombstones);
         if round % 250 == 0 {
             sim.converge_within(secs(60));
             live_origins_within(&mut sim, MEMBERS, RETIRE_AFTER + secs(60));
@@ -129,12 +146,23 @@ fn members_replaced_2000_times_leave_about_one_live_origin_each_and_values_exact
     let stats = state.retire_stats();
     println!(
         "2000 replacements over {:.0} simulated minutes: at most {peak} live origins on a \
-         settled node while writes flowed; {} origins heard of, {} retired, {} undone",
+         settled node while writes flowed; {} origins heard of, {} retired, {} undone, \
+         {} compacted; at most {most_tombstone_entries} tombstone entries on node 0",
         sim.now().as_secs_f64() / 60.0,
         state.origin_count(),
         stats.retired,
-        stats.undone
+        stats.undone,
+        stats.compacted
     );
+    // Each retired origin wrote at most the 4 counters; those retired within the last
+    // compact-after time (one replacement a round) are all a tombstone holds.
+    let compacting = ((RETIRE_AFTER + COMPACT_AFTER).as_millis() / ROUND.as_millis()) as usize;
+    assert!(
+        most_tombstone_entries <= 4 * 2 * compacting,
+        "{}",
+        sim.fail(&format!("{most_tombstone_entries} tombstone entries"))
+    );
+    assert!(stats.compacted > 1500, "{}", sim.fail("too few compacted"));
     assert!(
         state.origin_count() > 1500,
         "{}",
@@ -351,4 +379,135 @@ fn a_durable_restart_keeps_its_retirements() {
     assert_eq!(state.retire_stats().retired, retired);
     assert!(state.live_origin_count() <= MEMBERS);
     sim.run(&[Step::AssertConverged { within: secs(10) }]);
+}
+
+/// Restarts leave retired origins whose tombstones keep every entry they wrote; once
+/// retired for the compact-after time they are compacted on every node (tombstones
+/// empty, values exact), and a node that joins afterwards — which no peer can send
+/// those origins' entries any more — adopts a peer's compaction and reads exactly what
+/// the others read.
+#[test]
+fn compaction_empties_the_tombstones_and_a_later_newcomer_adopts_it_exactly() {
+    const COMPACT_AFTER: Duration = Duration::from_secs(20);
+    let seed = seed_or(1905);
+    let mut sim = Sim::with_membership(
+        seed,
+        Config::default(),
+        membership::Config::default(),
+        Link::faulty(0.05, 0.02),
+    )
+    .with_retirement(RETIRE_AFTER)
+    .with_compaction(COMPACT_AFTER);
+    sim.run(&[Step::AddNodes(MEMBERS)]);
+    sim.membership_whole_within(secs(60));
+    restart_writing_once(&mut sim, 1, 20);
+    sim.converge_within(secs(30));
+    let compacted = |sim: &Sim, i: usize| sim.state(i).map_or(0, |s| s.retire_stats().compacted);
+    run_until(
+        &mut sim,
+        RETIRE_AFTER + COMPACT_AFTER + secs(60),
+        "20 origins compacted on every node, tombstones empty",
+        |sim| {
+            sim.live_nodes().into_iter().all(|i| {
+                compacted(sim, i) >= 20
+                    && sim
+                        .state(i)
+                        .is_some_and(|s| s.retire_stats().tombstone_entries == 0)
+            })
+        },
+    );
+    sim.run(&[Step::AssertConverged { within: secs(1) }]);
+    sim.run(&[Step::RestartFresh(3)]);
+    run_until(
+        &mut sim,
+        secs(60),
+        "the newcomer adopts the compaction",
+        |sim| compacted(sim, 3) >= 20,
+    );
+    sim.run(&[Step::AssertConverged { within: secs(10) }]);
+    let stats = sim.state(3).expect("running").retire_stats();
+    println!(
+        "newcomer: {} origins compacted (adopted), {} tombstone entries",
+        stats.compacted, stats.tombstone_entries
+    );
+}
+
+/// Node 4 is cut off, taken for dead, and keeps writing; the others retire its origin
+/// and, past the compact-after time, compact it. Once the partition heals its writes
+/// past the compaction cannot be merged: they are refused and counted on every other
+/// node, whose values do not move, and node 4 cannot adopt their compaction either (it
+/// holds the origin past it). Nothing is counted wrongly; the replicas disagree on node
+/// 4's partition writes, as the README says, until node 4 is wiped and rejoins.
+#[test]
+fn a_member_away_past_compaction_is_refused_and_nothing_is_counted_wrongly() {
+    const COMPACT_AFTER: Duration = Duration::from_secs(20);
+    let seed = seed_or(1906);
+    let mut sim = Sim::with_membership(
+        seed,
+        Config::default(),
+        membership::Config::default(),
+        Link::faulty(0.05, 0.02),
+    )
+    .with_retirement(RETIRE_AFTER)
+    .with_compaction(COMPACT_AFTER);
+    sim.run(&[Step::AddNodes(MEMBERS)]);
+    sim.membership_whole_within(secs(60));
+    sim.run(&[
+        Step::RandomOps {
+            count: 50,
+            counters: 3,
+            over: secs(2),
+        },
+        Step::AssertConverged { within: secs(30) },
+        Step::Partition(vec![vec![0, 1, 2, 3], vec![4]]),
+    ]);
+    let four = sim.core(4).expect("running").origin().clone();
+    let others_values = |sim: &Sim| -> Vec<Vec<(String, i64)>> {
+        (0..4)
+            .map(|i| {
+                let s = sim.state(i).expect("running");
+                s.values().map(|(n, v)| (n.to_owned(), v)).collect()
+            })
+            .collect()
+    };
+    let mut writes = 0;
+    run_until(
+        &mut sim,
+        RETIRE_AFTER + COMPACT_AFTER + secs(60),
+        "the others compact node 4's origin",
+        |sim| (0..4).all(|i| sim.state(i).is_some_and(|s| s.is_compacted(&four))),
+    );
+    let before = others_values(&sim);
+    for _ in 0..10 {
+        sim.run(&[
+            Step::Op {
+                node: 4,
+                counter: "c0".into(),
+                by: 2,
+            },
+            Step::Run(ms(500)),
+        ]);
+        writes += 1;
+    }
+    sim.run(&[Step::Heal]);
+    run_until(
+        &mut sim,
+        secs(60),
+        "node 4's late writes refused everywhere",
+        |sim| (0..4).all(|i| sim.state(i).is_some_and(|s| s.retire_stats().refused > 0)),
+    );
+    sim.run_for(secs(10));
+    assert_eq!(
+        others_values(&sim),
+        before,
+        "{}",
+        sim.fail("the others' values moved")
+    );
+    let mine = sim.state(4).expect("running").value("c0");
+    let theirs = sim.state(0).expect("running").value("c0");
+    assert!(
+        mine >= theirs + 2 * writes,
+        "node 4 holds its {writes} writes: {mine} vs {theirs}"
+    );
+    assert!(!sim.state(4).expect("running").is_compacted(&four));
 }

@@ -14,7 +14,10 @@ use crate::http::Credentials;
 use crate::node::config::DEFAULT_MAX_COUNTERS;
 use crate::node::discovery_feed::join_discovery;
 use crate::node::{fresh_origin, KeyringConfig, Node, NodeConfig};
-use crate::node_core::{MemoryStorage, DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS, DEFAULT_RETIRE_AFTER};
+use crate::node_core::{
+    MemoryStorage, DEFAULT_COMPACT_AFTER, DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS,
+    DEFAULT_RETIRE_AFTER,
+};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -60,6 +63,15 @@ fn option_groups() -> [Vec<FlagHelp>; 3] {
              (an origin that took idempotency keys waits for them to resolve and pass \
              --idempotency-window too); `off` never retires",
             flags::show_duration(DEFAULT_RETIRE_AFTER),
+        ),
+        FlagHelp::with_default(
+            "--compact-after DUR",
+            "compact an origin retired this long: its tombstone's per-counter entries go, \
+             their totals stay in each counter's compacted sum, so memory stops growing \
+             with every origin that ever wrote; a replica away longer than --retire-after \
+             plus this is refused the origins compacted meanwhile (wipe and rejoin it); \
+             `off` keeps tombstones for good",
+            flags::show_duration(DEFAULT_COMPACT_AFTER),
         ),
         FlagHelp::with_default(
             "--max-keys N",
@@ -322,6 +334,8 @@ struct NodeLimitFlags {
     key_window: Option<Duration>,
     /// `Some(None)`: `--retire-after off`.
     retire_after: Option<Option<Duration>>,
+    /// `Some(None)`: `--compact-after off`.
+    compact_after: Option<Option<Duration>>,
     keyring: Option<std::path::PathBuf>,
     transition: bool,
 }
@@ -336,6 +350,7 @@ impl NodeLimitFlags {
                 | "max-keys"
                 | "idempotency-window"
                 | "retire-after"
+                | "compact-after"
                 | "keyring"
                 | "keyring-transition"
         )
@@ -376,6 +391,11 @@ impl NodeLimitFlags {
                 let after = flags::duration("--retire-after", &v, Duration::from_secs(1))?;
                 self.retire_after = Some(Some(after));
             }
+            "compact-after" if v == "off" => self.compact_after = Some(None),
+            "compact-after" => {
+                let after = flags::duration("--compact-after", &v, Duration::from_secs(1))?;
+                self.compact_after = Some(Some(after));
+            }
             _ => self.keyring = Some(v.into()),
         }
         Ok(())
@@ -392,6 +412,15 @@ impl NodeLimitFlags {
         config.max_keys = self.max_keys.unwrap_or(DEFAULT_MAX_KEYS);
         config.key_window = self.key_window.unwrap_or(DEFAULT_KEY_WINDOW);
         config.retire_after = self.retire_after.unwrap_or(Some(DEFAULT_RETIRE_AFTER));
+        config.compact_after = self.compact_after.unwrap_or(Some(DEFAULT_COMPACT_AFTER));
+        if let Some(after) = config.compact_after.filter(|a| *a < config.key_window) {
+            return Err(usage(format!(
+                "--compact-after ({}) must be at least --idempotency-window ({}): every \
+                 idempotency key an origin accepted must have expired before its entries go",
+                flags::show_duration(after),
+                flags::show_duration(config.key_window)
+            )));
+        }
         config.keyring = match (self.keyring, self.transition) {
             (Some(file), transition) => Some(KeyringConfig { file, transition }),
             (None, true) => return Err(usage("--keyring-transition needs --keyring FILE")),

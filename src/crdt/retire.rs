@@ -27,9 +27,22 @@ use std::collections::BTreeMap;
 /// ledgers, as they were when it retired, by counter id (as compact as the slots were).
 #[derive(Clone, Debug)]
 pub(super) struct Tombstone {
-    totals: Box<[(CounterId, Totals)]>,
+    pub(super) totals: Box<[(CounterId, Totals)]>,
     /// Sorted by counter id.
-    ledgers: Box<[(CounterId, Folded)]>,
+    pub(super) ledgers: Box<[(CounterId, Folded)]>,
+    /// The entries are gone, their totals in the compacted sums (see `compact`).
+    pub(super) compacted: bool,
+}
+
+impl Tombstone {
+    /// What a compacted origin keeps: nothing but the fact.
+    pub(super) fn compacted() -> Tombstone {
+        Tombstone {
+            totals: Box::default(),
+            ledgers: Box::default(),
+            compacted: true,
+        }
+    }
 }
 
 /// Retirements done and undone by one replica.
@@ -43,6 +56,12 @@ pub struct RetireStats {
     pub retired: usize,
     /// (counter, origin) entries their tombstones keep.
     pub tombstone_entries: usize,
+    /// Retired origins compacted here (see `compact`), by this replica or adopted.
+    pub compacted: usize,
+    /// Origins compacted by adopting a peer's compaction.
+    pub adopted: u64,
+    /// Changes refused: past the version a compacted origin was compacted at.
+    pub refused: u64,
 }
 
 impl State {
@@ -112,6 +131,7 @@ impl State {
                 ledgers.sort_unstable_by_key(|&(counter, _)| counter);
                 ledgers.into_boxed_slice()
             },
+            compacted: false,
         }));
         self.retirements.done += 1;
         self.retirements.retired += 1;
@@ -157,11 +177,16 @@ impl State {
     /// delta holds something past the retirement, which then is undone).
     pub(super) fn unretire_for(&mut self, id: OriginId, delta: &OriginDelta) -> bool {
         let record = &self.origin_records[id as usize];
-        if record.retired.is_none() {
+        let Some(tombstone) = &record.retired else {
             return true;
-        }
+        };
         let past =
             delta.to > record.known || delta.entries.iter().any(|e| e.version > record.known);
+        if past && tombstone.compacted {
+            // Its entries are gone: nothing to bring back and merge with.
+            self.retirements.refused += 1;
+            return false;
+        }
         if past {
             self.unretire(id);
         }
@@ -180,6 +205,11 @@ impl State {
         let Some(tombstone) = &self.origin_records[id as usize].retired else {
             return true;
         };
+        if tombstone.compacted {
+            // Nothing left to tell whether they pass what it held.
+            self.retirements.refused += 1;
+            return false;
+        }
         let counter = self.counters.id(counter);
         let held = tombstone
             .totals
@@ -239,7 +269,7 @@ impl State {
         entries
     }
 
-    fn base_mut(&mut self, counter: CounterId) -> &mut (u128, u128) {
+    pub(super) fn base_mut(&mut self, counter: CounterId) -> &mut (u128, u128) {
         let at = counter as usize;
         if self.base.len() <= at {
             self.base.resize(at + 1, (0, 0));

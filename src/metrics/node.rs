@@ -375,6 +375,32 @@ fn cluster(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         None,
         s.state.tombstone_entries as f64,
     )?;
+    f.gauge(
+        "gctr_origins_compacted",
+        "Retired origins compacted here: their tombstones' entries gone, their totals in the compacted sums.",
+        None,
+        s.state.origins_compacted as f64,
+    )?;
+    f.counter(
+        "gctr_compacted_changes_refused",
+        "Changes of compacted origins refused: past the version they were compacted at.",
+        s.state.compacted_changes_refused,
+    )?;
+    f.counters(
+        "gctr_compaction_adoptions",
+        "Peers' compactions adopted here (by origins compacted through them) and refused.",
+        None,
+        [
+            (
+                vec![label("outcome", "adopted_origins")],
+                s.gossip.stats.compaction_adopted,
+            ),
+            (
+                vec![label("outcome", "refused")],
+                s.gossip.stats.compaction_refused,
+            ),
+        ],
+    )?;
     f.counters(
         "gctr_retirements",
         "Origins retired here, and retirements undone because the origin wrote again.",

@@ -5,7 +5,9 @@ use super::lan_discovery::LanConfig;
 use crate::engine;
 use crate::http::HttpConfig;
 use crate::membership;
-use crate::node_core::{DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS, DEFAULT_RETIRE_AFTER};
+use crate::node_core::{
+    DEFAULT_COMPACT_AFTER, DEFAULT_KEY_WINDOW, DEFAULT_MAX_KEYS, DEFAULT_RETIRE_AFTER,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,6 +71,8 @@ pub struct NodeConfig {
     pub max_keys: usize,
     /// How long a member must be gone before its origins retire; `None`: never.
     pub retire_after: Option<Duration>,
+    /// How long an origin stays retired before it is compacted; `None`: never.
+    pub compact_after: Option<Duration>,
     /// The node registers with a discovery server (it joins the members it lists).
     pub discovery: bool,
 }
@@ -108,6 +112,7 @@ impl NodeConfig {
             key_window: DEFAULT_KEY_WINDOW,
             max_keys: DEFAULT_MAX_KEYS,
             retire_after: Some(DEFAULT_RETIRE_AFTER),
+            compact_after: Some(DEFAULT_COMPACT_AFTER),
             discovery: false,
         }
     }

@@ -843,6 +843,8 @@ impl EventLoop {
                 origins_live: state.live_origin_count(),
                 origins_retired: state.retire_stats().retired,
                 tombstone_entries: state.retire_stats().tombstone_entries,
+                origins_compacted: state.retire_stats().compacted,
+                compacted_changes_refused: state.retire_stats().refused,
                 retirements: state.retire_stats().done,
                 retirements_undone: state.retire_stats().undone,
             },

@@ -405,7 +405,8 @@ fn core(
     let mut core = NodeCore::new(engine, storage)
         .with_membership(membership)
         .with_keys(config.key_window, wall_epoch_ms(now), key_start)
-        .with_retirement(config.retire_after);
+        .with_retirement(config.retire_after)
+        .with_compaction(config.compact_after);
     if let Some(timeout) = config.fence {
         core.fence(now, timeout);
     }

@@ -105,6 +105,13 @@ impl Storage for WalStorage {
         self.send(Request::Retired(retired.to_vec()))
     }
 
+    fn log_compacted(&mut self, compacted: &[OriginVersion], snapshot: bool) -> io::Result<()> {
+        self.send(Request::Compacted {
+            compacted: compacted.to_vec(),
+            snapshot,
+        })
+    }
+
     fn after_turn(&mut self, state: &State) -> io::Result<()> {
         if self.shared.snapshot_wanted.swap(false, Ordering::SeqCst) {
             self.send(Request::Snapshot(Box::new(state.clone())))?;

@@ -31,6 +31,12 @@ pub enum Request {
     Learned(Vec<OriginDelta>),
     /// Retirements already made: appended without an fsync of their own.
     Retired(Vec<OriginVersion>),
+    /// Compactions already made (or adopted, then a snapshot is asked for): appended
+    /// without an fsync of their own.
+    Compacted {
+        compacted: Vec<OriginVersion>,
+        snapshot: bool,
+    },
     /// The state holding every record sent so far, to snapshot (asked for through
     /// [`Shared::snapshot_wanted`]).
     Snapshot(Box<State>),
@@ -81,6 +87,7 @@ pub fn spawn(wal: Wal) -> io::Result<Handle> {
         shared: shared.clone(),
         asked: false,
         writing: false,
+        owed: false,
     };
     let handle = std::thread::Builder::new()
         .name("wal".into())
@@ -108,6 +115,9 @@ struct WalThread {
     asked: bool,
     /// A snapshot writer is running.
     writing: bool,
+    /// A snapshot is owed whatever the records since the last: the state holds what no
+    /// record does (an adopted compaction).
+    owed: bool,
 }
 
 impl WalThread {
@@ -155,6 +165,17 @@ impl WalThread {
                     log::warn!("WAL: cannot log retirements: {e}");
                 }
             }
+            Request::Compacted {
+                compacted,
+                snapshot,
+            } => match self.wal.append_compacted(&compacted) {
+                Ok(()) if snapshot => {
+                    self.owed = true;
+                    self.ask_for_snapshot_if_due();
+                }
+                Ok(()) => {}
+                Err(e) => log::warn!("WAL: cannot log compactions: {e}"),
+            },
             Request::Snapshot(state) => self.start_snapshot(state),
             Request::Renew { reason, reply } => {
                 let _ = reply.send(self.wal.renew_incarnation(reason).map_err(to_io));
@@ -165,8 +186,9 @@ impl WalThread {
     }
 
     fn ask_for_snapshot_if_due(&mut self) {
-        if !self.asked && self.wal.snapshot_due() {
+        if !self.asked && (self.owed || self.wal.snapshot_due()) {
             self.asked = true;
+            self.owed = false;
             self.shared.snapshot_wanted.store(true, Ordering::SeqCst);
         }
     }

@@ -29,7 +29,9 @@ mod storage;
 mod tests;
 
 pub use origin_guard::{GuardStatus, OriginGuard, TWIN_PING_INTERVAL};
-pub use retirement::{RetirementPolicy, DEFAULT_RETIRE_AFTER, RETIRE_DIGEST_INTERVAL};
+pub use retirement::{
+    RetirementPolicy, DEFAULT_COMPACT_AFTER, DEFAULT_RETIRE_AFTER, RETIRE_DIGEST_INTERVAL,
+};
 pub use stability::StabilityView;
 pub use storage::{fresh_incarnation, CommitStarted, MemoryStorage, Storage};
 
@@ -165,6 +167,10 @@ pub struct NodeCore<R> {
     waiting: Vec<OpRequest<R>>,
     keys: KeyPolicy,
     retirement: RetirementPolicy,
+    /// Why the last compaction offer was refused (logged once until the reason changes).
+    adoption_refused: Option<String>,
+    /// Changes of compacted origins refused as of the last warning, and when it was.
+    refused_warned: (u64, Duration),
 }
 
 impl<R> NodeCore<R> {
@@ -191,6 +197,8 @@ impl<R> NodeCore<R> {
                 stats: KeyStats::default(),
             },
             retirement: RetirementPolicy::new(None),
+            adoption_refused: None,
+            refused_warned: (0, Duration::ZERO),
         }
     }
 
@@ -198,6 +206,14 @@ impl<R> NodeCore<R> {
     /// never retires. Only a core with membership retires.
     pub fn with_retirement(mut self, after: Option<Duration>) -> Self {
         self.retirement = RetirementPolicy::new(after);
+        self
+    }
+
+    /// Compacts origins retired for `after` (see `crdt::compact`); `None` never does.
+    /// Call it after [`NodeCore::with_retirement`].
+    pub fn with_compaction(mut self, after: Option<Duration>) -> Self {
+        self.retirement = std::mem::replace(&mut self.retirement, RetirementPolicy::new(None))
+            .with_compaction(after);
         self
     }
 
@@ -577,6 +593,21 @@ impl<R> NodeCore<R> {
                     log::warn!("cannot log retirements: {e}");
                 }
             }
+            let compacted = self.retirement.compact(now, &mut self.engine);
+            for ov in &compacted {
+                log::info!(
+                    "compacted origin {} (retired at version {}): its tombstone's entries are \
+                     gone, their totals stay in each counter's compacted sum",
+                    ov.origin,
+                    ov.version
+                );
+            }
+            if !compacted.is_empty() {
+                if let Err(e) = self.storage.log_compacted(&compacted, false) {
+                    log::warn!("cannot log compactions: {e}");
+                }
+            }
+            self.warn_of_refused_changes(now);
         }
         if now < self.engine.next_deadline() {
             return;
@@ -737,6 +768,22 @@ impl<R> NodeCore<R> {
                     self.renew_incarnation(now, reason);
                 }
                 Output::OwnOriginAhead { .. } => {}
+                Output::Adopted { from, origins } => {
+                    log::info!(
+                        "adopted {from}'s compaction: {origins} more origin(s) compacted here, \
+                         their totals taken from its compacted sums"
+                    );
+                    let compacted = self.engine.state().compaction().origins;
+                    if let Err(e) = self.storage.log_compacted(&compacted, true) {
+                        log::warn!("cannot log an adopted compaction: {e}");
+                    }
+                }
+                Output::AdoptionRefused { from, reason } => {
+                    if self.adoption_refused.as_ref() != Some(&reason) {
+                        log::warn!("not adopting {from}'s compaction: {reason}");
+                        self.adoption_refused = Some(reason);
+                    }
+                }
             }
         }
         learned
@@ -764,6 +811,25 @@ impl<R> NodeCore<R> {
                 ));
             }
         }
+    }
+
+    /// Warns, at most once a minute, when changes of compacted origins were refused
+    /// since the last warning: they count on replicas that did not compact those origins
+    /// and never here.
+    fn warn_of_refused_changes(&mut self, now: Duration) {
+        let refused = self.engine.state().retire_stats().refused;
+        let (warned, at) = self.refused_warned;
+        if refused == warned || (warned > 0 && now < at + Duration::from_secs(60)) {
+            return;
+        }
+        log::warn!(
+            "{} change(s) of origins compacted here refused so far: a replica away longer \
+             than --retire-after plus --compact-after holds writes of an origin taken for \
+             gone, and they cannot be counted here; replicas now disagree until that \
+             replica's data is wiped and it rejoins",
+            refused
+        );
+        self.refused_warned = (refused, now);
     }
 
     /// This node's name (its origin's node).

@@ -21,6 +21,10 @@
 //! yet (acceptances of keys the origin made return with their records until they
 //! expire again).
 //!
+//! An origin retired for the compact-after time is compacted (see `crdt::compact`): its
+//! tombstone's entries go, their totals stay in the compacted sums. The time counts from
+//! when this node retired it, or from this node's start for one it recovered retired.
+//!
 //! Retiring never changes a value (the CRDT keeps the origin's totals in a retired sum),
 //! so a wrong guess costs work, not exactness: an origin that writes again (a node taken
 //! for dead across a long partition) comes back on its first change past `V`, and is
@@ -34,6 +38,10 @@ use std::time::Duration;
 
 /// How long an origin must be gone before it retires, unless configured otherwise.
 pub const DEFAULT_RETIRE_AFTER: Duration = Duration::from_secs(3600);
+/// How long an origin stays retired before it is compacted, unless configured otherwise:
+/// a week, past the idempotency-key window (its keys have expired everywhere) and long
+/// enough that a replica away for less can still be reconciled from tombstones.
+pub const DEFAULT_COMPACT_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often origins are looked over.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often each member is asked for its whole digest while a retirement waits for
@@ -45,6 +53,11 @@ pub const RETIRE_DIGEST_INTERVAL: Duration = Duration::from_secs(10);
 pub struct RetirementPolicy {
     /// `None`: never retire.
     after: Option<Duration>,
+    /// `None`: never compact.
+    compact_after: Option<Duration>,
+    /// Retired origins not compacted yet, with when this node first held them retired.
+    retired_since: HashMap<Origin, Duration>,
+    next_compaction: Duration,
     gone_since: HashMap<Origin, Duration>,
     next_check: Duration,
     /// Some origin is gone for good but a member's last whole digest shows more of it,
@@ -56,10 +69,44 @@ impl RetirementPolicy {
     pub fn new(after: Option<Duration>) -> RetirementPolicy {
         RetirementPolicy {
             after,
+            compact_after: None,
+            retired_since: HashMap::new(),
+            next_compaction: Duration::ZERO,
             gone_since: HashMap::new(),
             next_check: Duration::ZERO,
             waits_for_digests: false,
         }
+    }
+
+    /// Compacts origins retired for `after` (`None`: never).
+    pub fn with_compaction(mut self, after: Option<Duration>) -> Self {
+        self.compact_after = after;
+        self
+    }
+
+    /// Compacts in `engine` the origins retired here for the compact-after time; returns
+    /// them, each with the version it retired at. Looks once a second at most.
+    pub fn compact(&mut self, now: Duration, engine: &mut Engine) -> Vec<OriginVersion> {
+        let mut compacted = Vec::new();
+        let Some(after) = self.compact_after.filter(|_| now >= self.next_compaction) else {
+            return compacted;
+        };
+        self.next_compaction = now + CHECK_INTERVAL;
+        let mut retired_since = HashMap::with_capacity(self.retired_since.len());
+        for ov in engine.state().retired_origins() {
+            if engine.state().is_compacted(&ov.origin) {
+                continue;
+            }
+            let since = self.retired_since.get(&ov.origin).copied().unwrap_or(now);
+            if now >= since.checked_add(after).unwrap_or(Duration::MAX) {
+                compacted.push(ov);
+            } else {
+                retired_since.insert(ov.origin, since);
+            }
+        }
+        self.retired_since = retired_since;
+        compacted.retain(|ov| engine.compact(&ov.origin, ov.version));
+        compacted
     }
 
     /// Whether a retirement waits for newer whole digests of the members.

@@ -57,6 +57,15 @@ pub trait Storage: Send {
         Ok(())
     }
 
+    /// Records compactions of retired origins (see `crdt::compact`), made here or adopted
+    /// from a peer: made ones replay from the log; an adopted one (`snapshot`) holds
+    /// sums no record carries, so the storage takes a snapshot soon. An error is
+    /// logged; a restart before the record or snapshot lands holds the origins
+    /// uncompacted, and compacts or adopts them again.
+    fn log_compacted(&mut self, _compacted: &[OriginVersion], _snapshot: bool) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Called after every input that changed the state and at every gossip tick, with
     /// that state, so the storage can sync or snapshot when it sees fit. Never called
     /// while a batch is pending: `state` holds every record the storage was given.

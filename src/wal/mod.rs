@@ -340,6 +340,13 @@ impl Wal {
         self.append_unsynced(retired, record::retired_len, record::encode_retired)
     }
 
+    /// Logs compactions (see `crdt::compact`) like retirements: replay compacts again
+    /// each origin retired at that version. An adopted compaction's sums are in no
+    /// record: the caller has a snapshot taken.
+    pub fn append_compacted(&mut self, compacted: &[OriginVersion]) -> Result<(), WalError> {
+        self.append_unsynced(compacted, record::retired_len, record::encode_compacted)
+    }
+
     /// Appends `items` as records of at most [`MAX_RECORD_BYTES`], each encoded by
     /// `encode` from the items `len` says fit, without an fsync of their own.
     fn append_unsynced<T>(

@@ -3,7 +3,8 @@
 //!
 //! Types: 1 = local batch (one [`OriginDelta`] of the node's own origin), 2 = learned
 //! state (a list of deltas received from peers), 3 = end of snapshot (the number of
-//! state chunks before it). Other type bytes are left for later records (membership,
+//! state chunks before it), 4 = origins retired, 5 = origins compacted (each with the
+//! version it retired at), 6 = compacted sums (in snapshots only). Other type bytes are left for later records (membership,
 //! idempotency keys); a reader that meets one reports it rather than guessing.
 //!
 //! Deltas are in the wire codec's delta encoding ([`codec::encode_delta`]), so a delta has
@@ -22,7 +23,7 @@
 use super::segment::SEGMENT_VERSION;
 use super::snapshot::SNAPSHOT_VERSION;
 use crate::codec::{self, CodecError, Decoder};
-use crate::crdt::{OriginDelta, OriginVersion};
+use crate::crdt::{CompactedSum, OriginDelta, OriginVersion};
 
 /// The delta encoding WAL segments of [`SEGMENT_VERSION`] and snapshots of
 /// [`SNAPSHOT_VERSION`] hold.
@@ -37,6 +38,8 @@ pub const TYPE_LOCAL_BATCH: u8 = 1;
 pub const TYPE_LEARNED: u8 = 2;
 pub const TYPE_SNAPSHOT_END: u8 = 3;
 pub const TYPE_RETIRED: u8 = 4;
+pub const TYPE_COMPACTED: u8 = 5;
+pub const TYPE_COMPACTED_SUMS: u8 = 6;
 
 /// A decoded record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +51,10 @@ pub enum Record {
     },
     /// Origins retired (see `crdt::retire`), each at its version.
     Retired(Vec<OriginVersion>),
+    /// Origins compacted (see `crdt::compact`), each at the version it retired at.
+    Compacted(Vec<OriginVersion>),
+    /// Compacted sums, by counter (a snapshot's; see `crdt::compact`).
+    CompactedSums(Vec<CompactedSum>),
 }
 
 /// Why a record's bytes do not decode.
@@ -86,6 +93,23 @@ pub fn encode_retired(retired: &[OriginVersion], out: &mut Vec<u8>) {
     codec::encode_digest(retired, out);
 }
 
+/// Appends a record of compactions to `out`.
+pub fn encode_compacted(compacted: &[OriginVersion], out: &mut Vec<u8>) {
+    out.push(TYPE_COMPACTED);
+    codec::encode_digest(compacted, out);
+}
+
+/// Appends a record of compacted sums to `out`.
+pub fn encode_compacted_sums(sums: &[CompactedSum], out: &mut Vec<u8>) {
+    out.push(TYPE_COMPACTED_SUMS);
+    codec::encode_compacted_sums(sums, out);
+}
+
+/// Bytes one compacted sum takes inside a record.
+pub fn compacted_sum_len(sum: &CompactedSum) -> usize {
+    codec::compacted_sum_len(sum)
+}
+
 /// Bytes one retirement takes inside a record.
 pub fn retired_len(ov: &OriginVersion) -> usize {
     codec::digest_entry_len(ov)
@@ -114,6 +138,8 @@ pub fn decode(data: &[u8]) -> Result<Record, RecordError> {
             chunks: r.varint().map_err(malformed)?,
         },
         TYPE_RETIRED => Record::Retired(r.digest().map_err(malformed)?),
+        TYPE_COMPACTED => Record::Compacted(r.digest().map_err(malformed)?),
+        TYPE_COMPACTED_SUMS => Record::CompactedSums(r.compacted_sums().map_err(malformed)?),
         other => return Err(RecordError::UnknownType(other)),
     };
     if r.remaining() != 0 {

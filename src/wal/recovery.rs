@@ -450,7 +450,16 @@ fn apply_record(
             }
         }
         Ok(Record::Retired(retired)) => state.retire_all(&retired),
-        Ok(Record::SnapshotEnd { .. }) => return Ok(Err("snapshot record in a segment".into())),
+        // An origin compacted here compacts again; one adopted (its sums in the snapshot
+        // taken after it) is not retired here and stays as it is.
+        Ok(Record::Compacted(compacted)) => {
+            for ov in &compacted {
+                state.compact(&ov.origin, ov.version);
+            }
+        }
+        Ok(Record::SnapshotEnd { .. } | Record::CompactedSums(_)) => {
+            return Ok(Err("snapshot record in a segment".into()))
+        }
         Err(RecordError::UnknownType(t)) => {
             return Err(WalError::UnknownRecordType {
                 file: seg.path.clone(),

@@ -5,7 +5,9 @@
 //! header — magic `GCTRSNAP`, format version (u32), the last sequence number it covers
 //! (u64), little-endian — then frames numbered from 1, each a learned-state record
 //! carrying a chunk of `State::to_deltas()`, then records of the origins retired (their
-//! tombstones are among the chunks), and a final end record that counts the chunks. It is written to a temporary file, fsynced, renamed and the directory
+//! tombstones are among the chunks), then the compaction (records of the origins
+//! compacted and of the compacted sums, adopted whole into the state once all are in),
+//! and a final end record that counts the chunks. It is written to a temporary file, fsynced, renamed and the directory
 //! fsynced, so it is either whole or absent; a snapshot that does not check out anyway
 //! is reported and not used.
 
@@ -14,7 +16,7 @@ use super::fs::{write_atomic, FileSystem};
 use super::record::{self, Record};
 use super::segment::parse_hex_name;
 use super::split_by_len;
-use crate::crdt::{CounterEntry, OriginDelta, State};
+use crate::crdt::{Compaction, CounterEntry, OriginDelta, State};
 use std::io;
 use std::path::Path;
 
@@ -60,6 +62,17 @@ pub fn encode(state: &State, last_seq: u64) -> Vec<u8> {
     for chunk in split_by_len(&state.retired_origins(), CHUNK_BYTES, record::retired_len) {
         data.clear();
         record::encode_retired(chunk, &mut data);
+        put(&data, &mut out);
+    }
+    let compaction = state.compaction();
+    for chunk in split_by_len(&compaction.origins, CHUNK_BYTES, record::retired_len) {
+        data.clear();
+        record::encode_compacted(chunk, &mut data);
+        put(&data, &mut out);
+    }
+    for chunk in split_by_len(&compaction.sums, CHUNK_BYTES, record::compacted_sum_len) {
+        data.clear();
+        record::encode_compacted_sums(chunk, &mut data);
         put(&data, &mut out);
     }
     data.clear();
@@ -138,6 +151,7 @@ pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<State, SnapshotFault> {
         ));
     }
     let mut state = State::new();
+    let mut compaction = Compaction::default();
     let mut offset = SNAPSHOT_HEADER_LEN;
     let mut expected_chunk = 1u64;
     loop {
@@ -157,9 +171,17 @@ pub fn decode(bytes: &[u8], expected_seq: u64) -> Result<State, SnapshotFault> {
                 }
             }
             Ok(Record::Retired(retired)) => state.retire_all(&retired),
+            Ok(Record::Compacted(origins)) => compaction.origins.extend(origins),
+            Ok(Record::CompactedSums(sums)) => compaction.sums.extend(sums),
             Ok(Record::SnapshotEnd { chunks }) if chunks.checked_add(1) == Some(seq) => {
                 if next != bytes.len() {
                     return Err((next as u64, "bytes after the end of the snapshot".into()));
+                }
+                if let Err(refusal) = state.adopt(&compaction) {
+                    return Err((
+                        at,
+                        format!("its compaction does not fit its state: {refusal}"),
+                    ));
                 }
                 return Ok(state);
             }

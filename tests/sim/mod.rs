@@ -237,6 +237,7 @@ pub struct Sim {
     membership: Option<membership::Config>,
     /// How long an origin must be gone before a core retires it (`None`: never).
     retire_after: Option<Duration>,
+    compact_after: Option<Duration>,
 }
 
 /// The simulated wall clock at virtual time zero, for membership's run stamps.
@@ -261,10 +262,17 @@ impl Sim {
         self
     }
 
+    /// The cores compact origins retired for `after` (see `crdt::compact`).
+    pub fn with_compaction(mut self, after: Duration) -> Sim {
+        self.compact_after = Some(after);
+        self
+    }
+
     pub fn new(seed: u64, config: Config, link: Link) -> Sim {
         Sim {
             membership: None,
             retire_after: None,
+            compact_after: None,
             seed,
             rng: fastrand::Rng::with_seed(seed),
             now: Duration::ZERO,
@@ -432,7 +440,8 @@ impl Sim {
         };
         let mut core = NodeCore::new(engine, Box::new(storage))
             .with_keys(DEFAULT_KEY_WINDOW, EPOCH_MS, key_start)
-            .with_retirement(self.retire_after);
+            .with_retirement(self.retire_after)
+            .with_compaction(self.compact_after);
         match self.membership.clone() {
             Some(config) => {
                 let origin = &self.nodes[i].origin;
