@@ -715,7 +715,7 @@ impl State {
     /// longer known range, or entries above the peer's), with the version the peer knows
     /// each up to. A compacted origin is never among them: its entries are gone, and a
     /// range sent without them would claim what it does not carry (see
-    /// [`State::lacks_compacted`]).
+    /// [`State::differs_on_compacted`]).
     pub fn missing_from(&self, digest: &Digest) -> Vec<(Origin, u64)> {
         self.missing_from_in(digest, Span::ALL)
     }
@@ -737,16 +737,19 @@ impl State {
         missing
     }
 
-    /// Whether a peer whose digest of `span` is `digest` lacks part of an origin this
-    /// replica compacted: what it can get only by adopting this replica's compaction.
-    pub fn lacks_compacted(&self, digest: &Digest, span: Span) -> bool {
+    /// Whether a peer whose digest of `span` is `digest` differs from this replica on
+    /// an origin it compacted: it lacks part of it (what it can get only by adopting
+    /// this replica's compaction), or holds changes past the compaction (it may be the
+    /// writer, which must be told: its changes are refused here).
+    pub fn differs_on_compacted(&self, digest: &Digest, span: Span) -> bool {
         if self.retirements.compacted == 0 {
             return false;
         }
         let theirs: HashMap<&Origin, u64> =
             digest.iter().map(|ov| (&ov.origin, ov.version)).collect();
         self.records_in(span).any(|record| {
-            record.is_compacted() && theirs.get(&record.origin).copied().unwrap_or(0) < record.known
+            record.is_compacted()
+                && theirs.get(&record.origin).copied().unwrap_or(0) != record.known
         })
     }
 

@@ -117,6 +117,13 @@ pub enum Output {
         from: NodeName,
         reason: String,
     },
+    /// `from` compacted this node's own origin at `version` (it took this node for
+    /// gone for longer than its compact-after time): its changes past that are refused
+    /// there, so the node must write under a new incarnation.
+    OwnOriginCompacted {
+        from: NodeName,
+        version: u64,
+    },
 }
 
 /// Figures for status pages and tests.

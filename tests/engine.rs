@@ -868,3 +868,69 @@ fn a_stale_push_of_a_compacted_origin_is_not_passed_on_as_a_range() {
         }
     }
 }
+
+/// Only gossip peers are offered a compaction: a Syn from a name that is no peer (no
+/// keyring: anyone can send one) draws none, as an offer can be large.
+#[test]
+fn a_syn_from_a_node_that_is_no_peer_draws_no_compaction_offer() {
+    let gone = Origin::new("gone", 3);
+    let mut a = engine("a", &["b"], Config::default());
+    let delta = OriginDelta {
+        origin: gone.clone(),
+        from: 0,
+        to: 1,
+        entries: vec![CounterEntry::plain("x", 4, 0, 1)],
+    };
+    a.handle_frame(NOW, &peer("b"), Frame::Delta { delta: vec![delta] });
+    assert!(a.retire(&gone, 1) && a.compact(&gone, 1));
+    sends(&mut a);
+    a.handle_frame(NOW, &peer("stranger"), Frame::Syn { digest: vec![] });
+    assert!(sends(&mut a)
+        .iter()
+        .all(|(_, f)| f.frame_type() != FrameType::Compaction));
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
+    assert!(sends(&mut a)
+        .iter()
+        .any(|(to, f)| to == "b" && f.frame_type() == FrameType::Compaction));
+}
+
+/// An origin retired, brought back by a change past its retirement and retired again
+/// at once (a Retired hint came with the change) waits the whole compact-after time
+/// from its new retirement, not from its first.
+#[test]
+fn an_origin_retired_again_waits_the_compact_after_time_again() {
+    use gctr::node_core::RetirementPolicy;
+    let gone = Origin::new("gone", 3);
+    let mut policy = RetirementPolicy::new(Some(Duration::from_secs(10)))
+        .with_compaction(Some(Duration::from_secs(100)));
+    let mut a = engine("a", &["b"], Config::default());
+    let delta = |from, to, p| OriginDelta {
+        origin: gone.clone(),
+        from,
+        to,
+        entries: vec![CounterEntry::plain("x", p, 0, to)],
+    };
+    a.handle_frame(
+        NOW,
+        &peer("b"),
+        Frame::Delta {
+            delta: vec![delta(0, 1, 1)],
+        },
+    );
+    assert!(a.retire(&gone, 1));
+    assert!(policy.compact(Duration::from_secs(1), &mut a).is_empty());
+    a.handle_frame(
+        NOW,
+        &peer("b"),
+        Frame::Delta {
+            delta: vec![delta(1, 2, 5)],
+        },
+    );
+    assert!(!a.state().is_retired(&gone), "undone");
+    assert!(a.retire(&gone, 2));
+    assert!(policy
+        .compact(Duration::from_millis(101_500), &mut a)
+        .is_empty());
+    let compacted = policy.compact(Duration::from_millis(202_000), &mut a);
+    assert_eq!(compacted.len(), 1, "100 s after its new retirement");
+}

@@ -511,3 +511,71 @@ fn a_member_away_past_compaction_is_refused_and_nothing_is_counted_wrongly() {
     );
     assert!(!sim.state(4).expect("running").is_compacted(&four));
 }
+
+/// Both sides of a partition longer than retire-after plus compact-after compact the
+/// other side's origins. Once it heals, each node learns from a peer's compaction offer
+/// that its own origin was compacted there and writes under a new incarnation: what it
+/// acknowledges after the heal reaches every node (what it wrote under the old origin
+/// past the compaction stays refused there, as the README says).
+#[test]
+fn after_a_partition_past_compaction_new_writes_reach_everyone() {
+    const COMPACT_AFTER: Duration = Duration::from_secs(20);
+    let seed = seed_or(1907);
+    let mut sim = Sim::with_membership(
+        seed,
+        Config::default(),
+        membership::Config::default(),
+        Link::faulty(0.05, 0.02),
+    )
+    .with_retirement(RETIRE_AFTER)
+    .with_compaction(COMPACT_AFTER);
+    sim.run(&[Step::AddNodes(MEMBERS)]);
+    sim.membership_whole_within(secs(60));
+    sim.run(&[
+        Step::RandomOps {
+            count: 50,
+            counters: 3,
+            over: secs(2),
+        },
+        Step::AssertConverged { within: secs(30) },
+        Step::Partition(vec![vec![0, 1, 2, 3], vec![4]]),
+    ]);
+    let four = sim.core(4).expect("running").origin().clone();
+    run_until(
+        &mut sim,
+        RETIRE_AFTER + COMPACT_AFTER + secs(60),
+        "the others compact node 4's origin",
+        |sim| (0..4).all(|i| sim.state(i).is_some_and(|s| s.is_compacted(&four))),
+    );
+    sim.run(&[Step::Heal]);
+    sim.membership_whole_within(secs(60));
+    run_until(
+        &mut sim,
+        secs(60),
+        "node 4 writes under a new origin",
+        |sim| sim.core(4).is_some_and(|c| *c.origin() != four),
+    );
+    for node in [4, 0] {
+        for _ in 0..10 {
+            sim.run(&[
+                Step::Op {
+                    node,
+                    counter: format!("after-heal-{node}"),
+                    by: 1,
+                },
+                Step::Run(ms(200)),
+            ]);
+        }
+    }
+    run_until(
+        &mut sim,
+        secs(60),
+        "every write after the heal everywhere",
+        |sim| {
+            sim.live_nodes().into_iter().all(|i| {
+                sim.state(i)
+                    .is_some_and(|s| s.value("after-heal-4") == 10 && s.value("after-heal-0") == 10)
+            })
+        },
+    );
+}

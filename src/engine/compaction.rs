@@ -64,8 +64,8 @@ impl Exchange {
 }
 
 impl Engine {
-    /// Offers this node's compaction to `to` if its digest of `span` lacks part of an
-    /// origin compacted here, and no offer went to it lately.
+    /// Offers this node's compaction to `to` if its digest of `span` differs from this
+    /// node's on an origin compacted here, and no offer went to it lately.
     pub(super) fn offer_compaction_if_lacking(
         &mut self,
         now: Duration,
@@ -73,10 +73,20 @@ impl Engine {
         digest: &Digest,
         span: Span,
     ) {
-        if !self.state.lacks_compacted(digest, span) {
+        if !self.state.differs_on_compacted(digest, span) {
             if span == Span::ALL {
                 self.compaction.next_offer.remove(to);
             }
+            return;
+        }
+        self.offer_compaction(now, to);
+    }
+
+    /// Offers this node's compaction to peer `to` unless an offer went to it lately: a
+    /// peer whose digest differs on a compacted origin, or one whose own origin is
+    /// compacted here (it must learn that before it writes more under it).
+    pub fn offer_compaction(&mut self, now: Duration, to: &NodeName) {
+        if self.peers.binary_search(to).is_err() {
             return;
         }
         let interval = match self.compaction.next_offer.get(to) {
@@ -188,7 +198,14 @@ impl Engine {
         let Some(g) = self.compaction.gathering.remove(from) else {
             return;
         };
-        let outcome = if g.compaction.origins.iter().any(|ov| ov.origin == self.me) {
+        let own = g.compaction.origins.iter().find(|ov| ov.origin == self.me);
+        let outcome = if let Some(ov) = own {
+            // Taken for gone there for long: what this node writes under its origin past
+            // that version is refused there, so it must write under a new one.
+            self.outbox.push(Output::OwnOriginCompacted {
+                from: from.clone(),
+                version: ov.version,
+            });
             Err("it lists this node's own origin as compacted".to_owned())
         } else {
             self.state.adopt(&g.compaction).map_err(|r| r.to_string())

@@ -171,6 +171,8 @@ pub struct NodeCore<R> {
     adoption_refused: Option<String>,
     /// Changes of compacted origins refused as of the last warning, and when it was.
     refused_warned: (u64, Duration),
+    /// When live members' origins are next checked against the compacted ones.
+    next_compacted_check: Duration,
 }
 
 impl<R> NodeCore<R> {
@@ -199,6 +201,7 @@ impl<R> NodeCore<R> {
             retirement: RetirementPolicy::new(None),
             adoption_refused: None,
             refused_warned: (0, Duration::ZERO),
+            next_compacted_check: Duration::ZERO,
         }
     }
 
@@ -579,6 +582,19 @@ impl<R> NodeCore<R> {
             self.keys.stats.expired += expired as u64;
         }
         if let Some(m) = &self.membership {
+            // A live member writing under an origin compacted here (it was taken for
+            // gone across a long partition) is told, so it writes under a new one.
+            if self.engine.state().retire_stats().compacted > 0 && now >= self.next_compacted_check
+            {
+                self.next_compacted_check = now + Duration::from_secs(1);
+                for view in m.members().filter(|v| !v.is_self && v.state.is_live()) {
+                    let name = view.member.name.as_str();
+                    let origin = Origin::new(name, view.member.incarnation);
+                    if self.engine.state().is_compacted(&origin) {
+                        self.engine.offer_compaction(now, &view.member.name);
+                    }
+                }
+            }
             let retired = self.retirement.run(now, &mut self.engine, m);
             for ov in &retired {
                 log::info!(
@@ -778,6 +794,16 @@ impl<R> NodeCore<R> {
                         log::warn!("cannot log an adopted compaction: {e}");
                     }
                 }
+                Output::OwnOriginCompacted { from, version } if origin == *self.origin() => {
+                    let reason = format!(
+                        "{from} compacted this node's origin {origin} at version {version}: it \
+                         took this node for gone longer than its --retire-after plus \
+                         --compact-after (a long partition), and refuses what this node \
+                         wrote under it past that"
+                    );
+                    self.renew_incarnation(now, reason);
+                }
+                Output::OwnOriginCompacted { .. } => {}
                 Output::AdoptionRefused { from, reason } => {
                     if self.adoption_refused.as_ref() != Some(&reason) {
                         log::warn!("not adopting {from}'s compaction: {reason}");

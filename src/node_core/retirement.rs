@@ -55,8 +55,10 @@ pub struct RetirementPolicy {
     after: Option<Duration>,
     /// `None`: never compact.
     compact_after: Option<Duration>,
-    /// Retired origins not compacted yet, with when this node first held them retired.
-    retired_since: HashMap<Origin, Duration>,
+    /// Retired origins not compacted yet, with the version and the time this node first
+    /// held them retired at that version (retired again after an undo, the clock starts
+    /// over).
+    retired_since: HashMap<Origin, (u64, Duration)>,
     next_compaction: Duration,
     gone_since: HashMap<Origin, Duration>,
     next_check: Duration,
@@ -97,11 +99,14 @@ impl RetirementPolicy {
             if engine.state().is_compacted(&ov.origin) {
                 continue;
             }
-            let since = self.retired_since.get(&ov.origin).copied().unwrap_or(now);
+            let since = match self.retired_since.get(&ov.origin) {
+                Some(&(version, since)) if version == ov.version => since,
+                _ => now,
+            };
             if now >= since.checked_add(after).unwrap_or(Duration::MAX) {
                 compacted.push(ov);
             } else {
-                retired_since.insert(ov.origin, since);
+                retired_since.insert(ov.origin, (ov.version, since));
             }
         }
         self.retired_since = retired_since;
