@@ -759,6 +759,13 @@ impl<R> NodeCore<R> {
 
     /// Closes the storage; the core is done.
     pub fn close(mut self) -> io::Result<()> {
+        // A snapshot owed (an adopted compaction is in no record) is taken first: the
+        // storage waits for it before it closes.
+        if self.pending.is_none() {
+            if let Err(e) = self.storage.after_turn(self.engine.state()) {
+                log::warn!("storage: {e}");
+            }
+        }
         self.storage.close()
     }
 
@@ -785,6 +792,7 @@ impl<R> NodeCore<R> {
                 }
                 Output::OwnOriginAhead { .. } => {}
                 Output::Adopted { from, origins } => {
+                    learned = true;
                     log::info!(
                         "adopted {from}'s compaction: {origins} more origin(s) compacted here, \
                          their totals taken from its compacted sums"
