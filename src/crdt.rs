@@ -1065,13 +1065,30 @@ mod tests {
         assert_eq!(state.value("z"), 5);
     }
 
-    fn dec(counter: &str, amount: u64) -> LocalOp {
+    pub(super) fn dec(counter: &str, amount: u64) -> LocalOp {
         LocalOp {
             counter: counter.into(),
             kind: OpKind::Decrement,
             amount,
             key: None,
         }
+    }
+
+    /// `origin`'s replica after `ops` (one batch each), and the deltas it made.
+    pub(super) fn writer(origin: &Origin, ops: &[LocalOp]) -> (State, Vec<OriginDelta>) {
+        let mut state = State::new();
+        let mut deltas = Vec::new();
+        for op in ops {
+            let batch = state.prepare_local(origin, std::slice::from_ref(op));
+            state.apply_local(&batch);
+            deltas.push(batch.delta);
+        }
+        (state, deltas)
+    }
+
+    /// Every counter's value, as owned pairs.
+    pub(super) fn values(state: &State) -> Vec<(String, i64)> {
+        state.values().map(|(n, v)| (n.to_owned(), v)).collect()
     }
 
     #[test]

@@ -690,18 +690,15 @@ fn carry(from: &mut Engine, from_name: &str, to: &mut Engine, to_name: &str) -> 
     frames.len()
 }
 
-/// A node that compacted an origin never sends a range of it (its entries are gone): a
-/// peer lacking part of it gets the node's compaction instead, cut into parts, and once
-/// the last is in reads what the node reads. An offer goes at most once a while.
-#[test]
-fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
+/// Node "a" (peer "b", the smallest frames) holding origin "gone" compacted after it
+/// wrote 300 counters (so its compacted sums take several frames), nothing queued.
+fn compacted_node() -> (Engine, Origin, Config) {
     let gone = Origin::new("gone", 3);
     let config = Config {
         max_payload: MIN_PAYLOAD,
         ..Config::default()
     };
     let mut a = engine("a", &["b"], config.clone());
-    // Enough counters that the compacted sums take several frames.
     let entries: Vec<CounterEntry> = (1..=300)
         .map(|i| CounterEntry::plain(format!("counter-{i:04}"), i, 1, i))
         .collect();
@@ -712,10 +709,18 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         entries,
     };
     a.handle_frame(NOW, &peer("c"), Frame::Delta { delta: vec![delta] });
-    write(&mut a, &[inc("own", 5)]);
-    assert!(a.retire(&gone, 300));
-    assert!(a.compact(&gone, 300));
+    assert!(a.retire(&gone, 300) && a.compact(&gone, 300));
     sends(&mut a);
+    (a, gone, config)
+}
+
+/// A node that compacted an origin never sends a range of it (its entries are gone): a
+/// peer lacking part of it gets the node's compaction instead, cut into parts, and once
+/// the last is in reads what the node reads. An offer goes at most once a while.
+#[test]
+fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
+    let (mut a, gone, config) = compacted_node();
+    write(&mut a, &[inc("own", 5)]);
 
     let mut b = engine("b", &["a"], config);
     let syn = b.state().digest();
@@ -784,23 +789,7 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
 /// drop it: nothing is adopted from a piece.
 #[test]
 fn a_compaction_offer_missing_a_part_is_never_adopted() {
-    let gone = Origin::new("gone", 3);
-    let config = Config {
-        max_payload: MIN_PAYLOAD,
-        ..Config::default()
-    };
-    let mut a = engine("a", &["b"], config.clone());
-    let entries: Vec<CounterEntry> = (1..=300)
-        .map(|i| CounterEntry::plain(format!("counter-{i:04}"), i, 0, i))
-        .collect();
-    let delta = OriginDelta {
-        origin: gone.clone(),
-        from: 0,
-        to: 300,
-        entries,
-    };
-    a.handle_frame(NOW, &peer("c"), Frame::Delta { delta: vec![delta] });
-    assert!(a.retire(&gone, 300) && a.compact(&gone, 300));
+    let (mut a, gone, config) = compacted_node();
     a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
     let parts: Vec<Frame> = sends(&mut a)
         .into_iter()

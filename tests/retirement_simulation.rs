@@ -23,13 +23,51 @@ fn ms(n: u64) -> Duration {
 const RETIRE_AFTER: Duration = Duration::from_secs(10);
 const MEMBERS: usize = 5;
 
+/// How long an origin stays retired before it is compacted, in the tests that compact.
+const COMPACT_AFTER: Duration = Duration::from_secs(20);
+
 fn cluster(seed: u64, link: Link) -> Sim {
-    let mut sim =
+    start(
         Sim::with_membership(seed, Config::default(), membership::Config::default(), link)
-            .with_retirement(RETIRE_AFTER);
+            .with_retirement(RETIRE_AFTER),
+    )
+}
+
+/// A cluster that also compacts origins retired for [`COMPACT_AFTER`], on lossy links.
+fn compacting_cluster(seed: u64) -> Sim {
+    let link = Link::faulty(0.05, 0.02);
+    start(
+        Sim::with_membership(seed, Config::default(), membership::Config::default(), link)
+            .with_retirement(RETIRE_AFTER)
+            .with_compaction(COMPACT_AFTER),
+    )
+}
+
+fn start(mut sim: Sim) -> Sim {
     sim.run(&[Step::AddNodes(MEMBERS)]);
     sim.membership_whole_within(secs(60));
     sim
+}
+
+/// Writes, then cuts node 4 off until the others have compacted its origin; returns it.
+fn cut_off_node_4_until_compacted(sim: &mut Sim) -> gctr::crdt::Origin {
+    sim.run(&[
+        Step::RandomOps {
+            count: 50,
+            counters: 3,
+            over: secs(2),
+        },
+        Step::AssertConverged { within: secs(30) },
+        Step::Partition(vec![vec![0, 1, 2, 3], vec![4]]),
+    ]);
+    let four = sim.core(4).expect("running").origin().clone();
+    run_until(
+        sim,
+        RETIRE_AFTER + COMPACT_AFTER + secs(60),
+        "the others compact node 4's origin",
+        |sim| (0..4).all(|i| sim.state(i).is_some_and(|s| s.is_compacted(&four))),
+    );
+    four
 }
 
 /// The most live origins any running node holds.
@@ -100,18 +138,7 @@ fn live_origins_within(sim: &mut Sim, most: usize, within: Duration) {
 #[test]
 fn members_replaced_2000_times_leave_about_one_live_origin_each_and_values_exact() {
     const ROUND: Duration = Duration::from_millis(500);
-    const COMPACT_AFTER: Duration = Duration::from_secs(20);
-    let seed = seed_or(1900);
-    let mut sim = Sim::with_membership(
-        seed,
-        Config::default(),
-        membership::Config::default(),
-        Link::faulty(0.05, 0.02),
-    )
-    .with_retirement(RETIRE_AFTER)
-    .with_compaction(COMPACT_AFTER);
-    sim.run(&[Step::AddNodes(MEMBERS)]);
-    sim.membership_whole_within(secs(60));
+    let mut sim = compacting_cluster(seed_or(1900));
     let mut started = [Duration::ZERO; MEMBERS];
     let mut most_tombstone_entries = 0;
     let mut peak = 0;
@@ -388,18 +415,7 @@ fn a_durable_restart_keeps_its_retirements() {
 /// the others read.
 #[test]
 fn compaction_empties_the_tombstones_and_a_later_newcomer_adopts_it_exactly() {
-    const COMPACT_AFTER: Duration = Duration::from_secs(20);
-    let seed = seed_or(1905);
-    let mut sim = Sim::with_membership(
-        seed,
-        Config::default(),
-        membership::Config::default(),
-        Link::faulty(0.05, 0.02),
-    )
-    .with_retirement(RETIRE_AFTER)
-    .with_compaction(COMPACT_AFTER);
-    sim.run(&[Step::AddNodes(MEMBERS)]);
-    sim.membership_whole_within(secs(60));
+    let mut sim = compacting_cluster(seed_or(1905));
     restart_writing_once(&mut sim, 1, 20);
     sim.converge_within(secs(30));
     let compacted = |sim: &Sim, i: usize| sim.state(i).map_or(0, |s| s.retire_stats().compacted);
@@ -440,28 +456,8 @@ fn compaction_empties_the_tombstones_and_a_later_newcomer_adopts_it_exactly() {
 /// 4's partition writes, as the README says, until node 4 is wiped and rejoins.
 #[test]
 fn a_member_away_past_compaction_is_refused_and_nothing_is_counted_wrongly() {
-    const COMPACT_AFTER: Duration = Duration::from_secs(20);
-    let seed = seed_or(1906);
-    let mut sim = Sim::with_membership(
-        seed,
-        Config::default(),
-        membership::Config::default(),
-        Link::faulty(0.05, 0.02),
-    )
-    .with_retirement(RETIRE_AFTER)
-    .with_compaction(COMPACT_AFTER);
-    sim.run(&[Step::AddNodes(MEMBERS)]);
-    sim.membership_whole_within(secs(60));
-    sim.run(&[
-        Step::RandomOps {
-            count: 50,
-            counters: 3,
-            over: secs(2),
-        },
-        Step::AssertConverged { within: secs(30) },
-        Step::Partition(vec![vec![0, 1, 2, 3], vec![4]]),
-    ]);
-    let four = sim.core(4).expect("running").origin().clone();
+    let mut sim = compacting_cluster(seed_or(1906));
+    let four = cut_off_node_4_until_compacted(&mut sim);
     let others_values = |sim: &Sim| -> Vec<Vec<(String, i64)>> {
         (0..4)
             .map(|i| {
@@ -471,12 +467,6 @@ fn a_member_away_past_compaction_is_refused_and_nothing_is_counted_wrongly() {
             .collect()
     };
     let mut writes = 0;
-    run_until(
-        &mut sim,
-        RETIRE_AFTER + COMPACT_AFTER + secs(60),
-        "the others compact node 4's origin",
-        |sim| (0..4).all(|i| sim.state(i).is_some_and(|s| s.is_compacted(&four))),
-    );
     let before = others_values(&sim);
     for _ in 0..10 {
         sim.run(&[
@@ -519,34 +509,8 @@ fn a_member_away_past_compaction_is_refused_and_nothing_is_counted_wrongly() {
 /// past the compaction stays refused there, as the README says).
 #[test]
 fn after_a_partition_past_compaction_new_writes_reach_everyone() {
-    const COMPACT_AFTER: Duration = Duration::from_secs(20);
-    let seed = seed_or(1907);
-    let mut sim = Sim::with_membership(
-        seed,
-        Config::default(),
-        membership::Config::default(),
-        Link::faulty(0.05, 0.02),
-    )
-    .with_retirement(RETIRE_AFTER)
-    .with_compaction(COMPACT_AFTER);
-    sim.run(&[Step::AddNodes(MEMBERS)]);
-    sim.membership_whole_within(secs(60));
-    sim.run(&[
-        Step::RandomOps {
-            count: 50,
-            counters: 3,
-            over: secs(2),
-        },
-        Step::AssertConverged { within: secs(30) },
-        Step::Partition(vec![vec![0, 1, 2, 3], vec![4]]),
-    ]);
-    let four = sim.core(4).expect("running").origin().clone();
-    run_until(
-        &mut sim,
-        RETIRE_AFTER + COMPACT_AFTER + secs(60),
-        "the others compact node 4's origin",
-        |sim| (0..4).all(|i| sim.state(i).is_some_and(|s| s.is_compacted(&four))),
-    );
+    let mut sim = compacting_cluster(seed_or(1907));
+    let four = cut_off_node_4_until_compacted(&mut sim);
     sim.run(&[Step::Heal]);
     sim.membership_whole_within(secs(60));
     run_until(

@@ -355,32 +355,9 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::inc;
-    use super::super::{LocalOp, OpKind, OriginDelta};
+    use super::super::tests::{dec, inc, values, writer};
+    use super::super::{LocalOp, OriginDelta};
     use super::*;
-
-    /// `origin`'s replica after `ops` (one batch each), and the deltas it made.
-    fn writer(origin: &Origin, ops: &[LocalOp]) -> (State, Vec<OriginDelta>) {
-        let mut state = State::new();
-        let mut deltas = Vec::new();
-        for op in ops {
-            let batch = state.prepare_local(origin, std::slice::from_ref(op));
-            state.apply_local(&batch);
-            deltas.push(batch.delta);
-        }
-        (state, deltas)
-    }
-
-    fn dec(counter: &str, amount: u64) -> LocalOp {
-        LocalOp {
-            kind: OpKind::Decrement,
-            ..inc(counter, amount)
-        }
-    }
-
-    fn values(state: &State) -> Vec<(String, i64)> {
-        state.values().map(|(n, v)| (n.to_owned(), v)).collect()
-    }
 
     /// What a replica shows: values, digest and what it would send.
     fn view(state: &State) -> (Vec<(String, i64)>, Vec<OriginVersion>, Compaction) {

@@ -322,25 +322,9 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::inc;
+    use super::super::tests::{inc, values, writer};
     use super::super::{CounterEntry, Keyed, LocalOp, Resolution};
     use super::*;
-
-    /// `origin`'s replica after `ops` (one batch each), and the deltas it made.
-    fn writer(origin: &Origin, ops: &[LocalOp]) -> (State, Vec<OriginDelta>) {
-        let mut state = State::new();
-        let mut deltas = Vec::new();
-        for op in ops {
-            let batch = state.prepare_local(origin, std::slice::from_ref(op));
-            state.apply_local(&batch);
-            deltas.push(batch.delta);
-        }
-        (state, deltas)
-    }
-
-    fn values(state: &State) -> Vec<(String, i64)> {
-        state.values().map(|(n, v)| (n.to_owned(), v)).collect()
-    }
 
     #[test]
     fn retiring_keeps_every_value_the_digest_and_what_peers_are_sent() {
