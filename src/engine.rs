@@ -150,7 +150,9 @@ pub struct Stats {
     /// Syns answered with Delta frames only, as this node's digest does not fit a frame
     /// beside them (the peer learns it from this node's own rounds, by summary).
     pub digests_over_limit: u64,
-    /// Compaction offers sent to peers lacking part of an origin compacted here.
+    /// Compaction offers sent to peers that differ from this node on an origin
+    /// compacted here (they lack part of it, hold it past its version, or write under
+    /// it).
     pub compaction_offers: u64,
     /// Origins compacted here by adopting a peer's compaction, and offers refused.
     pub compaction_adopted: u64,
@@ -422,7 +424,7 @@ impl Engine {
                 self.check_digest(from, &digest);
                 self.saw_digest(now, from, &digest);
                 self.answer_syn(from, &digest);
-                self.offer_compaction_if_lacking(now, from, &digest, Span::ALL);
+                self.offer_compaction_if_differing(now, from, &digest, Span::ALL);
             }
             Frame::Summary {
                 span,
@@ -446,7 +448,7 @@ impl Engine {
                     self.send(from.clone(), Frame::Delta { delta: chunk });
                 }
                 self.send_retired(from, &missing);
-                self.offer_compaction_if_lacking(now, from, &digest, Span::ALL);
+                self.offer_compaction_if_differing(now, from, &digest, Span::ALL);
             }
             Frame::Compaction {
                 offer,
@@ -598,7 +600,7 @@ impl Engine {
             self.send(from.clone(), Frame::Delta { delta: chunk });
         }
         self.send_retired(from, &missing);
-        self.offer_compaction_if_lacking(now, from, digest, span);
+        self.offer_compaction_if_differing(now, from, digest, span);
         if reply && self.state.lacks_any(digest) {
             self.send_pages(from, span, (false, 0));
         }

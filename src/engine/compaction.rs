@@ -1,14 +1,17 @@
 //! The compaction exchange (see `crdt::compact`): a node offers its compaction to a peer
 //! whose digest lacks part of an origin it compacted (anti-entropy cannot send that
-//! origin's entries: they are gone), and gathers a peer's offer, part by part, to adopt
-//! it whole once the last part is in.
+//! origin's entries: they are gone) or holds one past its compaction, and to a live
+//! member whose own origin it compacted (which, seeing its origin listed, writes under
+//! a new incarnation); and it gathers a peer's offer, part by part, to adopt it whole
+//! once the last part is in.
 //!
 //! An offer is cut into frames sent in order on one link, all with the offer's number; a
 //! part that does not continue the offer being gathered from that peer drops it (a link
-//! that broke mid-way, a newer offer), and the next offer starts over. Offers to a peer
-//! are at most one per [`OFFER_INTERVAL`]: a peer that cannot adopt (it compacted an
-//! origin this node has not, say) is not flooded while the two stay apart.
-
+//! that broke mid-way, a newer offer), and the next offer starts over. Offers go to
+//! gossip peers only, at most one per [`OFFER_INTERVAL`] to each, the interval doubling
+//! up to [`MAX_OFFER_INTERVAL`] while the peer still differs: a peer that cannot adopt
+//! (it compacted an origin this node has not, say) is not flooded while the two stay
+//! apart.
 use super::{Engine, Output};
 use crate::codec::{self, Frame};
 use crate::crdt::{CompactedSum, Compaction, Digest};
@@ -66,7 +69,7 @@ impl Exchange {
 impl Engine {
     /// Offers this node's compaction to `to` if its digest of `span` differs from this
     /// node's on an origin compacted here, and no offer went to it lately.
-    pub(super) fn offer_compaction_if_lacking(
+    pub(super) fn offer_compaction_if_differing(
         &mut self,
         now: Duration,
         to: &NodeName,
