@@ -7,7 +7,7 @@
 //! RNG seeded by the runtime, so a simulator can replay any run from its seed.
 //!
 //! Anti-entropy: every `gossip_interval` the engine sends its digest to `fanout` random
-//! peers (Syn); a peer answers with what the sender lacks plus its own digest (SynAck);
+//! peers (by default one with eager push, two without) (Syn); a peer answers with what the sender lacks plus its own digest (SynAck);
 //! the sender answers with what the peer lacks (Delta). Deltas are split into frames of
 //! at most `max_payload` bytes in version order, each chunk closing its origin's range at
 //! the last version it carries, so a receiver that gets only a prefix advances only that far.
@@ -53,19 +53,35 @@ pub const MIN_PAYLOAD: usize = 512;
 pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 /// The shortest gossip interval the engine runs at.
 pub const MIN_GOSSIP_INTERVAL: Duration = Duration::from_millis(1);
-/// Peers per anti-entropy round unless configured otherwise: the reference systems'.
-pub const DEFAULT_FANOUT: usize = 2;
+/// Peers per anti-entropy round without eager push, unless configured otherwise: the
+/// reference systems'.
+pub const FANOUT_WITHOUT_PUSH: usize = 2;
+/// Peers per anti-entropy round with eager push, unless configured otherwise. Pushes
+/// carry the changes then; rounds only repair what a lost push left out, and a second
+/// peer per round would add about a frame per cluster-wide increment at 50 nodes.
+pub const FANOUT_WITH_PUSH: usize = 1;
 /// Largest digest a Syn carries whole unless configured otherwise (about 80 origins).
 pub const FULL_DIGEST_BYTES: usize = 2048;
 /// How often a node that needs its peers' whole digests asks each peer for one, in the
 /// summaries it sends it (see [`Engine::set_needs_whole_digests`]).
 pub const WHOLE_DIGEST_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Gossip settings. The defaults are those of the reference systems: 100 ms, fanout 2.
+/// Peers per anti-entropy round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fanout {
+    /// [`FANOUT_WITH_PUSH`] with eager push, [`FANOUT_WITHOUT_PUSH`] without.
+    #[default]
+    Auto,
+    /// This many, with or without eager push.
+    Fixed(usize),
+}
+
+/// Gossip settings. The defaults are those of the reference systems (100 ms, fanout 2)
+/// but for one peer per round while eager push carries the changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     pub gossip_interval: Duration,
-    pub fanout: usize,
+    pub fanout: Fanout,
     pub eager_push: bool,
     /// How long a push window lasts: at most one push batch per window.
     pub push_window: PushWindow,
@@ -79,11 +95,22 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             gossip_interval: DEFAULT_GOSSIP_INTERVAL,
-            fanout: DEFAULT_FANOUT,
+            fanout: Fanout::Auto,
             eager_push: true,
             push_window: PushWindow::Auto,
             max_payload: codec::DEFAULT_MAX_PAYLOAD,
             full_digest_bytes: FULL_DIGEST_BYTES,
+        }
+    }
+}
+
+impl Config {
+    /// Peers each anti-entropy round goes to.
+    pub fn peers_per_round(&self) -> usize {
+        match (self.fanout, self.eager_push) {
+            (Fanout::Fixed(n), _) => n,
+            (Fanout::Auto, true) => FANOUT_WITH_PUSH,
+            (Fanout::Auto, false) => FANOUT_WITHOUT_PUSH,
         }
     }
 }
@@ -324,7 +351,7 @@ impl Engine {
         self.next_round = now + self.config.gossip_interval;
         self.stats.rounds += 1;
         let syn = self.syn_frame();
-        for peer in self.pick_peers(self.config.fanout) {
+        for peer in self.pick_peers(self.config.peers_per_round()) {
             let frame = self.ask_whole(now, &peer, syn.clone());
             self.send(peer, frame);
         }

@@ -5,7 +5,7 @@
 
 use gctr::codec::{self, Frame, FrameType};
 use gctr::crdt::{CounterEntry, Digest, Origin, OriginDelta, OriginVersion, State};
-use gctr::engine::{Config, Engine, Output, DEFAULT_GOSSIP_INTERVAL, FULL_DIGEST_BYTES};
+use gctr::engine::{Config, Engine, Fanout, Output, DEFAULT_GOSSIP_INTERVAL, FULL_DIGEST_BYTES};
 use gctr::member::NodeName;
 use gctr::summary::{self, Span};
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ impl Net {
                 let config = Config {
                     max_payload,
                     eager_push: false,
-                    fanout: n - 1,
+                    fanout: Fanout::Fixed(n - 1),
                     ..Config::default()
                 };
                 let me = Origin::new(name(i).as_str(), 1);

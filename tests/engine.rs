@@ -6,8 +6,12 @@
 
 use gctr::codec::{self, Frame, FrameType};
 use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, Resolution, State};
-use gctr::engine::{Config, Engine, Output, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
+use gctr::engine::{
+    Config, Engine, Fanout, Output, DEFAULT_GOSSIP_INTERVAL, FANOUT_WITHOUT_PUSH, FANOUT_WITH_PUSH,
+    MIN_PAYLOAD,
+};
 use gctr::member::NodeName;
+use std::collections::HashSet;
 use std::time::Duration;
 
 const NOW: Duration = Duration::from_secs(1);
@@ -128,8 +132,8 @@ fn a_push_without_a_gap_pulls_nothing() {
 fn the_push_window_grows_with_every_node_of_the_cluster_itself_included() {
     let peers = names("p", 19);
     let a = engine("a", &refs(&peers), Config::default());
-    // 250 us a node for 20 nodes, within 2 ms and a quarter of the gossip interval.
-    assert_eq!(a.push_window(), Duration::from_millis(5));
+    // 320 us a node for 20 nodes, within 2 ms and a quarter of the gossip interval.
+    assert_eq!(a.push_window(), Duration::from_micros(6_400));
 }
 
 #[test]
@@ -213,12 +217,36 @@ fn a_round_runs_at_its_deadline_once_and_the_next_is_one_interval_later() {
     assert_eq!(sends(&mut a), vec![]);
     a.handle_timer(first);
     let syns = sends(&mut a);
-    assert_eq!(syns.len(), 2, "fanout 2: {syns:?}");
+    assert_eq!(
+        syns.len(),
+        FANOUT_WITH_PUSH,
+        "one peer with eager push: {syns:?}"
+    );
     assert!(syns.iter().all(|(_, f)| matches!(f, Frame::Syn { .. })));
     a.handle_timer(first);
     assert_eq!(sends(&mut a), vec![]);
     assert_eq!(a.stats().rounds, 1);
     assert_eq!(a.next_deadline(), first + DEFAULT_GOSSIP_INTERVAL);
+}
+
+#[test]
+fn a_round_goes_to_two_peers_without_eager_push_or_to_as_many_as_configured() {
+    let lazy = Config {
+        eager_push: false,
+        ..Config::default()
+    };
+    let fixed = Config {
+        fanout: Fanout::Fixed(3),
+        ..Config::default()
+    };
+    for (config, expected) in [(lazy, FANOUT_WITHOUT_PUSH), (fixed, 3)] {
+        let mut a = engine("a", &["b", "c", "d", "e"], config);
+        a.handle_timer(a.next_deadline());
+        let syns = sends(&mut a);
+        assert_eq!(syns.len(), expected, "{syns:?}");
+        let to: HashSet<_> = syns.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(to.len(), expected, "distinct peers: {syns:?}");
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod sim;
 
 use gctr::codec::{FrameType, HEADER_LEN};
-use gctr::engine::{Config, MIN_PAYLOAD};
+use gctr::engine::{Config, Fanout, MIN_PAYLOAD};
 use gctr::push::PushWindow;
 use sim::{seed_or, Link, Sim, Step};
 use std::time::Duration;
@@ -412,13 +412,16 @@ fn chaos_seeds(first: u64) -> std::ops::Range<u64> {
     first..first + runs
 }
 
-/// Gossip settings drawn from the seed: fanout 1 to 3, eager push on or off, the
+/// Gossip settings drawn from the seed: fanout automatic or 1 to 3, eager push on or off, the
 /// smallest or the default frame size, the automatic push window or one of 1 to 30 ms,
 /// digests sent whole while small or always as summaries.
 fn chaos_config(seed: u64) -> Config {
     let mut rng = fastrand::Rng::with_seed(seed ^ 0x5eed);
     Config {
-        fanout: rng.usize(1..=3),
+        fanout: match rng.usize(0..=3) {
+            0 => Fanout::Auto,
+            k => Fanout::Fixed(k),
+        },
         eager_push: rng.bool(),
         max_payload: if rng.bool() {
             MIN_PAYLOAD

@@ -5,7 +5,7 @@
 
 use super::CliError;
 use crate::codec::{DEFAULT_MAX_PAYLOAD, MAX_PAYLOAD_LIMIT};
-use crate::engine::{self, DEFAULT_FANOUT, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
+use crate::engine::{self, Fanout, DEFAULT_GOSSIP_INTERVAL, MIN_PAYLOAD};
 use crate::logging::LogFormat;
 use crate::push::{self, PushWindow};
 use lexopt::ValueExt;
@@ -162,6 +162,23 @@ pub fn log_format_help() -> FlagHelp {
     )
 }
 
+/// The most peers per anti-entropy round `--fanout` takes.
+const MAX_FANOUT: usize = 1024;
+
+/// `--fanout`: `auto` or a number of peers within bounds.
+fn fanout(text: &str) -> Result<Fanout, CliError> {
+    if text == "auto" {
+        return Ok(Fanout::Auto);
+    }
+    number("--fanout", text, 1..=MAX_FANOUT)
+        .map(Fanout::Fixed)
+        .map_err(|_| {
+            CliError::Usage(format!(
+                "--fanout must be auto or a whole number from 1 to {MAX_FANOUT}, not {text:?}"
+            ))
+        })
+}
+
 /// The shortest and longest push windows `--push-window` takes.
 const MIN_PUSH_WINDOW: Duration = Duration::from_micros(100);
 const MAX_PUSH_WINDOW: Duration = Duration::from_secs(1);
@@ -202,7 +219,7 @@ impl GossipFlags {
                     engine::MIN_GOSSIP_INTERVAL,
                 )?
             }
-            "fanout" => self.config.fanout = number("--fanout", &value(parser)?, 1..=1024)?,
+            "fanout" => self.config.fanout = fanout(&value(parser)?)?,
             "no-eager-push" => self.config.eager_push = false,
             "push-window" => self.config.push_window = push_window(&value(parser)?)?,
             "max-frame" => {
@@ -231,7 +248,16 @@ impl GossipFlags {
                 ),
                 show_duration(DEFAULT_GOSSIP_INTERVAL),
             ),
-            FlagHelp::with_default("--fanout N", "peers per anti-entropy round", DEFAULT_FANOUT),
+            FlagHelp::with_default(
+                "--fanout N",
+                &format!(
+                    "peers per anti-entropy round (1..={MAX_FANOUT}); auto: {} with eager \
+                     push, {} without",
+                    engine::FANOUT_WITH_PUSH,
+                    engine::FANOUT_WITHOUT_PUSH
+                ),
+                "auto",
+            ),
             FlagHelp::new(
                 "--no-eager-push",
                 "send local changes only by anti-entropy rounds",

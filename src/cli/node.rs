@@ -647,6 +647,7 @@ fn usage(msg: impl Into<String>) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::Fanout;
 
     fn parse_args(args: &[&str]) -> Result<Option<Options>, CliError> {
         let mut parser = lexopt::Parser::from_args(args.iter().copied());
@@ -704,10 +705,19 @@ mod tests {
         .unwrap();
         assert_eq!(o.config.seeds, vec!["a:1", "b:2", "c:3"]);
         assert_eq!(o.config.engine.gossip_interval, Duration::from_millis(250));
-        assert_eq!(o.config.engine.fanout, 3);
+        assert_eq!(o.config.engine.fanout, Fanout::Fixed(3));
         let d = parse_args(&["--addr", "127.0.0.1:1"]).unwrap().unwrap();
         assert_eq!(d.config.engine.gossip_interval, Duration::from_millis(100));
-        assert_eq!(d.config.engine.fanout, 2);
+        assert_eq!(d.config.engine.fanout, Fanout::Auto);
+        assert_eq!(d.config.engine.peers_per_round(), 1);
+        let lazy = parse_args(&["--addr", "127.0.0.1:1", "--no-eager-push"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(lazy.config.engine.peers_per_round(), 2);
+        let auto = parse_args(&["--addr", "127.0.0.1:1", "--fanout", "auto"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(auto.config.engine.fanout, Fanout::Auto);
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl Node {
                     "node {node_id} serving with peers {:?}, gossip every {:?}, fanout {}, eager push {}",
                     core.peers(),
                     self.config.gossip_interval,
-                    self.config.fanout,
+                    self.config.peers_per_round(),
                     self.config.eager_push
                 );
                 self.serving = Some(Serving {
