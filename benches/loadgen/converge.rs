@@ -8,6 +8,10 @@
 //! With `keyed`, every increment carries an `Idempotency-Key` never used before, so each
 //! is a new acceptance that travels as an element of its own until it is folded.
 //!
+//! A first repetition, not counted, warms the cluster up: the nodes' HTTP connection
+//! threads and the gossip links between them start on first use, so the first burst
+//! after a cluster starts measures their start-up, not how writes spread.
+//!
 //! Also per repetition: the time the cluster took to absorb the increments (first sent to
 //! last acknowledged), and the gossip frames every node sent (their `GET /status`
 //! figures, membership frames left out) from just before the first increment until just
@@ -56,6 +60,12 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     let mut totals = Vec::with_capacity(settings.reps);
     let mut absorbs = Vec::with_capacity(settings.reps);
     let mut frames = GossipFrames::default();
+    let warm_up = format!("conv-{}-{run_id:08x}-warm-up", settings.tag);
+    let (last_ack, seen) = write_then_poll(&mut writers, &mut pollers, &warm_up, settings)?;
+    println!(
+        "warm-up (not counted): converged {:.2} ms after the last",
+        ms(seen.saturating_duration_since(last_ack))
+    );
     for rep in 0..settings.reps {
         let counter = format!("conv-{}-{run_id:08x}-{rep}", settings.tag);
         let before = GossipFrames::read(&mut status)?;
