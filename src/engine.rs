@@ -16,7 +16,8 @@
 //! taught this node, waits for the next push batch (Push), which leaves at once when the
 //! push window is free, else when it ends, carrying everything new since the last one,
 //! one frame per target: every peer of a small cluster, two overlay neighbours of a
-//! larger one. A push that teaches nothing goes no further, and a push that reveals a
+//! larger one. While push batches leave, rounds only repair: a node skips up to
+//! [`MAX_SKIPPED_ROUNDS`] in a row. A push that teaches nothing goes no further, and a push that reveals a
 //! gap makes the receiver pull from the pusher at once instead of waiting for the next
 //! round.
 //!
@@ -62,6 +63,9 @@ pub const FANOUT_WITHOUT_PUSH: usize = 2;
 pub const FANOUT_WITH_PUSH: usize = 1;
 /// Largest digest a Syn carries whole unless configured otherwise (about 80 origins).
 pub const FULL_DIGEST_BYTES: usize = 2048;
+/// Most anti-entropy rounds in a row a node skips while its push batches flow (see
+/// [`Engine::handle_timer`]): at least one round in five still runs.
+pub const MAX_SKIPPED_ROUNDS: u32 = 4;
 /// How often a node that needs its peers' whole digests asks each peer for one, in the
 /// summaries it sends it (see [`Engine::set_needs_whole_digests`]).
 pub const WHOLE_DIGEST_INTERVAL: Duration = Duration::from_secs(1);
@@ -162,6 +166,8 @@ pub struct Stats {
     pub bytes_in: PerFrameType,
     /// Anti-entropy rounds started.
     pub rounds: u64,
+    /// Rounds skipped because push batches left since the last one.
+    pub rounds_skipped: u64,
     /// Counter entries sent and received in deltas and pushes.
     pub entries_out: u64,
     pub entries_in: u64,
@@ -202,6 +208,10 @@ pub struct Engine {
     rng: fastrand::Rng,
     outbox: Vec<Output>,
     next_round: Duration,
+    /// Whether a push batch left since the last round was due.
+    pushed_since_round: bool,
+    /// Rounds skipped in a row.
+    rounds_skipped: u32,
     pushes: PushQueue,
     /// Per peer, when the next gap-repair pull may be sent to it.
     repair_after: HashMap<NodeName, Duration>,
@@ -260,6 +270,8 @@ impl Engine {
             rng,
             outbox: Vec::new(),
             next_round: now + offset,
+            pushed_since_round: false,
+            rounds_skipped: 0,
             pushes: PushQueue::default(),
             repair_after: HashMap::new(),
             stats: Stats::default(),
@@ -343,12 +355,25 @@ impl Engine {
     }
 
     /// Sends the push batch and runs an anti-entropy round if they are due.
+    ///
+    /// A round is skipped when push batches left this node since the last one was due,
+    /// up to [`MAX_SKIPPED_ROUNDS`] in a row: while writes flow, pushes carry them and a
+    /// push that reveals a gap pulls at once, so rounds only repair, and at every
+    /// interval they would cost about a frame per cluster-wide increment at 50 nodes.
+    /// Once pushes stop, rounds run at every interval again.
     pub fn handle_timer(&mut self, now: Duration) {
         self.push_if_due(now);
         if now < self.next_round {
             return;
         }
         self.next_round = now + self.config.gossip_interval;
+        if std::mem::take(&mut self.pushed_since_round) && self.rounds_skipped < MAX_SKIPPED_ROUNDS
+        {
+            self.rounds_skipped += 1;
+            self.stats.rounds_skipped += 1;
+            return;
+        }
+        self.rounds_skipped = 0;
         self.stats.rounds += 1;
         let syn = self.syn_frame();
         for peer in self.pick_peers(self.config.peers_per_round()) {
@@ -795,6 +820,7 @@ impl Engine {
             return;
         }
         self.stats.push_batches += 1;
+        self.pushed_since_round = true;
         for peer in self.push_targets() {
             // A node's own changes never go back to it.
             let delta: Vec<OriginDelta> = first

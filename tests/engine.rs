@@ -8,7 +8,7 @@ use gctr::codec::{self, Frame, FrameType};
 use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, Resolution, State};
 use gctr::engine::{
     Config, Engine, Fanout, Output, DEFAULT_GOSSIP_INTERVAL, FANOUT_WITHOUT_PUSH, FANOUT_WITH_PUSH,
-    MIN_PAYLOAD,
+    MAX_SKIPPED_ROUNDS, MIN_PAYLOAD,
 };
 use gctr::member::NodeName;
 use std::collections::HashSet;
@@ -227,6 +227,33 @@ fn a_round_runs_at_its_deadline_once_and_the_next_is_one_interval_later() {
     assert_eq!(sends(&mut a), vec![]);
     assert_eq!(a.stats().rounds, 1);
     assert_eq!(a.next_deadline(), first + DEFAULT_GOSSIP_INTERVAL);
+}
+
+#[test]
+fn rounds_pause_while_push_batches_leave_but_never_more_than_four_in_a_row() {
+    let mut a = engine("a", &["b", "c"], Config::default());
+    let mut round_at = a.next_deadline();
+    let round = |a: &mut Engine, at: Duration| {
+        a.handle_timer(at);
+        sends(a).iter().any(|(_, f)| matches!(f, Frame::Syn { .. }))
+    };
+    // A write whose push batch leaves at once, before each of 12 rounds.
+    let mut ran = Vec::new();
+    for _ in 0..12 {
+        let pushes = write_at(&mut a, round_at, &[inc("x", 1)]);
+        assert!(!pushes.is_empty(), "the batch left at once");
+        ran.push(round(&mut a, round_at));
+        round_at += DEFAULT_GOSSIP_INTERVAL;
+    }
+    let skipped = MAX_SKIPPED_ROUNDS as usize;
+    let expected: Vec<bool> = (0..12).map(|i| i % (skipped + 1) == skipped).collect();
+    assert_eq!(ran, expected);
+    assert_eq!((a.stats().rounds, a.stats().rounds_skipped), (2, 10));
+    // The writes stop: every round runs.
+    for _ in 0..3 {
+        assert!(round(&mut a, round_at));
+        round_at += DEFAULT_GOSSIP_INTERVAL;
+    }
 }
 
 #[test]

@@ -214,6 +214,11 @@ fn gossip(f: &mut Families, s: &NodeStatus) -> fmt::Result {
         "Anti-entropy rounds started.",
         g.rounds,
     )?;
+    f.counter(
+        "gctr_gossip_rounds_skipped",
+        "Anti-entropy rounds skipped because push batches left since the last one.",
+        g.rounds_skipped,
+    )?;
     f.counters(
         "gctr_gossip_entries",
         "Counter entries received (in) and sent (out) in deltas and pushes.",

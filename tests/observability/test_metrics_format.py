@@ -36,6 +36,7 @@ NODE_FAMILIES = {
     "gctr_gossip_frames": "counter",
     "gctr_gossip_bytes": "counter",
     "gctr_gossip_rounds": "counter",
+    "gctr_gossip_rounds_skipped": "counter",
     "gctr_gossip_entries": "counter",
     "gctr_push_forwarded": "counter",
     "gctr_push_batches": "counter",
