@@ -26,7 +26,7 @@ use std::time::Duration;
 /// Clusters up to this size push to every peer: one hop, and few frames in all.
 pub const MESH_NODES: usize = 5;
 /// The automatic push window per node in the cluster.
-pub const WINDOW_PER_NODE: Duration = Duration::from_micros(320);
+pub const WINDOW_PER_NODE: Duration = Duration::from_micros(280);
 /// The shortest automatic push window.
 pub const MIN_WINDOW: Duration = Duration::from_millis(2);
 
@@ -238,7 +238,7 @@ mod tests {
         let interval = Duration::from_millis(100);
         let w = |n| window(PushWindow::Auto, n, interval);
         assert_eq!(w(1), MIN_WINDOW);
-        assert_eq!(w(50), Duration::from_millis(16));
+        assert_eq!(w(50), Duration::from_millis(14));
         assert_eq!(w(10_000), Duration::from_millis(25));
         let fixed = PushWindow::Fixed(Duration::from_millis(3));
         assert_eq!(window(fixed, 50, interval), Duration::from_millis(3));

@@ -132,8 +132,8 @@ fn a_push_without_a_gap_pulls_nothing() {
 fn the_push_window_grows_with_every_node_of_the_cluster_itself_included() {
     let peers = names("p", 19);
     let a = engine("a", &refs(&peers), Config::default());
-    // 320 us a node for 20 nodes, within 2 ms and a quarter of the gossip interval.
-    assert_eq!(a.push_window(), Duration::from_micros(6_400));
+    // 280 us a node for 20 nodes, within 2 ms and a quarter of the gossip interval.
+    assert_eq!(a.push_window(), Duration::from_micros(5_600));
 }
 
 #[test]
