@@ -188,8 +188,9 @@ stop_pids() {
 }
 
 # start_cluster PREFIX N [ARGS...]: N nodes, each seeded with every earlier one (a full
-# mesh); waits until every node reaches all the others. Sets CLUSTER_PIDS, CLUSTER_HTTP
-# (comma-separated HTTP addresses).
+# mesh); waits until the cluster has settled: every node reaches all the others and is
+# ready for idempotency keys. Sets CLUSTER_PIDS, CLUSTER_HTTP (comma-separated HTTP
+# addresses).
 start_cluster() {
     local prefix=$1 n=$2 i seeds=() wal=()
     shift 2
@@ -911,51 +912,42 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo
     echo "$PLOT"
     echo
-    echo '## What limits durable throughput (profiled 2026-11-23 on this 2-core machine)'
+    echo '## What limits durable throughput (profiled 2026-12-04 on this 2-core machine)'
     echo
-    echo 'The durable rows miss gctr/Redis >= 1.0. Group commit and fsync are not the limit: one'
-    echo '`write` and one `fdatasync` per batch (p50 0.23 ms, p99 0.5 ms under `strace -T`), batches'
-    echo 'of 6-9 operations. The HTTP path is: at 28k durable increments/s the node used 1.15 CPUs,'
-    echo 'about 41 us of CPU and 4.4 context switches per increment (`perf stat`), 40 % of its'
-    echo 'samples in the scheduler (`perf record`). Each increment crosses tiny_http'\''s connection'
-    echo 'thread, an HTTP worker, the event loop (WAL append and fsync) and back; Redis does about'
-    echo '13 us per operation on one epoll thread. The "GET /health" rows are tiny_http alone,'
-    echo 'with no event loop and no WAL: at 64 connections that ceiling is at or below Redis'\''s'
-    echo 'durable figure, so nothing behind tiny_http reaches 1.0 there on 2 cores; at 16'
-    echo 'connections the event loop spends most of its time in fsync and only about half the'
-    echo 'clients are waiting when a batch starts, while without the WAL gctr is at 0.95 of Redis.'
-    echo 'Tried and measured: answering from a responder thread instead of blocked workers was'
-    echo 'slower (23.8k vs 29.5k/s at 16 connections, interleaved runs). Candidates: an epoll'
-    echo 'front for the increment path (a change to the fixed tiny_http choice), and segments'
-    echo 'pre-filled with zeros (fdatasync after overwriting took 130 us against 206 us after'
-    echo 'extending the file), which needs recovery to treat a zero tail as the end of the log.'
+    echo 'Every figure here shares 2 cores with its client. Two rows bound what can be measured:'
+    echo 'the "GET /health" rows are tiny_http alone (no event loop, no WAL), and the "Redis'
+    echo 'keeping nothing" figures are the most redis-benchmark draws from any server.'
     echo
-    echo '## What limits the redis-benchmark figures (profiled 2026-12-02 on this 2-core machine)'
+    echo '- HTTP, 64 connections: tiny_http answering `GET /health` and nothing else reached'
+    echo '  0.97 times durable Redis on 2026-12-04 (1.1-1.3 in earlier runs), so no increment'
+    echo '  through it reaches the 1.2 target here. It serves each connection from a thread of'
+    echo '  its own, so a request costs at least two context switches (Redis: 0.12 per INCR).'
+    echo '- HTTP and RESP, 16 connections without pipelining: latency, not CPU (tiny_http alone'
+    echo '  3.1 times durable Redis, Redis keeping nothing 3.3 times). One batch is on the disk'
+    echo '  at a time (fdatasync p50 160 us, p90 240 us under `strace -T`), and 16 closed-loop'
+    echo '  clients settle into two cohorts: those answered by one fsync come back while the'
+    echo '  next is on the disk, and wait for the one after, about 7 operations per fsync. Redis'
+    echo '  (one fsync per event-loop turn) does the same. Tried on 2026-12-03: holding the next'
+    echo '  batch for the clients just answered (up to one fsync): neutral at 16 clients, 30 %'
+    echo '  worse at 64; and two batches in flight (the WAL thread writing the next while one'
+    echo '  syncs): no gain, the fsyncs of one file do not overlap.'
+    echo '- RESP, 64 clients without pipelining: redis-benchmark draws at most 1.42 times durable'
+    echo '  Redis from a Redis keeping nothing (2026-12-04), so 1.5 cannot be measured here.'
+    echo '  Per INCR, gctr spent 7.2 us in its RESP loop, 3.4 us in the event loop and 2.6 us'
+    echo '  in the WAL thread (per-thread /proc figures), Redis 8.3 us in all; a quarter of'
+    echo '  gctr'"'"'s samples are in the scheduler (`perf record`: finish_task_switch), 0.6'
+    echo '  context switches per INCR, as each batch goes RESP loop -> event loop -> WAL thread'
+    echo '  -> event loop -> RESP loop.'
+    echo '- RESP, 64 clients with `-P 16`: CPU. gctr used 1.02 cores (RESP loop 0.56, event'
+    echo '  loop 0.32, WAL thread 0.14) at about 1.6 us per INCR, as Redis does; the client'
+    echo '  took the other core. 1.5 times Redis needs about 1.1 us per INCR here.'
     echo
-    echo 'Both servers fsync once for whatever commands are waiting, so with one client every'
-    echo 'INCR waits for its own fsync. With more clients CPU decides, and redis-benchmark, Redis'
-    echo 'and gctr share 2 cores, with other work on this machine. Until 2026-12-02 gctr served'
-    echo 'each RESP connection from a thread of its own: 2-3 times Redis'"'"'s CPU per INCR without'
-    echo 'pipelining, a quarter of it scheduling (two sleeps and wake-ups per pipeline). It now'
-    echo 'serves them from one epoll event loop per two cores that does not wait for group'
-    echo 'commits (the node wakes it once answers are in): server CPU per INCR at 64 clients fell'
-    echo 'from about 33 us to 14-18 us in interleaved runs. `perf record` of the node at 16'
-    echo 'clients without pipelining still puts 46 % of its samples in the scheduler'
-    echo '(finish_task_switch), about one context switch per INCR: each batch crosses the RESP'
-    echo 'loop, the node'"'"'s event loop and the WAL thread and back, and with pipelined group'
-    echo 'commit 16 closed-loop clients split into two cohorts of about 8 per fdatasync (about'
-    echo '200 us here). Candidates: the WAL thread taking the next batch itself when one is'
-    echo 'durable, so the event-loop hop leaves the critical path.'
-    echo
-    echo 'The ratios move a lot from run to run on this shared machine (load averages from 10 to'
-    echo 'several hundred during the runs). Two full runs of the same code on 2026-12-02: the'
-    echo 'other one measured gctr/Redis = 2.55, 1.89, 1.52 and 1.86 at 16 and 64 clients without'
-    echo 'and with `-P 16`, this one what the table shows. In the other run redis-benchmark drew'
-    echo 'far less from Redis (2-8k INCR/s at 16 and 64 connections) than loadgen'"'"'s RESP client'
-    echo 'did (11-31k/s), while both clients roughly agreed on gctr; under strace Redis gathered'
-    echo 'about as many commands per fsync for either client (14-16), and the cause of that gap'
-    echo 'was not found. With loadgen as the client (the cross-check rows) gctr stays below'
-    echo 'Redis. So the target of 1.5 at 16 and 64 clients is not reliably met here.'
+    echo 'Candidates left: the event loop polling the RESP sockets itself (two hand-offs per'
+    echo 'batch fewer), an epoll front for HTTP increments (a change to the fixed tiny_http'
+    echo 'choice), and writes that sync without a journal commit so that two can overlap'
+    echo '(O_DSYNC into preallocated segments). The ratios move from run to run on a shared'
+    echo 'machine (load averages from 1 to several hundred were seen during runs): compare'
+    echo 'figures within one run only.' 
     echo
     echo "## How each figure is measured"
     echo
@@ -964,8 +956,10 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
     echo "  counter in a tight loop. The figure is the time from the last acknowledgement until"
     echo "  the last node is first seen with the final value (a node over it fails the run);"
     echo "  \"first send to converged\" also counts the writing, as the reference figure does."
-    echo "  p99 is by nearest rank: with 20 repetitions it is the slowest one. A first"
-    echo "  repetition, not counted, warms each new cluster up (HTTP connection threads and"
+    echo "  p99 is by nearest rank: with 20 repetitions it is the slowest one. Each new"
+    echo "  cluster first settles (\`loadgen wait-peers\`: every node reaches all the others"
+    echo "  and is ready for idempotency keys, about 9 s at 50 nodes); a first"
+    echo "  repetition, not counted, warms it up (HTTP connection threads and"
     echo "  gossip links start on first use; the CPU figures include it). Clusters are"
     echo "  real \`gctr node\` processes, each seeded with every earlier one$( ((HAS_WAL)) && echo ', each with its own --wal')."
     echo "- Dissemination: the same runs per cluster size, also reporting the time to absorb the"

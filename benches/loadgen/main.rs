@@ -246,8 +246,10 @@ fn duration(s: String) -> Result<Duration, Error> {
     humantime::parse_duration(&s).map_err(|e| format!("{s:?}: {e}").into())
 }
 
-/// Polls every node's `GET /status` until each reaches all the others, so a measurement
-/// never starts on a half-connected cluster.
+/// Polls every node's `GET /status` until each reaches all the others and is ready for
+/// idempotency keys (it has seen that its peers know it and hold what it holds; a build
+/// without keys reports no such figure), so a measurement never starts on a cluster
+/// still settling: until then nodes run every anti-entropy round for the digests.
 fn wait_peers(nodes: &[String], timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     let want = nodes.len() as u64 - 1;
@@ -260,19 +262,27 @@ fn wait_peers(nodes: &[String], timeout: Duration) -> Result<(), Error> {
                 .pointer("/peers/reachable")
                 .and_then(serde_json::Value::as_u64)
                 .ok_or("GET /status has no peers.reachable")?;
-            if reachable >= want {
+            let ready = status
+                .pointer("/keys/ready")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(true);
+            if reachable >= want && ready {
                 break;
             }
             if Instant::now() > deadline {
                 return Err(format!(
-                    "{node} reaches {reachable} of {want} peers after {timeout:?}"
+                    "{node} reaches {reachable} of {want} peers (ready for keys: {ready}) \
+                     after {timeout:?}"
                 )
                 .into());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    println!("all {} nodes reach every other node", nodes.len());
+    println!(
+        "all {} nodes reach every other node and are ready for keys",
+        nodes.len()
+    );
     Ok(())
 }
 
