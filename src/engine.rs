@@ -6,20 +6,22 @@
 //! send and state learned from peers (which the runtime logs). Randomness comes from an
 //! RNG seeded by the runtime, so a simulator can replay any run from its seed.
 //!
-//! Anti-entropy: every `gossip_interval` the engine sends its digest to `fanout` random
-//! peers (by default one with eager push, two without) (Syn); a peer answers with what the sender lacks plus its own digest (SynAck);
-//! the sender answers with what the peer lacks (Delta). Deltas are split into frames of
-//! at most `max_payload` bytes in version order, each chunk closing its origin's range at
-//! the last version it carries, so a receiver that gets only a prefix advances only that far.
+//! Anti-entropy: every `gossip_interval` the engine sends its digest to `fanout` peers
+//! (by default one with eager push, two without), taking every peer in turn in an order
+//! shuffled for each cycle (Syn); a peer answers with what the sender lacks plus its own
+//! digest (SynAck); the sender answers with what the peer lacks (Delta). Deltas are
+//! split into frames of at most `max_payload` bytes in version order, each chunk closing
+//! its origin's range at the last version it carries, so a receiver that gets only a
+//! prefix advances only that far.
 //!
 //! Eager push, coalesced ([`crate::push`]): a durable local batch, and whatever a push
 //! taught this node, waits for the next push batch (Push), which leaves at once when the
 //! push window is free, else when it ends, carrying everything new since the last one,
 //! one frame per target: every peer of a small cluster, two overlay neighbours of a
-//! larger one. While push batches leave, rounds only repair: a node skips up to
-//! [`MAX_SKIPPED_ROUNDS`] in a row. A push that teaches nothing goes no further, and a push that reveals a
+//! larger one. A push that teaches nothing goes no further, and a push that reveals a
 //! gap makes the receiver pull from the pusher at once instead of waiting for the next
-//! round.
+//! round. While push batches leave, rounds only repair: a node skips up to
+//! [`MAX_SKIPPED_ROUNDS`] in a row, unless it needs its peers' whole digests.
 //!
 //! A Syn or SynAck carries the node's whole digest while it is small (at most
 //! [`Config::full_digest_bytes`]). A node with a larger digest starts its rounds with a
@@ -64,8 +66,8 @@ pub const FANOUT_WITH_PUSH: usize = 1;
 /// Largest digest a Syn carries whole unless configured otherwise (about 80 origins).
 pub const FULL_DIGEST_BYTES: usize = 2048;
 /// Most anti-entropy rounds in a row a node skips while its push batches flow (see
-/// [`Engine::handle_timer`]): at least one round in five still runs.
-pub const MAX_SKIPPED_ROUNDS: u32 = 4;
+/// [`Engine::handle_timer`]): at least one round in three still runs.
+pub const MAX_SKIPPED_ROUNDS: u32 = 2;
 /// How often a node that needs its peers' whole digests asks each peer for one, in the
 /// summaries it sends it (see [`Engine::set_needs_whole_digests`]).
 pub const WHOLE_DIGEST_INTERVAL: Duration = Duration::from_secs(1);
@@ -212,6 +214,8 @@ pub struct Engine {
     pushed_since_round: bool,
     /// Rounds skipped in a row.
     rounds_skipped: u32,
+    /// Peers the rounds of this cycle have yet to reach (see `pick_peers`).
+    round_order: Vec<NodeName>,
     pushes: PushQueue,
     /// Per peer, when the next gap-repair pull may be sent to it.
     repair_after: HashMap<NodeName, Duration>,
@@ -272,6 +276,7 @@ impl Engine {
             next_round: now + offset,
             pushed_since_round: false,
             rounds_skipped: 0,
+            round_order: Vec::new(),
             pushes: PushQueue::default(),
             repair_after: HashMap::new(),
             stats: Stats::default(),
@@ -360,15 +365,18 @@ impl Engine {
     /// up to [`MAX_SKIPPED_ROUNDS`] in a row: while writes flow, pushes carry them and a
     /// push that reveals a gap pulls at once, so rounds only repair, and at every
     /// interval they would cost about a frame per cluster-wide increment at 50 nodes.
-    /// Once pushes stop, rounds run at every interval again.
+    /// Once pushes stop, rounds run at every interval again. No round is skipped while
+    /// the node needs its peers' whole digests (to resolve its own keys' acceptances, to
+    /// become ready for keys, or to retire origins): those come only from rounds.
     pub fn handle_timer(&mut self, now: Duration) {
         self.push_if_due(now);
         if now < self.next_round {
             return;
         }
         self.next_round = now + self.config.gossip_interval;
-        if std::mem::take(&mut self.pushed_since_round) && self.rounds_skipped < MAX_SKIPPED_ROUNDS
-        {
+        let pushed = std::mem::take(&mut self.pushed_since_round);
+        let needs_digests = self.whole_every.is_some() || self.state.has_unresolved_of(&self.me);
+        if pushed && !needs_digests && self.rounds_skipped < MAX_SKIPPED_ROUNDS {
             self.rounds_skipped += 1;
             self.stats.rounds_skipped += 1;
             return;
@@ -1162,15 +1170,24 @@ impl Engine {
         self.outbox.push(Output::Send { to, frame });
     }
 
-    /// Up to `k` distinct random peers.
+    /// The next `k` distinct peers of this cycle of rounds: every peer once a cycle, in
+    /// an order shuffled anew for each cycle, so each is reached within ⌈peers / k⌉
+    /// rounds (random picks would take about ln(peers) times as many to reach them all).
+    /// A peer that joined meanwhile waits for the next cycle; one that left is passed over.
     fn pick_peers(&mut self, k: usize) -> Vec<NodeName> {
-        let mut candidates: Vec<&NodeName> = self.peers.iter().collect();
-        let k = k.min(candidates.len());
-        for i in 0..k {
-            let j = self.rng.usize(i..candidates.len());
-            candidates.swap(i, j);
+        let k = k.min(self.peers.len());
+        let mut picked: Vec<NodeName> = Vec::with_capacity(k);
+        // Each refill holds every peer and fewer than k are picked, so this ends.
+        while picked.len() < k {
+            let Some(next) = self.round_order.pop() else {
+                self.round_order = self.peers.clone();
+                self.rng.shuffle(&mut self.round_order);
+                continue;
+            };
+            if self.peers.binary_search(&next).is_ok() && !picked.contains(&next) {
+                picked.push(next);
+            }
         }
-        candidates.truncate(k);
-        candidates.into_iter().cloned().collect()
+        picked
     }
 }

@@ -229,30 +229,80 @@ fn a_round_runs_at_its_deadline_once_and_the_next_is_one_interval_later() {
     assert_eq!(a.next_deadline(), first + DEFAULT_GOSSIP_INTERVAL);
 }
 
+/// Whether a round ran at `at` (a Syn went out).
+fn round_ran(e: &mut Engine, at: Duration) -> bool {
+    e.handle_timer(at);
+    sends(e).iter().any(|(_, f)| matches!(f, Frame::Syn { .. }))
+}
+
+/// Before each of `rounds` rounds, a batch of `op` whose push leaves at once; whether
+/// each round ran.
+fn rounds_while_pushing(e: &mut Engine, rounds: usize, op: impl Fn(usize) -> LocalOp) -> Vec<bool> {
+    let mut at = e.next_deadline();
+    (0..rounds)
+        .map(|i| {
+            let pushes = write_at(e, at, &[op(i)]);
+            assert!(!pushes.is_empty(), "the batch left at once");
+            let ran = round_ran(e, at);
+            at += DEFAULT_GOSSIP_INTERVAL;
+            ran
+        })
+        .collect()
+}
+
 #[test]
-fn rounds_pause_while_push_batches_leave_but_never_more_than_four_in_a_row() {
+fn rounds_pause_while_push_batches_leave_but_never_more_than_two_in_a_row() {
     let mut a = engine("a", &["b", "c"], Config::default());
-    let mut round_at = a.next_deadline();
-    let round = |a: &mut Engine, at: Duration| {
-        a.handle_timer(at);
-        sends(a).iter().any(|(_, f)| matches!(f, Frame::Syn { .. }))
-    };
-    // A write whose push batch leaves at once, before each of 12 rounds.
-    let mut ran = Vec::new();
-    for _ in 0..12 {
-        let pushes = write_at(&mut a, round_at, &[inc("x", 1)]);
-        assert!(!pushes.is_empty(), "the batch left at once");
-        ran.push(round(&mut a, round_at));
-        round_at += DEFAULT_GOSSIP_INTERVAL;
-    }
-    let skipped = MAX_SKIPPED_ROUNDS as usize;
-    let expected: Vec<bool> = (0..12).map(|i| i % (skipped + 1) == skipped).collect();
+    let ran = rounds_while_pushing(&mut a, 12, |_| inc("x", 1));
+    let cycle = MAX_SKIPPED_ROUNDS as usize + 1;
+    let expected: Vec<bool> = (0..12).map(|i| i % cycle == cycle - 1).collect();
     assert_eq!(ran, expected);
-    assert_eq!((a.stats().rounds, a.stats().rounds_skipped), (2, 10));
+    assert_eq!(
+        (a.stats().rounds, a.stats().rounds_skipped),
+        (12 / cycle as u64, 12 - 12 / cycle as u64)
+    );
     // The writes stop: every round runs.
+    let mut at = a.next_deadline();
     for _ in 0..3 {
-        assert!(round(&mut a, round_at));
-        round_at += DEFAULT_GOSSIP_INTERVAL;
+        assert!(round_ran(&mut a, at));
+        at += DEFAULT_GOSSIP_INTERVAL;
+    }
+}
+
+#[test]
+fn no_round_is_skipped_while_the_nodes_own_key_acceptances_wait_for_digests() {
+    let mut a = engine("a", &["b", "c"], Config::default());
+    let keyed = |i: usize| LocalOp {
+        key: Some(format!("k{i}")),
+        ..inc("x", 1)
+    };
+    assert_eq!(rounds_while_pushing(&mut a, 6, keyed), vec![true; 6]);
+    assert_eq!(a.stats().rounds_skipped, 0);
+    // Nor while it needs its peers' whole digests for another reason.
+    let mut b = engine("b", &["a", "c"], Config::default());
+    b.set_needs_whole_digests(Some(Duration::from_secs(10)));
+    assert_eq!(
+        rounds_while_pushing(&mut b, 6, |_| inc("x", 1)),
+        vec![true; 6]
+    );
+}
+
+#[test]
+fn rounds_reach_every_peer_once_a_cycle() {
+    let peers = names("p", 7);
+    let mut a = engine("a", &refs(&peers), Config::default());
+    let mut at = a.next_deadline();
+    let mut round = || {
+        a.handle_timer(at);
+        at += DEFAULT_GOSSIP_INTERVAL;
+        let to: Vec<String> = sends(&mut a).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(to.len(), FANOUT_WITH_PUSH, "{to:?}");
+        to
+    };
+    for cycle in 0..3 {
+        let mut reached: Vec<String> = (0..peers.len()).flat_map(|_| round()).collect();
+        reached.sort();
+        assert_eq!(reached, peers, "cycle {cycle}: each peer once");
     }
 }
 

@@ -243,8 +243,10 @@ impl GossipFlags {
             FlagHelp::with_default(
                 "--gossip-interval DUR",
                 &format!(
-                    "time between anti-entropy rounds (at least {})",
-                    show_duration(engine::MIN_GOSSIP_INTERVAL)
+                    "time between anti-entropy rounds (at least {}); while push batches \
+                     flow, up to {} rounds in a row are skipped",
+                    show_duration(engine::MIN_GOSSIP_INTERVAL),
+                    engine::MAX_SKIPPED_ROUNDS
                 ),
                 show_duration(DEFAULT_GOSSIP_INTERVAL),
             ),

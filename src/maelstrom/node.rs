@@ -8,7 +8,8 @@
 //!
 //! What `gossip_status_ok` reports:
 //! - `local_value`: this node's value of the `default` counter;
-//! - `gossip_rounds`: anti-entropy rounds this node has started (one per gossip interval);
+//! - `gossip_rounds`: anti-entropy rounds this node has started (one per gossip interval,
+//!   fewer while its push batches flow);
 //! - `peers_synced`: peers whose latest digest seen here (in a Syn or SynAck they sent)
 //!   covers every origin up to the version this node knows it, i.e. peers known to hold
 //!   all the versioned state this node holds. Totals merged from `replicate` carry no
@@ -489,7 +490,7 @@ mod tests {
         assert_eq!(
             pushes.len(),
             2,
-            "one push to each of fanout 2 peers: {out:?}"
+            "one push to each peer of the mesh: {out:?}"
         );
         let entries = &pushes[0]["body"]["frame"]["delta"][0]["entries"];
         assert_eq!(entries.as_array().map(Vec::len), Some(1));
@@ -521,7 +522,7 @@ mod tests {
         let mut now = ms(10);
         let mut to_a = drain(&mut b, now);
         let mut to_b = drain(&mut a, now);
-        while now < ms(400) {
+        while now < ms(600) {
             now += ms(50);
             for m in std::mem::take(&mut to_a) {
                 if m["dest"] == "n1" {

@@ -200,6 +200,10 @@ fn info_section(text: &mut Vec<u8>, section: &str, status: &NodeStatus, figures:
             field("gctr_peers_reachable", &status.peers.reachable);
             field("gctr_origins", &status.state.origins);
             field("gctr_gossip_rounds", &status.gossip.stats.rounds);
+            field(
+                "gctr_gossip_rounds_skipped",
+                &status.gossip.stats.rounds_skipped,
+            );
         }
         _ => {
             let keys = status.state.counters;

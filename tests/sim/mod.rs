@@ -853,6 +853,7 @@ fn add_stats(total: &mut Stats, s: &Stats) {
     total.frames_in.add(&s.frames_in);
     total.bytes_in.add(&s.bytes_in);
     total.rounds += s.rounds;
+    total.rounds_skipped += s.rounds_skipped;
     total.entries_out += s.entries_out;
     total.entries_in += s.entries_in;
     total.forwarded += s.forwarded;
