@@ -16,8 +16,8 @@
 //!   its state would reuse its origin and have its new adds swallowed by the max-merge of
 //!   its old totals, so this runtime is not for setups that restart nodes.
 //! - Peers are all the other node ids from `init`. The `topology` message is answered and
-//!   otherwise ignored: the engine picks `fanout` random peers from full membership, as the
-//!   reference counter does.
+//!   otherwise ignored: the engine's rounds take `fanout` peers at a time from full
+//!   membership, each in turn.
 //! - There is no disk: an `add` is durable the moment it is prepared, so it goes straight
 //!   from `prepare_local` to `apply_local`, then `add_ok`.
 
