@@ -403,7 +403,12 @@ mod tests {
             !state.compact(&gone, 3),
             "only at the version it retired at"
         );
+        let generation = state.generation();
         assert!(state.compact(&gone, 4));
+        assert!(
+            state.generation() > generation,
+            "what caches the state sees it changed"
+        );
         assert!(!state.compact(&gone, 4), "once");
         assert!(state.is_compacted(&gone) && state.is_retired(&gone));
         assert_eq!(
@@ -444,6 +449,62 @@ mod tests {
                 ],
             }
         );
+    }
+
+    #[test]
+    fn a_refusal_says_which_origin_or_counter_and_why() {
+        let origin = Origin::new("gone", 3);
+        let name = origin.to_string();
+        for (refusal, says) in [
+            (
+                AdoptRefusal::NotCompactedThere {
+                    origin: origin.clone(),
+                    here: 7,
+                    there: Some(5),
+                },
+                vec![name.as_str(), "7", "5"],
+            ),
+            (
+                AdoptRefusal::NotCompactedThere {
+                    origin: origin.clone(),
+                    here: 7,
+                    there: None,
+                },
+                vec![name.as_str(), "7", "not there"],
+            ),
+            (
+                AdoptRefusal::HeldPast {
+                    origin: origin.clone(),
+                    held: 9,
+                    version: 7,
+                },
+                vec![name.as_str(), "9", "7"],
+            ),
+            (
+                AdoptRefusal::HoldsAcceptance {
+                    origin: origin.clone(),
+                },
+                vec![name.as_str(), "acceptance"],
+            ),
+            (
+                AdoptRefusal::HoldsUnversioned {
+                    origin: origin.clone(),
+                },
+                vec![name.as_str(), "without a version"],
+            ),
+            (
+                AdoptRefusal::SumBelow {
+                    counter: "hits".into(),
+                },
+                vec!["\"hits\"", "below"],
+            ),
+            (AdoptRefusal::Malformed, vec!["twice", "out of order"]),
+        ] {
+            let text = refusal.to_string();
+            for word in says {
+                assert!(text.contains(word), "{refusal:?} says {text:?}");
+            }
+        }
     }
 
     #[test]
