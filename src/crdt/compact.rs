@@ -559,7 +559,9 @@ mod tests {
                     };
                     assert!(newcomer.retire(&gone, v));
                 }
+                let generation = newcomer.generation();
                 assert_eq!(newcomer.adopt(&peer.compaction()), Ok(1), "held {held}");
+                assert!(newcomer.generation() > generation, "held {held}");
                 assert_eq!(
                     view(&newcomer),
                     view(&peer),
