@@ -560,8 +560,19 @@ mod tests {
                     assert!(newcomer.retire(&gone, v));
                 }
                 let generation = newcomer.generation();
+                let stats = newcomer.retire_stats();
                 assert_eq!(newcomer.adopt(&peer.compaction()), Ok(1), "held {held}");
                 assert!(newcomer.generation() > generation, "held {held}");
+                let after = newcomer.retire_stats();
+                assert_eq!(
+                    (after.compacted, after.adopted, after.retired),
+                    (
+                        stats.compacted + 1,
+                        stats.adopted + 1,
+                        stats.retired + usize::from(!retired)
+                    ),
+                    "held {held}, retired {retired}: one origin compacted, by adoption, retired"
+                );
                 assert_eq!(
                     view(&newcomer),
                     view(&peer),
@@ -746,6 +757,36 @@ mod tests {
             };
             assert_eq!(state.adopt(&theirs), Err(AdoptRefusal::Malformed));
             assert_eq!(view(&state), before);
+        }
+    }
+
+    /// An origin or a counter listed twice, or out of order, is refused as it stands.
+    #[test]
+    fn a_compaction_listing_an_origin_or_a_counter_twice_or_out_of_order_is_refused() {
+        let state = State::new();
+        let ov = |name: &str| OriginVersion {
+            origin: Origin::new(name, 1),
+            version: 1,
+        };
+        let sum = |counter: &str| CompactedSum {
+            counter: counter.into(),
+            p: 1,
+            n: 0,
+        };
+        for (origins, sums) in [
+            (vec![ov("a"), ov("a")], vec![sum("x")]),
+            (vec![ov("b"), ov("a")], vec![sum("x")]),
+            (vec![ov("a"), ov("b")], vec![sum("x"), sum("x")]),
+            (vec![ov("a"), ov("b")], vec![sum("y"), sum("x")]),
+        ] {
+            let theirs = Compaction { origins, sums };
+            let mut copy = state.clone();
+            assert_eq!(
+                copy.adopt(&theirs),
+                Err(AdoptRefusal::Malformed),
+                "{theirs:?}"
+            );
+            assert_eq!(view(&copy), view(&state));
         }
     }
 
