@@ -875,10 +875,17 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         .any(|o| matches!(o, Output::Adopted { origins: 1, .. })));
 
     // No second offer to b for a while, even to a digest that lacks it.
-    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: syn });
+    a.handle_frame(
+        NOW,
+        &peer("b"),
+        Frame::Syn {
+            digest: syn.clone(),
+        },
+    );
     assert!(sends(&mut a)
         .iter()
         .all(|(_, f)| f.frame_type() != FrameType::Compaction));
+
     // And b, holding it, draws none: the digests agree.
     b.handle_frame(
         NOW,
@@ -888,6 +895,14 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         },
     );
     assert_eq!(carry(&mut b, "b", &mut a, "a"), 1, "only a SynAck");
+    // A node that was forgotten (gone for good) and comes back starts afresh: a digest
+    // of it lacking the origin draws an offer at once.
+    a.forget(&peer("b"));
+    a.add_peer(peer("b"));
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: syn });
+    assert!(sends(&mut a)
+        .iter()
+        .any(|(_, f)| f.frame_type() == FrameType::Compaction));
 }
 
 /// Parts that do not continue the offer being gathered (a lost part, another offer)
