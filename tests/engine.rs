@@ -5,7 +5,7 @@
 //! a split delta chains its ranges so a receiver can apply the chunks in any order.
 
 use gctr::codec::{self, Frame, FrameType};
-use gctr::crdt::{CounterEntry, LocalOp, OpKind, Origin, OriginDelta, Resolution, State};
+use gctr::crdt::{CounterEntry, Digest, LocalOp, OpKind, Origin, OriginDelta, Resolution, State};
 use gctr::engine::{
     Config, Engine, Fanout, Output, DEFAULT_GOSSIP_INTERVAL, FANOUT_WITHOUT_PUSH, FANOUT_WITH_PUSH,
     MAX_SKIPPED_ROUNDS, MIN_PAYLOAD,
@@ -895,14 +895,29 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         },
     );
     assert_eq!(carry(&mut b, "b", &mut a, "a"), 1, "only a SynAck");
-    // A node that was forgotten (gone for good) and comes back starts afresh: a digest
-    // of it lacking the origin draws an offer at once.
+    let offered = |a: &mut Engine, digest: &Digest| {
+        a.handle_frame(
+            NOW,
+            &peer("b"),
+            Frame::Syn {
+                digest: digest.clone(),
+            },
+        );
+        sends(a)
+            .iter()
+            .any(|(_, f)| f.frame_type() == FrameType::Compaction)
+    };
+    // b's whole digest agreed (its SynAck): a later one lacking the origin (b lost it)
+    // draws an offer at once, then none for a while again.
+    assert!(
+        offered(&mut a, &syn),
+        "the wait ends once the digests agree"
+    );
+    assert!(!offered(&mut a, &syn));
+    // A node forgotten (gone for good) that comes back starts afresh too.
     a.forget(&peer("b"));
     a.add_peer(peer("b"));
-    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: syn });
-    assert!(sends(&mut a)
-        .iter()
-        .any(|(_, f)| f.frame_type() == FrameType::Compaction));
+    assert!(offered(&mut a, &syn), "a forgotten peer starts afresh");
 }
 
 /// Parts that do not continue the offer being gathered (a lost part, another offer)
