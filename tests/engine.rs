@@ -895,9 +895,9 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         },
     );
     assert_eq!(carry(&mut b, "b", &mut a, "a"), 1, "only a SynAck");
-    let offered = |a: &mut Engine, digest: &Digest| {
+    let offered_at = |a: &mut Engine, at: Duration, digest: &Digest| {
         a.handle_frame(
-            NOW,
+            at,
             &peer("b"),
             Frame::Syn {
                 digest: digest.clone(),
@@ -907,6 +907,7 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
             .iter()
             .any(|(_, f)| f.frame_type() == FrameType::Compaction)
     };
+    let offered = |a: &mut Engine, digest: &Digest| offered_at(a, NOW, digest);
     // b's whole digest agreed (its SynAck): a later one lacking the origin (b lost it)
     // draws an offer at once, then none for a while again.
     assert!(
@@ -914,6 +915,13 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         "the wait ends once the digests agree"
     );
     assert!(!offered(&mut a, &syn));
+    // Past the longest wait between offers (10 minutes), one goes again.
+    let later = NOW + Duration::from_secs(600);
+    assert!(
+        offered_at(&mut a, later, &syn),
+        "offers repeat while it lacks it"
+    );
+    assert!(!offered_at(&mut a, later, &syn));
     // A node forgotten (gone for good) that comes back starts afresh too.
     a.forget(&peer("b"));
     a.add_peer(peer("b"));
