@@ -915,6 +915,17 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         "the wait ends once the digests agree"
     );
     assert!(!offered(&mut a, &syn));
+    // The first wait is 5 s: an offer goes again at its end, not before.
+    let wait_over = NOW + Duration::from_secs(5);
+    assert!(!offered_at(
+        &mut a,
+        wait_over - Duration::from_nanos(1),
+        &syn
+    ));
+    assert!(
+        offered_at(&mut a, wait_over, &syn),
+        "the first wait is over"
+    );
     // Past the longest wait between offers (10 minutes), one goes again.
     let later = NOW + Duration::from_secs(600);
     assert!(
