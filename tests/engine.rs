@@ -848,6 +848,21 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         .filter(|k| **k == FrameType::Compaction)
         .count();
     assert!(parts > 1, "{kinds:?}");
+    // The parts fit the frame limit and are packed: each but the last is full to within
+    // an entry or so.
+    let offer: Vec<Frame> = sent
+        .iter()
+        .map(|(_, f)| f.clone())
+        .filter(|f| f.frame_type() == FrameType::Compaction)
+        .collect();
+    assert_within(&offer, MIN_PAYLOAD);
+    let lens: Vec<usize> = offer.iter().map(codec::payload_len).collect();
+    assert!(
+        lens[..lens.len() - 1]
+            .iter()
+            .all(|&len| len > MIN_PAYLOAD * 3 / 4),
+        "{lens:?}"
+    );
     for (_, frame) in &sent {
         if let Frame::SynAck { delta, .. } | Frame::Delta { delta } = frame {
             assert!(delta.iter().all(|d| d.origin != gone), "no range of gone");
@@ -926,6 +941,19 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         offered_at(&mut a, wait_over, &syn),
         "the first wait is over"
     );
+    // Each wait doubles the last: the next is 10 s.
+    let second_over = wait_over + Duration::from_secs(10);
+    assert!(!offered_at(
+        &mut a,
+        second_over - Duration::from_nanos(1),
+        &syn
+    ));
+    let offers = a.stats().compaction_offers;
+    assert!(
+        offered_at(&mut a, second_over, &syn),
+        "the second wait is over"
+    );
+    assert_eq!(a.stats().compaction_offers, offers + 1, "one offer counted");
     // Past the longest wait between offers (10 minutes), one goes again.
     let later = NOW + Duration::from_secs(600);
     assert!(
