@@ -989,6 +989,30 @@ fn a_compaction_offer_missing_a_part_is_never_adopted() {
     assert_eq!(b.state().values().count(), 0, "nothing adopted");
 }
 
+/// A node gathers offers from at most two peers at once: a third's first part is
+/// dropped (and counted), while the two being gathered go on to be adopted.
+#[test]
+fn at_most_two_compaction_offers_are_gathered_at_once() {
+    let (mut a, gone, config) = compacted_node();
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
+    let parts: Vec<Frame> = sends(&mut a)
+        .into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.frame_type() == FrameType::Compaction)
+        .collect();
+    assert!(parts.len() > 1);
+    let mut b = engine("b", &["a1", "a2", "a3"], config);
+    for from in ["a1", "a2", "a3"] {
+        b.handle_frame(NOW, &peer(from), parts[0].clone());
+    }
+    assert_eq!(b.stats().compaction_dropped, 1, "the third offer");
+    for part in &parts[1..] {
+        b.handle_frame(NOW, &peer("a1"), part.clone());
+    }
+    assert!(b.state().is_compacted(&gone), "a1's offer, gathered whole");
+    assert_eq!(b.stats().compaction_dropped, 1);
+}
+
 /// A stale push of a compacted origin (a duplicated or delayed frame) that a node of a
 /// large cluster passes on never goes out as a range without its entries: a receiver
 /// holding part of the origin would take the range as held and never learn the rest.
