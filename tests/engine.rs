@@ -1011,6 +1011,17 @@ fn at_most_two_compaction_offers_are_gathered_at_once() {
     }
     assert!(b.state().is_compacted(&gone), "a1's offer, gathered whole");
     assert_eq!(b.stats().compaction_dropped, 1);
+    // An offer from a node that is no peer is dropped too, however few are gathered.
+    let mut c = engine("c", &["a1"], Config::default());
+    for part in &parts {
+        c.handle_frame(NOW, &peer("stranger"), part.clone());
+    }
+    assert!(!c.state().is_compacted(&gone));
+    assert_eq!(
+        c.stats().compaction_dropped,
+        1,
+        "counted once, at its first part"
+    );
 }
 
 /// A stale push of a compacted origin (a duplicated or delayed frame) that a node of a
