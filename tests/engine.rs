@@ -979,7 +979,7 @@ fn a_compaction_offer_missing_a_part_is_never_adopted() {
         .filter(|f| f.frame_type() == FrameType::Compaction)
         .collect();
     assert!(parts.len() > 2);
-    let mut b = engine("b", &["a"], config);
+    let mut b = engine("b", &["a"], config.clone());
     for (i, part) in parts.iter().enumerate() {
         if i != 1 {
             b.handle_frame(NOW, &peer("a"), part.clone());
@@ -987,6 +987,42 @@ fn a_compaction_offer_missing_a_part_is_never_adopted() {
     }
     assert!(!b.state().is_compacted(&gone));
     assert_eq!(b.state().values().count(), 0, "nothing adopted");
+    assert_eq!(b.stats().compaction_dropped, 1, "dropped at the gap");
+    // A part twice (a retransmission) drops the offer as well, and so does a part of
+    // another offer in the middle of one.
+    let mut c = engine("c", &["a"], config.clone());
+    for part in [&parts[0], &parts[1], &parts[1]] {
+        c.handle_frame(NOW, &peer("a"), part.clone());
+    }
+    assert_eq!(c.stats().compaction_dropped, 1, "dropped at the repeat");
+    a.handle_frame(
+        NOW + Duration::from_secs(600),
+        &peer("b"),
+        Frame::Syn { digest: vec![] },
+    );
+    let other: Vec<Frame> = sends(&mut a)
+        .into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.frame_type() == FrameType::Compaction)
+        .collect();
+    assert_eq!(
+        other.len(),
+        parts.len(),
+        "the same compaction, another offer"
+    );
+    let mut d = engine("d", &["a"], config);
+    for part in [&parts[0], &other[1]] {
+        d.handle_frame(NOW, &peer("a"), part.clone());
+    }
+    assert_eq!(
+        d.stats().compaction_dropped,
+        1,
+        "dropped at the other offer's part"
+    );
+    for part in &parts[2..] {
+        d.handle_frame(NOW, &peer("a"), part.clone());
+    }
+    assert!(!d.state().is_compacted(&gone));
 }
 
 /// A node gathers offers from at most two peers at once: a third's first part is
