@@ -888,6 +888,10 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         .drain_outputs()
         .iter()
         .any(|o| matches!(o, Output::Adopted { origins: 1, .. })));
+    assert_eq!(
+        (b.stats().compaction_adopted, b.stats().compaction_refused),
+        (1, 0)
+    );
 
     // No second offer to b for a while, even to a digest that lacks it.
     a.handle_frame(
@@ -1023,6 +1027,41 @@ fn a_compaction_offer_missing_a_part_is_never_adopted() {
         d.handle_frame(NOW, &peer("a"), part.clone());
     }
     assert!(!d.state().is_compacted(&gone));
+}
+
+/// A node holding a compacted origin past the version it was compacted at refuses the
+/// offer (adopting it could count wrongly), says why, and changes nothing.
+#[test]
+fn a_compaction_that_could_count_wrongly_is_refused_and_said_so() {
+    let (mut a, gone, config) = compacted_node();
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
+    let parts: Vec<Frame> = sends(&mut a)
+        .into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.frame_type() == FrameType::Compaction)
+        .collect();
+    let mut b = engine("b", &["a"], config);
+    let past = OriginDelta {
+        origin: gone.clone(),
+        from: 0,
+        to: 301,
+        entries: vec![CounterEntry::plain("late", 1, 0, 301)],
+    };
+    b.handle_frame(NOW, &peer("c"), Frame::Delta { delta: vec![past] });
+    sends(&mut b);
+    for part in &parts {
+        b.handle_frame(NOW, &peer("a"), part.clone());
+    }
+    assert!(!b.state().is_compacted(&gone));
+    assert_eq!(b.state().value("late"), 1);
+    assert!(b
+        .drain_outputs()
+        .iter()
+        .any(|o| matches!(o, Output::AdoptionRefused { .. })));
+    assert_eq!(
+        (b.stats().compaction_adopted, b.stats().compaction_refused),
+        (0, 1)
+    );
 }
 
 /// A node gathers offers from at most two peers at once: a third's first part is
