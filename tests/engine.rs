@@ -1029,6 +1029,52 @@ fn a_compaction_offer_missing_a_part_is_never_adopted() {
     assert!(!d.state().is_compacted(&gone));
 }
 
+/// A compaction of many origins is cut into packed parts within the frame limit, its
+/// origins across parts too, and adopted whole.
+#[test]
+fn a_compaction_of_many_origins_goes_in_packed_parts() {
+    let config = Config {
+        max_payload: MIN_PAYLOAD,
+        ..Config::default()
+    };
+    let mut a = engine("a", &["b"], config.clone());
+    let gone: Vec<Origin> = (0..80)
+        .map(|i| Origin::new(format!("gone-{i:03}"), 1))
+        .collect();
+    for origin in &gone {
+        let delta = OriginDelta {
+            origin: origin.clone(),
+            from: 0,
+            to: 1,
+            entries: vec![CounterEntry::plain("c", 1, 0, 1)],
+        };
+        a.handle_frame(NOW, &peer("c"), Frame::Delta { delta: vec![delta] });
+        assert!(a.retire(origin, 1) && a.compact(origin, 1));
+    }
+    sends(&mut a);
+    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
+    let parts: Vec<Frame> = sends(&mut a)
+        .into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.frame_type() == FrameType::Compaction)
+        .collect();
+    assert!(parts.len() > 2, "{} parts", parts.len());
+    assert_within(&parts, MIN_PAYLOAD);
+    let lens: Vec<usize> = parts.iter().map(codec::payload_len).collect();
+    assert!(
+        lens[..lens.len() - 1]
+            .iter()
+            .all(|&len| len > MIN_PAYLOAD * 3 / 4),
+        "{lens:?}"
+    );
+    let mut b = engine("b", &["a"], config);
+    for part in &parts {
+        b.handle_frame(NOW, &peer("a"), part.clone());
+    }
+    assert!(gone.iter().all(|o| b.state().is_compacted(o)));
+    assert_eq!(b.state().value("c"), 80);
+}
+
 /// A node holding a compacted origin past the version it was compacted at refuses the
 /// offer (adopting it could count wrongly), says why, and changes nothing.
 #[test]
