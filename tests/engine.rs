@@ -819,6 +819,29 @@ fn compacted_node() -> (Engine, Origin, Config) {
     (a, gone, config)
 }
 
+/// The compaction offer `a` sends b at `at`, answering an empty Syn from it.
+fn offer_to_b(a: &mut Engine, at: Duration) -> Vec<Frame> {
+    a.handle_frame(at, &peer("b"), Frame::Syn { digest: vec![] });
+    sends(a)
+        .into_iter()
+        .map(|(_, f)| f)
+        .filter(|f| f.frame_type() == FrameType::Compaction)
+        .collect()
+}
+
+/// The parts of an offer fit the smallest frame limit and are packed: each but the last
+/// is full to within an entry or so.
+fn assert_packed(parts: &[Frame]) {
+    assert_within(parts, MIN_PAYLOAD);
+    let lens: Vec<usize> = parts.iter().map(codec::payload_len).collect();
+    assert!(
+        lens[..lens.len() - 1]
+            .iter()
+            .all(|&len| len > MIN_PAYLOAD * 3 / 4),
+        "{lens:?}"
+    );
+}
+
 /// A node that compacted an origin never sends a range of it (its entries are gone): a
 /// peer lacking part of it gets the node's compaction instead, cut into parts, and once
 /// the last is in reads what the node reads. An offer goes at most once a while.
@@ -855,14 +878,7 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
         .map(|(_, f)| f.clone())
         .filter(|f| f.frame_type() == FrameType::Compaction)
         .collect();
-    assert_within(&offer, MIN_PAYLOAD);
-    let lens: Vec<usize> = offer.iter().map(codec::payload_len).collect();
-    assert!(
-        lens[..lens.len() - 1]
-            .iter()
-            .all(|&len| len > MIN_PAYLOAD * 3 / 4),
-        "{lens:?}"
-    );
+    assert_packed(&offer);
     for (_, frame) in &sent {
         if let Frame::SynAck { delta, .. } | Frame::Delta { delta } = frame {
             assert!(delta.iter().all(|d| d.origin != gone), "no range of gone");
@@ -976,12 +992,7 @@ fn a_peer_lacking_a_compacted_origin_adopts_the_compaction_offered_to_it() {
 #[test]
 fn a_compaction_offer_missing_a_part_is_never_adopted() {
     let (mut a, gone, config) = compacted_node();
-    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
-    let parts: Vec<Frame> = sends(&mut a)
-        .into_iter()
-        .map(|(_, f)| f)
-        .filter(|f| f.frame_type() == FrameType::Compaction)
-        .collect();
+    let parts = offer_to_b(&mut a, NOW);
     assert!(parts.len() > 2);
     let mut b = engine("b", &["a"], config.clone());
     for (i, part) in parts.iter().enumerate() {
@@ -999,16 +1010,7 @@ fn a_compaction_offer_missing_a_part_is_never_adopted() {
         c.handle_frame(NOW, &peer("a"), part.clone());
     }
     assert_eq!(c.stats().compaction_dropped, 1, "dropped at the repeat");
-    a.handle_frame(
-        NOW + Duration::from_secs(600),
-        &peer("b"),
-        Frame::Syn { digest: vec![] },
-    );
-    let other: Vec<Frame> = sends(&mut a)
-        .into_iter()
-        .map(|(_, f)| f)
-        .filter(|f| f.frame_type() == FrameType::Compaction)
-        .collect();
+    let other = offer_to_b(&mut a, NOW + Duration::from_secs(600));
     assert_eq!(
         other.len(),
         parts.len(),
@@ -1052,21 +1054,9 @@ fn a_compaction_of_many_origins_goes_in_packed_parts() {
         assert!(a.retire(origin, 1) && a.compact(origin, 1));
     }
     sends(&mut a);
-    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
-    let parts: Vec<Frame> = sends(&mut a)
-        .into_iter()
-        .map(|(_, f)| f)
-        .filter(|f| f.frame_type() == FrameType::Compaction)
-        .collect();
+    let parts = offer_to_b(&mut a, NOW);
     assert!(parts.len() > 2, "{} parts", parts.len());
-    assert_within(&parts, MIN_PAYLOAD);
-    let lens: Vec<usize> = parts.iter().map(codec::payload_len).collect();
-    assert!(
-        lens[..lens.len() - 1]
-            .iter()
-            .all(|&len| len > MIN_PAYLOAD * 3 / 4),
-        "{lens:?}"
-    );
+    assert_packed(&parts);
     let mut b = engine("b", &["a"], config);
     for part in &parts {
         b.handle_frame(NOW, &peer("a"), part.clone());
@@ -1080,12 +1070,7 @@ fn a_compaction_of_many_origins_goes_in_packed_parts() {
 #[test]
 fn a_compaction_that_could_count_wrongly_is_refused_and_said_so() {
     let (mut a, gone, config) = compacted_node();
-    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
-    let parts: Vec<Frame> = sends(&mut a)
-        .into_iter()
-        .map(|(_, f)| f)
-        .filter(|f| f.frame_type() == FrameType::Compaction)
-        .collect();
+    let parts = offer_to_b(&mut a, NOW);
     let mut b = engine("b", &["a"], config);
     let past = OriginDelta {
         origin: gone.clone(),
@@ -1115,12 +1100,7 @@ fn a_compaction_that_could_count_wrongly_is_refused_and_said_so() {
 #[test]
 fn at_most_two_compaction_offers_are_gathered_at_once() {
     let (mut a, gone, config) = compacted_node();
-    a.handle_frame(NOW, &peer("b"), Frame::Syn { digest: vec![] });
-    let parts: Vec<Frame> = sends(&mut a)
-        .into_iter()
-        .map(|(_, f)| f)
-        .filter(|f| f.frame_type() == FrameType::Compaction)
-        .collect();
+    let parts = offer_to_b(&mut a, NOW);
     assert!(parts.len() > 1);
     let mut b = engine("b", &["a1", "a2", "a3"], config);
     for from in ["a1", "a2", "a3"] {
