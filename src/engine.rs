@@ -375,7 +375,7 @@ impl Engine {
         }
         self.next_round = now + self.config.gossip_interval;
         let pushed = std::mem::take(&mut self.pushed_since_round);
-        let needs_digests = self.whole_every.is_some() || self.state.has_unresolved_of(&self.me);
+        let needs_digests = self.whole_digests_every().is_some();
         if pushed && !needs_digests && self.rounds_skipped < MAX_SKIPPED_ROUNDS {
             self.rounds_skipped += 1;
             self.stats.rounds_skipped += 1;
@@ -407,11 +407,7 @@ impl Engine {
         let Frame::Summary { wants_whole, .. } = &mut frame else {
             return frame;
         };
-        let every = match self.state.has_unresolved_of(&self.me) {
-            true => Some(WHOLE_DIGEST_INTERVAL),
-            false => self.whole_every,
-        };
-        let Some(every) = every else {
+        let Some(every) = self.whole_digests_every() else {
             return frame;
         };
         let due = self
@@ -424,6 +420,16 @@ impl Engine {
             self.whole_asked.insert(peer.clone(), (now, request));
         }
         frame
+    }
+
+    /// How often this node needs each peer's whole digest, if it does: every
+    /// [`WHOLE_DIGEST_INTERVAL`] while an acceptance of its own is unresolved, else as
+    /// the node core asked ([`Engine::set_needs_whole_digests`]).
+    fn whole_digests_every(&self) -> Option<Duration> {
+        match self.state.has_unresolved_of(&self.me) {
+            true => Some(WHOLE_DIGEST_INTERVAL),
+            false => self.whole_every,
+        }
     }
 
     /// What starts an anti-entropy exchange: a Syn with the whole digest while it is

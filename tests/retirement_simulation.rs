@@ -49,8 +49,8 @@ fn start(mut sim: Sim) -> Sim {
     sim
 }
 
-/// Writes on every node until they converge, then cuts node 4 off; returns its origin.
-fn write_then_cut_off_node_4(sim: &mut Sim) -> gctr::crdt::Origin {
+/// Writes on every node until they converge, then splits the cluster into `sides`.
+fn write_then_partition(sim: &mut Sim, sides: Vec<Vec<usize>>) {
     sim.run(&[
         Step::RandomOps {
             count: 50,
@@ -58,8 +58,13 @@ fn write_then_cut_off_node_4(sim: &mut Sim) -> gctr::crdt::Origin {
             over: secs(2),
         },
         Step::AssertConverged { within: secs(30) },
-        Step::Partition(vec![vec![0, 1, 2, 3], vec![4]]),
+        Step::Partition(sides),
     ]);
+}
+
+/// Writes on every node until they converge, then cuts node 4 off; returns its origin.
+fn write_then_cut_off_node_4(sim: &mut Sim) -> gctr::crdt::Origin {
+    write_then_partition(sim, vec![vec![0, 1, 2, 3], vec![4]]);
     sim.core(4).expect("running").origin().clone()
 }
 
@@ -266,15 +271,7 @@ fn a_member_taken_for_dead_that_kept_writing_comes_back_exactly() {
 fn a_replica_away_for_long_with_a_retired_origins_last_writes_changes_no_count_wrongly() {
     let seed = seed_or(1902);
     let mut sim = cluster(seed, Link::perfect());
-    sim.run(&[
-        Step::RandomOps {
-            count: 50,
-            counters: 3,
-            over: secs(2),
-        },
-        Step::AssertConverged { within: secs(30) },
-        Step::Partition(vec![vec![0, 1, 2], vec![3, 4]]),
-    ]);
+    write_then_partition(&mut sim, vec![vec![0, 1, 2], vec![3, 4]]);
     let three = sim.core(3).expect("running").origin().clone();
     for by in 1..=10 {
         sim.run(&[
